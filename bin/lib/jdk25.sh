@@ -1,0 +1,28 @@
+# Sourced by the launchers in bin/: sets JAVA_HOME to a JDK 25 or newer, or exits 2 with one line.
+# Order: $JAVA_HOME if it is 25+, then /usr/lib/jvm/*, then the `java` on PATH.
+
+jvirtio_java_major() { # prints the feature version of the java binary $1, or nothing
+  "$1" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java\.specification\.version = \([0-9]*\).*/\1/p' | head -n 1
+}
+
+jvirtio_find_jdk25() {
+  local candidate major
+  for candidate in "${JAVA_HOME:-}" /usr/lib/jvm/* "$(dirname "$(dirname "$(readlink -f "$(command -v java 2>/dev/null || echo /nonexistent)")")")"; do
+    [ -n "$candidate" ] && [ -x "$candidate/bin/java" ] && [ -x "$candidate/bin/javac" ] || continue
+    major=$(jvirtio_java_major "$candidate/bin/java")
+    if [ -n "$major" ] && [ "$major" -ge 25 ]; then
+      echo "$candidate"
+      return 0
+    fi
+  done
+  return 1
+}
+
+if ! JAVA_HOME=$(jvirtio_find_jdk25); then
+  echo "jvirtio: no JDK 25 found (looked at \$JAVA_HOME, /usr/lib/jvm/*, PATH); install one (e.g. apt-get install temurin-25-jdk) or set JAVA_HOME to it" >&2
+  exit 2
+fi
+export JAVA_HOME
+export PATH="$JAVA_HOME/bin:$PATH"
+# Maven's own bundled Guava touches sun.misc.Unsafe; keep its warning out of every build log.
+export MAVEN_OPTS="${MAVEN_OPTS:-} --sun-misc-unsafe-memory-access=allow"

@@ -1,0 +1,7 @@
+/** Guest memory, the VirtioDevice SPI, feature bits, device status, eventfds. */
+module org.jvirtio.api {
+    requires org.slf4j;
+
+    exports org.jvirtio.api;
+    exports org.jvirtio.api.linux;
+}

@@ -1,0 +1,187 @@
+package org.jvirtio.api;
+
+import java.lang.foreign.MemorySegment;
+
+/**
+ * One descriptor chain popped from a virtqueue: its head id and its buffers, the
+ * device-readable ones first, then the device-writable ones (VIRTIO 1.3, 2.7.4.2 forbids the
+ * other order). Buffers are already translated and validated: each is a range inside one
+ * guest memory region, so a descriptor that crossed a region boundary appears as two buffers.
+ *
+ * <p>Instances are owned and reused by their queue (no allocation per chain). A chain is valid
+ * from the pop that returned it until the device hands it back with
+ * {@link Virtqueue#addUsed(DescriptorChain, int)}; the device must not keep it afterwards.
+ *
+ * <p>Devices parse a chain through {@link #reader()} and {@link #writer()}, which read and write
+ * little-endian fields across buffer boundaries: any descriptor layout is legal (VIRTIO 1.3,
+ * 2.7.4.4), a 16-byte request header may come in 16 one-byte descriptors.
+ */
+public final class DescriptorChain {
+    private static final int INITIAL_CAPACITY = 8;
+
+    private final int owner;
+    private int head;
+    private int count;
+    private int readableCount;
+    private long readableBytes;
+    private long writableBytes;
+    private MemorySegment[] segments = new MemorySegment[INITIAL_CAPACITY];
+    private long[] offsets = new long[INITIAL_CAPACITY];
+    private int[] lengths = new int[INITIAL_CAPACITY];
+    private final ChainReader reader = new ChainReader(this);
+    private final ChainWriter writer = new ChainWriter(this);
+    /** Free for the owning queue's bookkeeping (e.g. a pool link); devices must not use it. */
+    public int queueSlot;
+
+    /** @param owner an identifier of the owning queue, for assertions and messages */
+    public DescriptorChain(int owner) {
+        this.owner = owner;
+    }
+
+    // ---- filled in by the queue implementation ----
+
+    /** Starts a new chain with head {@code head}, dropping all buffers. For queue implementations. */
+    public void reset(int head) {
+        this.head = head;
+        this.count = 0;
+        this.readableCount = 0;
+        this.readableBytes = 0;
+        this.writableBytes = 0;
+    }
+
+    /**
+     * Appends a buffer: {@code length} bytes at {@code offset} in {@code regionSegment}. Readable
+     * buffers must all come before writable ones; the queue implementation checks that before
+     * calling. For queue implementations.
+     */
+    public void append(MemorySegment regionSegment, long offset, int length, boolean writable) {
+        if (count == segments.length) {
+            grow();
+        }
+        segments[count] = regionSegment;
+        offsets[count] = offset;
+        lengths[count] = length;
+        count++;
+        if (writable) {
+            writableBytes += Integer.toUnsignedLong(length);
+        } else {
+            readableCount++;
+            readableBytes += Integer.toUnsignedLong(length);
+        }
+    }
+
+    private void grow() {
+        int n = segments.length * 2;
+        segments = java.util.Arrays.copyOf(segments, n);
+        offsets = java.util.Arrays.copyOf(offsets, n);
+        lengths = java.util.Arrays.copyOf(lengths, n);
+    }
+
+    // ---- read by devices ----
+
+    /** The head descriptor id: what goes into the used ring. */
+    public int head() {
+        return head;
+    }
+
+    /** Identifier of the owning queue. */
+    public int owner() {
+        return owner;
+    }
+
+    /** Number of buffers (readable + writable). */
+    public int bufferCount() {
+        return count;
+    }
+
+    public int readableBufferCount() {
+        return readableCount;
+    }
+
+    public int writableBufferCount() {
+        return count - readableCount;
+    }
+
+    /** Total bytes the device may read. */
+    public long readableLength() {
+        return readableBytes;
+    }
+
+    /** Total bytes the device may write. */
+    public long writableLength() {
+        return writableBytes;
+    }
+
+    /** Whether buffer {@code i} is device-writable (true for every {@code i >= readableBufferCount()}). */
+    public boolean isWritable(int i) {
+        checkIndex(i);
+        return i >= readableCount;
+    }
+
+    /** The whole region segment holding buffer {@code i} (no allocation). */
+    public MemorySegment bufferRegion(int i) {
+        checkIndex(i);
+        return segments[i];
+    }
+
+    /** Offset of buffer {@code i} inside {@link #bufferRegion(int)}. */
+    public long bufferOffset(int i) {
+        checkIndex(i);
+        return offsets[i];
+    }
+
+    /** Length of buffer {@code i} in bytes (as an unsigned 32-bit value in an int). */
+    public int bufferLength(int i) {
+        checkIndex(i);
+        return lengths[i];
+    }
+
+    /** Host address of buffer {@code i}, for iovecs handed to the kernel (zero copy). */
+    public long bufferAddress(int i) {
+        checkIndex(i);
+        return segments[i].address() + offsets[i];
+    }
+
+    /** Buffer {@code i} as its own segment (allocates a slice; for tests and slow paths). */
+    public MemorySegment buffer(int i) {
+        checkIndex(i);
+        return segments[i].asSlice(offsets[i], Integer.toUnsignedLong(lengths[i]));
+    }
+
+    /** A cursor over the readable buffers, at position 0. The same object every call. */
+    public ChainReader reader() {
+        reader.rewind();
+        return reader;
+    }
+
+    /** A cursor over the writable buffers, at position 0. The same object every call. */
+    public ChainWriter writer() {
+        writer.rewind();
+        return writer;
+    }
+
+    private void checkIndex(int i) {
+        if (i < 0 || i >= count) {
+            throw new IndexOutOfBoundsException("buffer " + i + " of " + count);
+        }
+    }
+
+    // raw access for the cursors (same package, no checks beyond the cursor's own)
+    MemorySegment segmentAt(int i) {
+        return segments[i];
+    }
+
+    long offsetAt(int i) {
+        return offsets[i];
+    }
+
+    long lengthAt(int i) {
+        return Integer.toUnsignedLong(lengths[i]);
+    }
+
+    @Override
+    public String toString() {
+        return "DescriptorChain[head=" + head + ", readable=" + readableCount + " bufs/" + readableBytes
+                + " B, writable=" + (count - readableCount) + " bufs/" + writableBytes + " B]";
+    }
+}

@@ -1,0 +1,73 @@
+package org.jvirtio.api;
+
+/**
+ * Feature bit numbers (VIRTIO 1.3, 6 "Reserved Feature Bits" and the device sections), and
+ * helpers to turn them into masks. A feature set is a {@code long} of {@code 1L << bit}.
+ */
+public final class VirtioFeatures {
+    private VirtioFeatures() {
+    }
+
+    // ---- device-independent (VIRTIO 1.3, 6) ----
+    /** Legacy: notify even when the avail ring is empty. */
+    public static final int NOTIFY_ON_EMPTY = 24;
+    /** Legacy: any descriptor layout (always true for VERSION_1). */
+    public static final int ANY_LAYOUT = 27;
+    /** VIRTIO_F_INDIRECT_DESC (2.7.5.3). */
+    public static final int INDIRECT_DESC = 28;
+    /** VIRTIO_F_EVENT_IDX: used_event / avail_event suppression (2.7.7, 2.7.10). */
+    public static final int EVENT_IDX = 29;
+    /** vhost-user: the frontend and backend speak the protocol-feature extension (bit 30). */
+    public static final int VHOST_USER_F_PROTOCOL_FEATURES = 30;
+    /** VIRTIO_F_VERSION_1: a modern (1.x) device. */
+    public static final int VERSION_1 = 32;
+    public static final int ACCESS_PLATFORM = 33;
+    public static final int RING_PACKED = 34;
+    public static final int IN_ORDER = 35;
+    public static final int ORDER_PLATFORM = 36;
+    public static final int SR_IOV = 37;
+    public static final int NOTIFICATION_DATA = 38;
+    public static final int NOTIF_CONFIG_DATA = 39;
+    public static final int RING_RESET = 40;
+    public static final int ADMIN_VQ = 41;
+
+    // ---- virtio-blk (VIRTIO 1.3, 5.2.3) ----
+    public static final int BLK_SIZE_MAX = 1;
+    public static final int BLK_SEG_MAX = 2;
+    public static final int BLK_GEOMETRY = 4;
+    public static final int BLK_RO = 5;
+    public static final int BLK_BLK_SIZE = 6;
+    public static final int BLK_FLUSH = 9;
+    public static final int BLK_TOPOLOGY = 10;
+    public static final int BLK_CONFIG_WCE = 11;
+    public static final int BLK_MQ = 12;
+    public static final int BLK_DISCARD = 13;
+    public static final int BLK_WRITE_ZEROES = 14;
+    public static final int BLK_LIFETIME = 15;
+    public static final int BLK_SECURE_ERASE = 16;
+    public static final int BLK_ZONED = 17;
+
+    /** Mask of one bit. */
+    public static long bit(int feature) {
+        if (feature < 0 || feature > 63) {
+            throw new IllegalArgumentException("feature bit out of range: " + feature);
+        }
+        return 1L << feature;
+    }
+
+    /** Mask of several bits. */
+    public static long mask(int... features) {
+        long m = 0;
+        for (int f : features) {
+            m |= bit(f);
+        }
+        return m;
+    }
+
+    public static boolean has(long features, int feature) {
+        return (features & bit(feature)) != 0;
+    }
+
+    /** Feature bits that a split-ring device in jvirtio offers regardless of its type. */
+    public static final long RING_FEATURES = mask(VERSION_1, INDIRECT_DESC, EVENT_IDX);
+}

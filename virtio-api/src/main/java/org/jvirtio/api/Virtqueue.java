@@ -1,0 +1,58 @@
+package org.jvirtio.api;
+
+/**
+ * The device side of one virtqueue, as a device sees it: pop chains, hand them back used,
+ * publish, and decide whether to interrupt. Implemented by the split ring in
+ * {@code org.jvirtio.ring}; one thread owns a queue and calls all of these (no locks).
+ *
+ * <p>A queue that finds the guest breaking the ring's rules marks itself broken: from then on
+ * {@link #pop()} returns null and nothing more is written to the ring; the owner learns the
+ * reason through the listener it registered with the implementation and sets
+ * DEVICE_NEEDS_RESET.
+ */
+public interface Virtqueue {
+    /** Queue index within its device. */
+    int index();
+
+    /** Number of entries (a power of two). */
+    int size();
+
+    /**
+     * The next available chain, or null when the ring is empty (as of the last read of
+     * {@code avail->idx}) or the queue is broken. Reads {@code avail->idx} only when the chains
+     * seen by the previous read are used up: call it in a loop until null.
+     */
+    DescriptorChain pop();
+
+    /**
+     * Returns a chain to the driver: writes a used element (head id, bytes written) without
+     * publishing it yet. The chain object is recycled by this call.
+     */
+    void addUsed(DescriptorChain chain, int writtenLength);
+
+    /**
+     * Publishes all used elements added since the last publish with one release-store of
+     * {@code used->idx}.
+     *
+     * @return whether the driver wants an interrupt for what was just published (EVENT_IDX's
+     *         {@code vring_need_event} or the NO_INTERRUPT flag)
+     */
+    boolean publishUsed();
+
+    /**
+     * Asks the driver for kicks again and re-checks the ring.
+     *
+     * @return true when chains became available meanwhile: the caller must pop again instead of
+     *         sleeping, or it would miss the kick the driver did not send
+     */
+    boolean enableNotifications();
+
+    /** Tells the driver that kicks are not needed while the device is busy polling. */
+    void disableNotifications();
+
+    /** Whether a ring violation stopped this queue. */
+    boolean isBroken();
+
+    /** Chains popped and not yet returned with {@link #addUsed}. */
+    int inFlight();
+}

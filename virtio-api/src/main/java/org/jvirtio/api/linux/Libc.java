@@ -1,0 +1,285 @@
+package org.jvirtio.api.linux;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemoryLayout;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SymbolLookup;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandle;
+import java.lang.invoke.VarHandle;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+/**
+ * The few libc calls jvirtio needs, bound through the FFM API (x86-64 and aarch64 Linux).
+ *
+ * <p>Calls that can fail in a way the caller must explain capture {@code errno} and throw
+ * {@link ErrnoException}. The data-path calls ({@link #eventfdWrite}, {@link #eventfdRead})
+ * do not capture errno: their only expected failure is EAGAIN on a non-blocking eventfd,
+ * which the return value already tells.
+ */
+public final class Libc {
+    public static final int PROT_READ = 0x1;
+    public static final int PROT_WRITE = 0x2;
+    public static final int MAP_SHARED = 0x01;
+    public static final int MFD_CLOEXEC = 0x0001;
+    public static final int MFD_ALLOW_SEALING = 0x0002;
+    public static final int EFD_CLOEXEC = 0x80000;
+    public static final int EFD_NONBLOCK = 0x800;
+    public static final int POLLIN = 0x001;
+    public static final int EAGAIN = 11;
+    public static final int EINTR = 4;
+    public static final int EBADF = 9;
+
+    private static final Linker LINKER = Linker.nativeLinker();
+    private static final SymbolLookup LIBC = LINKER.defaultLookup();
+    private static final Linker.Option CAPTURE_ERRNO = Linker.Option.captureCallState("errno");
+    private static final MemoryLayout CAPTURE_LAYOUT = Linker.Option.captureStateLayout();
+    private static final VarHandle ERRNO =
+            CAPTURE_LAYOUT.varHandle(MemoryLayout.PathElement.groupElement("errno"));
+
+    private static final MethodHandle MMAP = downcallErrno("mmap",
+            FunctionDescriptor.of(ADDRESS, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG));
+    private static final MethodHandle MUNMAP = downcallErrno("munmap",
+            FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG));
+    private static final MethodHandle MEMFD_CREATE = downcallErrno("memfd_create",
+            FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
+    private static final MethodHandle FTRUNCATE = downcallErrno("ftruncate",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG));
+    private static final MethodHandle CLOSE = downcallErrno("close",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+    private static final MethodHandle EVENTFD = downcallErrno("eventfd",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
+    private static final MethodHandle POLL = downcallErrno("poll",
+            FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
+    private static final MethodHandle FSTAT_SIZE = downcallErrno("lseek",
+            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT));
+    private static final MethodHandle DUP = downcallErrno("fcntl",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT), Linker.Option.firstVariadicArg(2));
+    private static final MethodHandle EVENTFD_WRITE = downcall("eventfd_write",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG));
+    private static final MethodHandle EVENTFD_READ = downcall("eventfd_read",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
+    private static final MethodHandle STRERROR = downcall("strerror",
+            FunctionDescriptor.of(ADDRESS, JAVA_INT));
+
+    private Libc() {
+    }
+
+    private static MethodHandle downcall(String name, FunctionDescriptor fd, Linker.Option... options) {
+        MemorySegment symbol = LIBC.find(name).orElseThrow(() -> new UnsatisfiedLinkError("libc has no " + name));
+        return LINKER.downcallHandle(symbol, fd, options);
+    }
+
+    private static MethodHandle downcallErrno(String name, FunctionDescriptor fd, Linker.Option... more) {
+        Linker.Option[] options = new Linker.Option[more.length + 1];
+        options[0] = CAPTURE_ERRNO;
+        System.arraycopy(more, 0, options, 1, more.length);
+        return downcall(name, fd, options);
+    }
+
+    /** Allocates the errno capture area for one call. */
+    private static MemorySegment captureState(Arena arena) {
+        return arena.allocate(CAPTURE_LAYOUT);
+    }
+
+    private static int errno(MemorySegment state) {
+        return (int) ERRNO.get(state, 0L);
+    }
+
+    private static RuntimeException unexpected(Throwable t) {
+        if (t instanceof RuntimeException r) {
+            return r;
+        }
+        if (t instanceof Error e) {
+            throw e;
+        }
+        return new IllegalStateException(t);
+    }
+
+    /** {@code mmap(NULL, size, prot, flags, fd, offset)}; returns the address as a zero-length segment. */
+    public static MemorySegment mmap(long size, int prot, int flags, int fd, long offset) throws ErrnoException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = captureState(arena);
+            MemorySegment p = (MemorySegment) MMAP.invokeExact(state, MemorySegment.NULL, size, prot, flags, fd, offset);
+            if (p.address() == -1L) {
+                throw new ErrnoException("mmap", errno(state));
+            }
+            return p;
+        } catch (ErrnoException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected(t);
+        }
+    }
+
+    /** {@code munmap(address, size)}. */
+    public static void munmap(long address, long size) throws ErrnoException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = captureState(arena);
+            int r = (int) MUNMAP.invokeExact(state, MemorySegment.ofAddress(address), size);
+            if (r != 0) {
+                throw new ErrnoException("munmap", errno(state));
+            }
+        } catch (ErrnoException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected(t);
+        }
+    }
+
+    /** {@code memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING)}. */
+    public static int memfdCreate(String name) throws ErrnoException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = captureState(arena);
+            int fd = (int) MEMFD_CREATE.invokeExact(state, arena.allocateFrom(name), MFD_CLOEXEC | MFD_ALLOW_SEALING);
+            if (fd < 0) {
+                throw new ErrnoException("memfd_create", errno(state));
+            }
+            return fd;
+        } catch (ErrnoException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected(t);
+        }
+    }
+
+    /** {@code ftruncate(fd, size)}. */
+    public static void ftruncate(int fd, long size) throws ErrnoException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = captureState(arena);
+            int r = (int) FTRUNCATE.invokeExact(state, fd, size);
+            if (r != 0) {
+                throw new ErrnoException("ftruncate", errno(state));
+            }
+        } catch (ErrnoException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected(t);
+        }
+    }
+
+    /** Size of the file behind {@code fd} (via {@code lseek(fd, 0, SEEK_END)}). */
+    public static long fileSize(int fd) throws ErrnoException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = captureState(arena);
+            long r = (long) FSTAT_SIZE.invokeExact(state, fd, 0L, 2 /* SEEK_END */);
+            if (r < 0) {
+                throw new ErrnoException("lseek", errno(state));
+            }
+            return r;
+        } catch (ErrnoException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected(t);
+        }
+    }
+
+    /** {@code fcntl(fd, F_DUPFD_CLOEXEC, 0)}: a new descriptor for the same open file. */
+    public static int dup(int fd) throws ErrnoException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = captureState(arena);
+            int r = (int) DUP.invokeExact(state, fd, 1030 /* F_DUPFD_CLOEXEC */, 0);
+            if (r < 0) {
+                throw new ErrnoException("fcntl(F_DUPFD_CLOEXEC)", errno(state));
+            }
+            return r;
+        } catch (ErrnoException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected(t);
+        }
+    }
+
+    /** {@code close(fd)}. EINTR still closes the descriptor on Linux, so it is not an error here. */
+    public static void close(int fd) throws ErrnoException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = captureState(arena);
+            int r = (int) CLOSE.invokeExact(state, fd);
+            if (r != 0 && errno(state) != EINTR) {
+                throw new ErrnoException("close", errno(state));
+            }
+        } catch (ErrnoException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected(t);
+        }
+    }
+
+    /** {@code eventfd(initval, flags)}. */
+    public static int eventfd(int initval, int flags) throws ErrnoException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = captureState(arena);
+            int fd = (int) EVENTFD.invokeExact(state, initval, flags);
+            if (fd < 0) {
+                throw new ErrnoException("eventfd", errno(state));
+            }
+            return fd;
+        } catch (ErrnoException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected(t);
+        }
+    }
+
+    /** glibc's {@code eventfd_write}: adds {@code value}; returns 0 or -1. No errno capture (data path). */
+    public static int eventfdWrite(int fd, long value) {
+        try {
+            return (int) EVENTFD_WRITE.invokeExact(fd, value);
+        } catch (Throwable t) {
+            throw unexpected(t);
+        }
+    }
+
+    /** glibc's {@code eventfd_read} into an 8-byte buffer; returns 0 or -1. No errno capture (data path). */
+    public static int eventfdRead(int fd, MemorySegment eightBytes) {
+        try {
+            return (int) EVENTFD_READ.invokeExact(fd, eightBytes);
+        } catch (Throwable t) {
+            throw unexpected(t);
+        }
+    }
+
+    /**
+     * Waits until {@code fd} is readable or {@code timeoutMillis} passed ({@code -1}: forever).
+     *
+     * @return true when readable (or hung up), false on timeout
+     */
+    public static boolean pollIn(int fd, int timeoutMillis) throws ErrnoException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = captureState(arena);
+            MemorySegment pfd = arena.allocate(8, 4); // struct pollfd { int fd; short events; short revents; }
+            while (true) {
+                pfd.set(ValueLayout.JAVA_INT, 0, fd);
+                pfd.set(ValueLayout.JAVA_SHORT, 4, (short) POLLIN);
+                pfd.set(ValueLayout.JAVA_SHORT, 6, (short) 0);
+                int r = (int) POLL.invokeExact(state, pfd, 1L, timeoutMillis);
+                if (r < 0) {
+                    if (errno(state) == EINTR) {
+                        continue;
+                    }
+                    throw new ErrnoException("poll", errno(state));
+                }
+                return r > 0;
+            }
+        } catch (ErrnoException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected(t);
+        }
+    }
+
+    /** The C library's text for an errno value. */
+    public static String strerror(int errno) {
+        try {
+            MemorySegment s = (MemorySegment) STRERROR.invokeExact(errno);
+            return s.reinterpret(256).getString(0);
+        } catch (Throwable t) {
+            return "errno " + errno;
+        }
+    }
+}

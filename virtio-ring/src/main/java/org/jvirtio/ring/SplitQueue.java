@@ -1,0 +1,613 @@
+package org.jvirtio.ring;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.invoke.VarHandle;
+
+import org.jvirtio.api.DescriptorChain;
+import org.jvirtio.api.GuestMemory;
+import org.jvirtio.api.GuestMemoryException;
+import org.jvirtio.api.Virtqueue;
+import org.jvirtio.api.VirtioFeatures;
+import org.jvirtio.ring.RingViolation.Reason;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import static org.jvirtio.api.GuestMemory.LE_U16;
+import static org.jvirtio.api.GuestMemory.LE_U32;
+import static org.jvirtio.api.GuestMemory.LE_U64;
+import static org.jvirtio.ring.SplitRingLayout.*;
+
+/**
+ * The device side of a split virtqueue (VIRTIO 1.3, 2.7), over untrusted guest memory.
+ *
+ * <p><b>Threading.</b> One thread owns a queue and makes every call; there are no locks. A
+ * control thread that wants to reconfigure a running queue hands the change to the owner.
+ *
+ * <p><b>Validation.</b> Every index, address, length and flag read from the guest is read once
+ * into a local and checked before use (see {@link RingViolation.Reason}). The first violation
+ * marks the queue broken: later pops return null, nothing more is written to the ring, and the
+ * {@link ViolationListener} hears about it once, so the device can set DEVICE_NEEDS_RESET. No
+ * exception leaves this class because of guest data, and no access leaves guest memory.
+ *
+ * <p><b>Ordering.</b> {@code avail->idx} is read with acquire semantics once per batch;
+ * {@code used->idx} is written with release semantics once per {@link #publishUsed()}; full
+ * fences separate a store from a later load of the other side's field where the protocol needs
+ * store-load order. Each site names the driver-side barrier it pairs with.
+ *
+ * <p><b>Allocation.</b> Chains come from a per-queue pool of {@code size} objects whose buffer
+ * arrays grow to the largest chain seen and are then reused: no allocation per chain in steady
+ * state.
+ */
+public final class SplitQueue implements Virtqueue {
+    private static final Logger LOG = LoggerFactory.getLogger(SplitQueue.class);
+
+    /** Buffers per chain a device accepts unless told otherwise (QEMU's VIRTQUEUE_MAX_SIZE). */
+    public static final int DEFAULT_MAX_CHAIN_BUFFERS = 1024;
+
+    /** Told once when a queue breaks. Called on the owning thread; must not throw. */
+    @FunctionalInterface
+    public interface ViolationListener {
+        void onViolation(SplitQueue queue, RingViolation violation);
+    }
+
+    private final int index;
+    private final int maxChainBuffers;
+    private ViolationListener listener;
+
+    // ---- geometry, fixed while active ----
+    private boolean active;
+    private int size;
+    private int mask;
+    private long descAddr;
+    private long availAddr;
+    private long usedAddr;
+    private boolean eventIdx;
+    private boolean indirect;
+    private GuestMemory memory = GuestMemory.empty();
+    private MemorySegment desc;
+    private MemorySegment avail;
+    private MemorySegment used;
+    private long usedEventOffset;
+    private long availEventOffset;
+
+    // ---- indices (16-bit values kept in ints) ----
+    private int nextAvail;
+    private int shadowAvailIdx;
+    private int nextUsed;
+    private int signalledUsed;
+    private boolean signalledUsedValid;
+    private boolean notificationsEnabled = true;
+
+    private RingViolation violation;
+
+    // ---- chain pool ----
+    private DescriptorChain[] pool = new DescriptorChain[0];
+    private int[] free = new int[0];
+    private boolean[] inUse = new boolean[0];
+    private int freeTop;
+
+    public SplitQueue(int index) {
+        this(index, DEFAULT_MAX_CHAIN_BUFFERS);
+    }
+
+    /**
+     * @param index           the queue's index in its device (for messages)
+     * @param maxChainBuffers most buffers one chain may have after translation; longer chains
+     *                        are a {@link Reason#CHAIN_TOO_LONG} violation
+     */
+    public SplitQueue(int index, int maxChainBuffers) {
+        if (maxChainBuffers < 1) {
+            throw new IllegalArgumentException("maxChainBuffers must be positive: " + maxChainBuffers);
+        }
+        this.index = index;
+        this.maxChainBuffers = maxChainBuffers;
+    }
+
+    public void setViolationListener(ViolationListener listener) {
+        this.listener = listener;
+    }
+
+    /**
+     * Validates and takes a ring geometry; the queue becomes active with the given indices.
+     * Every call validates again: a size or address is never trusted because an earlier one
+     * was fine.
+     *
+     * @param memory    guest memory (retained by the caller for as long as the queue is active)
+     * @param features  negotiated features (EVENT_IDX and INDIRECT_DESC matter here)
+     * @param nextAvail the next avail ring slot to read (vhost-user SET_VRING_BASE; 0 for a new ring)
+     * @param nextUsed  the next used ring slot to write (usually {@code used->idx} as found)
+     * @throws RingConfigurationException with the reason, leaving the queue inactive
+     */
+    public void activate(GuestMemory memory, int size, long descAddr, long availAddr, long usedAddr,
+                         long features, int nextAvail, int nextUsed) throws RingConfigurationException {
+        active = false;
+        if (!isValidSize(size)) {
+            throw new RingConfigurationException(new RingViolation(Reason.SIZE_INVALID, index, size, MAX_SIZE, 0));
+        }
+        checkAlign(descAddr, DESC_ALIGN, 0);
+        checkAlign(availAddr, AVAIL_ALIGN, 1);
+        checkAlign(usedAddr, USED_ALIGN, 2);
+        MemorySegment d = ringSlice(memory, descAddr, descTableBytes(size), 0);
+        MemorySegment a = ringSlice(memory, availAddr, availBytes(size), 1);
+        MemorySegment u = ringSlice(memory, usedAddr, usedBytes(size), 2);
+        this.memory = memory;
+        this.size = size;
+        this.mask = size - 1;
+        this.descAddr = descAddr;
+        this.availAddr = availAddr;
+        this.usedAddr = usedAddr;
+        this.desc = d;
+        this.avail = a;
+        this.used = u;
+        this.usedEventOffset = availUsedEventOffset(size);
+        this.availEventOffset = usedAvailEventOffset(size);
+        this.eventIdx = VirtioFeatures.has(features, VirtioFeatures.EVENT_IDX);
+        this.indirect = VirtioFeatures.has(features, VirtioFeatures.INDIRECT_DESC);
+        this.nextAvail = nextAvail & 0xffff;
+        this.shadowAvailIdx = this.nextAvail;
+        this.nextUsed = nextUsed & 0xffff;
+        this.signalledUsedValid = false;
+        this.notificationsEnabled = true;
+        this.violation = null;
+        ensurePool(size);
+        this.active = true;
+    }
+
+    private void checkAlign(long addr, int align, int part) throws RingConfigurationException {
+        if ((addr & (align - 1)) != 0) {
+            throw new RingConfigurationException(new RingViolation(Reason.RING_MISALIGNED, index, addr, align, part));
+        }
+    }
+
+    private MemorySegment ringSlice(GuestMemory mem, long addr, long len, int part) throws RingConfigurationException {
+        try {
+            return mem.slice(addr, len);
+        } catch (GuestMemoryException e) {
+            throw new RingConfigurationException(new RingViolation(Reason.RING_OUTSIDE_MEMORY, index, addr, len, part));
+        }
+    }
+
+    private void ensurePool(int n) {
+        if (inFlight() != 0) {
+            throw new IllegalStateException("queue " + index + " reconfigured with " + inFlight() + " chains in flight");
+        }
+        if (pool.length != n) {
+            pool = new DescriptorChain[n];
+            for (int i = 0; i < n; i++) {
+                pool[i] = new DescriptorChain(index);
+                pool[i].queueSlot = i;
+            }
+            free = new int[n];
+            inUse = new boolean[n];
+        }
+        for (int i = 0; i < n; i++) {
+            free[i] = n - 1 - i;
+            inUse[i] = false;
+        }
+        freeTop = n;
+    }
+
+    /**
+     * Moves the ring onto new guest memory (a memory-table change): the ring parts are
+     * translated and validated again. On failure the queue breaks.
+     */
+    public void changeMemory(GuestMemory newMemory) {
+        if (!active) {
+            this.memory = newMemory;
+            return;
+        }
+        try {
+            MemorySegment d = ringSlice(newMemory, descAddr, descTableBytes(size), 0);
+            MemorySegment a = ringSlice(newMemory, availAddr, availBytes(size), 1);
+            MemorySegment u = ringSlice(newMemory, usedAddr, usedBytes(size), 2);
+            desc = d;
+            avail = a;
+            used = u;
+            memory = newMemory;
+        } catch (RingConfigurationException e) {
+            memory = newMemory;
+            violate(e.violation());
+        }
+    }
+
+    /** Stops the queue (vhost-user GET_VRING_BASE, device reset). Chains in flight stay valid until returned. */
+    public void deactivate() {
+        active = false;
+    }
+
+    public boolean isActive() {
+        return active;
+    }
+
+    @Override
+    public int index() {
+        return index;
+    }
+
+    @Override
+    public int size() {
+        return size;
+    }
+
+    public GuestMemory memory() {
+        return memory;
+    }
+
+    /** The next avail slot the device will read: vhost-user GET_VRING_BASE's answer. */
+    public int nextAvail() {
+        return nextAvail;
+    }
+
+    /** The next used slot the device will write. */
+    public int nextUsed() {
+        return nextUsed;
+    }
+
+    /** The violation that broke this queue, or null. */
+    public RingViolation violation() {
+        return violation;
+    }
+
+    @Override
+    public boolean isBroken() {
+        return violation != null;
+    }
+
+    @Override
+    public int inFlight() {
+        return pool.length - freeTop;
+    }
+
+    private void violate(RingViolation v) {
+        if (violation != null) {
+            return;
+        }
+        violation = v;
+        LOG.warn("{}; queue stopped until reset", v.message());
+        ViolationListener l = listener;
+        if (l != null) {
+            try {
+                l.onViolation(this, v);
+            } catch (RuntimeException e) {
+                LOG.error("violation listener of queue {} threw", index, e);
+            }
+        }
+    }
+
+    private boolean violate(Reason reason, long a, long b, long c) {
+        violate(new RingViolation(reason, index, a, b, c));
+        return false;
+    }
+
+    /**
+     * Reads {@code avail->idx} once and checks it.
+     *
+     * @return whether there are entries between {@code nextAvail} and the new index
+     */
+    private boolean refreshAvailIdx() {
+        // Acquire: pairs with the driver's write barrier between filling avail->ring[] (and the
+        // descriptors) and storing avail->idx (virtio_wmb in Linux's virtqueue_add_split).
+        // Entries we read below are therefore at least as new as this index.
+        int idx = (short) U16.getAcquire(avail, (long) AVAIL_IDX) & 0xffff;
+        int ahead = (idx - nextAvail) & 0xffff;
+        if (ahead > size) {
+            return violate(Reason.AVAIL_INDEX_TOO_FAR, idx, nextAvail, ahead);
+        }
+        shadowAvailIdx = idx;
+        return ahead != 0;
+    }
+
+    /** Number of chains available as of the last read of {@code avail->idx}, refreshed if none. */
+    public int available() {
+        if (!active || violation != null) {
+            return 0;
+        }
+        if (nextAvail == shadowAvailIdx && !refreshAvailIdx()) {
+            return 0;
+        }
+        return (shadowAvailIdx - nextAvail) & 0xffff;
+    }
+
+    @Override
+    public DescriptorChain pop() {
+        if (!active || violation != null) {
+            return null;
+        }
+        if (nextAvail == shadowAvailIdx && !refreshAvailIdx()) {
+            return null;
+        }
+        // Plain read: ordered after the acquire of avail->idx above.
+        int head = avail.get(LE_U16, AVAIL_RING + 2L * (nextAvail & mask)) & 0xffff;
+        if (freeTop == 0) {
+            violate(Reason.TOO_MANY_IN_FLIGHT, head, size, 0);
+            return null;
+        }
+        DescriptorChain chain = pool[free[--freeTop]];
+        if (!walk(chain, head)) {
+            free[freeTop++] = chain.queueSlot;
+            return null;
+        }
+        inUse[chain.queueSlot] = true;
+        nextAvail = (nextAvail + 1) & 0xffff;
+        return chain;
+    }
+
+    /**
+     * Pops up to {@code out.length} chains with a single read of {@code avail->idx}.
+     *
+     * @return how many chains were stored in {@code out}
+     */
+    public int popBatch(DescriptorChain[] out) {
+        int n = 0;
+        while (n < out.length) {
+            DescriptorChain c = pop();
+            if (c == null) {
+                break;
+            }
+            out[n++] = c;
+        }
+        return n;
+    }
+
+    /** Walks the chain at {@code head} into {@code chain}; false (and broken) on a violation. */
+    private boolean walk(DescriptorChain chain, int head) {
+        if (head >= size) {
+            return violate(Reason.HEAD_OUT_OF_RANGE, head, size, 0);
+        }
+        chain.reset(head);
+        long readable = 0;
+        long writable = 0;
+        boolean seenWritable = false;
+        int id = head;
+        int count = 0;
+        while (true) {
+            if (++count > size) {
+                return violate(Reason.DESCRIPTOR_LOOP, head, size, 0);
+            }
+            long base = (long) id * DESC_SIZE;
+            // Each field read once into a local (TOCTOU): the guest may change them meanwhile.
+            long addr = desc.get(LE_U64, base + DESC_ADDR);
+            int len = desc.get(LE_U32, base + DESC_LEN);
+            int flags = desc.get(LE_U16, base + DESC_FLAGS) & 0xffff;
+            int next = desc.get(LE_U16, base + DESC_NEXT) & 0xffff;
+            if ((flags & DESC_F_INDIRECT) != 0) {
+                if (!indirect) {
+                    return violate(Reason.INDIRECT_NOT_NEGOTIATED, id, 0, 0);
+                }
+                if ((flags & DESC_F_NEXT) != 0) {
+                    return violate(Reason.INDIRECT_WITH_NEXT, id, 0, 0);
+                }
+                // VIRTIO 1.3, 2.7.5.3.2: zero or more direct descriptors, then one indirect one;
+                // its WRITE flag is ignored.
+                return walkIndirect(chain, addr, Integer.toUnsignedLong(len), seenWritable);
+            }
+            boolean w = (flags & DESC_F_WRITE) != 0;
+            if (w) {
+                seenWritable = true;
+                writable += Integer.toUnsignedLong(len);
+            } else {
+                if (seenWritable) {
+                    return violate(Reason.READABLE_AFTER_WRITABLE, id, 0, 0);
+                }
+                readable += Integer.toUnsignedLong(len);
+            }
+            if (readable > 0xffff_ffffL || writable > 0xffff_ffffL) {
+                return violate(Reason.LENGTH_OVERFLOW, Math.max(readable, writable), 0, 0);
+            }
+            if (!addBuffer(chain, addr, len, w, id)) {
+                return false;
+            }
+            if ((flags & DESC_F_NEXT) == 0) {
+                return true;
+            }
+            if (next >= size) {
+                return violate(Reason.NEXT_OUT_OF_RANGE, next, size, id);
+            }
+            id = next;
+        }
+    }
+
+    private boolean walkIndirect(DescriptorChain chain, long tableAddr, long tableLen, boolean seenWritableBefore) {
+        if (tableLen == 0) {
+            return violate(Reason.INDIRECT_TABLE_EMPTY, tableAddr, 0, 0);
+        }
+        if ((tableLen & (DESC_SIZE - 1)) != 0) {
+            return violate(Reason.INDIRECT_TABLE_LENGTH, tableLen, tableAddr, 0);
+        }
+        long entries = tableLen / DESC_SIZE;
+        if (entries > MAX_SIZE) {
+            return violate(Reason.INDIRECT_TABLE_TOO_LARGE, entries, MAX_SIZE, 0);
+        }
+        int count = (int) entries;
+        // Usually the table lies in one region: read it in place. A table that crosses a region
+        // boundary is legal (memory is not contiguous on the host); read it through GuestMemory.
+        MemorySegment seg = null;
+        long segBase = 0;
+        int r = memory.findRegion(tableAddr);
+        if (r >= 0 && tableLen <= memory.regionSize(r) - (tableAddr - memory.regionStart(r))) {
+            seg = memory.regionSegment(r);
+            segBase = tableAddr - memory.regionStart(r);
+        } else if (!memory.contains(tableAddr, tableLen)) {
+            return violate(Reason.INDIRECT_TABLE_OUTSIDE_MEMORY, tableAddr, tableLen, 0);
+        }
+        long readable = chain.readableLength();
+        long writable = chain.writableLength();
+        boolean seenWritable = seenWritableBefore;
+        int id = 0;
+        int walked = 0;
+        while (true) {
+            if (++walked > count) {
+                return violate(Reason.INDIRECT_LOOP, walked, count, 0);
+            }
+            long off = (long) id * DESC_SIZE;
+            long addr;
+            int len;
+            int flags;
+            int next;
+            if (seg != null) {
+                addr = seg.get(LE_U64, segBase + off + DESC_ADDR);
+                len = seg.get(LE_U32, segBase + off + DESC_LEN);
+                flags = seg.get(LE_U16, segBase + off + DESC_FLAGS) & 0xffff;
+                next = seg.get(LE_U16, segBase + off + DESC_NEXT) & 0xffff;
+            } else {
+                long e = tableAddr + off;
+                addr = memory.readU64(e + DESC_ADDR);
+                len = (int) memory.readU32(e + DESC_LEN);
+                flags = memory.readU16(e + DESC_FLAGS);
+                next = memory.readU16(e + DESC_NEXT);
+            }
+            if ((flags & DESC_F_INDIRECT) != 0) {
+                return violate(Reason.NESTED_INDIRECT, id, 0, 0);
+            }
+            boolean w = (flags & DESC_F_WRITE) != 0;
+            if (w) {
+                seenWritable = true;
+                writable += Integer.toUnsignedLong(len);
+            } else {
+                if (seenWritable) {
+                    return violate(Reason.READABLE_AFTER_WRITABLE, id, 0, 0);
+                }
+                readable += Integer.toUnsignedLong(len);
+            }
+            if (readable > 0xffff_ffffL || writable > 0xffff_ffffL) {
+                return violate(Reason.LENGTH_OVERFLOW, Math.max(readable, writable), 0, 0);
+            }
+            if (!addBuffer(chain, addr, len, w, id)) {
+                return false;
+            }
+            if ((flags & DESC_F_NEXT) == 0) {
+                return true;
+            }
+            if (next >= count) {
+                return violate(Reason.INDIRECT_NEXT_OUT_OF_RANGE, next, count, id);
+            }
+            id = next;
+        }
+    }
+
+    /** Translates one descriptor's buffer, splitting it where it crosses regions. */
+    private boolean addBuffer(DescriptorChain chain, long addr, int len, boolean writable, int descId) {
+        if (len == 0) {
+            return true; // nothing to read or write; not an error (VIRTIO 1.3 does not forbid it)
+        }
+        long left = Integer.toUnsignedLong(len);
+        if (Long.compareUnsigned(addr + left - 1, addr) < 0) {
+            return violate(Reason.ADDRESS_OUT_OF_RANGE, addr, left, descId);
+        }
+        GuestMemory mem = memory;
+        long a = addr;
+        while (left > 0) {
+            int r = mem.findRegion(a);
+            if (r < 0) {
+                return violate(Reason.ADDRESS_OUT_OF_RANGE, addr, Integer.toUnsignedLong(len), descId);
+            }
+            long off = a - mem.regionStart(r);
+            long n = Math.min(left, mem.regionSize(r) - off);
+            if (chain.bufferCount() >= maxChainBuffers) {
+                return violate(Reason.CHAIN_TOO_LONG, chain.head(), maxChainBuffers, 0);
+            }
+            chain.append(mem.regionSegment(r), off, (int) n, writable);
+            a += n;
+            left -= n;
+        }
+        return true;
+    }
+
+    @Override
+    public void addUsed(DescriptorChain chain, int writtenLength) {
+        int slot = chain.queueSlot;
+        if (chain.owner() != index || slot < 0 || slot >= pool.length || pool[slot] != chain || !inUse[slot]) {
+            throw new IllegalStateException("chain " + chain + " is not in flight on queue " + index);
+        }
+        inUse[slot] = false;
+        free[freeTop++] = slot;
+        if (!active || violation != null) {
+            return; // nothing more is written to a broken or stopped ring
+        }
+        long off = USED_RING + (long) USED_ELEM_SIZE * (nextUsed & mask);
+        used.set(LE_U32, off, chain.head());
+        used.set(LE_U32, off + 4, writtenLength);
+        nextUsed = (nextUsed + 1) & 0xffff;
+    }
+
+    @Override
+    public boolean publishUsed() {
+        if (!active || violation != null) {
+            return false;
+        }
+        // Release: the used elements written by addUsed become visible no later than the index.
+        // Pairs with the driver's read barrier after loading used->idx (virtio_rmb in Linux's
+        // virtqueue_get_buf_ctx_split).
+        U16.setRelease(used, (long) USED_IDX, (short) nextUsed);
+        return needsInterrupt();
+    }
+
+    /**
+     * Whether the driver wants an interrupt for the used entries published since the last
+     * check. Remembers the used index it checked (like rust-vmm's {@code needs_notification}),
+     * so ask once per publish.
+     */
+    public boolean needsInterrupt() {
+        if (!active || violation != null) {
+            return false;
+        }
+        // Full fence: our store of used->idx must be visible before we load used_event / flags,
+        // or we race the driver re-enabling interrupts. Pairs with the driver's virtio_mb between
+        // writing used_event and re-reading used->idx (virtqueue_enable_cb_delayed / poll).
+        VarHandle.fullFence();
+        int now = nextUsed;
+        if (eventIdx) {
+            int old = signalledUsed;
+            boolean valid = signalledUsedValid;
+            signalledUsed = now;
+            signalledUsedValid = true;
+            int usedEvent = avail.get(LE_U16, usedEventOffset) & 0xffff;
+            return !valid || needEvent(usedEvent, now, old);
+        }
+        int flags = avail.get(LE_U16, (long) AVAIL_FLAGS) & 0xffff;
+        return (flags & AVAIL_F_NO_INTERRUPT) == 0;
+    }
+
+    @Override
+    public boolean enableNotifications() {
+        if (!active || violation != null) {
+            return false;
+        }
+        if (eventIdx) {
+            // "Kick me when you add the entry at shadowAvailIdx."
+            used.set(LE_U16, availEventOffset, (short) shadowAvailIdx);
+        } else {
+            used.set(LE_U16, (long) USED_FLAGS, (short) 0);
+        }
+        notificationsEnabled = true;
+        // Full fence: the avail_event / flags store must be visible before we re-read
+        // avail->idx, or the driver may read the old value, skip its kick, and both sides sleep.
+        // Pairs with the driver's virtio_mb between storing avail->idx and reading avail_event /
+        // used->flags (virtqueue_kick_prepare_split).
+        VarHandle.fullFence();
+        return nextAvail != shadowAvailIdx || refreshAvailIdx();
+    }
+
+    @Override
+    public void disableNotifications() {
+        if (!active || violation != null || !notificationsEnabled) {
+            return;
+        }
+        notificationsEnabled = false;
+        if (!eventIdx) {
+            // With EVENT_IDX a stale avail_event already suppresses kicks; nothing to write.
+            used.set(LE_U16, (long) USED_FLAGS, (short) USED_F_NO_NOTIFY);
+        }
+    }
+
+    /** {@code used->idx} as it is in guest memory now (vhost-user takes the used index from the ring). */
+    public int usedIndexInRing() {
+        return (short) U16.getAcquire(used, (long) USED_IDX) & 0xffff;
+    }
+
+    @Override
+    public String toString() {
+        return "SplitQueue[" + index + (active ? ", size=" + size + ", nextAvail=" + nextAvail + ", nextUsed=" + nextUsed : ", inactive")
+                + (violation != null ? ", broken: " + violation.reason() : "") + "]";
+    }
+}

@@ -1,0 +1,385 @@
+package org.jvirtio.ring;
+
+import org.jvirtio.api.DescriptorChain;
+import org.jvirtio.api.GuestMemory;
+import org.jvirtio.api.GuestRegion;
+import org.jvirtio.api.MemoryMapping;
+import org.jvirtio.ring.RingViolation.Reason;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+
+import static org.jvirtio.ring.RingFixture.*;
+import static org.jvirtio.ring.SplitRingLayout.*;
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * A hostile driver's ring states, one per test. Each must break the queue with the named reason,
+ * carry the offending values, tell the listener exactly once, and leave the used ring alone.
+ */
+class HostileRingTest {
+    private RingFixture f;
+
+    private RingFixture ring(int size, boolean eventIdx, boolean indirect) throws Exception {
+        f = new RingFixture(size, features(eventIdx, indirect));
+        return f;
+    }
+
+    @AfterEach
+    void close() {
+        if (f != null) {
+            f.close();
+        }
+    }
+
+    /** Pops, expects the violation, and checks the broken queue stays silent. */
+    private RingViolation expectBroken(Reason reason) {
+        int usedBefore = f.usedIdx();
+        assertNull(f.queue.pop(), "a violating chain is not returned");
+        assertTrue(f.queue.isBroken());
+        RingViolation v = f.queue.violation();
+        assertEquals(reason, v.reason(), v.message());
+        assertEquals(1, f.violations.size(), "listener told exactly once");
+        assertSame(v, f.violations.get(0));
+        // Later calls do nothing and write nothing.
+        f.push(0);
+        assertNull(f.queue.pop());
+        assertFalse(f.queue.publishUsed());
+        assertFalse(f.queue.enableNotifications());
+        f.queue.disableNotifications();
+        assertEquals(usedBefore, f.usedIdx());
+        assertEquals(1, f.violations.size());
+        assertTrue(v.message().startsWith("queue 0: " + reason), v.message());
+        return v;
+    }
+
+    @Test
+    void headOutOfRange() throws Exception {
+        ring(8, false, false).push(8);
+        RingViolation v = expectBroken(Reason.HEAD_OUT_OF_RANGE);
+        assertEquals(8, v.a());
+        assertEquals(8, v.b());
+    }
+
+    @Test
+    void headAtMaxU16() throws Exception {
+        ring(8, false, false).push(0xffff);
+        assertEquals(0xffff, expectBroken(Reason.HEAD_OUT_OF_RANGE).a());
+    }
+
+    @Test
+    void nextOutOfRange() throws Exception {
+        ring(8, false, false).desc(0, DATA, 16, DESC_F_NEXT, 9);
+        f.push(0);
+        RingViolation v = expectBroken(Reason.NEXT_OUT_OF_RANGE);
+        assertEquals(9, v.a());
+        assertEquals(0, v.c());
+    }
+
+    @Test
+    void twoDescriptorLoop() throws Exception {
+        ring(8, false, false).desc(0, DATA, 16, DESC_F_NEXT, 1);
+        f.desc(1, DATA, 16, DESC_F_NEXT, 0);
+        f.push(0);
+        expectBroken(Reason.DESCRIPTOR_LOOP);
+    }
+
+    @Test
+    void selfLoop() throws Exception {
+        ring(8, false, false).desc(3, DATA, 16, DESC_F_NEXT, 3);
+        f.push(3);
+        assertEquals(3, expectBroken(Reason.DESCRIPTOR_LOOP).a());
+    }
+
+    @Test
+    void availIndexTooFarAhead() throws Exception {
+        ring(8, false, false).setAvailIdx(9);
+        RingViolation v = expectBroken(Reason.AVAIL_INDEX_TOO_FAR);
+        assertEquals(9, v.a());
+        assertEquals(0, v.b());
+    }
+
+    @Test
+    void availIndexMovedBackwards() throws Exception {
+        ring(8, false, false).setAvailIdx(0xffff); // 65535 entries "ahead" of 0
+        assertEquals(0xffff, expectBroken(Reason.AVAIL_INDEX_TOO_FAR).c());
+    }
+
+    @Test
+    void readableAfterWritable() throws Exception {
+        ring(8, false, false).desc(0, DATA, 16, DESC_F_NEXT | DESC_F_WRITE, 1);
+        f.desc(1, DATA, 16, 0, 0);
+        f.push(0);
+        assertEquals(1, expectBroken(Reason.READABLE_AFTER_WRITABLE).a());
+    }
+
+    @Test
+    void readableAfterWritableInsideIndirectTable() throws Exception {
+        ring(8, false, true);
+        long table = DATA + 0x1000;
+        f.descAt(table, DATA, 16, DESC_F_NEXT | DESC_F_WRITE, 1);
+        f.descAt(table + 16, DATA, 16, 0, 0);
+        f.desc(0, table, 32, DESC_F_INDIRECT, 0);
+        f.push(0);
+        expectBroken(Reason.READABLE_AFTER_WRITABLE);
+    }
+
+    @Test
+    void writableDirectThenReadableIndirect() throws Exception {
+        ring(8, false, true);
+        long table = DATA + 0x1000;
+        f.descAt(table, DATA, 16, 0, 0);
+        f.desc(0, DATA, 16, DESC_F_NEXT | DESC_F_WRITE, 1);
+        f.desc(1, table, 16, DESC_F_INDIRECT, 0);
+        f.push(0);
+        expectBroken(Reason.READABLE_AFTER_WRITABLE);
+    }
+
+    @Test
+    void indirectWithoutTheFeature() throws Exception {
+        ring(8, false, false).desc(0, DATA, 16, DESC_F_INDIRECT, 0);
+        f.push(0);
+        expectBroken(Reason.INDIRECT_NOT_NEGOTIATED);
+    }
+
+    @Test
+    void indirectTogetherWithNext() throws Exception {
+        ring(8, false, true).descAt(DATA, DATA, 16, 0, 0);
+        f.desc(0, DATA, 16, DESC_F_INDIRECT | DESC_F_NEXT, 1);
+        f.desc(1, DATA, 16, 0, 0);
+        f.push(0);
+        expectBroken(Reason.INDIRECT_WITH_NEXT);
+    }
+
+    @Test
+    void nestedIndirect() throws Exception {
+        ring(8, false, true);
+        long table = DATA + 0x1000;
+        f.descAt(table, DATA, 16, DESC_F_NEXT, 1);
+        f.descAt(table + 16, table, 32, DESC_F_INDIRECT, 0);
+        f.desc(0, table, 32, DESC_F_INDIRECT, 0);
+        f.push(0);
+        assertEquals(1, expectBroken(Reason.NESTED_INDIRECT).a());
+    }
+
+    @Test
+    void zeroLengthIndirectTable() throws Exception {
+        ring(8, false, true).desc(0, DATA, 0, DESC_F_INDIRECT, 0);
+        f.push(0);
+        expectBroken(Reason.INDIRECT_TABLE_EMPTY);
+    }
+
+    @Test
+    void indirectTableLengthNotMultipleOf16() throws Exception {
+        ring(8, false, true).desc(0, DATA, 24, DESC_F_INDIRECT, 0);
+        f.push(0);
+        assertEquals(24, expectBroken(Reason.INDIRECT_TABLE_LENGTH).a());
+    }
+
+    @Test
+    void indirectTableTooLarge() throws Exception {
+        ring(8, false, true).desc(0, DATA, 16 * (MAX_SIZE + 1), DESC_F_INDIRECT, 0);
+        f.push(0);
+        assertEquals(MAX_SIZE + 1, expectBroken(Reason.INDIRECT_TABLE_TOO_LARGE).a());
+    }
+
+    @Test
+    void indirectNextOutOfRange() throws Exception {
+        ring(8, false, true);
+        long table = DATA + 0x1000;
+        f.descAt(table, DATA, 16, DESC_F_NEXT, 2);
+        f.descAt(table + 16, DATA, 16, 0, 0);
+        f.desc(0, table, 32, DESC_F_INDIRECT, 0);
+        f.push(0);
+        RingViolation v = expectBroken(Reason.INDIRECT_NEXT_OUT_OF_RANGE);
+        assertEquals(2, v.a());
+        assertEquals(2, v.b());
+    }
+
+    @Test
+    void indirectLoop() throws Exception {
+        ring(8, false, true);
+        long table = DATA + 0x1000;
+        f.descAt(table, DATA, 16, DESC_F_NEXT, 1);
+        f.descAt(table + 16, DATA, 16, DESC_F_NEXT, 0);
+        f.desc(0, table, 32, DESC_F_INDIRECT, 0);
+        f.push(0);
+        expectBroken(Reason.INDIRECT_LOOP);
+    }
+
+    @Test
+    void indirectTableOutsideMemory() throws Exception {
+        ring(8, false, true).desc(0, HIGH + REGION - 16, 32, DESC_F_INDIRECT, 0);
+        f.push(0);
+        RingViolation v = expectBroken(Reason.INDIRECT_TABLE_OUTSIDE_MEMORY);
+        assertEquals(HIGH + REGION - 16, v.a());
+    }
+
+    @Test
+    void bufferInAHoleOfGuestMemory() throws Exception {
+        ring(8, false, false).desc(0, 0x40000, 16, 0, 0);
+        f.push(0);
+        RingViolation v = expectBroken(Reason.ADDRESS_OUT_OF_RANGE);
+        assertEquals(0x40000, v.a());
+        assertEquals(16, v.b());
+    }
+
+    @Test
+    void bufferRunningOffTheEndOfMemory() throws Exception {
+        ring(8, false, false).desc(0, HIGH + REGION - 0x100, 0x200, DESC_F_WRITE, 0);
+        f.push(0);
+        expectBroken(Reason.ADDRESS_OUT_OF_RANGE);
+    }
+
+    @Test
+    void bufferWrappingAround2To64() throws Exception {
+        ring(8, false, false).desc(0, -16L, 32, 0, 0);
+        f.push(0);
+        assertEquals(-16L, expectBroken(Reason.ADDRESS_OUT_OF_RANGE).a());
+    }
+
+    @Test
+    void bufferBelowGuestMemory() throws Exception {
+        ring(8, false, false).desc(0, 0, 8, 0, 0);
+        f.push(0);
+        expectBroken(Reason.ADDRESS_OUT_OF_RANGE);
+    }
+
+    @Test
+    void repeatedHeadsExceedTheChainPool() throws Exception {
+        ring(4, false, false).desc(0, DATA, 16, 0, 0);
+        for (int i = 0; i < 4; i++) {
+            f.push(0);
+            assertNotNull(f.queue.pop());
+        }
+        f.push(0);
+        RingViolation v = expectBroken(Reason.TOO_MANY_IN_FLIGHT);
+        assertEquals(4, v.b());
+    }
+
+    @Test
+    void chainLongerThanTheDeviceAccepts() throws Exception {
+        ring(8, false, false);
+        SplitQueue q = new SplitQueue(0, 4);
+        q.setViolationListener((x, v) -> f.violations.add(v));
+        q.activate(f.memory, 8, f.ring.desc(), f.ring.avail(), f.ring.used(), features(false, false), 0, 0);
+        for (int i = 0; i < 5; i++) {
+            f.desc(i, DATA + 16L * i, 16, i < 4 ? DESC_F_NEXT : 0, i + 1);
+        }
+        f.push(0);
+        assertNull(q.pop());
+        assertEquals(Reason.CHAIN_TOO_LONG, q.violation().reason());
+        assertEquals(4, q.violation().b());
+    }
+
+    @Test
+    void bufferSplitAcrossRegionsCountsTowardsTheLimit() throws Exception {
+        ring(8, false, false);
+        SplitQueue q = new SplitQueue(0, 1);
+        q.activate(f.memory, 8, f.ring.desc(), f.ring.avail(), f.ring.used(), features(false, false), 0, 0);
+        f.desc(0, HIGH - 8, 16, 0, 0); // one descriptor, two regions -> two buffers
+        f.push(0);
+        assertNull(q.pop());
+        assertEquals(Reason.CHAIN_TOO_LONG, q.violation().reason());
+    }
+
+    @Test
+    void lengthsOverflowingU32() throws Exception {
+        // A 4 GiB sparse memfd: also proves regions past 2 GiB work.
+        long big = 0x1_0000_0000L + 0x10000;
+        MemoryMapping m = MemoryMapping.memfd("big", big);
+        GuestMemory mem = GuestMemory.of(GuestRegion.of(0, m));
+        m.release();
+        try {
+            SplitQueue q = new SplitQueue(0);
+            SplitRingLayout.Placement p = SplitRingLayout.place(0x1_0000_0000L, 8);
+            q.activate(mem, 8, p.desc(), p.avail(), p.used(), features(false, false), 0, 0);
+            long d = p.desc();
+            mem.writeU64(d, 0);
+            mem.writeU32(d + 8, 0xffff_ffffL);
+            mem.writeU16(d + 12, DESC_F_NEXT);
+            mem.writeU16(d + 14, 1);
+            mem.writeU64(d + 16, 0);
+            mem.writeU32(d + 24, 2);
+            mem.writeU16(d + 28, 0);
+            mem.writeU16(p.avail() + 4, 0);
+            mem.writeU16(p.avail() + 2, 1);
+            assertNull(q.pop());
+            assertEquals(Reason.LENGTH_OVERFLOW, q.violation().reason());
+            assertEquals(0x1_0000_0001L, q.violation().a());
+        } finally {
+            mem.release();
+        }
+    }
+
+    @Test
+    void brokenQueueWritesNoUsedElementForChainsStillInFlight() throws Exception {
+        ring(8, false, false).desc(0, DATA, 16, DESC_F_WRITE, 0);
+        f.push(0);
+        DescriptorChain ok = f.queue.pop();
+        assertNotNull(ok);
+        f.push(8);
+        assertNull(f.queue.pop());
+        f.queue.addUsed(ok, 16); // returns the chain to the pool, writes nothing
+        assertFalse(f.queue.publishUsed());
+        assertEquals(0, f.usedIdx());
+        assertEquals(0, f.queue.inFlight());
+    }
+
+    // ---- configuration ----
+
+    private void expectConfig(Reason reason, int size, long desc, long avail, long used) {
+        SplitQueue q = f.queue;
+        RingConfigurationException e = assertThrows(RingConfigurationException.class,
+                () -> q.activate(f.memory, size, desc, avail, used, features(true, true), 0, 0));
+        assertEquals(reason, e.violation().reason(), e.getMessage());
+        assertFalse(q.isActive(), "a refused configuration leaves the queue inactive");
+        assertNull(q.pop());
+    }
+
+    @Test
+    void sizeNotAPowerOfTwoOrTooLarge() throws Exception {
+        ring(8, false, false);
+        var p = f.ring;
+        expectConfig(Reason.SIZE_INVALID, 3, p.desc(), p.avail(), p.used());
+        expectConfig(Reason.SIZE_INVALID, 0, p.desc(), p.avail(), p.used());
+        expectConfig(Reason.SIZE_INVALID, 65536, p.desc(), p.avail(), p.used());
+        expectConfig(Reason.SIZE_INVALID, -8, p.desc(), p.avail(), p.used());
+    }
+
+    @Test
+    void misalignedRingParts() throws Exception {
+        ring(8, false, false);
+        var p = f.ring;
+        expectConfig(Reason.RING_MISALIGNED, 8, p.desc() + 8, p.avail(), p.used());
+        expectConfig(Reason.RING_MISALIGNED, 8, p.desc(), p.avail() + 1, p.used());
+        RingConfigurationException e = assertThrows(RingConfigurationException.class,
+                () -> f.queue.activate(f.memory, 8, p.desc(), p.avail(), p.used() + 2, 0, 0, 0));
+        assertTrue(e.getMessage().contains("used ring"), e.getMessage());
+    }
+
+    @Test
+    void ringPartsOutsideOrAcrossRegions() throws Exception {
+        ring(8, false, false);
+        var p = f.ring;
+        expectConfig(Reason.RING_OUTSIDE_MEMORY, 8, 0x40000, p.avail(), p.used());
+        expectConfig(Reason.RING_OUTSIDE_MEMORY, 8, p.desc(), HIGH - 8, p.used());
+        expectConfig(Reason.RING_OUTSIDE_MEMORY, 8, p.desc(), p.avail(), HIGH + REGION - 16);
+        // a larger size makes a once-valid geometry run past the region: validated again
+        expectConfig(Reason.RING_OUTSIDE_MEMORY, 32768, p.desc(), p.avail(), p.used());
+    }
+
+    @Test
+    void memoryChangeThatDropsTheRingBreaksTheQueue() throws Exception {
+        ring(8, false, false);
+        MemoryMapping m = MemoryMapping.memfd("elsewhere", REGION);
+        GuestMemory other = GuestMemory.of(GuestRegion.of(0x100000, m));
+        m.release();
+        try {
+            f.queue.changeMemory(other);
+            assertEquals(Reason.RING_OUTSIDE_MEMORY, f.queue.violation().reason());
+            assertNull(f.queue.pop());
+        } finally {
+            other.release();
+        }
+    }
+}
