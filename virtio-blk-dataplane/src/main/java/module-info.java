@@ -3,5 +3,5 @@ module org.jvirtio.blk.dataplane {
     requires org.jvirtio.api;
     requires org.jvirtio.ring;
 
-    exports org.jvirtio.blk.dataplane;
+    // exports org.jvirtio.blk.dataplane once it holds code (javac refuses to export a package with no class)
 }

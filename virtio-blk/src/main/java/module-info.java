@@ -3,5 +3,5 @@ module org.jvirtio.blk {
     requires org.jvirtio.api;
     requires org.jvirtio.ring;
 
-    exports org.jvirtio.blk;
+    // exports org.jvirtio.blk once it holds code (javac refuses to export a package with no class)
 }

@@ -25,7 +25,9 @@ public final class DescriptorChain {
     private int readableCount;
     private long readableBytes;
     private long writableBytes;
-    private MemorySegment[] segments = new MemorySegment[INITIAL_CAPACITY];
+    private GuestMemory memory = GuestMemory.empty();
+    /** Region index per buffer (ints, not segment references: no GC barrier per buffer). */
+    private int[] regions = new int[INITIAL_CAPACITY];
     private long[] offsets = new long[INITIAL_CAPACITY];
     private int[] lengths = new int[INITIAL_CAPACITY];
     private final ChainReader reader = new ChainReader(this);
@@ -40,8 +42,12 @@ public final class DescriptorChain {
 
     // ---- filled in by the queue implementation ----
 
-    /** Starts a new chain with head {@code head}, dropping all buffers. For queue implementations. */
-    public void reset(int head) {
+    /**
+     * Starts a new chain with head {@code head} over {@code memory}, dropping all buffers. For
+     * queue implementations.
+     */
+    public void reset(GuestMemory memory, int head) {
+        this.memory = memory;
         this.head = head;
         this.count = 0;
         this.readableCount = 0;
@@ -50,15 +56,15 @@ public final class DescriptorChain {
     }
 
     /**
-     * Appends a buffer: {@code length} bytes at {@code offset} in {@code regionSegment}. Readable
-     * buffers must all come before writable ones; the queue implementation checks that before
-     * calling. For queue implementations.
+     * Appends a buffer: {@code length} bytes at {@code offset} in region {@code region} of the
+     * chain's memory. Readable buffers must all come before writable ones; the queue
+     * implementation checks that before calling. For queue implementations.
      */
-    public void append(MemorySegment regionSegment, long offset, int length, boolean writable) {
-        if (count == segments.length) {
+    public void append(int region, long offset, int length, boolean writable) {
+        if (count == regions.length) {
             grow();
         }
-        segments[count] = regionSegment;
+        regions[count] = region;
         offsets[count] = offset;
         lengths[count] = length;
         count++;
@@ -71,8 +77,8 @@ public final class DescriptorChain {
     }
 
     private void grow() {
-        int n = segments.length * 2;
-        segments = java.util.Arrays.copyOf(segments, n);
+        int n = regions.length * 2;
+        regions = java.util.Arrays.copyOf(regions, n);
         offsets = java.util.Arrays.copyOf(offsets, n);
         lengths = java.util.Arrays.copyOf(lengths, n);
     }
@@ -118,10 +124,15 @@ public final class DescriptorChain {
         return i >= readableCount;
     }
 
+    /** The guest memory the buffers are in (valid while the chain is in flight). */
+    public GuestMemory memory() {
+        return memory;
+    }
+
     /** The whole region segment holding buffer {@code i} (no allocation). */
     public MemorySegment bufferRegion(int i) {
         checkIndex(i);
-        return segments[i];
+        return memory.regionSegment(regions[i]);
     }
 
     /** Offset of buffer {@code i} inside {@link #bufferRegion(int)}. */
@@ -139,13 +150,13 @@ public final class DescriptorChain {
     /** Host address of buffer {@code i}, for iovecs handed to the kernel (zero copy). */
     public long bufferAddress(int i) {
         checkIndex(i);
-        return segments[i].address() + offsets[i];
+        return memory.regionSegment(regions[i]).address() + offsets[i];
     }
 
     /** Buffer {@code i} as its own segment (allocates a slice; for tests and slow paths). */
     public MemorySegment buffer(int i) {
         checkIndex(i);
-        return segments[i].asSlice(offsets[i], Integer.toUnsignedLong(lengths[i]));
+        return memory.regionSegment(regions[i]).asSlice(offsets[i], Integer.toUnsignedLong(lengths[i]));
     }
 
     /** A cursor over the readable buffers, at position 0. The same object every call. */
@@ -168,7 +179,7 @@ public final class DescriptorChain {
 
     // raw access for the cursors (same package, no checks beyond the cursor's own)
     MemorySegment segmentAt(int i) {
-        return segments[i];
+        return memory.regionSegment(regions[i]);
     }
 
     long offsetAt(int i) {

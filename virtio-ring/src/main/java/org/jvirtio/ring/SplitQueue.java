@@ -13,7 +13,6 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import static org.jvirtio.api.GuestMemory.LE_U16;
-import static org.jvirtio.api.GuestMemory.LE_U32;
 import static org.jvirtio.api.GuestMemory.LE_U64;
 import static org.jvirtio.ring.SplitRingLayout.*;
 
@@ -80,6 +79,12 @@ public final class SplitQueue implements Virtqueue {
 
     private RingViolation violation;
 
+    /** The region the last translated buffer was in: most buffers of a guest share one. */
+    private int cachedRegion;
+    private long cachedRegionStart;
+    /** 0 means "no cached region": nothing is inside a region of size 0. */
+    private long cachedRegionSize;
+
     // ---- chain pool ----
     private DescriptorChain[] pool = new DescriptorChain[0];
     private int[] free = new int[0];
@@ -131,6 +136,7 @@ public final class SplitQueue implements Virtqueue {
         MemorySegment a = ringSlice(memory, availAddr, availBytes(size), 1);
         MemorySegment u = ringSlice(memory, usedAddr, usedBytes(size), 2);
         this.memory = memory;
+        this.cachedRegionSize = 0;
         this.size = size;
         this.mask = size - 1;
         this.descAddr = descAddr;
@@ -194,6 +200,7 @@ public final class SplitQueue implements Virtqueue {
     public void changeMemory(GuestMemory newMemory) {
         if (!active) {
             this.memory = newMemory;
+            this.cachedRegionSize = 0;
             return;
         }
         try {
@@ -204,8 +211,10 @@ public final class SplitQueue implements Virtqueue {
             avail = a;
             used = u;
             memory = newMemory;
+            cachedRegionSize = 0;
         } catch (RingConfigurationException e) {
             memory = newMemory;
+            cachedRegionSize = 0;
             violate(e.violation());
         }
     }
@@ -354,7 +363,7 @@ public final class SplitQueue implements Virtqueue {
         if (head >= size) {
             return violate(Reason.HEAD_OUT_OF_RANGE, head, size, 0);
         }
-        chain.reset(head);
+        chain.reset(memory, head);
         long readable = 0;
         long writable = 0;
         boolean seenWritable = false;
@@ -366,10 +375,12 @@ public final class SplitQueue implements Virtqueue {
             }
             long base = (long) id * DESC_SIZE;
             // Each field read once into a local (TOCTOU): the guest may change them meanwhile.
+            // len, flags and next are one little-endian 64-bit word.
             long addr = desc.get(LE_U64, base + DESC_ADDR);
-            int len = desc.get(LE_U32, base + DESC_LEN);
-            int flags = desc.get(LE_U16, base + DESC_FLAGS) & 0xffff;
-            int next = desc.get(LE_U16, base + DESC_NEXT) & 0xffff;
+            long word = desc.get(LE_U64, base + DESC_LEN);
+            int len = (int) word;
+            int flags = (int) (word >>> 32) & 0xffff;
+            int next = (int) (word >>> 48);
             if ((flags & DESC_F_INDIRECT) != 0) {
                 if (!indirect) {
                     return violate(Reason.INDIRECT_NOT_NEGOTIATED, id, 0, 0);
@@ -446,9 +457,10 @@ public final class SplitQueue implements Virtqueue {
             int next;
             if (seg != null) {
                 addr = seg.get(LE_U64, segBase + off + DESC_ADDR);
-                len = seg.get(LE_U32, segBase + off + DESC_LEN);
-                flags = seg.get(LE_U16, segBase + off + DESC_FLAGS) & 0xffff;
-                next = seg.get(LE_U16, segBase + off + DESC_NEXT) & 0xffff;
+                long word = seg.get(LE_U64, segBase + off + DESC_LEN);
+                len = (int) word;
+                flags = (int) (word >>> 32) & 0xffff;
+                next = (int) (word >>> 48);
             } else {
                 long e = tableAddr + off;
                 addr = memory.readU64(e + DESC_ADDR);
@@ -494,6 +506,15 @@ public final class SplitQueue implements Virtqueue {
         if (Long.compareUnsigned(addr + left - 1, addr) < 0) {
             return violate(Reason.ADDRESS_OUT_OF_RANGE, addr, left, descId);
         }
+        if (chain.bufferCount() >= maxChainBuffers) {
+            return violate(Reason.CHAIN_TOO_LONG, chain.head(), maxChainBuffers, 0);
+        }
+        // Fast path: the whole buffer inside the region the previous buffer was in.
+        long rel = addr - cachedRegionStart;
+        if (Long.compareUnsigned(rel, cachedRegionSize) < 0 && left <= cachedRegionSize - rel) {
+            chain.append(cachedRegion, rel, len, writable);
+            return true;
+        }
         GuestMemory mem = memory;
         long a = addr;
         while (left > 0) {
@@ -506,7 +527,10 @@ public final class SplitQueue implements Virtqueue {
             if (chain.bufferCount() >= maxChainBuffers) {
                 return violate(Reason.CHAIN_TOO_LONG, chain.head(), maxChainBuffers, 0);
             }
-            chain.append(mem.regionSegment(r), off, (int) n, writable);
+            chain.append(r, off, (int) n, writable);
+            cachedRegion = r;
+            cachedRegionStart = mem.regionStart(r);
+            cachedRegionSize = mem.regionSize(r);
             a += n;
             left -= n;
         }
@@ -525,8 +549,8 @@ public final class SplitQueue implements Virtqueue {
             return; // nothing more is written to a broken or stopped ring
         }
         long off = USED_RING + (long) USED_ELEM_SIZE * (nextUsed & mask);
-        used.set(LE_U32, off, chain.head());
-        used.set(LE_U32, off + 4, writtenLength);
+        // struct virtq_used_elem { le32 id; le32 len; } as one little-endian 64-bit store
+        used.set(LE_U64, off, (chain.head() & 0xffff_ffffL) | ((long) writtenLength << 32));
         nextUsed = (nextUsed + 1) & 0xffff;
     }
 

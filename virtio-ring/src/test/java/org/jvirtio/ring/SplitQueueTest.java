@@ -84,6 +84,35 @@ class SplitQueueTest {
     }
 
     @Test
+    void buffersAlternatingBetweenRegionsTranslateEachTime() throws Exception {
+        ring(8, false, false);
+        long[] at = {HIGH + 0x10, DATA, HIGH + 0x20, DATA + 0x10, HIGH - 4};
+        for (int i = 0; i < at.length; i++) {
+            f.memory.writeU64(at[i], 0x1111L * (i + 1));
+            f.desc(i, at[i], 8, i + 1 < at.length ? DESC_F_NEXT : 0, i + 1);
+        }
+        f.push(0);
+        DescriptorChain c = f.queue.pop();
+        assertEquals(6, c.bufferCount(), "the last buffer crosses into the high region");
+        ChainReader r = c.reader();
+        for (int i = 0; i < at.length; i++) {
+            assertEquals(0x1111L * (i + 1), r.readU64());
+        }
+        assertEquals(f.memory.regionSegment(1).address() + 0x10, c.bufferAddress(0));
+        assertEquals(f.memory.regionSegment(0).address() + (DATA - LOW), c.bufferAddress(1));
+    }
+
+    @Test
+    void bufferStartingInTheLastUsedRegionButRunningPastMemory() throws Exception {
+        ring(8, false, false);
+        f.desc(0, HIGH + 0x100, 8, DESC_F_NEXT, 1);
+        f.desc(1, HIGH + REGION - 4, 8, 0, 0);
+        f.push(0);
+        assertNull(f.queue.pop());
+        assertEquals(RingViolation.Reason.ADDRESS_OUT_OF_RANGE, f.queue.violation().reason());
+    }
+
+    @Test
     void headerSplitIntoOneByteDescriptorsReadsTheSame() throws Exception {
         // A virtio-blk style header (le32 type, le32 reserved, le64 sector) in 16 descriptors.
         ring(32, false, false);
