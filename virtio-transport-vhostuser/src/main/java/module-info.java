@@ -1,7 +1,12 @@
-/** The vhost-user transport (QEMU docs/interop/vhost-user.rst). Not implemented yet: only the module shape exists. */
+/** The vhost-user transport (QEMU docs/interop/vhost-user.rst): a backend VMMs connect to, and a Java front-end. */
 module org.jvirtio.transport.vhostuser {
-    requires org.jvirtio.api;
+    requires transitive org.jvirtio.api;
     requires org.jvirtio.ring;
+    requires org.slf4j;
+    requires io.netty.common;
+    requires io.netty.transport;
+    requires io.netty.transport.unix.common;
+    requires io.netty.transport.classes.epoll;
 
-    // exports org.jvirtio.transport.vhostuser once it holds code (javac refuses to export a package with no class)
+    exports org.jvirtio.transport.vhostuser;
 }

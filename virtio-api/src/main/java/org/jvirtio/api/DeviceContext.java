@@ -1,8 +1,9 @@
 package org.jvirtio.api;
 
 /**
- * What a transport hands a device when the driver sets DRIVER_OK (or a vhost-user frontend
- * starts the rings): the negotiated features, guest memory and the queues.
+ * What a transport gives a device when a driver session starts (after feature negotiation,
+ * before any queue starts): the negotiated features and the way back to the driver for
+ * device-wide events.
  */
 public interface DeviceContext {
     /** The features both sides agreed on. */
@@ -12,24 +13,15 @@ public interface DeviceContext {
         return VirtioFeatures.has(negotiatedFeatures(), bit);
     }
 
-    /** Guest memory at activation time. A transport may replace it later; queues follow. */
-    GuestMemory memory();
-
-    /** Number of queues the transport set up. */
-    int queueCount();
-
-    /** Queue {@code index}, or null when the driver did not enable it. */
-    Virtqueue queue(int index);
-
-    /** The interrupt for used buffers on queue {@code index}. */
-    Interrupt interrupt(int index);
-
     /** Tells the driver the configuration space changed (VIRTIO 1.3, 2.5.1). */
     void notifyConfigChange();
 
     /**
-     * The device cannot continue until reset (e.g. a broken ring): the transport sets
-     * DEVICE_NEEDS_RESET and raises a configuration change (VIRTIO 1.3, 2.1.2).
+     * The device cannot continue until reset (a broken ring, say): the transport sets
+     * DEVICE_NEEDS_RESET and tells the driver in the transport's way (VIRTIO 1.3, 2.1.2;
+     * vhost-user: the queue's error eventfd).
+     *
+     * @param queue the queue concerned, or -1 for the whole device
      */
-    void needsReset(String reason);
+    void needsReset(int queue, String reason);
 }

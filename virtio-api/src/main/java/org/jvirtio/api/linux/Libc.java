@@ -64,6 +64,8 @@ public final class Libc {
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG));
     private static final MethodHandle EVENTFD_READ = downcall("eventfd_read",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
+    private static final MethodHandle POLL_RAW = downcall("poll",
+            FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
     private static final MethodHandle STRERROR = downcall("strerror",
             FunctionDescriptor.of(ADDRESS, JAVA_INT));
 
@@ -268,6 +270,20 @@ public final class Libc {
             }
         } catch (ErrnoException e) {
             throw e;
+        } catch (Throwable t) {
+            throw unexpected(t);
+        }
+    }
+
+    /**
+     * {@code poll(fds, n, timeout)} on a caller-owned array of {@code struct pollfd} (8 bytes
+     * each: int fd, short events, short revents), allocating nothing.
+     *
+     * @return the number of ready descriptors, 0 on timeout, -1 on error (EINTR included)
+     */
+    public static int poll(MemorySegment pollfds, int n, int timeoutMillis) {
+        try {
+            return (int) POLL_RAW.invokeExact(pollfds, (long) n, timeoutMillis);
         } catch (Throwable t) {
             throw unexpected(t);
         }

@@ -1,0 +1,299 @@
+package org.jvirtio.transport.vhostuser;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicLong;
+
+import io.netty.channel.IoEvent;
+import io.netty.channel.IoEventLoop;
+import io.netty.channel.IoRegistration;
+import io.netty.channel.MultiThreadIoEventLoopGroup;
+import io.netty.channel.epoll.EpollIoHandle;
+import io.netty.channel.epoll.EpollIoHandler;
+import io.netty.channel.epoll.EpollIoOps;
+import io.netty.channel.unix.FileDescriptor;
+import org.jvirtio.api.VirtioDevice;
+import org.jvirtio.api.linux.ErrnoException;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A vhost-user backend: a Unix socket server that one front-end (QEMU, Cloud Hypervisor,
+ * libblkio, {@link VhostUserFrontend}) at a time connects to, driving a {@link VirtioDevice}.
+ *
+ * <p>The control plane runs on one Netty epoll event loop: the listening socket and the
+ * connection are {@link EpollIoHandle}s; bytes and fds of a message are read together with
+ * {@code recvmsg} (see {@link UnixSocket}). A malformed message closes the connection with one
+ * log line naming the message and the reason; the device is reset, every mapping and fd of the
+ * connection is released, and the server accepts the next front-end. A second front-end while
+ * one is connected is refused.
+ */
+public final class VhostUserBackend implements AutoCloseable {
+    private static final Logger LOG = LoggerFactory.getLogger(VhostUserBackend.class);
+
+    private final Path socketPath;
+    private final VirtioDevice device;
+    private final MultiThreadIoEventLoopGroup group;
+    private final IoEventLoop loop;
+    private final int listenFd;
+    private IoRegistration listenRegistration;
+    private Connection connection;
+    private final AtomicLong connections = new AtomicLong();
+    private volatile String lastDisconnectReason;
+    private volatile CompletableFuture<String> nextDisconnect = new CompletableFuture<>();
+    private volatile boolean closed;
+
+    private VhostUserBackend(Path socketPath, VirtioDevice device, int listenFd) {
+        this.socketPath = socketPath;
+        this.device = device;
+        this.listenFd = listenFd;
+        this.group = new MultiThreadIoEventLoopGroup(1, EpollIoHandler.newFactory());
+        this.loop = (IoEventLoop) group.next();
+    }
+
+    /**
+     * Creates the socket file (mode 0600; a stale socket at the path is replaced; any other
+     * kind of file there is refused) and starts accepting.
+     */
+    public static VhostUserBackend start(Path socketPath, VirtioDevice device) throws IOException {
+        Path dir = socketPath.toAbsolutePath().getParent();
+        if (dir == null || !Files.isDirectory(dir)) {
+            throw new IOException("socket directory " + dir + " does not exist");
+        }
+        if (Files.exists(socketPath, LinkOption.NOFOLLOW_LINKS) && !isSocket(socketPath)) {
+            throw new IOException(socketPath + " exists and is not a socket; refusing to replace it");
+        }
+        // Bind under a temporary name, restrict it to the owner, then rename over the target:
+        // the socket is never reachable with wider permissions, and a stale one is replaced.
+        Path tmp = dir.resolve("." + socketPath.getFileName() + ".tmp-" + ProcessHandle.current().pid());
+        Files.deleteIfExists(tmp);
+        int fd = UnixSocket.listen(tmp, 4);
+        try {
+            Files.setPosixFilePermissions(tmp, PosixFilePermissions.fromString("rw-------"));
+            Files.move(tmp, socketPath, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+        } catch (IOException | RuntimeException e) {
+            UnixSocket.closeQuietly(fd);
+            Files.deleteIfExists(tmp);
+            throw e;
+        }
+        VhostUserBackend b = new VhostUserBackend(socketPath, device, fd);
+        try {
+            b.listenRegistration = b.register(b.new Listener());
+        } catch (IOException e) {
+            b.close();
+            throw e;
+        }
+        LOG.info("vhost-user backend listening on {}", socketPath);
+        return b;
+    }
+
+    private static boolean isSocket(Path p) throws IOException {
+        Object mode = Files.getAttribute(p, "unix:mode", LinkOption.NOFOLLOW_LINKS);
+        return mode instanceof Integer m && (m & 0170000) == 0140000;
+    }
+
+    private IoRegistration register(EpollIoHandle handle) throws IOException {
+        try {
+            IoRegistration r = loop.register(handle).get(10, TimeUnit.SECONDS);
+            r.submit(EpollIoOps.EPOLLIN);
+            return r;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted while registering with the event loop", e);
+        } catch (ExecutionException | TimeoutException e) {
+            throw new IOException("cannot register with the event loop", e);
+        }
+    }
+
+    public Path socketPath() {
+        return socketPath;
+    }
+
+    /** Connections accepted so far (refused second front-ends not counted). */
+    public long connectionCount() {
+        return connections.get();
+    }
+
+    /** Why the last connection ended ("front-end disconnected" or the protocol error). */
+    public String lastDisconnectReason() {
+        return lastDisconnectReason;
+    }
+
+    /** Completes with the reason when the current (or next) connection ends. */
+    public CompletableFuture<String> nextDisconnect() {
+        return nextDisconnect;
+    }
+
+    /** Runs {@code task} on the control thread and waits (for tests and diagnostics). */
+    public <T> T onControlThread(java.util.concurrent.Callable<T> task) throws Exception {
+        return loop.submit(task).get(30, TimeUnit.SECONDS);
+    }
+
+    /** The status byte the front-end set, with DEVICE_NEEDS_RESET if the device asked for it; -1 without a connection. */
+    public int deviceStatus() throws Exception {
+        return onControlThread(() -> connection == null ? -1 : connection.session.status());
+    }
+
+    private final class Listener implements EpollIoHandle {
+        private final FileDescriptor fd = new FileDescriptor(listenFd);
+
+        @Override
+        public FileDescriptor fd() {
+            return fd;
+        }
+
+        @Override
+        public void handle(IoRegistration registration, IoEvent event) {
+            try {
+                int c;
+                while ((c = UnixSocket.accept(listenFd)) >= 0) {
+                    if (connection != null) {
+                        LOG.warn("vhost-user: refused a second front-end on {}: one is already connected", socketPath);
+                        UnixSocket.closeQuietly(c);
+                        continue;
+                    }
+                    accept(c);
+                }
+            } catch (ErrnoException | RuntimeException e) {
+                LOG.error("vhost-user: accept failed on {}: {}", socketPath, e.getMessage());
+            }
+        }
+
+        @Override
+        public void close() {
+            // the listening fd is closed by VhostUserBackend.close()
+        }
+    }
+
+    private void accept(int fd) {
+        Connection c = new Connection(fd);
+        connection = c;
+        connections.incrementAndGet();
+        try {
+            c.registration = register(c);
+            LOG.info("vhost-user: front-end connected on {}", socketPath);
+        } catch (IOException e) {
+            c.close("cannot register the connection: " + e.getMessage());
+        }
+    }
+
+    /** One front-end connection: its reader, its session, its registration. */
+    private final class Connection implements EpollIoHandle {
+        private final int fd;
+        private final FileDescriptor fdObj;
+        private final MessageReader reader;
+        private final BackendSession session;
+        private IoRegistration registration;
+        private boolean closed;
+
+        Connection(int fd) {
+            this.fd = fd;
+            this.fdObj = new FileDescriptor(fd);
+            this.reader = new MessageReader(fd, true);
+            this.session = new BackendSession(device, fd, loop);
+        }
+
+        @Override
+        public FileDescriptor fd() {
+            return fdObj;
+        }
+
+        @Override
+        public void handle(IoRegistration registration, IoEvent event) {
+            // Netty only logs what escapes from here: contain everything.
+            VhostUserMessage m = null;
+            try {
+                while (!closed) {
+                    MessageReader.Status s = reader.read();
+                    if (s == MessageReader.Status.AGAIN) {
+                        return;
+                    }
+                    if (s == MessageReader.Status.EOF) {
+                        close("front-end disconnected");
+                        return;
+                    }
+                    m = reader.message();
+                    session.handle(m);
+                    m = null;
+                }
+            } catch (VhostUserProtocolException e) {
+                close("protocol error: " + e.getMessage());
+            } catch (ErrnoException e) {
+                close("socket error" + (m != null ? " on " + m.name() : "") + ": " + e.getMessage());
+            } catch (RuntimeException e) {
+                LOG.error("vhost-user: unexpected failure handling {}", m != null ? m.name() : "a message", e);
+                close("internal error" + (m != null ? " on " + m.name() : "") + ": " + e);
+            }
+        }
+
+        void close(String reason) {
+            if (closed) {
+                return;
+            }
+            closed = true;
+            if (registration != null) {
+                registration.cancel();
+            }
+            try {
+                session.close();
+            } catch (RuntimeException e) {
+                LOG.error("vhost-user: device reset failed while closing the connection", e);
+            }
+            reader.close();
+            UnixSocket.closeQuietly(fd);
+            if (connection == this) {
+                connection = null;
+            }
+            lastDisconnectReason = reason;
+            if (reason.equals("front-end disconnected")) {
+                LOG.info("vhost-user: front-end disconnected from {}; waiting for the next one", socketPath);
+            } else {
+                LOG.warn("vhost-user: connection closed: {}", reason);
+            }
+            CompletableFuture<String> f = nextDisconnect;
+            nextDisconnect = new CompletableFuture<>();
+            f.complete(reason);
+        }
+
+        @Override
+        public void close() {
+            close("backend shut down");
+        }
+    }
+
+    /** Closes the connection (resetting the device), stops listening and removes the socket file. */
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        try {
+            loop.submit(() -> {
+                if (connection != null) {
+                    connection.close("backend shut down");
+                }
+                if (listenRegistration != null) {
+                    listenRegistration.cancel();
+                }
+            }).get(30, TimeUnit.SECONDS);
+        } catch (Exception e) {
+            LOG.warn("vhost-user: shutting down the control loop: {}", e.toString());
+        }
+        UnixSocket.closeQuietly(listenFd);
+        try {
+            Files.deleteIfExists(socketPath);
+        } catch (IOException e) {
+            LOG.warn("vhost-user: cannot remove {}: {}", socketPath, e.getMessage());
+        }
+        group.shutdownGracefully(0, 5, TimeUnit.SECONDS).syncUninterruptibly();
+    }
+}
