@@ -115,7 +115,8 @@ public final class QueueWorker {
                 // A broken queue waits only for stop; a queue without kick fd is polled.
                 int timeout = (kick == null && !q.isBroken()) ? POLL_MILLIS : -1;
                 Libc.poll(pollfds, q.isBroken() ? 1 : n, timeout);
-                if (kick != null) {
+                // Drain the kick only when poll says it is readable: the fd may be blocking.
+                if (kick != null && (pollfds.get(ValueLayout.JAVA_SHORT, 14) & Libc.POLLIN) != 0) {
                     kick.read();
                 }
             }

@@ -144,7 +144,8 @@ final class BackendSession implements DeviceContext, AutoCloseable {
             return;
         }
         byte[] reply = null;
-        boolean ok = true;
+        // Decided before the request runs: a reset clears the negotiated protocol features.
+        boolean ack = m.needsReply() && protocol(PROTOCOL_F_REPLY_ACK);
         switch (req) {
             case GET_FEATURES -> {
                 VhostUserCodec.decodeNone(m);
@@ -216,8 +217,8 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         }
         if (reply != null) {
             send(m.request(), reply);
-        } else if (m.needsReply() && protocol(PROTOCOL_F_REPLY_ACK)) {
-            send(m.request(), VhostUserMessage.u64(ok ? 0 : 1));
+        } else if (ack) {
+            send(m.request(), VhostUserMessage.u64(0));
         }
     }
 

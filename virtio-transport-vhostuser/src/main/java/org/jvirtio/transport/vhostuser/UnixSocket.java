@@ -94,10 +94,12 @@ final class UnixSocket {
         return sa;
     }
 
-    static int socket() throws ErrnoException {
+    static final int SOCK_NONBLOCK = 0x800;
+
+    static int socket(boolean nonBlocking) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment st = arena.allocate(CAPTURE);
-            int fd = (int) SOCKET.invokeExact(st, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            int fd = (int) SOCKET.invokeExact(st, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (nonBlocking ? SOCK_NONBLOCK : 0), 0);
             if (fd < 0) {
                 throw new ErrnoException("socket", errno(st));
             }
@@ -109,9 +111,9 @@ final class UnixSocket {
         }
     }
 
-    /** A listening socket bound to {@code path} (which must not exist). */
+    /** A non-blocking listening socket bound to {@code path} (which must not exist). */
     static int listen(Path path, int backlog) throws ErrnoException {
-        int fd = socket();
+        int fd = socket(true);
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment st = arena.allocate(CAPTURE);
             MemorySegment sa = sockaddr(arena, path);
@@ -136,7 +138,7 @@ final class UnixSocket {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment st = arena.allocate(CAPTURE);
             while (true) {
-                int fd = (int) ACCEPT4.invokeExact(st, listenFd, MemorySegment.NULL, MemorySegment.NULL, SOCK_CLOEXEC | 0x800 /* SOCK_NONBLOCK */);
+                int fd = (int) ACCEPT4.invokeExact(st, listenFd, MemorySegment.NULL, MemorySegment.NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
                 if (fd >= 0) {
                     return fd;
                 }
@@ -158,7 +160,7 @@ final class UnixSocket {
 
     /** A socket connected to {@code path}. */
     static int connect(Path path) throws ErrnoException {
-        int fd = socket();
+        int fd = socket(false);
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment st = arena.allocate(CAPTURE);
             if ((int) CONNECT.invokeExact(st, fd, sockaddr(arena, path), 110) != 0) {

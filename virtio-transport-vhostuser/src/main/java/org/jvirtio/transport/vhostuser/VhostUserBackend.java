@@ -239,6 +239,7 @@ public final class VhostUserBackend implements AutoCloseable {
                 return;
             }
             closed = true;
+            lastDisconnectReason = reason;
             if (registration != null) {
                 registration.cancel();
             }
@@ -252,7 +253,6 @@ public final class VhostUserBackend implements AutoCloseable {
             if (connection == this) {
                 connection = null;
             }
-            lastDisconnectReason = reason;
             if (reason.equals("front-end disconnected")) {
                 LOG.info("vhost-user: front-end disconnected from {}; waiting for the next one", socketPath);
             } else {

@@ -1,0 +1,290 @@
+package org.jvirtio.transport.vhostuser;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.concurrent.TimeUnit;
+
+import org.jvirtio.api.DeviceStatus;
+import org.jvirtio.api.EventFd;
+import org.jvirtio.api.GuestMemory;
+import org.jvirtio.api.GuestRegion;
+import org.jvirtio.api.MemoryMapping;
+import org.jvirtio.ring.SplitQueueDriver;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** The Java front-end against the Java backend with a small echo device, over a real Unix socket. */
+class VhostUserBackendTest {
+    @TempDir
+    Path dir;
+    Path socket;
+    EchoDevice device;
+    VhostUserBackend backend;
+
+    @BeforeEach
+    void start() throws IOException {
+        socket = dir.resolve("echo.sock");
+        device = new EchoDevice(2);
+        backend = VhostUserBackend.start(socket, device);
+    }
+
+    @AfterEach
+    void stop() {
+        backend.close();
+    }
+
+    @Test
+    void socketIsPrivateAndAStaleOneIsReplaced() throws Exception {
+        assertEquals("rw-------", PosixFilePermissions.toString(Files.getPosixFilePermissions(socket)));
+        backend.close();
+        // a stale socket file, as a crashed backend leaves it: bound, then nobody listens
+        UnixSocket.closeQuietly(UnixSocket.listen(socket, 1));
+        assertTrue(Files.exists(socket));
+        backend = VhostUserBackend.start(socket, new EchoDevice(1));
+        try (FrontendRig rig = new FrontendRig(socket)) {
+            assertEquals(1, rig.fe.getQueueNum(), "the new backend answers");
+        }
+    }
+
+    @Test
+    void refusesToReplaceARegularFileOrUseAMissingDirectory() throws Exception {
+        Path file = dir.resolve("not-a-socket");
+        Files.writeString(file, "keep me");
+        IOException e = assertThrows(IOException.class, () -> VhostUserBackend.start(file, device));
+        assertTrue(e.getMessage().contains("not a socket"), e.getMessage());
+        assertEquals("keep me", Files.readString(file));
+        e = assertThrows(IOException.class, () -> VhostUserBackend.start(dir.resolve("missing/x.sock"), device));
+        assertTrue(e.getMessage().contains("does not exist"), e.getMessage());
+    }
+
+    @Test
+    void negotiatesAndEchoesOnTwoQueues() throws Exception {
+        var disconnect = backend.nextDisconnect();
+        try (FrontendRig rig = new FrontendRig(socket)) {
+            assertEquals(EchoDevice.FEATURES | VhostUserProtocol.F_PROTOCOL_FEATURES, rig.fe.getFeatures());
+            assertEquals(VhostUserProtocol.BACKEND_PROTOCOL_FEATURES, rig.fe.getProtocolFeatures());
+            rig.negotiate();
+            assertEquals(EchoDevice.FEATURES, rig.features);
+            assertEquals(2, rig.fe.getQueueNum());
+            assertEquals(VhostUserProtocol.MAX_MEM_SLOTS, rig.fe.getMaxMemSlots());
+            rig.fe.setMemTable(rig.memory);
+            rig.queue(0, 64);
+            rig.queue(1, 256);
+            for (int i = 0; i < 200; i++) {
+                assertEquals(100 + i, rig.echo(i % 2, new byte[100 + i]));
+            }
+            assertEquals(1, device.activations.get());
+            assertEquals(2, device.starts.get());
+            assertEquals(100, rig.fe.getVringBase(0), "next avail after 100 requests on queue 0");
+            assertEquals(3, device.stops.get() + 2, "queue 0 stopped");
+        }
+        assertEquals("front-end disconnected", disconnect.get(10, TimeUnit.SECONDS));
+        assertEquals(1, device.resets.get(), "disconnect resets the device");
+    }
+
+    @Test
+    void kicksBeforeEnableAreNotLost() throws Exception {
+        try (FrontendRig rig = new FrontendRig(socket)) {
+            rig.negotiate();
+            rig.fe.setMemTable(rig.memory);
+            SplitQueueDriver d = SplitQueueDriver.at(rig.memory, 0x1000, 16, rig.features, -1, 0);
+            EventFd kick = EventFd.create(false);
+            EventFd call = EventFd.create(false);
+            rig.kicks.add(kick);
+            rig.calls.add(call);
+            rig.fe.setVringNum(0, 16);
+            rig.fe.setVringBase(0, 0);
+            rig.fe.setVringAddr(0, d.descAddr(), d.availAddr(), d.usedAddr());
+            rig.fe.setVringCall(0, call);
+            rig.fe.setVringKick(0, kick);
+            // The guest adds a buffer and kicks while the ring is still disabled.
+            d.add(new long[] {FrontendRig.DATA, FrontendRig.DATA + 64}, new int[] {8, 8}, 2, 1, 1);
+            d.publish();
+            kick.signal();
+            Thread.sleep(50);
+            assertFalse(d.hasUsed(), "a disabled ring is not processed");
+            rig.fe.setVringEnable(0, true);
+            assertTrue(call.await(10_000) > 0, "served after enable");
+            assertEquals(1, d.pollUsed((h, t, l) -> assertEquals(8, l)));
+        }
+    }
+
+    @Test
+    void memoryTableReplacedWhileIdleAndWhileRunning() throws Exception {
+        try (FrontendRig rig = new FrontendRig(socket)) {
+            rig.negotiate();
+            rig.fe.setMemTable(rig.memory);
+            rig.queue(0, 64);
+            rig.echo(0, new byte[32]);
+            // Same memory shared again (QEMU does this on every memory layout change) plus an
+            // extra region: the queue keeps running with its indices.
+            MemoryMapping extra = MemoryMapping.memfd("extra", 1 << 20);
+            GuestMemory bigger = rig.memory.withRegion(GuestRegion.of(0x4000_0000L, extra));
+            extra.release();
+            rig.fe.setMemTable(bigger);
+            assertEquals(32, rig.echo(0, new byte[32]));
+            int startsBefore = device.starts.get();
+            rig.fe.setMemTable(rig.memory);
+            assertEquals(16, rig.echo(0, new byte[16]));
+            assertTrue(device.starts.get() > startsBefore, "the queue was stopped and restarted around the change");
+            assertEquals(3, rig.fe.getVringBase(0));
+            bigger.release();
+        }
+    }
+
+    @Test
+    void configureMemSlotsOnlyWithReplyAckOnEveryMessage() throws Exception {
+        var disconnect = backend.nextDisconnect();
+        // libblkio style: never SET_MEM_TABLE, only ADD_MEM_REG; REPLY_ACK on everything.
+        try (FrontendRig rig = new FrontendRig(socket)) {
+            rig.negotiate();
+            rig.fe.addMemReg(rig.memory.region(0), rig.memory);
+            rig.queue(0, 32);
+            assertEquals(10, rig.echo(0, new byte[10]));
+            MemoryMapping m = MemoryMapping.memfd("slot2", 1 << 20);
+            GuestMemory two = rig.memory.withRegion(GuestRegion.of(0x8000_0000L, m));
+            m.release();
+            rig.fe.addMemReg(two.region(1), two);
+            assertEquals(11, rig.echo(0, new byte[11]));
+            rig.fe.remMemReg(two.region(1), rig.memory);
+            assertEquals(12, rig.echo(0, new byte[12]));
+            two.release();
+            // removing a region that is not there is refused
+            IOException e = assertThrows(IOException.class, () -> rig.fe.remMemReg(GuestRegion.of(0x9000_0000L, rig.memory.region(0).mapping()), rig.memory));
+            assertNotNull(e.getMessage());
+        }
+        String reason = disconnect.get(10, TimeUnit.SECONDS);
+        assertTrue(reason.contains("REM_MEM_REG: no region at guest 0x90000000"), reason);
+    }
+
+    @Test
+    void configSpaceReadsWritesAndPadsWithZeros() throws Exception {
+        var disconnect = backend.nextDisconnect();
+        try (FrontendRig rig = new FrontendRig(socket)) {
+            rig.negotiate();
+            rig.fe.setConfig(4, new byte[] {1, 2, 3});
+            byte[] c = rig.fe.getConfig(0, 16);
+            assertArrayEquals(new byte[] {0, 0, 0, 0, 1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0}, c);
+            assertArrayEquals(new byte[] {2, 3, 0, 0, 0, 0, 0, 0}, rig.fe.getConfig(5, 8), "past the device's 16 bytes: zeros");
+            assertThrows(IOException.class, () -> rig.fe.setConfig(15, new byte[] {1, 2}));
+        }
+        String reason = disconnect.get(10, TimeUnit.SECONDS);
+        assertTrue(reason.contains("SET_CONFIG: range offset 15 size 2 exceeds"), reason);
+    }
+
+    @Test
+    void configChangeReachesTheFrontendOnTheBackendChannel() throws Exception {
+        try (FrontendRig rig = new FrontendRig(socket)) {
+            rig.negotiate();
+            rig.fe.openBackendChannel();
+            rig.fe.setMemTable(rig.memory);
+            rig.queue(0, 16);
+            rig.echo(0, new byte[4]);
+            device.context.notifyConfigChange();
+            long deadline = System.nanoTime() + 10_000_000_000L;
+            while (rig.fe.configChanges() == 0 && System.nanoTime() < deadline) {
+                Thread.sleep(10);
+            }
+            assertEquals(1, rig.fe.configChanges());
+        }
+    }
+
+    @Test
+    void resetDeviceStopsQueuesAndAllowsANewSession() throws Exception {
+        try (FrontendRig rig = new FrontendRig(socket)) {
+            rig.negotiate();
+            rig.fe.setMemTable(rig.memory);
+            rig.queue(0, 16);
+            rig.echo(0, new byte[4]);
+            rig.fe.resetDevice();
+            assertEquals(1, device.resets.get());
+            assertEquals(0, rig.fe.getStatus());
+            // a new session on the same connection and memory
+            rig.drivers.clear();
+            rig.kicks.forEach(EventFd::close);
+            rig.calls.forEach(EventFd::close);
+            rig.kicks.clear();
+            rig.calls.clear();
+            rig.negotiate();
+            rig.queue(0, 16);
+            assertEquals(5, rig.echo(0, new byte[5]));
+            assertEquals(2, device.activations.get());
+        }
+    }
+
+    @Test
+    void statusIsStoredAndRingViolationSetsNeedsReset() throws Exception {
+        try (FrontendRig rig = new FrontendRig(socket); EventFd err = EventFd.create(true)) {
+            rig.negotiate();
+            rig.fe.setStatus(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK);
+            rig.fe.setMemTable(rig.memory);
+            SplitQueueDriver d = rig.queue(0, 16);
+            rig.fe.setVringErr(0, err);
+            rig.fe.setStatus(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK);
+            // A hostile guest: avail->idx far ahead.
+            rig.memory.writeU16(d.availAddr() + 2, 1000);
+            rig.kicks.get(0).signal();
+            long deadline = System.nanoTime() + 10_000_000_000L;
+            while ((rig.fe.getStatus() & DeviceStatus.DEVICE_NEEDS_RESET) == 0 && System.nanoTime() < deadline) {
+                Thread.sleep(10);
+            }
+            assertEquals(DeviceStatus.DEVICE_NEEDS_RESET, rig.fe.getStatus() & DeviceStatus.DEVICE_NEEDS_RESET);
+            assertTrue(err.await(10_000) > 0, "the error eventfd was signalled");
+            // the connection is still fine
+            assertEquals(2, rig.fe.getQueueNum());
+        }
+    }
+
+    @Test
+    void secondConcurrentFrontendIsRefused() throws Exception {
+        try (FrontendRig first = new FrontendRig(socket)) {
+            first.negotiate();
+            try (VhostUserFrontend second = VhostUserFrontend.connect(socket)) {
+                second.setReplyTimeoutMillis(2000);
+                assertThrows(IOException.class, second::getFeatures);
+            }
+            assertEquals(2, first.fe.getQueueNum(), "the first one is unaffected");
+        }
+        assertEquals(1, backend.connectionCount());
+    }
+
+    @Test
+    void hundredReconnectsLeakNoFdOrMapping() throws Exception {
+        // warm up once so lazily created JDK/Netty fds are not counted
+        cycle();
+        long fds = count(Path.of("/proc/self/fd"));
+        long maps = Files.lines(Path.of("/proc/self/maps")).count();
+        for (int i = 0; i < 100; i++) {
+            cycle();
+        }
+        assertEquals(fds, count(Path.of("/proc/self/fd")), "file descriptors");
+        long mapsAfter = Files.lines(Path.of("/proc/self/maps")).count();
+        assertTrue(mapsAfter <= maps + 8, "mappings before " + maps + ", after " + mapsAfter);
+    }
+
+    private void cycle() throws Exception {
+        var disconnected = backend.nextDisconnect();
+        try (FrontendRig rig = new FrontendRig(socket)) {
+            rig.negotiate();
+            rig.fe.openBackendChannel();
+            rig.fe.setMemTable(rig.memory);
+            rig.queue(0, 16);
+            rig.queue(1, 16);
+            rig.echo(0, new byte[8]);
+            rig.echo(1, new byte[8]);
+        }
+        disconnected.get(10, TimeUnit.SECONDS);
+    }
+
+    private static long count(Path dir) throws IOException {
+        try (var s = Files.list(dir)) {
+            return s.count();
+        }
+    }
+}
