@@ -89,6 +89,19 @@ class VhostUserBackendTest {
     }
 
     @Test
+    void ringWithoutKickFdIsPolled() throws Exception {
+        try (FrontendRig rig = new FrontendRig(socket)) {
+            rig.negotiate();
+            rig.fe.setMemTable(rig.memory);
+            rig.queue(0, 16);
+            rig.fe.setVringKick(0, null); // VHOST_USER_VRING_NOFD_MASK: the backend polls
+            for (int i = 0; i < 20; i++) {
+                assertEquals(8, rig.echo(0, new byte[8]));
+            }
+        }
+    }
+
+    @Test
     void kicksBeforeEnableAreNotLost() throws Exception {
         try (FrontendRig rig = new FrontendRig(socket)) {
             rig.negotiate();
