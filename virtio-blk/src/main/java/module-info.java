@@ -1,7 +1,8 @@
-/** The virtio-blk device model (VIRTIO 1.3, 5.2). Not implemented yet: only the module shape exists. */
+/** The virtio-blk device model (VIRTIO 1.3, 5.2) and its block backends. */
 module org.jvirtio.blk {
-    requires org.jvirtio.api;
-    requires org.jvirtio.ring;
+    requires transitive org.jvirtio.api;
+    requires transitive org.jvirtio.ring;
+    requires org.slf4j;
 
-    // exports org.jvirtio.blk once it holds code (javac refuses to export a package with no class)
+    exports org.jvirtio.blk;
 }

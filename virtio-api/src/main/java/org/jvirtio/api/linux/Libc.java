@@ -66,6 +66,16 @@ public final class Libc {
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
     private static final MethodHandle POLL_RAW = downcall("poll",
             FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
+    private static final MethodHandle OPEN = downcallErrno("open",
+            FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT), Linker.Option.firstVariadicArg(2));
+    private static final MethodHandle PREAD = downcallErrno("pread",
+            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
+    private static final MethodHandle PWRITE = downcallErrno("pwrite",
+            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
+    private static final MethodHandle FDATASYNC = downcallErrno("fdatasync",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+    private static final MethodHandle FALLOCATE = downcallErrno("fallocate",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG));
     private static final MethodHandle STRERROR = downcall("strerror",
             FunctionDescriptor.of(ADDRESS, JAVA_INT));
 
@@ -284,6 +294,91 @@ public final class Libc {
     public static int poll(MemorySegment pollfds, int n, int timeoutMillis) {
         try {
             return (int) POLL_RAW.invokeExact(pollfds, (long) n, timeoutMillis);
+        } catch (Throwable t) {
+            throw unexpected(t);
+        }
+    }
+
+    public static final int O_RDONLY = 0;
+    public static final int O_RDWR = 2;
+    public static final int O_CLOEXEC = 0x80000;
+    public static final int O_DIRECT = 0x4000;
+    public static final int FALLOC_FL_KEEP_SIZE = 0x1;
+    public static final int FALLOC_FL_PUNCH_HOLE = 0x2;
+    public static final int FALLOC_FL_ZERO_RANGE = 0x10;
+
+    /** {@code open(path, flags)}. */
+    public static int open(String path, int flags) throws ErrnoException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = captureState(arena);
+            int fd = (int) OPEN.invokeExact(state, arena.allocateFrom(path), flags, 0);
+            if (fd < 0) {
+                throw new ErrnoException("open(" + path + ")", errno(state));
+            }
+            return fd;
+        } catch (ErrnoException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected(t);
+        }
+    }
+
+    /**
+     * Reads or writes all of {@code buf} at {@code offset}, retrying short transfers and EINTR.
+     *
+     * @return bytes transferred; less than the buffer only at end of file (reads)
+     */
+    public static long pio(int fd, MemorySegment buf, long offset, boolean write) throws ErrnoException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = captureState(arena);
+            long done = 0;
+            long len = buf.byteSize();
+            while (done < len) {
+                MemorySegment p = buf.asSlice(done);
+                long n = write ? (long) PWRITE.invokeExact(state, fd, p, len - done, offset + done)
+                        : (long) PREAD.invokeExact(state, fd, p, len - done, offset + done);
+                if (n < 0) {
+                    if (errno(state) == EINTR || errno(state) == EAGAIN) {
+                        continue;
+                    }
+                    throw new ErrnoException(write ? "pwrite" : "pread", errno(state));
+                }
+                if (n == 0) {
+                    break;
+                }
+                done += n;
+            }
+            return done;
+        } catch (ErrnoException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected(t);
+        }
+    }
+
+    /** {@code fdatasync(fd)}. */
+    public static void fdatasync(int fd) throws ErrnoException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = captureState(arena);
+            if ((int) FDATASYNC.invokeExact(state, fd) != 0) {
+                throw new ErrnoException("fdatasync", errno(state));
+            }
+        } catch (ErrnoException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected(t);
+        }
+    }
+
+    /** {@code fallocate(fd, mode, offset, len)}. */
+    public static void fallocate(int fd, int mode, long offset, long len) throws ErrnoException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = captureState(arena);
+            if ((int) FALLOCATE.invokeExact(state, fd, mode, offset, len) != 0) {
+                throw new ErrnoException("fallocate", errno(state));
+            }
+        } catch (ErrnoException e) {
+            throw e;
         } catch (Throwable t) {
             throw unexpected(t);
         }

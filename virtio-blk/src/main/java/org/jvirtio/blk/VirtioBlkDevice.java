@@ -1,0 +1,231 @@
+package org.jvirtio.blk;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.concurrent.atomic.AtomicInteger;
+
+import org.jvirtio.api.DeviceContext;
+import org.jvirtio.api.QueueBinding;
+import org.jvirtio.api.VirtioDevice;
+import org.jvirtio.api.VirtioFeatures;
+import org.jvirtio.api.linux.ErrnoException;
+import org.jvirtio.ring.QueueWorker;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import static org.jvirtio.api.VirtioFeatures.*;
+import static org.jvirtio.blk.VirtioBlk.*;
+
+/**
+ * The virtio-blk device model (VIRTIO 1.3, 5.2), transport-agnostic. Features follow the
+ * backend: FLUSH and CONFIG_WCE for a volatile cache, DISCARD and WRITE_ZEROES where supported,
+ * RO for a read-only disk. Each queue is served by a {@link QueueWorker} thread.
+ */
+public final class VirtioBlkDevice implements VirtioDevice {
+    private static final Logger LOG = LoggerFactory.getLogger(VirtioBlkDevice.class);
+
+    static final int SIZE_MAX = 1 << 20;
+    static final long MAX_DISCARD_SECTORS = 0x3fffff;
+    static final int MAX_DISCARD_SEG = 32;
+    static final long MAX_WRITE_ZEROES_SECTORS = 0x3fffff;
+    static final int MAX_WRITE_ZEROES_SEG = 32;
+
+    private final BlockBackend backend;
+    private final BlkOptions options;
+    private final long features;
+    private final BlkQueueStats[] stats;
+    private final QueueWorker[] workers;
+    private final AtomicInteger generation = new AtomicInteger();
+    private volatile long capacitySectors;
+    private volatile boolean writeback;
+    private volatile long negotiated;
+    private volatile DeviceContext context;
+
+    public VirtioBlkDevice(BlockBackend backend, BlkOptions options) {
+        this.backend = backend;
+        this.options = options;
+        this.capacitySectors = backend.size() / SECTOR_SIZE;
+        boolean ro = options.readOnly() || backend.readOnly();
+        long f = VirtioFeatures.RING_FEATURES | mask(BLK_SIZE_MAX, BLK_SEG_MAX, BLK_BLK_SIZE, BLK_TOPOLOGY, BLK_FLUSH, BLK_MQ);
+        if (backend.volatileCache()) {
+            f |= bit(BLK_CONFIG_WCE);
+        }
+        if (ro) {
+            f |= bit(BLK_RO);
+        } else {
+            if (backend.supportsDiscard()) {
+                f |= bit(BLK_DISCARD);
+            }
+            if (backend.supportsWriteZeroes()) {
+                f |= bit(BLK_WRITE_ZEROES);
+            }
+        }
+        this.features = f;
+        this.writeback = backend.volatileCache();
+        this.stats = new BlkQueueStats[options.queues()];
+        for (int i = 0; i < stats.length; i++) {
+            stats[i] = new BlkQueueStats();
+        }
+        this.workers = new QueueWorker[options.queues()];
+    }
+
+    @Override
+    public int deviceId() {
+        return DEVICE_ID;
+    }
+
+    @Override
+    public long deviceFeatures() {
+        return features;
+    }
+
+    @Override
+    public int configSize() {
+        return CONFIG_SIZE;
+    }
+
+    /** The whole configuration space as it is now. */
+    private byte[] config() {
+        ByteBuffer b = ByteBuffer.allocate(CONFIG_SIZE).order(ByteOrder.LITTLE_ENDIAN);
+        b.putLong(CFG_CAPACITY, capacitySectors);
+        b.putInt(CFG_SIZE_MAX, SIZE_MAX);
+        b.putInt(CFG_SEG_MAX, options.queueSize() - 2);
+        b.putInt(CFG_BLK_SIZE, SECTOR_SIZE);
+        b.put(CFG_PHYSICAL_BLOCK_EXP, (byte) 3); // 4 KiB physical blocks
+        b.put(CFG_ALIGNMENT_OFFSET, (byte) 0);
+        b.putShort(CFG_MIN_IO_SIZE, (short) 1);
+        b.putInt(CFG_OPT_IO_SIZE, 0);
+        b.put(CFG_WRITEBACK, (byte) (writeback ? 1 : 0));
+        b.putShort(CFG_NUM_QUEUES, (short) options.queues());
+        b.putInt(CFG_MAX_DISCARD_SECTORS, (int) MAX_DISCARD_SECTORS);
+        b.putInt(CFG_MAX_DISCARD_SEG, MAX_DISCARD_SEG);
+        b.putInt(CFG_DISCARD_SECTOR_ALIGNMENT, 8);
+        b.putInt(CFG_MAX_WRITE_ZEROES_SECTORS, (int) MAX_WRITE_ZEROES_SECTORS);
+        b.putInt(CFG_MAX_WRITE_ZEROES_SEG, MAX_WRITE_ZEROES_SEG);
+        b.put(CFG_WRITE_ZEROES_MAY_UNMAP, (byte) 1);
+        return b.array();
+    }
+
+    @Override
+    public byte[] readConfig(int offset, int length) {
+        byte[] out = new byte[length];
+        System.arraycopy(config(), offset, out, 0, length);
+        return out;
+    }
+
+    /** Only {@code writeback} is writable, and only with CONFIG_WCE (VIRTIO 1.3, 5.2.5.1). */
+    @Override
+    public void writeConfig(int offset, byte[] data) {
+        for (int i = 0; i < data.length; i++) {
+            if (offset + i == CFG_WRITEBACK && has(negotiated, BLK_CONFIG_WCE)) {
+                writeback = data[i] != 0;
+                generation.incrementAndGet();
+                LOG.info("virtio-blk: the driver switched the cache to {}", writeback ? "writeback" : "writethrough");
+            }
+        }
+    }
+
+    @Override
+    public int configGeneration() {
+        return generation.get();
+    }
+
+    @Override
+    public int queueCount() {
+        return options.queues();
+    }
+
+    @Override
+    public int maxQueueSize(int index) {
+        return options.queueSize();
+    }
+
+    @Override
+    public void activate(DeviceContext ctx) {
+        this.context = ctx;
+        this.negotiated = ctx.negotiatedFeatures();
+        if (!has(negotiated, BLK_CONFIG_WCE)) {
+            // Without CONFIG_WCE the driver cannot change it; with FLUSH it flushes itself.
+            writeback = backend.volatileCache();
+        }
+    }
+
+    @Override
+    public void startQueue(QueueBinding q) {
+        BlkRequestProcessor p = new BlkRequestProcessor(this, backend, stats[q.index()], options.serial());
+        try {
+            workers[q.index()] = QueueWorker.start(q, p, "virtio-blk-q" + q.index());
+        } catch (ErrnoException e) {
+            throw new IllegalStateException("cannot start queue " + q.index() + ": " + e.getMessage(), e);
+        }
+    }
+
+    @Override
+    public void stopQueue(int index) {
+        QueueWorker w = workers[index];
+        if (w != null) {
+            w.stop();
+            workers[index] = null;
+        }
+    }
+
+    @Override
+    public void reset() {
+        for (int i = 0; i < workers.length; i++) {
+            stopQueue(i);
+        }
+        negotiated = 0;
+        writeback = backend.volatileCache();
+        context = null;
+    }
+
+    /**
+     * Picks up a changed backend size and tells the driver (a config change interrupt; over
+     * vhost-user a CONFIG_CHANGE_MSG).
+     *
+     * @return the capacity in sectors now
+     */
+    public long refreshCapacity() throws IOException {
+        long sectors = backend.refreshSize() / SECTOR_SIZE;
+        if (sectors != capacitySectors) {
+            LOG.info("virtio-blk: capacity changed from {} to {} sectors", capacitySectors, sectors);
+            capacitySectors = sectors;
+            generation.incrementAndGet();
+            DeviceContext ctx = context;
+            if (ctx != null) {
+                ctx.notifyConfigChange();
+            }
+        }
+        return sectors;
+    }
+
+    long capacitySectors() {
+        return capacitySectors;
+    }
+
+    boolean isReadOnly() {
+        return has(features, BLK_RO);
+    }
+
+    boolean discardOffered() {
+        return has(features, BLK_DISCARD);
+    }
+
+    boolean writeZeroesOffered() {
+        return has(features, BLK_WRITE_ZEROES);
+    }
+
+    /** Writes must reach stable storage before completing: a volatile cache in writethrough mode. */
+    boolean writeThrough() {
+        return !writeback && backend.volatileCache();
+    }
+
+    public BlkQueueStats stats(int queue) {
+        return stats[queue];
+    }
+
+    public BlockBackend backend() {
+        return backend;
+    }
+}

@@ -1,0 +1,367 @@
+package org.jvirtio.blk;
+
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.atomic.AtomicInteger;
+
+import org.jvirtio.api.DescriptorChain;
+import org.jvirtio.api.DeviceContext;
+import org.jvirtio.api.GuestMemory;
+import org.jvirtio.api.GuestRegion;
+import org.jvirtio.api.MemoryMapping;
+import org.jvirtio.api.VirtioFeatures;
+import org.jvirtio.ring.SplitQueue;
+import org.jvirtio.ring.SplitQueueDriver;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import static org.jvirtio.blk.VirtioBlk.*;
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * virtio-blk requests through a real split ring in memfd memory: the driver side builds chains
+ * as a guest would (or as a careless or hostile one would), the device serves them.
+ */
+class VirtioBlkRequestTest {
+    static final long DISK = 1 << 20;
+    static final long HDR = 0x100000;
+    static final long DATA = 0x110000;
+    static final long STATUS = 0x1f0000;
+
+    @TempDir
+    Path dir;
+    GuestMemory mem;
+    SplitQueueDriver driver;
+    SplitQueue queue;
+    VirtioBlkDevice device;
+    BlkRequestProcessor proc;
+    AtomicInteger configChanges = new AtomicInteger();
+
+    @BeforeEach
+    void setUp() throws Exception {
+        MemoryMapping m = MemoryMapping.memfd("guest", 2 << 20);
+        mem = GuestMemory.of(GuestRegion.of(0, m));
+        m.release();
+        use(new RamBackend(DISK), BlkOptions.defaults());
+    }
+
+    void use(BlockBackend backend, BlkOptions options) throws Exception {
+        device = new VirtioBlkDevice(backend, options);
+        long f = device.deviceFeatures();
+        driver = SplitQueueDriver.at(mem, 0x1000, 256, f, 0x10000, 32);
+        queue = new SplitQueue(0);
+        queue.activate(mem, 256, driver.descAddr(), driver.availAddr(), driver.usedAddr(), f, 0, 0);
+        device.activate(new DeviceContext() {
+            @Override
+            public long negotiatedFeatures() {
+                return f;
+            }
+
+            @Override
+            public void notifyConfigChange() {
+                configChanges.incrementAndGet();
+            }
+
+            @Override
+            public void needsReset(int q, String reason) {
+                fail(reason);
+            }
+        });
+        proc = new BlkRequestProcessor(device, backend, device.stats(0), options.serial());
+    }
+
+    @AfterEach
+    void tearDown() throws Exception {
+        device.backend().close();
+        mem.release();
+    }
+
+    void header(int type, long sector) {
+        mem.writeU32(HDR, type);
+        mem.writeU32(HDR + 4, 0);
+        mem.writeU64(HDR + 8, sector);
+        mem.writeU8(STATUS, 0xee);
+    }
+
+    /** Submits a chain and serves it; returns {status, used length}. */
+    int[] serve(long[] addrs, int[] lens, int readable) {
+        assertTrue(driver.add(addrs, lens, addrs.length, readable, 0) >= 0);
+        driver.publish();
+        DescriptorChain c = queue.pop();
+        assertNotNull(c, () -> String.valueOf(queue.violation()));
+        int written = proc.handle(c);
+        queue.addUsed(c, written);
+        queue.publishUsed();
+        int[] len = {-1};
+        driver.pollUsed((h, t, l) -> len[0] = l);
+        assertEquals(written, len[0]);
+        return new int[] {mem.readU8(STATUS), written};
+    }
+
+    int[] rw(int type, long sector, int len) {
+        header(type, sector);
+        if (len == 0) {
+            return serve(new long[] {HDR, STATUS}, new int[] {16, 1}, 1);
+        }
+        return serve(new long[] {HDR, DATA, STATUS}, new int[] {16, len, 1}, type == T_OUT ? 2 : 1);
+    }
+
+    byte[] pattern(int n, int seed) {
+        byte[] b = new byte[n];
+        for (int i = 0; i < n; i++) {
+            b[i] = (byte) (i * 13 + seed);
+        }
+        return b;
+    }
+
+    @Test
+    void writeThenReadBack() {
+        byte[] p = pattern(4096, 1);
+        mem.write(DATA, MemorySegment.ofArray(p));
+        assertArrayEquals(new int[] {S_OK, 1}, rw(T_OUT, 10, 4096));
+        mem.write(DATA, MemorySegment.ofArray(new byte[4096]));
+        assertArrayEquals(new int[] {S_OK, 4097}, rw(T_IN, 10, 4096));
+        byte[] back = new byte[4096];
+        mem.read(DATA, MemorySegment.ofArray(back));
+        assertArrayEquals(p, back);
+        assertEquals(2, device.stats(0).requests());
+        assertEquals(8192, device.stats(0).bytes());
+    }
+
+    @Test
+    void anyDescriptorLayoutWorks() {
+        // header in 16 one-byte descriptors, data in 8 pieces of 64, status alone
+        byte[] p = pattern(512, 7);
+        mem.write(DATA, MemorySegment.ofArray(p));
+        header(T_OUT, 3);
+        long[] a = new long[25];
+        int[] l = new int[25];
+        for (int i = 0; i < 16; i++) {
+            a[i] = HDR + i;
+            l[i] = 1;
+        }
+        for (int i = 0; i < 8; i++) {
+            a[16 + i] = DATA + 64L * i;
+            l[16 + i] = 64;
+        }
+        a[24] = STATUS;
+        l[24] = 1;
+        assertEquals(S_OK, serve(a, l, 24)[0]);
+        // read back with the status byte in the same descriptor as the data
+        mem.write(DATA, MemorySegment.ofArray(new byte[600]));
+        header(T_IN, 3);
+        int[] r = serve(new long[] {HDR, DATA}, new int[] {16, 513}, 1);
+        assertEquals(S_OK, mem.readU8(DATA + 512));
+        assertEquals(513, r[1]);
+        byte[] back = new byte[512];
+        mem.read(DATA, MemorySegment.ofArray(back));
+        assertArrayEquals(p, back);
+    }
+
+    @Test
+    void readAtTheLastSectorAndOnePast() {
+        assertEquals(S_OK, rw(T_IN, DISK / 512 - 1, 512)[0]);
+        assertEquals(S_IOERR, rw(T_IN, DISK / 512, 512)[0]);
+        assertEquals(S_IOERR, rw(T_IN, DISK / 512 - 1, 1024)[0]);
+        assertEquals(S_OK, rw(T_IN, DISK / 512, 0)[0], "a zero-length read at the end is in range");
+    }
+
+    @Test
+    void sectorOverflowIsAnError() {
+        assertEquals(S_IOERR, rw(T_IN, -1L, 512)[0]);
+        assertEquals(S_IOERR, rw(T_OUT, Long.MAX_VALUE, 512)[0]);
+        assertEquals(S_IOERR, rw(T_IN, 0x0080_0000_0000_0000L, 512)[0]);
+    }
+
+    @Test
+    void lengthNotAMultipleOf512() {
+        assertEquals(S_IOERR, rw(T_IN, 0, 100)[0]);
+        assertEquals(S_IOERR, rw(T_OUT, 0, 513)[0]);
+        assertEquals(2, device.stats(0).errors());
+    }
+
+    @Test
+    void writeToAReadOnlyDisk() throws Exception {
+        device.backend().close();
+        use(new RamBackend(DISK), new BlkOptions(1, 256, "ro", true));
+        assertTrue(VirtioFeatures.has(device.deviceFeatures(), VirtioFeatures.BLK_RO));
+        assertFalse(VirtioFeatures.has(device.deviceFeatures(), VirtioFeatures.BLK_DISCARD));
+        assertEquals(S_IOERR, rw(T_OUT, 0, 512)[0]);
+        assertEquals(S_OK, rw(T_IN, 0, 512)[0]);
+        header(T_WRITE_ZEROES, 0);
+        assertEquals(S_UNSUPP, rw(T_WRITE_ZEROES, 0, 0)[0]);
+    }
+
+    @Test
+    void missingStatusByteIsReturnedUnanswered() {
+        header(T_IN, 0);
+        int[] r = serve(new long[] {HDR, DATA}, new int[] {16, 512}, 2);
+        assertEquals(0, r[1]);
+        assertEquals(0xee, r[0], "nothing was written");
+        assertEquals(1, device.stats(0).errors());
+    }
+
+    @Test
+    void headerTooShort() {
+        header(T_IN, 0);
+        assertEquals(S_IOERR, serve(new long[] {HDR, STATUS}, new int[] {8, 1}, 1)[0]);
+    }
+
+    @Test
+    void unknownAndUnimplementedTypes() {
+        assertEquals(S_UNSUPP, rw(99, 0, 0)[0]);
+        assertEquals(S_UNSUPP, rw(T_GET_LIFETIME, 0, 0)[0]);
+        assertEquals(S_UNSUPP, rw(T_SECURE_ERASE, 0, 0)[0]);
+    }
+
+    @Test
+    void getIdReturnsTheSerialPadded() throws Exception {
+        device.backend().close();
+        use(new RamBackend(DISK), new BlkOptions(1, 256, "disk-42", false));
+        int[] r = rw(T_GET_ID, 0, 20 * 0 + 0);
+        assertEquals(S_OK, r[0], "no room for the id: status only");
+        header(T_GET_ID, 0);
+        r = serve(new long[] {HDR, DATA, STATUS}, new int[] {16, 20, 1}, 1);
+        assertEquals(S_OK, r[0]);
+        assertEquals(21, r[1]);
+        byte[] id = new byte[20];
+        mem.read(DATA, MemorySegment.ofArray(id));
+        byte[] expected = new byte[20];
+        System.arraycopy("disk-42".getBytes(StandardCharsets.US_ASCII), 0, expected, 0, 7);
+        assertArrayEquals(expected, id);
+    }
+
+    @Test
+    void flushSucceeds() {
+        assertEquals(S_OK, rw(T_FLUSH, 0, 0)[0]);
+    }
+
+    private int[] dwz(int type, long[][] segs) {
+        header(type, 0);
+        ByteBuffer b = ByteBuffer.allocate(segs.length * 16).order(ByteOrder.LITTLE_ENDIAN);
+        for (long[] s : segs) {
+            b.putLong(s[0]).putInt((int) s[1]).putInt((int) s[2]);
+        }
+        mem.write(DATA, MemorySegment.ofArray(b.array()));
+        return serve(new long[] {HDR, DATA, STATUS}, new int[] {16, segs.length * 16, 1}, 2);
+    }
+
+    @Test
+    void discardAndWriteZeroes() {
+        mem.write(DATA, MemorySegment.ofArray(pattern(4096, 3)));
+        rw(T_OUT, 0, 4096);
+        assertEquals(S_OK, dwz(T_DISCARD, new long[][] {{0, 2, 0}, {4, 2, 0}})[0]);
+        assertEquals(S_OK, dwz(T_WRITE_ZEROES, new long[][] {{6, 2, DWZ_F_UNMAP}})[0]);
+        rw(T_IN, 0, 4096);
+        byte[] back = new byte[4096];
+        mem.read(DATA, MemorySegment.ofArray(back));
+        byte[] expected = pattern(4096, 3);
+        java.util.Arrays.fill(expected, 0, 1024, (byte) 0);
+        java.util.Arrays.fill(expected, 2048, 4096, (byte) 0);
+        assertArrayEquals(expected, back);
+    }
+
+    @Test
+    void discardMistakes() {
+        assertEquals(S_UNSUPP, dwz(T_DISCARD, new long[][] {{0, 1, DWZ_F_UNMAP}})[0], "discard takes no flags");
+        assertEquals(S_UNSUPP, dwz(T_WRITE_ZEROES, new long[][] {{0, 1, 4}})[0], "unknown flag");
+        assertEquals(S_IOERR, dwz(T_DISCARD, new long[][] {{DISK / 512, 1, 0}})[0], "past the end");
+        assertEquals(S_IOERR, dwz(T_DISCARD, new long[][] {{-1L, 1, 0}})[0], "sector overflow");
+        assertEquals(S_IOERR, dwz(T_WRITE_ZEROES, new long[][] {{0, VirtioBlkDevice.MAX_WRITE_ZEROES_SECTORS + 1, 0}})[0], "too many sectors");
+        long[][] many = new long[VirtioBlkDevice.MAX_DISCARD_SEG + 1][];
+        for (int i = 0; i < many.length; i++) {
+            many[i] = new long[] {i, 1, 0};
+        }
+        assertEquals(S_IOERR, dwz(T_DISCARD, many)[0], "more segments than max_discard_seg");
+        header(T_DISCARD, 0);
+        assertEquals(S_IOERR, serve(new long[] {HDR, DATA, STATUS}, new int[] {16, 20, 1}, 2)[0], "not a multiple of 16 bytes");
+        assertEquals(S_IOERR, rw(T_DISCARD, 0, 0)[0], "no segment");
+    }
+
+    @Test
+    void configSpaceIsCompleteAndLittleEndian() {
+        ByteBuffer c = ByteBuffer.wrap(device.readConfig(0, CONFIG_SIZE)).order(ByteOrder.LITTLE_ENDIAN);
+        assertEquals(DISK / 512, c.getLong(CFG_CAPACITY));
+        assertEquals(254, c.getInt(CFG_SEG_MAX));
+        assertEquals(512, c.getInt(CFG_BLK_SIZE));
+        assertEquals(1, c.getShort(CFG_NUM_QUEUES));
+        assertEquals(VirtioBlkDevice.MAX_DISCARD_SEG, c.getInt(CFG_MAX_DISCARD_SEG));
+        assertEquals(1, c.get(CFG_WRITE_ZEROES_MAY_UNMAP));
+        assertEquals(0, c.get(CFG_WRITEBACK), "a RAM disk has no volatile cache");
+        assertArrayEquals(device.readConfig(36, 4), new byte[] {(byte) 0xff, (byte) 0xff, 0x3f, 0});
+    }
+
+    @Test
+    void fileBackendWritesFlushesPunchesAndResizes() throws Exception {
+        Path img = dir.resolve("disk.img");
+        try (var f = new java.io.RandomAccessFile(img.toFile(), "rw")) {
+            f.setLength(DISK);
+        }
+        device.backend().close();
+        use(FileBackend.open(img, false, false), BlkOptions.defaults());
+        long f = device.deviceFeatures();
+        assertTrue(VirtioFeatures.has(f, VirtioFeatures.BLK_FLUSH));
+        assertTrue(VirtioFeatures.has(f, VirtioFeatures.BLK_CONFIG_WCE));
+        assertEquals(1, device.readConfig(CFG_WRITEBACK, 1)[0], "page cache: writeback");
+        byte[] p = pattern(8192, 9);
+        mem.write(DATA, MemorySegment.ofArray(p));
+        assertEquals(S_OK, rw(T_OUT, 16, 8192)[0]);
+        assertEquals(S_OK, rw(T_FLUSH, 0, 0)[0]);
+        byte[] onDisk = new byte[8192];
+        try (var raf = new java.io.RandomAccessFile(img.toFile(), "r")) {
+            raf.seek(16 * 512);
+            raf.readFully(onDisk);
+        }
+        assertArrayEquals(p, onDisk);
+        assertEquals(S_OK, dwz(T_DISCARD, new long[][] {{16, 8, 0}})[0]);
+        assertEquals(S_OK, dwz(T_WRITE_ZEROES, new long[][] {{24, 8, 0}})[0]);
+        assertEquals(S_OK, rw(T_IN, 16, 8192)[0]);
+        byte[] back = new byte[8192];
+        mem.read(DATA, MemorySegment.ofArray(back));
+        assertArrayEquals(new byte[8192], back);
+        // writethrough when the driver clears writeback
+        device.writeConfig(CFG_WRITEBACK, new byte[] {0});
+        assertEquals(0, device.readConfig(CFG_WRITEBACK, 1)[0]);
+        assertEquals(1, device.configGeneration());
+        // resize: grow the image, pick it up, tell the driver
+        try (var raf = new java.io.RandomAccessFile(img.toFile(), "rw")) {
+            raf.setLength(DISK * 2);
+        }
+        assertEquals(DISK * 2 / 512, device.refreshCapacity());
+        assertEquals(1, configChanges.get());
+        assertEquals(2, device.configGeneration());
+        assertEquals(S_OK, rw(T_IN, DISK / 512, 512)[0], "the new space is readable");
+        assertEquals(DISK * 2 / 512, device.refreshCapacity());
+        assertEquals(1, configChanges.get(), "no change, no message");
+    }
+
+    @Test
+    void unusableImagesAreRefusedWithOneLine() throws Exception {
+        var e = assertThrows(java.io.IOException.class, () -> FileBackend.open(dir.resolve("missing.img"), false, false));
+        assertTrue(e.getMessage().contains("does not exist"), e.getMessage());
+        Path odd = dir.resolve("odd.img");
+        Files.write(odd, new byte[1000]);
+        e = assertThrows(java.io.IOException.class, () -> FileBackend.open(odd, false, false));
+        assertTrue(e.getMessage().contains("not a positive multiple of 512"), e.getMessage());
+        Path empty = dir.resolve("empty.img");
+        Files.write(empty, new byte[0]);
+        assertThrows(java.io.IOException.class, () -> FileBackend.open(empty, true, false));
+        assertThrows(IllegalArgumentException.class, () -> new RamBackend(1000));
+        assertThrows(IllegalArgumentException.class, () -> new NullBackend(0));
+    }
+
+    @Test
+    void nullBackendReadsZeros() throws Exception {
+        device.backend().close();
+        use(new NullBackend(DISK), BlkOptions.defaults());
+        mem.write(DATA, MemorySegment.ofArray(pattern(512, 1)));
+        assertEquals(S_OK, rw(T_IN, 0, 512)[0]);
+        assertEquals(0, mem.readU64(DATA));
+    }
+}
