@@ -2,9 +2,15 @@
 module org.jvirtio.examples {
     requires org.jvirtio.api;
     requires org.jvirtio.ring;
+    requires org.jvirtio.blk;
+    requires org.jvirtio.transport.vhostuser;
+    requires com.google.guice;
     requires info.picocli;
     requires org.slf4j;
+    requires jdk.unsupported;
 
     exports org.jvirtio.examples.ringdemo;
+    exports org.jvirtio.examples.blk;
     opens org.jvirtio.examples.ringdemo to info.picocli;
+    opens org.jvirtio.examples.blk to info.picocli, com.google.guice;
 }
