@@ -90,8 +90,13 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         }
     }
 
+    /**
+     * Whether a protocol feature was negotiated. Protocol features take effect with
+     * SET_PROTOCOL_FEATURES, which QEMU sends before SET_FEATURES (right after GET_FEATURES
+     * offered VHOST_USER_F_PROTOCOL_FEATURES), so REPLY_ACK applies from the next message on.
+     */
     private boolean protocol(int bit) {
-        return (features & F_PROTOCOL_FEATURES) != 0 && (protocolFeatures & (1L << bit)) != 0;
+        return (protocolFeatures & (1L << bit)) != 0;
     }
 
     // ---------------------------------------------------------------- dispatch
@@ -101,6 +106,9 @@ final class BackendSession implements DeviceContext, AutoCloseable {
      * either kept (a kick fd, say) or closed before this returns, on every path.
      */
     void handle(VhostUserMessage m) throws VhostUserProtocolException, ErrnoException {
+        if (LOG.isDebugEnabled()) {
+            LOG.debug("vhost-user: {} flags 0x{} size {} fds {}", m.name(), Integer.toHexString(m.flags()), m.payload().length, m.fds().length);
+        }
         int[] fds = m.fds();
         try {
             dispatch(m, fds);
@@ -243,8 +251,16 @@ final class BackendSession implements DeviceContext, AutoCloseable {
             throw new VhostUserProtocolException(m.name() + ": features 0x" + Long.toHexString(f & ~offered) + " were not offered");
         }
         if (activated && f != features) {
-            throw new VhostUserProtocolException(m.name() + ": features changed from 0x" + Long.toHexString(features)
-                    + " to 0x" + Long.toHexString(f) + " while the device runs");
+            for (Vring v : vrings) {
+                if (v.running) {
+                    throw new VhostUserProtocolException(m.name() + ": features changed from 0x" + Long.toHexString(features)
+                            + " to 0x" + Long.toHexString(f) + " while queue " + v.queue.index() + " runs");
+                }
+            }
+            // A new driver session (firmware first, then the guest kernel, renegotiate): the
+            // device starts over with the new features when the next queue starts.
+            device.reset();
+            activated = false;
         }
         features = f;
     }

@@ -122,7 +122,6 @@ public final class VhostUserFrontend implements AutoCloseable {
 
     public void setFeatures(long features) throws IOException {
         request(VhostUserRequest.SET_FEATURES, VhostUserMessage.u64(features));
-        protocolNegotiated = (features & F_PROTOCOL_FEATURES) != 0;
     }
 
     public long getProtocolFeatures() throws IOException {
@@ -133,22 +132,21 @@ public final class VhostUserFrontend implements AutoCloseable {
         // REPLY_ACK applies from the next message on.
         UnixSocket.send(fd, VhostUserMessage.encode(VhostUserRequest.SET_PROTOCOL_FEATURES.code(), VERSION, VhostUserMessage.u64(features)), new int[0]);
         protocolFeatures = features;
+        protocolNegotiated = true;
     }
 
     public void setOwner() throws IOException {
         request(VhostUserRequest.SET_OWNER, new byte[0]);
     }
 
-    /** RESET_OWNER: the backend forgets the negotiated features; negotiate again afterwards. */
+    /** RESET_OWNER: the backend forgets the negotiated virtio features (protocol features stay); negotiate again. */
     public void resetOwner() throws IOException {
         request(VhostUserRequest.RESET_OWNER, new byte[0]);
-        protocolNegotiated = false;
     }
 
-    /** RESET_DEVICE: the backend forgets the negotiated features; negotiate again afterwards. */
+    /** RESET_DEVICE: the backend forgets the negotiated virtio features (protocol features stay); negotiate again. */
     public void resetDevice() throws IOException {
         request(VhostUserRequest.RESET_DEVICE, new byte[0]);
-        protocolNegotiated = false;
     }
 
     public int getQueueNum() throws IOException {

@@ -89,6 +89,35 @@ class VhostUserBackendTest {
     }
 
     @Test
+    void qemuOrderReplyAckBeforeSetFeaturesAndRenegotiationAfterStop() throws Exception {
+        // QEMU: GET_FEATURES, GET/SET_PROTOCOL_FEATURES, then SET_BACKEND_REQ_FD with NEED_REPLY
+        // before any SET_FEATURES; the ack must come.
+        try (FrontendRig rig = new FrontendRig(socket)) {
+            rig.fe.getFeatures();
+            rig.fe.setProtocolFeatures(rig.fe.getProtocolFeatures());
+            rig.fe.openBackendChannel();
+            rig.fe.setOwner();
+            rig.fe.setFeatures(VhostUserProtocol.F_PROTOCOL_FEATURES | org.jvirtio.api.VirtioFeatures.bit(org.jvirtio.api.VirtioFeatures.VERSION_1));
+            rig.features = org.jvirtio.api.VirtioFeatures.bit(org.jvirtio.api.VirtioFeatures.VERSION_1);
+            rig.fe.setMemTable(rig.memory);
+            rig.queue(0, 16);
+            rig.echo(0, new byte[4]);
+            // Firmware done: rings stopped; the guest kernel negotiates other features.
+            assertEquals(1, rig.fe.getVringBase(0));
+            rig.fe.setFeatures(VhostUserProtocol.F_PROTOCOL_FEATURES | EchoDevice.FEATURES);
+            rig.features = EchoDevice.FEATURES;
+            rig.drivers.clear();
+            rig.kicks.forEach(EventFd::close);
+            rig.calls.forEach(EventFd::close);
+            rig.kicks.clear();
+            rig.calls.clear();
+            rig.queue(0, 16);
+            assertEquals(6, rig.echo(0, new byte[6]));
+            assertEquals(2, device.activations.get(), "a new session with the new features");
+        }
+    }
+
+    @Test
     void ringWithoutKickFdIsPolled() throws Exception {
         try (FrontendRig rig = new FrontendRig(socket)) {
             rig.negotiate();
