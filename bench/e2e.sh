@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# End-to-end bench: the same Java front-end (bin/bench) drives jvirtio's vhost-user-blk backend
+# and qemu-storage-daemon's, null device and a raw file in the page cache, 4 KiB random reads
+# and writes at queue depth 1 and 32. Backend pinned to CPU 1, client to CPU 0. Prints IOPS,
+# latency and backend CPU time per request (from /proc/PID/stat, utime + stime).
+# Usage: bench/e2e.sh [seconds]    (needs qemu-storage-daemon: package qemu-system-common)
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+secs=${1:-10}
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+img=$work/disk.img
+dd if=/dev/zero of="$img" bs=1M count=256 status=none
+"$root/bin/bench" --help >/dev/null   # builds the jar once, outside the measurement
+hz=$(getconf CLK_TCK)
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+start_backend() { # kind disk -> sets pid, sock
+  sock=$work/$1-$2.sock
+  rm -f "$sock"
+  case "$1-$2" in
+    jvirtio-null) taskset -c 1 "$root/bin/vhost-user-blk" --socket "$sock" --null 1G >"$work/backend.log" 2>&1 & ;;
+    jvirtio-file) taskset -c 1 "$root/bin/vhost-user-blk" --socket "$sock" --image "$img" >"$work/backend.log" 2>&1 & ;;
+    qsd-null) taskset -c 1 qemu-storage-daemon --blockdev driver=null-co,node-name=d0,size=1G,read-zeroes=on \
+      --export type=vhost-user-blk,id=e0,node-name=d0,addr.type=unix,addr.path="$sock",writable=on >"$work/backend.log" 2>&1 & ;;
+    qsd-file) taskset -c 1 qemu-storage-daemon --blockdev driver=file,node-name=d0,filename="$img",cache.direct=off \
+      --export type=vhost-user-blk,id=e0,node-name=d0,addr.type=unix,addr.path="$sock",writable=on >"$work/backend.log" 2>&1 & ;;
+  esac
+  pid=$!
+  for _ in $(seq 100); do [ -S "$sock" ] && return; sleep 0.1; done
+  echo "backend $1-$2 did not start: $(cat "$work/backend.log")" >&2; exit 1
+}
+
+printf '%-13s %-6s %5s %12s %10s %10s %12s\n' backend rw depth IOPS p50_us p99.9_us cpu_us/req
+for disk in null file; do
+  for kind in jvirtio qsd; do
+    for rw in read write; do
+      for depth in 1 32; do
+        start_backend "$kind" "$disk"
+        pct=$([ "$rw" = read ] && echo 100 || echo 0)
+        t0=$(cpu_ticks "$pid")
+        out=$(taskset -c 0 "$root/bin/bench" --socket "$sock" --depth "$depth" --read-percent "$pct" --seconds "$secs" --warmup 2 --span 256M)
+        t1=$(cpu_ticks "$pid")
+        kill "$pid"; wait "$pid" 2>/dev/null || true
+        iops=$(sed -n 's/.*reads: \([0-9,]*\) IOPS.*/\1/p' <<<"$out" | tr -d ,)
+        reqs=$(sed -n 's/.*(\([0-9,]*\) requests.*/\1/p' <<<"$out" | tr -d ,)
+        p50=$(sed -n 's/.*p50 \([0-9.]*\) us.*/\1/p' <<<"$out")
+        p999=$(sed -n 's/.*p99.9 \([0-9.]*\) us.*/\1/p' <<<"$out")
+        # CPU over warm-up + measurement, divided by the measured requests scaled the same way
+        cpu=$(awk -v d=$((t1 - t0)) -v hz="$hz" -v r="$reqs" -v s="$secs" 'BEGIN { printf "%.2f", d / hz * 1e6 / (r * (s + 2) / s) }')
+        printf '%-13s %-6s %5s %12s %10s %10s %12s\n' "$kind-$disk" "$rw" "$depth" "$iops" "$p50" "$p999" "$cpu"
+      done
+    done
+  done
+done

@@ -1,0 +1,118 @@
+package org.jvirtio.examples.blk;
+
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.SplittableRandom;
+import java.util.concurrent.Callable;
+
+import org.jvirtio.blk.VirtioBlk;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/**
+ * {@code bin/bench}: drives any vhost-user-blk backend (jvirtio's, qemu-storage-daemon's) through
+ * its socket with the Java front-end, one queue, a fixed queue depth, random offsets, and reports
+ * IOPS, MB/s and latency percentiles. The same client for every backend, so results compare.
+ */
+@Command(name = "bench", mixinStandardHelpOptions = true, description = "End-to-end vhost-user-blk benchmark.")
+public final class BlkBench implements Callable<Integer> {
+    @Option(names = "--socket", required = true, description = "The backend's vhost-user socket.")
+    Path socket;
+
+    @Option(names = "--depth", defaultValue = "32", description = "Queue depth (default: ${DEFAULT-VALUE}).")
+    int depth;
+
+    @Option(names = "--bs", defaultValue = "4096", description = "Block size in bytes (default: ${DEFAULT-VALUE}).")
+    int bs;
+
+    @Option(names = "--read-percent", defaultValue = "100", description = "Share of reads, 0-100 (default: ${DEFAULT-VALUE}).")
+    int readPercent;
+
+    @Option(names = "--seconds", defaultValue = "10", description = "Measured seconds (default: ${DEFAULT-VALUE}).")
+    int seconds;
+
+    @Option(names = "--warmup", defaultValue = "2", description = "Unmeasured seconds first (default: ${DEFAULT-VALUE}).")
+    int warmup;
+
+    @Option(names = "--span", defaultValue = "256M", description = "Bytes of the disk to spread I/O over (default: ${DEFAULT-VALUE}).")
+    String span;
+
+    @Override
+    public Integer call() throws Exception {
+        if (depth < 1 || depth > 128 || bs < 512 || bs % 512 != 0 || bs > (1 << 20) || readPercent < 0 || readPercent > 100 || seconds < 1 || warmup < 0) {
+            throw new CommandLine.ParameterException(new CommandLine(this),
+                    "need --depth 1-128, --bs a multiple of 512 up to 1 MiB, --read-percent 0-100, --seconds >= 1");
+        }
+        try (BlkClient c = new BlkClient(socket, depth, bs)) {
+            long blocks = Math.min(c.capacitySectors() * 512, VhostUserBlkCommand.parseSize("--span", span)) / bs;
+            if (blocks < 1) {
+                throw new CommandLine.ParameterException(new CommandLine(this), "the disk is smaller than one block");
+            }
+            SplittableRandom rnd = new SplittableRandom(7);
+            long[] lat = new long[1 << 24];
+            int[] n = {0};
+            boolean[] measuring = {false};
+            long[] count = {0};
+            for (int t = 0; t < depth; t++) {
+                issue(c, t, rnd, blocks);
+            }
+            c.flushSubmissions();
+            long warmEnd = System.nanoTime() + warmup * 1_000_000_000L;
+            long end = warmEnd + seconds * 1_000_000_000L;
+            long start = 0;
+            int[] inFlight = {depth};
+            while (inFlight[0] > 0) {
+                long now = System.nanoTime();
+                if (!measuring[0] && now >= warmEnd) {
+                    measuring[0] = true;
+                    start = now;
+                }
+                boolean more = now < end;
+                c.reap((tag, status, nanos) -> {
+                    if (status != VirtioBlk.S_OK) {
+                        throw new IllegalStateException("request failed with status " + status);
+                    }
+                    if (measuring[0]) {
+                        count[0]++;
+                        if (n[0] < lat.length) {
+                            lat[n[0]++] = nanos;
+                        }
+                    }
+                    if (more) {
+                        issue(c, tag, rnd, blocks);
+                    } else {
+                        inFlight[0]--;
+                    }
+                }, 10_000);
+                c.flushSubmissions();
+            }
+            double secs = (System.nanoTime() - start) / 1e9;
+            long[] l = Arrays.copyOf(lat, n[0]);
+            Arrays.sort(l);
+            System.out.printf("depth %d, bs %d, %d%% reads: %,.0f IOPS, %.1f MB/s, latency p50 %.1f us, p99 %.1f us, p99.9 %.1f us (%,d requests in %.1f s)%n",
+                    depth, bs, readPercent, count[0] / secs, count[0] * (double) bs / secs / 1e6,
+                    pct(l, 0.5), pct(l, 0.99), pct(l, 0.999), count[0], secs);
+        }
+        return 0;
+    }
+
+    private void issue(BlkClient c, int tag, SplittableRandom rnd, long blocks) {
+        int type = rnd.nextInt(100) < readPercent ? VirtioBlk.T_IN : VirtioBlk.T_OUT;
+        c.submit(tag, type, rnd.nextLong(blocks) * (bs / 512), bs);
+    }
+
+    private static double pct(long[] sorted, double p) {
+        return sorted.length == 0 ? 0 : sorted[Math.min(sorted.length - 1, (int) (p * sorted.length))] / 1e3;
+    }
+
+    public static void main(String[] args) {
+        CommandLine cmd = new CommandLine(new BlkBench());
+        cmd.setParameterExceptionHandler((ex, a) -> {
+            cmd.getErr().println("bench: " + ex.getMessage() + " (see --help)");
+            cmd.getErr().flush();
+            return 2;
+        });
+        System.exit(cmd.execute(args));
+    }
+}
