@@ -22,7 +22,7 @@ start_backend() { # kind disk -> sets pid, sock
   case "$1-$2" in
     jvirtio-null) taskset -c 1 "$root/bin/vhost-user-blk" --socket "$sock" --null 1G >"$work/backend.log" 2>&1 & ;;
     jvirtio-file) taskset -c 1 "$root/bin/vhost-user-blk" --socket "$sock" --image "$img" >"$work/backend.log" 2>&1 & ;;
-    qsd-null) taskset -c 1 qemu-storage-daemon --blockdev driver=null-co,node-name=d0,size=1G,read-zeroes=on \
+    qsd-null) taskset -c 1 qemu-storage-daemon --blockdev driver=null-co,node-name=d0,size=1073741824,read-zeroes=on \
       --export type=vhost-user-blk,id=e0,node-name=d0,addr.type=unix,addr.path="$sock",writable=on >"$work/backend.log" 2>&1 & ;;
     qsd-file) taskset -c 1 qemu-storage-daemon --blockdev driver=file,node-name=d0,filename="$img",cache.direct=off \
       --export type=vhost-user-blk,id=e0,node-name=d0,addr.type=unix,addr.path="$sock",writable=on >"$work/backend.log" 2>&1 & ;;

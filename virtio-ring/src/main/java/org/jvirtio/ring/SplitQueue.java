@@ -364,9 +364,7 @@ public final class SplitQueue implements Virtqueue {
             return violate(Reason.HEAD_OUT_OF_RANGE, head, size, 0);
         }
         chain.reset(memory, head);
-        long readable = 0;
-        long writable = 0;
-        boolean seenWritable = false;
+        seenWritable = false;
         int id = head;
         int count = 0;
         while (true) {
@@ -390,22 +388,9 @@ public final class SplitQueue implements Virtqueue {
                 }
                 // VIRTIO 1.3, 2.7.5.3.2: zero or more direct descriptors, then one indirect one;
                 // its WRITE flag is ignored.
-                return walkIndirect(chain, addr, Integer.toUnsignedLong(len), seenWritable);
+                return walkIndirect(chain, addr, Integer.toUnsignedLong(len));
             }
-            boolean w = (flags & DESC_F_WRITE) != 0;
-            if (w) {
-                seenWritable = true;
-                writable += Integer.toUnsignedLong(len);
-            } else {
-                if (seenWritable) {
-                    return violate(Reason.READABLE_AFTER_WRITABLE, id, 0, 0);
-                }
-                readable += Integer.toUnsignedLong(len);
-            }
-            if (readable > 0xffff_ffffL || writable > 0xffff_ffffL) {
-                return violate(Reason.LENGTH_OVERFLOW, Math.max(readable, writable), 0, 0);
-            }
-            if (!addBuffer(chain, addr, len, w, id)) {
+            if (!take(chain, addr, len, flags, id)) {
                 return false;
             }
             if ((flags & DESC_F_NEXT) == 0) {
@@ -418,7 +403,7 @@ public final class SplitQueue implements Virtqueue {
         }
     }
 
-    private boolean walkIndirect(DescriptorChain chain, long tableAddr, long tableLen, boolean seenWritableBefore) {
+    private boolean walkIndirect(DescriptorChain chain, long tableAddr, long tableLen) {
         if (tableLen == 0) {
             return violate(Reason.INDIRECT_TABLE_EMPTY, tableAddr, 0, 0);
         }
@@ -441,9 +426,6 @@ public final class SplitQueue implements Virtqueue {
         } else if (!memory.contains(tableAddr, tableLen)) {
             return violate(Reason.INDIRECT_TABLE_OUTSIDE_MEMORY, tableAddr, tableLen, 0);
         }
-        long readable = chain.readableLength();
-        long writable = chain.writableLength();
-        boolean seenWritable = seenWritableBefore;
         int id = 0;
         int walked = 0;
         while (true) {
@@ -471,20 +453,7 @@ public final class SplitQueue implements Virtqueue {
             if ((flags & DESC_F_INDIRECT) != 0) {
                 return violate(Reason.NESTED_INDIRECT, id, 0, 0);
             }
-            boolean w = (flags & DESC_F_WRITE) != 0;
-            if (w) {
-                seenWritable = true;
-                writable += Integer.toUnsignedLong(len);
-            } else {
-                if (seenWritable) {
-                    return violate(Reason.READABLE_AFTER_WRITABLE, id, 0, 0);
-                }
-                readable += Integer.toUnsignedLong(len);
-            }
-            if (readable > 0xffff_ffffL || writable > 0xffff_ffffL) {
-                return violate(Reason.LENGTH_OVERFLOW, Math.max(readable, writable), 0, 0);
-            }
-            if (!addBuffer(chain, addr, len, w, id)) {
+            if (!take(chain, addr, len, flags, id)) {
                 return false;
             }
             if ((flags & DESC_F_NEXT) == 0) {
@@ -495,6 +464,27 @@ public final class SplitQueue implements Virtqueue {
             }
             id = next;
         }
+    }
+
+    /** Whether the chain being walked has had a device-writable descriptor yet. */
+    private boolean seenWritable;
+
+    /**
+     * Checks one descriptor against the chain so far (no readable after writable, totals within
+     * 32 bits) and adds its buffer.
+     */
+    private boolean take(DescriptorChain chain, long addr, int len, int flags, int id) {
+        boolean w = (flags & DESC_F_WRITE) != 0;
+        if (w) {
+            seenWritable = true;
+        } else if (seenWritable) {
+            return violate(Reason.READABLE_AFTER_WRITABLE, id, 0, 0);
+        }
+        long total = (w ? chain.writableLength() : chain.readableLength()) + Integer.toUnsignedLong(len);
+        if (total > 0xffff_ffffL) {
+            return violate(Reason.LENGTH_OVERFLOW, total, 0, 0);
+        }
+        return addBuffer(chain, addr, len, w, id);
     }
 
     /** Translates one descriptor's buffer, splitting it where it crosses regions. */

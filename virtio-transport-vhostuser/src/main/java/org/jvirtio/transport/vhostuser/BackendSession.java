@@ -393,12 +393,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         memory = next;
         for (Vring v : vrings) {
             if (v.started) {
-                int nextAvail = v.active ? v.queue.nextAvail() : v.base;
-                int nextUsed = v.active ? v.queue.nextUsed() : -1;
-                v.base = nextAvail;
-                v.active = false;
-                v.queue.deactivate();
-                activateQueue(v, nextUsed);
+                reactivate(v);
             }
         }
         old.release();
@@ -459,12 +454,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         stopRunning(v);
         v.addr = a;
         if (v.started) {
-            int nextAvail = v.active ? v.queue.nextAvail() : v.base;
-            int nextUsed = v.active ? v.queue.nextUsed() : -1;
-            v.base = nextAvail;
-            v.active = false;
-            v.queue.deactivate();
-            activateQueue(v, nextUsed);
+            reactivate(v);
         }
         if (wasRunning) {
             startRunningIfReady(v);
@@ -561,6 +551,16 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         } else {
             stopRunning(v);
         }
+    }
+
+    /** Activates a stopped ring again with the current memory and addresses, keeping its indices. */
+    private void reactivate(Vring v) {
+        int nextAvail = v.active ? v.queue.nextAvail() : v.base;
+        int nextUsed = v.active ? v.queue.nextUsed() : -1;
+        v.base = nextAvail;
+        v.active = false;
+        v.queue.deactivate();
+        activateQueue(v, nextUsed);
     }
 
     /**
