@@ -34,7 +34,8 @@ import picocli.CommandLine.Option;
  */
 @Command(name = "vhost-user-blk", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"A vhost-user-blk backend in Java: QEMU connects to --socket and uses the disk as a virtio-blk device.",
-            "Exactly one of --image, --ram, --null. Sizes take K, M, G suffixes (powers of 1024)."})
+            "Exactly one of --image, --ram, --null. Sizes take K, M, G suffixes (powers of 1024).",
+            "SIGHUP re-reads the image size and announces a resize to the front-end; SIGTERM/SIGINT stop cleanly."})
 public final class VhostUserBlkCommand implements Callable<Integer> {
     @Option(names = "--socket", required = true, paramLabel = "PATH", description = "Unix socket to listen on (created mode 0600).")
     Path socket;
@@ -176,6 +177,17 @@ public final class VhostUserBlkCommand implements Callable<Integer> {
         for (String sig : new String[] {"TERM", "INT"}) {
             sun.misc.Signal.handle(new sun.misc.Signal(sig), s -> stop.countDown());
         }
+        // SIGHUP: the image was resized; pick up the new size and tell the front-end.
+        sun.misc.Signal.handle(new sun.misc.Signal("HUP"), s -> {
+            try {
+                long sectors = running.device().refreshCapacity();
+                out.println("vhost-user-blk: capacity is " + sectors + " sectors");
+                out.flush();
+            } catch (IOException | RuntimeException e) {
+                out.println("vhost-user-blk: resize failed: " + e.getMessage());
+                out.flush();
+            }
+        });
         ScheduledExecutorService stats = null;
         if (statsSeconds > 0) {
             stats = Executors.newSingleThreadScheduledExecutor(r -> Thread.ofPlatform().daemon().name("stats").unstarted(r));
