@@ -34,12 +34,17 @@ final class BlkRequestProcessor implements QueueWorker.ChainHandler {
     private final BlockBackend backend;
     final BlkQueueStats stats;
     private final byte[] id;
+    /** Bound once: a method reference per request would allocate per request. */
+    private final SegmentOp readOp;
+    private final SegmentOp writeOp;
 
     BlkRequestProcessor(VirtioBlkDevice device, BlockBackend backend, BlkQueueStats stats, String serial) {
         this.device = device;
         this.backend = backend;
         this.stats = stats;
         this.id = serial.getBytes(StandardCharsets.US_ASCII);
+        this.readOp = backend::read;
+        this.writeOp = backend::write;
     }
 
     @Override
@@ -68,7 +73,7 @@ final class BlkRequestProcessor implements QueueWorker.ChainHandler {
                     case T_IN -> {
                         status = checkRange(sector, dataIn);
                         if (status == S_OK) {
-                            forEach(c, true, 0, dataIn, sector * SECTOR_SIZE, backend::read);
+                            forEach(c, true, 0, dataIn, sector * SECTOR_SIZE, readOp);
                             written = dataIn;
                             stats.bytes += dataIn;
                         }
@@ -76,7 +81,7 @@ final class BlkRequestProcessor implements QueueWorker.ChainHandler {
                     case T_OUT -> {
                         status = device.isReadOnly() ? S_IOERR : checkRange(sector, dataOut);
                         if (status == S_OK) {
-                            forEach(c, false, HEADER_SIZE, dataOut, sector * SECTOR_SIZE, backend::write);
+                            forEach(c, false, HEADER_SIZE, dataOut, sector * SECTOR_SIZE, writeOp);
                             stats.bytes += dataOut;
                             if (device.writeThrough()) {
                                 backend.flush();

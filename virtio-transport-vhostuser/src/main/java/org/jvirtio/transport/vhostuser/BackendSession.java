@@ -287,6 +287,14 @@ final class BackendSession implements DeviceContext, AutoCloseable {
     }
 
     private static void closeVringFds(Vring v) {
+        closeKickAndCall(v);
+        if (v.err != null) {
+            v.err.close();
+            v.err = null;
+        }
+    }
+
+    private static void closeKickAndCall(Vring v) {
         if (v.kick != null) {
             v.kick.close();
             v.kick = null;
@@ -294,10 +302,6 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         if (v.call != null) {
             v.call.close();
             v.call = null;
-        }
-        if (v.err != null) {
-            v.err.close();
-            v.err = null;
         }
     }
 
@@ -487,14 +491,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         v.base = base;
         v.kickSet = false;
         // The ring is stopped: its kick and call are done with (as libvhost-user).
-        if (v.kick != null) {
-            v.kick.close();
-            v.kick = null;
-        }
-        if (v.call != null) {
-            v.call.close();
-            v.call = null;
-        }
+        closeKickAndCall(v);
         return VhostUserMessage.vringState(s.index(), base);
     }
 
