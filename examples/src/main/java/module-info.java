@@ -3,6 +3,7 @@ module org.jvirtio.examples {
     requires org.jvirtio.api;
     requires org.jvirtio.ring;
     requires org.jvirtio.blk;
+    requires org.jvirtio.blk.dataplane;
     requires org.jvirtio.transport.vhostuser;
     requires com.google.guice;
     requires info.picocli;

@@ -1,7 +1,13 @@
-/** The virtio-blk data plane: epoll event loops and io_uring. Not implemented yet: only the module shape exists. */
+/** The virtio-blk data plane: I/O threads on Netty epoll event loops, disk I/O through io_uring (FFM). */
 module org.jvirtio.blk.dataplane {
     requires org.jvirtio.api;
     requires org.jvirtio.ring;
+    requires org.jvirtio.blk;
+    requires org.slf4j;
+    requires io.netty.common;
+    requires io.netty.transport;
+    requires io.netty.transport.unix.common;
+    requires io.netty.transport.classes.epoll;
 
-    // exports org.jvirtio.blk.dataplane once it holds code (javac refuses to export a package with no class)
+    exports org.jvirtio.blk.dataplane;
 }

@@ -6,11 +6,16 @@ import java.lang.foreign.MemorySegment;
 
 /**
  * Where a virtio-blk device's bytes live. Offsets and lengths are in bytes and already checked
- * against {@link #size()} by the device. Calls for one queue come from that queue's thread;
- * implementations must allow calls from several queues at once.
+ * against {@link #size()} by the device.
  *
- * <p>This is the synchronous form used with {@code QueueWorker}; the io_uring data plane
- * (virtio-blk-dataplane) submits the same operations asynchronously.
+ * <p>Two ways in. The device submits requests through a {@link BlockQueueIo} per queue (the
+ * asynchronous SPI: submit, then a completion); {@link BlkIoFactory} opens it. The synchronous
+ * methods below are the simple form a backend implements at least: {@link InlineQueueIo} runs
+ * them on the queue's thread and completes before returning. Calls for one queue come from that
+ * queue's thread; implementations must allow calls from several queues at once.
+ *
+ * <p>Guest memory is passed as a whole region segment plus an offset and a length, so a request
+ * allocates nothing on its way to the backend.
  */
 public interface BlockBackend extends Closeable {
     /** Size in bytes (a multiple of 512). May change: {@link #refreshSize()}. */
@@ -21,23 +26,32 @@ public interface BlockBackend extends Closeable {
         return size();
     }
 
-    boolean readOnly();
+    default boolean readOnly() {
+        return false;
+    }
 
     /** Whether written data may sit in a volatile cache until {@link #flush()} (offer FLUSH, report writeback). */
-    boolean volatileCache();
+    default boolean volatileCache() {
+        return false;
+    }
 
-    boolean supportsDiscard();
+    default boolean supportsDiscard() {
+        return !readOnly();
+    }
 
-    boolean supportsWriteZeroes();
+    default boolean supportsWriteZeroes() {
+        return !readOnly();
+    }
 
-    /** Fills {@code dst} from {@code offset}. */
-    void read(long offset, MemorySegment dst) throws IOException;
+    /** Fills {@code mem[memOffset, memOffset + length)} from disk offset {@code offset}. */
+    void read(long offset, MemorySegment mem, long memOffset, long length) throws IOException;
 
-    /** Writes {@code src} at {@code offset}. */
-    void write(long offset, MemorySegment src) throws IOException;
+    /** Writes {@code mem[memOffset, memOffset + length)} at disk offset {@code offset}. */
+    void write(long offset, MemorySegment mem, long memOffset, long length) throws IOException;
 
     /** Makes every completed write durable. */
-    void flush() throws IOException;
+    default void flush() throws IOException {
+    }
 
     /** The range may be deallocated; reads of it afterwards return zeros or the old data. */
     void discard(long offset, long length) throws IOException;

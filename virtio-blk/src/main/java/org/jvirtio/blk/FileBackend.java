@@ -91,18 +91,28 @@ public final class FileBackend implements BlockBackend {
         return !readOnly;
     }
 
+    /** The open image, for I/O engines that submit to the kernel themselves (io_uring). */
+    public int fd() {
+        return fd;
+    }
+
+    public boolean direct() {
+        return direct;
+    }
+
     @Override
-    public void read(long offset, MemorySegment dst) throws IOException {
+    public void read(long offset, MemorySegment mem, long memOffset, long length) throws IOException {
+        MemorySegment dst = mem.asSlice(memOffset, length);
         long n = Libc.pio(fd, dst, offset, false);
-        if (n < dst.byteSize()) {
+        if (n < length) {
             // The image shrank under us: what is past its end reads as zeros.
             dst.asSlice(n).fill((byte) 0);
         }
     }
 
     @Override
-    public void write(long offset, MemorySegment src) throws IOException {
-        Libc.pio(fd, src, offset, true);
+    public void write(long offset, MemorySegment mem, long memOffset, long length) throws IOException {
+        Libc.pio(fd, mem.asSlice(memOffset, length), offset, true);
     }
 
     @Override

@@ -4,6 +4,7 @@ import java.lang.foreign.MemorySegment;
 
 /** Reads zeros, discards writes: for measuring the device and transport alone. */
 public final class NullBackend implements BlockBackend {
+    private static final MemorySegment ZEROS = java.lang.foreign.Arena.global().allocate(64 << 10, 4096);
     private final long size;
 
     public NullBackend(long size) {
@@ -19,37 +20,15 @@ public final class NullBackend implements BlockBackend {
     }
 
     @Override
-    public boolean readOnly() {
-        return false;
+    public void read(long offset, MemorySegment mem, long memOffset, long length) {
+        for (long done = 0; done < length; done += ZEROS.byteSize()) {
+            MemorySegment.copy(ZEROS, 0, mem, memOffset + done, Math.min(ZEROS.byteSize(), length - done));
+        }
     }
 
     @Override
-    public boolean volatileCache() {
-        return false;
-    }
-
-    @Override
-    public boolean supportsDiscard() {
-        return true;
-    }
-
-    @Override
-    public boolean supportsWriteZeroes() {
-        return true;
-    }
-
-    @Override
-    public void read(long offset, MemorySegment dst) {
-        dst.fill((byte) 0);
-    }
-
-    @Override
-    public void write(long offset, MemorySegment src) {
+    public void write(long offset, MemorySegment mem, long memOffset, long length) {
         // discarded
-    }
-
-    @Override
-    public void flush() {
     }
 
     @Override

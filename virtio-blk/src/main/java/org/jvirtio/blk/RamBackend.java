@@ -21,37 +21,13 @@ public final class RamBackend implements BlockBackend {
     }
 
     @Override
-    public boolean readOnly() {
-        return false;
+    public void read(long offset, MemorySegment mem, long memOffset, long length) {
+        MemorySegment.copy(data, offset, mem, memOffset, length);
     }
 
     @Override
-    public boolean volatileCache() {
-        return false;
-    }
-
-    @Override
-    public boolean supportsDiscard() {
-        return true;
-    }
-
-    @Override
-    public boolean supportsWriteZeroes() {
-        return true;
-    }
-
-    @Override
-    public void read(long offset, MemorySegment dst) {
-        MemorySegment.copy(data, offset, dst, 0, dst.byteSize());
-    }
-
-    @Override
-    public void write(long offset, MemorySegment src) {
-        MemorySegment.copy(src, 0, data, offset, src.byteSize());
-    }
-
-    @Override
-    public void flush() {
+    public void write(long offset, MemorySegment mem, long memOffset, long length) {
+        MemorySegment.copy(mem, memOffset, data, offset, length);
     }
 
     @Override

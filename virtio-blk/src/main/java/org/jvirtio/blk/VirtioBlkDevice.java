@@ -9,8 +9,6 @@ import org.jvirtio.api.DeviceContext;
 import org.jvirtio.api.QueueBinding;
 import org.jvirtio.api.VirtioDevice;
 import org.jvirtio.api.VirtioFeatures;
-import org.jvirtio.api.linux.ErrnoException;
-import org.jvirtio.ring.QueueWorker;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -20,7 +18,9 @@ import static org.jvirtio.blk.VirtioBlk.*;
 /**
  * The virtio-blk device model (VIRTIO 1.3, 5.2), transport-agnostic. Features follow the
  * backend: FLUSH and CONFIG_WCE for a volatile cache, DISCARD and WRITE_ZEROES where supported,
- * RO for a read-only disk. Each queue is served by a {@link QueueWorker} thread.
+ * RO for a read-only disk. A {@link BlkQueueHost} runs the queues (a thread each by default, or
+ * the epoll event loops of virtio-blk-dataplane) and a {@link BlkIoFactory} opens each queue's
+ * channel to the backend (inline synchronous calls by default, or io_uring).
  */
 public final class VirtioBlkDevice implements VirtioDevice {
     private static final Logger LOG = LoggerFactory.getLogger(VirtioBlkDevice.class);
@@ -35,15 +35,24 @@ public final class VirtioBlkDevice implements VirtioDevice {
     private final BlkOptions options;
     private final long features;
     private final BlkQueueStats[] stats;
-    private final QueueWorker[] workers;
+    private final BlkQueueHost host;
+    private final BlkIoFactory ioFactory;
+    private final BlkQueueHost.Started[] running;
     private final AtomicInteger generation = new AtomicInteger();
     private volatile long capacitySectors;
     private volatile boolean writeback;
     private volatile long negotiated;
     private volatile DeviceContext context;
 
+    /** A device whose queues each run on their own thread, calling the backend synchronously. */
     public VirtioBlkDevice(BlockBackend backend, BlkOptions options) {
+        this(backend, options, BlkQueueHost.THREAD_PER_QUEUE, BlkIoFactory.INLINE);
+    }
+
+    public VirtioBlkDevice(BlockBackend backend, BlkOptions options, BlkQueueHost host, BlkIoFactory ioFactory) {
         this.backend = backend;
+        this.host = host;
+        this.ioFactory = ioFactory;
         this.options = options;
         this.capacitySectors = backend.size() / SECTOR_SIZE;
         boolean ro = options.readOnly() || backend.readOnly();
@@ -67,7 +76,7 @@ public final class VirtioBlkDevice implements VirtioDevice {
         for (int i = 0; i < stats.length; i++) {
             stats[i] = new BlkQueueStats();
         }
-        this.workers = new QueueWorker[options.queues()];
+        this.running = new BlkQueueHost.Started[options.queues()];
     }
 
     @Override
@@ -153,26 +162,26 @@ public final class VirtioBlkDevice implements VirtioDevice {
 
     @Override
     public void startQueue(QueueBinding q) {
-        BlkRequestProcessor p = new BlkRequestProcessor(this, backend, stats[q.index()], options.serial());
-        try {
-            workers[q.index()] = QueueWorker.start(q, p, "virtio-blk-q" + q.index());
-        } catch (ErrnoException e) {
-            throw new IllegalStateException("cannot start queue " + q.index() + ": " + e.getMessage(), e);
-        }
+        running[q.index()] = host.start(newQueue(q));
+    }
+
+    /** The request engine of one queue, for a host (or a test) to drive. */
+    BlkQueue newQueue(QueueBinding q) {
+        return new BlkQueue(this, q, backend, ioFactory, stats[q.index()], options.serial());
     }
 
     @Override
     public void stopQueue(int index) {
-        QueueWorker w = workers[index];
-        if (w != null) {
-            w.stop();
-            workers[index] = null;
+        BlkQueueHost.Started r = running[index];
+        if (r != null) {
+            r.stop();
+            running[index] = null;
         }
     }
 
     @Override
     public void reset() {
-        for (int i = 0; i < workers.length; i++) {
+        for (int i = 0; i < running.length; i++) {
             stopQueue(i);
         }
         negotiated = 0;

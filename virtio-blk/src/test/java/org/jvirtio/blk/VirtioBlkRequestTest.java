@@ -8,7 +8,8 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.concurrent.atomic.AtomicInteger;
 
-import org.jvirtio.api.DescriptorChain;
+import org.jvirtio.api.Interrupt;
+import org.jvirtio.api.QueueBinding;
 import org.jvirtio.api.DeviceContext;
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.GuestRegion;
@@ -40,7 +41,7 @@ class VirtioBlkRequestTest {
     SplitQueueDriver driver;
     SplitQueue queue;
     VirtioBlkDevice device;
-    BlkRequestProcessor proc;
+    BlkQueue proc;
     AtomicInteger configChanges = new AtomicInteger();
 
     @BeforeEach
@@ -52,6 +53,9 @@ class VirtioBlkRequestTest {
     }
 
     void use(BlockBackend backend, BlkOptions options) throws Exception {
+        if (proc != null) {
+            proc.close();
+        }
         device = new VirtioBlkDevice(backend, options);
         long f = device.deviceFeatures();
         driver = SplitQueueDriver.at(mem, 0x1000, 256, f, 0x10000, 32);
@@ -73,11 +77,13 @@ class VirtioBlkRequestTest {
                 fail(reason);
             }
         });
-        proc = new BlkRequestProcessor(device, backend, device.stats(0), options.serial());
+        proc = device.newQueue(new QueueBinding(0, queue, null, Interrupt.NONE));
+        proc.open();
     }
 
     @AfterEach
     void tearDown() throws Exception {
+        proc.close();
         device.backend().close();
         mem.release();
     }
@@ -93,15 +99,12 @@ class VirtioBlkRequestTest {
     int[] serve(long[] addrs, int[] lens, int readable) {
         assertTrue(driver.add(addrs, lens, addrs.length, readable, 0) >= 0);
         driver.publish();
-        DescriptorChain c = queue.pop();
-        assertNotNull(c, () -> String.valueOf(queue.violation()));
-        int written = proc.handle(c);
-        queue.addUsed(c, written);
-        queue.publishUsed();
+        proc.serve();
+        assertNull(queue.violation());
         int[] len = {-1};
-        driver.pollUsed((h, t, l) -> len[0] = l);
-        assertEquals(written, len[0]);
-        return new int[] {mem.readU8(STATUS), written};
+        assertEquals(1, driver.pollUsed((h, t, l) -> len[0] = l));
+        assertEquals(0, proc.inFlight());
+        return new int[] {mem.readU8(STATUS), len[0]};
     }
 
     int[] rw(int type, long sector, int len) {

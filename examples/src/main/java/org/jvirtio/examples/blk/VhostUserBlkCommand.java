@@ -15,6 +15,7 @@ import com.google.inject.Guice;
 import com.google.inject.Injector;
 import org.jvirtio.api.VirtioDevice;
 import org.jvirtio.blk.BlkOptions;
+import org.jvirtio.blk.BlkQueueHost;
 import org.jvirtio.blk.BlkQueueStats;
 import org.jvirtio.blk.BlockBackend;
 import org.jvirtio.blk.FileBackend;
@@ -56,7 +57,7 @@ public final class VhostUserBlkCommand implements Callable<Integer> {
     int queues;
 
     @Option(names = "--iothreads", defaultValue = "1",
-            description = "I/O threads (default: ${DEFAULT-VALUE}). Until the io_uring data plane lands every queue has its own thread and this only bounds --queues.")
+            description = "I/O threads, each an epoll event loop; queue i runs on thread i mod N (default: ${DEFAULT-VALUE}; more than --queues is pointless).")
     int iothreads;
 
     @Option(names = "--queue-size", defaultValue = "256", description = "Largest queue size offered (default: ${DEFAULT-VALUE}).")
@@ -72,17 +73,18 @@ public final class VhostUserBlkCommand implements Callable<Integer> {
     String serial;
 
     @Option(names = "--poll-us", defaultValue = "0",
-            description = "Busy-poll the avail ring this many microseconds before sleeping (0: off). Accepted; polling arrives with the io_uring data plane.")
+            description = "Busy-poll the avail ring (and pending I/O) up to this many microseconds before sleeping; adaptive (0: off, the default).")
     int pollUs;
 
     @Option(names = "--stats", defaultValue = "0", paramLabel = "SECONDS", description = "Print per-queue counters every SECONDS (0: never).")
     int statsSeconds;
 
     /** A running backend: the transport, the device and its disk. */
-    public record Running(VhostUserBackend transport, VirtioBlkDevice device, BlockBackend disk) implements AutoCloseable {
+    public record Running(VhostUserBackend transport, VirtioBlkDevice device, BlockBackend disk, BlkQueueHost ioThreads) implements AutoCloseable {
         @Override
         public void close() throws IOException {
             transport.close();
+            ioThreads.close();
             disk.close();
         }
     }
@@ -122,8 +124,8 @@ public final class VhostUserBlkCommand implements Callable<Integer> {
         if (iothreads < 1 || iothreads > 64) {
             throw new IllegalArgumentException("--iothreads must be in [1, 64], got " + iothreads);
         }
-        if (pollUs < 0 || statsSeconds < 0) {
-            throw new IllegalArgumentException("--poll-us and --stats must not be negative");
+        if (pollUs < 0 || pollUs > 1_000_000 || statsSeconds < 0) {
+            throw new IllegalArgumentException("--poll-us must be in [0, 1000000] and --stats not negative");
         }
         Path dir = socket.toAbsolutePath().getParent();
         if (dir == null || !Files.isDirectory(dir)) {
@@ -143,10 +145,16 @@ public final class VhostUserBlkCommand implements Callable<Integer> {
         BlkOptions options = new BlkOptions(queues, queueSize, serial, readOnly);
         BlockBackend backend = openDisk();
         try {
-            Injector injector = Guice.createInjector(new VhostUserBlkModule(backend, options));
+            Injector injector = Guice.createInjector(new VhostUserBlkModule(backend, options, iothreads, pollUs));
             VirtioBlkDevice device = injector.getInstance(VirtioBlkDevice.class);
-            VhostUserBackend transport = VhostUserBackend.start(socket, injector.getInstance(VirtioDevice.class));
-            return new Running(transport, device, backend);
+            BlkQueueHost host = injector.getInstance(BlkQueueHost.class);
+            try {
+                VhostUserBackend transport = VhostUserBackend.start(socket, injector.getInstance(VirtioDevice.class));
+                return new Running(transport, device, backend, host);
+            } catch (IOException | RuntimeException e) {
+                host.close();
+                throw e;
+            }
         } catch (IOException | RuntimeException e) {
             backend.close();
             throw e;
@@ -207,7 +215,7 @@ public final class VhostUserBlkCommand implements Callable<Integer> {
         StringBuilder sb = new StringBuilder("stats:");
         for (int q = 0; q < queues; q++) {
             BlkQueueStats s = device.stats(q);
-            sb.append(String.format(" q%d requests=%d bytes=%d errors=%d", q, s.requests(), s.bytes(), s.errors()));
+            sb.append(String.format(" q%d requests=%d bytes=%d errors=%d in-flight=%d", q, s.requests(), s.bytes(), s.errors(), s.inFlight()));
         }
         out.println(sb);
         out.flush();

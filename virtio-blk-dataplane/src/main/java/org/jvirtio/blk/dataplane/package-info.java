@@ -1,2 +1,2 @@
-/** The virtio-blk data plane: epoll event loops and io_uring. Not implemented yet: only the module shape exists. */
+/** The virtio-blk data plane: epoll I/O threads ({@link org.jvirtio.blk.dataplane.IoThreads}) and io_uring ({@link org.jvirtio.blk.dataplane.IoUring}). */
 package org.jvirtio.blk.dataplane;

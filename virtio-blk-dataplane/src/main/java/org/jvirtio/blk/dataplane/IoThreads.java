@@ -1,0 +1,250 @@
+package org.jvirtio.blk.dataplane;
+
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicInteger;
+
+import io.netty.channel.IoEvent;
+import io.netty.channel.IoEventLoop;
+import io.netty.channel.IoRegistration;
+import io.netty.channel.MultiThreadIoEventLoopGroup;
+import io.netty.channel.epoll.EpollIoHandle;
+import io.netty.channel.epoll.EpollIoHandler;
+import io.netty.channel.epoll.EpollIoOps;
+import io.netty.channel.unix.FileDescriptor;
+import io.netty.util.concurrent.EventExecutor;
+import io.netty.util.concurrent.ScheduledFuture;
+import org.jvirtio.api.EventFd;
+import org.jvirtio.api.linux.Libc;
+import org.jvirtio.blk.BlkQueue;
+import org.jvirtio.blk.BlkQueueHost;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The data plane's I/O threads: a fixed number of Netty epoll event loops, each owning the queues
+ * assigned to it (queue i runs on thread i mod n). In a queue's loop sit its kick eventfd and its
+ * io_uring completion eventfd; the loop calls {@link BlkQueue#serve()} on a kick and
+ * {@link BlkQueue#reapCompletions()} on completions, so a queue is only ever touched by its own
+ * thread and the data path takes no lock. Stopping a queue is a task on its loop: take nothing
+ * new, let what is in flight complete, then close.
+ */
+public final class IoThreads implements BlkQueueHost {
+    private static final Logger LOG = LoggerFactory.getLogger(IoThreads.class);
+    private static final int NOFD_POLL_MICROS = 1000;
+
+    private final MultiThreadIoEventLoopGroup group;
+    private final IoEventLoop[] loops;
+    private final long pollMicros;
+
+    /**
+     * @param threads    number of I/O threads
+     * @param pollMicros adaptive busy-polling window per queue (0: off)
+     */
+    public IoThreads(int threads, long pollMicros) {
+        if (threads < 1) {
+            throw new IllegalArgumentException("need at least one I/O thread: " + threads);
+        }
+        if (pollMicros < 0) {
+            throw new IllegalArgumentException("negative poll window: " + pollMicros);
+        }
+        AtomicInteger n = new AtomicInteger();
+        this.group = new MultiThreadIoEventLoopGroup(threads,
+                (java.util.concurrent.ThreadFactory) r -> Thread.ofPlatform().name("jvirtio-io-" + n.getAndIncrement()).daemon().unstarted(r),
+                EpollIoHandler.newFactory());
+        List<IoEventLoop> l = new ArrayList<>();
+        for (EventExecutor e : group) {
+            l.add((IoEventLoop) e);
+        }
+        this.loops = l.toArray(new IoEventLoop[0]);
+        this.pollMicros = pollMicros;
+    }
+
+    public int threads() {
+        return loops.length;
+    }
+
+    /** The loop that owns queue {@code index}. */
+    IoEventLoop loopOf(int index) {
+        return loops[index % loops.length];
+    }
+
+    @Override
+    public Started start(BlkQueue queue) {
+        QueueRun run = new QueueRun(queue, loopOf(queue.index()));
+        run.begin();
+        return run;
+    }
+
+    @Override
+    public void close() {
+        group.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
+    }
+
+    private static <T> T await(io.netty.util.concurrent.Future<T> f, String what) {
+        try {
+            return f.get(30, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted while " + what, e);
+        } catch (ExecutionException | TimeoutException e) {
+            throw new IllegalStateException("cannot " + what + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** One queue on its loop. Every field is touched on the loop only, except {@link #done}. */
+    private final class QueueRun implements Started {
+        private final BlkQueue queue;
+        private final IoEventLoop loop;
+        private final EventFd kick;
+        private final CompletableFuture<Void> done = new CompletableFuture<>();
+        private IoRegistration kickRegistration;
+        private IoRegistration completionRegistration;
+        private ScheduledFuture<?> nofdPoll;
+        private final java.lang.foreign.MemorySegment counter = java.lang.foreign.Arena.ofAuto().allocate(8, 8);
+        private boolean stopping;
+        private boolean closed;
+
+        QueueRun(BlkQueue queue, IoEventLoop loop) {
+            this.queue = queue;
+            this.loop = loop;
+            this.kick = queue.binding().kick();
+        }
+
+        void begin() {
+            await(loop.submit(() -> {
+                queue.pollMicros(pollMicros);
+                queue.open();
+                return null;
+            }), "open queue " + queue.index());
+            int cfd = await(loop.submit(queue::completionFd), "read the completion fd");
+            if (cfd >= 0) {
+                completionRegistration = register(new Handle(cfd, this::onCompletions));
+            }
+            if (kick != null) {
+                kickRegistration = register(new Handle(kick.fd(), this::onKick));
+            }
+            await(loop.submit(() -> {
+                if (kick == null) {
+                    nofdPoll = loop.scheduleAtFixedRate(this::onKick, NOFD_POLL_MICROS, NOFD_POLL_MICROS, TimeUnit.MICROSECONDS);
+                }
+                // Buffers made available before the start are served now, not at the next kick.
+                guarded(queue::serve);
+            }), "start queue " + queue.index());
+        }
+
+        private IoRegistration register(EpollIoHandle h) {
+            IoRegistration r = await(loop.register(h), "register fd " + h.fd().intValue() + " with the I/O thread");
+            r.submit(EpollIoOps.EPOLLIN);
+            return r;
+        }
+
+        private void onKick() {
+            if (stopping) {
+                return;
+            }
+            if (kick != null) {
+                kick.read();
+            }
+            guarded(queue::serve);
+        }
+
+        private void onCompletions() {
+            Libc.eventfdRead(queue.completionFd(), counter);
+            guarded(queue::reapCompletions);
+            if (stopping) {
+                finishIfIdle();
+            }
+        }
+
+        private void guarded(Runnable r) {
+            try {
+                r.run();
+            } catch (RuntimeException | Error e) {
+                // Netty would only log it; a device bug must not kill the other queues of this loop.
+                LOG.error("queue {}: {}", queue.index(), e.toString(), e);
+            }
+        }
+
+        @Override
+        public void stop() {
+            loop.execute(() -> {
+                if (stopping) {
+                    return;
+                }
+                stopping = true;
+                queue.quiesce();
+                if (kickRegistration != null) {
+                    kickRegistration.cancel();
+                }
+                if (nofdPoll != null) {
+                    nofdPoll.cancel(false);
+                }
+                finishIfIdle();
+            });
+            long started = System.nanoTime();
+            while (true) {
+                try {
+                    done.get(5, TimeUnit.SECONDS);
+                    return;
+                } catch (TimeoutException e) {
+                    LOG.info("queue {}: still waiting for requests in flight after {} s", queue.index(),
+                            TimeUnit.NANOSECONDS.toSeconds(System.nanoTime() - started));
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    LOG.warn("queue {}: interrupted while stopping", queue.index());
+                    return;
+                } catch (ExecutionException e) {
+                    throw new IllegalStateException(e.getCause());
+                }
+            }
+        }
+
+        private void finishIfIdle() {
+            if (closed || queue.inFlight() > 0) {
+                return;
+            }
+            closed = true;
+            if (completionRegistration != null) {
+                completionRegistration.cancel();
+            }
+            try {
+                queue.close();
+            } catch (RuntimeException e) {
+                LOG.error("queue {}: {}", queue.index(), e.getMessage());
+            }
+            done.complete(null);
+        }
+    }
+
+    /** An fd in the loop's epoll set (level-triggered) and what to do when it is readable. */
+    private static final class Handle implements EpollIoHandle {
+        private final FileDescriptor fd;
+        private final Runnable action;
+
+        Handle(int fd, Runnable action) {
+            this.fd = new FileDescriptor(fd);
+            this.action = action;
+        }
+
+        @Override
+        public FileDescriptor fd() {
+            return fd;
+        }
+
+        @Override
+        public void handle(IoRegistration registration, IoEvent event) {
+            action.run();
+        }
+
+        @Override
+        public void close() {
+            // the fd belongs to the queue (kick) or its io channel (completions)
+        }
+    }
+}

@@ -1,0 +1,74 @@
+package org.jvirtio.blk.dataplane;
+
+import java.io.IOException;
+
+import org.jvirtio.api.linux.ErrnoException;
+import org.jvirtio.blk.BlkIoFactory;
+import org.jvirtio.blk.BlockBackend;
+import org.jvirtio.blk.BlockQueueIo;
+import org.jvirtio.blk.FileBackend;
+import org.jvirtio.blk.InlineQueueIo;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Opens an io_uring per queue for file and block-device backends, and the inline synchronous
+ * channel for memory backends. Where io_uring is unavailable (seccomp in a container, the
+ * {@code kernel.io_uring_disabled} sysctl, an old kernel) it falls back to synchronous
+ * positional I/O on the I/O thread and says so once in the log. {@code -Djvirtio.io_uring=off}
+ * forces the fallback.
+ */
+public final class UringIoFactory implements BlkIoFactory {
+    private static final Logger LOG = LoggerFactory.getLogger(UringIoFactory.class);
+
+    private final boolean enabled;
+    private volatile boolean warned;
+    private volatile String lastFallbackReason;
+
+    public UringIoFactory() {
+        this(!"off".equalsIgnoreCase(System.getProperty("jvirtio.io_uring", "on")));
+    }
+
+    public UringIoFactory(boolean enabled) {
+        this.enabled = enabled;
+    }
+
+    @Override
+    public BlockQueueIo open(BlockBackend backend, int depth) throws IOException {
+        if (!(backend instanceof FileBackend file)) {
+            return new InlineQueueIo(backend);
+        }
+        if (!enabled) {
+            fallback("disabled with -Djvirtio.io_uring=off");
+            return new InlineQueueIo(backend);
+        }
+        try {
+            return new UringQueueIo(file, depth);
+        } catch (ErrnoException e) {
+            fallback(e.getMessage());
+            return new InlineQueueIo(backend);
+        }
+    }
+
+    private void fallback(String why) {
+        lastFallbackReason = why;
+        if (!warned) {
+            warned = true;
+            LOG.warn("io_uring unavailable ({}): disk I/O falls back to synchronous pread/pwrite on the I/O threads", why);
+        }
+    }
+
+    /** Why the last queue fell back to synchronous I/O, or null if none did. */
+    public String fallbackReason() {
+        return lastFallbackReason;
+    }
+
+    /** Whether io_uring can be set up in this process (for tests and diagnostics). */
+    public static boolean available() {
+        try (IoUring r = IoUring.create(2)) {
+            return true;
+        } catch (ErrnoException e) {
+            return false;
+        }
+    }
+}

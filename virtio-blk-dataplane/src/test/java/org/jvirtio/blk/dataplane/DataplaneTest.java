@@ -1,0 +1,321 @@
+package org.jvirtio.blk.dataplane;
+
+import java.io.RandomAccessFile;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Random;
+
+import org.jvirtio.api.GuestMemory;
+import org.jvirtio.blk.BlkIoFactory;
+import org.jvirtio.blk.BlkOptions;
+import org.jvirtio.blk.BlockBackend;
+import org.jvirtio.blk.FileBackend;
+import org.jvirtio.blk.RamBackend;
+import org.jvirtio.blk.VirtioBlkDevice;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+import static org.jvirtio.blk.VirtioBlk.*;
+import static org.junit.jupiter.api.Assertions.*;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+/**
+ * The data plane end to end below the transport: a split ring in memfd memory, real kick and call
+ * eventfds, the I/O threads (Netty epoll) and io_uring on a real file.
+ */
+class DataplaneTest {
+    static final long DISK = 8 << 20;
+
+    @TempDir
+    Path dir;
+    GuestMemory mem;
+    IoThreads threads;
+    VirtioBlkDevice device;
+    final List<BlkRig> rigs = new ArrayList<>();
+    BlockBackend backend;
+
+    @BeforeEach
+    void setUp() throws Exception {
+        mem = BlkRig.memory();
+    }
+
+    @AfterEach
+    void tearDown() throws Exception {
+        if (device != null) {
+            device.reset();
+        }
+        for (BlkRig r : rigs) {
+            r.close();
+        }
+        if (threads != null) {
+            threads.close();
+        }
+        if (backend != null) {
+            backend.close();
+        }
+        mem.release();
+    }
+
+    Path image(long size) throws Exception {
+        Path p = dir.resolve("disk.img");
+        try (RandomAccessFile f = new RandomAccessFile(p.toFile(), "rw")) {
+            f.setLength(size);
+        }
+        return p;
+    }
+
+    void start(BlockBackend b, BlkIoFactory io, int queues, int iothreads, long pollUs) throws Exception {
+        backend = b;
+        threads = new IoThreads(iothreads, pollUs);
+        device = new VirtioBlkDevice(b, new BlkOptions(queues, BlkRig.SIZE, "dp", false), threads, io);
+        device.activate(BlkRig.context(device.deviceFeatures()));
+        for (int q = 0; q < queues; q++) {
+            rigs.add(new BlkRig(mem, q, BlkRig.RINGS + 0x10000L * q, device));
+        }
+    }
+
+    /** Random writes and reads with odd buffer splits, checked against a shadow copy of the disk. */
+    static void randomIo(BlkRig rig, byte[] shadow, long seed, int rounds) throws Exception {
+        Random rnd = new Random(seed);
+        for (int round = 0; round < rounds; round++) {
+            int depth = 1 + rnd.nextInt(16); // up to 8 descriptors each in a 128-entry ring
+            List<long[]> reads = new ArrayList<>();
+            // Writes of one round go to disjoint ranges (the device may run them in any order).
+            boolean[] used = new boolean[shadow.length / 4096];
+            for (int i = 0; i < depth; i++) {
+                int blocks = 1 + rnd.nextInt(8);
+                int start = rnd.nextInt(used.length - blocks);
+                boolean clash = false;
+                for (int b = start; b < start + blocks; b++) {
+                    clash |= used[b];
+                }
+                if (clash) {
+                    continue;
+                }
+                Arrays.fill(used, start, start + blocks, true);
+                int len = blocks * 4096;
+                long sector = start * 8L;
+                if (rnd.nextBoolean()) {
+                    byte[] d = new byte[len];
+                    rnd.nextBytes(d);
+                    System.arraycopy(d, 0, shadow, start * 4096, len);
+                    long t = rig.add(T_OUT, sector, d, 0, 1 + rnd.nextInt(6), rnd);
+                    reads.add(new long[] {t, -1, 0});
+                } else {
+                    long t = rig.add(T_IN, sector, null, len, 1 + rnd.nextInt(6), rnd);
+                    reads.add(new long[] {t, start * 4096L, len});
+                }
+            }
+            byte[] expect = shadow.clone();
+            rig.publishAndKick();
+            rig.awaitAll();
+            for (long[] r : reads) {
+                assertEquals(S_OK, rig.statusOf(r[0]));
+                byte[] got = rig.take(r[0], (int) r[2]);
+                if (r[1] >= 0) {
+                    assertArrayEquals(Arrays.copyOfRange(expect, (int) r[1], (int) (r[1] + r[2])), got, "read at " + r[1]);
+                    assertEquals((int) r[2] + 1, (int) rig.usedLength.get(r[0]));
+                }
+            }
+        }
+    }
+
+    @ParameterizedTest(name = "io_uring={0}, poll-us={1}")
+    @CsvSource({"true, 0", "true, 50", "false, 0"})
+    void randomIoOnAFile(boolean uring, long pollUs) throws Exception {
+        if (uring) {
+            assumeTrue(UringIoFactory.available(), "io_uring is not available here");
+        }
+        Path img = image(DISK);
+        UringIoFactory io = new UringIoFactory(uring);
+        start(FileBackend.open(img, false, false), io, 1, 1, pollUs);
+        byte[] shadow = new byte[(int) DISK];
+        randomIo(rigs.get(0), shadow, 42, 40);
+        if (!uring) {
+            assertNotNull(io.fallbackReason());
+        } else {
+            assertNull(io.fallbackReason());
+        }
+        // Flush, then what the file holds is what the driver wrote.
+        long t = rigs.get(0).add(T_FLUSH, 0, new byte[0], 0, 0, new Random());
+        rigs.get(0).publishAndKick();
+        rigs.get(0).awaitAll();
+        assertEquals(S_OK, rigs.get(0).statusOf(t));
+        assertArrayEquals(shadow, Files.readAllBytes(img));
+        assertEquals(0, device.stats(0).inFlight());
+        assertTrue(device.stats(0).requests() > 100);
+        assertEquals(0, device.stats(0).errors());
+    }
+
+    @Test
+    void twoQueuesOnTwoIoThreadsAtOnce() throws Exception {
+        assumeTrue(UringIoFactory.available());
+        Path img = image(DISK);
+        start(FileBackend.open(img, false, false), new UringIoFactory(), 2, 2, 0);
+        assertNotSame(threads.loopOf(0), threads.loopOf(1));
+        byte[] shadow = new byte[(int) DISK];
+        // Each queue works on its own half of the disk, concurrently.
+        Thread other = Thread.ofPlatform().start(() -> {
+            try {
+                byte[] half = new byte[(int) DISK / 2];
+                randomIoAt(rigs.get(1), half, DISK / 2, 7);
+                System.arraycopy(half, 0, shadow, (int) DISK / 2, half.length);
+            } catch (Exception e) {
+                throw new RuntimeException(e);
+            }
+        });
+        byte[] half = new byte[(int) DISK / 2];
+        randomIoAt(rigs.get(0), half, 0, 8);
+        other.join();
+        System.arraycopy(half, 0, shadow, 0, half.length);
+        assertArrayEquals(shadow, Files.readAllBytes(img));
+        assertTrue(device.stats(0).requests() > 0 && device.stats(1).requests() > 0);
+    }
+
+    /** Writes then reads back every 64 KiB block of a range through one queue. */
+    static void randomIoAt(BlkRig rig, byte[] range, long base, long seed) throws Exception {
+        Random rnd = new Random(seed);
+        int blocks = range.length / BlkRig.MAX_DATA;
+        for (int pass = 0; pass < 2; pass++) {
+            List<Long> tokens = new ArrayList<>();
+            for (int b = 0; b < blocks; b++) {
+                byte[] d = new byte[BlkRig.MAX_DATA];
+                rnd.nextBytes(d);
+                System.arraycopy(d, 0, range, b * BlkRig.MAX_DATA, d.length);
+                tokens.add(rig.add(T_OUT, (base + (long) b * BlkRig.MAX_DATA) / 512, d, 0, 1 + rnd.nextInt(16), rnd));
+                if (!rig.room(16) || b == blocks - 1) {
+                    rig.publishAndKick();
+                    rig.awaitAll();
+                    for (long t : tokens) {
+                        assertEquals(S_OK, rig.statusOf(t));
+                        rig.take(t, 0);
+                    }
+                    tokens.clear();
+                }
+            }
+        }
+        List<long[]> reads = new ArrayList<>();
+        for (int b = 0; b < blocks; b++) {
+            reads.add(new long[] {rig.add(T_IN, (base + (long) b * BlkRig.MAX_DATA) / 512, null, BlkRig.MAX_DATA, 3, rnd), b});
+            if (!rig.room(16) || b == blocks - 1) {
+                rig.publishAndKick();
+                rig.awaitAll();
+                for (long[] r : reads) {
+                    assertEquals(S_OK, rig.statusOf(r[0]));
+                    assertArrayEquals(Arrays.copyOfRange(range, (int) r[1] * BlkRig.MAX_DATA, (int) (r[1] + 1) * BlkRig.MAX_DATA),
+                            rig.take(r[0], BlkRig.MAX_DATA));
+                }
+                reads.clear();
+            }
+        }
+    }
+
+    @Test
+    void stopWaitsForRequestsInFlightAndReturnsThemAll() throws Exception {
+        assumeTrue(UringIoFactory.available());
+        Path img = image(DISK);
+        start(FileBackend.open(img, false, false), new UringIoFactory(), 1, 1, 0);
+        BlkRig rig = rigs.get(0);
+        Random rnd = new Random(1);
+        List<Long> tokens = new ArrayList<>();
+        for (int i = 0; i < 20; i++) {
+            byte[] d = new byte[BlkRig.MAX_DATA];
+            rnd.nextBytes(d);
+            tokens.add(rig.add(i % 2 == 0 ? T_OUT : T_FLUSH, (long) i * BlkRig.MAX_DATA / 512, i % 2 == 0 ? d : new byte[0], 0, 4, rnd));
+        }
+        rig.publishAndKick();
+        device.stopQueue(0);
+        // stop returned: nothing may still be in flight, everything popped went back to the driver
+        rig.collect();
+        int done = rig.status.size();
+        assertTrue(done > 0, "the queue served nothing before stopping");
+        for (long t : rig.status.keySet()) {
+            assertEquals(S_OK, rig.statusOf(t));
+        }
+        assertEquals(0, device.stats(0).inFlight());
+        assertEquals(done, device.stats(0).requests());
+    }
+
+    @Test
+    void discardAndWriteZeroesThroughIoUring() throws Exception {
+        assumeTrue(UringIoFactory.available());
+        Path img = image(DISK);
+        start(FileBackend.open(img, false, false), new UringIoFactory(), 1, 1, 0);
+        BlkRig rig = rigs.get(0);
+        byte[] ones = new byte[BlkRig.MAX_DATA];
+        Arrays.fill(ones, (byte) 1);
+        Random rnd = new Random(3);
+        for (int i = 0; i < 4; i++) {
+            rig.add(T_OUT, i * 128L, ones, 0, 1, rnd);
+        }
+        rig.publishAndKick();
+        rig.awaitAll();
+        // discard block 0 and 2 (two segments), write-zeroes block 1 (no unmap) and 3 (unmap)
+        long d = rig.add(T_DISCARD, 0, dwz(new long[] {0, 128, 0}, new long[] {256, 128, 0}), 0, 1, rnd);
+        long z = rig.add(T_WRITE_ZEROES, 0, dwz(new long[] {128, 128, 0}, new long[] {384, 128, DWZ_F_UNMAP}), 0, 1, rnd);
+        rig.publishAndKick();
+        rig.awaitAll();
+        assertEquals(S_OK, rig.statusOf(d));
+        assertEquals(S_OK, rig.statusOf(z));
+        byte[] file = Files.readAllBytes(img);
+        for (int i = 0; i < 4 * BlkRig.MAX_DATA; i++) {
+            assertEquals(0, file[i], "byte " + i);
+        }
+    }
+
+    static byte[] dwz(long[]... segs) {
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(16 * segs.length).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        for (long[] s : segs) {
+            b.putLong(s[0]).putInt((int) s[1]).putInt((int) s[2]);
+        }
+        return b.array();
+    }
+
+    @Test
+    void readPastTheEndOfAShrunkenImageReadsZeros() throws Exception {
+        assumeTrue(UringIoFactory.available());
+        Path img = image(DISK);
+        byte[] ones = new byte[(int) DISK];
+        Arrays.fill(ones, (byte) 7);
+        Files.write(img, ones);
+        start(FileBackend.open(img, false, false), new UringIoFactory(), 1, 1, 0);
+        try (RandomAccessFile f = new RandomAccessFile(img.toFile(), "rw")) {
+            f.setLength(DISK - 4096 - 512); // the device still believes the old size
+        }
+        BlkRig rig = rigs.get(0);
+        long t = rig.add(T_IN, (DISK - 8192) / 512, null, 8192, 3, new Random(5));
+        rig.publishAndKick();
+        rig.awaitAll();
+        assertEquals(S_OK, rig.statusOf(t));
+        byte[] got = rig.take(t, 8192);
+        for (int i = 0; i < 8192; i++) {
+            assertEquals(i < 8192 - 4096 - 512 ? 7 : 0, got[i], "byte " + i);
+        }
+    }
+
+    @Test
+    void guestMistakesAnswerErrorsOnTheDataplaneToo() throws Exception {
+        start(new RamBackend(DISK), BlkIoFactory.INLINE, 1, 1, 20);
+        BlkRig rig = rigs.get(0);
+        Random rnd = new Random(9);
+        long past = rig.add(T_IN, DISK / 512, null, 512, 1, rnd);
+        long odd = rig.add(T_OUT, 0, new byte[100], 0, 1, rnd);
+        long unknown = rig.add(99, 0, new byte[0], 0, 0, rnd);
+        long ok = rig.add(T_GET_ID, 0, null, 20, 1, rnd);
+        rig.publishAndKick();
+        rig.awaitAll();
+        assertEquals(S_IOERR, rig.statusOf(past));
+        assertEquals(S_IOERR, rig.statusOf(odd));
+        assertEquals(S_UNSUPP, rig.statusOf(unknown));
+        assertEquals(S_OK, rig.statusOf(ok));
+        assertEquals("dp", new String(rig.take(ok, 2), java.nio.charset.StandardCharsets.US_ASCII));
+        assertEquals(3, device.stats(0).errors());
+    }
+}

@@ -1,0 +1,415 @@
+package org.jvirtio.blk;
+
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.charset.StandardCharsets;
+
+import org.jvirtio.api.ChainReader;
+import org.jvirtio.api.ChainWriter;
+import org.jvirtio.api.DescriptorChain;
+import org.jvirtio.api.QueueBinding;
+import org.jvirtio.api.Virtqueue;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import static org.jvirtio.blk.VirtioBlk.*;
+
+/**
+ * One virtio-blk request queue at work (VIRTIO 1.3, 5.2.6): pops chains, parses each through the
+ * chain cursor (any descriptor layout works), turns it into {@link BlockQueueIo} operations on
+ * guest memory in place, submits once per batch, and on completion writes the status byte and
+ * returns the chain. Used elements are published once per batch, and the driver is interrupted
+ * only when the ring says it wants it.
+ *
+ * <p>Guest mistakes become a status, never an exception: a sector range past the capacity or
+ * overflowing, a length that is not a multiple of 512, a write to a read-only disk answer IOERR;
+ * unknown types answer UNSUPP; a chain without room for the status byte is returned with nothing
+ * written.
+ *
+ * <p>Not thread-safe by design: a {@link BlkQueueHost} calls everything from the one thread that
+ * owns the queue (no locks on the data path). Optional adaptive busy polling: {@link #pollMicros}.
+ */
+public final class BlkQueue {
+    private static final Logger LOG = LoggerFactory.getLogger(BlkQueue.class);
+    /** Operations queued before the first submit of a long batch (keeps the disk busy early). */
+    private static final int SUBMIT_EVERY = 32;
+    private static final long MIN_POLL_NANOS = 1_000;
+
+    private final VirtioBlkDevice device;
+    private final QueueBinding binding;
+    private final Virtqueue q;
+    private final BlockBackend backend;
+    private final BlkIoFactory factory;
+    private final BlkQueueStats stats;
+    private final byte[] id;
+    private final Arena arena = Arena.ofShared();
+    private final BlockRequest[] requests;
+    private final int[] free;
+    private int freeTop;
+    private final long[] ranges = new long[3 * Math.max(VirtioBlkDevice.MAX_DISCARD_SEG, VirtioBlkDevice.MAX_WRITE_ZEROES_SEG)];
+    private BlockQueueIo io;
+    private boolean unpublished;
+    private long pollMaxNanos;
+    private long pollNanos;
+    private long idleSince;
+    /** Every request slot was in use when the ring still had chains: serve again on completion. */
+    private boolean starved;
+    private boolean quiescing;
+
+    BlkQueue(VirtioBlkDevice device, QueueBinding binding, BlockBackend backend, BlkIoFactory factory, BlkQueueStats stats, String serial) {
+        this.device = device;
+        this.binding = binding;
+        this.q = binding.queue();
+        this.backend = backend;
+        this.factory = factory;
+        this.stats = stats;
+        this.id = serial.getBytes(StandardCharsets.US_ASCII);
+        int n = q.size();
+        this.requests = new BlockRequest[n];
+        this.free = new int[n];
+        for (int i = 0; i < n; i++) {
+            requests[i] = new BlockRequest(this, i, arena);
+            free[i] = n - 1 - i;
+        }
+        this.freeTop = n;
+    }
+
+    public int index() {
+        return binding.index();
+    }
+
+    public QueueBinding binding() {
+        return binding;
+    }
+
+    /**
+     * Busy-polls the avail ring (and pending completions) up to {@code micros} before the owner
+     * goes to sleep; 0 turns polling off. Adaptive: the window shrinks while polls find nothing
+     * and grows back when work arrives soon after sleeping.
+     */
+    public void pollMicros(long micros) {
+        this.pollMaxNanos = micros * 1000;
+        this.pollNanos = pollMaxNanos;
+    }
+
+    /** Opens the backend channel; call on the owning thread before anything else. */
+    public void open() throws IOException {
+        io = factory.open(backend, q.size());
+    }
+
+    /** The channel's completion eventfd (read it, then {@link #reapCompletions()}), or -1. */
+    public int completionFd() {
+        return io.completionFd();
+    }
+
+    /** Requests started and not yet returned to the driver. */
+    public int inFlight() {
+        return requests.length - freeTop;
+    }
+
+    /**
+     * Serves everything the driver made available, then re-enables notifications (re-checking
+     * the ring, so no kick is lost). Busy-polls first when polling is on.
+     */
+    public void serve() {
+        if (pollMaxNanos > 0 && idleSince != 0 && System.nanoTime() - idleSince <= pollMaxNanos) {
+            // Work came soon after going to sleep: a longer poll would have caught it.
+            pollNanos = Math.min(pollMaxNanos, Math.max(2 * pollNanos, MIN_POLL_NANOS));
+        }
+        while (true) {
+            q.disableNotifications();
+            drain();
+            if (freeTop == 0) {
+                // Cannot take more until something completes; reapCompletions() comes back here.
+                starved = true;
+                return;
+            }
+            if (pollNanos > 0 && spin()) {
+                continue;
+            }
+            if (!q.enableNotifications()) {
+                idleSince = System.nanoTime();
+                return;
+            }
+        }
+    }
+
+    /** Polls until work shows up (true) or the window ends (false, and the window shrinks). */
+    private boolean spin() {
+        long deadline = System.nanoTime() + pollNanos;
+        do {
+            if (io.pending() > 0) {
+                reapCompletions();
+            }
+            if (drain() > 0) {
+                return true;
+            }
+            Thread.onSpinWait();
+        } while (System.nanoTime() - deadline < 0);
+        pollNanos = pollNanos / 2 < MIN_POLL_NANOS ? 0 : pollNanos / 2;
+        return false;
+    }
+
+    /**
+     * Takes no more requests from the ring (what is in flight still completes): the first step
+     * of stopping. On the owning thread.
+     */
+    public void quiesce() {
+        quiescing = true;
+    }
+
+    /** Delivers ready completions and publishes what they returned. */
+    public void reapCompletions() {
+        io.reap();
+        publish();
+        if (starved && freeTop > 0 && !quiescing) {
+            starved = false;
+            serve();
+        }
+    }
+
+    /** Pops every available chain (as far as request slots allow), submits, publishes. */
+    private int drain() {
+        if (quiescing) {
+            return 0;
+        }
+        int n = 0;
+        DescriptorChain c;
+        while (freeTop > 0 && (c = q.pop()) != null) {
+            start(c);
+            if (++n % SUBMIT_EVERY == 0) {
+                io.submit();
+            }
+        }
+        if (n > 0) {
+            io.submit();
+            publish();
+        }
+        return n;
+    }
+
+    private void publish() {
+        if (unpublished) {
+            unpublished = false;
+            if (q.publishUsed()) {
+                binding.call().signal();
+            }
+        }
+    }
+
+    /** Releases the channel and the request slots; call with nothing in flight. */
+    public void close() {
+        if (inFlight() != 0) {
+            throw new IllegalStateException("queue " + index() + " closed with " + inFlight() + " requests in flight");
+        }
+        if (io != null) {
+            io.close();
+        }
+        for (BlockRequest r : requests) {
+            r.release();
+        }
+        arena.close();
+    }
+
+    // ---- one request ----
+
+    private void start(DescriptorChain c) {
+        stats.addRequest();
+        long writable = c.writableLength();
+        long readable = c.readableLength();
+        if (writable < 1) {
+            stats.addError();
+            LOG.warn("virtio-blk: request (head {}) has no device-writable status byte; returned unanswered", c.head());
+            q.addUsed(c, 0);
+            unpublished = true;
+            return;
+        }
+        BlockRequest r = requests[free[--freeTop]];
+        stats.inFlight(inFlight());
+        r.chain = c;
+        r.pending = 1;
+        r.status = S_OK;
+        r.written = 0;
+        r.type = -1;
+        r.length = 0;
+        r.clearPieces();
+        int last = c.bufferCount() - 1;
+        while (c.bufferLength(last) == 0) {
+            last--;
+        }
+        r.statusRegion = c.bufferRegion(last);
+        r.statusOffset = c.bufferOffset(last) + Integer.toUnsignedLong(c.bufferLength(last)) - 1;
+        if (readable < HEADER_SIZE) {
+            r.status = S_IOERR;
+        } else {
+            try {
+                parse(c, r, readable, writable - 1);
+            } catch (RuntimeException e) {
+                LOG.warn("virtio-blk: request (head {}) failed: {}", c.head(), e.toString());
+                r.status = S_IOERR;
+            }
+        }
+        if (--r.pending == 0) {
+            finish(r);
+        }
+    }
+
+    private void parse(DescriptorChain c, BlockRequest r, long readable, long dataIn) {
+        ChainReader rd = c.reader();
+        int type = (int) rd.readU32();
+        rd.readU32();
+        long sector = rd.readU64();
+        long dataOut = readable - HEADER_SIZE;
+        r.type = type;
+        switch (type) {
+            case T_IN -> {
+                r.status = checkRange(sector, dataIn);
+                if (r.status == S_OK && dataIn > 0) {
+                    r.offset = sector * SECTOR_SIZE;
+                    r.length = dataIn;
+                    r.written = (int) dataIn;
+                    pieces(c, r, true, 0, dataIn);
+                    r.pending++;
+                    io.read(r);
+                }
+            }
+            case T_OUT -> {
+                r.status = device.isReadOnly() ? S_IOERR : checkRange(sector, dataOut);
+                if (r.status == S_OK && dataOut > 0) {
+                    r.offset = sector * SECTOR_SIZE;
+                    r.length = dataOut;
+                    pieces(c, r, false, HEADER_SIZE, dataOut);
+                    r.pending++;
+                    io.write(r, device.writeThrough());
+                }
+            }
+            case T_FLUSH -> {
+                r.pending++;
+                io.flush(r);
+            }
+            case T_GET_ID -> {
+                int n = (int) Math.min(ID_BYTES, dataIn);
+                ChainWriter w = c.writer();
+                for (int i = 0; i < n; i++) {
+                    w.writeU8(i < id.length ? id[i] : 0);
+                }
+                r.written = n;
+            }
+            case T_DISCARD, T_WRITE_ZEROES -> r.status = discardOrZero(c, r, type, dataOut);
+            default -> r.status = S_UNSUPP;
+        }
+    }
+
+    /** An operation of {@code r} ended with {@code result}: bytes, 0, or -errno. */
+    void completed(BlockRequest r, long result) {
+        if (result < 0 || ((r.type == T_IN || r.type == T_OUT) && result != r.length)) {
+            if (r.status == S_OK) {
+                r.status = S_IOERR;
+            }
+        }
+        if (--r.pending == 0) {
+            finish(r);
+        }
+    }
+
+    private void finish(BlockRequest r) {
+        int status = r.status;
+        r.statusRegion.set(ValueLayout.JAVA_BYTE, r.statusOffset, (byte) status);
+        if (status == S_OK) {
+            if (r.type == T_IN || r.type == T_OUT) {
+                stats.addBytes(r.length);
+            }
+        } else {
+            stats.addError();
+        }
+        q.addUsed(r.chain, status == S_OK ? r.written + 1 : 1);
+        unpublished = true;
+        r.release();
+        free[freeTop++] = r.tag();
+        stats.inFlight(inFlight());
+    }
+
+    /** S_OK when [sector, sector + len/512) lies inside the disk and len is whole sectors. */
+    private int checkRange(long sector, long len) {
+        if (len % SECTOR_SIZE != 0) {
+            return S_IOERR;
+        }
+        long capacity = device.capacitySectors();
+        long sectors = len / SECTOR_SIZE;
+        if (Long.compareUnsigned(sector, capacity) > 0 || sectors > capacity - sector) {
+            return S_IOERR;
+        }
+        return S_OK;
+    }
+
+    private int discardOrZero(DescriptorChain c, BlockRequest r, int type, long dataOut) {
+        boolean zero = type == T_WRITE_ZEROES;
+        if (!(zero ? device.writeZeroesOffered() : device.discardOffered())) {
+            return S_UNSUPP;
+        }
+        if (device.isReadOnly()) {
+            return S_IOERR;
+        }
+        if (dataOut == 0 || dataOut % DWZ_SEGMENT_SIZE != 0) {
+            return S_IOERR;
+        }
+        long segments = dataOut / DWZ_SEGMENT_SIZE;
+        if (segments > (zero ? VirtioBlkDevice.MAX_WRITE_ZEROES_SEG : VirtioBlkDevice.MAX_DISCARD_SEG)) {
+            return S_IOERR;
+        }
+        long maxSectors = zero ? VirtioBlkDevice.MAX_WRITE_ZEROES_SECTORS : VirtioBlkDevice.MAX_DISCARD_SECTORS;
+        ChainReader rd = c.reader();
+        rd.skip(HEADER_SIZE);
+        long capacity = device.capacitySectors();
+        // Validate every segment before acting on any.
+        for (int i = 0; i < segments; i++) {
+            long sector = rd.readU64();
+            long num = rd.readU32();
+            long flags = rd.readU32();
+            if ((flags & ~DWZ_F_UNMAP) != 0 || (!zero && flags != 0)) {
+                return S_UNSUPP;
+            }
+            if (num > maxSectors || Long.compareUnsigned(sector, capacity) > 0 || num > capacity - sector) {
+                return S_IOERR;
+            }
+            ranges[3 * i] = sector;
+            ranges[3 * i + 1] = num;
+            ranges[3 * i + 2] = flags;
+        }
+        for (int i = 0; i < segments; i++) {
+            long len = ranges[3 * i + 1] * SECTOR_SIZE;
+            if (len == 0) {
+                continue;
+            }
+            int mode = !zero ? BlockQueueIo.DEALLOC_DISCARD
+                    : (ranges[3 * i + 2] & DWZ_F_UNMAP) != 0 ? BlockQueueIo.DEALLOC_ZERO_UNMAP : BlockQueueIo.DEALLOC_ZERO;
+            r.pending++;
+            io.deallocate(r, ranges[3 * i] * SECTOR_SIZE, len, mode);
+        }
+        return S_OK;
+    }
+
+    /**
+     * Records as pieces of {@code r} the guest memory holding bytes [from, from + len) of the
+     * chain's writable (or readable) side.
+     */
+    private static void pieces(DescriptorChain c, BlockRequest r, boolean writable, long from, long len) {
+        int first = writable ? c.readableBufferCount() : 0;
+        int end = writable ? c.bufferCount() : c.readableBufferCount();
+        long skip = from;
+        long left = len;
+        for (int i = first; i < end && left > 0; i++) {
+            long bl = Integer.toUnsignedLong(c.bufferLength(i));
+            if (skip >= bl) {
+                skip -= bl;
+                continue;
+            }
+            long n = Math.min(bl - skip, left);
+            r.addPiece(c.bufferRegion(i), c.bufferOffset(i) + skip, n);
+            skip = 0;
+            left -= n;
+        }
+    }
+}
