@@ -12,7 +12,7 @@ import picocli.CommandLine.Option;
 
 /**
  * {@code bin/bench}: drives any vhost-user-blk backend (jvirtio's, qemu-storage-daemon's) through
- * its socket with the Java front-end, one queue, a fixed queue depth, random offsets, and reports
+ * its socket with the Java front-end, one or more queues (a thread each), a fixed queue depth, random offsets, and reports
  * IOPS, MB/s and latency percentiles. The same client for every backend, so results compare.
  */
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "End-to-end vhost-user-blk benchmark.")
@@ -38,68 +38,111 @@ public final class BlkBench implements Callable<Integer> {
     @Option(names = "--span", defaultValue = "256M", description = "Bytes of the disk to spread I/O over (default: ${DEFAULT-VALUE}).")
     String span;
 
+    @Option(names = "--queues", defaultValue = "1", description = "Queues, each driven by its own thread at --depth (default: ${DEFAULT-VALUE}).")
+    int queues;
+
     @Override
     public Integer call() throws Exception {
-        if (depth < 1 || depth > 128 || bs < 512 || bs % 512 != 0 || bs > (1 << 20) || readPercent < 0 || readPercent > 100 || seconds < 1 || warmup < 0) {
+        if (depth < 1 || depth > 128 || bs < 512 || bs % 512 != 0 || bs > (1 << 20) || readPercent < 0 || readPercent > 100 || seconds < 1 || warmup < 0
+                || queues < 1 || queues > BlkClient.MAX_QUEUES) {
             throw new CommandLine.ParameterException(new CommandLine(this),
-                    "need --depth 1-128, --bs a multiple of 512 up to 1 MiB, --read-percent 0-100, --seconds >= 1");
+                    "need --depth 1-128, --bs a multiple of 512 up to 1 MiB, --read-percent 0-100, --seconds >= 1, --queues 1-" + BlkClient.MAX_QUEUES);
         }
-        try (BlkClient c = new BlkClient(socket, depth, bs)) {
+        try (BlkClient c = new BlkClient(socket, depth, bs, queues)) {
             long blocks = Math.min(c.capacitySectors() * 512, VhostUserBlkCommand.parseSize("--span", span)) / bs;
             if (blocks < 1) {
                 throw new CommandLine.ParameterException(new CommandLine(this), "the disk is smaller than one block");
             }
-            SplittableRandom rnd = new SplittableRandom(7);
-            long[] lat = new long[1 << 24];
-            int[] n = {0};
-            boolean[] measuring = {false};
-            long[] count = {0};
-            for (int t = 0; t < depth; t++) {
-                issue(c, t, rnd, blocks);
-            }
-            c.flushSubmissions();
             long warmEnd = System.nanoTime() + warmup * 1_000_000_000L;
             long end = warmEnd + seconds * 1_000_000_000L;
-            long start = 0;
-            int[] inFlight = {depth};
-            while (inFlight[0] > 0) {
-                long now = System.nanoTime();
-                if (!measuring[0] && now >= warmEnd) {
-                    measuring[0] = true;
-                    start = now;
-                }
-                boolean more = now < end;
-                c.reap((tag, status, nanos) -> {
-                    if (status != VirtioBlk.S_OK) {
-                        throw new IllegalStateException("request failed with status " + status);
+            Result[] results = new Result[queues];
+            Thread[] threads = new Thread[queues];
+            Exception[] failure = new Exception[1];
+            for (int q = 0; q < queues; q++) {
+                int qq = q;
+                threads[q] = Thread.ofPlatform().name("bench-q" + q).start(() -> {
+                    try {
+                        results[qq] = run(c, qq, blocks, warmEnd, end);
+                    } catch (Exception e) {
+                        failure[0] = e;
                     }
-                    if (measuring[0]) {
-                        count[0]++;
-                        if (n[0] < lat.length) {
-                            lat[n[0]++] = nanos;
-                        }
-                    }
-                    if (more) {
-                        issue(c, tag, rnd, blocks);
-                    } else {
-                        inFlight[0]--;
-                    }
-                }, 10_000);
-                c.flushSubmissions();
+                });
             }
-            double secs = (System.nanoTime() - start) / 1e9;
-            long[] l = Arrays.copyOf(lat, n[0]);
+            for (Thread t : threads) {
+                t.join();
+            }
+            if (failure[0] != null) {
+                throw failure[0];
+            }
+            long count = 0;
+            double secs = 0;
+            int total = 0;
+            for (Result r : results) {
+                count += r.count;
+                secs = Math.max(secs, r.seconds);
+                total += r.n;
+            }
+            long[] l = new long[total];
+            int at = 0;
+            for (Result r : results) {
+                System.arraycopy(r.lat, 0, l, at, r.n);
+                at += r.n;
+            }
             Arrays.sort(l);
-            System.out.printf("depth %d, bs %d, %d%% reads: %,.0f IOPS, %.1f MB/s, latency p50 %.1f us, p99 %.1f us, p99.9 %.1f us (%,d requests in %.1f s)%n",
-                    depth, bs, readPercent, count[0] / secs, count[0] * (double) bs / secs / 1e6,
-                    pct(l, 0.5), pct(l, 0.99), pct(l, 0.999), count[0], secs);
+            System.out.printf("queues %d, depth %d, bs %d, %d%% reads: %,.0f IOPS, %.1f MB/s, latency p50 %.1f us, p99 %.1f us, p99.9 %.1f us (%,d requests in %.1f s)%n",
+                    queues, depth, bs, readPercent, count / secs, count * (double) bs / secs / 1e6,
+                    pct(l, 0.5), pct(l, 0.99), pct(l, 0.999), count, secs);
         }
         return 0;
     }
 
-    private void issue(BlkClient c, int tag, SplittableRandom rnd, long blocks) {
+    private record Result(long count, double seconds, long[] lat, int n) {
+    }
+
+    /** One queue's closed loop: keep {@code depth} requests in flight until {@code end}. */
+    private Result run(BlkClient c, int q, long blocks, long warmEnd, long end) throws Exception {
+        SplittableRandom rnd = new SplittableRandom(7 + q);
+        long[] lat = new long[1 << 22];
+        int[] n = {0};
+        boolean[] measuring = {false};
+        long[] count = {0};
+        for (int t = 0; t < depth; t++) {
+            issue(c, q, t, rnd, blocks);
+        }
+        c.flushSubmissions(q);
+        long start = 0;
+        int[] inFlight = {depth};
+        while (inFlight[0] > 0) {
+            long now = System.nanoTime();
+            if (!measuring[0] && now >= warmEnd) {
+                measuring[0] = true;
+                start = now;
+            }
+            boolean more = now < end;
+            c.reap(q, (tag, status, nanos) -> {
+                if (status != VirtioBlk.S_OK) {
+                    throw new IllegalStateException("request failed with status " + status);
+                }
+                if (measuring[0]) {
+                    count[0]++;
+                    if (n[0] < lat.length) {
+                        lat[n[0]++] = nanos;
+                    }
+                }
+                if (more) {
+                    issue(c, q, tag, rnd, blocks);
+                } else {
+                    inFlight[0]--;
+                }
+            }, 10_000);
+            c.flushSubmissions(q);
+        }
+        return new Result(count[0], (System.nanoTime() - start) / 1e9, lat, n[0]);
+    }
+
+    private void issue(BlkClient c, int q, int tag, SplittableRandom rnd, long blocks) {
         int type = rnd.nextInt(100) < readPercent ? VirtioBlk.T_IN : VirtioBlk.T_OUT;
-        c.submit(tag, type, rnd.nextLong(blocks) * (bs / 512), bs);
+        c.submit(q, tag, type, rnd.nextLong(blocks) * (bs / 512), bs, 1);
     }
 
     private static double pct(long[] sorted, double p) {

@@ -19,12 +19,20 @@ import org.jvirtio.transport.vhostuser.VhostUserProtocol;
 /**
  * A user-space virtio-blk driver over vhost-user (the role libblkio plays): connects to any
  * vhost-user-blk backend (jvirtio's or qemu-storage-daemon's), shares memfd guest memory, sets
- * up one queue, and issues requests with up to {@code depth} in flight. One thread.
+ * up one or more queues, and issues requests with up to {@code depth} in flight per queue. Each
+ * queue is used by one thread at a time (the methods without a queue argument use queue 0).
  */
 public final class BlkClient implements AutoCloseable {
     private static final long RING = 0x1000;
+    private static final long RING_STRIDE = 0x2000;
     private static final long INDIRECT = 0x20000;
+    private static final int MAX_INDIRECT = 16;
+    private static final long INDIRECT_STRIDE = 0x10000;
     private static final long SLOTS = 0x100000;
+    public static final int MAX_QUEUES = 8;
+    /** Most data buffers one request can be split into. */
+    public static final int MAX_SEGMENTS = 64;
+    private static final int SIZE = 256;
 
     /** Called for each completion: the request's tag, its status byte, and its latency. */
     @FunctionalInterface
@@ -32,55 +40,99 @@ public final class BlkClient implements AutoCloseable {
         void done(int tag, int status, long nanos);
     }
 
+    /** One queue's driver state; touched only by the thread using that queue. */
+    private final class Queue {
+        final int index;
+        final SplitQueueDriver driver;
+        final EventFd kick;
+        final EventFd call;
+        final long[] started = new long[SIZE];
+        final long[] addrs = new long[MAX_SEGMENTS + 2];
+        final int[] lens = new int[MAX_SEGMENTS + 2];
+        Completion sink;
+        final SplitQueueDriver.UsedHandler handler = this::used;
+
+        private void used(int head, long tag, int len) {
+            long slot = slot(index, (int) tag);
+            sink.done((int) tag, memory.readU8(slot + 16), System.nanoTime() - started[(int) tag]);
+        }
+
+        Queue(int index) throws IOException {
+            this.index = index;
+            this.driver = SplitQueueDriver.at(memory, RING + index * RING_STRIDE, SIZE, features,
+                    INDIRECT + index * INDIRECT_STRIDE, MAX_INDIRECT);
+            try {
+                this.kick = EventFd.create(false);
+                this.call = EventFd.create(false);
+            } catch (org.jvirtio.api.linux.ErrnoException e) {
+                throw new IOException(e);
+            }
+            fe.setVringNum(index, SIZE);
+            fe.setVringBase(index, 0);
+            fe.setVringAddr(index, driver.descAddr(), driver.availAddr(), driver.usedAddr());
+            fe.setVringKick(index, kick);
+            fe.setVringCall(index, call);
+            fe.setVringEnable(index, true);
+        }
+    }
+
     private final VhostUserFrontend fe;
     private final GuestMemory memory;
-    private final SplitQueueDriver queue;
-    private final EventFd kick;
-    private final EventFd call;
+    private final Queue[] queues;
     private final int depth;
     private final int maxBytes;
     private final long capacitySectors;
     private final long features;
-    private final long[] started;
-    private final long[] addrs = new long[3];
-    private final int[] lens = new int[3];
 
-    /** @param maxBytes largest data transfer per request */
+    /** One queue. @param maxBytes largest data transfer per request */
     public BlkClient(Path socket, int depth, int maxBytes) throws IOException {
+        this(socket, depth, maxBytes, 1);
+    }
+
+    /**
+     * @param depth    requests in flight per queue (1-128)
+     * @param maxBytes largest data transfer per request
+     * @param queues   queues to set up (1-8; the backend must offer as many)
+     */
+    public BlkClient(Path socket, int depth, int maxBytes, int queues) throws IOException {
         if (depth < 1 || depth > 128) {
             throw new IllegalArgumentException("queue depth must be in [1, 128]: " + depth);
+        }
+        if (queues < 1 || queues > MAX_QUEUES) {
+            throw new IllegalArgumentException("queues must be in [1, " + MAX_QUEUES + "]: " + queues);
         }
         this.depth = depth;
         this.maxBytes = maxBytes;
         this.fe = VhostUserFrontend.connect(socket);
-        MemoryMapping m = MemoryMapping.memfd("blk-client", SLOTS + (long) depth * slotSize());
+        MemoryMapping m = MemoryMapping.memfd("blk-client", SLOTS + (long) queues * depth * slotSize());
         this.memory = GuestMemory.of(GuestRegion.of(0, m));
         m.release();
         long wanted = VirtioFeatures.mask(VirtioFeatures.VERSION_1, VirtioFeatures.EVENT_IDX, VirtioFeatures.INDIRECT_DESC,
                 VirtioFeatures.BLK_FLUSH, VirtioFeatures.BLK_SEG_MAX, VirtioFeatures.BLK_BLK_SIZE, VirtioFeatures.BLK_DISCARD,
                 VirtioFeatures.BLK_WRITE_ZEROES, VirtioFeatures.BLK_RO, VirtioFeatures.BLK_MQ);
         this.features = fe.negotiate(wanted, VhostUserProtocol.BACKEND_PROTOCOL_FEATURES);
-        this.capacitySectors = ByteBuffer.wrap(fe.getConfig(0, 8)).order(ByteOrder.LITTLE_ENDIAN).getLong();
-        fe.setMemTable(memory);
-        int size = 256;
-        this.queue = SplitQueueDriver.at(memory, RING, size, features, INDIRECT, 4);
-        try {
-            this.kick = EventFd.create(false);
-            this.call = EventFd.create(false);
-        } catch (org.jvirtio.api.linux.ErrnoException e) {
-            throw new IOException(e);
+        byte[] cfg = fe.getConfig(0, VirtioBlk.CONFIG_SIZE);
+        ByteBuffer b = ByteBuffer.wrap(cfg).order(ByteOrder.LITTLE_ENDIAN);
+        this.capacitySectors = b.getLong(VirtioBlk.CFG_CAPACITY);
+        int offered = VirtioFeatures.has(features, VirtioFeatures.BLK_MQ) ? b.getShort(VirtioBlk.CFG_NUM_QUEUES) & 0xffff : 1;
+        if (queues > offered) {
+            fe.close();
+            memory.release();
+            throw new IOException("the backend offers " + offered + " queue(s), not " + queues);
         }
-        fe.setVringNum(0, size);
-        fe.setVringBase(0, 0);
-        fe.setVringAddr(0, queue.descAddr(), queue.availAddr(), queue.usedAddr());
-        fe.setVringKick(0, kick);
-        fe.setVringCall(0, call);
-        fe.setVringEnable(0, true);
-        this.started = new long[size];
+        fe.setMemTable(memory);
+        this.queues = new Queue[queues];
+        for (int q = 0; q < queues; q++) {
+            this.queues[q] = new Queue(q);
+        }
     }
 
     private int slotSize() {
         return 4096 + ((maxBytes + 4095) & ~4095);
+    }
+
+    private long slot(int q, int tag) {
+        return SLOTS + ((long) q * depth + tag) * slotSize();
     }
 
     public long capacitySectors() {
@@ -91,82 +143,109 @@ public final class BlkClient implements AutoCloseable {
         return features;
     }
 
-    /** Guest memory of request slot {@code tag}'s data buffer. */
+    public int queueCount() {
+        return queues.length;
+    }
+
+    /** Guest memory of request slot {@code tag}'s data buffer on queue 0. */
     public long dataAddress(int tag) {
-        return SLOTS + (long) tag * slotSize() + 4096;
+        return dataAddress(0, tag);
+    }
+
+    public long dataAddress(int q, int tag) {
+        return slot(q, tag) + 4096;
     }
 
     public GuestMemory memory() {
         return memory;
     }
 
-    /**
-     * Submits request {@code tag} (0 &lt;= tag &lt; depth; its slot must be free). Data is in
-     * the tag's slot ({@link #dataAddress}).
-     */
+    /** {@link #submit(int, int, int, long, int, int)} on queue 0, data in one buffer. */
     public void submit(int tag, int type, long sector, int bytes) {
-        long slot = SLOTS + (long) tag * slotSize();
+        submit(0, tag, type, sector, bytes, 1);
+    }
+
+    /**
+     * Submits request {@code tag} (0 &lt;= tag &lt; depth; its slot must be free) on queue
+     * {@code q}. Data is in the tag's slot ({@link #dataAddress}), handed to the device as
+     * {@code segments} buffers of about equal size. Even tags use direct descriptors, odd tags
+     * an indirect table where it fits.
+     */
+    public void submit(int q, int tag, int type, long sector, int bytes, int segments) {
+        Queue qu = queues[q];
+        long slot = slot(q, tag);
         memory.writeU32(slot, type);
         memory.writeU32(slot + 4, 0);
         memory.writeU64(slot + 8, sector);
         memory.writeU8(slot + 16, 0xff);
+        long[] addrs = qu.addrs;
+        int[] lens = qu.lens;
         addrs[0] = slot;
         lens[0] = VirtioBlk.HEADER_SIZE;
-        int n;
-        int readable;
-        if (bytes == 0) {
-            addrs[1] = slot + 16;
-            lens[1] = 1;
-            n = 2;
-            readable = 1;
-        } else {
-            addrs[1] = slot + 4096;
-            lens[1] = bytes;
-            addrs[2] = slot + 16;
-            lens[2] = 1;
-            n = 3;
-            readable = type == VirtioBlk.T_OUT || type == VirtioBlk.T_DISCARD || type == VirtioBlk.T_WRITE_ZEROES ? 2 : 1;
+        int n = 1;
+        int segs = bytes == 0 ? 0 : Math.max(1, Math.min(Math.min(segments, MAX_SEGMENTS), bytes));
+        int per = segs == 0 ? 0 : bytes / segs;
+        for (int i = 0; i < segs; i++) {
+            addrs[n] = slot + 4096 + (long) i * per;
+            lens[n] = i == segs - 1 ? bytes - i * per : per;
+            n++;
         }
-        int head = (tag & 1) == 0 ? queue.add(addrs, lens, n, readable, tag) : queue.addIndirect(addrs, lens, n, readable, tag);
+        addrs[n] = slot + 16;
+        lens[n] = 1;
+        n++;
+        boolean out = type == VirtioBlk.T_OUT || type == VirtioBlk.T_DISCARD || type == VirtioBlk.T_WRITE_ZEROES;
+        int readable = out ? n - 1 : 1;
+        int head = (tag & 1) == 1 && n <= MAX_INDIRECT ? qu.driver.addIndirect(addrs, lens, n, readable, tag)
+                : qu.driver.add(addrs, lens, n, readable, tag);
         if (head < 0) {
             throw new IllegalStateException("ring full");
         }
-        started[tag] = System.nanoTime();
+        qu.started[tag] = System.nanoTime();
     }
 
-    /** Publishes submitted requests and kicks if the backend wants it. */
+    /** Publishes submitted requests of queue 0 and kicks if the backend wants it. */
     public void flushSubmissions() {
-        if (queue.publish()) {
-            kick.signal();
+        flushSubmissions(0);
+    }
+
+    public void flushSubmissions(int q) {
+        Queue qu = queues[q];
+        if (qu.driver.publish()) {
+            qu.kick.signal();
         }
     }
 
+    /** {@link #reap(int, Completion, int)} on queue 0. */
+    public int reap(Completion c, int timeoutMillis) throws IOException {
+        return reap(0, c, timeoutMillis);
+    }
+
     /**
-     * Waits (up to {@code timeoutMillis}) for at least one completion and reports all that are
-     * there.
+     * Waits (up to {@code timeoutMillis}) for at least one completion on queue {@code q} and
+     * reports all that are there.
      *
      * @return completions reported
      */
-    public int reap(Completion c, int timeoutMillis) throws IOException {
+    public int reap(int q, Completion c, int timeoutMillis) throws IOException {
+        Queue qu = queues[q];
+        qu.sink = c;
         long deadline = System.nanoTime() + timeoutMillis * 1_000_000L;
         while (true) {
-            int n = queue.pollUsed((head, tag, len) -> {
-                long slot = SLOTS + tag * slotSize();
-                c.done((int) tag, memory.readU8(slot + 16), System.nanoTime() - started[(int) tag]);
-            });
+            int n = qu.driver.pollUsed(qu.handler);
             if (n > 0) {
                 return n;
             }
-            if (queue.enableInterrupts()) {
-                queue.disableInterrupts();
+            if (qu.driver.enableInterrupts()) {
+                qu.driver.disableInterrupts();
                 continue;
             }
             long left = (deadline - System.nanoTime()) / 1_000_000L;
             if (left <= 0) {
-                throw new IOException("no completion within " + timeoutMillis + " ms (" + queue.inFlight() + " in flight)");
+                throw new IOException("no completion within " + timeoutMillis + " ms on queue " + q + " ("
+                        + qu.driver.inFlight() + " in flight)");
             }
-            call.await((int) Math.min(left, Integer.MAX_VALUE));
-            queue.disableInterrupts();
+            qu.call.await((int) Math.min(left, Integer.MAX_VALUE));
+            qu.driver.disableInterrupts();
         }
     }
 
@@ -174,15 +253,23 @@ public final class BlkClient implements AutoCloseable {
         return depth;
     }
 
-    /** Copies {@code data} into the tag's data buffer. */
+    /** Copies {@code data} into the tag's data buffer (queue 0). */
     public void put(int tag, byte[] data) {
-        memory.write(dataAddress(tag), MemorySegment.ofArray(data));
+        put(0, tag, data);
     }
 
-    /** The tag's data buffer as bytes. */
+    public void put(int q, int tag, byte[] data) {
+        memory.write(dataAddress(q, tag), MemorySegment.ofArray(data));
+    }
+
+    /** The tag's data buffer as bytes (queue 0). */
     public byte[] get(int tag, int bytes) {
+        return get(0, tag, bytes);
+    }
+
+    public byte[] get(int q, int tag, int bytes) {
         byte[] b = new byte[bytes];
-        memory.read(dataAddress(tag), MemorySegment.ofArray(b));
+        memory.read(dataAddress(q, tag), MemorySegment.ofArray(b));
         return b;
     }
 
@@ -193,8 +280,10 @@ public final class BlkClient implements AutoCloseable {
     @Override
     public void close() {
         fe.close();
-        kick.close();
-        call.close();
+        for (Queue q : queues) {
+            q.kick.close();
+            q.call.close();
+        }
         memory.release();
     }
 }

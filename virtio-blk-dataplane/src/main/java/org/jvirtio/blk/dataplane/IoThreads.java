@@ -109,11 +109,16 @@ public final class IoThreads implements BlkQueueHost {
         private final java.lang.foreign.MemorySegment counter = java.lang.foreign.Arena.ofAuto().allocate(8, 8);
         private boolean stopping;
         private boolean closed;
+        /** Bound once: a method reference per event would allocate per event. */
+        private final Runnable serve;
+        private final Runnable reap;
 
         QueueRun(BlkQueue queue, IoEventLoop loop) {
             this.queue = queue;
             this.loop = loop;
             this.kick = queue.binding().kick();
+            this.serve = queue::serve;
+            this.reap = queue::reapCompletions;
         }
 
         void begin() {
@@ -151,12 +156,12 @@ public final class IoThreads implements BlkQueueHost {
             if (kick != null) {
                 kick.read();
             }
-            guarded(queue::serve);
+            guarded(serve);
         }
 
         private void onCompletions() {
             Libc.eventfdRead(queue.completionFd(), counter);
-            guarded(queue::reapCompletions);
+            guarded(reap);
             if (stopping) {
                 finishIfIdle();
             }

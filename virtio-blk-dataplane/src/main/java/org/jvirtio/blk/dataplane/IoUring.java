@@ -65,6 +65,14 @@ public final class IoUring implements AutoCloseable {
     private static final MethodHandle SYSCALL5 = LINKER.downcallHandle(SYSCALL,
             FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG),
             Linker.Option.firstVariadicArg(1), Linker.Option.captureCallState("errno"));
+    /**
+     * The same without errno capture, for io_uring_enter on the data path: capturing allocates a
+     * segment slice per call (SharedUtils.checkCaptureSegment). A failure is repeated through
+     * the capturing handle to learn errno (failures are rare and repeatable: EBUSY, EAGAIN).
+     */
+    private static final MethodHandle SYSCALL5_FAST = LINKER.downcallHandle(SYSCALL,
+            FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG),
+            Linker.Option.firstVariadicArg(1));
     private static final VarHandle INT = ValueLayout.JAVA_INT.varHandle();
 
     private final Arena arena = Arena.ofShared();
@@ -257,9 +265,18 @@ public final class IoUring implements AutoCloseable {
         if (n == 0) {
             return 0;
         }
+        long r;
+        try {
+            r = (long) SYSCALL5_FAST.invokeExact(SYS_ENTER, (long) fd, (long) n, 0L, 0L, 0L);
+        } catch (Throwable t) {
+            throw new IllegalStateException(t);
+        }
+        if (r >= 0) {
+            return (int) r;
+        }
         while (true) {
             try {
-                return (int) syscall("io_uring_enter", SYS_ENTER, fd, n, 0, 0, 0);
+                return (int) syscall("io_uring_enter", SYS_ENTER, fd, sqReady(), 0, 0, 0);
             } catch (ErrnoException e) {
                 if (e.errno() != EINTR) {
                     throw e;
