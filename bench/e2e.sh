@@ -2,7 +2,10 @@
 # End-to-end bench: the same Java front-end (bin/bench) drives jvirtio's vhost-user-blk backend
 # and qemu-storage-daemon's, null device and a raw file in the page cache, 4 KiB random reads
 # and writes at queue depth 1 and 32. Backend pinned to CPU 1, client to CPU 0. Prints IOPS,
-# latency and backend CPU time per request (from /proc/PID/stat, utime + stime).
+# latency and backend CPU time per request (from /proc/PID/stat, utime + stime, sampled after the
+# warm-up and at the end, so JVM start-up and JIT warm-up are not counted).
+# jvirtio runs with its defaults (adaptive polling up to 32 us, like qsd's poll-max-ns default);
+# qsd's file backend is run with aio=threads (its default) and aio=io_uring.
 # Usage: bench/e2e.sh [seconds]    (needs qemu-storage-daemon: package qemu-system-common)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,30 +29,38 @@ start_backend() { # kind disk -> sets pid, sock
       --export type=vhost-user-blk,id=e0,node-name=d0,addr.type=unix,addr.path="$sock",writable=on >"$work/backend.log" 2>&1 & ;;
     qsd-file) taskset -c 1 qemu-storage-daemon --blockdev driver=file,node-name=d0,filename="$img",cache.direct=off \
       --export type=vhost-user-blk,id=e0,node-name=d0,addr.type=unix,addr.path="$sock",writable=on >"$work/backend.log" 2>&1 & ;;
+    qsd_uring-file) taskset -c 1 qemu-storage-daemon --blockdev driver=file,node-name=d0,filename="$img",cache.direct=off,aio=io_uring \
+      --export type=vhost-user-blk,id=e0,node-name=d0,addr.type=unix,addr.path="$sock",writable=on >"$work/backend.log" 2>&1 & ;;
   esac
   pid=$!
   for _ in $(seq 100); do [ -S "$sock" ] && return; sleep 0.1; done
   echo "backend $1-$2 did not start: $(cat "$work/backend.log")" >&2; exit 1
 }
 
-printf '%-13s %-6s %5s %12s %10s %10s %12s\n' backend rw depth IOPS p50_us p99.9_us cpu_us/req
+printf '%-19s %-6s %5s %12s %10s %10s %12s\n' backend rw depth IOPS p50_us p99.9_us cpu_us/req
 for disk in null file; do
-  for kind in jvirtio qsd; do
+  kinds="jvirtio qsd"
+  [ "$disk" = file ] && kinds="jvirtio qsd qsd_uring"
+  for kind in $kinds; do
     for rw in read write; do
       for depth in 1 32; do
         start_backend "$kind" "$disk"
         pct=$([ "$rw" = read ] && echo 100 || echo 0)
+        taskset -c 0 "$root/bin/bench" --socket "$sock" --depth "$depth" --read-percent "$pct" --seconds "$secs" --warmup 3 --span 256M >"$work/bench.out" &
+        bench=$!
+        sleep 3.5   # JVM start of the client (~0.5 s) + warm-up
         t0=$(cpu_ticks "$pid")
-        out=$(taskset -c 0 "$root/bin/bench" --socket "$sock" --depth "$depth" --read-percent "$pct" --seconds "$secs" --warmup 2 --span 256M)
+        wait "$bench"
         t1=$(cpu_ticks "$pid")
+        out=$(cat "$work/bench.out")
         kill "$pid"; wait "$pid" 2>/dev/null || true
         iops=$(sed -n 's/.*reads: \([0-9,]*\) IOPS.*/\1/p' <<<"$out" | tr -d ,)
         reqs=$(sed -n 's/.*(\([0-9,]*\) requests.*/\1/p' <<<"$out" | tr -d ,)
         p50=$(sed -n 's/.*p50 \([0-9.]*\) us.*/\1/p' <<<"$out")
         p999=$(sed -n 's/.*p99.9 \([0-9.]*\) us.*/\1/p' <<<"$out")
-        # CPU over warm-up + measurement, divided by the measured requests scaled the same way
-        cpu=$(awk -v d=$((t1 - t0)) -v hz="$hz" -v r="$reqs" -v s="$secs" 'BEGIN { printf "%.2f", d / hz * 1e6 / (r * (s + 2) / s) }')
-        printf '%-13s %-6s %5s %12s %10s %10s %12s\n' "$kind-$disk" "$rw" "$depth" "$iops" "$p50" "$p999" "$cpu"
+        # CPU over (about) the measured window, divided by the measured requests
+        cpu=$(awk -v d=$((t1 - t0)) -v hz="$hz" -v r="$reqs" 'BEGIN { printf "%.2f", d / hz * 1e6 / r }')
+        printf '%-19s %-6s %5s %12s %10s %10s %12s\n' "$kind-$disk" "$rw" "$depth" "$iops" "$p50" "$p999" "$cpu"
       done
     done
   done

@@ -7,5 +7,8 @@ if [ ! -f "$jar" ] || [ -n "$(find "$root" -path "$root/*/src/main/*" -newer "$j
     echo "jvirtio: build failed; run bin/build -pl examples -am package to see why" >&2
     exit 2
   }
+  # The jar plugin leaves an up-to-date examples.jar alone even when a module below it changed:
+  # mark it as built now, or every launch would rebuild.
+  touch "$jar"
 fi
 JVIRTIO_CLASSPATH="$jar:$root/examples/target/lib/*"

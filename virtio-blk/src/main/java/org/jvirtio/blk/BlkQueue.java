@@ -36,6 +36,7 @@ public final class BlkQueue {
     /** Operations queued before the first submit of a long batch (keeps the disk busy early). */
     private static final int SUBMIT_EVERY = 32;
     private static final long MIN_POLL_NANOS = 1_000;
+    private static final long INITIAL_POLL_NANOS = 4_000;
 
     private final VirtioBlkDevice device;
     private final QueueBinding binding;
@@ -51,9 +52,18 @@ public final class BlkQueue {
     private final long[] ranges = new long[3 * Math.max(VirtioBlkDevice.MAX_DISCARD_SEG, VirtioBlkDevice.MAX_WRITE_ZEROES_SEG)];
     private BlockQueueIo io;
     private boolean unpublished;
+    private int unpublishedCount;
+    /**
+     * Used elements are made visible this often within a batch, not only at its end: a driver
+     * that is polling can take the first completions and submit more while the rest of the
+     * batch is served. One release store each; whether to interrupt is decided once, at the end
+     * of the batch (EVENT_IDX), so there is at most one call-eventfd write per batch.
+     */
+    static final int PUBLISH_EVERY = 8;
     private long pollMaxNanos;
     private long pollNanos;
-    private long idleSince;
+    /** When the current wait for work began (0: not waiting, or polling off). */
+    private long waitStart;
     /** Every request slot was in use when the ring still had chains: serve again on completion. */
     private boolean starved;
     private boolean quiescing;
@@ -114,9 +124,9 @@ public final class BlkQueue {
      * the ring, so no kick is lost). Busy-polls first when polling is on.
      */
     public void serve() {
-        if (pollMaxNanos > 0 && idleSince != 0 && System.nanoTime() - idleSince <= pollMaxNanos) {
-            // Work came soon after going to sleep: a longer poll would have caught it.
-            pollNanos = Math.min(pollMaxNanos, Math.max(2 * pollNanos, MIN_POLL_NANOS));
+        if (pollMaxNanos > 0 && waitStart != 0) {
+            adjustPolling(System.nanoTime() - waitStart);
+            waitStart = 0;
         }
         while (true) {
             q.disableNotifications();
@@ -126,17 +136,34 @@ public final class BlkQueue {
                 starved = true;
                 return;
             }
+            long waitFrom = System.nanoTime();
             if (pollNanos > 0 && spin()) {
-                continue;
+                continue; // work arrived within the window: the sweet spot, nothing to adjust
             }
             if (!q.enableNotifications()) {
-                idleSince = System.nanoTime();
+                waitStart = pollMaxNanos > 0 ? waitFrom : 0;
                 return;
             }
         }
     }
 
-    /** Polls until work shows up (true) or the window ends (false, and the window shrinks). */
+    /**
+     * QEMU's rule (util/aio-posix.c): after a wait of {@code blockedNanos} (polling included)
+     * that polling did not cover, poll longer if a window up to the maximum would have covered
+     * it, shorter if even the maximum would not have.
+     */
+    private void adjustPolling(long blockedNanos) {
+        if (blockedNanos <= pollNanos) {
+            return;
+        }
+        if (blockedNanos > pollMaxNanos) {
+            pollNanos = pollNanos / 2 < MIN_POLL_NANOS ? 0 : pollNanos / 2;
+        } else if (pollNanos < pollMaxNanos) {
+            pollNanos = Math.min(pollMaxNanos, pollNanos == 0 ? INITIAL_POLL_NANOS : 2 * pollNanos);
+        }
+    }
+
+    /** Polls until work shows up (true) or the window ends (false). */
     private boolean spin() {
         long deadline = System.nanoTime() + pollNanos;
         do {
@@ -148,7 +175,6 @@ public final class BlkQueue {
             }
             Thread.onSpinWait();
         } while (System.nanoTime() - deadline < 0);
-        pollNanos = pollNanos / 2 < MIN_POLL_NANOS ? 0 : pollNanos / 2;
         return false;
     }
 
@@ -182,6 +208,11 @@ public final class BlkQueue {
             if (++n % SUBMIT_EVERY == 0) {
                 io.submit();
             }
+            if (unpublishedCount >= PUBLISH_EVERY) {
+                // Visible now; the interrupt decision waits for the end of the batch.
+                q.exposeUsed();
+                unpublishedCount = 0;
+            }
         }
         if (n > 0) {
             io.submit();
@@ -193,6 +224,7 @@ public final class BlkQueue {
     private void publish() {
         if (unpublished) {
             unpublished = false;
+            unpublishedCount = 0;
             if (q.publishUsed()) {
                 binding.call().signal();
             }
@@ -326,6 +358,7 @@ public final class BlkQueue {
         }
         q.addUsed(r.chain, status == S_OK ? r.written + 1 : 1);
         unpublished = true;
+        unpublishedCount++;
         r.release();
         free[freeTop++] = r.tag();
         stats.inFlight(inFlight());

@@ -115,6 +115,42 @@ public final class FileBackend implements BlockBackend {
         Libc.pio(fd, mem.asSlice(memOffset, length), offset, true);
     }
 
+    /**
+     * Moves a whole request through an aligned bounce buffer: with O_DIRECT the kernel refuses
+     * (EINVAL) guest buffers that are not aligned to the logical block, or pieces of odd length;
+     * QEMU bounces those too. The slow path, for a guest that does not align (firmware, some
+     * boot loaders).
+     */
+    public void bounce(BlockRequest r, boolean write) throws IOException {
+        long len = r.length();
+        try (java.lang.foreign.Arena a = java.lang.foreign.Arena.ofConfined()) {
+            MemorySegment buf = a.allocate(len, 4096);
+            if (write) {
+                long at = 0;
+                for (int i = 0; i < r.pieceCount(); i++) {
+                    MemorySegment.copy(r.pieceRegion(i), r.pieceOffset(i), buf, at, r.pieceLength(i));
+                    at += r.pieceLength(i);
+                }
+                Libc.pio(fd, buf, r.offset(), true);
+            } else {
+                long n = Libc.pio(fd, buf, r.offset(), false);
+                if (n < len) {
+                    buf.asSlice(n).fill((byte) 0);
+                }
+                long at = 0;
+                for (int i = 0; i < r.pieceCount(); i++) {
+                    MemorySegment.copy(buf, at, r.pieceRegion(i), r.pieceOffset(i), r.pieceLength(i));
+                    at += r.pieceLength(i);
+                }
+            }
+        }
+    }
+
+    /** Whether {@code e} is O_DIRECT refusing an unaligned transfer (which {@link #bounce} fixes). */
+    public boolean isAlignmentRefusal(long negativeErrno) {
+        return direct && negativeErrno == -22;
+    }
+
     @Override
     public void flush() throws IOException {
         Libc.fdatasync(fd);

@@ -35,10 +35,25 @@ public final class InlineQueueIo implements BlockQueueIo {
                 disk += r.pieceLength(i);
             }
             res = r.length();
+        } catch (ErrnoException e) {
+            res = bounced(r, false, e);
         } catch (IOException | RuntimeException e) {
             res = failure(r, "read", e);
         }
         r.complete(res);
+    }
+
+    /** O_DIRECT refused unaligned guest buffers: once more through an aligned buffer. */
+    private long bounced(BlockRequest r, boolean write, ErrnoException e) {
+        if (backend instanceof FileBackend f && f.isAlignmentRefusal(-e.errno())) {
+            try {
+                f.bounce(r, write);
+                return r.length();
+            } catch (IOException | RuntimeException e2) {
+                return failure(r, write ? "write" : "read", e2);
+            }
+        }
+        return failure(r, write ? "write" : "read", e);
     }
 
     @Override
@@ -50,12 +65,18 @@ public final class InlineQueueIo implements BlockQueueIo {
                 backend.write(disk, r.pieceRegion(i), r.pieceOffset(i), r.pieceLength(i));
                 disk += r.pieceLength(i);
             }
-            if (dsync) {
-                backend.flush();
-            }
             res = r.length();
+        } catch (ErrnoException e) {
+            res = bounced(r, true, e);
         } catch (IOException | RuntimeException e) {
             res = failure(r, "write", e);
+        }
+        if (res >= 0 && dsync) {
+            try {
+                backend.flush();
+            } catch (IOException | RuntimeException e) {
+                res = failure(r, "flush", e);
+            }
         }
         r.complete(res);
     }

@@ -156,6 +156,12 @@ public final class BlkBench implements Callable<Integer> {
             cmd.getErr().flush();
             return 2;
         });
+        // A backend that is not there or stops answering: one line, not a stack trace.
+        cmd.setExecutionExceptionHandler((ex, c, parsed) -> {
+            c.getErr().println("bench: " + ex.getMessage());
+            c.getErr().flush();
+            return 1;
+        });
         System.exit(cmd.execute(args));
     }
 }

@@ -72,8 +72,8 @@ public final class VhostUserBlkCommand implements Callable<Integer> {
     @Option(names = "--serial", defaultValue = "jvirtio", description = "GET_ID answer, up to 20 ASCII bytes (default: ${DEFAULT-VALUE}).")
     String serial;
 
-    @Option(names = "--poll-us", defaultValue = "0",
-            description = "Busy-poll the avail ring (and pending I/O) up to this many microseconds before sleeping; adaptive (0: off, the default).")
+    @Option(names = "--poll-us", defaultValue = "32",
+            description = "Busy-poll the avail ring (and pending I/O) up to this many microseconds before sleeping; adaptive like QEMU's poll-max-ns (default: ${DEFAULT-VALUE}; 0: off).")
     int pollUs;
 
     @Option(names = "--stats", defaultValue = "0", paramLabel = "SECONDS", description = "Print per-queue counters every SECONDS (0: never).")

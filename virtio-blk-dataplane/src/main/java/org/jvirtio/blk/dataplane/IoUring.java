@@ -49,7 +49,7 @@ public final class IoUring implements AutoCloseable {
     private static final int FEAT_SINGLE_MMAP = 1;
     private static final int FEAT_NODROP = 1 << 1;
     private static final int REGISTER_FILES = 2;
-    private static final int REGISTER_EVENTFD_ASYNC = 7;
+    private static final int REGISTER_EVENTFD = 4;
     private static final long OFF_SQES = 0x10000000L;
     private static final int MAP_POPULATE = 0x8000;
     private static final int EINTR = 4;
@@ -205,14 +205,15 @@ public final class IoUring implements AutoCloseable {
     }
 
     /**
-     * Signals {@code eventFd} for completions that were not already posted during
-     * {@link #submit()} (IORING_REGISTER_EVENTFD_ASYNC): those the caller reaps right after
-     * submitting need no wake-up.
+     * Signals {@code eventFd} whenever completions are posted (IORING_REGISTER_EVENTFD). Not the
+     * _ASYNC variant: it stays silent for completions posted by task work on the submitting
+     * thread (buffered reads of pages not yet in the page cache), which then wait in the ring
+     * until some other event wakes the thread.
      */
-    public void registerEventFdAsync(int eventFd) throws ErrnoException {
+    public void registerEventFd(int eventFd) throws ErrnoException {
         MemorySegment a = arena.allocate(4, 4);
         a.set(JAVA_INT, 0, eventFd);
-        syscall("io_uring_register(EVENTFD_ASYNC)", SYS_REGISTER, fd, REGISTER_EVENTFD_ASYNC, a.address(), 1, 0);
+        syscall("io_uring_register(EVENTFD)", SYS_REGISTER, fd, REGISTER_EVENTFD, a.address(), 1, 0);
     }
 
     /** Submission entries queued and not yet handed to the kernel, plus those it has not consumed. */

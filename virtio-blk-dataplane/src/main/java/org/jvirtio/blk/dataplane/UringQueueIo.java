@@ -15,8 +15,9 @@ import org.slf4j.LoggerFactory;
 /**
  * A queue's disk I/O through its own io_uring: READV/WRITEV with iovecs pointing straight into
  * guest memory, FSYNC (datasync) for FLUSH, RWF_DSYNC writes in writethrough mode, FALLOCATE for
- * DISCARD and WRITE_ZEROES, the image as a registered file, and an eventfd for completions that
- * arrive after {@link #submit()} returned.
+ * DISCARD and WRITE_ZEROES, the image as a registered file, and an eventfd for completions in
+ * the I/O thread's event loop. Completions posted during {@link #submit()} are reaped right
+ * there (the eventfd then wakes the loop once more and finds nothing).
  *
  * <p>Short transfers are resumed where they stopped (a read that hits the end of a shrunken
  * image reads zeros from there, like the synchronous path); -EAGAIN and -EINTR are retried;
@@ -58,7 +59,7 @@ final class UringQueueIo implements BlockQueueIo {
             ring.registerFiles(file.fd());
             this.eventFd = EventFd.create(true);
             try {
-                ring.registerEventFdAsync(eventFd.fd());
+                ring.registerEventFd(eventFd.fd());
             } catch (ErrnoException e) {
                 eventFd.close();
                 throw e;
@@ -226,7 +227,7 @@ final class UringQueueIo implements BlockQueueIo {
     public int reap() {
         int n = ring.reap(sink);
         // Completions may have queued retries (short transfers, -EAGAIN). Submit them, and reap
-        // again: what completes during that submit signals no eventfd (EVENTFD_ASYNC).
+        // again what completed during that submit.
         while (ring.sqReady() > 0) {
             try {
                 ring.submit();
@@ -259,6 +260,10 @@ final class UringQueueIo implements BlockQueueIo {
         }
         switch (kind) {
             case K_READ, K_WRITE, K_WRITE_DSYNC -> {
+                if (res < 0 && file.isAlignmentRefusal(res)) {
+                    finish(r, bounce(r, kind));
+                    return;
+                }
                 if (res < 0) {
                     finish(r, res);
                     return;
@@ -292,6 +297,20 @@ final class UringQueueIo implements BlockQueueIo {
                 finish(r, res);
             }
             default -> finish(r, res);
+        }
+    }
+
+    /** O_DIRECT refused the guest's unaligned buffers: the whole request, synchronously, via an aligned copy. */
+    private long bounce(BlockRequest r, int kind) {
+        try {
+            file.bounce(r, kind != K_READ);
+            if (kind == K_WRITE_DSYNC) {
+                file.flush();
+            }
+            return r.length();
+        } catch (java.io.IOException e) {
+            LOG.warn("virtio-blk: bounced I/O at byte {} failed: {}", r.offset(), e.getMessage());
+            return e instanceof ErrnoException ee ? -ee.errno() : -EIO;
         }
     }
 
