@@ -6,10 +6,12 @@
 # warm-up and at the end, so JVM start-up and JIT warm-up are not counted).
 # jvirtio runs with its defaults (adaptive polling up to 32 us, like qsd's poll-max-ns default);
 # qsd's file backend is run with aio=threads (its default) and aio=io_uring.
-# Usage: bench/e2e.sh [seconds]    (needs qemu-storage-daemon: package qemu-system-common)
+# Usage: bench/e2e.sh [seconds] [null|file|all]    (needs qemu-storage-daemon: package qemu-system-common)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 secs=${1:-10}
+disks=${2:-all}
+[ "$disks" = all ] && disks="null file"
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 img=$work/disk.img
@@ -38,7 +40,7 @@ start_backend() { # kind disk -> sets pid, sock
 }
 
 printf '%-19s %-6s %5s %12s %10s %10s %12s\n' backend rw depth IOPS p50_us p99.9_us cpu_us/req
-for disk in null file; do
+for disk in $disks; do
   kinds="jvirtio qsd"
   [ "$disk" = file ] && kinds="jvirtio qsd qsd_uring"
   for kind in $kinds; do

@@ -40,17 +40,6 @@ public interface Virtqueue {
     boolean publishUsed();
 
     /**
-     * Makes the used elements added so far visible to the driver (one release store of
-     * {@code used->idx}) without deciding about an interrupt: a device serving a long batch lets
-     * a polling driver start on the first completions early, and still checks once, with
-     * {@link #publishUsed()}, at the end of the batch (so at most one interrupt per batch). The
-     * default publishes fully.
-     */
-    default void exposeUsed() {
-        publishUsed();
-    }
-
-    /**
      * Asks the driver for kicks again and re-checks the ring.
      *
      * @return true when chains became available meanwhile: the caller must pop again instead of

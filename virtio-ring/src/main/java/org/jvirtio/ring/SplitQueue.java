@@ -556,16 +556,6 @@ public final class SplitQueue implements Virtqueue {
         return needsInterrupt();
     }
 
-    @Override
-    public void exposeUsed() {
-        if (!active || violation != null) {
-            return;
-        }
-        // Release, as in publishUsed. The interrupt decision (and its fence) is left to the
-        // publishUsed at the end of the batch, which covers everything since the last check.
-        U16.setRelease(used, (long) USED_IDX, (short) nextUsed);
-    }
-
     /**
      * Whether the driver wants an interrupt for the used entries published since the last
      * check. Remembers the used index it checked (like rust-vmm's {@code needs_notification}),

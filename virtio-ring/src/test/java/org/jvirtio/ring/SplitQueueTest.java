@@ -303,28 +303,6 @@ class SplitQueueTest {
     }
 
     @Test
-    void exposeUsedShowsEntriesAndLeavesOneInterruptDecisionForTheBatch() throws Exception {
-        ring(8, true, false);
-        for (int i = 0; i < 6; i++) {
-            f.desc(i, DATA, 16, DESC_F_WRITE, 0);
-        }
-        long usedEvent = f.ring.avail() + availUsedEventOffset(8);
-        f.push(0);
-        f.queue.addUsed(f.queue.pop(), 0);
-        assertTrue(f.queue.publishUsed(), "first check signals");
-        f.memory.writeU16(usedEvent, 1); // the driver has seen 1 and sleeps
-        for (int i = 1; i < 6; i++) {
-            f.push(i);
-            f.queue.addUsed(f.queue.pop(), 0);
-            f.queue.exposeUsed();
-            assertEquals(i + 1, f.usedIdx(), "visible without a publish");
-        }
-        // One decision for the five: used_event 1 lies in [1, 6).
-        assertTrue(f.queue.publishUsed());
-        assertFalse(f.queue.publishUsed(), "nothing new since");
-    }
-
-    @Test
     void noInterruptFlagWithoutEventIdx() throws Exception {
         ring(8, false, false);
         f.desc(0, DATA, 16, DESC_F_WRITE, 0);
