@@ -20,8 +20,9 @@ import static org.jvirtio.blk.VirtioBlk.*;
  * One virtio-blk request queue at work (VIRTIO 1.3, 5.2.6): pops chains, parses each through the
  * chain cursor (any descriptor layout works), turns it into {@link BlockQueueIo} operations on
  * guest memory in place, submits once per batch, and on completion writes the status byte and
- * returns the chain. Used elements are published once per batch, and the driver is interrupted
- * only when the ring says it wants it.
+ * returns the chain. Used elements are published in batches (every {@link #PUBLISH_EVERY}
+ * completions and at the end of a drain), and the driver is interrupted only when the ring says
+ * it wants it.
  *
  * <p>Guest mistakes become a status, never an exception: a sector range past the capacity or
  * overflowing, a length that is not a multiple of 512, a write to a read-only disk answer IOERR;
@@ -37,6 +38,8 @@ public final class BlkQueue {
     private static final int SUBMIT_EVERY = 32;
     private static final long MIN_POLL_NANOS = 1_000;
     private static final long INITIAL_POLL_NANOS = 4_000;
+    /** How long one {@link #serve()} may keep its thread while work keeps coming. */
+    static final long SERVE_BUDGET_NANOS = 500_000;
 
     private final VirtioBlkDevice device;
     private final QueueBinding binding;
@@ -63,6 +66,8 @@ public final class BlkQueue {
     static final int PUBLISH_EVERY = 8;
     private long pollMaxNanos;
     private long pollNanos;
+    /** When the current serve() must give its thread back. */
+    private long budgetEnd;
     /** When the current wait for work began (0: not waiting, or polling off). */
     private long waitStart;
     /** Every request slot was in use when the ring still had chains: serve again on completion. */
@@ -97,8 +102,9 @@ public final class BlkQueue {
 
     /**
      * Busy-polls the avail ring (and pending completions) up to {@code micros} before the owner
-     * goes to sleep; 0 turns polling off. Adaptive: the window shrinks while polls find nothing
-     * and grows back when work arrives soon after sleeping.
+     * goes to sleep; 0 turns polling off. Adaptive like QEMU's AioContext: the window grows
+     * while waits stay within the maximum, and shrinks when even the maximum would not have
+     * covered them.
      */
     public void pollMicros(long micros) {
         this.pollMaxNanos = micros * 1000;
@@ -121,29 +127,42 @@ public final class BlkQueue {
     }
 
     /**
-     * Serves everything the driver made available, then re-enables notifications (re-checking
-     * the ring, so no kick is lost). Busy-polls first when polling is on.
+     * Serves what the driver made available, then re-enables notifications (re-checking the
+     * ring, so no kick is lost). Busy-polls first when polling is on.
+     *
+     * <p>A queue kept busy by a fast driver would never let go of its thread; after
+     * {@link #SERVE_BUDGET_NANOS} this returns true with notifications still off, and the host
+     * must call again soon (after giving other queues and its own tasks a turn): vhost's
+     * "weight" rule.
+     *
+     * @return true when it stopped with work left (call again), false when the queue is idle
+     *         (or waiting for completions to free request slots)
      */
-    public void serve() {
+    public boolean serve() {
+        long entered = System.nanoTime();
+        budgetEnd = entered + SERVE_BUDGET_NANOS;
         if (pollMaxNanos > 0 && waitStart != 0) {
-            adjustPolling(System.nanoTime() - waitStart);
+            adjustPolling(entered - waitStart);
             waitStart = 0;
         }
         while (true) {
             q.disableNotifications();
-            drain();
+            int n = drain();
             if (freeTop == 0) {
                 // Cannot take more until something completes; reapCompletions() comes back here.
                 starved = true;
-                return;
+                return false;
             }
             long waitFrom = System.nanoTime();
+            if (n > 0 && waitFrom - budgetEnd > 0) {
+                return true;
+            }
             if (pollNanos > 0 && spin()) {
                 continue; // work arrived within the window: the sweet spot, nothing to adjust
             }
             if (!q.enableNotifications()) {
                 waitStart = pollMaxNanos > 0 ? waitFrom : 0;
-                return;
+                return false;
             }
         }
     }
@@ -187,14 +206,20 @@ public final class BlkQueue {
         quiescing = true;
     }
 
-    /** Delivers ready completions and publishes what they returned. */
-    public void reapCompletions() {
+    /**
+     * Delivers ready completions and publishes what they returned; serves the ring again if it
+     * was waiting for free request slots.
+     *
+     * @return like {@link #serve()}: true when work is left for another call
+     */
+    public boolean reapCompletions() {
         io.reap();
         publish();
         if (starved && freeTop > 0 && !quiescing) {
             starved = false;
-            serve();
+            return serve();
         }
+        return false;
     }
 
     /** Pops every available chain (as far as request slots allow), submits, publishes. */
@@ -211,6 +236,9 @@ public final class BlkQueue {
             }
             if (unpublishedCount >= PUBLISH_EVERY) {
                 publish();
+            }
+            if (n % PUBLISH_EVERY == 0 && System.nanoTime() - budgetEnd > 0) {
+                break; // the serve budget is spent: serve() yields
             }
         }
         if (n > 0) {

@@ -58,6 +58,13 @@ final class ThreadPerQueueHost implements BlkQueueHost.Started {
         }
     }
 
+    /** The thread serves one queue only: it calls again at once when serve yields, unless stopping. */
+    private void serveFully() {
+        while (queue.serve() && !stopping) {
+            // yielded with work left
+        }
+    }
+
     private void run() {
         EventFd kick = queue.binding().kick();
         try (Arena arena = Arena.ofConfined()) {
@@ -71,7 +78,7 @@ final class ThreadPerQueueHost implements BlkQueueHost.Started {
             for (int i = 0; i < 3; i++) {
                 fds.set(ValueLayout.JAVA_SHORT, 8L * i + 4, (short) Libc.POLLIN);
             }
-            queue.serve();
+            serveFully();
             while (!stopping) {
                 for (int i = 0; i < 3; i++) {
                     fds.set(ValueLayout.JAVA_SHORT, 8L * i + 6, (short) 0);
@@ -80,16 +87,18 @@ final class ThreadPerQueueHost implements BlkQueueHost.Started {
                 Libc.poll(fds, 3, kick == null ? POLL_MILLIS : -1);
                 if ((fds.get(ValueLayout.JAVA_SHORT, 14) & Libc.POLLIN) != 0) {
                     Libc.eventfdRead(completion, counter);
-                    queue.reapCompletions();
+                    if (queue.reapCompletions()) {
+                        serveFully();
+                    }
                 }
                 if (stopping) {
                     break;
                 }
                 if (kick == null) {
-                    queue.serve();
+                    serveFully();
                 } else if ((fds.get(ValueLayout.JAVA_SHORT, 22) & Libc.POLLIN) != 0) {
                     kick.read();
-                    queue.serve();
+                    serveFully();
                 }
             }
             queue.quiesce();

@@ -110,8 +110,8 @@ public final class IoThreads implements BlkQueueHost {
         private boolean stopping;
         private boolean closed;
         /** Bound once: a method reference per event would allocate per event. */
-        private final Runnable serve;
-        private final Runnable reap;
+        private final java.util.function.BooleanSupplier serve;
+        private final java.util.function.BooleanSupplier reap;
 
         QueueRun(BlkQueue queue, IoEventLoop loop) {
             this.queue = queue;
@@ -167,9 +167,13 @@ public final class IoThreads implements BlkQueueHost {
             }
         }
 
-        private void guarded(Runnable r) {
+        private void guarded(java.util.function.BooleanSupplier r) {
             try {
-                r.run();
+                if (r.getAsBoolean() && kick != null) {
+                    // The queue yielded with work left: come back after the loop's other fds and
+                    // tasks had their turn (a queue without a kick fd is polled anyway).
+                    kick.signal();
+                }
             } catch (RuntimeException | Error e) {
                 // Netty would only log it; a device bug must not kill the other queues of this loop.
                 LOG.error("queue {}: {}", queue.index(), e.toString(), e);
