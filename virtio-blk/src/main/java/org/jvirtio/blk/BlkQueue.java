@@ -39,7 +39,7 @@ public final class BlkQueue {
     private static final long MIN_POLL_NANOS = 1_000;
     private static final long INITIAL_POLL_NANOS = 4_000;
     /** How long one {@link #serve()} may keep its thread while work keeps coming. */
-    static final long SERVE_BUDGET_NANOS = 500_000;
+    static final long SERVE_BUDGET_NANOS = 2_000_000;
 
     private final VirtioBlkDevice device;
     private final QueueBinding binding;

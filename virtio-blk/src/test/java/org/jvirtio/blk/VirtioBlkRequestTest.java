@@ -416,7 +416,7 @@ class VirtioBlkRequestTest {
             assertTrue(driver.add(new long[] {HDR, DATA, STATUS}, new int[] {16, 512, 1}, 3, 1, i) >= 0);
         }
         driver.publish();
-        assertTrue(proc.serve(), "64 x 100 us is over the 500 us budget: it yields");
+        assertTrue(proc.serve(), "64 x 100 us is over the 2 ms budget: it yields");
         int first = driver.pollUsed((h, t, l) -> { });
         assertTrue(first > 0 && first < n, "served before yielding: " + first);
         assertEquals(0, proc.inFlight());
@@ -428,7 +428,7 @@ class VirtioBlkRequestTest {
         }
         total += driver.pollUsed((h, t, l) -> { });
         assertEquals(n, total);
-        assertTrue(calls >= 3, "calls: " + calls);
+        assertTrue(calls >= 2, "calls: " + calls);
         assertEquals(S_OK, mem.readU8(STATUS));
     }
 }
