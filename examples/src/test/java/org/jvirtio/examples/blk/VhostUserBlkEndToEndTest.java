@@ -203,6 +203,21 @@ class VhostUserBlkEndToEndTest {
     }
 
     @Test
+    void statsShowRequestsBytesErrorsAndInFlightPerQueue() throws Exception {
+        Path sock = dir.resolve("st.sock");
+        VhostUserBlkCommand cmd = new VhostUserBlkCommand();
+        new CommandLine(cmd).parseArgs("--socket", sock.toString(), "--ram", "4M", "--queues", "2", "--stats", "1");
+        try (var backend = cmd.start(); BlkClient c = new BlkClient(sock, 2, 4096, 2)) {
+            assertEquals(VirtioBlk.S_OK, status(c, 0, VirtioBlk.T_OUT, 0, 4096));
+            assertEquals(VirtioBlk.S_IOERR, status(c, 1, VirtioBlk.T_IN, 4 << 11, 4096));
+            StringWriter out = new StringWriter();
+            cmd.printStats(new PrintWriter(out), backend.device());
+            assertEquals("stats: q0 requests=2 bytes=4096 errors=1 in-flight=0 q1 requests=0 bytes=0 errors=0 in-flight=0",
+                    out.toString().trim());
+        }
+    }
+
+    @Test
     void readOnlyDiskRefusesWrites() throws Exception {
         Path sock = dir.resolve("ro.sock");
         try (var backend = start("--socket", sock.toString(), "--ram", "4M", "--read-only");

@@ -297,6 +297,20 @@ class DataplaneTest {
         }
     }
 
+    /** Writethrough (the driver cleared writeback via CONFIG_WCE): writes go out with RWF_DSYNC. */
+    @Test
+    void writethroughWritesGoOutWithDsync() throws Exception {
+        assumeTrue(UringIoFactory.available());
+        Path img = image(DISK);
+        start(FileBackend.open(img, false, false), new UringIoFactory(), 1, 1, 0);
+        device.writeConfig(org.jvirtio.blk.VirtioBlk.CFG_WRITEBACK, new byte[] {0});
+        assertEquals(0, device.readConfig(org.jvirtio.blk.VirtioBlk.CFG_WRITEBACK, 1)[0]);
+        byte[] shadow = new byte[(int) DISK];
+        randomIo(rigs.get(0), shadow, 31, 8);
+        assertEquals(0, device.stats(0).errors());
+        assertArrayEquals(shadow, Files.readAllBytes(img));
+    }
+
     @Test
     void twoQueuesOnTwoIoThreadsAtOnce() throws Exception {
         assumeTrue(UringIoFactory.available());
