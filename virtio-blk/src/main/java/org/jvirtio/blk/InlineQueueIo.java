@@ -27,20 +27,40 @@ public final class InlineQueueIo implements BlockQueueIo {
 
     @Override
     public void read(BlockRequest r) {
-        long res;
+        r.complete(transfer(r, false));
+    }
+
+    @Override
+    public void write(BlockRequest r, boolean dsync) {
+        long res = transfer(r, true);
+        if (res >= 0 && dsync) {
+            try {
+                backend.flush();
+            } catch (IOException | RuntimeException e) {
+                res = failure(r, "flush", e);
+            }
+        }
+        r.complete(res);
+    }
+
+    /** Reads or writes every piece of {@code r}; returns its length or {@code -errno}. */
+    private long transfer(BlockRequest r, boolean write) {
         try {
             long disk = r.offset();
             for (int i = 0; i < r.pieceCount(); i++) {
-                backend.read(disk, r.pieceRegion(i), r.pieceOffset(i), r.pieceLength(i));
+                if (write) {
+                    backend.write(disk, r.pieceRegion(i), r.pieceOffset(i), r.pieceLength(i));
+                } else {
+                    backend.read(disk, r.pieceRegion(i), r.pieceOffset(i), r.pieceLength(i));
+                }
                 disk += r.pieceLength(i);
             }
-            res = r.length();
+            return r.length();
         } catch (ErrnoException e) {
-            res = bounced(r, false, e);
+            return bounced(r, write, e);
         } catch (IOException | RuntimeException e) {
-            res = failure(r, "read", e);
+            return failure(r, write ? "write" : "read", e);
         }
-        r.complete(res);
     }
 
     /** O_DIRECT refused unaligned guest buffers: once more through an aligned buffer. */
@@ -54,31 +74,6 @@ public final class InlineQueueIo implements BlockQueueIo {
             }
         }
         return failure(r, write ? "write" : "read", e);
-    }
-
-    @Override
-    public void write(BlockRequest r, boolean dsync) {
-        long res;
-        try {
-            long disk = r.offset();
-            for (int i = 0; i < r.pieceCount(); i++) {
-                backend.write(disk, r.pieceRegion(i), r.pieceOffset(i), r.pieceLength(i));
-                disk += r.pieceLength(i);
-            }
-            res = r.length();
-        } catch (ErrnoException e) {
-            res = bounced(r, true, e);
-        } catch (IOException | RuntimeException e) {
-            res = failure(r, "write", e);
-        }
-        if (res >= 0 && dsync) {
-            try {
-                backend.flush();
-            } catch (IOException | RuntimeException e) {
-                res = failure(r, "flush", e);
-            }
-        }
-        r.complete(res);
     }
 
     @Override

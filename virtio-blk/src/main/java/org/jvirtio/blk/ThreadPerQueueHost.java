@@ -43,19 +43,7 @@ final class ThreadPerQueueHost implements BlkQueueHost.Started {
     @Override
     public void stop() {
         stopping = true;
-        stopFd.signal();
-        boolean interrupted = false;
-        while (thread.isAlive()) {
-            try {
-                thread.join();
-            } catch (InterruptedException e) {
-                interrupted = true;
-            }
-        }
-        stopFd.close();
-        if (interrupted) {
-            Thread.currentThread().interrupt();
-        }
+        org.jvirtio.ring.QueueWorker.stopAndJoin(thread, stopFd);
     }
 
     /** The thread serves one queue only: it calls again at once when serve yields, unless stopping. */

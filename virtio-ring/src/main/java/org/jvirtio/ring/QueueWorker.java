@@ -59,6 +59,15 @@ public final class QueueWorker {
     /** Stops the thread and waits for it; idempotent. */
     public void stop() {
         stopping = true;
+        stopAndJoin(thread, stopFd);
+    }
+
+    /**
+     * Signals {@code stopFd}, waits for {@code thread} to end (an interrupt of the caller does
+     * not cut the wait short, it is passed on afterwards), then closes {@code stopFd}. For owner
+     * threads that poll a stop eventfd next to their queue's fds.
+     */
+    public static void stopAndJoin(Thread thread, EventFd stopFd) {
         stopFd.signal();
         boolean interrupted = false;
         while (thread.isAlive()) {
