@@ -56,7 +56,7 @@ class QemuGuestTest {
         Path sock = dir.resolve("vublk.sock");
         VhostUserBlkCommand cmd = new VhostUserBlkCommand();
         new CommandLine(cmd).parseArgs("--socket", sock.toString(), "--image", img.toString(),
-                "--queues", Integer.toString(queues), "--serial", "jvirtio-guest");
+                "--queues", Integer.toString(queues), "--iothreads", Integer.toString(queues), "--serial", "jvirtio-guest");
         try (var backend = cmd.start()) {
             Path log = dir.resolve("qemu.log");
             Process qemu = new ProcessBuilder(QEMU.toString(),

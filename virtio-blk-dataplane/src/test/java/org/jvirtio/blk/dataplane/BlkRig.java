@@ -45,6 +45,11 @@ final class BlkRig implements AutoCloseable {
     private final List<Integer> freeSlots = new ArrayList<>();
 
     BlkRig(GuestMemory mem, int index, long base, VirtioBlkDevice device) throws Exception {
+        this(mem, index, base, device, true);
+    }
+
+    /** @param withKick false: the queue has no kick eventfd (vhost-user NOFD) and must be polled */
+    BlkRig(GuestMemory mem, int index, long base, VirtioBlkDevice device, boolean withKick) throws Exception {
         this.index = index;
         this.mem = mem;
         long f = device.deviceFeatures();
@@ -56,7 +61,7 @@ final class BlkRig implements AutoCloseable {
         for (int i = SIZE - 1; i >= 0; i--) {
             freeSlots.add(i);
         }
-        device.startQueue(new QueueBinding(index, queue, kick, call::signal));
+        device.startQueue(new QueueBinding(index, queue, withKick ? kick : null, call::signal));
     }
 
     static GuestMemory memory() throws Exception {

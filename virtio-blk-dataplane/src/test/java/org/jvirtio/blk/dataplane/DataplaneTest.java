@@ -311,6 +311,27 @@ class DataplaneTest {
         assertArrayEquals(shadow, Files.readAllBytes(img));
     }
 
+    /** A queue without a kick eventfd (vhost-user NOFD) is polled by its I/O thread, and stops cleanly. */
+    @ParameterizedTest(name = "io threads={0}")
+    @CsvSource({"true", "false"})
+    void queueWithoutKickFdIsPolled(boolean ioThreads) throws Exception {
+        Path img = image(DISK);
+        backend = FileBackend.open(img, false, false);
+        org.jvirtio.blk.BlkQueueHost host = org.jvirtio.blk.BlkQueueHost.THREAD_PER_QUEUE;
+        if (ioThreads) {
+            threads = new IoThreads(1, 0);
+            host = threads;
+        }
+        device = new VirtioBlkDevice(backend, new BlkOptions(1, BlkRig.SIZE, "dp", false), host, new UringIoFactory());
+        device.activate(BlkRig.context(device.deviceFeatures()));
+        BlkRig rig = new BlkRig(mem, 0, BlkRig.RINGS, device, false);
+        rigs.add(rig);
+        byte[] shadow = new byte[(int) DISK];
+        randomIo(rig, shadow, 13, 5);
+        device.stopQueue(0);
+        assertArrayEquals(shadow, Files.readAllBytes(img));
+    }
+
     @Test
     void twoQueuesOnTwoIoThreadsAtOnce() throws Exception {
         assumeTrue(UringIoFactory.available());
