@@ -207,6 +207,27 @@ public final class Libc {
         }
     }
 
+    public static final int F_ADD_SEALS = 1033;
+    public static final int F_GET_SEALS = 1034;
+    public static final int F_SEAL_SEAL = 0x0001;
+    public static final int F_SEAL_SHRINK = 0x0002;
+
+    /** {@code fcntl(fd, cmd, arg)} for commands taking an int (F_GET_SEALS, F_ADD_SEALS, ...). */
+    public static int fcntl(int fd, int cmd, int arg) throws ErrnoException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = captureState(arena);
+            int r = (int) DUP.invokeExact(state, fd, cmd, arg);
+            if (r < 0) {
+                throw new ErrnoException("fcntl(" + cmd + ")", errno(state));
+            }
+            return r;
+        } catch (ErrnoException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected(t);
+        }
+    }
+
     /** {@code close(fd)}. EINTR still closes the descriptor on Linux, so it is not an error here. */
     public static void close(int fd) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {

@@ -307,6 +307,8 @@ final class BackendSession implements DeviceContext, AutoCloseable {
 
     // ---------------------------------------------------------------- memory
 
+    private boolean warnedUnsealable;
+
     private GuestRegion mapRegion(VhostUserMessage m, MemRegion r, int fd) throws VhostUserProtocolException {
         if (r.size() <= 0) {
             throw new VhostUserProtocolException(m.name() + ": region at guest 0x" + Long.toHexString(r.guestAddress())
@@ -316,6 +318,8 @@ final class BackendSession implements DeviceContext, AutoCloseable {
             throw new VhostUserProtocolException(m.name() + ": mmap offset 0x" + Long.toHexString(r.mmapOffset()) + " + size overflows");
         }
         try {
+            // Seal first, then check the size: a front-end can no longer shrink it under us.
+            sealAgainstShrinking(m, fd);
             long fileSize = Libc.fileSize(fd);
             if (fileSize < r.mmapOffset() + r.size()) {
                 // Touching a mapping past the end of its file raises SIGBUS: refuse it up front.
@@ -331,6 +335,34 @@ final class BackendSession implements DeviceContext, AutoCloseable {
             }
         } catch (ErrnoException e) {
             throw new VhostUserProtocolException(m.name() + ": cannot map region at guest 0x" + Long.toHexString(r.guestAddress()) + ": " + e.getMessage());
+        }
+    }
+
+    /**
+     * A front-end that shrinks the file behind a region after we mapped it would make our next
+     * access to it fault (SIGBUS, which the JVM turns into an asynchronous InternalError). Where
+     * the file allows it (a memfd created with MFD_ALLOW_SEALING and not sealed against more
+     * seals) we add F_SEAL_SHRINK, so the shrink fails instead; QEMU's memory-backend-memfd
+     * already seals by default (seal=on). Files that cannot be sealed (hugetlbfs, plain tmpfs, a
+     * memfd with F_SEAL_SEAL) are used anyway, with a warning: nothing else can protect them.
+     */
+    private void sealAgainstShrinking(VhostUserMessage m, int fd) {
+        try {
+            int seals = Libc.fcntl(fd, Libc.F_GET_SEALS, 0);
+            if ((seals & Libc.F_SEAL_SHRINK) != 0) {
+                return;
+            }
+            if ((seals & Libc.F_SEAL_SEAL) == 0) {
+                Libc.fcntl(fd, Libc.F_ADD_SEALS, Libc.F_SEAL_SHRINK);
+                return;
+            }
+        } catch (ErrnoException e) {
+            // EINVAL: the file does not support seals
+        }
+        if (!warnedUnsealable) {
+            warnedUnsealable = true;
+            LOG.warn("vhost-user: {}: a guest memory file cannot be sealed against shrinking; a front-end that truncates it"
+                    + " would make the backend fault", m.name());
         }
     }
 

@@ -180,6 +180,26 @@ class VhostUserBackendTest {
         }
     }
 
+    /**
+     * Once shared, a memfd region can no longer be shrunk by the front-end (the backend sealed
+     * it): a truncation that would make the backend's next access fault fails with EPERM.
+     */
+    @Test
+    void sharedMemfdIsSealedAgainstShrinking() throws Exception {
+        try (FrontendRig rig = new FrontendRig(socket)) {
+            rig.negotiate();
+            int fd = rig.memory.region(0).mapping().fd();
+            rig.fe.setMemTable(rig.memory);
+            rig.queue(0, 64);
+            assertEquals(8, rig.echo(0, new byte[8]));
+            var e = assertThrows(org.jvirtio.api.linux.ErrnoException.class, () -> org.jvirtio.api.linux.Libc.ftruncate(fd, 4096));
+            assertEquals(1, e.errno(), "EPERM");
+            // growing is still allowed
+            org.jvirtio.api.linux.Libc.ftruncate(fd, 2 * org.jvirtio.api.linux.Libc.fileSize(fd));
+            assertEquals(8, rig.echo(0, new byte[8]));
+        }
+    }
+
     @Test
     void configureMemSlotsOnlyWithReplyAckOnEveryMessage() throws Exception {
         var disconnect = backend.nextDisconnect();
