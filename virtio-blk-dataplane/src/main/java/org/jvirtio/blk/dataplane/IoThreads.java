@@ -160,6 +160,11 @@ public final class IoThreads implements BlkQueueHost {
         }
 
         private void onCompletions() {
+            if (closed) {
+                // An event of this epoll round, after the queue closed its channel: the fd number
+                // may already belong to something else.
+                return;
+            }
             Libc.eventfdRead(queue.completionFd(), counter);
             guarded(reap);
             if (stopping) {
