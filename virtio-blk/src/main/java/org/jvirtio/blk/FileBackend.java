@@ -158,7 +158,14 @@ public final class FileBackend implements BlockBackend {
 
     @Override
     public void discard(long offset, long length) throws IOException {
-        Libc.fallocate(fd, Libc.FALLOC_FL_PUNCH_HOLE | Libc.FALLOC_FL_KEEP_SIZE, offset, length);
+        try {
+            Libc.fallocate(fd, Libc.FALLOC_FL_PUNCH_HOLE | Libc.FALLOC_FL_KEEP_SIZE, offset, length);
+        } catch (ErrnoException e) {
+            // A discard is a hint ("may deallocate"): without hole punching it is done by doing nothing.
+            if (e.errno() != 95 /* EOPNOTSUPP */) {
+                throw e;
+            }
+        }
     }
 
     @Override

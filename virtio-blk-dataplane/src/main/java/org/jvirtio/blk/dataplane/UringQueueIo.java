@@ -288,9 +288,16 @@ final class UringQueueIo implements BlockQueueIo {
             case K_FALLOC -> {
                 if (res == -EOPNOTSUPP || res == -22) {
                     int base = (tag * MAX_DEALLOC + index) * 3;
-                    if ((int) deallocArgs[base + 2] == DEALLOC_ZERO) {
+                    int mode = (int) deallocArgs[base + 2];
+                    if (mode == DEALLOC_ZERO) {
                         zeroRangeUnsupported = true;
                         finish(r, zeroSlowly(deallocArgs[base], deallocArgs[base + 1]));
+                        return;
+                    }
+                    if (mode == DEALLOC_DISCARD) {
+                        // A discard is a hint ("may deallocate"): a file system that cannot punch
+                        // holes has done what was asked.
+                        finish(r, 0);
                         return;
                     }
                 }
