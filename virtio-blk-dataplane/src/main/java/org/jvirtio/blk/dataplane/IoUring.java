@@ -35,6 +35,7 @@ public final class IoUring implements AutoCloseable {
     private static final long SYS_ENTER = 426;
     private static final long SYS_REGISTER = 427;
 
+    public static final int OP_NOP = 0;
     public static final int OP_READV = 1;
     public static final int OP_WRITEV = 2;
     public static final int OP_FSYNC = 3;
@@ -188,6 +189,25 @@ public final class IoUring implements AutoCloseable {
 
     public int fd() {
         return fd;
+    }
+
+    /**
+     * Submits a NOP and waits for its completion: proves that io_uring_enter works here, not just
+     * io_uring_setup (a seccomp profile may allow one and refuse the other).
+     */
+    public void probe() throws ErrnoException {
+        long s = nextSqe();
+        if (s < 0) {
+            throw new IllegalStateException("probe on a busy ring");
+        }
+        prep(s, OP_NOP, 0, 0, 0, 0, 0, 0, -1L);
+        INT.setRelease(ring, sqTailOff, sqTail);
+        syscall("io_uring_enter", SYS_ENTER, fd, sqReady(), 1, 1 /* GETEVENTS */, 0);
+        int[] res = {Integer.MIN_VALUE};
+        reap((u, r) -> res[0] = r);
+        if (res[0] != 0) {
+            throw new ErrnoException("io_uring NOP", res[0] == Integer.MIN_VALUE ? 5 : -res[0]);
+        }
     }
 
     /** Number of submission entries. */

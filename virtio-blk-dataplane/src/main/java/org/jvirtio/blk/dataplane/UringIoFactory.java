@@ -16,7 +16,8 @@ import org.slf4j.LoggerFactory;
  * channel for memory backends. Where io_uring is unavailable (seccomp in a container, the
  * {@code kernel.io_uring_disabled} sysctl, an old kernel) it falls back to synchronous
  * positional I/O on the I/O thread and says so once in the log. {@code -Djvirtio.io_uring=off}
- * forces the fallback.
+ * forces the fallback. Each ring is probed with a NOP first, so a profile that allows
+ * io_uring_setup but refuses io_uring_enter falls back too.
  */
 public final class UringIoFactory implements BlkIoFactory {
     private static final Logger LOG = LoggerFactory.getLogger(UringIoFactory.class);
@@ -66,6 +67,7 @@ public final class UringIoFactory implements BlkIoFactory {
     /** Whether io_uring can be set up in this process (for tests and diagnostics). */
     public static boolean available() {
         try (IoUring r = IoUring.create(2)) {
+            r.probe();
             return true;
         } catch (ErrnoException e) {
             return false;

@@ -56,6 +56,7 @@ final class UringQueueIo implements BlockQueueIo {
         this.file = file;
         this.ring = IoUring.create(Math.max(depth, 8));
         try {
+            ring.probe();
             ring.registerFiles(file.fd());
             this.eventFd = EventFd.create(true);
             try {
