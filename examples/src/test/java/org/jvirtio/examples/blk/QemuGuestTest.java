@@ -76,6 +76,7 @@ class QemuGuestTest {
             assertTrue(out.contains("GUEST: disk /dev/vda sectors 131072 queues " + queues), out);
             assertTrue(out.contains("GUEST: serial jvirtio-guest"), out);
             assertTrue(out.contains("GUEST: RW OK"), out);
+            assertTrue(out.contains("GUEST: PARALLEL OK"), out);
             assertTrue(out.contains("GUEST: DISCARD OK"), out);
             assertTrue(out.contains("GUEST: DISCARDED RANGE READS ZERO"), out);
             assertTrue(out.contains("GUEST: FS OK"), out);
