@@ -8,7 +8,8 @@ import org.slf4j.LoggerFactory;
 
 /**
  * Runs each operation with the backend's synchronous methods and completes it before returning:
- * right for memory backends, and the fallback for files where io_uring is unavailable.
+ * right for memory backends. The {@code *Now} methods do the work and return the result without
+ * completing, for channels that run them on other threads (a thread pool).
  */
 public final class InlineQueueIo implements BlockQueueIo {
     private static final Logger LOG = LoggerFactory.getLogger(InlineQueueIo.class);
@@ -27,20 +28,63 @@ public final class InlineQueueIo implements BlockQueueIo {
 
     @Override
     public void read(BlockRequest r) {
-        r.complete(transfer(r, false));
+        r.complete(readNow(r));
     }
 
     @Override
     public void write(BlockRequest r, boolean dsync) {
+        r.complete(writeNow(r, dsync));
+    }
+
+    @Override
+    public void flush(BlockRequest r) {
+        r.complete(flushNow(r));
+    }
+
+    @Override
+    public void deallocate(BlockRequest r, long offset, long length, int mode) {
+        r.complete(deallocateNow(r, offset, length, mode));
+    }
+
+    /** Reads every piece of {@code r}; returns its length or {@code -errno}. */
+    public long readNow(BlockRequest r) {
+        return transfer(r, false);
+    }
+
+    /** Writes every piece of {@code r}, then flushes when {@code dsync}; returns its length or {@code -errno}. */
+    public long writeNow(BlockRequest r, boolean dsync) {
         long res = transfer(r, true);
         if (res >= 0 && dsync) {
-            try {
-                backend.flush();
-            } catch (IOException | RuntimeException e) {
-                res = failure(r, "flush", e);
+            long f = flushNow(r);
+            if (f < 0) {
+                res = f;
             }
         }
-        r.complete(res);
+        return res;
+    }
+
+    /** fdatasync; returns 0 or {@code -errno}. */
+    public long flushNow(BlockRequest r) {
+        try {
+            backend.flush();
+            return 0;
+        } catch (IOException | RuntimeException e) {
+            return failure(r, "flush", e);
+        }
+    }
+
+    /** One DISCARD or WRITE_ZEROES range; returns 0 or {@code -errno}. */
+    public long deallocateNow(BlockRequest r, long offset, long length, int mode) {
+        try {
+            if (mode == DEALLOC_DISCARD) {
+                backend.discard(offset, length);
+            } else {
+                backend.writeZeroes(offset, length, mode == DEALLOC_ZERO_UNMAP);
+            }
+            return 0;
+        } catch (IOException | RuntimeException e) {
+            return failure(r, mode == DEALLOC_DISCARD ? "discard" : "write-zeroes", e);
+        }
     }
 
     /** Reads or writes every piece of {@code r}; returns its length or {@code -errno}. */
@@ -74,32 +118,6 @@ public final class InlineQueueIo implements BlockQueueIo {
             }
         }
         return failure(r, write ? "write" : "read", e);
-    }
-
-    @Override
-    public void flush(BlockRequest r) {
-        long res = 0;
-        try {
-            backend.flush();
-        } catch (IOException | RuntimeException e) {
-            res = failure(r, "flush", e);
-        }
-        r.complete(res);
-    }
-
-    @Override
-    public void deallocate(BlockRequest r, long offset, long length, int mode) {
-        long res = 0;
-        try {
-            if (mode == DEALLOC_DISCARD) {
-                backend.discard(offset, length);
-            } else {
-                backend.writeZeroes(offset, length, mode == DEALLOC_ZERO_UNMAP);
-            }
-        } catch (IOException | RuntimeException e) {
-            res = failure(r, mode == DEALLOC_DISCARD ? "discard" : "write-zeroes", e);
-        }
-        r.complete(res);
     }
 
     @Override

@@ -14,15 +14,18 @@ import org.slf4j.LoggerFactory;
 /**
  * Opens an io_uring per queue for file and block-device backends, and the inline synchronous
  * channel for memory backends. Where io_uring is unavailable (seccomp in a container, the
- * {@code kernel.io_uring_disabled} sysctl, an old kernel) it falls back to synchronous
- * positional I/O on the I/O thread and says so once in the log. {@code -Djvirtio.io_uring=off}
+ * {@code kernel.io_uring_disabled} sysctl, an old kernel) it falls back to positional I/O on a
+ * shared thread pool ({@link PooledQueueIo}) and says so once in the log. {@code -Djvirtio.io_uring=off}
  * forces the fallback. Each ring is probed with a NOP first, so a profile that allows
  * io_uring_setup but refuses io_uring_enter falls back too.
  */
 public final class UringIoFactory implements BlkIoFactory {
     private static final Logger LOG = LoggerFactory.getLogger(UringIoFactory.class);
 
+    private static final int POOL_THREADS = 16;
+
     private final boolean enabled;
+    private volatile java.util.concurrent.ExecutorService pool;
     private volatile boolean warned;
     private volatile String lastFallbackReason;
 
@@ -41,21 +44,31 @@ public final class UringIoFactory implements BlkIoFactory {
         }
         if (!enabled) {
             fallback("disabled with -Djvirtio.io_uring=off");
-            return new InlineQueueIo(backend);
+            return new PooledQueueIo(backend, pool());
         }
         try {
             return new UringQueueIo(file, depth);
         } catch (ErrnoException e) {
             fallback(e.getMessage());
-            return new InlineQueueIo(backend);
+            return new PooledQueueIo(backend, pool());
         }
+    }
+
+    /** The fallback's worker threads, shared by every queue; made on first use, daemon threads. */
+    private synchronized java.util.concurrent.ExecutorService pool() {
+        if (pool == null) {
+            java.util.concurrent.atomic.AtomicInteger n = new java.util.concurrent.atomic.AtomicInteger();
+            pool = java.util.concurrent.Executors.newFixedThreadPool(POOL_THREADS,
+                    r -> Thread.ofPlatform().name("jvirtio-blk-pool-" + n.getAndIncrement()).daemon().unstarted(r));
+        }
+        return pool;
     }
 
     private void fallback(String why) {
         lastFallbackReason = why;
         if (!warned) {
             warned = true;
-            LOG.warn("io_uring unavailable ({}): disk I/O falls back to synchronous pread/pwrite on the I/O threads", why);
+            LOG.warn("io_uring unavailable ({}): disk I/O falls back to pread/pwrite on a pool of {} threads", why, POOL_THREADS);
         }
     }
 
