@@ -72,6 +72,8 @@ public final class Libc {
             FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
     private static final MethodHandle PWRITE = downcallErrno("pwrite",
             FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
+    private static final MethodHandle PWRITEV_RAW = downcall("pwritev",
+            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_LONG));
     private static final MethodHandle FDATASYNC = downcallErrno("fdatasync",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT));
     private static final MethodHandle FALLOCATE = downcallErrno("fallocate",
@@ -372,6 +374,20 @@ public final class Libc {
             return done;
         } catch (ErrnoException e) {
             throw e;
+        } catch (Throwable t) {
+            throw unexpected(t);
+        }
+    }
+
+    /**
+     * {@code pwritev(fd, iov, iovcnt, offset)} on a caller-built iovec array at native address
+     * {@code iov}, allocating nothing and capturing no errno (data path).
+     *
+     * @return bytes written, or -1 (repeat the write through a call that reports errno)
+     */
+    public static long pwritevRaw(int fd, long iov, int iovcnt, long offset) {
+        try {
+            return (long) PWRITEV_RAW.invokeExact(fd, iov, iovcnt, offset);
         } catch (Throwable t) {
             throw unexpected(t);
         }

@@ -25,6 +25,7 @@ public final class UringIoFactory implements BlkIoFactory {
     private static final int POOL_THREADS = 16;
 
     private final boolean enabled;
+    private final boolean inlineBufferedWrites;
     private volatile java.util.concurrent.ExecutorService pool;
     private volatile boolean warned;
     private volatile String lastFallbackReason;
@@ -34,7 +35,19 @@ public final class UringIoFactory implements BlkIoFactory {
     }
 
     public UringIoFactory(boolean enabled) {
+        this(enabled, !"off".equalsIgnoreCase(System.getProperty("jvirtio.inline_writes", "on")));
+    }
+
+    /**
+     * @param enabled              use io_uring where it works (false: the thread-pool fallback)
+     * @param inlineBufferedWrites copy buffered writes into the page cache on the I/O thread
+     *                             instead of through io_uring's io-wq ({@code -Djvirtio.inline_writes=off}
+     *                             turns it off: a disk under heavy dirty-page throttling then
+     *                             blocks io-wq workers, not the I/O thread)
+     */
+    public UringIoFactory(boolean enabled, boolean inlineBufferedWrites) {
         this.enabled = enabled;
+        this.inlineBufferedWrites = inlineBufferedWrites;
     }
 
     @Override
@@ -47,7 +60,7 @@ public final class UringIoFactory implements BlkIoFactory {
             return new PooledQueueIo(backend, pool());
         }
         try {
-            return new UringQueueIo(file, depth);
+            return new UringQueueIo(file, depth, inlineBufferedWrites);
         } catch (ErrnoException e) {
             fallback(e.getMessage());
             return new PooledQueueIo(backend, pool());

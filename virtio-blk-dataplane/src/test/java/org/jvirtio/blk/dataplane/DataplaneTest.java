@@ -131,14 +131,14 @@ class DataplaneTest {
         }
     }
 
-    @ParameterizedTest(name = "io_uring={0}, poll-us={1}")
-    @CsvSource({"true, 0", "true, 50", "false, 0"})
-    void randomIoOnAFile(boolean uring, long pollUs) throws Exception {
+    @ParameterizedTest(name = "io_uring={0}, poll-us={1}, inline buffered writes={2}")
+    @CsvSource({"true, 0, true", "true, 50, true", "true, 0, false", "false, 0, true"})
+    void randomIoOnAFile(boolean uring, long pollUs, boolean inlineWrites) throws Exception {
         if (uring) {
             assumeTrue(UringIoFactory.available(), "io_uring is not available here");
         }
         Path img = image(DISK);
-        UringIoFactory io = new UringIoFactory(uring);
+        UringIoFactory io = new UringIoFactory(uring, inlineWrites);
         start(FileBackend.open(img, false, false), io, 1, 1, pollUs);
         byte[] shadow = new byte[(int) DISK];
         randomIo(rigs.get(0), shadow, 42, 40);
