@@ -409,6 +409,11 @@ class DataplaneTest {
             tokens.add(rig.add(i % 2 == 0 ? T_OUT : T_FLUSH, (long) i * BlkRig.MAX_DATA / 512, i % 2 == 0 ? d : new byte[0], 0, 4, rnd));
         }
         rig.publishAndKick();
+        // stop once the I/O thread has popped something (a stop before the first pop rightly serves nothing)
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        while (device.stats(0).inFlight() == 0 && device.stats(0).requests() == 0 && System.nanoTime() < deadline) {
+            Thread.onSpinWait();
+        }
         device.stopQueue(0);
         // stop returned: nothing may still be in flight, everything popped went back to the driver
         rig.collect();
