@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepares the test guest in $1 (a cache directory): Debian's 6.1 kernel extracted with
-# dpkg -x (never installed) and a busybox initramfs with the virtio and vfat modules.
+# dpkg -x (never installed) and a busybox initramfs with the virtio, vfat and ext4 modules.
 # Prints the kernel and initramfs paths. Needs: apt-get, dpkg, busybox-static, cpio, gzip.
 set -euo pipefail
 cache=$1
@@ -19,7 +19,7 @@ modules=$(ls -d kernel/lib/modules/* | head -n 1)
 if [ ! -f initrd.gz ] || [ "$here/init" -nt initrd.gz ]; then
   rm -rf ir && mkdir -p ir/bin ir/mods ir/proc ir/sys ir/dev
   cp "$(command -v busybox)" ir/bin/busybox
-  for m in virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk fat vfat nls_cp437 nls_ascii; do
+  for m in virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk fat vfat nls_cp437 nls_ascii crc16 crc32c_generic mbcache jbd2 ext4; do
     f=$(find "$modules" -name "$m.ko" -o -name "$m.ko.xz" | head -n 1)
     [ -n "$f" ] || { echo "module $m not found in $modules" >&2; exit 1; }
     case "$f" in *.xz) xz -dc "$f" > "ir/mods/$m.ko" ;; *) cp "$f" ir/mods/ ;; esac

@@ -18,7 +18,10 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
  * A real Linux guest (Debian's 6.1 kernel, busybox initramfs) in QEMU (TCG) uses the jvirtio
  * vhost-user-blk backend as its disk: writes patterns with dd (direct and buffered), drops
  * caches, reads back and compares checksums, discards a range, creates, mounts and checks a
- * vfat file system. The test asserts on what the guest prints. With 1 and 2 queues (-smp 2).
+ * vfat file system, then ext4 with online discard and fstrim; turns the write cache off
+ * (SET_CONFIG) and on again; reboots (QEMU resets the device on the same connection; firmware
+ * and kernel negotiate again) and checks that the data survived. The test asserts on what the
+ * guest prints. With 1 and 2 queues (-smp 2).
  */
 class QemuGuestTest {
     private static final Path QEMU = Path.of("/usr/bin/qemu-system-x86_64");
@@ -62,7 +65,7 @@ class QemuGuestTest {
             Process qemu = new ProcessBuilder(QEMU.toString(),
                     "-machine", "q35,accel=tcg,memory-backend=mem", "-m", "256M",
                     "-object", "memory-backend-memfd,id=mem,size=256M,share=on",
-                    "-smp", "2", "-nographic", "-no-reboot",
+                    "-smp", "2", "-nographic",
                     "-kernel", kernel.toString(), "-initrd", initrd.toString(),
                     "-append", "console=ttyS0 quiet panic=-1",
                     "-chardev", "socket,id=vublk0,path=" + sock,
@@ -80,7 +83,14 @@ class QemuGuestTest {
             assertTrue(out.contains("GUEST: DISCARD OK"), out);
             assertTrue(out.contains("GUEST: DISCARDED RANGE READS ZERO"), out);
             assertTrue(out.contains("GUEST: FS OK"), out);
+            assertTrue(out.contains("GUEST: FSTRIM OK"), out);
+            assertTrue(out.contains("GUEST: EXT4 OK"), out);
+            assertTrue(out.contains("GUEST: WRITETHROUGH OK"), out);
+            assertTrue(out.contains("GUEST: REBOOTING"), out);
+            assertTrue(out.contains("GUEST: SECOND BOOT queues " + queues), out);
+            assertTrue(out.contains("GUEST: DATA SURVIVED REBOOT"), out);
             assertTrue(out.contains("GUEST: DONE"), out);
+            assertFalse(out.contains("FAILED") || out.contains("MISMATCH") || out.contains("UNEXPECTED"), out);
             long requests = 0;
             for (int q = 0; q < queues; q++) {
                 requests += backend.device().stats(q).requests();
