@@ -16,7 +16,7 @@ if ! ls kernel/boot/vmlinuz-* >/dev/null 2>&1; then
 fi
 kernel=$(ls kernel/boot/vmlinuz-* | head -n 1)
 modules=$(ls -d kernel/lib/modules/* | head -n 1)
-if [ ! -f initrd.gz ] || [ "$here/init" -nt initrd.gz ]; then
+if [ ! -f initrd.gz ] || [ "$here/init" -nt initrd.gz ] || [ "$here/prepare.sh" -nt initrd.gz ]; then
   rm -rf ir && mkdir -p ir/bin ir/mods ir/proc ir/sys ir/dev
   cp "$(command -v busybox)" ir/bin/busybox
   for m in virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk fat vfat nls_cp437 nls_ascii crc16 crc32c_generic mbcache jbd2 ext4; do
