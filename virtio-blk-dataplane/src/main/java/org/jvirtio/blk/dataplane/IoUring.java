@@ -325,7 +325,9 @@ public final class IoUring implements AutoCloseable {
             if (tail == cqHead) {
                 return n;
             }
-            while (cqHead != tail) {
+            // cqHead - tail < 0 (wrapping), not cqHead != tail: a callback may reap again
+            // (a retry that finds the submission queue full does), moving cqHead past this tail.
+            while (cqHead - tail < 0) {
                 long off = cqesOff + (long) CQE * (cqHead & cqMask);
                 long userData = ring.get(JAVA_LONG, off);
                 int res = ring.get(JAVA_INT, off + 8);

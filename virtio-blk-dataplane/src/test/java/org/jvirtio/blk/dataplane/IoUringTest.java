@@ -5,7 +5,10 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collections;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 
 import org.jvirtio.api.linux.Libc;
@@ -99,6 +102,47 @@ class IoUringTest {
             IoUring.create(64).close();
         }
         assertEquals(before, openFds());
+    }
+
+    @Test
+    @org.junit.jupiter.api.Timeout(10)
+    void aCallbackThatReapsAgainDoesNotMakeTheOuterReapReadPastTheTail() throws Exception {
+        // What UringQueueIo does when a retry finds the submission queue full: submit and reap
+        // from inside a completion callback. Every completion must be delivered exactly once.
+        try (IoUring ring = IoUring.create(4)) {
+            for (int i = 0; i < 4; i++) {
+                ring.prep(ring.nextSqe(), IoUring.OP_NOP, 0, 0, 0, 0, 0, 0, i);
+            }
+            ring.submit();
+            ring.awaitCompletions(4);
+            List<Long> seen = new ArrayList<>();
+            boolean[] nested = {false};
+            IoUring.Completions sink = new IoUring.Completions() {
+                @Override
+                public void complete(long userData, int res) {
+                    seen.add(userData);
+                    if (!nested[0] && seen.size() < 100) {
+                        nested[0] = true;
+                        try {
+                            for (int i = 0; i < 4; i++) {
+                                ring.prep(ring.nextSqe(), IoUring.OP_NOP, 0, 0, 0, 0, 0, 0, 10 + i);
+                            }
+                            ring.submit();
+                            ring.awaitCompletions(4);
+                        } catch (Exception e) {
+                            throw new AssertionError(e);
+                        }
+                        ring.reap(this);
+                    } else if (seen.size() > 100) {
+                        throw new AssertionError("completions delivered again: " + seen.subList(0, 20));
+                    }
+                }
+            };
+            ring.reap(sink);
+            ring.reap(sink);
+            Collections.sort(seen);
+            assertEquals(List.of(0L, 1L, 2L, 3L, 10L, 11L, 12L, 13L), seen);
+        }
     }
 
     static long openFds() throws Exception {
