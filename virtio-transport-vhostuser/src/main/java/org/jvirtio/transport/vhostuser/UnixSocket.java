@@ -312,9 +312,14 @@ final class UnixSocket {
     }
 
     static void shutdown(int fd) {
+        shutdown(fd, 2); // SHUT_RDWR
+    }
+
+    /** shutdown(2): {@code how} 0 SHUT_RD, 1 SHUT_WR, 2 SHUT_RDWR; a socket already disconnected is left alone. */
+    static void shutdown(int fd, int how) {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment st = arena.allocate(CAPTURE);
-            int r = (int) SHUTDOWN.invokeExact(st, fd, 2);
+            int r = (int) SHUTDOWN.invokeExact(st, fd, how);
             if (r != 0) {
                 return; // already disconnected; nothing to do
             }

@@ -64,6 +64,14 @@ public final class VhostUserFrontend implements AutoCloseable {
         UnixSocket.send(fd, bytes, fds);
     }
 
+    /**
+     * Half-closes the connection: the backend reads what was sent, then the end of the stream;
+     * its replies can still be read (or left unread) until {@link #close()}.
+     */
+    public void shutdownOutput() {
+        UnixSocket.shutdown(fd, 1); // SHUT_WR
+    }
+
     private boolean replyAck() {
         return protocolNegotiated && (protocolFeatures & (1L << PROTOCOL_F_REPLY_ACK)) != 0;
     }

@@ -1,0 +1,317 @@
+package org.jvirtio.transport.vhostuser;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+
+import org.jvirtio.api.EventFd;
+import org.jvirtio.api.MemoryMapping;
+import org.jvirtio.transport.vhostuser.VhostUserCodec.MemRegion;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import static org.jvirtio.transport.vhostuser.VhostUserProtocol.*;
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * A hostile front-end, randomised: sessions of up to 24 messages drawn from every request the
+ * protocol has, with fields near their limits (ring indices past the queue count, sizes that are
+ * not powers of two, addresses outside memory, config ranges past the end, region tables with
+ * too many or too few fds, NOFD with an fd, unknown codes and flags), real memfds and eventfds
+ * attached, and kicks on what was sent as a kick fd. Rings run on whatever the memory holds.
+ *
+ * <p>Whatever arrives: the session ends within seconds of the front-end leaving (no wait on a
+ * queue that never drains, no stuck event loop), the backend then serves a well-behaved
+ * front-end, and once every session is over no fd or mapping of the backend's is left open.
+ * Seeded; {@code -Djvirtio.fuzz.sessions=N} and {@code -Djvirtio.fuzz.seed=S} run longer.
+ */
+class MessageFuzzTest {
+    static final int QUEUES = 2;
+    static final long MEM = 1 << 20;
+    static final int CONFIG_SIZE = new EchoDevice(QUEUES).configSize();
+
+    @TempDir
+    Path dir;
+
+    @Test
+    void randomSessionsNeverHangLeakOrStopTheBackend() throws Exception {
+        int sessions = Integer.getInteger("jvirtio.fuzz.sessions", 300);
+        long seed = Long.getLong("jvirtio.fuzz.seed", 0x76686f7374L);
+        Path socket = dir.resolve("fuzz.sock");
+        EchoDevice device = new EchoDevice(QUEUES);
+        MemoryMapping mem = MemoryMapping.memfd("guest", MEM);
+        Random rnd = new Random(seed);
+        // Rings somewhere in the first 64 KiB; mostly zeros, a little garbage.
+        for (int i = 0; i < 256; i++) {
+            mem.segment().set(java.lang.foreign.ValueLayout.JAVA_BYTE, rnd.nextInt(0x10000), (byte) rnd.nextInt(256));
+        }
+        ch.qos.logback.classic.Logger log = (ch.qos.logback.classic.Logger) org.slf4j.LoggerFactory.getLogger("org.jvirtio");
+        ch.qos.logback.classic.Level level = log.getLevel();
+        try (VhostUserBackend backend = VhostUserBackend.start(socket, device)) {
+            servesAWellBehavedFrontend(backend, socket); // lazily opened fds settle before counting
+            long fdsBefore = openFds();
+            long mapsBefore = mappings();
+            log.setLevel(ch.qos.logback.classic.Level.ERROR); // thousands of refusals otherwise
+            int closedByBackend = 0;
+            int messages = 0;
+            for (int s = 0; s < sessions; s++) {
+                String where = "seed " + seed + " session " + s;
+                var disconnect = backend.nextDisconnect();
+                List<EventFd> fds = new ArrayList<>();
+                boolean hostile = rnd.nextBoolean();
+                try (VhostUserFrontend fe = VhostUserFrontend.connect(socket)) {
+                    // Most sessions begin as QEMU would (owner, features, memory, rings started), cut
+                    // off at a random point, so that the random part finds running rings to upset.
+                    List<Msg> setup = rnd.nextInt(4) == 0 ? List.of() : setup(rnd, mem, fds);
+                    int cut = rnd.nextBoolean() ? setup.size() : rnd.nextInt(setup.size() + 1);
+                    for (Msg m : setup.subList(0, cut)) {
+                        fe.sendRaw(m.bytes, m.fds);
+                        messages++;
+                    }
+                    int n = 1 + rnd.nextInt(hostile ? 24 : 6);
+                    for (int i = 0; i < n; i++) {
+                        if (!fds.isEmpty() && rnd.nextInt(6) == 0) {
+                            fds.get(rnd.nextInt(fds.size())).signal(); // a kick (or call) on an fd sent earlier
+                            continue;
+                        }
+                        Msg m = message(rnd, mem, fds, hostile);
+                        try {
+                            fe.sendRaw(m.bytes, m.fds);
+                            messages++;
+                        } catch (IOException e) {
+                            break; // the backend closed the connection: its answer to something
+                        }
+                    }
+                    // The backend reads everything sent, then the end of the stream; unread
+                    // replies stay in our socket until it closes.
+                    fe.shutdownOutput();
+                    try {
+                        disconnect.get(10, TimeUnit.SECONDS);
+                    } catch (TimeoutException e) {
+                        fail(where + ": the session did not end within 10 s of the front-end's end of stream");
+                    }
+                }
+                try {
+                    String reason = disconnect.get(10, TimeUnit.SECONDS);
+                    assertNotNull(reason, where);
+                    if (reason.startsWith("protocol error")) {
+                        closedByBackend++;
+                    }
+                } catch (TimeoutException e) {
+                    fail(where + ": no disconnect reason");
+                } finally {
+                    for (EventFd e : fds) {
+                        e.close();
+                    }
+                }
+            }
+            log.setLevel(level);
+            servesAWellBehavedFrontend(backend, socket);
+            System.out.printf("fuzz: %d sessions, %d messages, %d refused with a protocol error, %d rings started%n",
+                    sessions, messages, closedByBackend, device.starts.get());
+            assertTrue(device.starts.get() > sessions / 20, "rings started: " + device.starts.get());
+            // Both kinds of ending must be common, or the generator explores less than it claims.
+            assertTrue(closedByBackend > sessions / 5 && closedByBackend < sessions * 9 / 10, "closed by the backend: " + closedByBackend);
+            assertEquals(fdsBefore, openFds(), "fds left open by the backend");
+            assertEquals(mapsBefore, mappings(), "mappings left by the backend");
+        } finally {
+            log.setLevel(level);
+            mem.release();
+        }
+    }
+
+    private static void servesAWellBehavedFrontend(VhostUserBackend backend, Path socket) throws Exception {
+        var disconnect = backend.nextDisconnect();
+        try (VhostUserFrontend fe = VhostUserFrontend.connect(socket)) {
+            fe.negotiate(EchoDevice.FEATURES, 1L << PROTOCOL_F_REPLY_ACK);
+            assertEquals(QUEUES, fe.getQueueNum());
+        }
+        assertEquals("front-end disconnected", disconnect.get(10, TimeUnit.SECONDS));
+    }
+
+    record Msg(byte[] bytes, int[] fds) {
+    }
+
+    /**
+     * One message. In a careful session ({@code hostile} false) every field is one a correct
+     * front-end could send (in any order, so still possibly refused); in a hostile one, about
+     * one field in six is off.
+     */
+    private static Msg message(Random rnd, MemoryMapping mem, List<EventFd> fds, boolean hostile) throws IOException {
+        Bad bad = () -> hostile && rnd.nextInt(6) == 0;
+        int flags = VERSION | (rnd.nextInt(3) == 0 ? FLAG_NEED_REPLY : 0);
+        if (bad.now() && rnd.nextInt(4) == 0) {
+            flags |= rnd.nextInt(0x100) & ~VERSION_MASK; // unknown bits (and now and then REPLY)
+        }
+        int[] noFds = new int[0];
+        long base = mem.segment().address();
+        int ring = bad.now() ? rnd.nextInt(300) : rnd.nextInt(QUEUES);
+        return switch (rnd.nextInt(hostile ? 23 : 21)) {
+            case 0 -> msg(VhostUserRequest.GET_FEATURES, flags, new byte[0], noFds);
+            case 1 -> msg(VhostUserRequest.SET_FEATURES, flags, u64(bad.now() ? rnd.nextLong()
+                    : (EchoDevice.FEATURES | F_PROTOCOL_FEATURES) & rnd.nextLong() | VERSION_1), noFds);
+            case 2 -> msg(VhostUserRequest.SET_OWNER, flags, new byte[0], noFds);
+            case 3 -> msg(VhostUserRequest.GET_PROTOCOL_FEATURES, flags, new byte[0], noFds);
+            case 4 -> msg(VhostUserRequest.SET_PROTOCOL_FEATURES, flags,
+                    u64(bad.now() ? rnd.nextLong() : BACKEND_PROTOCOL_FEATURES & rnd.nextLong()), noFds);
+            case 5 -> msg(VhostUserRequest.GET_QUEUE_NUM, flags, new byte[0], noFds);
+            case 6 -> {
+                int k = bad.now() ? rnd.nextInt(10) : 1 + rnd.nextInt(2);
+                List<MemRegion> regions = new ArrayList<>();
+                for (int i = 0; i < k; i++) {
+                    regions.add(region(rnd, base, i, bad));
+                }
+                int[] f = new int[bad.now() ? rnd.nextInt(4) : k];
+                java.util.Arrays.fill(f, mem.fd());
+                yield msg(VhostUserRequest.SET_MEM_TABLE, flags, VhostUserCodec.encodeMemTable(regions), f);
+            }
+            case 7 -> msg(VhostUserRequest.SET_VRING_NUM, flags,
+                    state(ring, bad.now() ? pick(rnd, 0, 3, 1023, 65535, rnd.nextInt()) : pick(rnd, 1, 2, 16, 64, 256, 1024, 32768)), noFds);
+            case 8 -> msg(VhostUserRequest.SET_VRING_ADDR, flags, VhostUserCodec.encodeVringAddr(ring,
+                    bad.now() ? rnd.nextInt() : 0, addr(rnd, base, bad), addr(rnd, base, bad), addr(rnd, base, bad), 0), noFds);
+            case 9 -> msg(VhostUserRequest.SET_VRING_BASE, flags, state(ring, bad.now() ? pick(rnd, 65536, rnd.nextInt()) : pick(rnd, 0, 0, 1, 255, 65535)), noFds);
+            case 10 -> msg(VhostUserRequest.GET_VRING_BASE, flags, state(ring, 0), noFds);
+            case 11, 12, 13 -> {
+                VhostUserRequest r = new VhostUserRequest[] {VhostUserRequest.SET_VRING_KICK, VhostUserRequest.SET_VRING_CALL,
+                        VhostUserRequest.SET_VRING_ERR}[rnd.nextInt(3)];
+                boolean nofd = rnd.nextInt(5) == 0;
+                long v = ring | (nofd ? VRING_NOFD_MASK : 0);
+                if (bad.now() && rnd.nextInt(4) == 0) {
+                    v = rnd.nextLong();
+                }
+                int[] f = noFds;
+                if (!nofd || bad.now()) {
+                    EventFd e = EventFd.create(true);
+                    fds.add(e);
+                    f = bad.now() ? new int[] {e.fd(), e.fd()} : new int[] {e.fd()};
+                }
+                yield msg(r, flags, u64(v), f);
+            }
+            case 14 -> msg(VhostUserRequest.SET_VRING_ENABLE, flags, state(ring, bad.now() ? pick(rnd, 2, -1) : rnd.nextInt(2)), noFds);
+            case 15, 16 -> {
+                int offset = bad.now() ? pick(rnd, 255, 256, 300, rnd.nextInt()) : rnd.nextInt(CONFIG_SIZE);
+                int size = bad.now() ? pick(rnd, 257, rnd.nextInt(300), CONFIG_SIZE) : rnd.nextInt(Math.max(1, CONFIG_SIZE - offset + 1));
+                byte[] data = new byte[Math.max(0, Math.min(size, 300))];
+                rnd.nextBytes(data);
+                byte[] p = ByteBuffer.allocate(12 + data.length).order(ByteOrder.LITTLE_ENDIAN)
+                        .putInt(offset).putInt(size).putInt(bad.now() ? rnd.nextInt() : 0).put(data).array();
+                yield msg(rnd.nextBoolean() ? VhostUserRequest.GET_CONFIG : VhostUserRequest.SET_CONFIG, flags, p, noFds);
+            }
+            case 17 -> msg(VhostUserRequest.ADD_MEM_REG, flags, VhostUserCodec.encodeMemRegion(region(rnd, base, rnd.nextInt(4), bad)),
+                    bad.now() ? noFds : new int[] {mem.fd()});
+            case 18 -> msg(VhostUserRequest.REM_MEM_REG, flags, VhostUserCodec.encodeMemRegion(region(rnd, base, rnd.nextInt(4), bad)),
+                    rnd.nextInt(4) == 0 ? new int[] {mem.fd()} : noFds);
+            case 19 -> msg(VhostUserRequest.SET_STATUS, flags, u64(bad.now() ? pick(rnd, 0x100, -1) : pick(rnd, 0, 1, 3, 11, 15, 0x40, 0x80)), noFds);
+            case 20 -> msg(new VhostUserRequest[] {VhostUserRequest.GET_STATUS, VhostUserRequest.RESET_DEVICE,
+                    VhostUserRequest.GET_MAX_MEM_SLOTS, VhostUserRequest.RESET_OWNER}[rnd.nextInt(4)], flags, new byte[0], noFds);
+            case 21 -> {
+                // SET_BACKEND_REQ_FD with an eventfd in place of a socket: writes to it must fail cleanly
+                EventFd e = EventFd.create(true);
+                fds.add(e);
+                yield msg(VhostUserRequest.SET_BACKEND_REQ_FD, flags, new byte[0], new int[] {e.fd()});
+            }
+            default -> {
+                // anything: any code, any payload, a few fds
+                byte[] p = new byte[rnd.nextInt(8) == 0 ? rnd.nextInt(200) : rnd.nextInt(48)];
+                rnd.nextBytes(p);
+                int[] f = new int[rnd.nextInt(3)];
+                for (int i = 0; i < f.length; i++) {
+                    EventFd e = EventFd.create(true);
+                    fds.add(e);
+                    f[i] = e.fd();
+                }
+                yield new Msg(VhostUserMessage.encode(rnd.nextInt(60), flags, p), f);
+            }
+        };
+    }
+
+    /** A correct start: owner, features, protocol features, memory, then every ring set up, kicked and enabled. */
+    private static List<Msg> setup(Random rnd, MemoryMapping mem, List<EventFd> fds) throws IOException {
+        long base = mem.segment().address();
+        int[] none = new int[0];
+        int flags = VERSION;
+        List<Msg> m = new ArrayList<>();
+        m.add(msg(VhostUserRequest.SET_OWNER, flags, new byte[0], none));
+        m.add(msg(VhostUserRequest.GET_FEATURES, flags, new byte[0], none));
+        m.add(msg(VhostUserRequest.SET_FEATURES, flags, u64(EchoDevice.FEATURES | F_PROTOCOL_FEATURES), none));
+        m.add(msg(VhostUserRequest.SET_PROTOCOL_FEATURES, flags, u64(BACKEND_PROTOCOL_FEATURES), none));
+        m.add(msg(VhostUserRequest.SET_MEM_TABLE, flags, VhostUserCodec.encodeMemTable(List.of(new MemRegion(0, MEM, base, 0))),
+                new int[] {mem.fd()}));
+        for (int q = 0; q < QUEUES; q++) {
+            long at = base + 0x4000L * q;
+            m.add(msg(VhostUserRequest.SET_VRING_NUM, flags, state(q, pick(rnd, 16, 64, 256)), none));
+            m.add(msg(VhostUserRequest.SET_VRING_ADDR, flags, VhostUserCodec.encodeVringAddr(q, 0, at + 0x1000, at + 0x3000, at + 0x2000, 0), none));
+            m.add(msg(VhostUserRequest.SET_VRING_BASE, flags, state(q, 0), none));
+            EventFd call = EventFd.create(true);
+            EventFd kick = EventFd.create(true);
+            fds.add(call);
+            fds.add(kick);
+            m.add(msg(VhostUserRequest.SET_VRING_CALL, flags, u64(q), new int[] {call.fd()}));
+            m.add(msg(VhostUserRequest.SET_VRING_KICK, flags, u64(q), new int[] {kick.fd()}));
+            m.add(msg(VhostUserRequest.SET_VRING_ENABLE, flags, state(q, 1), none));
+        }
+        return m;
+    }
+
+    /** Whether this field is to be wrong. */
+    private interface Bad {
+        boolean now();
+    }
+
+    private static final long VERSION_1 = 1L << 32;
+
+    private static MemRegion region(Random rnd, long base, int i, Bad bad) {
+        if (bad.now()) {
+            return new MemRegion(pickL(rnd, (long) i << 20, rnd.nextLong() & ~0xfffL, -4096L), pickL(rnd, 0, MEM + 0x1000, rnd.nextLong()),
+                    pickL(rnd, base, rnd.nextLong()), pickL(rnd, 0x1000, MEM, rnd.nextLong()));
+        }
+        // the whole memfd, or its second half, at one of two guest addresses
+        boolean half = rnd.nextBoolean();
+        return new MemRegion(rnd.nextBoolean() ? 0 : 0x10000000L, half ? MEM / 2 : MEM, base + (half ? MEM / 2 : 0), half ? MEM / 2 : 0);
+    }
+
+    /** A ring address (front-end user address): inside the first 64 KiB mostly. */
+    private static long addr(Random rnd, long base, Bad bad) {
+        if (bad.now()) {
+            return pickL(rnd, base + 1, base + MEM - 16, base + MEM, rnd.nextLong(), 0);
+        }
+        return base + 0x1000L * rnd.nextInt(8);
+    }
+
+    private static Msg msg(VhostUserRequest r, int flags, byte[] payload, int[] fds) {
+        return new Msg(VhostUserMessage.encode(r.code(), flags, payload), fds);
+    }
+
+    private static byte[] u64(long v) {
+        return VhostUserMessage.u64(v);
+    }
+
+    private static byte[] state(int index, int num) {
+        return ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putInt(index).putInt(num).array();
+    }
+
+    private static int pick(Random rnd, int... from) {
+        return from[rnd.nextInt(from.length)];
+    }
+
+    private static long pickL(Random rnd, long... from) {
+        return from[rnd.nextInt(from.length)];
+    }
+
+    private static long openFds() throws Exception {
+        try (var s = Files.list(Path.of("/proc/self/fd"))) {
+            return s.count();
+        }
+    }
+
+    private static long mappings() throws Exception {
+        return Files.readAllLines(Path.of("/proc/self/maps")).stream().filter(l -> l.contains("memfd:guest")).count();
+    }
+}
