@@ -12,10 +12,20 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 
 import org.jvirtio.api.EventFd;
+import org.jvirtio.api.GuestMemory;
+import org.jvirtio.api.GuestRegion;
 import org.jvirtio.api.MemoryMapping;
+import org.jvirtio.api.VirtioDevice;
+import org.jvirtio.blk.BlkOptions;
+import org.jvirtio.blk.FileBackend;
+import org.jvirtio.blk.VirtioBlkDevice;
+import org.jvirtio.blk.dataplane.IoThreads;
+import org.jvirtio.blk.dataplane.UringIoFactory;
+import org.jvirtio.ring.SplitQueueDriver;
 import org.jvirtio.transport.vhostuser.VhostUserCodec.MemRegion;
-import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 import static org.jvirtio.transport.vhostuser.VhostUserProtocol.*;
 import static org.junit.jupiter.api.Assertions.*;
@@ -25,7 +35,10 @@ import static org.junit.jupiter.api.Assertions.*;
  * protocol has, with fields near their limits (ring indices past the queue count, sizes that are
  * not powers of two, addresses outside memory, config ranges past the end, region tables with
  * too many or too few fds, NOFD with an fd, unknown codes and flags), real memfds and eventfds
- * attached, and kicks on what was sent as a kick fd. Rings run on whatever the memory holds.
+ * attached, and kicks on what was sent as a kick fd. The rings hold real virtio-blk requests
+ * (16 KiB reads and writes), so queues are busy when memory tables change, rings stop and the
+ * device resets. Against a test device that echoes, and against the virtio-blk device on an image
+ * with io_uring I/O threads, where guest memory must stay mapped while the kernel still writes to it.
  *
  * <p>Whatever arrives: the session ends within seconds of the front-end leaving (no wait on a
  * queue that never drains, no stuck event loop), the backend then serves a well-behaved
@@ -35,18 +48,34 @@ import static org.junit.jupiter.api.Assertions.*;
 class MessageFuzzTest {
     static final int QUEUES = 2;
     static final long MEM = 1 << 20;
+    static final long DISK = 4 << 20;
+    static final int RING = 16;
     static final int CONFIG_SIZE = new EchoDevice(QUEUES).configSize();
 
     @TempDir
     Path dir;
 
-    @Test
-    void randomSessionsNeverHangLeakOrStopTheBackend() throws Exception {
+    @ParameterizedTest(name = "{0}")
+    @ValueSource(strings = {"echo", "blk"})
+    void randomSessionsNeverHangLeakOrStopTheBackend(String kind) throws Exception {
         int sessions = Integer.getInteger("jvirtio.fuzz.sessions", 300);
         long seed = Long.getLong("jvirtio.fuzz.seed", 0x76686f7374L);
         Path socket = dir.resolve("fuzz.sock");
-        EchoDevice device = new EchoDevice(QUEUES);
+        EchoDevice echo = new EchoDevice(QUEUES);
+        IoThreads ioThreads = kind.equals("blk") ? new IoThreads(1, 0) : null;
+        VirtioBlkDevice blk = null;
+        if (ioThreads != null) {
+            Path img = dir.resolve("disk.img");
+            try (var f = new java.io.RandomAccessFile(img.toFile(), "rw")) {
+                f.setLength(DISK);
+            }
+            blk = new VirtioBlkDevice(FileBackend.open(img, false, false), new BlkOptions(QUEUES, 256, "fuzz", false),
+                    ioThreads, new UringIoFactory());
+        }
+        VirtioDevice device = blk != null ? blk : echo;
+        long features = device.deviceFeatures();
         MemoryMapping mem = MemoryMapping.memfd("guest", MEM);
+        GuestMemory guest = GuestMemory.of(GuestRegion.of(0, mem));
         Random rnd = new Random(seed);
         // Rings somewhere in the first 64 KiB; mostly zeros, a little garbage.
         for (int i = 0; i < 256; i++) {
@@ -55,7 +84,7 @@ class MessageFuzzTest {
         ch.qos.logback.classic.Logger log = (ch.qos.logback.classic.Logger) org.slf4j.LoggerFactory.getLogger("org.jvirtio");
         ch.qos.logback.classic.Level level = log.getLevel();
         try (VhostUserBackend backend = VhostUserBackend.start(socket, device)) {
-            servesAWellBehavedFrontend(backend, socket); // lazily opened fds settle before counting
+            servesAWellBehavedFrontend(backend, socket, features); // lazily opened fds settle before counting
             long fdsBefore = openFds();
             long mapsBefore = mappings();
             log.setLevel(ch.qos.logback.classic.Level.ERROR); // thousands of refusals otherwise
@@ -69,7 +98,7 @@ class MessageFuzzTest {
                 try (VhostUserFrontend fe = VhostUserFrontend.connect(socket)) {
                     // Most sessions begin as QEMU would (owner, features, memory, rings started), cut
                     // off at a random point, so that the random part finds running rings to upset.
-                    List<Msg> setup = rnd.nextInt(4) == 0 ? List.of() : setup(rnd, mem, fds);
+                    List<Msg> setup = rnd.nextInt(4) == 0 ? List.of() : setup(rnd, mem, fds, features, requests(guest, features, rnd));
                     int cut = rnd.nextBoolean() ? setup.size() : rnd.nextInt(setup.size() + 1);
                     for (Msg m : setup.subList(0, cut)) {
                         fe.sendRaw(m.bytes, m.fds);
@@ -113,24 +142,37 @@ class MessageFuzzTest {
                 }
             }
             log.setLevel(level);
-            servesAWellBehavedFrontend(backend, socket);
-            System.out.printf("fuzz: %d sessions, %d messages, %d refused with a protocol error, %d rings started%n",
-                    sessions, messages, closedByBackend, device.starts.get());
-            assertTrue(device.starts.get() > sessions / 20, "rings started: " + device.starts.get());
+            servesAWellBehavedFrontend(backend, socket, features);
+            long served = 0;
+            for (int q = 0; q < QUEUES && blk != null; q++) {
+                served += blk.stats(q).requests();
+            }
+            System.out.printf("fuzz %s: %d sessions, %d messages, %d refused with a protocol error, %d rings started, %d blk requests%n",
+                    kind, sessions, messages, closedByBackend, echo.starts.get(), served);
+            if (blk == null) {
+                assertTrue(echo.starts.get() > sessions / 20, "rings started: " + echo.starts.get());
+            } else {
+                assertTrue(served > sessions, "blk requests served: " + served);
+            }
             // Both kinds of ending must be common, or the generator explores less than it claims.
             assertTrue(closedByBackend > sessions / 5 && closedByBackend < sessions * 9 / 10, "closed by the backend: " + closedByBackend);
             assertEquals(fdsBefore, openFds(), "fds left open by the backend");
             assertEquals(mapsBefore, mappings(), "mappings left by the backend");
         } finally {
             log.setLevel(level);
+            if (blk != null) {
+                blk.backend().close();
+                ioThreads.close();
+            }
+            guest.release();
             mem.release();
         }
     }
 
-    private static void servesAWellBehavedFrontend(VhostUserBackend backend, Path socket) throws Exception {
+    private static void servesAWellBehavedFrontend(VhostUserBackend backend, Path socket, long features) throws Exception {
         var disconnect = backend.nextDisconnect();
         try (VhostUserFrontend fe = VhostUserFrontend.connect(socket)) {
-            fe.negotiate(EchoDevice.FEATURES, 1L << PROTOCOL_F_REPLY_ACK);
+            fe.negotiate(features, 1L << PROTOCOL_F_REPLY_ACK);
             assertEquals(QUEUES, fe.getQueueNum());
         }
         assertEquals("front-end disconnected", disconnect.get(10, TimeUnit.SECONDS));
@@ -233,21 +275,45 @@ class MessageFuzzTest {
     }
 
     /** A correct start: owner, features, protocol features, memory, then every ring set up, kicked and enabled. */
-    private static List<Msg> setup(Random rnd, MemoryMapping mem, List<EventFd> fds) throws IOException {
+    /**
+     * Lays out, per queue, a ring of {@link #RING} entries at 0x4000 * q holding twelve virtio-blk
+     * requests (16 KiB reads and writes, headers at 0x20000, status bytes at 0x30000, data from
+     * 0x40000) and returns where each ring is: {desc, avail, used} guest addresses.
+     */
+    private static long[][] requests(GuestMemory guest, long features, Random rnd) {
+        long[][] rings = new long[QUEUES][];
+        for (int q = 0; q < QUEUES; q++) {
+            SplitQueueDriver d = SplitQueueDriver.at(guest, 0x4000L * q, RING, features, 0, 0);
+            for (int i = 0; i < 12; i++) {
+                int k = q * RING + i;
+                long hdr = 0x20000 + 16L * k;
+                guest.writeU32(hdr, rnd.nextBoolean() ? 0 : 1); // IN or OUT
+                guest.writeU32(hdr + 4, 0);
+                guest.writeU64(hdr + 8, rnd.nextInt((int) (DISK / 512) - 32));
+                boolean out = guest.readU32(hdr) == 1;
+                d.add(new long[] {hdr, 0x40000 + 0x4000L * k, 0x30000 + k}, new int[] {16, 0x4000, 1}, 3, out ? 2 : 1, k);
+            }
+            d.publish();
+            rings[q] = new long[] {d.descAddr(), d.availAddr(), d.usedAddr()};
+        }
+        return rings;
+    }
+
+    private static List<Msg> setup(Random rnd, MemoryMapping mem, List<EventFd> fds, long features, long[][] rings) throws IOException {
         long base = mem.segment().address();
         int[] none = new int[0];
         int flags = VERSION;
         List<Msg> m = new ArrayList<>();
         m.add(msg(VhostUserRequest.SET_OWNER, flags, new byte[0], none));
         m.add(msg(VhostUserRequest.GET_FEATURES, flags, new byte[0], none));
-        m.add(msg(VhostUserRequest.SET_FEATURES, flags, u64(EchoDevice.FEATURES | F_PROTOCOL_FEATURES), none));
+        m.add(msg(VhostUserRequest.SET_FEATURES, flags, u64(features | F_PROTOCOL_FEATURES), none));
         m.add(msg(VhostUserRequest.SET_PROTOCOL_FEATURES, flags, u64(BACKEND_PROTOCOL_FEATURES), none));
         m.add(msg(VhostUserRequest.SET_MEM_TABLE, flags, VhostUserCodec.encodeMemTable(List.of(new MemRegion(0, MEM, base, 0))),
                 new int[] {mem.fd()}));
         for (int q = 0; q < QUEUES; q++) {
-            long at = base + 0x4000L * q;
-            m.add(msg(VhostUserRequest.SET_VRING_NUM, flags, state(q, pick(rnd, 16, 64, 256)), none));
-            m.add(msg(VhostUserRequest.SET_VRING_ADDR, flags, VhostUserCodec.encodeVringAddr(q, 0, at + 0x1000, at + 0x3000, at + 0x2000, 0), none));
+            m.add(msg(VhostUserRequest.SET_VRING_NUM, flags, state(q, RING), none));
+            m.add(msg(VhostUserRequest.SET_VRING_ADDR, flags,
+                    VhostUserCodec.encodeVringAddr(q, 0, base + rings[q][0], base + rings[q][2], base + rings[q][1], 0), none));
             m.add(msg(VhostUserRequest.SET_VRING_BASE, flags, state(q, 0), none));
             EventFd call = EventFd.create(true);
             EventFd kick = EventFd.create(true);
