@@ -4,7 +4,8 @@ package org.jvirtio.blk;
  * How a virtio-blk device presents its backend.
  *
  * @param queues      number of request queues (MQ when more than one)
- * @param queueSize   largest queue size offered
+ * @param queueSize   largest queue size offered (the front-end picks the size; QEMU's
+ *                    queue-size goes up to 1024)
  * @param serial      GET_ID answer (at most 20 bytes, ASCII)
  * @param readOnly    refuse writes even if the backend allows them
  */
@@ -22,6 +23,6 @@ public record BlkOptions(int queues, int queueSize, String serial, boolean readO
     }
 
     public static BlkOptions defaults() {
-        return new BlkOptions(1, 256, "jvirtio", false);
+        return new BlkOptions(1, 1024, "jvirtio", false);
     }
 }

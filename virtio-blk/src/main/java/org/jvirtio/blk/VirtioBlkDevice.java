@@ -26,6 +26,13 @@ public final class VirtioBlkDevice implements VirtioDevice {
     private static final Logger LOG = LoggerFactory.getLogger(VirtioBlkDevice.class);
 
     static final int SIZE_MAX = 1 << 20;
+    /**
+     * Data buffers per request the driver may use (QEMU's virtio-blk: queue size - 2 for its
+     * default 256). Not tied to the ring size: a driver with a small ring still sends long chains
+     * through indirect tables, and one readv takes at most 1024 iovecs, so 254 leaves room for
+     * buffers split across memory regions.
+     */
+    static final int SEG_MAX = 254;
     static final long MAX_DISCARD_SECTORS = 0x3fffff;
     static final int MAX_DISCARD_SEG = 32;
     static final long MAX_WRITE_ZEROES_SECTORS = 0x3fffff;
@@ -99,7 +106,7 @@ public final class VirtioBlkDevice implements VirtioDevice {
         ByteBuffer b = ByteBuffer.allocate(CONFIG_SIZE).order(ByteOrder.LITTLE_ENDIAN);
         b.putLong(CFG_CAPACITY, capacitySectors);
         b.putInt(CFG_SIZE_MAX, SIZE_MAX);
-        b.putInt(CFG_SEG_MAX, options.queueSize() - 2);
+        b.putInt(CFG_SEG_MAX, SEG_MAX);
         b.putInt(CFG_BLK_SIZE, SECTOR_SIZE);
         b.put(CFG_PHYSICAL_BLOCK_EXP, (byte) 3); // 4 KiB physical blocks
         b.put(CFG_ALIGNMENT_OFFSET, (byte) 0);

@@ -60,7 +60,8 @@ public final class VhostUserBlkCommand implements Callable<Integer> {
             description = "I/O threads, each an epoll event loop; queue i runs on thread i mod N (default: ${DEFAULT-VALUE}; more than --queues is pointless).")
     int iothreads;
 
-    @Option(names = "--queue-size", defaultValue = "256", description = "Largest queue size offered (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--queue-size", defaultValue = "1024",
+            description = "Largest queue size offered; the front-end picks the size up to it (QEMU's queue-size property, 128 or 256 by default, at most 1024) (default: ${DEFAULT-VALUE}).")
     int queueSize;
 
     @Option(names = "--read-only", description = "Refuse writes (the disk is offered with VIRTIO_BLK_F_RO).")
