@@ -51,7 +51,9 @@ final class UringQueueIo implements BlockQueueIo {
     private final FileBackend file;
     private final BlockRequest[] byTag;
     private final long[] deallocArgs;
-    private final IoUring.Completions sink = this::completed;
+    /** Tests only: rewrites each completion's result (see {@link #filterResults}). */
+    private java.util.function.IntUnaryOperator filter;
+    private final IoUring.Completions sink = (userData, res) -> completed(userData, this.filter == null ? res : this.filter.applyAsInt(res));
     private int pending;
     private boolean zeroRangeUnsupported;
 
@@ -76,6 +78,15 @@ final class UringQueueIo implements BlockQueueIo {
         }
         this.byTag = new BlockRequest[depth];
         this.deallocArgs = new long[depth * MAX_DEALLOC * 3];
+    }
+
+    /**
+     * Tests only: every result the kernel posts passes through {@code f} first, to provoke what
+     * these kernels rarely do on their own: -EAGAIN, -EINTR and short transfers (a result smaller
+     * than asked for; the bytes the kernel really moved are moved again, which is harmless).
+     */
+    void filterResults(java.util.function.IntUnaryOperator f) {
+        this.filter = f;
     }
 
     private static long userData(BlockRequest r, int kind, int index) {
