@@ -684,8 +684,10 @@ final class BackendSession implements DeviceContext, AutoCloseable {
             }
             boolean ack = protocol(PROTOCOL_F_REPLY_ACK);
             try {
+                // The channel is the front-end's socket: never block on it (a front-end that stops
+                // reading must not stall this loop, which serves its messages too).
                 UnixSocket.send(backendReqFd, VhostUserMessage.encode(BACKEND_CONFIG_CHANGE_MSG,
-                        VERSION | (ack ? FLAG_NEED_REPLY : 0), new byte[0]), new int[0]);
+                        VERSION | (ack ? FLAG_NEED_REPLY : 0), new byte[0]), new int[0], true);
                 if (ack) {
                     awaitBackendReply();
                 }
@@ -695,16 +697,24 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         });
     }
 
+    /** Waits up to 5 s for the whole reply (a front-end sending half of one does not stall the loop longer). */
     private void awaitBackendReply() throws ErrnoException, VhostUserProtocolException {
-        if (!Libc.pollIn(backendReqFd, 5000)) {
-            throw new VhostUserProtocolException("no reply to CONFIG_CHANGE_MSG within 5 s");
-        }
-        try (MessageReader r = new MessageReader(backendReqFd, false)) {
-            if (r.read() != MessageReader.Status.MESSAGE) {
-                throw new VhostUserProtocolException("backend request channel closed");
+        long deadline = System.nanoTime() + 5_000_000_000L;
+        try (MessageReader r = new MessageReader(backendReqFd, true)) {
+            while (true) {
+                int left = (int) Math.max(0, (deadline - System.nanoTime()) / 1_000_000);
+                if (left == 0 || !Libc.pollIn(backendReqFd, left)) {
+                    throw new VhostUserProtocolException("no reply to CONFIG_CHANGE_MSG within 5 s");
+                }
+                MessageReader.Status s = r.read();
+                if (s == MessageReader.Status.EOF) {
+                    throw new VhostUserProtocolException("backend request channel closed");
+                }
+                if (s == MessageReader.Status.MESSAGE) {
+                    UnixSocket.closeAll(r.message().fds());
+                    return;
+                }
             }
-            VhostUserMessage reply = r.message();
-            UnixSocket.closeAll(reply.fds());
         }
     }
 

@@ -267,6 +267,15 @@ final class UnixSocket {
 
     /** Sends all of {@code data} in one {@code sendmsg} (retrying the rest), the fds with the first byte. */
     static void send(int fd, byte[] data, int[] fds) throws ErrnoException {
+        send(fd, data, fds, false);
+    }
+
+    /**
+     * Like {@link #send(int, byte[], int[])}; with {@code dontWait} a full socket buffer is an
+     * error (EAGAIN) even when the fd itself is blocking (a socket a peer handed over, whose
+     * blocking mode is the peer's choice).
+     */
+    static void send(int fd, byte[] data, int[] fds, boolean dontWait) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment st = arena.allocate(CAPTURE);
             MemorySegment buf = arena.allocate(Math.max(1, data.length));
@@ -293,7 +302,7 @@ final class UnixSocket {
                     msg.set(JAVA_LONG, 32, control.address());
                     msg.set(JAVA_LONG, 40, control.byteSize());
                 }
-                long n = (long) SENDMSG.invokeExact(st, fd, msg, MSG_NOSIGNAL);
+                long n = (long) SENDMSG.invokeExact(st, fd, msg, MSG_NOSIGNAL | (dontWait ? MSG_DONTWAIT : 0));
                 if (n < 0) {
                     int e = errno(st);
                     if (e == EINTR) {

@@ -17,6 +17,7 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
+import static org.jvirtio.transport.vhostuser.VhostUserProtocol.*;
 import static org.junit.jupiter.api.Assertions.*;
 
 /** The Java front-end against the Java backend with a small echo device, over a real Unix socket. */
@@ -254,6 +255,60 @@ class VhostUserBackendTest {
                 Thread.sleep(10);
             }
             assertEquals(1, rig.fe.configChanges());
+        }
+    }
+
+    /**
+     * The backend request channel is the front-end's socket. One that never reads it (so that it
+     * fills), or answers CONFIG_CHANGE_MSG with half a reply, must not stall the backend's loop,
+     * which also serves the front-end's own messages.
+     */
+    @Test
+    void aFrontendThatStallsTheBackendChannelDoesNotStallTheBackend() throws Exception {
+        // 1. No REPLY_ACK: CONFIG_CHANGE_MSGs are fire-and-forget; the front-end never reads them.
+        try (FrontendRig rig = new FrontendRig(socket)) {
+            VhostUserFrontend fe = rig.fe;
+            rig.features = fe.negotiate(~0L, BACKEND_PROTOCOL_FEATURES & ~(1L << PROTOCOL_F_REPLY_ACK));
+            fe.setMemTable(rig.memory);
+            rig.queue(0, 16);
+            rig.echo(0, new byte[4]); // the device is active: it has a context to announce changes on
+            int[] pair = UnixSocket.socketPair(); // blocking sockets
+            try {
+                fe.sendRaw(VhostUserMessage.encode(VhostUserRequest.SET_BACKEND_REQ_FD.code(), VERSION, new byte[0]), pair[1]);
+                UnixSocket.closeQuietly(pair[1]);
+                for (int i = 0; i < 20_000; i++) {
+                    device.context.notifyConfigChange(); // far more than the socket buffer holds
+                }
+                long t0 = System.nanoTime();
+                fe.setReplyTimeoutMillis(10_000);
+                assertEquals(2, fe.getQueueNum(), "the backend still answers");
+                assertTrue(System.nanoTime() - t0 < 10_000_000_000L);
+            } finally {
+                UnixSocket.closeQuietly(pair[0]);
+            }
+        }
+        // 2. REPLY_ACK: the front-end reads the message and sends 5 of the reply's 20 bytes.
+        try (FrontendRig rig = new FrontendRig(socket)) {
+            VhostUserFrontend fe = rig.fe;
+            rig.negotiate();
+            fe.setMemTable(rig.memory);
+            rig.queue(0, 16);
+            rig.echo(0, new byte[4]);
+            int[] pair = UnixSocket.socketPair();
+            try {
+                fe.sendRaw(VhostUserMessage.encode(VhostUserRequest.SET_BACKEND_REQ_FD.code(), VERSION, new byte[0]), pair[1]);
+                UnixSocket.closeQuietly(pair[1]);
+                long t0 = System.nanoTime();
+                device.context.notifyConfigChange();
+                assertTrue(org.jvirtio.api.linux.Libc.pollIn(pair[0], 10_000), "CONFIG_CHANGE_MSG sent");
+                UnixSocket.send(pair[0], new byte[] {2, 0, 0, 0, 5}, new int[0]);
+                fe.setReplyTimeoutMillis(15_000);
+                assertEquals(2, fe.getQueueNum(), "the backend answers once it gave up on the reply");
+                long waited = System.nanoTime() - t0;
+                assertTrue(waited < 8_000_000_000L, "stalled for " + waited / 1_000_000 + " ms");
+            } finally {
+                UnixSocket.closeQuietly(pair[0]);
+            }
         }
     }
 
