@@ -209,12 +209,27 @@ public final class Libc {
         }
     }
 
+    public static final int F_GETFL = 3;
+    public static final int F_SETFL = 4;
+    public static final int O_NONBLOCK = 0x800;
     public static final int F_ADD_SEALS = 1033;
     public static final int F_GET_SEALS = 1034;
     public static final int F_SEAL_SEAL = 0x0001;
     public static final int F_SEAL_SHRINK = 0x0002;
 
     /** {@code fcntl(fd, cmd, arg)} for commands taking an int (F_GET_SEALS, F_ADD_SEALS, ...). */
+    /**
+     * Sets O_NONBLOCK on {@code fd}. The flag belongs to the open file, so a peer that passed the
+     * fd sees it too; for eventfds a peer hands over (vhost-user kick, call, err) that is what keeps
+     * our writes and reads from ever blocking on a counter or pipe the peer controls.
+     */
+    public static void setNonBlocking(int fd) throws ErrnoException {
+        int flags = fcntl(fd, F_GETFL, 0);
+        if ((flags & O_NONBLOCK) == 0) {
+            fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+        }
+    }
+
     public static int fcntl(int fd, int cmd, int arg) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment state = captureState(arena);

@@ -527,6 +527,22 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         return VhostUserMessage.vringState(s.index(), base);
     }
 
+    /**
+     * Takes a kick, call or err fd and makes it non-blocking: the counter (or, for a fd that is
+     * not an eventfd at all, the pipe or socket) is the front-end's to fill, and a write of ours
+     * that blocks would stop an I/O thread serving other queues.
+     */
+    private EventFd adoptEventFd(VhostUserMessage m, int[] fds) throws VhostUserProtocolException {
+        int fd = take(fds, 0);
+        try {
+            Libc.setNonBlocking(fd);
+        } catch (ErrnoException e) {
+            UnixSocket.closeQuietly(fd);
+            throw new VhostUserProtocolException(m.name() + ": cannot make the file descriptor non-blocking: " + e.getMessage());
+        }
+        return EventFd.adopt(fd, true);
+    }
+
     private void setVringKick(VhostUserMessage m, VringFd f, int[] fds) throws VhostUserProtocolException {
         Vring v = vring(m, f.index());
         boolean wasRunning = v.running;
@@ -534,7 +550,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         if (v.kick != null) {
             v.kick.close();
         }
-        v.kick = f.noFd() ? null : EventFd.adopt(take(fds, 0), false);
+        v.kick = f.noFd() ? null : adoptEventFd(m, fds);
         v.kickSet = true;
         if (!v.started) {
             v.started = true;
@@ -555,7 +571,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         if (v.call != null) {
             v.call.close();
         }
-        v.call = f.noFd() ? null : EventFd.adopt(take(fds, 0), false);
+        v.call = f.noFd() ? null : adoptEventFd(m, fds);
         if (wasRunning) {
             startRunningIfReady(v);
         }
@@ -566,7 +582,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         if (v.err != null) {
             v.err.close();
         }
-        v.err = f.noFd() ? null : EventFd.adopt(take(fds, 0), false);
+        v.err = f.noFd() ? null : adoptEventFd(m, fds);
     }
 
     private void setVringEnable(VhostUserMessage m, VringState s) throws VhostUserProtocolException {

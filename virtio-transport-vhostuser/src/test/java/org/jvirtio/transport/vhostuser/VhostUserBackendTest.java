@@ -312,6 +312,37 @@ class VhostUserBackendTest {
         }
     }
 
+    /**
+     * A front-end fills its (blocking) call eventfd to 2^64 - 2: an interrupt would then block the
+     * writer until someone reads. The backend made the fd non-blocking when it took it, so its
+     * queue thread keeps serving (the interrupt is lost, as the front-end asked for) and stops
+     * when told.
+     */
+    @Test
+    void aSaturatedCallEventfdDoesNotBlockTheQueue() throws Exception {
+        try (FrontendRig rig = new FrontendRig(socket)) {
+            rig.negotiate();
+            rig.fe.setMemTable(rig.memory);
+            SplitQueueDriver d = rig.queue(0, 16);
+            assertEquals(0, org.jvirtio.api.linux.Libc.eventfdWrite(rig.calls.get(0).fd(), 0xffff_ffff_ffff_fffeL));
+            for (int i = 0; i < 3; i++) {
+                long in = 0x100000 + 0x1000L * i;
+                rig.memory.writeU32(in, 0x12345678);
+                assertTrue(d.add(new long[] {in, in + 0x800}, new int[] {4, 4}, 2, 1, i) >= 0);
+                d.publish();
+                rig.kicks.get(0).signal();
+                int[] got = {0};
+                long deadline = System.nanoTime() + 5_000_000_000L;
+                while (d.pollUsed((h, t, l) -> got[0]++) == 0) { // the call fd is not read: it stays full
+                    assertTrue(System.nanoTime() < deadline, "request " + i + " not served: the queue thread is stuck");
+                    Thread.sleep(1);
+                }
+            }
+            rig.fe.setReplyTimeoutMillis(5_000);
+            assertEquals(3, rig.fe.getVringBase(0), "the queue stops when told");
+        }
+    }
+
     @Test
     void resetDeviceStopsQueuesAndAllowsANewSession() throws Exception {
         try (FrontendRig rig = new FrontendRig(socket)) {
