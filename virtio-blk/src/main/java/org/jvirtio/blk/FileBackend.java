@@ -48,7 +48,12 @@ public final class FileBackend implements BlockBackend {
                     + Libc.strerror(e.errno()), e);
         }
         try {
-            long size = Libc.fileSize(fd);
+            long size;
+            try {
+                size = Libc.fileSize(fd);
+            } catch (ErrnoException e) {
+                throw new IOException("image " + path + " has no size (not a file or block device?): " + Libc.strerror(e.errno()), e);
+            }
             if (size <= 0 || size % 512 != 0) {
                 throw new IOException("image " + path + " is " + size + " bytes, not a positive multiple of 512");
             }

@@ -355,6 +355,12 @@ class VirtioBlkRequestTest {
         Path empty = dir.resolve("empty.img");
         Files.write(empty, new byte[0]);
         assertThrows(java.io.IOException.class, () -> FileBackend.open(empty, true, false));
+        Path fifo = dir.resolve("fifo");
+        assertEquals(0, new ProcessBuilder("mkfifo", fifo.toString()).start().waitFor());
+        e = assertThrows(java.io.IOException.class, () -> FileBackend.open(fifo, false, false));
+        assertTrue(e.getMessage().contains("image " + fifo + " has no size"), e.getMessage());
+        e = assertThrows(java.io.IOException.class, () -> FileBackend.open(dir, false, false));
+        assertTrue(e.getMessage().contains("Is a directory"), e.getMessage());
         assertThrows(IllegalArgumentException.class, () -> new RamBackend(1000));
         assertThrows(IllegalArgumentException.class, () -> new NullBackend(0));
     }
