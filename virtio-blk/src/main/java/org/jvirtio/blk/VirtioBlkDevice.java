@@ -27,12 +27,14 @@ public final class VirtioBlkDevice implements VirtioDevice {
 
     static final int SIZE_MAX = 1 << 20;
     /**
-     * Data buffers per request the driver may use (QEMU's virtio-blk: queue size - 2 for its
-     * default 256). Not tied to the ring size: a driver with a small ring still sends long chains
-     * through indirect tables, and one readv takes at most 1024 iovecs, so 254 leaves room for
-     * buffers split across memory regions.
+     * Data buffers per request the driver may use, at most: a request of seg_max data buffers
+     * takes seg_max + 2 descriptors, and a driver without indirect descriptors cannot put more
+     * descriptors in flight than its ring has (Linux then waits for room forever). The ring size
+     * is the front-end's choice, made after it read the config, so seg_max assumes the smallest
+     * ring QEMU uses by default (128), or --queue-size if that is smaller. QEMU's own virtio-blk
+     * does the same with its own ring size (seg-max-adjust).
      */
-    static final int SEG_MAX = 254;
+    static final int SEG_MAX_RING = 128;
     static final long MAX_DISCARD_SECTORS = 0x3fffff;
     static final int MAX_DISCARD_SEG = 32;
     static final long MAX_WRITE_ZEROES_SECTORS = 0x3fffff;
@@ -106,7 +108,7 @@ public final class VirtioBlkDevice implements VirtioDevice {
         ByteBuffer b = ByteBuffer.allocate(CONFIG_SIZE).order(ByteOrder.LITTLE_ENDIAN);
         b.putLong(CFG_CAPACITY, capacitySectors);
         b.putInt(CFG_SIZE_MAX, SIZE_MAX);
-        b.putInt(CFG_SEG_MAX, SEG_MAX);
+        b.putInt(CFG_SEG_MAX, Math.min(options.queueSize(), SEG_MAX_RING) - 2);
         b.putInt(CFG_BLK_SIZE, SECTOR_SIZE);
         b.put(CFG_PHYSICAL_BLOCK_EXP, (byte) 3); // 4 KiB physical blocks
         b.put(CFG_ALIGNMENT_OFFSET, (byte) 0);

@@ -61,7 +61,7 @@ public final class VhostUserBlkCommand implements Callable<Integer> {
     int iothreads;
 
     @Option(names = "--queue-size", defaultValue = "1024",
-            description = "Largest queue size offered; the front-end picks the size up to it (QEMU's queue-size property, 128 or 256 by default, at most 1024) (default: ${DEFAULT-VALUE}).")
+            description = "Largest queue size offered; the front-end picks the size up to it (QEMU's queue-size property, 128 or 256 by default, at most 1024). seg_max is min(this, 128) - 2: set it to the front-end's ring size if that is below 128 and indirect descriptors are off (default: ${DEFAULT-VALUE}).")
     int queueSize;
 
     @Option(names = "--read-only", description = "Refuse writes (the disk is offered with VIRTIO_BLK_F_RO).")
