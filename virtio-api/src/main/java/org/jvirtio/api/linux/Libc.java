@@ -217,7 +217,6 @@ public final class Libc {
     public static final int F_SEAL_SEAL = 0x0001;
     public static final int F_SEAL_SHRINK = 0x0002;
 
-    /** {@code fcntl(fd, cmd, arg)} for commands taking an int (F_GET_SEALS, F_ADD_SEALS, ...). */
     /**
      * Sets O_NONBLOCK on {@code fd}. The flag belongs to the open file, so a peer that passed the
      * fd sees it too; for eventfds a peer hands over (vhost-user kick, call, err) that is what keeps
@@ -230,6 +229,7 @@ public final class Libc {
         }
     }
 
+    /** {@code fcntl(fd, cmd, arg)} for commands taking an int (F_GET_SEALS, F_ADD_SEALS, ...). */
     public static int fcntl(int fd, int cmd, int arg) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment state = captureState(arena);
