@@ -71,7 +71,13 @@ final class BlkRig implements AutoCloseable {
         return g;
     }
 
+    /** A context whose needsReset fails the test. */
     static DeviceContext context(long features) {
+        return context(features, (q, reason) -> fail(reason));
+    }
+
+    /** A context that hands needsReset to {@code onReset}. */
+    static DeviceContext context(long features, java.util.function.BiConsumer<Integer, String> onReset) {
         return new DeviceContext() {
             @Override
             public long negotiatedFeatures() {
@@ -84,7 +90,7 @@ final class BlkRig implements AutoCloseable {
 
             @Override
             public void needsReset(int q, String reason) {
-                fail(reason);
+                onReset.accept(q, reason);
             }
         };
     }

@@ -5,7 +5,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
 
-import org.jvirtio.api.DeviceContext;
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.GuestRegion;
 import org.jvirtio.api.Interrupt;
@@ -84,21 +83,7 @@ class HostileRingFuzzTest {
         VirtioBlkDevice device = new VirtioBlkDevice(backend, new BlkOptions(1, QSIZE, "fuzz", false), host, io);
         long features = device.deviceFeatures();
         List<String> resets = new ArrayList<>();
-        device.activate(new DeviceContext() {
-            @Override
-            public long negotiatedFeatures() {
-                return features;
-            }
-
-            @Override
-            public void notifyConfigChange() {
-            }
-
-            @Override
-            public void needsReset(int q, String reason) {
-                resets.add(reason);
-            }
-        });
+        device.activate(BlkRig.context(features, (q, reason) -> resets.add(reason)));
         Random rnd = new Random(seed);
         // Every broken ring and failed request logs a WARN: thousands of lines. Quiet for the run.
         ch.qos.logback.classic.Logger log = (ch.qos.logback.classic.Logger) org.slf4j.LoggerFactory.getLogger("org.jvirtio");
