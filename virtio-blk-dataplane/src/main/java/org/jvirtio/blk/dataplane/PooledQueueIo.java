@@ -1,7 +1,5 @@
 package org.jvirtio.blk.dataplane;
 
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.Executor;
 
@@ -100,17 +98,13 @@ final class PooledQueueIo implements BlockQueueIo {
     @Override
     public void close() {
         // Never free guest memory a pool thread may still write: wait for the stragglers.
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment counter = a.allocate(8, 8);
-            while (pending > 0) {
-                try {
-                    org.jvirtio.api.linux.Libc.pollIn(eventFd.fd(), 100);
-                } catch (ErrnoException e) {
-                    break;
-                }
-                org.jvirtio.api.linux.Libc.eventfdRead(eventFd.fd(), counter);
-                reap();
+        while (pending > 0) {
+            try {
+                eventFd.await(100);
+            } catch (ErrnoException e) {
+                break;
             }
+            reap();
         }
         eventFd.close();
     }
