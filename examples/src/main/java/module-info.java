@@ -5,6 +5,7 @@ module org.jvirtio.examples {
     requires org.jvirtio.blk;
     requires org.jvirtio.blk.dataplane;
     requires org.jvirtio.transport.vhostuser;
+    requires org.jvirtio.runner;
     requires com.google.guice;
     requires info.picocli;
     requires org.slf4j;
@@ -14,4 +15,6 @@ module org.jvirtio.examples {
     exports org.jvirtio.examples.blk;
     opens org.jvirtio.examples.ringdemo to info.picocli;
     opens org.jvirtio.examples.blk to info.picocli, com.google.guice;
+
+    provides org.jvirtio.runner.DeviceCommand with org.jvirtio.examples.blk.BlkCommand;
 }

@@ -2,7 +2,8 @@
 module org.jvirtio.blk.dataplane {
     requires org.jvirtio.api;
     requires org.jvirtio.ring;
-    requires org.jvirtio.blk;
+    requires transitive org.jvirtio.blk;
+    requires transitive org.jvirtio.host;
     requires org.slf4j;
     requires io.netty.common;
     requires io.netty.transport;

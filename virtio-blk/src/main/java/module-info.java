@@ -1,7 +1,6 @@
 /** The virtio-blk device model (VIRTIO 1.3, 5.2) and its block backends. */
 module org.jvirtio.blk {
     requires transitive org.jvirtio.api;
-    requires transitive org.jvirtio.ring;
     requires org.slf4j;
 
     exports org.jvirtio.blk;

@@ -2,6 +2,7 @@
 module org.jvirtio.transport.vhostuser {
     requires transitive org.jvirtio.api;
     requires org.jvirtio.ring;
+    requires transitive org.jvirtio.host;
     requires org.slf4j;
     requires io.netty.common;
     requires io.netty.transport;

@@ -5,6 +5,7 @@ import java.lang.foreign.MemorySegment;
 import java.util.concurrent.TimeUnit;
 
 import org.jvirtio.api.DeviceContext;
+import org.jvirtio.api.FeatureNegotiation;
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.GuestRegion;
 import org.jvirtio.api.Interrupt;
@@ -12,10 +13,10 @@ import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.api.QueueBinding;
 import org.jvirtio.blk.BlkIoFactory;
 import org.jvirtio.blk.BlkOptions;
-import org.jvirtio.blk.BlkQueue;
 import org.jvirtio.blk.NullBackend;
 import org.jvirtio.blk.VirtioBlk;
 import org.jvirtio.blk.VirtioBlkDevice;
+import org.jvirtio.host.QueueEngine;
 import org.jvirtio.ring.SplitQueue;
 import org.jvirtio.ring.SplitQueueDriver;
 import org.jvirtio.ring.SplitRingLayout;
@@ -38,7 +39,7 @@ import static org.jvirtio.api.GuestMemory.LE_U16;
 
 /**
  * Device-side CPU cost of one virtio-blk request on the null device, single thread, no
- * transport: {@link BlkQueue#serve()} pops 32 requests (header 16 B, 4 KiB data, status 1 B, three
+ * transport: {@link QueueEngine#serve()} pops 32 requests (header 16 B, 4 KiB data, status 1 B, three
  * descriptors), parses each through the chain cursor, runs the backend operation (IN: zero-fills
  * 4 KiB of guest memory; OUT: nothing), writes the status byte, returns the chain, publishes
  * (every 8 and at the end), re-enables notifications with its fence and re-check. What the I/O
@@ -64,24 +65,15 @@ public class BlkQueueBenchmark {
     private int availIdx;
     private int next;
     private VirtioBlkDevice device;
-    private BlkQueue queue;
+    private QueueEngine queue;
 
     @Setup(Level.Trial)
     public void setUp() throws Exception {
         arena = Arena.ofShared();
         MemorySegment seg = arena.allocate(8 << 20, 4096);
         memory = GuestMemory.of(GuestRegion.of(0, MemoryMapping.ofSegment(seg)));
-        BlkQueue[] captured = new BlkQueue[1];
-        device = new VirtioBlkDevice(new NullBackend(1L << 30), new BlkOptions(1, SIZE, "bench", false), q -> {
-            captured[0] = q;
-            try {
-                q.open();
-            } catch (java.io.IOException e) {
-                throw new IllegalStateException(e);
-            }
-            return () -> { };
-        }, BlkIoFactory.INLINE);
-        long features = device.deviceFeatures();
+        device = new VirtioBlkDevice(new NullBackend(1L << 30), new BlkOptions(1, SIZE, "bench", false), BlkIoFactory.INLINE);
+        long features = FeatureNegotiation.offered(device);
         device.activate(new DeviceContext() {
             @Override
             public long negotiatedFeatures() {
@@ -112,14 +104,15 @@ public class BlkQueueBenchmark {
         avail = memory.slice(p.avail(), SplitRingLayout.availBytes(SIZE));
         SplitQueue ring = new SplitQueue(0);
         ring.activate(memory, SIZE, p.desc(), p.avail(), p.used(), features, 0, 0);
-        device.startQueue(new QueueBinding(0, ring, null, Interrupt.NONE));
-        queue = captured[0];
+        QueueBinding binding = new QueueBinding(0, ring, null, Interrupt.NONE);
+        queue = new QueueEngine(binding, device.openQueue(binding));
+        queue.open();
     }
 
     @TearDown(Level.Trial)
     public void tearDown() {
-        device.reset();
         queue.close();
+        device.reset();
         memory.release();
         arena.close();
     }

@@ -48,6 +48,27 @@ public final class DeviceStatus {
         return true;
     }
 
+    /**
+     * Whether a front-end that reports the driver's progress in aggregate (vhost-user's
+     * SET_STATUS) may write {@code next} when the status is {@code current}. QEMU reports
+     * FEATURES_OK when it sets the features and ACKNOWLEDGE|DRIVER|DRIVER_OK when the device
+     * starts, so the order of the first three bits is not checked; the rest is as in
+     * {@link #isLegalTransition}: 0 resets, bits are only added, unknown bits and
+     * DEVICE_NEEDS_RESET (the device's bit) are refused, and DRIVER_OK needs FEATURES_OK.
+     */
+    public static boolean isLegalAggregateTransition(int current, int next) {
+        if (next == 0) {
+            return true;
+        }
+        if ((next & ~ALL) != 0 || (next & DEVICE_NEEDS_RESET & ~current) != 0) {
+            return false;
+        }
+        if ((current & ~next & ~DEVICE_NEEDS_RESET) != 0) {
+            return false;
+        }
+        return (next & DRIVER_OK) == 0 || (next & FEATURES_OK) != 0;
+    }
+
     /** A readable form, e.g. {@code ACKNOWLEDGE|DRIVER|FEATURES_OK}. */
     public static String describe(int status) {
         if (status == 0) {

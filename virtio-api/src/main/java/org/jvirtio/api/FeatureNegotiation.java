@@ -34,6 +34,15 @@ public final class FeatureNegotiation {
     }
 
     /**
+     * Everything a transport offers for {@code device}: its device-type features plus the ring
+     * features every jvirtio queue supports (VERSION_1, INDIRECT_DESC, EVENT_IDX). Transports
+     * call this; devices do not add ring features themselves.
+     */
+    public static long offered(VirtioDevice device) {
+        return device.deviceFeatures() | VirtioFeatures.RING_FEATURES;
+    }
+
+    /**
      * Checks a driver's acknowledged features against the device's offer.
      *
      * @param requireVersion1 whether VERSION_1 must be among the accepted features (true for

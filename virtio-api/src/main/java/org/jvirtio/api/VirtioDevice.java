@@ -1,24 +1,40 @@
 package org.jvirtio.api;
 
 /**
- * The SPI every jvirtio device implements. A transport (vhost-user, MMIO) drives it; the device
- * never parses a ring or a transport message itself.
+ * The SPI every jvirtio device implements: what the device is (id, features, config space,
+ * queues) and what it does with a queue. A transport (vhost-user, MMIO) drives it; the device
+ * never parses a ring or a transport message, never negotiates ring features and never owns a
+ * thread. Most devices extend {@link AbstractVirtioDevice}, which has the defaults.
  *
- * <p>All calls come from the transport's control thread, in this order per driver session:
- * {@link #activate(DeviceContext)}, then any number of {@link #startQueue(QueueBinding)} /
- * {@link #stopQueue(int)} pairs per queue, then {@link #reset()}. Feature and configuration
- * accessors may be called at any time. A transport that must change something a running queue
- * uses (guest memory, the call eventfd, ring addresses) stops the queue, changes it, and starts
- * it again: the device never sees a queue change under its feet.
+ * <p>The transport owns negotiation: it offers {@link VirtioFeatures#RING_FEATURES} on top of
+ * {@link #deviceFeatures()} (see {@link FeatureNegotiation#offered}), requires VERSION_1, checks
+ * status transitions, and derives transport options from what the device has (vhost-user offers
+ * PROTOCOL_F_CONFIG only with a config space, PROTOCOL_F_MQ only with more than one queue).
+ *
+ * <p>The framework owns the threads: for each queue the transport starts, it calls
+ * {@link #openQueue} and runs the returned {@link QueueHandler} on a queue host
+ * (thread-per-queue or epoll I/O threads, chosen by configuration, not by the device).
+ *
+ * <p>Calls come from the transport's control thread, in this order per driver session:
+ * {@link #activate(DeviceContext)}, then {@link #openQueue} for each queue that starts (again
+ * after each stop), then {@link #reset()} once every queue has stopped. Feature and
+ * configuration accessors may be called at any time, from the control thread.
  */
 public interface VirtioDevice {
+    /** The longest chain accepted by default, in buffers (QEMU's VIRTQUEUE_MAX_SIZE). */
+    int DEFAULT_MAX_CHAIN_LENGTH = 1024;
+
     /** Device type (VIRTIO 1.3, 5: 2 = block, 4 = entropy, ...). */
     int deviceId();
 
-    /** Features offered, including the ring features (VERSION_1, EVENT_IDX, INDIRECT_DESC) supported. */
+    /**
+     * The device-type features offered (VIRTIO 1.3, 5.x.3). Ring and transport features
+     * (VERSION_1, INDIRECT_DESC, EVENT_IDX) are the transport's to offer; a device lists them
+     * only to ask for one the transport does not add itself.
+     */
     long deviceFeatures();
 
-    /** Size of the device configuration space in bytes. */
+    /** Size of the device configuration space in bytes; 0 for none. */
     int configSize();
 
     /**
@@ -42,23 +58,26 @@ public interface VirtioDevice {
     /** Largest size queue {@code index} may be given (a power of two, at most 32768). */
     int maxQueueSize(int index);
 
+    /**
+     * The most buffers one chain may have (after translation; a descriptor that crosses a guest
+     * memory region counts twice). A longer chain is a ring violation. Bounds what a hostile
+     * driver can make the device allocate.
+     */
+    default int maxChainLength() {
+        return DEFAULT_MAX_CHAIN_LENGTH;
+    }
+
     /** A driver session starts with the negotiated features. No queue runs yet. */
     void activate(DeviceContext context);
 
     /**
-     * Starts serving a queue on a thread the device owns. The device must check the ring once
-     * after starting even without a kick: the driver may have added buffers (and kicked) before
-     * the queue was started.
+     * Queue {@code queue.index()} starts: returns what serves it. Called on the control thread;
+     * the handler's own methods are then called on the thread that owns the queue. The engine
+     * checks the ring once after starting, without waiting for a kick (the driver may have added
+     * buffers before the start).
      */
-    void startQueue(QueueBinding queue);
+    QueueHandler openQueue(QueueBinding queue);
 
-    /**
-     * Stops serving queue {@code index}. When this returns, every chain popped from it has been
-     * returned with {@code addUsed} and published, and the device no longer touches the queue,
-     * its kick or its call. Stopping a queue that is not running does nothing.
-     */
-    void stopQueue(int index);
-
-    /** Ends the driver session: stops every queue (as {@link #stopQueue}) and forgets per-driver state. */
+    /** Ends the driver session (every queue has stopped by now) and forgets per-driver state. */
     void reset();
 }

@@ -1,7 +1,7 @@
 package org.jvirtio.api;
 
 /**
- * Feature bit numbers (VIRTIO 1.3, 6 "Reserved Feature Bits" and the device sections), and
+ * Device-independent feature bit numbers (VIRTIO 1.3, 6 "Reserved Feature Bits"), and
  * helpers to turn them into masks. A feature set is a {@code long} of {@code 1L << bit}.
  */
 public final class VirtioFeatures {
@@ -30,22 +30,6 @@ public final class VirtioFeatures {
     public static final int NOTIF_CONFIG_DATA = 39;
     public static final int RING_RESET = 40;
     public static final int ADMIN_VQ = 41;
-
-    // ---- virtio-blk (VIRTIO 1.3, 5.2.3) ----
-    public static final int BLK_SIZE_MAX = 1;
-    public static final int BLK_SEG_MAX = 2;
-    public static final int BLK_GEOMETRY = 4;
-    public static final int BLK_RO = 5;
-    public static final int BLK_BLK_SIZE = 6;
-    public static final int BLK_FLUSH = 9;
-    public static final int BLK_TOPOLOGY = 10;
-    public static final int BLK_CONFIG_WCE = 11;
-    public static final int BLK_MQ = 12;
-    public static final int BLK_DISCARD = 13;
-    public static final int BLK_WRITE_ZEROES = 14;
-    public static final int BLK_LIFETIME = 15;
-    public static final int BLK_SECURE_ERASE = 16;
-    public static final int BLK_ZONED = 17;
 
     /** Mask of one bit. */
     public static long bit(int feature) {

@@ -8,7 +8,7 @@ import static org.junit.jupiter.api.Assertions.*;
 class FeatureNegotiationTest {
     @Test
     void subsetWithVersion1IsAccepted() {
-        long offered = mask(VERSION_1, EVENT_IDX, INDIRECT_DESC, BLK_FLUSH);
+        long offered = mask(VERSION_1, EVENT_IDX, INDIRECT_DESC, 9);
         var r = FeatureNegotiation.negotiate(offered, mask(VERSION_1, EVENT_IDX), true);
         assertTrue(r.accepted());
         assertEquals(mask(VERSION_1, EVENT_IDX), r.features());
@@ -56,5 +56,39 @@ class FeatureNegotiationTest {
         assertFalse(DeviceStatus.isLegalTransition(a, a | 0x10), "unknown bit");
         assertTrue(DeviceStatus.isLegalTransition(ok | DeviceStatus.DEVICE_NEEDS_RESET, ok | DeviceStatus.DEVICE_NEEDS_RESET | DeviceStatus.FAILED));
         assertEquals("ACKNOWLEDGE|DRIVER|FEATURES_OK|DRIVER_OK", DeviceStatus.describe(ok));
+    }
+
+    @Test
+    void aggregateStatusAcceptsQemusOrderAndRefusesTheRest() {
+        int fo = DeviceStatus.FEATURES_OK;
+        int all = fo | DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.DRIVER_OK;
+        // QEMU's vhost-user: FEATURES_OK alone when it sets the features, the rest at start.
+        assertTrue(DeviceStatus.isLegalAggregateTransition(0, fo));
+        assertTrue(DeviceStatus.isLegalAggregateTransition(fo, all));
+        assertTrue(DeviceStatus.isLegalAggregateTransition(all, all), "the same status again");
+        assertTrue(DeviceStatus.isLegalAggregateTransition(all, 0));
+        assertFalse(DeviceStatus.isLegalAggregateTransition(0, DeviceStatus.DRIVER_OK), "DRIVER_OK without FEATURES_OK");
+        assertFalse(DeviceStatus.isLegalAggregateTransition(all, fo), "clearing bits without reset");
+        assertFalse(DeviceStatus.isLegalAggregateTransition(fo, fo | DeviceStatus.DEVICE_NEEDS_RESET), "NEEDS_RESET is the device's");
+        assertFalse(DeviceStatus.isLegalAggregateTransition(0, 0x30), "unknown bits");
+    }
+
+    @Test
+    void transportsOfferRingFeaturesOnTopOfTheDevicesOwn() {
+        VirtioDevice d = new AbstractVirtioDevice(4) {
+            @Override
+            public long deviceFeatures() {
+                return bit(3);
+            }
+
+            @Override
+            public QueueHandler openQueue(QueueBinding queue) {
+                return (chain, slot) -> 0;
+            }
+        };
+        assertEquals(RING_FEATURES | bit(3), FeatureNegotiation.offered(d));
+        assertEquals(1, d.queueCount());
+        assertEquals(0, d.configSize());
+        assertEquals(VirtioDevice.DEFAULT_MAX_CHAIN_LENGTH, d.maxChainLength());
     }
 }

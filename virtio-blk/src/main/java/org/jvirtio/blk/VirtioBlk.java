@@ -25,6 +25,23 @@ public final class VirtioBlk {
     }
 
     public static final int DEVICE_ID = 2;
+
+    // ---- feature bits (VIRTIO 1.3, 5.2.3) ----
+    public static final int BLK_SIZE_MAX = 1;
+    public static final int BLK_SEG_MAX = 2;
+    public static final int BLK_GEOMETRY = 4;
+    public static final int BLK_RO = 5;
+    public static final int BLK_BLK_SIZE = 6;
+    public static final int BLK_FLUSH = 9;
+    public static final int BLK_TOPOLOGY = 10;
+    public static final int BLK_CONFIG_WCE = 11;
+    public static final int BLK_MQ = 12;
+    public static final int BLK_DISCARD = 13;
+    public static final int BLK_WRITE_ZEROES = 14;
+    public static final int BLK_LIFETIME = 15;
+    public static final int BLK_SECURE_ERASE = 16;
+    public static final int BLK_ZONED = 17;
+
     public static final int SECTOR_SIZE = 512;
 
     public static final int CFG_CAPACITY = 0;

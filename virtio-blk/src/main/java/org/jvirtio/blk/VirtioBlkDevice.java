@@ -8,7 +8,6 @@ import java.util.concurrent.atomic.AtomicInteger;
 import org.jvirtio.api.DeviceContext;
 import org.jvirtio.api.QueueBinding;
 import org.jvirtio.api.VirtioDevice;
-import org.jvirtio.api.VirtioFeatures;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -18,9 +17,9 @@ import static org.jvirtio.blk.VirtioBlk.*;
 /**
  * The virtio-blk device model (VIRTIO 1.3, 5.2), transport-agnostic. Features follow the
  * backend: FLUSH and CONFIG_WCE for a volatile cache, DISCARD and WRITE_ZEROES where supported,
- * RO for a read-only disk. A {@link BlkQueueHost} runs the queues (a thread each by default, or
- * the epoll event loops of virtio-blk-dataplane) and a {@link BlkIoFactory} opens each queue's
- * channel to the backend (inline synchronous calls by default, or io_uring).
+ * RO for a read-only disk. Each queue's {@link BlkQueue} is the blk protocol; a {@link BlkIoFactory}
+ * opens each queue's channel to the backend (inline synchronous calls by default, or io_uring
+ * from virtio-blk-dataplane). The framework's queue host (not this device) runs the queues.
  */
 public final class VirtioBlkDevice implements VirtioDevice {
     private static final Logger LOG = LoggerFactory.getLogger(VirtioBlkDevice.class);
@@ -44,28 +43,25 @@ public final class VirtioBlkDevice implements VirtioDevice {
     private final BlkOptions options;
     private final long features;
     private final BlkQueueStats[] stats;
-    private final BlkQueueHost host;
     private final BlkIoFactory ioFactory;
-    private final BlkQueueHost.Started[] running;
     private final AtomicInteger generation = new AtomicInteger();
     private volatile long capacitySectors;
     private volatile boolean writeback;
     private volatile long negotiated;
     private volatile DeviceContext context;
 
-    /** A device whose queues each run on their own thread, calling the backend synchronously. */
+    /** A device that calls the backend synchronously on each queue's thread. */
     public VirtioBlkDevice(BlockBackend backend, BlkOptions options) {
-        this(backend, options, BlkQueueHost.THREAD_PER_QUEUE, BlkIoFactory.INLINE);
+        this(backend, options, BlkIoFactory.INLINE);
     }
 
-    public VirtioBlkDevice(BlockBackend backend, BlkOptions options, BlkQueueHost host, BlkIoFactory ioFactory) {
+    public VirtioBlkDevice(BlockBackend backend, BlkOptions options, BlkIoFactory ioFactory) {
         this.backend = backend;
-        this.host = host;
         this.ioFactory = ioFactory;
         this.options = options;
         this.capacitySectors = backend.size() / SECTOR_SIZE;
         boolean ro = options.readOnly() || backend.readOnly();
-        long f = VirtioFeatures.RING_FEATURES | mask(BLK_SIZE_MAX, BLK_SEG_MAX, BLK_BLK_SIZE, BLK_TOPOLOGY, BLK_FLUSH, BLK_MQ);
+        long f = mask(BLK_SIZE_MAX, BLK_SEG_MAX, BLK_BLK_SIZE, BLK_TOPOLOGY, BLK_FLUSH, BLK_MQ);
         if (backend.volatileCache()) {
             f |= bit(BLK_CONFIG_WCE);
         }
@@ -85,7 +81,6 @@ public final class VirtioBlkDevice implements VirtioDevice {
         for (int i = 0; i < stats.length; i++) {
             stats[i] = new BlkQueueStats();
         }
-        this.running = new BlkQueueHost.Started[options.queues()];
     }
 
     @Override
@@ -169,30 +164,14 @@ public final class VirtioBlkDevice implements VirtioDevice {
         }
     }
 
+    /** The blk protocol of one queue; the framework's queue engine runs it. */
     @Override
-    public void startQueue(QueueBinding q) {
-        running[q.index()] = host.start(newQueue(q));
-    }
-
-    /** The request engine of one queue, for a host (or a test) to drive. */
-    BlkQueue newQueue(QueueBinding q) {
+    public BlkQueue openQueue(QueueBinding q) {
         return new BlkQueue(this, q, backend, ioFactory, stats[q.index()], options.serial());
     }
 
     @Override
-    public void stopQueue(int index) {
-        BlkQueueHost.Started r = running[index];
-        if (r != null) {
-            r.stop();
-            running[index] = null;
-        }
-    }
-
-    @Override
     public void reset() {
-        for (int i = 0; i < running.length; i++) {
-            stopQueue(i);
-        }
         negotiated = 0;
         writeback = backend.volatileCache();
         context = null;

@@ -11,10 +11,12 @@ import java.util.concurrent.atomic.AtomicInteger;
 import org.jvirtio.api.Interrupt;
 import org.jvirtio.api.QueueBinding;
 import org.jvirtio.api.DeviceContext;
+import org.jvirtio.api.FeatureNegotiation;
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.GuestRegion;
 import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.api.VirtioFeatures;
+import org.jvirtio.host.QueueEngine;
 import org.jvirtio.ring.SplitQueue;
 import org.jvirtio.ring.SplitQueueDriver;
 import org.junit.jupiter.api.AfterEach;
@@ -41,7 +43,7 @@ class VirtioBlkRequestTest {
     SplitQueueDriver driver;
     SplitQueue queue;
     VirtioBlkDevice device;
-    BlkQueue proc;
+    QueueEngine proc;
     AtomicInteger configChanges = new AtomicInteger();
 
     @BeforeEach
@@ -57,7 +59,7 @@ class VirtioBlkRequestTest {
             proc.close();
         }
         device = new VirtioBlkDevice(backend, options);
-        long f = device.deviceFeatures();
+        long f = FeatureNegotiation.offered(device);
         driver = SplitQueueDriver.at(mem, 0x1000, 256, f, 0x10000, 32);
         queue = new SplitQueue(0);
         queue.activate(mem, 256, driver.descAddr(), driver.availAddr(), driver.usedAddr(), f, 0, 0);
@@ -77,7 +79,8 @@ class VirtioBlkRequestTest {
                 fail(reason);
             }
         });
-        proc = device.newQueue(new QueueBinding(0, queue, null, Interrupt.NONE));
+        QueueBinding binding = new QueueBinding(0, queue, null, Interrupt.NONE);
+        proc = new QueueEngine(binding, device.openQueue(binding));
         proc.open();
     }
 
@@ -193,8 +196,8 @@ class VirtioBlkRequestTest {
     void writeToAReadOnlyDisk() throws Exception {
         device.backend().close();
         use(new RamBackend(DISK), new BlkOptions(1, 256, "ro", true));
-        assertTrue(VirtioFeatures.has(device.deviceFeatures(), VirtioFeatures.BLK_RO));
-        assertFalse(VirtioFeatures.has(device.deviceFeatures(), VirtioFeatures.BLK_DISCARD));
+        assertTrue(VirtioFeatures.has(device.deviceFeatures(), VirtioBlk.BLK_RO));
+        assertFalse(VirtioFeatures.has(device.deviceFeatures(), VirtioBlk.BLK_DISCARD));
         assertEquals(S_IOERR, rw(T_OUT, 0, 512)[0]);
         assertEquals(S_OK, rw(T_IN, 0, 512)[0]);
         header(T_WRITE_ZEROES, 0);
@@ -308,9 +311,9 @@ class VirtioBlkRequestTest {
         }
         device.backend().close();
         use(FileBackend.open(img, false, false), BlkOptions.defaults());
-        long f = device.deviceFeatures();
-        assertTrue(VirtioFeatures.has(f, VirtioFeatures.BLK_FLUSH));
-        assertTrue(VirtioFeatures.has(f, VirtioFeatures.BLK_CONFIG_WCE));
+        long f = FeatureNegotiation.offered(device);
+        assertTrue(VirtioFeatures.has(f, VirtioBlk.BLK_FLUSH));
+        assertTrue(VirtioFeatures.has(f, VirtioBlk.BLK_CONFIG_WCE));
         assertEquals(1, device.readConfig(CFG_WRITEBACK, 1)[0], "page cache: writeback");
         byte[] p = pattern(8192, 9);
         mem.write(DATA, MemorySegment.ofArray(p));

@@ -108,13 +108,13 @@ public final class BlkClient implements AutoCloseable {
         this.memory = GuestMemory.of(GuestRegion.of(0, m));
         m.release();
         long wanted = VirtioFeatures.mask(VirtioFeatures.VERSION_1, VirtioFeatures.EVENT_IDX, VirtioFeatures.INDIRECT_DESC,
-                VirtioFeatures.BLK_FLUSH, VirtioFeatures.BLK_SEG_MAX, VirtioFeatures.BLK_BLK_SIZE, VirtioFeatures.BLK_DISCARD,
-                VirtioFeatures.BLK_WRITE_ZEROES, VirtioFeatures.BLK_RO, VirtioFeatures.BLK_MQ);
+                VirtioBlk.BLK_FLUSH, VirtioBlk.BLK_SEG_MAX, VirtioBlk.BLK_BLK_SIZE, VirtioBlk.BLK_DISCARD,
+                VirtioBlk.BLK_WRITE_ZEROES, VirtioBlk.BLK_RO, VirtioBlk.BLK_MQ);
         this.features = fe.negotiate(wanted, VhostUserProtocol.BACKEND_PROTOCOL_FEATURES);
         byte[] cfg = fe.getConfig(0, VirtioBlk.CONFIG_SIZE);
         ByteBuffer b = ByteBuffer.wrap(cfg).order(ByteOrder.LITTLE_ENDIAN);
         this.capacitySectors = b.getLong(VirtioBlk.CFG_CAPACITY);
-        int offered = VirtioFeatures.has(features, VirtioFeatures.BLK_MQ) ? b.getShort(VirtioBlk.CFG_NUM_QUEUES) & 0xffff : 1;
+        int offered = VirtioFeatures.has(features, VirtioBlk.BLK_MQ) ? b.getShort(VirtioBlk.CFG_NUM_QUEUES) & 0xffff : 1;
         if (queues > offered) {
             fe.close();
             memory.release();

@@ -6,9 +6,11 @@ import java.util.List;
 import java.util.concurrent.TimeUnit;
 
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.api.io.TempDir;
+import org.jvirtio.runner.VhostUserRunner;
 import picocli.CommandLine;
 
 import static org.junit.jupiter.api.Assertions.*;
@@ -99,6 +101,37 @@ class QemuGuestTest {
                 requests += backend.device().stats(q).requests();
             }
             assertTrue(requests > 100, "requests served: " + requests);
+        }
+    }
+
+    /**
+     * QEMU's vhost-user-rng-pci on {@code bin/vhost-user rng} (the runner, devices found through
+     * ServiceLoader): the guest's hw_random core picks the virtio device and /dev/hwrng returns
+     * data; QEMU does not warn about protocol features (no PROTOCOL_F_CONFIG offered).
+     */
+    @Test
+    void guestReadsTheEntropyDevice() throws Exception {
+        Path sock = dir.resolve("vurng.sock");
+        try (var backend = VhostUserRunner.start(VhostUserRunner.devices(), "rng", "--socket", sock.toString())) {
+            assertEquals(4, backend.device().deviceId());
+            Path log = dir.resolve("qemu.log");
+            Process qemu = new ProcessBuilder(QEMU.toString(),
+                    "-machine", "q35,accel=tcg,memory-backend=mem", "-m", "256M",
+                    "-object", "memory-backend-memfd,id=mem,size=256M,share=on",
+                    "-nographic", "-kernel", kernel.toString(), "-initrd", initrd.toString(),
+                    "-append", "console=ttyS0 quiet panic=-1 jvirtio=rng",
+                    "-chardev", "socket,id=vurng0,path=" + sock,
+                    "-device", "vhost-user-rng-pci,chardev=vurng0")
+                    .redirectErrorStream(true).redirectOutput(log.toFile()).start();
+            if (!qemu.waitFor(120, TimeUnit.SECONDS)) {
+                qemu.destroyForcibly();
+                fail("guest did not finish within 120 s: " + Files.readString(log));
+            }
+            String out = Files.readString(log);
+            assertTrue(out.contains("GUEST: rng_current virtio_rng"), out);
+            assertTrue(out.contains("GUEST: HWRNG READ 4096 BYTES OK"), out);
+            assertTrue(out.contains("GUEST: DONE"), out);
+            assertFalse(out.contains("PROTOCOL_F") || out.contains("FAILED") || out.contains("NOT LOADED"), out);
         }
     }
 }

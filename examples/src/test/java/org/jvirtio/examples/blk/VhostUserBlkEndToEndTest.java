@@ -170,8 +170,8 @@ class VhostUserBlkEndToEndTest {
         Path sock = dir.resolve("z.sock");
         try (var backend = start("--socket", sock.toString(), "--image", img.toString());
              BlkClient c = new BlkClient(sock, 4, 4096)) {
-            assertTrue(org.jvirtio.api.VirtioFeatures.has(c.features(), org.jvirtio.api.VirtioFeatures.BLK_WRITE_ZEROES));
-            assertTrue(org.jvirtio.api.VirtioFeatures.has(c.features(), org.jvirtio.api.VirtioFeatures.BLK_DISCARD));
+            assertTrue(org.jvirtio.api.VirtioFeatures.has(c.features(), VirtioBlk.BLK_WRITE_ZEROES));
+            assertTrue(org.jvirtio.api.VirtioFeatures.has(c.features(), VirtioBlk.BLK_DISCARD));
             // write-zeroes sectors [0, 256) without unmap and [512, 768) with unmap; discard [1024, 1280)
             c.put(0, segments(new long[] {0, 256, 0}, new long[] {512, 256, VirtioBlk.DWZ_F_UNMAP}));
             assertEquals(VirtioBlk.S_OK, status(c, 0, VirtioBlk.T_WRITE_ZEROES, 0, 32));
@@ -222,7 +222,7 @@ class VhostUserBlkEndToEndTest {
         Path sock = dir.resolve("ro.sock");
         try (var backend = start("--socket", sock.toString(), "--ram", "4M", "--read-only");
              BlkClient c = new BlkClient(sock, 2, 4096)) {
-            assertTrue(org.jvirtio.api.VirtioFeatures.has(c.features(), org.jvirtio.api.VirtioFeatures.BLK_RO));
+            assertTrue(org.jvirtio.api.VirtioFeatures.has(c.features(), VirtioBlk.BLK_RO));
             assertEquals(VirtioBlk.S_IOERR, status(c, 0, VirtioBlk.T_OUT, 0, 4096));
             assertEquals(VirtioBlk.S_OK, status(c, 1, VirtioBlk.T_IN, 0, 4096));
         }

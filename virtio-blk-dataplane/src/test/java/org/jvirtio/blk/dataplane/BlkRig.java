@@ -9,11 +9,12 @@ import java.util.Random;
 
 import org.jvirtio.api.DeviceContext;
 import org.jvirtio.api.EventFd;
+import org.jvirtio.api.FeatureNegotiation;
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.GuestRegion;
 import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.api.QueueBinding;
-import org.jvirtio.blk.VirtioBlkDevice;
+import org.jvirtio.host.DeviceQueues;
 import org.jvirtio.ring.SplitQueue;
 import org.jvirtio.ring.SplitQueueDriver;
 
@@ -44,15 +45,15 @@ final class BlkRig implements AutoCloseable {
     private final Map<Long, Integer> slotOf = new HashMap<>();
     private final List<Integer> freeSlots = new ArrayList<>();
 
-    BlkRig(GuestMemory mem, int index, long base, VirtioBlkDevice device) throws Exception {
-        this(mem, index, base, device, true);
+    BlkRig(GuestMemory mem, int index, long base, DeviceQueues queues) throws Exception {
+        this(mem, index, base, queues, true);
     }
 
     /** @param withKick false: the queue has no kick eventfd (vhost-user NOFD) and must be polled */
-    BlkRig(GuestMemory mem, int index, long base, VirtioBlkDevice device, boolean withKick) throws Exception {
+    BlkRig(GuestMemory mem, int index, long base, DeviceQueues queues, boolean withKick) throws Exception {
         this.index = index;
         this.mem = mem;
-        long f = device.deviceFeatures();
+        long f = FeatureNegotiation.offered(queues.device());
         this.driver = SplitQueueDriver.at(mem, base, SIZE, f, 0, 0);
         this.queue = new SplitQueue(index);
         queue.activate(mem, SIZE, driver.descAddr(), driver.availAddr(), driver.usedAddr(), f, 0, 0);
@@ -61,7 +62,7 @@ final class BlkRig implements AutoCloseable {
         for (int i = SIZE - 1; i >= 0; i--) {
             freeSlots.add(i);
         }
-        device.startQueue(new QueueBinding(index, queue, withKick ? kick : null, call::signal));
+        queues.start(new QueueBinding(index, queue, withKick ? kick : null, call::signal));
     }
 
     static GuestMemory memory() throws Exception {

@@ -8,6 +8,7 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
 
+import org.jvirtio.api.FeatureNegotiation;
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.blk.BlkIoFactory;
 import org.jvirtio.blk.BlkOptions;
@@ -15,6 +16,9 @@ import org.jvirtio.blk.BlockBackend;
 import org.jvirtio.blk.FileBackend;
 import org.jvirtio.blk.RamBackend;
 import org.jvirtio.blk.VirtioBlkDevice;
+import org.jvirtio.host.DeviceQueues;
+import org.jvirtio.host.IoThreads;
+import org.jvirtio.host.QueueHost;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -38,6 +42,7 @@ class DataplaneTest {
     GuestMemory mem;
     IoThreads threads;
     VirtioBlkDevice device;
+    DeviceQueues queues;
     final List<BlkRig> rigs = new ArrayList<>();
     BlockBackend backend;
 
@@ -49,6 +54,7 @@ class DataplaneTest {
     @AfterEach
     void tearDown() throws Exception {
         if (device != null) {
+            queues.stopAll();
             device.reset();
         }
         for (BlkRig r : rigs) {
@@ -76,12 +82,13 @@ class DataplaneTest {
         start(b, io, queues, threads);
     }
 
-    void start(BlockBackend b, BlkIoFactory io, int queues, org.jvirtio.blk.BlkQueueHost host) throws Exception {
+    void start(BlockBackend b, BlkIoFactory io, int queues, QueueHost host) throws Exception {
         backend = b;
-        device = new VirtioBlkDevice(b, new BlkOptions(queues, BlkRig.SIZE, "dp", false), host, io);
-        device.activate(BlkRig.context(device.deviceFeatures()));
+        device = new VirtioBlkDevice(b, new BlkOptions(queues, BlkRig.SIZE, "dp", false), io);
+        this.queues = new DeviceQueues(device, host);
+        device.activate(BlkRig.context(FeatureNegotiation.offered(device)));
         for (int q = 0; q < queues; q++) {
-            rigs.add(new BlkRig(mem, q, BlkRig.RINGS + 0x10000L * q, device));
+            rigs.add(new BlkRig(mem, q, BlkRig.RINGS + 0x10000L * q, this.queues));
         }
     }
 
@@ -212,12 +219,12 @@ class DataplaneTest {
             assumeTrue(UringIoFactory.available());
         }
         Path img = image(DISK);
-        start(FileBackend.open(img, false, false), new UringIoFactory(uring), 2, org.jvirtio.blk.BlkQueueHost.THREAD_PER_QUEUE);
+        start(FileBackend.open(img, false, false), new UringIoFactory(uring), 2, QueueHost.THREAD_PER_QUEUE);
         byte[] shadow = new byte[(int) DISK];
         randomIo(rigs.get(0), shadow, 5, 10);
         randomIo(rigs.get(1), shadow, 6, 10);
-        device.stopQueue(0);
-        device.stopQueue(1);
+        queues.stop(0);
+        queues.stop(1);
         assertArrayEquals(shadow, Files.readAllBytes(img));
     }
 
@@ -335,7 +342,7 @@ class DataplaneTest {
             assertNull(died[0], () -> "the load died: " + died[0]);
             assertTrue(served.get() > 0, "served under load: " + served.get());
             long t0 = System.nanoTime();
-            device.stopQueue(0); // while the driver is still submitting
+            queues.stop(0); // while the driver is still submitting
             assertTrue(System.nanoTime() - t0 < 5_000_000_000L);
         } finally {
             run.set(false);
@@ -363,18 +370,19 @@ class DataplaneTest {
     void queueWithoutKickFdIsPolled(boolean ioThreads) throws Exception {
         Path img = image(DISK);
         backend = FileBackend.open(img, false, false);
-        org.jvirtio.blk.BlkQueueHost host = org.jvirtio.blk.BlkQueueHost.THREAD_PER_QUEUE;
+        QueueHost host = QueueHost.THREAD_PER_QUEUE;
         if (ioThreads) {
             threads = new IoThreads(1, 0);
             host = threads;
         }
-        device = new VirtioBlkDevice(backend, new BlkOptions(1, BlkRig.SIZE, "dp", false), host, new UringIoFactory());
-        device.activate(BlkRig.context(device.deviceFeatures()));
-        BlkRig rig = new BlkRig(mem, 0, BlkRig.RINGS, device, false);
+        device = new VirtioBlkDevice(backend, new BlkOptions(1, BlkRig.SIZE, "dp", false), new UringIoFactory());
+        queues = new DeviceQueues(device, host);
+        device.activate(BlkRig.context(FeatureNegotiation.offered(device)));
+        BlkRig rig = new BlkRig(mem, 0, BlkRig.RINGS, queues, false);
         rigs.add(rig);
         byte[] shadow = new byte[(int) DISK];
         randomIo(rig, shadow, 13, 5);
-        device.stopQueue(0);
+        queues.stop(0);
         assertArrayEquals(shadow, Files.readAllBytes(img));
     }
 
@@ -460,7 +468,7 @@ class DataplaneTest {
         while (device.stats(0).inFlight() == 0 && device.stats(0).requests() == 0 && System.nanoTime() < deadline) {
             Thread.onSpinWait();
         }
-        device.stopQueue(0);
+        queues.stop(0);
         // stop returned: nothing may still be in flight, everything popped went back to the driver
         rig.collect();
         int done = rig.status.size();

@@ -5,6 +5,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
 
+import org.jvirtio.api.FeatureNegotiation;
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.GuestRegion;
 import org.jvirtio.api.Interrupt;
@@ -12,12 +13,11 @@ import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.api.QueueBinding;
 import org.jvirtio.blk.BlkIoFactory;
 import org.jvirtio.blk.BlkOptions;
-import org.jvirtio.blk.BlkQueue;
-import org.jvirtio.blk.BlkQueueHost;
 import org.jvirtio.blk.BlockBackend;
 import org.jvirtio.blk.FileBackend;
 import org.jvirtio.blk.RamBackend;
 import org.jvirtio.blk.VirtioBlkDevice;
+import org.jvirtio.host.QueueEngine;
 import org.jvirtio.ring.SplitQueue;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -79,9 +79,8 @@ class HostileRingFuzzTest {
             case "file-pool" -> new UringIoFactory(false, true);
             default -> BlkIoFactory.INLINE;
         };
-        CallerHost host = new CallerHost();
-        VirtioBlkDevice device = new VirtioBlkDevice(backend, new BlkOptions(1, QSIZE, "fuzz", false), host, io);
-        long features = device.deviceFeatures();
+        VirtioBlkDevice device = new VirtioBlkDevice(backend, new BlkOptions(1, QSIZE, "fuzz", false), io);
+        long features = FeatureNegotiation.offered(device);
         List<String> resets = new ArrayList<>();
         device.activate(BlkRig.context(features, (q, reason) -> resets.add(reason)));
         Random rnd = new Random(seed);
@@ -101,13 +100,15 @@ class HostileRingFuzzTest {
                 resets.clear();
                 q.setViolationListener((i, v) -> resets.add(v.message()));
                 q.activate(mem, QSIZE, DESC, AVAIL, USED, features, 0, 0);
-                device.startQueue(new QueueBinding(0, q, null, Interrupt.NONE));
-                BlkQueue proc = host.queue;
+                // The engine on the caller's thread: serve, then deliver completions until none is in flight.
+                QueueBinding binding = new QueueBinding(0, q, null, Interrupt.NONE);
+                QueueEngine proc = new QueueEngine(binding, device.openQueue(binding));
+                proc.open();
                 try {
                     for (int i = 0; i < 4 && proc.serve(); i++) {
                         // a serve budget ran out: serve again, as the I/O thread would
                     }
-                    CallerHost.finish(proc, where);
+                    finish(proc, where);
                 } catch (Throwable t) {
                     throw new AssertionError(where + ": serve threw", t);
                 }
@@ -130,7 +131,9 @@ class HostileRingFuzzTest {
                         answered++;
                     }
                 }
-                device.stopQueue(0);
+                proc.quiesce();
+                finish(proc, where + " stop");
+                proc.close();
                 q.deactivate();
             }
         } finally {
@@ -145,35 +148,15 @@ class HostileRingFuzzTest {
         assertTrue(answered > rounds, "answered chains: " + answered + ", broken rings: " + broken);
     }
 
-    /** Runs a queue on the caller's thread: open on start; stop quiesces, waits for completions, closes. */
-    static final class CallerHost implements BlkQueueHost {
-        BlkQueue queue;
-
-        @Override
-        public Started start(BlkQueue q) {
-            try {
-                q.open();
-            } catch (java.io.IOException e) {
-                throw new java.io.UncheckedIOException(e);
+    /** Delivers completions until nothing is in flight (io_uring and the pool complete later). */
+    static void finish(QueueEngine q, String where) {
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        while (q.inFlight() > 0) {
+            q.reapCompletions();
+            if (System.nanoTime() - deadline > 0) {
+                throw new AssertionError(where + ": " + q.inFlight() + " requests never completed");
             }
-            queue = q;
-            return () -> {
-                q.quiesce();
-                finish(q, "stop");
-                q.close();
-            };
-        }
-
-        /** Delivers completions until nothing is in flight (io_uring and the pool complete later). */
-        static void finish(BlkQueue q, String where) {
-            long deadline = System.nanoTime() + 10_000_000_000L;
-            while (q.inFlight() > 0) {
-                q.reapCompletions();
-                if (System.nanoTime() - deadline > 0) {
-                    throw new AssertionError(where + ": " + q.inFlight() + " requests never completed");
-                }
-                Thread.onSpinWait();
-            }
+            Thread.onSpinWait();
         }
     }
 

@@ -7,6 +7,7 @@ import java.util.concurrent.Executor;
 import org.jvirtio.api.DeviceContext;
 import org.jvirtio.api.DeviceStatus;
 import org.jvirtio.api.EventFd;
+import org.jvirtio.api.FeatureNegotiation;
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.GuestMemoryException;
 import org.jvirtio.api.GuestRegion;
@@ -16,6 +17,7 @@ import org.jvirtio.api.QueueBinding;
 import org.jvirtio.api.VirtioDevice;
 import org.jvirtio.api.linux.ErrnoException;
 import org.jvirtio.api.linux.Libc;
+import org.jvirtio.host.DeviceQueues;
 import org.jvirtio.ring.RingConfigurationException;
 import org.jvirtio.ring.SplitQueue;
 import org.jvirtio.ring.SplitRingLayout;
@@ -60,12 +62,15 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         /** The device serves it now. */
         boolean running;
 
-        Vring(int index) {
-            this.queue = new SplitQueue(index);
+        Vring(int index, int maxChainLength) {
+            this.queue = new SplitQueue(index, maxChainLength);
         }
     }
 
     private final VirtioDevice device;
+    private final DeviceQueues queues;
+    /** Protocol features offered: derived from what the device has. */
+    private final long offeredProtocolFeatures;
     private final int connFd;
     private final Executor control;
     private final Vring[] vrings;
@@ -77,13 +82,15 @@ final class BackendSession implements DeviceContext, AutoCloseable {
     private boolean activated;
     private boolean closed;
 
-    BackendSession(VirtioDevice device, int connFd, Executor control) {
-        this.device = device;
+    BackendSession(DeviceQueues queues, int connFd, Executor control) {
+        this.device = queues.device();
+        this.queues = queues;
+        this.offeredProtocolFeatures = VhostUserProtocol.protocolFeaturesFor(device);
         this.connFd = connFd;
         this.control = control;
         this.vrings = new Vring[device.queueCount()];
         for (int i = 0; i < vrings.length; i++) {
-            Vring v = new Vring(i);
+            Vring v = new Vring(i, device.maxChainLength());
             int index = i;
             v.queue.setViolationListener((q, violation) -> needsReset(index, violation.message()));
             vrings[i] = v;
@@ -157,7 +164,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         switch (req) {
             case GET_FEATURES -> {
                 VhostUserCodec.decodeNone(m);
-                reply = VhostUserMessage.u64(device.deviceFeatures() | F_PROTOCOL_FEATURES);
+                reply = VhostUserMessage.u64(FeatureNegotiation.offered(device) | F_PROTOCOL_FEATURES);
             }
             case SET_FEATURES -> setFeatures(m, VhostUserCodec.decodeU64(m));
             case SET_OWNER -> VhostUserCodec.decodeNone(m);
@@ -167,12 +174,12 @@ final class BackendSession implements DeviceContext, AutoCloseable {
             }
             case GET_PROTOCOL_FEATURES -> {
                 VhostUserCodec.decodeNone(m);
-                reply = VhostUserMessage.u64(BACKEND_PROTOCOL_FEATURES);
+                reply = VhostUserMessage.u64(offeredProtocolFeatures);
             }
             case SET_PROTOCOL_FEATURES -> {
                 long pf = VhostUserCodec.decodeU64(m);
-                if ((pf & ~BACKEND_PROTOCOL_FEATURES) != 0) {
-                    throw new VhostUserProtocolException(m.name() + ": protocol features 0x" + Long.toHexString(pf & ~BACKEND_PROTOCOL_FEATURES) + " were not offered");
+                if ((pf & ~offeredProtocolFeatures) != 0) {
+                    throw new VhostUserProtocolException(m.name() + ": protocol features 0x" + Long.toHexString(pf & ~offeredProtocolFeatures) + " were not offered");
                 }
                 protocolFeatures = pf;
             }
@@ -212,10 +219,12 @@ final class BackendSession implements DeviceContext, AutoCloseable {
                 if (s < 0 || s > 0xff) {
                     throw new VhostUserProtocolException(m.name() + ": status 0x" + Long.toHexString(s) + " does not fit 8 bits");
                 }
-                status = (int) s | (status & DeviceStatus.DEVICE_NEEDS_RESET);
-                if (s == 0) {
-                    status = 0;
+                int current = status & ~DeviceStatus.DEVICE_NEEDS_RESET;
+                if (!DeviceStatus.isLegalAggregateTransition(current, (int) s)) {
+                    throw new VhostUserProtocolException(m.name() + ": status " + DeviceStatus.describe((int) s)
+                            + " cannot follow " + DeviceStatus.describe(current));
                 }
+                status = s == 0 ? 0 : (int) s | (status & DeviceStatus.DEVICE_NEEDS_RESET);
             }
             case GET_STATUS -> {
                 VhostUserCodec.decodeNone(m);
@@ -246,9 +255,9 @@ final class BackendSession implements DeviceContext, AutoCloseable {
     // ---------------------------------------------------------------- features and reset
 
     private void setFeatures(VhostUserMessage m, long f) throws VhostUserProtocolException {
-        long offered = device.deviceFeatures() | F_PROTOCOL_FEATURES;
-        if ((f & ~offered) != 0) {
-            throw new VhostUserProtocolException(m.name() + ": features 0x" + Long.toHexString(f & ~offered) + " were not offered");
+        FeatureNegotiation.Result r = FeatureNegotiation.negotiate(FeatureNegotiation.offered(device) | F_PROTOCOL_FEATURES, f, true);
+        if (!r.accepted()) {
+            throw new VhostUserProtocolException(m.name() + ": " + r.message());
         }
         if (activated && f != features) {
             for (Vring v : vrings) {
@@ -259,6 +268,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
             }
             // A new driver session (firmware first, then the guest kernel, renegotiate): the
             // device starts over with the new features when the next queue starts.
+            queues.stopAll();
             device.reset();
             activated = false;
         }
@@ -279,6 +289,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
             v.active = false;
         }
         if (activated) {
+            queues.stopAll();
             device.reset();
             activated = false;
         }
@@ -652,14 +663,14 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         }
         EventFd call = v.call;
         Interrupt irq = call == null ? Interrupt.NONE : call::signal;
-        device.startQueue(new QueueBinding(v.queue.index(), v.queue, v.kick, irq));
+        queues.start(new QueueBinding(v.queue.index(), v.queue, v.kick, irq));
         v.running = true;
     }
 
     private void stopRunning(Vring v) {
         if (v.running) {
-            device.stopQueue(v.queue.index());
             v.running = false;
+            queues.stop(v.queue.index());
         }
     }
 

@@ -22,6 +22,8 @@ import io.netty.channel.epoll.EpollIoOps;
 import io.netty.channel.unix.FileDescriptor;
 import org.jvirtio.api.VirtioDevice;
 import org.jvirtio.api.linux.ErrnoException;
+import org.jvirtio.host.DeviceQueues;
+import org.jvirtio.host.QueueHost;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -41,6 +43,7 @@ public final class VhostUserBackend implements AutoCloseable {
 
     private final Path socketPath;
     private final VirtioDevice device;
+    private final QueueHost host;
     private final MultiThreadIoEventLoopGroup group;
     private final IoEventLoop loop;
     private final int listenFd;
@@ -51,19 +54,28 @@ public final class VhostUserBackend implements AutoCloseable {
     private volatile CompletableFuture<String> nextDisconnect = new CompletableFuture<>();
     private volatile boolean closed;
 
-    private VhostUserBackend(Path socketPath, VirtioDevice device, int listenFd) {
+    private VhostUserBackend(Path socketPath, VirtioDevice device, QueueHost host, int listenFd) {
         this.socketPath = socketPath;
         this.device = device;
+        this.host = host;
         this.listenFd = listenFd;
         this.group = new MultiThreadIoEventLoopGroup(1, EpollIoHandler.newFactory());
         this.loop = (IoEventLoop) group.next();
     }
 
+    /** As {@link #start(Path, VirtioDevice, QueueHost)} with a thread per queue. */
+    public static VhostUserBackend start(Path socketPath, VirtioDevice device) throws IOException {
+        return start(socketPath, device, QueueHost.THREAD_PER_QUEUE);
+    }
+
     /**
      * Creates the socket file (mode 0600; a stale socket at the path is replaced; any other
      * kind of file there is refused) and starts accepting.
+     *
+     * @param host runs the device's queues (a thread per queue, or {@link org.jvirtio.host.IoThreads});
+     *             the caller closes it after closing the backend
      */
-    public static VhostUserBackend start(Path socketPath, VirtioDevice device) throws IOException {
+    public static VhostUserBackend start(Path socketPath, VirtioDevice device, QueueHost host) throws IOException {
         Path dir = socketPath.toAbsolutePath().getParent();
         if (dir == null || !Files.isDirectory(dir)) {
             throw new IOException("socket directory " + dir + " does not exist");
@@ -84,7 +96,7 @@ public final class VhostUserBackend implements AutoCloseable {
             Files.deleteIfExists(tmp);
             throw e;
         }
-        VhostUserBackend b = new VhostUserBackend(socketPath, device, fd);
+        VhostUserBackend b = new VhostUserBackend(socketPath, device, host, fd);
         try {
             b.listenRegistration = b.register(b.new Listener());
         } catch (IOException e) {
@@ -198,7 +210,7 @@ public final class VhostUserBackend implements AutoCloseable {
             this.fd = fd;
             this.fdObj = new FileDescriptor(fd);
             this.reader = new MessageReader(fd, true);
-            this.session = new BackendSession(device, fd, loop);
+            this.session = new BackendSession(new DeviceQueues(device, host), fd, loop);
         }
 
         @Override

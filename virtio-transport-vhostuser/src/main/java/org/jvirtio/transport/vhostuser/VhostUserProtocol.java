@@ -65,10 +65,26 @@ public final class VhostUserProtocol {
     public static final int PROTOCOL_F_CONFIGURE_MEM_SLOTS = 15;
     public static final int PROTOCOL_F_STATUS = 16;
 
-    /** What the jvirtio backend offers. */
+    /** Every protocol feature the jvirtio backend implements (offered as far as the device has what they need). */
     public static final long BACKEND_PROTOCOL_FEATURES = (1L << PROTOCOL_F_MQ) | (1L << PROTOCOL_F_REPLY_ACK)
             | (1L << PROTOCOL_F_CONFIG) | (1L << PROTOCOL_F_BACKEND_REQ) | (1L << PROTOCOL_F_RESET_DEVICE)
             | (1L << PROTOCOL_F_CONFIGURE_MEM_SLOTS) | (1L << PROTOCOL_F_STATUS);
+
+    /**
+     * The protocol features offered for {@code device}: {@link #BACKEND_PROTOCOL_FEATURES} less
+     * CONFIG when the device has no configuration space (QEMU's vhost-user-rng warns about it)
+     * and less MQ when it has one queue.
+     */
+    public static long protocolFeaturesFor(org.jvirtio.api.VirtioDevice device) {
+        long f = BACKEND_PROTOCOL_FEATURES;
+        if (device.configSize() == 0) {
+            f &= ~(1L << PROTOCOL_F_CONFIG);
+        }
+        if (device.queueCount() <= 1) {
+            f &= ~(1L << PROTOCOL_F_MQ);
+        }
+        return f;
+    }
 
     /** VHOST_USER_F_PROTOCOL_FEATURES in the virtio feature word. */
     public static final long F_PROTOCOL_FEATURES = 1L << 30;

@@ -4,22 +4,21 @@ import java.util.concurrent.atomic.AtomicInteger;
 
 import org.jvirtio.api.ChainReader;
 import org.jvirtio.api.ChainWriter;
+import org.jvirtio.api.DescriptorChain;
 import org.jvirtio.api.DeviceContext;
 import org.jvirtio.api.QueueBinding;
+import org.jvirtio.api.QueueHandler;
 import org.jvirtio.api.VirtioDevice;
 import org.jvirtio.api.VirtioFeatures;
-import org.jvirtio.api.linux.ErrnoException;
-import org.jvirtio.ring.QueueWorker;
 
 /**
  * A small test device: each chain's readable bytes come back complemented in its writable
  * buffers. 16 bytes of config space, all writable. Counts activations, starts, stops and resets.
  */
 final class EchoDevice implements VirtioDevice {
-    static final long FEATURES = VirtioFeatures.RING_FEATURES | VirtioFeatures.bit(0);
+    static final long FEATURES = VirtioFeatures.bit(0);
 
     private final int queues;
-    private final QueueWorker[] workers;
     final byte[] config = new byte[16];
     private final AtomicInteger generation = new AtomicInteger();
     final AtomicInteger activations = new AtomicInteger();
@@ -30,7 +29,6 @@ final class EchoDevice implements VirtioDevice {
 
     EchoDevice(int queues) {
         this.queues = queues;
-        this.workers = new QueueWorker[queues];
     }
 
     @Override
@@ -82,10 +80,13 @@ final class EchoDevice implements VirtioDevice {
         activations.incrementAndGet();
     }
 
+    /** Echoes complemented bytes; counts opens (starts) and closes (stops). */
     @Override
-    public void startQueue(QueueBinding q) {
-        try {
-            workers[q.index()] = QueueWorker.start(q, chain -> {
+    public QueueHandler openQueue(QueueBinding q) {
+        starts.incrementAndGet();
+        return new QueueHandler() {
+            @Override
+            public int start(DescriptorChain chain, int slot) {
                 ChainReader r = chain.reader();
                 ChainWriter w = chain.writer();
                 int n = (int) Math.min(r.remaining(), w.remaining());
@@ -93,27 +94,17 @@ final class EchoDevice implements VirtioDevice {
                     w.writeU8(~r.readU8());
                 }
                 return n;
-            }, "echo-q" + q.index());
-            starts.incrementAndGet();
-        } catch (ErrnoException e) {
-            throw new IllegalStateException(e);
-        }
-    }
+            }
 
-    @Override
-    public void stopQueue(int index) {
-        if (workers[index] != null) {
-            workers[index].stop();
-            workers[index] = null;
-            stops.incrementAndGet();
-        }
+            @Override
+            public void close() {
+                stops.incrementAndGet();
+            }
+        };
     }
 
     @Override
     public void reset() {
-        for (int i = 0; i < queues; i++) {
-            stopQueue(i);
-        }
         resets.incrementAndGet();
     }
 }

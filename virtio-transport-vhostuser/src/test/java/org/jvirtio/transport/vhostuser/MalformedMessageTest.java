@@ -263,9 +263,21 @@ class MalformedMessageTest {
 
     @Test
     void featuresNotOffered() throws Exception {
-        expectClosed("SET_FEATURES: features 0x400000000 were not offered", msg(VhostUserRequest.SET_FEATURES, u64(1L << 34)));
+        expectClosed("SET_FEATURES: driver acknowledged features the device does not offer: 0x400000000",
+                msg(VhostUserRequest.SET_FEATURES, u64((1L << 34) | (1L << 32))));
+        expectClosed("SET_FEATURES: driver did not accept VIRTIO_F_VERSION_1", msg(VhostUserRequest.SET_FEATURES, u64(1L << 29)));
         expectClosed("SET_PROTOCOL_FEATURES: protocol features 0x2 were not offered", msg(VhostUserRequest.SET_PROTOCOL_FEATURES, u64(2)));
         expectClosed("SET_STATUS: status 0x100 does not fit 8 bits", msg(VhostUserRequest.SET_STATUS, u64(0x100)));
+    }
+
+    /** The driver's status only grows until a reset (VIRTIO 1.3, 2.1); the device's bit is not the driver's to set. */
+    @Test
+    void statusTransitionsAreChecked() throws Exception {
+        expectClosed("SET_STATUS: status DRIVER_OK cannot follow RESET", msg(VhostUserRequest.SET_STATUS, u64(4)));
+        expectClosed("SET_STATUS: status ACKNOWLEDGE|DRIVER|FEATURES_OK cannot follow ACKNOWLEDGE|DRIVER|FEATURES_OK|DRIVER_OK",
+                new byte[][] {msg(VhostUserRequest.SET_STATUS, u64(15)), msg(VhostUserRequest.SET_STATUS, u64(11))}, new int[0][]);
+        expectClosed("SET_STATUS: status FEATURES_OK|DEVICE_NEEDS_RESET cannot follow RESET", msg(VhostUserRequest.SET_STATUS, u64(0x48)));
+        expectClosed("SET_STATUS: status ACKNOWLEDGE|0x10 cannot follow RESET", msg(VhostUserRequest.SET_STATUS, u64(0x11)));
     }
 
     @Test

@@ -12,6 +12,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 
 import org.jvirtio.api.EventFd;
+import org.jvirtio.api.FeatureNegotiation;
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.GuestRegion;
 import org.jvirtio.api.MemoryMapping;
@@ -19,7 +20,8 @@ import org.jvirtio.api.VirtioDevice;
 import org.jvirtio.blk.BlkOptions;
 import org.jvirtio.blk.FileBackend;
 import org.jvirtio.blk.VirtioBlkDevice;
-import org.jvirtio.blk.dataplane.IoThreads;
+import org.jvirtio.host.IoThreads;
+import org.jvirtio.host.QueueHost;
 import org.jvirtio.blk.dataplane.UringIoFactory;
 import org.jvirtio.ring.SplitQueueDriver;
 import org.jvirtio.transport.vhostuser.VhostUserCodec.MemRegion;
@@ -70,10 +72,10 @@ class MessageFuzzTest {
                 f.setLength(DISK);
             }
             blk = new VirtioBlkDevice(FileBackend.open(img, false, false), new BlkOptions(QUEUES, 256, "fuzz", false),
-                    ioThreads, new UringIoFactory());
+                    new UringIoFactory());
         }
         VirtioDevice device = blk != null ? blk : echo;
-        long features = device.deviceFeatures();
+        long features = FeatureNegotiation.offered(device);
         MemoryMapping mem = MemoryMapping.memfd("guest", MEM);
         GuestMemory guest = GuestMemory.of(GuestRegion.of(0, mem));
         Random rnd = new Random(seed);
@@ -83,7 +85,7 @@ class MessageFuzzTest {
         }
         ch.qos.logback.classic.Logger log = (ch.qos.logback.classic.Logger) org.slf4j.LoggerFactory.getLogger("org.jvirtio");
         ch.qos.logback.classic.Level level = log.getLevel();
-        try (VhostUserBackend backend = VhostUserBackend.start(socket, device)) {
+        try (VhostUserBackend backend = VhostUserBackend.start(socket, device, ioThreads != null ? ioThreads : QueueHost.THREAD_PER_QUEUE)) {
             servesAWellBehavedFrontend(backend, socket, features); // lazily opened fds settle before counting
             long fdsBefore = openFds();
             long mapsBefore = mappings();

@@ -8,6 +8,7 @@ import java.util.concurrent.TimeUnit;
 
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.VirtioFeatures;
+import org.jvirtio.blk.VirtioBlk;
 import org.jvirtio.ring.SplitQueueDriver;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -83,9 +84,9 @@ class QemuStorageDaemonInteropTest {
             long offered = rig.fe.getFeatures();
             assertTrue(VirtioFeatures.has(offered, VirtioFeatures.VERSION_1), "offered 0x" + Long.toHexString(offered));
             long wanted = VirtioFeatures.mask(VirtioFeatures.VERSION_1, VirtioFeatures.EVENT_IDX, VirtioFeatures.INDIRECT_DESC,
-                    VirtioFeatures.BLK_FLUSH, VirtioFeatures.BLK_SEG_MAX, VirtioFeatures.BLK_BLK_SIZE);
+                    VirtioBlk.BLK_FLUSH, VirtioBlk.BLK_SEG_MAX, VirtioBlk.BLK_BLK_SIZE);
             rig.features = rig.fe.negotiate(wanted, VhostUserProtocol.BACKEND_PROTOCOL_FEATURES);
-            assertTrue(VirtioFeatures.has(rig.features, VirtioFeatures.BLK_FLUSH));
+            assertTrue(VirtioFeatures.has(rig.features, VirtioBlk.BLK_FLUSH));
             // virtio_blk_config.capacity: le64 at offset 0, in 512-byte sectors
             byte[] cfg = rig.fe.getConfig(0, 24);
             long capacity = java.nio.ByteBuffer.wrap(cfg).order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong(0);

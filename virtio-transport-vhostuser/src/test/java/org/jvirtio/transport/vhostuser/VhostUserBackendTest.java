@@ -8,6 +8,7 @@ import java.util.concurrent.TimeUnit;
 
 import org.jvirtio.api.DeviceStatus;
 import org.jvirtio.api.EventFd;
+import org.jvirtio.api.VirtioFeatures;
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.GuestRegion;
 import org.jvirtio.api.MemoryMapping;
@@ -68,10 +69,12 @@ class VhostUserBackendTest {
     void negotiatesAndEchoesOnTwoQueues() throws Exception {
         var disconnect = backend.nextDisconnect();
         try (FrontendRig rig = new FrontendRig(socket)) {
-            assertEquals(EchoDevice.FEATURES | VhostUserProtocol.F_PROTOCOL_FEATURES, rig.fe.getFeatures());
+            // The transport adds the ring features to the device's own.
+            assertEquals(EchoDevice.FEATURES | VirtioFeatures.RING_FEATURES | VhostUserProtocol.F_PROTOCOL_FEATURES, rig.fe.getFeatures());
+            // Two queues and a config space: everything the backend implements is offered.
             assertEquals(VhostUserProtocol.BACKEND_PROTOCOL_FEATURES, rig.fe.getProtocolFeatures());
             rig.negotiate();
-            assertEquals(EchoDevice.FEATURES, rig.features);
+            assertEquals(EchoDevice.FEATURES | VirtioFeatures.RING_FEATURES, rig.features);
             assertEquals(2, rig.fe.getQueueNum());
             assertEquals(VhostUserProtocol.MAX_MEM_SLOTS, rig.fe.getMaxMemSlots());
             rig.fe.setMemTable(rig.memory);
@@ -87,6 +90,47 @@ class VhostUserBackendTest {
         }
         assertEquals("front-end disconnected", disconnect.get(10, TimeUnit.SECONDS));
         assertEquals(1, device.resets.get(), "disconnect resets the device");
+    }
+
+    /**
+     * A minimal device (one queue, no config space) is offered neither PROTOCOL_F_CONFIG (QEMU's
+     * vhost-user-rng warns about it) nor PROTOCOL_F_MQ, and is served on the epoll I/O threads
+     * as well as on a thread per queue.
+     */
+    @Test
+    void protocolFeaturesFollowTheDeviceAndAMinimalDeviceIsServed() throws Exception {
+        backend.close();
+        org.jvirtio.api.VirtioDevice minimal = new org.jvirtio.api.AbstractVirtioDevice(0x3e) {
+            @Override
+            public org.jvirtio.api.QueueHandler openQueue(org.jvirtio.api.QueueBinding queue) {
+                return (chain, slot) -> {
+                    var r = chain.reader();
+                    var w = chain.writer();
+                    int n = (int) Math.min(r.remaining(), w.remaining());
+                    for (int i = 0; i < n; i++) {
+                        w.writeU8(~r.readU8());
+                    }
+                    return n;
+                };
+            }
+        };
+        try (org.jvirtio.host.IoThreads threads = new org.jvirtio.host.IoThreads(1, 16)) {
+            backend = VhostUserBackend.start(socket, minimal, threads);
+            try (FrontendRig rig = new FrontendRig(socket)) {
+                long pf = rig.fe.getProtocolFeatures();
+                assertEquals(0, pf & (1L << PROTOCOL_F_CONFIG), "no config space: no PROTOCOL_F_CONFIG");
+                assertEquals(0, pf & (1L << PROTOCOL_F_MQ), "one queue: no PROTOCOL_F_MQ");
+                assertEquals(BACKEND_PROTOCOL_FEATURES & ~(1L << PROTOCOL_F_CONFIG) & ~(1L << PROTOCOL_F_MQ), pf);
+                assertEquals(VirtioFeatures.RING_FEATURES | F_PROTOCOL_FEATURES, rig.fe.getFeatures());
+                rig.negotiate();
+                rig.fe.setMemTable(rig.memory);
+                rig.queue(0, 4);
+                for (int i = 0; i < 50; i++) {
+                    assertEquals(1 + i, rig.echo(0, new byte[1 + i]));
+                }
+            }
+            backend.close();
+        }
     }
 
     @Test
@@ -105,8 +149,8 @@ class VhostUserBackendTest {
             rig.echo(0, new byte[4]);
             // Firmware done: rings stopped; the guest kernel negotiates other features.
             assertEquals(1, rig.fe.getVringBase(0));
-            rig.fe.setFeatures(VhostUserProtocol.F_PROTOCOL_FEATURES | EchoDevice.FEATURES);
-            rig.features = EchoDevice.FEATURES;
+            rig.fe.setFeatures(VhostUserProtocol.F_PROTOCOL_FEATURES | EchoDevice.FEATURES | VirtioFeatures.RING_FEATURES);
+            rig.features = EchoDevice.FEATURES | VirtioFeatures.RING_FEATURES;
             rig.drivers.clear();
             rig.kicks.forEach(EventFd::close);
             rig.calls.forEach(EventFd::close);

@@ -1,4 +1,4 @@
-package org.jvirtio.blk.dataplane;
+package org.jvirtio.host;
 
 import java.io.IOException;
 import java.util.ArrayList;
@@ -21,20 +21,18 @@ import io.netty.util.concurrent.EventExecutor;
 import io.netty.util.concurrent.ScheduledFuture;
 import org.jvirtio.api.EventFd;
 import org.jvirtio.api.linux.Libc;
-import org.jvirtio.blk.BlkQueue;
-import org.jvirtio.blk.BlkQueueHost;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The data plane's I/O threads: a fixed number of Netty epoll event loops, each owning the queues
+ * The I/O threads host: a fixed number of Netty epoll event loops, each owning the queues
  * assigned to it (queue i runs on thread i mod n). In a queue's loop sit its kick eventfd and its
- * io_uring completion eventfd; the loop calls {@link BlkQueue#serve()} on a kick and
- * {@link BlkQueue#reapCompletions()} on completions, so a queue is only ever touched by its own
- * thread and the data path takes no lock. Stopping a queue is a task on its loop: take nothing
- * new, let what is in flight complete, then close.
+ * handler's completion fd (an io_uring eventfd, say); the loop calls {@link QueueEngine#serve()}
+ * on a kick and {@link QueueEngine#reapCompletions()} on completions, so a queue is only ever
+ * touched by its own thread and the data path takes no lock. Stopping a queue is a task on its
+ * loop: take nothing new, let what is in flight complete, then close.
  */
-public final class IoThreads implements BlkQueueHost {
+public final class IoThreads implements QueueHost {
     private static final Logger LOG = LoggerFactory.getLogger(IoThreads.class);
     private static final int NOFD_POLL_MICROS = 1000;
 
@@ -69,13 +67,13 @@ public final class IoThreads implements BlkQueueHost {
         return loops.length;
     }
 
-    /** The loop that owns queue {@code index}. */
-    IoEventLoop loopOf(int index) {
+    /** The event loop that owns queue {@code index}: work submitted to it runs on the queue's thread. */
+    public IoEventLoop loopOf(int index) {
         return loops[index % loops.length];
     }
 
     @Override
-    public Started start(BlkQueue queue) {
+    public Started start(QueueEngine queue) {
         QueueRun run = new QueueRun(queue, loopOf(queue.index()));
         run.begin();
         return run;
@@ -99,7 +97,7 @@ public final class IoThreads implements BlkQueueHost {
 
     /** One queue on its loop. Every field is touched on the loop only, except {@link #done}. */
     private final class QueueRun implements Started {
-        private final BlkQueue queue;
+        private final QueueEngine queue;
         private final IoEventLoop loop;
         private final EventFd kick;
         private final CompletableFuture<Void> done = new CompletableFuture<>();
@@ -113,7 +111,7 @@ public final class IoThreads implements BlkQueueHost {
         private final java.util.function.BooleanSupplier serve;
         private final java.util.function.BooleanSupplier reap;
 
-        QueueRun(BlkQueue queue, IoEventLoop loop) {
+        QueueRun(QueueEngine queue, IoEventLoop loop) {
             this.queue = queue;
             this.loop = loop;
             this.kick = queue.binding().kick();

@@ -1,0 +1,121 @@
+package org.jvirtio.rng;
+
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemorySegment;
+import java.lang.invoke.MethodHandle;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+import static java.lang.foreign.ValueLayout.*;
+
+/**
+ * getrandom(2) and read(2) into guest memory by address: the address is passed as a plain
+ * {@code long} (the same in the x86-64 and AArch64 calling conventions), so a request allocates
+ * no segment.
+ */
+final class NativeSources {
+    private NativeSources() {
+    }
+
+    private static final Linker LINKER = Linker.nativeLinker();
+    private static final MethodHandle GETRANDOM_CALL = LINKER.downcallHandle(LINKER.defaultLookup().find("getrandom").orElseThrow(),
+            FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT));
+    private static final MethodHandle READ = LINKER.downcallHandle(LINKER.defaultLookup().find("read").orElseThrow(),
+            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG));
+    private static final MethodHandle OPEN = LINKER.downcallHandle(LINKER.defaultLookup().find("open").orElseThrow(),
+            FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT), Linker.Option.firstVariadicArg(2));
+    private static final MethodHandle CLOSE = LINKER.downcallHandle(LINKER.defaultLookup().find("close").orElseThrow(),
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+    private static final int O_RDONLY = 0;
+    private static final int O_CLOEXEC = 0x80000;
+    /** A call interrupted by a signal returns -1 (EINTR); retried this often before giving up. */
+    private static final int TRIES = 8;
+
+    static final EntropySource GETRANDOM = new EntropySource() {
+        @Override
+        public int fill(MemorySegment region, long offset, int length) throws IOException {
+            return transfer(region, offset, length, -1);
+        }
+
+        @Override
+        public String toString() {
+            return "getrandom(2)";
+        }
+    };
+
+    static EntropySource file(Path path) throws IOException {
+        if (!Files.isReadable(path)) {
+            throw new IOException(path + " is not readable");
+        }
+        int fd;
+        try (Arena a = Arena.ofConfined()) {
+            fd = (int) OPEN.invokeExact(a.allocateFrom(path.toString()), O_RDONLY | O_CLOEXEC);
+        } catch (Throwable t) {
+            throw new IOException("cannot open " + path + ": " + t, t);
+        }
+        if (fd < 0) {
+            throw new IOException("cannot open " + path);
+        }
+        return new EntropySource() {
+            private volatile boolean closed;
+
+            @Override
+            public int fill(MemorySegment region, long offset, int length) throws IOException {
+                if (closed) {
+                    throw new IOException(path + " is closed");
+                }
+                return transfer(region, offset, length, fd);
+            }
+
+            @Override
+            public void close() {
+                if (!closed) {
+                    closed = true;
+                    try {
+                        int ignored = (int) CLOSE.invokeExact(fd);
+                    } catch (Throwable t) {
+                        // the fd is gone either way
+                    }
+                }
+            }
+
+            @Override
+            public String toString() {
+                return path.toString();
+            }
+        };
+    }
+
+    /** Fills [offset, offset + length) of {@code region} by getrandom (fd -1) or read(fd). */
+    private static int transfer(MemorySegment region, long offset, int length, int fd) throws IOException {
+        if (offset < 0 || length < 0 || offset > region.byteSize() - length) {
+            throw new IndexOutOfBoundsException("range [" + offset + ", +" + length + ") outside a region of " + region.byteSize() + " bytes");
+        }
+        long address = region.address() + offset;
+        int done = 0;
+        int failures = 0;
+        while (done < length) {
+            long n;
+            try {
+                n = fd < 0 ? (long) GETRANDOM_CALL.invokeExact(address + done, (long) (length - done), 0)
+                        : (long) READ.invokeExact(fd, address + done, (long) (length - done));
+            } catch (Throwable t) {
+                throw new IOException(t);
+            }
+            if (n == 0) {
+                break; // end of file
+            }
+            if (n < 0) {
+                if (++failures == TRIES) {
+                    throw new IOException((fd < 0 ? "getrandom" : "read") + " failed " + TRIES + " times");
+                }
+                continue;
+            }
+            done += (int) n;
+        }
+        return done;
+    }
+}

@@ -1,0 +1,167 @@
+package org.jvirtio.rng;
+
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemorySegment;
+import java.lang.invoke.MethodHandle;
+
+import org.jvirtio.api.DescriptorChain;
+import org.jvirtio.api.QueueCompletions;
+import org.jvirtio.api.QueueHandler;
+
+import static java.lang.foreign.ValueLayout.*;
+
+/**
+ * The rng queue under a {@link RateLimit}: chains that find the period's budget spent wait in
+ * arrival order and are served when the next period starts, woken by a timerfd that the queue's
+ * host watches as this handler's completion fd. Nothing allocated per request.
+ */
+final class RateLimitedQueue implements QueueHandler {
+    /** Fills a chain with at most {@code max} bytes; returns the bytes written. */
+    @FunctionalInterface
+    interface Filler {
+        int fill(DescriptorChain chain, int max);
+    }
+
+    private static final Linker LINKER = Linker.nativeLinker();
+    private static final MethodHandle TIMERFD_CREATE = LINKER.downcallHandle(LINKER.defaultLookup().find("timerfd_create").orElseThrow(),
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
+    private static final MethodHandle TIMERFD_SETTIME = LINKER.downcallHandle(LINKER.defaultLookup().find("timerfd_settime").orElseThrow(),
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, ADDRESS));
+    private static final MethodHandle CLOSE = LINKER.downcallHandle(LINKER.defaultLookup().find("close").orElseThrow(),
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+    private static final int CLOCK_MONOTONIC = 1;
+    private static final int TFD_NONBLOCK = 0x800;
+    private static final int TFD_CLOEXEC = 0x80000;
+
+    private final Filler filler;
+    private final long maxBytes;
+    private final long periodNanos;
+    /** Waiting chains by slot, and their slots in arrival order (a ring of queue-size entries). */
+    private final DescriptorChain[] waiting;
+    private final int[] order;
+    private int head;
+    private int count;
+    private long budget;
+    private long periodStart;
+    private boolean armed;
+    private QueueCompletions completions;
+    private Arena arena;
+    private MemorySegment spec;
+    private int timerFd = -1;
+
+    RateLimitedQueue(Filler filler, RateLimit limit, int queueSize) {
+        this.filler = filler;
+        this.maxBytes = limit.maxBytes();
+        this.periodNanos = limit.periodMillis() * 1_000_000;
+        this.waiting = new DescriptorChain[queueSize];
+        this.order = new int[queueSize];
+    }
+
+    @Override
+    public void open(QueueCompletions completions) throws IOException {
+        this.completions = completions;
+        try {
+            timerFd = (int) TIMERFD_CREATE.invokeExact(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        } catch (Throwable t) {
+            throw new IOException("timerfd_create: " + t, t);
+        }
+        if (timerFd < 0) {
+            throw new IOException("timerfd_create failed");
+        }
+        arena = Arena.ofShared();
+        spec = arena.allocate(32, 8);
+        periodStart = System.nanoTime();
+        budget = maxBytes;
+    }
+
+    @Override
+    public int start(DescriptorChain chain, int slot) {
+        refill();
+        if (count == 0 && budget > 0) {
+            return take(chain);
+        }
+        waiting[slot] = chain;
+        order[(head + count++) % order.length] = slot;
+        arm();
+        return PENDING;
+    }
+
+    private int take(DescriptorChain chain) {
+        int n = filler.fill(chain, (int) Math.min(budget, VirtioRng.MAX_PER_REQUEST));
+        budget -= n;
+        return n;
+    }
+
+    private void refill() {
+        long now = System.nanoTime();
+        if (now - periodStart >= periodNanos) {
+            periodStart = now - (now - periodStart) % periodNanos;
+            budget = maxBytes;
+        }
+    }
+
+    @Override
+    public int completionFd() {
+        return timerFd;
+    }
+
+    /** The timer fired (the host has read it): a new period may have begun. */
+    @Override
+    public void reap() {
+        armed = false;
+        refill();
+        while (count > 0 && budget > 0) {
+            int slot = order[head];
+            head = (head + 1) % order.length;
+            count--;
+            DescriptorChain c = waiting[slot];
+            waiting[slot] = null;
+            int n;
+            try {
+                n = take(c);
+            } catch (RuntimeException e) {
+                n = 0;
+            }
+            completions.complete(slot, n);
+        }
+        if (count > 0) {
+            arm();
+        }
+    }
+
+    /** Wakes the queue when the current period ends. */
+    private void arm() {
+        if (armed) {
+            return;
+        }
+        long left = Math.max(1, periodStart + periodNanos - System.nanoTime());
+        spec.fill((byte) 0);
+        spec.set(JAVA_LONG, 16, left / 1_000_000_000L);
+        spec.set(JAVA_LONG, 24, left % 1_000_000_000L);
+        try {
+            int r = (int) TIMERFD_SETTIME.invokeExact(timerFd, 0, spec, MemorySegment.NULL);
+            armed = r == 0;
+        } catch (Throwable t) {
+            throw new IllegalStateException("timerfd_settime: " + t, t);
+        }
+    }
+
+    @Override
+    public void close() {
+        if (timerFd >= 0) {
+            try {
+                int ignored = (int) CLOSE.invokeExact(timerFd);
+            } catch (Throwable t) {
+                // the fd is gone either way
+            }
+            timerFd = -1;
+        }
+        if (arena != null) {
+            arena.close();
+            arena = null;
+        }
+    }
+}

@@ -1,0 +1,191 @@
+package org.jvirtio.rng;
+
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.HashMap;
+import java.util.Map;
+
+import org.jvirtio.api.FeatureNegotiation;
+import org.jvirtio.api.GuestMemory;
+import org.jvirtio.api.GuestRegion;
+import org.jvirtio.api.Interrupt;
+import org.jvirtio.api.MemoryMapping;
+import org.jvirtio.api.QueueBinding;
+import org.jvirtio.api.linux.Libc;
+import org.jvirtio.host.QueueEngine;
+import org.jvirtio.ring.SplitQueue;
+import org.jvirtio.ring.SplitQueueDriver;
+import org.jvirtio.runner.VhostUserRunner;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** virtio-rng through a real split ring in memfd memory and the framework's queue engine. */
+class VirtioRngTest {
+    static final int SIZE = 16;
+    static final long BUF = 0x10000;
+
+    @TempDir
+    Path dir;
+    GuestMemory mem;
+    SplitQueueDriver driver;
+    QueueEngine engine;
+
+    @BeforeEach
+    void setUp() throws Exception {
+        MemoryMapping m = MemoryMapping.memfd("guest", 1 << 20);
+        mem = GuestMemory.of(GuestRegion.of(0, m));
+        m.release();
+    }
+
+    @AfterEach
+    void tearDown() {
+        if (engine != null && engine.inFlight() == 0) {
+            engine.close();
+        }
+        mem.release();
+    }
+
+    void start(VirtioRng rng) throws Exception {
+        long f = FeatureNegotiation.offered(rng);
+        driver = SplitQueueDriver.at(mem, 0x1000, SIZE, f, 0, 0);
+        SplitQueue q = new SplitQueue(0, rng.maxChainLength());
+        q.activate(mem, SIZE, driver.descAddr(), driver.availAddr(), driver.usedAddr(), f, 0, 0);
+        QueueBinding b = new QueueBinding(0, q, null, Interrupt.NONE);
+        engine = new QueueEngine(b, rng.openQueue(b));
+        engine.open();
+    }
+
+    /** Adds a chain of one readable and two writable buffers; returns nothing, token = {@code token}. */
+    void request(long at, int first, int second, long token) {
+        assertTrue(driver.add(new long[] {at, at + 16, at + 16 + first}, new int[] {16, first, second}, 3, 1, token) >= 0);
+    }
+
+    Map<Long, Integer> served() {
+        Map<Long, Integer> used = new HashMap<>();
+        driver.pollUsed((head, token, length) -> used.put(token, length));
+        return used;
+    }
+
+    byte[] bytes(long at, int n) {
+        byte[] b = new byte[n];
+        mem.read(at, MemorySegment.ofArray(b));
+        return b;
+    }
+
+    @Test
+    void deviceIsWhatTheSpecSays() {
+        VirtioRng rng = new VirtioRng(EntropySource.getrandom());
+        assertEquals(4, rng.deviceId());
+        assertEquals(0, rng.deviceFeatures());
+        assertEquals(0, rng.configSize());
+        assertEquals(1, rng.queueCount());
+    }
+
+    @Test
+    void everyWritableBufferIsFilledFromGetrandomAndReadableOnesAreLeftAlone() throws Exception {
+        start(new VirtioRng(EntropySource.getrandom()));
+        mem.write(BUF, MemorySegment.ofArray(new byte[16]));
+        request(BUF, 100, 28, 1);
+        request(BUF + 0x1000, 4096, 1, 2);
+        driver.publish();
+        engine.serve();
+        Map<Long, Integer> used = served();
+        assertEquals(128, used.get(1L));
+        assertEquals(4097, used.get(2L));
+        assertArrayEquals(new byte[16], bytes(BUF, 16), "the readable buffer is not written");
+        byte[] a = bytes(BUF + 16, 128);
+        byte[] b = bytes(BUF + 0x1000 + 16, 128);
+        assertFalse(java.util.Arrays.equals(a, b));
+        assertFalse(java.util.Arrays.equals(a, new byte[128]));
+    }
+
+    @Test
+    void aRequestGetsAtMost64KiB() throws Exception {
+        start(new VirtioRng(EntropySource.getrandom()));
+        request(BUF, 48 << 10, 48 << 10, 1);
+        driver.publish();
+        engine.serve();
+        assertEquals(VirtioRng.MAX_PER_REQUEST, served().get(1L));
+    }
+
+    @Test
+    void aFileSourceIsReadInOrderAndItsEndGivesFewerBytes() throws Exception {
+        Path f = dir.resolve("pool");
+        byte[] pool = new byte[200];
+        for (int i = 0; i < pool.length; i++) {
+            pool[i] = (byte) (i * 7 + 1);
+        }
+        Files.write(f, pool);
+        try (EntropySource src = EntropySource.file(f)) {
+            start(new VirtioRng(src));
+            request(BUF, 100, 50, 1);
+            request(BUF + 0x1000, 100, 50, 2);
+            driver.publish();
+            engine.serve();
+            Map<Long, Integer> used = served();
+            assertEquals(150, used.get(1L));
+            assertEquals(50, used.get(2L), "the file ends after 200 bytes");
+            assertArrayEquals(java.util.Arrays.copyOf(pool, 150), bytes(BUF + 16, 150));
+            assertArrayEquals(java.util.Arrays.copyOfRange(pool, 150, 200), bytes(BUF + 0x1000 + 16, 50));
+        }
+        assertThrows(IOException.class, () -> EntropySource.file(dir.resolve("missing")));
+    }
+
+    /** 100 bytes per 300 ms: the first period's budget is shared out, the rest waits for the timer. */
+    @Test
+    void theRateLimitDelaysWhatDoesNotFitThePeriod() throws Exception {
+        start(new VirtioRng(EntropySource.getrandom(), new RateLimit(100, 300)));
+        long t0 = System.nanoTime();
+        request(BUF, 60, 4, 1);
+        request(BUF + 0x1000, 60, 4, 2);
+        request(BUF + 0x2000, 60, 4, 3);
+        driver.publish();
+        engine.serve();
+        Map<Long, Integer> used = served();
+        assertEquals(64, used.get(1L));
+        assertEquals(36, used.get(2L), "what is left of the budget");
+        assertFalse(used.containsKey(3L), "the third waits for the next period");
+        assertEquals(1, engine.inFlight());
+        int timer = engine.completionFd();
+        assertTrue(timer >= 0);
+        assertTrue(Libc.pollIn(timer, 2000), "the timer fires when the period ends");
+        try (java.lang.foreign.Arena a = java.lang.foreign.Arena.ofConfined()) {
+            Libc.eventfdRead(timer, a.allocate(8, 8)); // as a host does: read the expirations
+        }
+        engine.reapCompletions();
+        assertEquals(64, served().get(3L));
+        assertTrue(System.nanoTime() - t0 >= 250_000_000L, "waited for the period");
+        assertEquals(0, engine.inFlight());
+    }
+
+    @Test
+    void badLimitsAreRefused() {
+        assertThrows(IllegalArgumentException.class, () -> new RateLimit(-1, 10));
+        assertThrows(IllegalArgumentException.class, () -> new RateLimit(10, 0));
+        assertThrows(IllegalArgumentException.class, () -> new RateLimit(0, 10));
+        assertTrue(RateLimit.NONE.isUnlimited());
+    }
+
+    /** The runner finds the rng subcommand through ServiceLoader, and refuses a bad source with one line. */
+    @Test
+    void theRunnerFindsRngAndRefusesABadSource() throws Exception {
+        assertTrue(VhostUserRunner.devices().containsKey("rng"));
+        var cmd = VhostUserRunner.commandLine(VhostUserRunner.devices());
+        var err = new java.io.StringWriter();
+        cmd.setErr(new java.io.PrintWriter(err));
+        cmd.setOut(new java.io.PrintWriter(new java.io.StringWriter()));
+        assertEquals(2, cmd.execute("rng", "--socket", dir.resolve("r.sock").toString(), "--source", dir.resolve("none").toString()));
+        assertEquals(1, err.toString().strip().lines().count(), err.toString());
+        assertTrue(err.toString().contains("is not readable"), err.toString());
+        assertFalse(Files.exists(dir.resolve("r.sock")));
+        err.getBuffer().setLength(0);
+        assertEquals(2, cmd.execute("rng", "--socket", dir.resolve("r.sock").toString(), "--max-bytes", "-5"));
+        assertEquals(1, err.toString().strip().lines().count(), err.toString());
+    }
+}
