@@ -18,6 +18,9 @@ import org.jvirtio.host.QueueEngine;
 import org.jvirtio.ring.SplitQueue;
 import org.jvirtio.ring.SplitQueueDriver;
 import org.jvirtio.runner.VhostUserRunner;
+import org.jvirtio.transport.vhostuser.DriverQueue;
+import org.jvirtio.transport.vhostuser.DriverSession;
+import org.jvirtio.transport.vhostuser.VhostUserProtocol;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -162,6 +165,41 @@ class VirtioRngTest {
         assertEquals(64, served().get(3L));
         assertTrue(System.nanoTime() - t0 >= 250_000_000L, "waited for the period");
         assertEquals(0, engine.inFlight());
+    }
+
+    /** Over vhost-user, through the runner, driven with the driver kit as a guest would. */
+    @Test
+    void servedOverVhostUserThroughTheRunner() throws Exception {
+        Path sock = dir.resolve("rng.sock");
+        try (var running = VhostUserRunner.start(VhostUserRunner.devices(), "rng", "--socket", sock.toString(), "--poll-us", "0");
+             DriverSession s = DriverSession.connect(sock, 1 << 20)) {
+            long pf = s.frontend().getProtocolFeatures();
+            assertEquals(0, pf & (1L << VhostUserProtocol.PROTOCOL_F_CONFIG), "no config space, no PROTOCOL_F_CONFIG");
+            s.negotiate(~0L);
+            DriverQueue q = s.queue(0, 8);
+            long buf = s.allocate(8 * 512, 8);
+            Map<Long, Integer> used = new HashMap<>();
+            for (int round = 0; round < 100; round++) {
+                for (int i = 0; i < 8; i++) {
+                    assertTrue(q.ring().add(new long[] {buf + 512L * i}, new int[] {512}, 1, 0, round * 8L + i) >= 0);
+                }
+                q.publish();
+                int got = 0;
+                while (got < 8) {
+                    int n = q.awaitUsed((head, token, len) -> used.put(token, len), 5000);
+                    assertTrue(n > 0, "round " + round + ": no interrupt");
+                    got += n;
+                }
+            }
+            assertEquals(800, used.size());
+            used.values().forEach(l -> assertEquals(512, l));
+            byte[] a = new byte[512];
+            byte[] b = new byte[512];
+            s.memory().read(buf, MemorySegment.ofArray(a));
+            s.memory().read(buf + 512, MemorySegment.ofArray(b));
+            assertFalse(java.util.Arrays.equals(a, b));
+            assertFalse(java.util.Arrays.equals(a, new byte[512]));
+        }
     }
 
     @Test

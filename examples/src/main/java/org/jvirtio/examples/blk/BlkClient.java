@@ -8,11 +8,11 @@ import java.nio.file.Path;
 
 import org.jvirtio.api.EventFd;
 import org.jvirtio.api.GuestMemory;
-import org.jvirtio.api.GuestRegion;
-import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.api.VirtioFeatures;
 import org.jvirtio.blk.VirtioBlk;
 import org.jvirtio.ring.SplitQueueDriver;
+import org.jvirtio.transport.vhostuser.DriverQueue;
+import org.jvirtio.transport.vhostuser.DriverSession;
 import org.jvirtio.transport.vhostuser.VhostUserFrontend;
 import org.jvirtio.transport.vhostuser.VhostUserProtocol;
 
@@ -23,12 +23,9 @@ import org.jvirtio.transport.vhostuser.VhostUserProtocol;
  * queue is used by one thread at a time (the methods without a queue argument use queue 0).
  */
 public final class BlkClient implements AutoCloseable {
-    private static final long RING = 0x1000;
-    private static final long RING_STRIDE = 0x2000;
-    private static final long INDIRECT = 0x20000;
     private static final int MAX_INDIRECT = 16;
-    private static final long INDIRECT_STRIDE = 0x10000;
-    private static final long SLOTS = 0x100000;
+    /** Guest memory for the rings and indirect tables of every queue, below the request slots. */
+    private static final long RINGS_BYTES = 0x100000;
     public static final int MAX_QUEUES = 8;
     /** Most data buffers one request can be split into. */
     public static final int MAX_SEGMENTS = 64;
@@ -59,25 +56,17 @@ public final class BlkClient implements AutoCloseable {
 
         Queue(int index) throws IOException {
             this.index = index;
-            this.driver = SplitQueueDriver.at(memory, RING + index * RING_STRIDE, SIZE, features,
-                    INDIRECT + index * INDIRECT_STRIDE, MAX_INDIRECT);
-            try {
-                this.kick = EventFd.create(false);
-                this.call = EventFd.create(false);
-            } catch (org.jvirtio.api.linux.ErrnoException e) {
-                throw new IOException(e);
-            }
-            fe.setVringNum(index, SIZE);
-            fe.setVringBase(index, 0);
-            fe.setVringAddr(index, driver.descAddr(), driver.availAddr(), driver.usedAddr());
-            fe.setVringKick(index, kick);
-            fe.setVringCall(index, call);
-            fe.setVringEnable(index, true);
+            DriverQueue q = session.queue(index, SIZE, MAX_INDIRECT);
+            this.driver = q.ring();
+            this.kick = q.kick();
+            this.call = q.call();
         }
     }
 
+    private final DriverSession session;
     private final VhostUserFrontend fe;
     private final GuestMemory memory;
+    private final long slots;
     private final Queue[] queues;
     private final int depth;
     private final int maxBytes;
@@ -103,10 +92,9 @@ public final class BlkClient implements AutoCloseable {
         }
         this.depth = depth;
         this.maxBytes = maxBytes;
-        this.fe = VhostUserFrontend.connect(socket);
-        MemoryMapping m = MemoryMapping.memfd("blk-client", SLOTS + (long) queues * depth * slotSize());
-        this.memory = GuestMemory.of(GuestRegion.of(0, m));
-        m.release();
+        this.session = DriverSession.connect(socket, RINGS_BYTES + (long) queues * depth * slotSize());
+        this.fe = session.frontend();
+        this.memory = session.memory();
         long wanted = VirtioFeatures.mask(VirtioFeatures.VERSION_1, VirtioFeatures.EVENT_IDX, VirtioFeatures.INDIRECT_DESC,
                 VirtioBlk.BLK_FLUSH, VirtioBlk.BLK_SEG_MAX, VirtioBlk.BLK_BLK_SIZE, VirtioBlk.BLK_DISCARD,
                 VirtioBlk.BLK_WRITE_ZEROES, VirtioBlk.BLK_RO, VirtioBlk.BLK_MQ);
@@ -116,11 +104,12 @@ public final class BlkClient implements AutoCloseable {
         this.capacitySectors = b.getLong(VirtioBlk.CFG_CAPACITY);
         int offered = VirtioFeatures.has(features, VirtioBlk.BLK_MQ) ? b.getShort(VirtioBlk.CFG_NUM_QUEUES) & 0xffff : 1;
         if (queues > offered) {
-            fe.close();
-            memory.release();
+            session.close();
             throw new IOException("the backend offers " + offered + " queue(s), not " + queues);
         }
-        fe.setMemTable(memory);
+        session.useFeatures(features);
+        session.shareMemory();
+        this.slots = session.allocate((long) queues * depth * slotSize(), 4096);
         this.queues = new Queue[queues];
         for (int q = 0; q < queues; q++) {
             this.queues[q] = new Queue(q);
@@ -132,7 +121,7 @@ public final class BlkClient implements AutoCloseable {
     }
 
     private long slot(int q, int tag) {
-        return SLOTS + ((long) q * depth + tag) * slotSize();
+        return slots + ((long) q * depth + tag) * slotSize();
     }
 
     public long capacitySectors() {
@@ -279,11 +268,6 @@ public final class BlkClient implements AutoCloseable {
 
     @Override
     public void close() {
-        fe.close();
-        for (Queue q : queues) {
-            q.kick.close();
-            q.call.close();
-        }
-        memory.release();
+        session.close();
     }
 }

@@ -6,21 +6,20 @@ import java.util.List;
 
 import org.jvirtio.api.EventFd;
 import org.jvirtio.api.GuestMemory;
-import org.jvirtio.api.GuestRegion;
-import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.api.VirtioFeatures;
-import org.jvirtio.api.linux.ErrnoException;
 import org.jvirtio.ring.SplitQueueDriver;
-import org.jvirtio.ring.SplitRingLayout;
 
 /**
  * A Java front-end with its own memfd guest memory and driver-side rings: what QEMU plus a guest
- * driver would be, for tests.
+ * driver would be, for tests. Built on the driver kit ({@link DriverSession}); the fields give the
+ * tests its parts.
  */
 final class FrontendRig implements AutoCloseable {
     static final long MEM_SIZE = 2 << 20;
+    /** Scratch buffers of {@link #echo}: above everything the session allocates for rings. */
     static final long DATA = 0x100000;
 
+    final DriverSession session;
     final VhostUserFrontend fe;
     final GuestMemory memory;
     final List<SplitQueueDriver> drivers = new ArrayList<>();
@@ -29,33 +28,25 @@ final class FrontendRig implements AutoCloseable {
     long features;
 
     FrontendRig(java.nio.file.Path socket) throws IOException {
-        fe = VhostUserFrontend.connect(socket);
-        MemoryMapping m = MemoryMapping.memfd("guest", MEM_SIZE);
-        memory = GuestMemory.of(GuestRegion.of(0, m));
-        m.release();
+        session = DriverSession.connect(socket, MEM_SIZE);
+        fe = session.frontend();
+        memory = session.memory();
     }
 
+    /** Negotiates everything offered (memory is shared separately, as the tests choose). */
     FrontendRig negotiate() throws IOException {
         features = fe.negotiate(~0L, VhostUserProtocol.BACKEND_PROTOCOL_FEATURES);
         return this;
     }
 
-    /** Sets up queue {@code q} of {@code size} entries, ring at 0x1000 + q * 0x10000. */
-    SplitQueueDriver queue(int q, int size) throws IOException, ErrnoException {
-        long base = 0x1000 + q * 0x10000L;
-        SplitQueueDriver d = SplitQueueDriver.at(memory, base, size, features, base + 0x8000, 4);
-        EventFd kick = EventFd.create(false);
-        EventFd call = EventFd.create(false);
-        fe.setVringNum(q, size);
-        fe.setVringBase(q, 0);
-        fe.setVringAddr(q, d.descAddr(), d.availAddr(), d.usedAddr());
-        fe.setVringKick(q, kick);
-        fe.setVringCall(q, call);
-        fe.setVringEnable(q, true);
-        drivers.add(d);
-        kicks.add(kick);
-        calls.add(call);
-        return d;
+    /** Sets up queue {@code q} of {@code size} entries with room for indirect tables of 4. */
+    SplitQueueDriver queue(int q, int size) throws IOException {
+        session.useFeatures(features);
+        DriverQueue dq = session.queue(q, size, 4);
+        drivers.add(dq.ring());
+        kicks.add(dq.kick());
+        calls.add(dq.call());
+        return dq.ring();
     }
 
     /** Sends one request of {@code n} bytes on queue q and waits for the echo; returns the used length. */
@@ -97,9 +88,6 @@ final class FrontendRig implements AutoCloseable {
 
     @Override
     public void close() {
-        fe.close();
-        kicks.forEach(EventFd::close);
-        calls.forEach(EventFd::close);
-        memory.release();
+        session.close();
     }
 }

@@ -1,0 +1,154 @@
+package org.jvirtio.examples;
+
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
+
+import org.jvirtio.transport.vhostuser.DriverQueue;
+import org.jvirtio.transport.vhostuser.DriverSession;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * A device written outside jvirtio's modules, as a user would (examples/user-device, the device
+ * docs/DEVICES.md walks through): compiled here against jvirtio's jars, packed into a jar with its
+ * ServiceLoader entry, put on the runner's class path, and served by a separate runner process
+ * (what bin/vhost-user runs); then driven with the driver kit.
+ */
+class UserDeviceTest {
+    @TempDir
+    static Path work;
+    static Path jar;
+
+    @BeforeAll
+    static void buildTheUsersJar() throws Exception {
+        Path src = Path.of("user-device/src/main").toAbsolutePath();
+        Path classes = Files.createDirectories(work.resolve("classes"));
+        // As a user would build it: javac against jvirtio's jars (the test's class path), then jar.
+        Path jdk = Path.of(System.getProperty("java.home"), "bin");
+        List<String> javac = new ArrayList<>(List.of(jdk.resolve("javac").toString(), "-d", classes.toString(),
+                "-classpath", System.getProperty("java.class.path"), "--release", "25", "-Xlint:all", "-Werror", "-proc:none"));
+        try (Stream<Path> files = Files.walk(src.resolve("java"))) {
+            files.filter(p -> p.toString().endsWith(".java")).forEach(p -> javac.add(p.toString()));
+        }
+        run(javac);
+        jar = work.resolve("user-device.jar");
+        run(List.of(jdk.resolve("jar").toString(), "--create", "--file", jar.toString(),
+                "-C", classes.toString(), ".", "-C", src.resolve("resources").toString(), "."));
+    }
+
+    private static void run(List<String> cmd) throws Exception {
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes());
+        assertTrue(p.waitFor(120, TimeUnit.SECONDS), cmd.get(0) + " timed out");
+        assertEquals(0, p.exitValue(), cmd.get(0) + " failed: " + out);
+    }
+
+    /** A runner process, as bin/vhost-user starts it, with the user's jar on its class path. */
+    private static Process runner(Path log, String... args) throws IOException {
+        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "--enable-native-access=ALL-UNNAMED", "-Dguice_bytecode_gen_option=DISABLED",
+                "-cp", System.getProperty("java.class.path") + ":" + jar, "org.jvirtio.runner.VhostUserRunner"));
+        cmd.addAll(List.of(args));
+        return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+    }
+
+    private static void awaitSocket(Path sock, Process p, Path log) throws Exception {
+        long deadline = System.nanoTime() + 30_000_000_000L;
+        while (!Files.exists(sock)) {
+            assertTrue(p.isAlive(), () -> "runner exited: " + read(log));
+            assertTrue(System.nanoTime() < deadline, () -> "no socket after 30 s: " + read(log));
+            Thread.sleep(20);
+        }
+    }
+
+    private static String read(Path log) {
+        try {
+            return Files.readString(log);
+        } catch (IOException e) {
+            return e.toString();
+        }
+    }
+
+    /** Reads {@code n} bytes of entropy through queue 0 as 512-byte requests; returns them. */
+    private static byte[] entropy(Path sock, int n) throws Exception {
+        try (DriverSession s = DriverSession.connect(sock, 1 << 20)) {
+            s.negotiate(~0L);
+            DriverQueue q = s.queue(0, 8);
+            long buf = s.allocate(n, 8);
+            for (int off = 0; off < n; off += 512) {
+                assertTrue(q.ring().add(new long[] {buf + off}, new int[] {512}, 1, 0, off) >= 0);
+                q.publish();
+                int[] len = {-1};
+                assertEquals(1, q.awaitUsed((head, token, l) -> len[0] = l, 5000), "no answer at " + off);
+                assertEquals(512, len[0]);
+            }
+            byte[] out = new byte[n];
+            s.memory().read(buf, MemorySegment.ofArray(out));
+            return out;
+        }
+    }
+
+    @Test
+    void theRunnerServesTheUsersDevice() throws Exception {
+        Path sock = work.resolve("dice.sock");
+        Path log = work.resolve("dice.log");
+        Process p = runner(log, "dice", "--socket", sock.toString(), "--face", "6");
+        try {
+            awaitSocket(sock, p, log);
+            for (byte b : entropy(sock, 4096)) {
+                assertEquals(6, b);
+            }
+        } finally {
+            p.destroy(); // SIGTERM
+        }
+        assertTrue(p.waitFor(10, TimeUnit.SECONDS), "SIGTERM ends the runner");
+        assertEquals(0, p.exitValue(), read(log));
+        String out = read(log);
+        assertTrue(out.contains("dice: serving a die showing 6 on " + sock), out);
+        // id 4 is QEMU's vhost-user-rng-pci
+        assertTrue(out.contains("-device vhost-user-rng-pci,chardev=vurng0"), out);
+        assertTrue(out.contains("dice: stopped"), out);
+        assertFalse(Files.exists(sock), "the socket is removed on exit");
+    }
+
+    @Test
+    void theUsersOwnEntropySourceBoundIntoJvirtiosRng() throws Exception {
+        Path sock = work.resolve("srng.sock");
+        Path log = work.resolve("srng.log");
+        Process p = runner(log, "secure-rng", "--socket", sock.toString());
+        try {
+            awaitSocket(sock, p, log);
+            byte[] a = entropy(sock, 1024);
+            int distinct = (int) java.util.stream.IntStream.range(0, a.length).map(i -> a[i] & 0xff).distinct().count();
+            assertTrue(distinct > 200, "random-looking bytes: " + distinct + " distinct values in 1 KiB");
+        } finally {
+            p.destroy();
+        }
+        assertTrue(p.waitFor(10, TimeUnit.SECONDS));
+    }
+
+    @Test
+    void helpListsTheUsersDevicesAndABadFlagIsOneLine() throws Exception {
+        Path log = work.resolve("help.log");
+        Process p = runner(log, "--help");
+        assertTrue(p.waitFor(30, TimeUnit.SECONDS));
+        String help = read(log);
+        assertTrue(help.contains("Devices found: blk, dice, rng, secure-rng."), help);
+        p = runner(log, "dice", "--socket", work.resolve("x.sock").toString(), "--face", "9");
+        assertTrue(p.waitFor(30, TimeUnit.SECONDS));
+        assertEquals(2, p.exitValue());
+        String err = read(log).strip();
+        assertEquals(1, err.lines().count(), err);
+        assertTrue(err.contains("--face must be in [1, 6], got 9"), err);
+        assertFalse(Files.exists(work.resolve("x.sock")));
+    }
+}

@@ -1,0 +1,89 @@
+package org.jvirtio.transport.vhostuser;
+
+import java.io.IOException;
+
+import org.jvirtio.api.EventFd;
+import org.jvirtio.ring.SplitQueueDriver;
+
+/**
+ * One queue of a {@link DriverSession}: the driver side of the ring, the kick eventfd the device
+ * waits on and the call eventfd it interrupts. Used by one thread at a time.
+ */
+public final class DriverQueue implements AutoCloseable {
+    private final int index;
+    private final SplitQueueDriver ring;
+    private final EventFd kick;
+    private final EventFd call;
+
+    private DriverQueue(int index, SplitQueueDriver ring, EventFd kick, EventFd call) {
+        this.index = index;
+        this.ring = ring;
+        this.kick = kick;
+        this.call = call;
+    }
+
+    static DriverQueue create(int index, SplitQueueDriver ring) throws IOException {
+        EventFd kick = EventFd.create(false);
+        try {
+            return new DriverQueue(index, ring, kick, EventFd.create(false));
+        } catch (IOException e) {
+            kick.close();
+            throw e;
+        }
+    }
+
+    public int index() {
+        return index;
+    }
+
+    /** The driver side of the ring: add chains, reap used ones. */
+    public SplitQueueDriver ring() {
+        return ring;
+    }
+
+    public EventFd kick() {
+        return kick;
+    }
+
+    public EventFd call() {
+        return call;
+    }
+
+    /** Makes the chains added since the last publish visible and kicks, if the device wants a kick. */
+    public void publish() {
+        if (ring.publish()) {
+            kick.signal();
+        }
+    }
+
+    /**
+     * Reaps used chains, waiting as a guest does when there are none: ask for an interrupt
+     * (EVENT_IDX used_event, or clearing NO_INTERRUPT), re-check, sleep on the call eventfd.
+     *
+     * @return the number of used chains handed to {@code handler}; 0 when {@code timeoutMillis}
+     *         passed without any
+     */
+    public int awaitUsed(SplitQueueDriver.UsedHandler handler, long timeoutMillis) throws IOException {
+        long deadline = System.nanoTime() + timeoutMillis * 1_000_000;
+        while (true) {
+            int n = ring.pollUsed(handler);
+            if (n > 0) {
+                return n;
+            }
+            long left = (deadline - System.nanoTime()) / 1_000_000;
+            if (left <= 0) {
+                return 0;
+            }
+            if (!ring.enableInterrupts()) {
+                call.await((int) Math.min(left, Integer.MAX_VALUE));
+            }
+        }
+    }
+
+    /** Closes the eventfds. */
+    @Override
+    public void close() {
+        kick.close();
+        call.close();
+    }
+}
