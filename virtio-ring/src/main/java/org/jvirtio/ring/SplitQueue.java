@@ -120,21 +120,23 @@ public final class SplitQueue implements Virtqueue {
      * @param memory    guest memory (retained by the caller for as long as the queue is active)
      * @param features  negotiated features (EVENT_IDX and INDIRECT_DESC matter here)
      * @param nextAvail the next avail ring slot to read (vhost-user SET_VRING_BASE; 0 for a new ring)
-     * @param nextUsed  the next used ring slot to write (usually {@code used->idx} as found)
+     * @param nextUsed  the next used ring slot to write, or -1 for {@code used->idx} as found in
+     *                  the ring (a ring the device served before: vhost-user after a restart)
      * @throws RingConfigurationException with the reason, leaving the queue inactive
      */
     public void activate(GuestMemory memory, int size, long descAddr, long availAddr, long usedAddr,
                          long features, int nextAvail, int nextUsed) throws RingConfigurationException {
         active = false;
-        if (!isValidSize(size)) {
-            throw new RingConfigurationException(new RingViolation(Reason.SIZE_INVALID, index, size, MAX_SIZE, 0));
+        RingViolation bad = checkGeometry(index, memory, size, descAddr, availAddr, usedAddr);
+        if (bad != null) {
+            throw new RingConfigurationException(bad);
         }
-        checkAlign(descAddr, DESC_ALIGN, 0);
-        checkAlign(availAddr, AVAIL_ALIGN, 1);
-        checkAlign(usedAddr, USED_ALIGN, 2);
-        MemorySegment d = ringSlice(memory, descAddr, descTableBytes(size), 0);
-        MemorySegment a = ringSlice(memory, availAddr, availBytes(size), 1);
-        MemorySegment u = ringSlice(memory, usedAddr, usedBytes(size), 2);
+        MemorySegment d = memory.slice(descAddr, descTableBytes(size));
+        MemorySegment a = memory.slice(availAddr, availBytes(size));
+        MemorySegment u = memory.slice(usedAddr, usedBytes(size));
+        if (nextUsed < 0) {
+            nextUsed = Short.toUnsignedInt(u.get(LE_U16, USED_IDX));
+        }
         this.memory = memory;
         this.cachedRegionSize = 0;
         this.size = size;
@@ -159,18 +161,34 @@ public final class SplitQueue implements Virtqueue {
         this.active = true;
     }
 
-    private void checkAlign(long addr, int align, int part) throws RingConfigurationException {
-        if ((addr & (align - 1)) != 0) {
-            throw new RingConfigurationException(new RingViolation(Reason.RING_MISALIGNED, index, addr, align, part));
+    /**
+     * Whether a ring of {@code size} entries can live at these guest addresses (VIRTIO 1.3,
+     * 2.7): the size a power of two up to 32768, the parts aligned (16, 2 and 4 bytes), each part
+     * inside one guest memory region. The one place ring geometry is judged: {@link #activate}
+     * uses it, and a transport asks it before accepting addresses.
+     *
+     * @return null when it can, or the violation
+     */
+    public static RingViolation checkGeometry(int queue, GuestMemory memory, int size, long descAddr, long availAddr, long usedAddr) {
+        if (!isValidSize(size)) {
+            return new RingViolation(Reason.SIZE_INVALID, queue, size, MAX_SIZE, 0);
         }
-    }
-
-    private MemorySegment ringSlice(GuestMemory mem, long addr, long len, int part) throws RingConfigurationException {
-        try {
-            return mem.slice(addr, len);
-        } catch (GuestMemoryException e) {
-            throw new RingConfigurationException(new RingViolation(Reason.RING_OUTSIDE_MEMORY, index, addr, len, part));
+        long[] addrs = {descAddr, availAddr, usedAddr};
+        int[] aligns = {DESC_ALIGN, AVAIL_ALIGN, USED_ALIGN};
+        long[] lens = {descTableBytes(size), availBytes(size), usedBytes(size)};
+        for (int part = 0; part < 3; part++) {
+            if ((addrs[part] & (aligns[part] - 1)) != 0) {
+                return new RingViolation(Reason.RING_MISALIGNED, queue, addrs[part], aligns[part], part);
+            }
         }
+        for (int part = 0; part < 3; part++) {
+            try {
+                memory.slice(addrs[part], lens[part]);
+            } catch (GuestMemoryException e) {
+                return new RingViolation(Reason.RING_OUTSIDE_MEMORY, queue, addrs[part], lens[part], part);
+            }
+        }
+        return null;
     }
 
     private void ensurePool(int n) {
@@ -191,32 +209,6 @@ public final class SplitQueue implements Virtqueue {
             inUse[i] = false;
         }
         freeTop = n;
-    }
-
-    /**
-     * Moves the ring onto new guest memory (a memory-table change): the ring parts are
-     * translated and validated again. On failure the queue breaks.
-     */
-    public void changeMemory(GuestMemory newMemory) {
-        if (!active) {
-            this.memory = newMemory;
-            this.cachedRegionSize = 0;
-            return;
-        }
-        try {
-            MemorySegment d = ringSlice(newMemory, descAddr, descTableBytes(size), 0);
-            MemorySegment a = ringSlice(newMemory, availAddr, availBytes(size), 1);
-            MemorySegment u = ringSlice(newMemory, usedAddr, usedBytes(size), 2);
-            desc = d;
-            avail = a;
-            used = u;
-            memory = newMemory;
-            cachedRegionSize = 0;
-        } catch (RingConfigurationException e) {
-            memory = newMemory;
-            cachedRegionSize = 0;
-            violate(e.violation());
-        }
     }
 
     /** Stops the queue (vhost-user GET_VRING_BASE, device reset). Chains in flight stay valid until returned. */
@@ -339,23 +331,6 @@ public final class SplitQueue implements Virtqueue {
         inUse[chain.queueSlot] = true;
         nextAvail = (nextAvail + 1) & 0xffff;
         return chain;
-    }
-
-    /**
-     * Pops up to {@code out.length} chains with a single read of {@code avail->idx}.
-     *
-     * @return how many chains were stored in {@code out}
-     */
-    public int popBatch(DescriptorChain[] out) {
-        int n = 0;
-        while (n < out.length) {
-            DescriptorChain c = pop();
-            if (c == null) {
-                break;
-            }
-            out[n++] = c;
-        }
-        return n;
     }
 
     /** Walks the chain at {@code head} into {@code chain}; false (and broken) on a violation. */
@@ -612,11 +587,6 @@ public final class SplitQueue implements Virtqueue {
             // With EVENT_IDX a stale avail_event already suppresses kicks; nothing to write.
             used.set(LE_U16, (long) USED_FLAGS, (short) USED_F_NO_NOTIFY);
         }
-    }
-
-    /** {@code used->idx} as it is in guest memory now (vhost-user takes the used index from the ring). */
-    public int usedIndexInRing() {
-        return (short) U16.getAcquire(used, (long) USED_IDX) & 0xffff;
     }
 
     @Override

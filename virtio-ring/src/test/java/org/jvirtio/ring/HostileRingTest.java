@@ -368,16 +368,22 @@ class HostileRingTest {
         expectConfig(Reason.RING_OUTSIDE_MEMORY, 32768, p.desc(), p.avail(), p.used());
     }
 
+    /** A memory change is a new activation (the transport stops the ring first): validated again. */
     @Test
-    void memoryChangeThatDropsTheRingBreaksTheQueue() throws Exception {
+    void memoryChangeThatDropsTheRingIsRefused() throws Exception {
         ring(8, false, false);
         MemoryMapping m = MemoryMapping.memfd("elsewhere", REGION);
         GuestMemory other = GuestMemory.of(GuestRegion.of(0x100000, m));
         m.release();
         try {
-            f.queue.changeMemory(other);
-            assertEquals(Reason.RING_OUTSIDE_MEMORY, f.queue.violation().reason());
-            assertNull(f.queue.pop());
+            f.queue.deactivate();
+            var p = f.ring;
+            RingConfigurationException e = assertThrows(RingConfigurationException.class,
+                    () -> f.queue.activate(other, 8, p.desc(), p.avail(), p.used(), 0, 0, -1));
+            assertEquals(Reason.RING_OUTSIDE_MEMORY, e.violation().reason());
+            assertFalse(f.queue.isActive());
+            assertEquals(e.violation().reason(), SplitQueue.checkGeometry(0, other, 8, p.desc(), p.avail(), p.used()).reason());
+            assertNull(SplitQueue.checkGeometry(0, f.memory, 8, p.desc(), p.avail(), p.used()));
         } finally {
             other.release();
         }

@@ -161,6 +161,98 @@ public final class VhostUserCodec {
         return new Config(offset, size, flags, data);
     }
 
+    /**
+     * Decodes and checks one front-end message: the header, the request code, the payload size
+     * and the fd count each request takes, and the values that can be judged alone. Takes no fd:
+     * the message's fds move into the value (or stay in the message for an unsupported request),
+     * and the caller closes what is not taken.
+     */
+    static FrontendRequest decode(VhostUserMessage m) throws VhostUserProtocolException {
+        checkHeader(m);
+        VhostUserRequest req = VhostUserRequest.of(m.request());
+        if (req == null) {
+            throw new VhostUserProtocolException("unknown request code " + Integer.toUnsignedString(m.request()));
+        }
+        MessageFds fds = new MessageFds(m.fds());
+        return switch (req) {
+            case GET_FEATURES -> none(m, new FrontendRequest.GetFeatures());
+            case SET_FEATURES -> new FrontendRequest.SetFeatures(decodeU64(m));
+            case SET_OWNER -> none(m, new FrontendRequest.SetOwner());
+            case RESET_OWNER, RESET_DEVICE -> none(m, new FrontendRequest.ResetDevice());
+            case GET_PROTOCOL_FEATURES -> none(m, new FrontendRequest.GetProtocolFeatures());
+            case SET_PROTOCOL_FEATURES -> new FrontendRequest.SetProtocolFeatures(decodeU64(m));
+            case GET_QUEUE_NUM -> none(m, new FrontendRequest.GetQueueNum());
+            case GET_MAX_MEM_SLOTS -> none(m, new FrontendRequest.GetMaxMemSlots());
+            case SET_MEM_TABLE -> new FrontendRequest.SetMemTable(decodeMemTable(m), fds);
+            case ADD_MEM_REG -> new FrontendRequest.AddMemReg(decodeMemRegion(m, true), fds);
+            case REM_MEM_REG -> new FrontendRequest.RemMemReg(decodeMemRegion(m, false));
+            case SET_VRING_NUM -> {
+                VringState s = decodeVringState(m);
+                yield new FrontendRequest.SetVringNum(s.index(), s.num());
+            }
+            case SET_VRING_ADDR -> {
+                VringAddr a = decodeVringAddr(m);
+                if ((a.flags() & ~VRING_F_LOG) != 0) {
+                    throw bad(m, "queue " + a.index() + " unknown flags 0x" + Integer.toHexString(a.flags()));
+                }
+                if ((a.flags() & VRING_F_LOG) != 0) {
+                    throw bad(m, "queue " + a.index() + " asks for dirty logging, which this backend does not offer");
+                }
+                yield new FrontendRequest.SetVringAddr(a);
+            }
+            case SET_VRING_BASE -> {
+                VringState s = decodeVringState(m);
+                if (Integer.compareUnsigned(s.num(), 0xffff) > 0) {
+                    throw bad(m, "queue " + s.index() + " base " + Integer.toUnsignedString(s.num()) + " exceeds 16 bits");
+                }
+                yield new FrontendRequest.SetVringBase(s.index(), s.num());
+            }
+            case GET_VRING_BASE -> new FrontendRequest.GetVringBase(decodeVringState(m).index());
+            case SET_VRING_KICK -> vringFd(m, FrontendRequest.VringFdKind.KICK, fds);
+            case SET_VRING_CALL -> vringFd(m, FrontendRequest.VringFdKind.CALL, fds);
+            case SET_VRING_ERR -> vringFd(m, FrontendRequest.VringFdKind.ERR, fds);
+            case SET_VRING_ENABLE -> {
+                VringState s = decodeVringState(m);
+                if (s.num() != 0 && s.num() != 1) {
+                    throw bad(m, "queue " + s.index() + " enable value " + Integer.toUnsignedString(s.num()) + ", expected 0 or 1");
+                }
+                yield new FrontendRequest.SetVringEnable(s.index(), s.num() == 1);
+            }
+            case SET_BACKEND_REQ_FD -> {
+                if (m.payload().length != 0 && m.payload().length != 8) {
+                    throw bad(m, "payload of " + m.payload().length + " bytes, expected none");
+                }
+                fdCount(m, 1, 1);
+                yield new FrontendRequest.SetBackendReqFd(fds);
+            }
+            case GET_CONFIG -> new FrontendRequest.GetConfig(decodeConfig(m, false));
+            case SET_CONFIG -> new FrontendRequest.SetConfig(decodeConfig(m, true));
+            case SET_STATUS -> {
+                long s = decodeU64(m);
+                if (s < 0 || s > 0xff) {
+                    throw bad(m, "status 0x" + Long.toHexString(s) + " does not fit 8 bits");
+                }
+                yield new FrontendRequest.SetStatus((int) s);
+            }
+            case GET_STATUS -> none(m, new FrontendRequest.GetStatus());
+            case SET_LOG_BASE, SET_LOG_FD, SEND_RARP, NET_SET_MTU, IOTLB_MSG, SET_VRING_ENDIAN, CREATE_CRYPTO_SESSION,
+                 CLOSE_CRYPTO_SESSION, POSTCOPY_ADVISE, POSTCOPY_LISTEN, POSTCOPY_END, GET_INFLIGHT_FD, SET_INFLIGHT_FD,
+                 GPU_SET_SOCKET, VRING_KICK, GET_SHARED_OBJECT, SET_DEVICE_STATE_FD, CHECK_DEVICE_STATE ->
+                    new FrontendRequest.Unsupported(req);
+        };
+    }
+
+    private static FrontendRequest none(VhostUserMessage m, FrontendRequest r) throws VhostUserProtocolException {
+        decodeNone(m);
+        return r;
+    }
+
+    private static FrontendRequest vringFd(VhostUserMessage m, FrontendRequest.VringFdKind kind, MessageFds fds)
+            throws VhostUserProtocolException {
+        VringFd f = decodeVringFd(m);
+        return new FrontendRequest.SetVringFd(kind, f.index(), fds);
+    }
+
     // ---- encoders (front-end side and replies) ----
 
     public static byte[] encodeVringAddr(int index, int flags, long desc, long used, long avail, long log) {

@@ -228,7 +228,7 @@ class MalformedMessageTest {
             msgs[0], msgs[1],
             msg(VhostUserRequest.SET_VRING_ADDR, VhostUserCodec.encodeVringAddr(0, 0, user + 8, user + 0x2000, user + 0x1000, 0)),
         };
-        expectClosed("SET_VRING_ADDR: queue 0 vring addresses misaligned", misaligned, new int[][] {{mem.fd()}, {}, {}});
+        expectClosed("SET_VRING_ADDR: queue 0 vring addresses refused by the ring: queue 0: RING_MISALIGNED", misaligned, new int[][] {{mem.fd()}, {}, {}});
         expectClosed("SET_VRING_ADDR: queue 0 asks for dirty logging",
                 msg(VhostUserRequest.SET_VRING_ADDR, VhostUserCodec.encodeVringAddr(0, 1, 0, 0, 0, 0)));
     }

@@ -1,0 +1,355 @@
+package org.jvirtio.transport.vhostuser;
+
+import java.util.ArrayList;
+import java.util.List;
+
+import org.jvirtio.api.EventFd;
+import org.jvirtio.api.GuestMemory;
+import org.jvirtio.api.GuestMemoryException;
+import org.jvirtio.api.Interrupt;
+import org.jvirtio.api.QueueBinding;
+import org.jvirtio.api.linux.ErrnoException;
+import org.jvirtio.api.linux.Libc;
+import org.jvirtio.host.DeviceQueues;
+import org.jvirtio.ring.RingConfigurationException;
+import org.jvirtio.ring.RingViolation;
+import org.jvirtio.ring.SplitQueue;
+import org.jvirtio.ring.SplitRingLayout;
+import org.jvirtio.transport.vhostuser.FrontendRequest.VringFdKind;
+import org.jvirtio.transport.vhostuser.VhostUserCodec.VringAddr;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The rings of one connection and their state machine (vhost-user.rst "Starting and stopping
+ * rings"): what the front-end set (size, addresses, base, kick, call, err, enabled), whether the
+ * ring is started (between SET_VRING_KICK and GET_VRING_BASE), active (validated by the ring with
+ * the current memory) and running (the device serves it). Control thread only.
+ *
+ * <p>A running queue is owned by its queue thread: to change anything it uses (memory, call fd,
+ * ring addresses) the queue is stopped (drained), changed, and started again. Ring geometry
+ * (size, alignment, each part inside one region) is the ring's to check
+ * ({@link SplitQueue#checkGeometry}); this class only translates the front-end's addresses.
+ */
+final class Vrings {
+    private static final Logger LOG = LoggerFactory.getLogger(Vrings.class);
+
+    /** What the rings need from the rest of the session. */
+    interface Session {
+        GuestMemory memory();
+
+        /** The negotiated virtio features, VHOST_USER_F_PROTOCOL_FEATURES included. */
+        long features();
+
+        /** Called before the first queue of a driver session starts. */
+        void beforeFirstStart();
+    }
+
+    /** Per-queue state as the front-end set it. */
+    private static final class Vring {
+        final SplitQueue queue;
+        int num;
+        VringAddr addr;
+        int base;
+        EventFd kick;
+        EventFd call;
+        EventFd err;
+        boolean enabled;
+        boolean started;
+        boolean active;
+        boolean running;
+
+        Vring(SplitQueue queue) {
+            this.queue = queue;
+        }
+    }
+
+    private final Vring[] vrings;
+    private final DeviceQueues queues;
+    private final Session session;
+
+    Vrings(DeviceQueues queues, Session session, SplitQueue.ViolationListener onViolation) {
+        this.queues = queues;
+        this.session = session;
+        this.vrings = new Vring[queues.device().queueCount()];
+        for (int i = 0; i < vrings.length; i++) {
+            SplitQueue q = new SplitQueue(i, queues.device().maxChainLength());
+            q.setViolationListener(onViolation);
+            vrings[i] = new Vring(q);
+        }
+    }
+
+    int count() {
+        return vrings.length;
+    }
+
+    private Vring vring(String name, int index) throws VhostUserProtocolException {
+        if (index < 0 || index >= vrings.length) {
+            throw new VhostUserProtocolException(name + ": queue index " + Integer.toUnsignedString(index)
+                    + " out of range (device has " + vrings.length + " queues)");
+        }
+        return vrings[index];
+    }
+
+    /** Whether any queue is being served. */
+    boolean anyRunning() {
+        for (Vring v : vrings) {
+            if (v.running) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** The error eventfd of queue {@code index}, or null. */
+    EventFd errFd(int index) {
+        return index >= 0 && index < vrings.length ? vrings[index].err : null;
+    }
+
+    void setNum(String name, int index, int num) throws VhostUserProtocolException {
+        Vring v = vring(name, index);
+        int max = Math.min(queues.device().maxQueueSize(index), SplitRingLayout.MAX_SIZE);
+        if (!SplitRingLayout.isValidSize(num) || num > max) {
+            throw new VhostUserProtocolException(name + ": queue " + index + " size " + Integer.toUnsignedString(num)
+                    + " is not a power of two in [1, " + max + "]");
+        }
+        if (v.started) {
+            throw new VhostUserProtocolException(name + ": queue " + index + " size changed while the ring is started");
+        }
+        v.num = num;
+    }
+
+    void setBase(String name, int index, int base) throws VhostUserProtocolException {
+        Vring v = vring(name, index);
+        if (v.started) {
+            throw new VhostUserProtocolException(name + ": queue " + index + " base changed while the ring is started");
+        }
+        v.base = base;
+    }
+
+    void setAddr(String name, VringAddr a) throws VhostUserProtocolException {
+        Vring v = vring(name, a.index());
+        GuestMemory memory = session.memory();
+        if (memory.regionCount() > 0 && v.num > 0) {
+            String why = geometryError(a.index(), v.num, a);
+            if (why != null) {
+                throw new VhostUserProtocolException(name + ": queue " + a.index() + " " + why);
+            }
+        }
+        boolean wasRunning = v.running;
+        stopRunning(v);
+        v.addr = a;
+        if (v.started) {
+            reactivate(v);
+        }
+        if (wasRunning) {
+            startRunningIfReady(v);
+        }
+    }
+
+    /** Why the ring cannot be placed at these addresses with the current memory, or null. */
+    private String geometryError(int index, int num, VringAddr a) {
+        GuestMemory memory = session.memory();
+        long d;
+        long av;
+        long u;
+        try {
+            d = memory.userToGuest(a.desc(), SplitRingLayout.descTableBytes(num));
+            av = memory.userToGuest(a.avail(), SplitRingLayout.availBytes(num));
+            u = memory.userToGuest(a.used(), SplitRingLayout.usedBytes(num));
+        } catch (GuestMemoryException e) {
+            return "vring addresses outside guest memory: " + e.getMessage();
+        }
+        RingViolation v = SplitQueue.checkGeometry(index, memory, num, d, av, u);
+        return v == null ? null : "vring addresses refused by the ring: " + v.message();
+    }
+
+    /** GET_VRING_BASE: stops the ring and returns where the front-end resumes. */
+    int getBase(String name, int index) throws VhostUserProtocolException {
+        Vring v = vring(name, index);
+        stopRunning(v);
+        int base = v.active ? v.queue.nextAvail() : v.base;
+        v.queue.deactivate();
+        v.active = false;
+        v.started = false;
+        v.base = base;
+        // The ring is stopped: its kick and call are done with (as libvhost-user).
+        closeKickAndCall(v);
+        return base;
+    }
+
+    /**
+     * SET_VRING_KICK / _CALL / _ERR. Takes the fd (unless NOFD) and makes it non-blocking: the
+     * counter (or, for a fd that is not an eventfd at all, the pipe or socket) is the front-end's
+     * to fill, and a write of ours that blocks would stop an I/O thread serving other queues.
+     */
+    void setFd(String name, VringFdKind kind, int index, MessageFds fds) throws VhostUserProtocolException {
+        Vring v = vring(name, index);
+        EventFd fd = fds.count() == 0 ? null : adopt(name, fds);
+        switch (kind) {
+            case KICK -> {
+                boolean wasRunning = v.running;
+                stopRunning(v);
+                close(v.kick);
+                v.kick = fd;
+                if (!v.started) {
+                    v.started = true;
+                    if ((session.features() & VhostUserProtocol.F_PROTOCOL_FEATURES) == 0) {
+                        v.enabled = true; // without protocol features a ring starts enabled
+                    }
+                    activate(v, -1);
+                }
+                if (wasRunning || v.enabled) {
+                    startRunningIfReady(v);
+                }
+            }
+            case CALL -> {
+                boolean wasRunning = v.running;
+                stopRunning(v);
+                close(v.call);
+                v.call = fd;
+                if (wasRunning) {
+                    startRunningIfReady(v);
+                }
+            }
+            case ERR -> {
+                close(v.err);
+                v.err = fd;
+            }
+        }
+    }
+
+    private static EventFd adopt(String name, MessageFds fds) throws VhostUserProtocolException {
+        int fd = fds.take(0);
+        try {
+            Libc.setNonBlocking(fd);
+        } catch (ErrnoException e) {
+            UnixSocket.closeQuietly(fd);
+            throw new VhostUserProtocolException(name + ": cannot make the file descriptor non-blocking: " + e.getMessage());
+        }
+        return EventFd.adopt(fd, true);
+    }
+
+    void setEnable(String name, int index, boolean enable) throws VhostUserProtocolException {
+        Vring v = vring(name, index);
+        v.enabled = enable;
+        if (enable) {
+            startRunningIfReady(v);
+        } else {
+            stopRunning(v);
+        }
+    }
+
+    /**
+     * Installs new guest memory: running queues are stopped (so nothing in flight points into
+     * the old mappings), {@code install} swaps the memory, started rings are validated again with
+     * the same indices, and the queues that ran start again.
+     */
+    void replaceMemory(Runnable install) {
+        List<Vring> wereRunning = new ArrayList<>();
+        for (Vring v : vrings) {
+            if (v.running) {
+                stopRunning(v);
+                wereRunning.add(v);
+            }
+        }
+        install.run();
+        for (Vring v : vrings) {
+            if (v.started) {
+                reactivate(v);
+            }
+        }
+        for (Vring v : wereRunning) {
+            startRunningIfReady(v);
+        }
+    }
+
+    /** Stops every queue and forgets everything the front-end set (a device reset or a disconnect). */
+    void reset() {
+        for (Vring v : vrings) {
+            stopRunning(v);
+            v.queue.deactivate();
+            closeKickAndCall(v);
+            close(v.err);
+            v.err = null;
+            v.num = 0;
+            v.addr = null;
+            v.base = 0;
+            v.enabled = false;
+            v.started = false;
+            v.active = false;
+        }
+    }
+
+    /** Activates a stopped ring again with the current memory and addresses, keeping its indices. */
+    private void reactivate(Vring v) {
+        int nextAvail = v.active ? v.queue.nextAvail() : v.base;
+        int nextUsed = v.active ? v.queue.nextUsed() : -1;
+        v.base = nextAvail;
+        v.active = false;
+        v.queue.deactivate();
+        activate(v, nextUsed);
+    }
+
+    /**
+     * Has the ring validate and activate itself with the current memory.
+     *
+     * @param nextUsed the used index to continue from, or -1 to take it from the ring
+     */
+    private void activate(Vring v, int nextUsed) {
+        int index = v.queue.index();
+        GuestMemory memory = session.memory();
+        if (v.addr == null || v.num == 0 || memory.regionCount() == 0) {
+            LOG.warn("vhost-user: queue {} started before its size, addresses and memory were set; it waits for them", index);
+            return;
+        }
+        try {
+            long d = memory.userToGuest(v.addr.desc(), SplitRingLayout.descTableBytes(v.num));
+            long a = memory.userToGuest(v.addr.avail(), SplitRingLayout.availBytes(v.num));
+            long u = memory.userToGuest(v.addr.used(), SplitRingLayout.usedBytes(v.num));
+            v.queue.activate(memory, v.num, d, a, u, session.features(), v.base, nextUsed);
+            v.active = true;
+        } catch (GuestMemoryException e) {
+            LOG.warn("vhost-user: queue {} cannot run: vring addresses outside guest memory: {}", index, e.getMessage());
+        } catch (RingConfigurationException e) {
+            LOG.warn("vhost-user: queue {} cannot run: {}", index, e.getMessage());
+        }
+    }
+
+    private void startRunningIfReady(Vring v) {
+        if (v.running || !v.started || !v.enabled) {
+            return;
+        }
+        if (!v.active) {
+            activate(v, -1);
+            if (!v.active) {
+                return;
+            }
+        }
+        session.beforeFirstStart();
+        EventFd call = v.call;
+        Interrupt irq = call == null ? Interrupt.NONE : call::signal;
+        queues.start(new QueueBinding(v.queue.index(), v.queue, v.kick, irq));
+        v.running = true;
+    }
+
+    private void stopRunning(Vring v) {
+        if (v.running) {
+            v.running = false;
+            queues.stop(v.queue.index());
+        }
+    }
+
+    private static void closeKickAndCall(Vring v) {
+        close(v.kick);
+        v.kick = null;
+        close(v.call);
+        v.call = null;
+    }
+
+    private static void close(EventFd fd) {
+        if (fd != null) {
+            fd.close();
+        }
+    }
+}
