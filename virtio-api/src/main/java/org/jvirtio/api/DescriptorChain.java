@@ -15,8 +15,12 @@ import java.lang.foreign.MemorySegment;
  * <p>Devices parse a chain through {@link #reader()} and {@link #writer()}, which read and write
  * little-endian fields across buffer boundaries: any descriptor layout is legal (VIRTIO 1.3,
  * 2.7.4.4), a 16-byte request header may come in 16 one-byte descriptors.
+ *
+ * <p>To a device a chain is read-only: only a queue implementation (a subclass, in the ring
+ * module) fills it in, through the protected {@link #reset} and {@link #append}. Every other
+ * method is final.
  */
-public final class DescriptorChain {
+public abstract class DescriptorChain {
     private static final int INITIAL_CAPACITY = 8;
 
     private final int owner;
@@ -32,11 +36,9 @@ public final class DescriptorChain {
     private int[] lengths = new int[INITIAL_CAPACITY];
     private final ChainReader reader = new ChainReader(this);
     private final ChainWriter writer = new ChainWriter(this);
-    /** Free for the owning queue's bookkeeping (e.g. a pool link); devices must not use it. */
-    public int queueSlot;
 
     /** @param owner an identifier of the owning queue, for assertions and messages */
-    public DescriptorChain(int owner) {
+    protected DescriptorChain(int owner) {
         this.owner = owner;
     }
 
@@ -46,7 +48,7 @@ public final class DescriptorChain {
      * Starts a new chain with head {@code head} over {@code memory}, dropping all buffers. For
      * queue implementations.
      */
-    public void reset(GuestMemory memory, int head) {
+    protected final void reset(GuestMemory memory, int head) {
         this.memory = memory;
         this.head = head;
         this.count = 0;
@@ -60,7 +62,7 @@ public final class DescriptorChain {
      * chain's memory. Readable buffers must all come before writable ones; the queue
      * implementation checks that before calling. For queue implementations.
      */
-    public void append(int region, long offset, int length, boolean writable) {
+    protected final void append(int region, long offset, int length, boolean writable) {
         if (count == regions.length) {
             grow();
         }
@@ -86,87 +88,87 @@ public final class DescriptorChain {
     // ---- read by devices ----
 
     /** The head descriptor id: what goes into the used ring. */
-    public int head() {
+    public final int head() {
         return head;
     }
 
     /** Identifier of the owning queue. */
-    public int owner() {
+    public final int owner() {
         return owner;
     }
 
     /** Number of buffers (readable + writable). */
-    public int bufferCount() {
+    public final int bufferCount() {
         return count;
     }
 
-    public int readableBufferCount() {
+    public final int readableBufferCount() {
         return readableCount;
     }
 
-    public int writableBufferCount() {
+    public final int writableBufferCount() {
         return count - readableCount;
     }
 
     /** Total bytes the device may read. */
-    public long readableLength() {
+    public final long readableLength() {
         return readableBytes;
     }
 
     /** Total bytes the device may write. */
-    public long writableLength() {
+    public final long writableLength() {
         return writableBytes;
     }
 
     /** Whether buffer {@code i} is device-writable (true for every {@code i >= readableBufferCount()}). */
-    public boolean isWritable(int i) {
+    public final boolean isWritable(int i) {
         checkIndex(i);
         return i >= readableCount;
     }
 
     /** The guest memory the buffers are in (valid while the chain is in flight). */
-    public GuestMemory memory() {
+    public final GuestMemory memory() {
         return memory;
     }
 
     /** The whole region segment holding buffer {@code i} (no allocation). */
-    public MemorySegment bufferRegion(int i) {
+    public final MemorySegment bufferRegion(int i) {
         checkIndex(i);
         return memory.regionSegment(regions[i]);
     }
 
     /** Offset of buffer {@code i} inside {@link #bufferRegion(int)}. */
-    public long bufferOffset(int i) {
+    public final long bufferOffset(int i) {
         checkIndex(i);
         return offsets[i];
     }
 
     /** Length of buffer {@code i} in bytes (as an unsigned 32-bit value in an int). */
-    public int bufferLength(int i) {
+    public final int bufferLength(int i) {
         checkIndex(i);
         return lengths[i];
     }
 
     /** Host address of buffer {@code i}, for iovecs handed to the kernel (zero copy). */
-    public long bufferAddress(int i) {
+    public final long bufferAddress(int i) {
         checkIndex(i);
         return memory.regionSegment(regions[i]).address() + offsets[i];
     }
 
     /** Buffer {@code i} as its own segment (allocates a slice; for tests and slow paths). */
-    public MemorySegment buffer(int i) {
+    public final MemorySegment buffer(int i) {
         checkIndex(i);
         return memory.regionSegment(regions[i]).asSlice(offsets[i], Integer.toUnsignedLong(lengths[i]));
     }
 
     /** A cursor over the readable buffers, at position 0. The same object every call. */
-    public ChainReader reader() {
+    public final ChainReader reader() {
         reader.rewind();
         return reader;
     }
 
     /** A cursor over the writable buffers, at position 0. The same object every call. */
-    public ChainWriter writer() {
+    public final ChainWriter writer() {
         writer.rewind();
         return writer;
     }

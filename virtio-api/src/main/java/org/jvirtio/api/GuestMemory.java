@@ -250,30 +250,6 @@ public final class GuestMemory {
         return segments[r].asSlice(gpa - starts[r], len);
     }
 
-    /**
-     * The host segments covering [gpa, gpa+len), in order; several when the range crosses
-     * regions.
-     *
-     * @throws GuestMemoryException when any byte is outside guest memory
-     */
-    public List<MemorySegment> translate(long gpa, long len) {
-        if (!contains(gpa, len)) {
-            throw new GuestMemoryException("range", gpa, len);
-        }
-        List<MemorySegment> out = new ArrayList<>(2);
-        long addr = gpa;
-        long left = len;
-        while (left > 0) {
-            int r = findRegion(addr);
-            long off = addr - starts[r];
-            long n = Math.min(left, sizes[r] - off);
-            out.add(segments[r].asSlice(off, n));
-            addr += n;
-            left -= n;
-        }
-        return out;
-    }
-
     /** Translates a frontend (VMM) user address to a guest physical address. */
     public long userToGuest(long userAddress, long len) {
         for (GuestRegion r : regions) {

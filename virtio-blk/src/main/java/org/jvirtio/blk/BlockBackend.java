@@ -59,6 +59,15 @@ public interface BlockBackend extends Closeable {
     /** The range reads as zeros afterwards; {@code unmap} allows deallocating it. */
     void writeZeroes(long offset, long length, boolean unmap) throws IOException;
 
+    /**
+     * A transfer of {@code r} failed with {@code errno}: if the backend knows a slower way that
+     * works (O_DIRECT refusing unaligned guest buffers: bounce through an aligned buffer), it
+     * transfers the request that way and returns true; otherwise false and the failure stands.
+     */
+    default boolean retryTransfer(BlockRequest r, boolean write, int errno) throws IOException {
+        return false;
+    }
+
     /** A name for log lines. */
     String describe();
 }

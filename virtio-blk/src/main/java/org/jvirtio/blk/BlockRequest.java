@@ -41,10 +41,6 @@ public final class BlockRequest {
     private MemorySegment iov;
     private boolean iovBuilt;
 
-    /** Free for the {@link BlockQueueIo}'s bookkeeping (bytes done, an operation code). */
-    public long ioDone;
-    public int ioState;
-
     BlockRequest(BlkQueue owner, int tag, Arena arena) {
         this.owner = owner;
         this.tag = tag;
@@ -87,7 +83,7 @@ public final class BlockRequest {
     /**
      * The pieces as a native {@code struct iovec[pieceCount()]} (host addresses into guest
      * memory). Built on first use per request; the {@link BlockQueueIo} may modify it (to resume
-     * a short transfer).
+     * a short transfer). Per-request state of its own an I/O engine keeps by {@link #tag()}.
      */
     public MemorySegment iovecs() {
         if (!iovBuilt) {
@@ -110,8 +106,6 @@ public final class BlockRequest {
     void clearPieces() {
         pieces = 0;
         iovBuilt = false;
-        ioDone = 0;
-        ioState = 0;
     }
 
     void addPiece(MemorySegment region, long off, long len) {

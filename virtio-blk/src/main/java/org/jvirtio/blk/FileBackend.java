@@ -39,7 +39,7 @@ public final class FileBackend implements BlockBackend {
         if (!Files.exists(path)) {
             throw new IOException("image " + path + " does not exist");
         }
-        int flags = (readOnly ? Libc.O_RDONLY : Libc.O_RDWR) | Libc.O_CLOEXEC | (direct ? Libc.O_DIRECT : 0);
+        int flags = (readOnly ? Libc.O_RDONLY : Libc.O_RDWR) | Libc.O_CLOEXEC | (direct ? FileCalls.O_DIRECT : 0);
         int fd;
         try {
             fd = Libc.open(path.toString(), flags);
@@ -108,7 +108,7 @@ public final class FileBackend implements BlockBackend {
     @Override
     public void read(long offset, MemorySegment mem, long memOffset, long length) throws IOException {
         MemorySegment dst = mem.asSlice(memOffset, length);
-        long n = Libc.pio(fd, dst, offset, false);
+        long n = FileCalls.pio(fd, dst, offset, false);
         if (n < length) {
             // The image shrank under us: what is past its end reads as zeros.
             dst.asSlice(n).fill((byte) 0);
@@ -117,7 +117,7 @@ public final class FileBackend implements BlockBackend {
 
     @Override
     public void write(long offset, MemorySegment mem, long memOffset, long length) throws IOException {
-        Libc.pio(fd, mem.asSlice(memOffset, length), offset, true);
+        FileCalls.pio(fd, mem.asSlice(memOffset, length), offset, true);
     }
 
     /**
@@ -136,9 +136,9 @@ public final class FileBackend implements BlockBackend {
                     MemorySegment.copy(r.pieceRegion(i), r.pieceOffset(i), buf, at, r.pieceLength(i));
                     at += r.pieceLength(i);
                 }
-                Libc.pio(fd, buf, r.offset(), true);
+                FileCalls.pio(fd, buf, r.offset(), true);
             } else {
-                long n = Libc.pio(fd, buf, r.offset(), false);
+                long n = FileCalls.pio(fd, buf, r.offset(), false);
                 if (n < len) {
                     buf.asSlice(n).fill((byte) 0);
                 }
@@ -156,15 +156,25 @@ public final class FileBackend implements BlockBackend {
         return direct && negativeErrno == -22;
     }
 
+    /** O_DIRECT refused unaligned guest buffers (EINVAL): once more through an aligned buffer. */
+    @Override
+    public boolean retryTransfer(BlockRequest r, boolean write, int errno) throws IOException {
+        if (!isAlignmentRefusal(-errno)) {
+            return false;
+        }
+        bounce(r, write);
+        return true;
+    }
+
     @Override
     public void flush() throws IOException {
-        Libc.fdatasync(fd);
+        FileCalls.fdatasync(fd);
     }
 
     @Override
     public void discard(long offset, long length) throws IOException {
         try {
-            Libc.fallocate(fd, Libc.FALLOC_FL_PUNCH_HOLE | Libc.FALLOC_FL_KEEP_SIZE, offset, length);
+            FileCalls.fallocate(fd, FileCalls.FALLOC_FL_PUNCH_HOLE | FileCalls.FALLOC_FL_KEEP_SIZE, offset, length);
         } catch (ErrnoException e) {
             // A discard is a hint ("may deallocate"): without hole punching it is done by doing nothing.
             if (e.errno() != 95 /* EOPNOTSUPP */) {
@@ -176,14 +186,14 @@ public final class FileBackend implements BlockBackend {
     @Override
     public void writeZeroes(long offset, long length, boolean unmap) throws IOException {
         try {
-            Libc.fallocate(fd, unmap ? Libc.FALLOC_FL_PUNCH_HOLE | Libc.FALLOC_FL_KEEP_SIZE : Libc.FALLOC_FL_ZERO_RANGE | Libc.FALLOC_FL_KEEP_SIZE, offset, length);
+            FileCalls.fallocate(fd, unmap ? FileCalls.FALLOC_FL_PUNCH_HOLE | FileCalls.FALLOC_FL_KEEP_SIZE : FileCalls.FALLOC_FL_ZERO_RANGE | FileCalls.FALLOC_FL_KEEP_SIZE, offset, length);
         } catch (ErrnoException e) {
             // Not every file system zeroes ranges: write zeros instead.
             try (java.lang.foreign.Arena a = java.lang.foreign.Arena.ofConfined()) {
                 MemorySegment zeros = a.allocate(Math.min(length, 1 << 20), 4096);
                 for (long done = 0; done < length; done += zeros.byteSize()) {
                     long n = Math.min(zeros.byteSize(), length - done);
-                    Libc.pio(fd, zeros.asSlice(0, n), offset + done, true);
+                    FileCalls.pio(fd, zeros.asSlice(0, n), offset + done, true);
                 }
             }
         }

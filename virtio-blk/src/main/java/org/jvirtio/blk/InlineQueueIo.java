@@ -107,15 +107,14 @@ public final class InlineQueueIo implements BlockQueueIo {
         }
     }
 
-    /** O_DIRECT refused unaligned guest buffers: once more through an aligned buffer. */
+    /** The backend may know a slower way that works (O_DIRECT and unaligned guest buffers: a bounce). */
     private long bounced(BlockRequest r, boolean write, ErrnoException e) {
-        if (backend instanceof FileBackend f && f.isAlignmentRefusal(-e.errno())) {
-            try {
-                f.bounce(r, write);
+        try {
+            if (backend.retryTransfer(r, write, e.errno())) {
                 return r.length();
-            } catch (IOException | RuntimeException e2) {
-                return failure(r, write ? "write" : "read", e2);
             }
+        } catch (IOException | RuntimeException e2) {
+            return failure(r, write ? "write" : "read", e2);
         }
         return failure(r, write ? "write" : "read", e);
     }

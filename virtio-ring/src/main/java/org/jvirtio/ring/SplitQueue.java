@@ -86,7 +86,7 @@ public final class SplitQueue implements Virtqueue {
     private long cachedRegionSize;
 
     // ---- chain pool ----
-    private DescriptorChain[] pool = new DescriptorChain[0];
+    private RingChain[] pool = new RingChain[0];
     private int[] free = new int[0];
     private boolean[] inUse = new boolean[0];
     private int freeTop;
@@ -196,10 +196,9 @@ public final class SplitQueue implements Virtqueue {
             throw new IllegalStateException("queue " + index + " reconfigured with " + inFlight() + " chains in flight");
         }
         if (pool.length != n) {
-            pool = new DescriptorChain[n];
+            pool = new RingChain[n];
             for (int i = 0; i < n; i++) {
-                pool[i] = new DescriptorChain(index);
-                pool[i].queueSlot = i;
+                pool[i] = new RingChain(index, i);
             }
             free = new int[n];
             inUse = new boolean[n];
@@ -323,22 +322,22 @@ public final class SplitQueue implements Virtqueue {
             violate(Reason.TOO_MANY_IN_FLIGHT, head, size, 0);
             return null;
         }
-        DescriptorChain chain = pool[free[--freeTop]];
+        RingChain chain = pool[free[--freeTop]];
         if (!walk(chain, head)) {
-            free[freeTop++] = chain.queueSlot;
+            free[freeTop++] = chain.slot;
             return null;
         }
-        inUse[chain.queueSlot] = true;
+        inUse[chain.slot] = true;
         nextAvail = (nextAvail + 1) & 0xffff;
         return chain;
     }
 
     /** Walks the chain at {@code head} into {@code chain}; false (and broken) on a violation. */
-    private boolean walk(DescriptorChain chain, int head) {
+    private boolean walk(RingChain chain, int head) {
         if (head >= size) {
             return violate(Reason.HEAD_OUT_OF_RANGE, head, size, 0);
         }
-        chain.reset(memory, head);
+        chain.start(memory, head);
         seenWritable = false;
         int id = head;
         int count = 0;
@@ -378,7 +377,7 @@ public final class SplitQueue implements Virtqueue {
         }
     }
 
-    private boolean walkIndirect(DescriptorChain chain, long tableAddr, long tableLen) {
+    private boolean walkIndirect(RingChain chain, long tableAddr, long tableLen) {
         if (tableLen == 0) {
             return violate(Reason.INDIRECT_TABLE_EMPTY, tableAddr, 0, 0);
         }
@@ -448,7 +447,7 @@ public final class SplitQueue implements Virtqueue {
      * Checks one descriptor against the chain so far (no readable after writable, totals within
      * 32 bits) and adds its buffer.
      */
-    private boolean take(DescriptorChain chain, long addr, int len, int flags, int id) {
+    private boolean take(RingChain chain, long addr, int len, int flags, int id) {
         boolean w = (flags & DESC_F_WRITE) != 0;
         if (w) {
             seenWritable = true;
@@ -463,7 +462,7 @@ public final class SplitQueue implements Virtqueue {
     }
 
     /** Translates one descriptor's buffer, splitting it where it crosses regions. */
-    private boolean addBuffer(DescriptorChain chain, long addr, int len, boolean writable, int descId) {
+    private boolean addBuffer(RingChain chain, long addr, int len, boolean writable, int descId) {
         if (len == 0) {
             return true; // nothing to read or write; not an error (VIRTIO 1.3 does not forbid it)
         }
@@ -477,7 +476,7 @@ public final class SplitQueue implements Virtqueue {
         // Fast path: the whole buffer inside the region the previous buffer was in.
         long rel = addr - cachedRegionStart;
         if (Long.compareUnsigned(rel, cachedRegionSize) < 0 && left <= cachedRegionSize - rel) {
-            chain.append(cachedRegion, rel, len, writable);
+            chain.add(cachedRegion, rel, len, writable);
             return true;
         }
         GuestMemory mem = memory;
@@ -492,7 +491,7 @@ public final class SplitQueue implements Virtqueue {
             if (chain.bufferCount() >= maxChainBuffers) {
                 return violate(Reason.CHAIN_TOO_LONG, chain.head(), maxChainBuffers, 0);
             }
-            chain.append(r, off, (int) n, writable);
+            chain.add(r, off, (int) n, writable);
             cachedRegion = r;
             cachedRegionStart = mem.regionStart(r);
             cachedRegionSize = mem.regionSize(r);
@@ -504,7 +503,7 @@ public final class SplitQueue implements Virtqueue {
 
     @Override
     public void addUsed(DescriptorChain chain, int writtenLength) {
-        int slot = chain.queueSlot;
+        int slot = chain instanceof RingChain rc ? rc.slot : -1;
         if (chain.owner() != index || slot < 0 || slot >= pool.length || pool[slot] != chain || !inUse[slot]) {
             throw new IllegalStateException("chain " + chain + " is not in flight on queue " + index);
         }
@@ -536,7 +535,7 @@ public final class SplitQueue implements Virtqueue {
      * check. Remembers the used index it checked (like rust-vmm's {@code needs_notification}),
      * so ask once per publish.
      */
-    public boolean needsInterrupt() {
+    private boolean needsInterrupt() {
         if (!active || violation != null) {
             return false;
         }

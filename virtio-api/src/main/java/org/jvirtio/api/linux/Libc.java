@@ -3,19 +3,17 @@ package org.jvirtio.api.linux;
 import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.Linker;
-import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.SymbolLookup;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandle;
-import java.lang.invoke.VarHandle;
 
 import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 /**
- * The few libc calls jvirtio needs, bound through the FFM API (x86-64 and aarch64 Linux).
+ * The libc calls every jvirtio module needs (memory, fds, eventfds, poll), bound through the FFM
+ * API ({@link Native}) on x86-64 and aarch64 Linux. Block-file calls live with virtio-blk.
  *
  * <p>Calls that can fail in a way the caller must explain capture {@code errno} and throw
  * {@link ErrnoException}. The data-path calls ({@link #eventfdWrite}, {@link #eventfdRead})
@@ -34,13 +32,6 @@ public final class Libc {
     public static final int EAGAIN = 11;
     public static final int EINTR = 4;
     public static final int EBADF = 9;
-
-    private static final Linker LINKER = Linker.nativeLinker();
-    private static final SymbolLookup LIBC = LINKER.defaultLookup();
-    private static final Linker.Option CAPTURE_ERRNO = Linker.Option.captureCallState("errno");
-    private static final MemoryLayout CAPTURE_LAYOUT = Linker.Option.captureStateLayout();
-    private static final VarHandle ERRNO =
-            CAPTURE_LAYOUT.varHandle(MemoryLayout.PathElement.groupElement("errno"));
 
     private static final MethodHandle MMAP = downcallErrno("mmap",
             FunctionDescriptor.of(ADDRESS, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG));
@@ -68,16 +59,6 @@ public final class Libc {
             FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
     private static final MethodHandle OPEN = downcallErrno("open",
             FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT), Linker.Option.firstVariadicArg(2));
-    private static final MethodHandle PREAD = downcallErrno("pread",
-            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
-    private static final MethodHandle PWRITE = downcallErrno("pwrite",
-            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
-    private static final MethodHandle PWRITEV_RAW = downcall("pwritev",
-            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_LONG));
-    private static final MethodHandle FDATASYNC = downcallErrno("fdatasync",
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT));
-    private static final MethodHandle FALLOCATE = downcallErrno("fallocate",
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG));
     private static final MethodHandle STRERROR = downcall("strerror",
             FunctionDescriptor.of(ADDRESS, JAVA_INT));
 
@@ -85,34 +66,23 @@ public final class Libc {
     }
 
     private static MethodHandle downcall(String name, FunctionDescriptor fd, Linker.Option... options) {
-        MemorySegment symbol = LIBC.find(name).orElseThrow(() -> new UnsatisfiedLinkError("libc has no " + name));
-        return LINKER.downcallHandle(symbol, fd, options);
+        return Native.downcall(name, fd, options);
     }
 
     private static MethodHandle downcallErrno(String name, FunctionDescriptor fd, Linker.Option... more) {
-        Linker.Option[] options = new Linker.Option[more.length + 1];
-        options[0] = CAPTURE_ERRNO;
-        System.arraycopy(more, 0, options, 1, more.length);
-        return downcall(name, fd, options);
+        return Native.downcallErrno(name, fd, more);
     }
 
-    /** Allocates the errno capture area for one call. */
     private static MemorySegment captureState(Arena arena) {
-        return arena.allocate(CAPTURE_LAYOUT);
+        return Native.errnoState(arena);
     }
 
     private static int errno(MemorySegment state) {
-        return (int) ERRNO.get(state, 0L);
+        return Native.errno(state);
     }
 
     private static RuntimeException unexpected(Throwable t) {
-        if (t instanceof RuntimeException r) {
-            return r;
-        }
-        if (t instanceof Error e) {
-            throw e;
-        }
-        return new IllegalStateException(t);
+        return Native.unexpected(t);
     }
 
     /** {@code mmap(NULL, size, prot, flags, fd, offset)}; returns the address as a zero-length segment. */
@@ -340,10 +310,6 @@ public final class Libc {
     public static final int O_RDONLY = 0;
     public static final int O_RDWR = 2;
     public static final int O_CLOEXEC = 0x80000;
-    public static final int O_DIRECT = 0x4000;
-    public static final int FALLOC_FL_KEEP_SIZE = 0x1;
-    public static final int FALLOC_FL_PUNCH_HOLE = 0x2;
-    public static final int FALLOC_FL_ZERO_RANGE = 0x10;
 
     /** {@code open(path, flags)}. */
     public static int open(String path, int flags) throws ErrnoException {
@@ -354,81 +320,6 @@ public final class Libc {
                 throw new ErrnoException("open(" + path + ")", errno(state));
             }
             return fd;
-        } catch (ErrnoException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw unexpected(t);
-        }
-    }
-
-    /**
-     * Reads or writes all of {@code buf} at {@code offset}, retrying short transfers and EINTR.
-     *
-     * @return bytes transferred; less than the buffer only at end of file (reads)
-     */
-    public static long pio(int fd, MemorySegment buf, long offset, boolean write) throws ErrnoException {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = captureState(arena);
-            long done = 0;
-            long len = buf.byteSize();
-            while (done < len) {
-                MemorySegment p = buf.asSlice(done);
-                long n = write ? (long) PWRITE.invokeExact(state, fd, p, len - done, offset + done)
-                        : (long) PREAD.invokeExact(state, fd, p, len - done, offset + done);
-                if (n < 0) {
-                    if (errno(state) == EINTR || errno(state) == EAGAIN) {
-                        continue;
-                    }
-                    throw new ErrnoException(write ? "pwrite" : "pread", errno(state));
-                }
-                if (n == 0) {
-                    break;
-                }
-                done += n;
-            }
-            return done;
-        } catch (ErrnoException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw unexpected(t);
-        }
-    }
-
-    /**
-     * {@code pwritev(fd, iov, iovcnt, offset)} on a caller-built iovec array at native address
-     * {@code iov}, allocating nothing and capturing no errno (data path).
-     *
-     * @return bytes written, or -1 (repeat the write through a call that reports errno)
-     */
-    public static long pwritevRaw(int fd, long iov, int iovcnt, long offset) {
-        try {
-            return (long) PWRITEV_RAW.invokeExact(fd, iov, iovcnt, offset);
-        } catch (Throwable t) {
-            throw unexpected(t);
-        }
-    }
-
-    /** {@code fdatasync(fd)}. */
-    public static void fdatasync(int fd) throws ErrnoException {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = captureState(arena);
-            if ((int) FDATASYNC.invokeExact(state, fd) != 0) {
-                throw new ErrnoException("fdatasync", errno(state));
-            }
-        } catch (ErrnoException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw unexpected(t);
-        }
-    }
-
-    /** {@code fallocate(fd, mode, offset, len)}. */
-    public static void fallocate(int fd, int mode, long offset, long len) throws ErrnoException {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = captureState(arena);
-            if ((int) FALLOCATE.invokeExact(state, fd, mode, offset, len) != 0) {
-                throw new ErrnoException("fallocate", errno(state));
-            }
         } catch (ErrnoException e) {
             throw e;
         } catch (Throwable t) {

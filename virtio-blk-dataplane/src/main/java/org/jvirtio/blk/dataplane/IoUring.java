@@ -3,7 +3,6 @@ package org.jvirtio.blk.dataplane;
 import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.Linker;
-import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandle;
@@ -11,6 +10,7 @@ import java.lang.invoke.VarHandle;
 
 import org.jvirtio.api.linux.ErrnoException;
 import org.jvirtio.api.linux.Libc;
+import org.jvirtio.api.linux.Native;
 
 import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
@@ -60,8 +60,6 @@ public final class IoUring implements AutoCloseable {
 
     private static final Linker LINKER = Linker.nativeLinker();
     private static final MemorySegment SYSCALL = LINKER.defaultLookup().find("syscall").orElseThrow();
-    private static final MemoryLayout CAPTURE = Linker.Option.captureStateLayout();
-    private static final VarHandle ERRNO = CAPTURE.varHandle(MemoryLayout.PathElement.groupElement("errno"));
     /** long syscall(long number, long a, long b, long c, long d, long e): every argument a register. */
     private static final MethodHandle SYSCALL5 = LINKER.downcallHandle(SYSCALL,
             FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG),
@@ -77,7 +75,7 @@ public final class IoUring implements AutoCloseable {
     private static final VarHandle INT = ValueLayout.JAVA_INT.varHandle();
 
     private final Arena arena = Arena.ofShared();
-    private final MemorySegment errno = arena.allocate(CAPTURE);
+    private final MemorySegment errno = Native.errnoState(arena);
     private final int fd;
     private final MemorySegment ring;
     private final MemorySegment sqes;
@@ -182,7 +180,7 @@ public final class IoUring implements AutoCloseable {
             throw new IllegalStateException(t);
         }
         if (r < 0) {
-            throw new ErrnoException(name, (int) ERRNO.get(errno, 0L));
+            throw new ErrnoException(name, Native.errno(errno));
         }
         return r;
     }

@@ -9,6 +9,7 @@ import org.jvirtio.api.linux.Libc;
 import org.jvirtio.blk.BlockQueueIo;
 import org.jvirtio.blk.BlockRequest;
 import org.jvirtio.blk.FileBackend;
+import org.jvirtio.blk.FileCalls;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -50,6 +51,11 @@ final class UringQueueIo implements BlockQueueIo {
     private final EventFd eventFd;
     private final FileBackend file;
     private final BlockRequest[] byTag;
+    /** Per tag: bytes of the current read or write done so far (a short transfer resumes there). */
+    private final long[] done;
+    /** Per tag: operations queued and not finished, and the next deallocation slot. */
+    private final int[] ops;
+    private final int[] deallocNext;
     private final long[] deallocArgs;
     /** Tests only: rewrites each completion's result (see {@link #filterResults}). */
     private java.util.function.IntUnaryOperator filter;
@@ -77,6 +83,9 @@ final class UringQueueIo implements BlockQueueIo {
             throw e;
         }
         this.byTag = new BlockRequest[depth];
+        this.done = new long[depth];
+        this.ops = new int[depth];
+        this.deallocNext = new int[depth];
         this.deallocArgs = new long[depth * MAX_DEALLOC * 3];
     }
 
@@ -111,24 +120,26 @@ final class UringQueueIo implements BlockQueueIo {
     @Override
     public void read(BlockRequest r) {
         track(r);
+        done[r.tag()] = 0;
         queueRw(r, K_READ);
     }
 
     @Override
     public void write(BlockRequest r, boolean dsync) {
         track(r);
+        done[r.tag()] = 0;
         if (inlineBufferedWrites && !dsync && !file.direct()) {
             // A buffered write is a copy into the page cache. io_uring cannot do it without
             // blocking on most file systems, so it hands it to an io-wq worker, and io-wq runs
             // writes to one file one at a time: doing the copy right here is cheaper.
             MemorySegment iov = r.iovecs();
-            long n = Libc.pwritevRaw(file.fd(), iov.address(), r.pieceCount(), r.offset());
+            long n = FileCalls.pwritevRaw(file.fd(), iov.address(), r.pieceCount(), r.offset());
             if (n == r.length()) {
                 finish(r, n);
                 return;
             }
             if (n > 0) {
-                r.ioDone = n; // short: io_uring writes the rest
+                done[r.tag()] = n; // short: io_uring writes the rest
             }
         }
         queueRw(r, dsync ? K_WRITE_DSYNC : K_WRITE);
@@ -137,16 +148,18 @@ final class UringQueueIo implements BlockQueueIo {
 
     private void track(BlockRequest r) {
         byTag[r.tag()] = r;
+        ops[r.tag()]++;
         pending++;
     }
 
-    /** Queues the rest of a read or write: from {@code r.ioDone} on. */
+    /** Queues the rest of a read or write: from {@code done[tag]} on. */
     private void queueRw(BlockRequest r, int kind) {
         MemorySegment iov = r.iovecs();
         int count = r.pieceCount();
-        if (r.ioDone > 0) {
+        long resumeAt = done[r.tag()];
+        if (resumeAt > 0) {
             // Resume after a short transfer: drop what is done, trim the first buffer.
-            long skip = r.ioDone;
+            long skip = resumeAt;
             int i = 0;
             while (skip >= r.pieceLength(i)) {
                 skip -= r.pieceLength(i);
@@ -166,15 +179,17 @@ final class UringQueueIo implements BlockQueueIo {
             count = k;
         }
         if (count > IOV_MAX) {
-            // More buffers than one readv takes (a guest ignoring seg_max): refuse, do not split.
+            // More buffers than one readv takes (a guest ignoring seg_max): refuse, do not split
+            // (and do not log: the guest chose it).
             pending--;
+            ops[r.tag()]--;
             r.complete(-22);
             return;
         }
         long s = sqe();
         int op = kind == K_READ ? IoUring.OP_READV : IoUring.OP_WRITEV;
         int rwFlags = kind == K_WRITE_DSYNC ? IoUring.RWF_DSYNC : 0;
-        ring.prep(s, op, IoUring.IOSQE_FIXED_FILE, 0, r.offset() + r.ioDone, iov.address(), count, rwFlags,
+        ring.prep(s, op, IoUring.IOSQE_FIXED_FILE, 0, r.offset() + resumeAt, iov.address(), count, rwFlags,
                 userData(r, kind, 0));
     }
 
@@ -191,7 +206,11 @@ final class UringQueueIo implements BlockQueueIo {
 
     @Override
     public void deallocate(BlockRequest r, long offset, long length, int mode) {
-        int i = r.ioState++;
+        int tag = r.tag();
+        if (ops[tag] == 0) {
+            deallocNext[tag] = 0; // nothing of this tag in flight: the slots are free again
+        }
+        int i = deallocNext[tag]++;
         if (i >= MAX_DEALLOC) {
             r.complete(-22); // EINVAL: more ranges than the device ever allows in one request
             return;
@@ -306,12 +325,12 @@ final class UringQueueIo implements BlockQueueIo {
                         return;
                     }
                     // End of a shrunken image: the rest reads as zeros.
-                    zeroFrom(r, r.ioDone);
+                    zeroFrom(r, done[tag]);
                     finish(r, r.length());
                     return;
                 }
-                r.ioDone += res;
-                if (r.ioDone < r.length()) {
+                done[tag] += res;
+                if (done[tag] < r.length()) {
                     queueRw(r, kind);
                 } else {
                     finish(r, r.length());
@@ -363,6 +382,7 @@ final class UringQueueIo implements BlockQueueIo {
 
     private void finish(BlockRequest r, long result) {
         pending--;
+        ops[r.tag()]--;
         if (result < 0) {
             LOG.warn("virtio-blk: I/O at byte {} failed: {}", r.offset(), Libc.strerror((int) -result));
         }

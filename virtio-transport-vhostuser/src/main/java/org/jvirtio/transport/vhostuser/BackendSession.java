@@ -302,8 +302,4 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         channel.close();
         memory.close();
     }
-
-    int status() {
-        return status;
-    }
 }

@@ -2,17 +2,14 @@ package org.jvirtio.transport.vhostuser;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
-import java.lang.foreign.Linker;
-import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.SymbolLookup;
 import java.lang.invoke.MethodHandle;
-import java.lang.invoke.VarHandle;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 
 import org.jvirtio.api.linux.ErrnoException;
 import org.jvirtio.api.linux.Libc;
+import org.jvirtio.api.linux.Native;
 
 import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
@@ -46,12 +43,6 @@ final class UnixSocket {
     static final int MAX_FDS = 16;
     static final int SUN_PATH_MAX = 107;
 
-    private static final Linker LINKER = Linker.nativeLinker();
-    private static final SymbolLookup LIBC = LINKER.defaultLookup();
-    private static final Linker.Option ERRNO_OPT = Linker.Option.captureCallState("errno");
-    private static final MemoryLayout CAPTURE = Linker.Option.captureStateLayout();
-    private static final VarHandle ERRNO = CAPTURE.varHandle(MemoryLayout.PathElement.groupElement("errno"));
-
     private static final MethodHandle SOCKET = h("socket", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT));
     private static final MethodHandle BIND = h("bind", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
     private static final MethodHandle LISTEN = h("listen", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
@@ -66,21 +57,15 @@ final class UnixSocket {
     }
 
     private static MethodHandle h(String name, FunctionDescriptor fd) {
-        return LINKER.downcallHandle(LIBC.find(name).orElseThrow(), fd, ERRNO_OPT);
+        return Native.downcallErrno(name, fd);
     }
 
     private static int errno(MemorySegment state) {
-        return (int) ERRNO.get(state, 0L);
+        return Native.errno(state);
     }
 
     private static RuntimeException rethrow(Throwable t) {
-        if (t instanceof RuntimeException r) {
-            return r;
-        }
-        if (t instanceof Error e) {
-            throw e;
-        }
-        return new IllegalStateException(t);
+        return Native.unexpected(t);
     }
 
     private static MemorySegment sockaddr(Arena arena, Path path) {
@@ -98,7 +83,7 @@ final class UnixSocket {
 
     static int socket(boolean nonBlocking) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment st = arena.allocate(CAPTURE);
+            MemorySegment st = Native.errnoState(arena);
             int fd = (int) SOCKET.invokeExact(st, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (nonBlocking ? SOCK_NONBLOCK : 0), 0);
             if (fd < 0) {
                 throw new ErrnoException("socket", errno(st));
@@ -115,7 +100,7 @@ final class UnixSocket {
     static int listen(Path path, int backlog) throws ErrnoException {
         int fd = socket(true);
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment st = arena.allocate(CAPTURE);
+            MemorySegment st = Native.errnoState(arena);
             MemorySegment sa = sockaddr(arena, path);
             if ((int) BIND.invokeExact(st, fd, sa, 110) != 0) {
                 throw new ErrnoException("bind(" + path + ")", errno(st));
@@ -136,7 +121,7 @@ final class UnixSocket {
     /** {@code accept4(fd, NULL, NULL, SOCK_CLOEXEC)}; -1 when nothing is pending (EAGAIN). */
     static int accept(int listenFd) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment st = arena.allocate(CAPTURE);
+            MemorySegment st = Native.errnoState(arena);
             while (true) {
                 int fd = (int) ACCEPT4.invokeExact(st, listenFd, MemorySegment.NULL, MemorySegment.NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
                 if (fd >= 0) {
@@ -162,7 +147,7 @@ final class UnixSocket {
     static int connect(Path path) throws ErrnoException {
         int fd = socket(false);
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment st = arena.allocate(CAPTURE);
+            MemorySegment st = Native.errnoState(arena);
             if ((int) CONNECT.invokeExact(st, fd, sockaddr(arena, path), 110) != 0) {
                 throw new ErrnoException("connect(" + path + ")", errno(st));
             }
@@ -179,7 +164,7 @@ final class UnixSocket {
     /** Two connected sockets (for the backend request channel in tests). */
     static int[] socketPair() throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment st = arena.allocate(CAPTURE);
+            MemorySegment st = Native.errnoState(arena);
             MemorySegment fds = arena.allocate(JAVA_INT, 2);
             if ((int) SOCKETPAIR.invokeExact(st, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
                 throw new ErrnoException("socketpair", errno(st));
@@ -206,7 +191,7 @@ final class UnixSocket {
      */
     static Received recv(int fd, MemorySegment buf, long offset, long len, boolean nonBlocking) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment st = arena.allocate(CAPTURE);
+            MemorySegment st = Native.errnoState(arena);
             MemorySegment iov = arena.allocate(16, 8);
             iov.set(JAVA_LONG, 0, buf.address() + offset);
             iov.set(JAVA_LONG, 8, len);
@@ -277,7 +262,7 @@ final class UnixSocket {
      */
     static void send(int fd, byte[] data, int[] fds, boolean dontWait) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment st = arena.allocate(CAPTURE);
+            MemorySegment st = Native.errnoState(arena);
             MemorySegment buf = arena.allocate(Math.max(1, data.length));
             MemorySegment.copy(data, 0, buf, java.lang.foreign.ValueLayout.JAVA_BYTE, 0, data.length);
             MemorySegment iov = arena.allocate(16, 8);
@@ -327,7 +312,7 @@ final class UnixSocket {
     /** shutdown(2): {@code how} 0 SHUT_RD, 1 SHUT_WR, 2 SHUT_RDWR; a socket already disconnected is left alone. */
     static void shutdown(int fd, int how) {
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment st = arena.allocate(CAPTURE);
+            MemorySegment st = Native.errnoState(arena);
             int r = (int) SHUTDOWN.invokeExact(st, fd, how);
             if (r != 0) {
                 return; // already disconnected; nothing to do

@@ -144,16 +144,6 @@ public final class VhostUserBackend implements AutoCloseable {
         return nextDisconnect;
     }
 
-    /** Runs {@code task} on the control thread and waits (for tests and diagnostics). */
-    public <T> T onControlThread(java.util.concurrent.Callable<T> task) throws Exception {
-        return loop.submit(task).get(30, TimeUnit.SECONDS);
-    }
-
-    /** The status byte the front-end set, with DEVICE_NEEDS_RESET if the device asked for it; -1 without a connection. */
-    public int deviceStatus() throws Exception {
-        return onControlThread(() -> connection == null ? -1 : connection.session.status());
-    }
-
     private final class Listener implements EpollIoHandle {
         private final FileDescriptor fd = new FileDescriptor(listenFd);
 

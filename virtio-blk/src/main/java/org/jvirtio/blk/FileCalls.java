@@ -1,0 +1,128 @@
+package org.jvirtio.blk;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.MemorySegment;
+import java.lang.invoke.MethodHandle;
+
+import org.jvirtio.api.linux.ErrnoException;
+import org.jvirtio.api.linux.Native;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+import static org.jvirtio.api.linux.Libc.EAGAIN;
+import static org.jvirtio.api.linux.Libc.EINTR;
+
+/**
+ * The libc calls of block files (positional I/O, fdatasync, fallocate, O_DIRECT), bound through
+ * {@link Native}. Used by {@link FileBackend} and by the io_uring data plane.
+ */
+public final class FileCalls {
+    private FileCalls() {
+    }
+
+    public static final int O_DIRECT = 0x4000;
+    public static final int FALLOC_FL_KEEP_SIZE = 0x1;
+    public static final int FALLOC_FL_PUNCH_HOLE = 0x2;
+    public static final int FALLOC_FL_ZERO_RANGE = 0x10;
+
+    private static final MethodHandle PREAD = Native.downcallErrno("pread",
+            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
+    private static final MethodHandle PWRITE = Native.downcallErrno("pwrite",
+            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
+    private static final MethodHandle PWRITEV_RAW = Native.downcall("pwritev",
+            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_LONG));
+    private static final MethodHandle FDATASYNC = Native.downcallErrno("fdatasync",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+    private static final MethodHandle FALLOCATE = Native.downcallErrno("fallocate",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG));
+
+    private static MemorySegment captureState(Arena arena) {
+        return Native.errnoState(arena);
+    }
+
+    private static int errno(MemorySegment state) {
+        return Native.errno(state);
+    }
+
+    private static RuntimeException unexpected(Throwable t) {
+        return Native.unexpected(t);
+    }
+
+    /**
+     * Reads or writes all of {@code buf} at {@code offset}, retrying short transfers and EINTR.
+     *
+     * @return bytes transferred; less than the buffer only at end of file (reads)
+     */
+    public static long pio(int fd, MemorySegment buf, long offset, boolean write) throws ErrnoException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = captureState(arena);
+            long done = 0;
+            long len = buf.byteSize();
+            while (done < len) {
+                MemorySegment p = buf.asSlice(done);
+                long n = write ? (long) PWRITE.invokeExact(state, fd, p, len - done, offset + done)
+                        : (long) PREAD.invokeExact(state, fd, p, len - done, offset + done);
+                if (n < 0) {
+                    if (errno(state) == EINTR || errno(state) == EAGAIN) {
+                        continue;
+                    }
+                    throw new ErrnoException(write ? "pwrite" : "pread", errno(state));
+                }
+                if (n == 0) {
+                    break;
+                }
+                done += n;
+            }
+            return done;
+        } catch (ErrnoException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected(t);
+        }
+    }
+
+    /**
+     * {@code pwritev(fd, iov, iovcnt, offset)} on a caller-built iovec array at native address
+     * {@code iov}, allocating nothing and capturing no errno (data path).
+     *
+     * @return bytes written, or -1 (repeat the write through a call that reports errno)
+     */
+    public static long pwritevRaw(int fd, long iov, int iovcnt, long offset) {
+        try {
+            return (long) PWRITEV_RAW.invokeExact(fd, iov, iovcnt, offset);
+        } catch (Throwable t) {
+            throw unexpected(t);
+        }
+    }
+
+    /** {@code fdatasync(fd)}. */
+    public static void fdatasync(int fd) throws ErrnoException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = captureState(arena);
+            if ((int) FDATASYNC.invokeExact(state, fd) != 0) {
+                throw new ErrnoException("fdatasync", errno(state));
+            }
+        } catch (ErrnoException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected(t);
+        }
+    }
+
+    /** {@code fallocate(fd, mode, offset, len)}. */
+    public static void fallocate(int fd, int mode, long offset, long len) throws ErrnoException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = captureState(arena);
+            if ((int) FALLOCATE.invokeExact(state, fd, mode, offset, len) != 0) {
+                throw new ErrnoException("fallocate", errno(state));
+            }
+        } catch (ErrnoException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw unexpected(t);
+        }
+    }
+
+}

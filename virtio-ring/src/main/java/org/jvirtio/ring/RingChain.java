@@ -1,0 +1,23 @@
+package org.jvirtio.ring;
+
+import org.jvirtio.api.DescriptorChain;
+import org.jvirtio.api.GuestMemory;
+
+/** A chain of a {@link SplitQueue}'s pool: the queue fills it in; devices only read it. */
+final class RingChain extends DescriptorChain {
+    /** This chain's index in its queue's pool. */
+    final int slot;
+
+    RingChain(int owner, int slot) {
+        super(owner);
+        this.slot = slot;
+    }
+
+    void start(GuestMemory memory, int head) {
+        reset(memory, head);
+    }
+
+    void add(int region, long offset, int length, boolean writable) {
+        append(region, offset, length, writable);
+    }
+}
