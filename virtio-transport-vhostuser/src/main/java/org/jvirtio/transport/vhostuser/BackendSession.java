@@ -99,7 +99,9 @@ final class BackendSession implements DeviceContext, AutoCloseable {
 
     private void apply(VhostUserMessage m, FrontendRequest request) throws VhostUserProtocolException, ErrnoException {
         String name = m.name();
-        // Decided before the request runs: a reset clears the negotiated protocol features.
+        // Decided before the request runs, except for SET_PROTOCOL_FEATURES itself: a front-end
+        // that negotiates REPLY_ACK with NEED_REPLY on that very message (the Linux kernel's
+        // vhost-user driver does) waits for the ack, as libvhost-user gives it.
         boolean ack = m.needsReply() && protocol(PROTOCOL_F_REPLY_ACK);
         byte[] reply = switch (request) {
             case GetFeatures g -> VhostUserMessage.u64(FeatureNegotiation.offered(device) | F_PROTOCOL_FEATURES);
@@ -119,6 +121,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
                             + Long.toHexString(s.features() & ~offeredProtocolFeatures) + " were not offered");
                 }
                 protocolFeatures = s.features();
+                ack = m.needsReply() && protocol(PROTOCOL_F_REPLY_ACK);
                 yield null;
             }
             case GetQueueNum g -> VhostUserMessage.u64(vrings.count());

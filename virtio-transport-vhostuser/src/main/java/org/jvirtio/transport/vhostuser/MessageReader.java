@@ -16,6 +16,9 @@ import org.jvirtio.api.linux.ErrnoException;
 final class MessageReader implements AutoCloseable {
     private static final ValueLayout.OfInt LE_INT = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
+    /** The most fds any request carries (SET_MEM_TABLE: one per region); more is refused at once. */
+    static final int MAX_MESSAGE_FDS = VhostUserProtocol.MAX_TABLE_REGIONS;
+
     /** What one {@link #read} produced. */
     enum Status { MESSAGE, AGAIN, EOF }
 
@@ -57,6 +60,12 @@ final class MessageReader implements AutoCloseable {
                 return Status.AGAIN;
             }
             addFds(r.fds());
+            if (fds.length > MAX_MESSAGE_FDS) {
+                // A message sent in pieces, each with fds: refused as soon as it carries more than
+                // any request takes, instead of collecting them while it stays incomplete.
+                throw fail("a message carrying " + fds.length + " file descriptors, more than any request takes ("
+                        + MAX_MESSAGE_FDS + ")");
+            }
             if (r.truncatedControl()) {
                 throw fail("more file descriptors than any message carries (" + UnixSocket.MAX_FDS + "): control data truncated");
             }

@@ -47,6 +47,8 @@ public final class VhostUserBackend implements AutoCloseable {
     private final MultiThreadIoEventLoopGroup group;
     private final IoEventLoop loop;
     private final int listenFd;
+    /** The inode of the socket file this backend created: only that file is removed on close. */
+    private final long socketInode;
     private IoRegistration listenRegistration;
     private Connection connection;
     private final AtomicLong connections = new AtomicLong();
@@ -54,7 +56,8 @@ public final class VhostUserBackend implements AutoCloseable {
     private volatile CompletableFuture<String> nextDisconnect = new CompletableFuture<>();
     private volatile boolean closed;
 
-    private VhostUserBackend(Path socketPath, VirtioDevice device, QueueHost host, int listenFd) {
+    private VhostUserBackend(Path socketPath, VirtioDevice device, QueueHost host, int listenFd, long socketInode) {
+        this.socketInode = socketInode;
         this.socketPath = socketPath;
         this.device = device;
         this.host = host;
@@ -83,20 +86,27 @@ public final class VhostUserBackend implements AutoCloseable {
         if (Files.exists(socketPath, LinkOption.NOFOLLOW_LINKS) && !isSocket(socketPath)) {
             throw new IOException(socketPath + " exists and is not a socket; refusing to replace it");
         }
-        // Bind under a temporary name, restrict it to the owner, then rename over the target:
-        // the socket is never reachable with wider permissions, and a stale one is replaced.
-        Path tmp = dir.resolve("." + socketPath.getFileName() + ".tmp-" + ProcessHandle.current().pid());
-        Files.deleteIfExists(tmp);
-        int fd = UnixSocket.listen(tmp, 4);
+        // Bind inside a fresh directory only we can enter (0700), restrict the socket to the owner,
+        // then rename it over the target: the socket is never reachable by anyone else before its
+        // mode is final (listen() happens before chmod), and a stale one is replaced atomically.
+        Path privateDir = Files.createTempDirectory(dir, ".vu",
+                PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
+        Path tmp = privateDir.resolve("s"); // short: a socket path has at most 107 bytes
+        int fd = -1;
+        long inode;
         try {
+            fd = UnixSocket.listen(tmp, 4);
             Files.setPosixFilePermissions(tmp, PosixFilePermissions.fromString("rw-------"));
             Files.move(tmp, socketPath, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+            inode = inode(socketPath);
         } catch (IOException | RuntimeException e) {
             UnixSocket.closeQuietly(fd);
             Files.deleteIfExists(tmp);
             throw e;
+        } finally {
+            Files.deleteIfExists(privateDir);
         }
-        VhostUserBackend b = new VhostUserBackend(socketPath, device, host, fd);
+        VhostUserBackend b = new VhostUserBackend(socketPath, device, host, fd, inode);
         try {
             b.listenRegistration = b.register(b.new Listener());
         } catch (IOException e) {
@@ -105,6 +115,10 @@ public final class VhostUserBackend implements AutoCloseable {
         }
         LOG.info("vhost-user backend listening on {}", socketPath);
         return b;
+    }
+
+    private static long inode(Path p) throws IOException {
+        return ((Number) Files.getAttribute(p, "unix:ino", LinkOption.NOFOLLOW_LINKS)).longValue();
     }
 
     private static boolean isSocket(Path p) throws IOException {
@@ -292,7 +306,13 @@ public final class VhostUserBackend implements AutoCloseable {
         }
         UnixSocket.closeQuietly(listenFd);
         try {
-            Files.deleteIfExists(socketPath);
+            // Only the socket this backend made: in a rolling restart the path already belongs to
+            // the replacement, which QEMU must be able to reconnect to.
+            if (Files.exists(socketPath, LinkOption.NOFOLLOW_LINKS) && inode(socketPath) == socketInode) {
+                Files.delete(socketPath);
+            } else {
+                LOG.info("vhost-user: {} is no longer this backend's socket; left in place", socketPath);
+            }
         } catch (IOException e) {
             LOG.warn("vhost-user: cannot remove {}: {}", socketPath, e.getMessage());
         }

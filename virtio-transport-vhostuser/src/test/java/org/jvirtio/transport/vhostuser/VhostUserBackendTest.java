@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
+import java.util.List;
 import java.util.concurrent.TimeUnit;
 
 import org.jvirtio.api.DeviceStatus;
@@ -63,6 +64,58 @@ class VhostUserBackendTest {
         assertEquals("keep me", Files.readString(file));
         e = assertThrows(IOException.class, () -> VhostUserBackend.start(dir.resolve("missing/x.sock"), device));
         assertTrue(e.getMessage().contains("does not exist"), e.getMessage());
+    }
+
+    /**
+     * Issue 14, item 6 (failed before: the old backend's close deleted the path blindly, so a
+     * rolling restart left no socket for QEMU to reconnect to): a backend removes only the socket
+     * file it created.
+     */
+    @Test
+    void aRollingRestartKeepsTheReplacementsSocket() throws Exception {
+        VhostUserBackend replacement = VhostUserBackend.start(socket, new EchoDevice(1));
+        try {
+            backend.close(); // the old one goes after the new one took the path
+            assertTrue(Files.exists(socket), "the replacement's socket is still there");
+            try (FrontendRig rig = new FrontendRig(socket)) {
+                assertEquals(1, rig.fe.getQueueNum(), "and the replacement answers on it");
+            }
+        } finally {
+            replacement.close();
+        }
+        assertFalse(Files.exists(socket), "its own socket is removed");
+    }
+
+    /**
+     * Issue 14, item 7 (failed before: the socket was bound and listening under a temporary name in
+     * the target directory before its mode was set): nothing but the final 0600 socket ever
+     * appears in the socket's directory, and nothing is left behind.
+     */
+    @Test
+    void theSocketIsNeverReachableBeforeItsModeIsFinal() throws Exception {
+        backend.close();
+        Path sub = java.nio.file.Files.createDirectories(dir.resolve("watched"));
+        Path sock = sub.resolve("w.sock");
+        try (java.nio.file.WatchService ws = sub.getFileSystem().newWatchService()) {
+            sub.register(ws, java.nio.file.StandardWatchEventKinds.ENTRY_CREATE);
+            backend = VhostUserBackend.start(sock, device);
+            assertEquals("rw-------", PosixFilePermissions.toString(Files.getPosixFilePermissions(sock)));
+            java.nio.file.WatchKey key = ws.poll(2, TimeUnit.SECONDS);
+            assertNotNull(key);
+            for (var event : key.pollEvents()) {
+                Path created = sub.resolve((Path) event.context());
+                if (!created.equals(sock) && Files.exists(created, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+                    fail("left behind: " + created);
+                }
+                if (!created.equals(sock)) {
+                    // only a private directory may have been there on the way, never a socket
+                    assertFalse(created.getFileName().toString().contains(".tmp-"), "a socket under a temporary name: " + created);
+                }
+            }
+        }
+        try (var list = Files.list(sub)) {
+            assertEquals(List.of(sock), list.toList(), "only the socket remains");
+        }
     }
 
     @Test
