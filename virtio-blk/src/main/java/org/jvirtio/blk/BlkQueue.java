@@ -145,7 +145,9 @@ public final class BlkQueue implements QueueHandler {
         } else {
             try {
                 parse(c, r, readable, writable - 1);
-            } catch (RuntimeException e) {
+            } catch (RuntimeException | InternalError e) {
+                // InternalError: guest memory faulted (its file shrank under the mapping). The
+                // request still completes, so its slot is not stranded.
                 LOG.warn("virtio-blk: request (head {}) failed: {}", c.head(), e.toString());
                 r.status = S_IOERR;
             }
@@ -216,7 +218,13 @@ public final class BlkQueue implements QueueHandler {
 
     private void finish(BlockRequest r) {
         int status = r.status;
-        r.statusRegion.set(ValueLayout.JAVA_BYTE, r.statusOffset, (byte) status);
+        try {
+            r.statusRegion.set(ValueLayout.JAVA_BYTE, r.statusOffset, (byte) status);
+        } catch (InternalError e) {
+            // The status byte's memory faulted: the chain still goes back (the ring, faulting too,
+            // will break), and the slot is freed.
+            status = S_IOERR;
+        }
         if (status == S_OK) {
             if (r.type == T_IN || r.type == T_OUT) {
                 stats.addBytes(r.length);

@@ -440,4 +440,45 @@ class VirtioBlkRequestTest {
         assertTrue(calls >= 2, "calls: " + calls);
         assertEquals(S_OK, mem.readU8(STATUS));
     }
+
+    /**
+     * Issue 14, item 2 (failed before: a fault while parsing came out of the request engine as an
+     * Error, the request slot stayed taken, and the next stop waited for it forever): the guest's
+     * data region faults (its file shrank); the request still completes, nothing stays in flight.
+     */
+    @Test
+    void aFaultInGuestMemoryDuringARequestStrandsNothing() throws Exception {
+        int fd = org.jvirtio.api.linux.Libc.memfdCreate("data");
+        org.jvirtio.api.linux.Libc.ftruncate(fd, 1 << 20);
+        MemoryMapping ringPart = MemoryMapping.memfd("rings", 1 << 20);
+        MemoryMapping dataPart = MemoryMapping.map(fd, 0, 1 << 20);
+        GuestMemory two = GuestMemory.of(GuestRegion.of(0, ringPart), GuestRegion.of(0x100000, dataPart));
+        ringPart.release();
+        dataPart.release();
+        try {
+            VirtioBlkDevice d = new VirtioBlkDevice(new RamBackend(DISK), BlkOptions.defaults());
+            long f = FeatureNegotiation.offered(d);
+            SplitQueueDriver drv = SplitQueueDriver.at(two, 0x1000, 16, f, -1, 0);
+            SplitQueue q = new SplitQueue(0);
+            q.activate(two, 16, drv.descAddr(), drv.availAddr(), drv.usedAddr(), f, 0, 0);
+            QueueBinding binding = new QueueBinding(0, q, null, Interrupt.NONE);
+            QueueEngine engine = new QueueEngine(binding, d.openQueue(binding));
+            engine.open();
+            long hdr = 0x100000;
+            two.writeU32(hdr, T_IN);
+            assertTrue(drv.add(new long[] {hdr, hdr + 0x1000, hdr + 0x2000}, new int[] {16, 512, 1}, 3, 1, 7) >= 0);
+            drv.publish();
+            org.jvirtio.api.linux.Libc.ftruncate(fd, 0); // the front-end shrinks the data region's file
+            engine.serve();
+            int[] len = {-1};
+            assertEquals(1, drv.pollUsed((h, t, l) -> len[0] = l), "the request came back");
+            assertEquals(0, engine.inFlight());
+            assertFalse(q.isBroken(), "the ring itself is fine");
+            engine.close(); // would throw with a request stranded in flight
+            assertEquals(1, d.stats(0).errors());
+        } finally {
+            two.release();
+            org.jvirtio.api.linux.Libc.close(fd);
+        }
+    }
 }

@@ -17,6 +17,7 @@ public record RingViolation(Reason reason, int queue, long a, long b, long c) {
         SIZE_INVALID("queue size %1$d is not a power of two in [1, %2$d]"),
         RING_MISALIGNED("ring part %3$s at 0x%1$x is not %2$d-byte aligned"),
         RING_OUTSIDE_MEMORY("ring part %3$s [0x%1$x, +%2$d) is not inside one guest memory region"),
+        RING_HOST_MISALIGNED("ring part %3$s is at host address 0x%1$x, not %2$d-byte aligned: the region is mapped at an odd offset, and its index cannot be accessed atomically"),
         HEAD_OUT_OF_RANGE("head descriptor id %1$d >= queue size %2$d"),
         NEXT_OUT_OF_RANGE("next descriptor id %1$d >= queue size %2$d (from descriptor %3$d)"),
         DESCRIPTOR_LOOP("chain of more than %2$d descriptors starting at %1$d: a loop"),
@@ -34,7 +35,8 @@ public record RingViolation(Reason reason, int queue, long a, long b, long c) {
         INDIRECT_LOOP("indirect chain longer than its table of %2$d entries: a loop"),
         INDIRECT_TABLE_OUTSIDE_MEMORY("indirect table [0x%1$x, +%2$d) is not in guest memory"),
         ADDRESS_OUT_OF_RANGE("buffer [0x%1$x, +%2$d) of descriptor %3$d is not in guest memory"),
-        LENGTH_OVERFLOW("chain lengths add up to %1$d bytes, more than 2^32 - 1");
+        LENGTH_OVERFLOW("chain lengths add up to %1$d bytes, more than 2^32 - 1"),
+        MEMORY_FAULT("guest memory faulted while the ring was accessed (the file behind it shrank under the mapping?)");
 
         private final String format;
 
@@ -43,11 +45,11 @@ public record RingViolation(Reason reason, int queue, long a, long b, long c) {
         }
     }
 
-    /** Names of ring parts, for {@link Reason#RING_MISALIGNED} and {@link Reason#RING_OUTSIDE_MEMORY}. */
+    /** Names of ring parts, for the RING_* geometry reasons. */
     static final String[] PARTS = {"descriptor table", "available ring", "used ring"};
 
     public String message() {
-        Object third = (reason == Reason.RING_MISALIGNED || reason == Reason.RING_OUTSIDE_MEMORY)
+        Object third = (reason == Reason.RING_MISALIGNED || reason == Reason.RING_OUTSIDE_MEMORY || reason == Reason.RING_HOST_MISALIGNED)
                 ? PARTS[(int) c] : (Object) c;
         return "queue " + queue + ": " + reason + ": " + String.format(reason.format, a, b, third);
     }

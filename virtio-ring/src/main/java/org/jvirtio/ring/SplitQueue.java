@@ -164,7 +164,7 @@ public final class SplitQueue implements Virtqueue {
     /**
      * Whether a ring of {@code size} entries can live at these guest addresses (VIRTIO 1.3,
      * 2.7): the size a power of two up to 32768, the parts aligned (16, 2 and 4 bytes), each part
-     * inside one guest memory region. The one place ring geometry is judged: {@link #activate}
+     * inside one guest memory region, and the indices at even host addresses (atomic access). The one place ring geometry is judged: {@link #activate}
      * uses it, and a transport asks it before accepting addresses.
      *
      * @return null when it can, or the violation
@@ -181,11 +181,20 @@ public final class SplitQueue implements Virtqueue {
                 return new RingViolation(Reason.RING_MISALIGNED, queue, addrs[part], aligns[part], part);
             }
         }
+        long[] host = new long[3];
         for (int part = 0; part < 3; part++) {
             try {
-                memory.slice(addrs[part], lens[part]);
+                host[part] = memory.slice(addrs[part], lens[part]).address();
             } catch (GuestMemoryException e) {
                 return new RingViolation(Reason.RING_OUTSIDE_MEMORY, queue, addrs[part], lens[part], part);
+            }
+        }
+        // avail->idx and used->idx are read and written with acquire/release 16-bit accesses,
+        // which need an even host address; a region mapped at an odd mmap_offset breaks that even
+        // when the guest address is aligned.
+        for (int part = 1; part < 3; part++) {
+            if ((host[part] & 1) != 0) {
+                return new RingViolation(Reason.RING_HOST_MISALIGNED, queue, host[part], 2, part);
             }
         }
         return null;
@@ -310,6 +319,26 @@ public final class SplitQueue implements Virtqueue {
 
     @Override
     public DescriptorChain pop() {
+        try {
+            return popChain();
+        } catch (InternalError e) {
+            return memoryFault();
+        }
+    }
+
+    /**
+     * A fault touching guest memory (SIGBUS: the front-end shrank a file it could not be kept
+     * from shrinking) arrives as an {@code InternalError}: the queue breaks, like for any other
+     * violation, instead of the thread ending.
+     */
+    private DescriptorChain memoryFault() {
+        if (violation == null) {
+            violate(Reason.MEMORY_FAULT, 0, 0, 0);
+        }
+        return null;
+    }
+
+    private DescriptorChain popChain() {
         if (!active || violation != null) {
             return null;
         }
@@ -323,7 +352,14 @@ public final class SplitQueue implements Virtqueue {
             return null;
         }
         RingChain chain = pool[free[--freeTop]];
-        if (!walk(chain, head)) {
+        boolean ok;
+        try {
+            ok = walk(chain, head);
+        } catch (InternalError e) {
+            free[freeTop++] = chain.slot;
+            throw e;
+        }
+        if (!ok) {
             free[freeTop++] = chain.slot;
             return null;
         }
@@ -513,13 +549,27 @@ public final class SplitQueue implements Virtqueue {
             return; // nothing more is written to a broken or stopped ring
         }
         long off = USED_RING + (long) USED_ELEM_SIZE * (nextUsed & mask);
-        // struct virtq_used_elem { le32 id; le32 len; } as one little-endian 64-bit store
-        used.set(LE_U64, off, (chain.head() & 0xffff_ffffL) | ((long) writtenLength << 32));
+        try {
+            // struct virtq_used_elem { le32 id; le32 len; } as one little-endian 64-bit store
+            used.set(LE_U64, off, (chain.head() & 0xffff_ffffL) | ((long) writtenLength << 32));
+        } catch (InternalError e) {
+            memoryFault();
+            return;
+        }
         nextUsed = (nextUsed + 1) & 0xffff;
     }
 
     @Override
     public boolean publishUsed() {
+        try {
+            return publish();
+        } catch (InternalError e) {
+            memoryFault();
+            return false;
+        }
+    }
+
+    private boolean publish() {
         if (!active || violation != null) {
             return false;
         }
@@ -558,6 +608,15 @@ public final class SplitQueue implements Virtqueue {
 
     @Override
     public boolean enableNotifications() {
+        try {
+            return enable();
+        } catch (InternalError e) {
+            memoryFault();
+            return false;
+        }
+    }
+
+    private boolean enable() {
         if (!active || violation != null) {
             return false;
         }
@@ -584,7 +643,11 @@ public final class SplitQueue implements Virtqueue {
         notificationsEnabled = false;
         if (!eventIdx) {
             // With EVENT_IDX a stale avail_event already suppresses kicks; nothing to write.
-            used.set(LE_U16, (long) USED_FLAGS, (short) USED_F_NO_NOTIFY);
+            try {
+                used.set(LE_U16, (long) USED_FLAGS, (short) USED_F_NO_NOTIFY);
+            } catch (InternalError e) {
+                memoryFault();
+            }
         }
     }
 

@@ -388,4 +388,71 @@ class HostileRingTest {
             other.release();
         }
     }
+
+    /**
+     * Issue 14, item 1 (failed before: the SIGBUS of a truncated guest-memory file came out of
+     * pop() as an InternalError and ended the queue's thread): a fault touching guest memory
+     * breaks the ring with a named reason, and nothing throws.
+     */
+    @Test
+    void guestMemoryThatFaultsBreaksTheRingInsteadOfThrowing() throws Exception {
+        int fd = org.jvirtio.api.linux.Libc.memfdCreate("shrinks");
+        org.jvirtio.api.linux.Libc.ftruncate(fd, REGION);
+        MemoryMapping m = MemoryMapping.map(fd, 0, REGION);
+        GuestMemory mem = GuestMemory.of(GuestRegion.of(0, m));
+        m.release();
+        try {
+            SplitRingLayout.Placement p = SplitRingLayout.place(0, 8);
+            SplitQueue q = new SplitQueue(0);
+            java.util.List<RingViolation> seen = new java.util.ArrayList<>();
+            q.setViolationListener((queue, v) -> seen.add(v));
+            q.activate(mem, 8, p.desc(), p.avail(), p.used(), RingFixture.features(false, false), 0, 0);
+            mem.writeU64(p.desc(), 0x4000);
+            mem.writeU32(p.desc() + 8, 64);
+            mem.writeU16(p.avail() + 4, 0);
+            mem.writeU16(p.avail() + 2, 1);
+            var chain = q.pop();
+            assertNotNull(chain);
+            org.jvirtio.api.linux.Libc.ftruncate(fd, 0); // the front-end shrinks the file
+            q.addUsed(chain, 0);
+            assertFalse(q.publishUsed());
+            assertNull(q.pop());
+            assertFalse(q.enableNotifications());
+            q.disableNotifications();
+            assertTrue(q.isBroken());
+            assertEquals(Reason.MEMORY_FAULT, q.violation().reason());
+            assertEquals(1, seen.size(), "the listener hears it once");
+            assertEquals(0, q.inFlight(), "the chain went back to the pool");
+        } finally {
+            mem.release();
+            org.jvirtio.api.linux.Libc.close(fd);
+        }
+    }
+
+    /**
+     * Issue 14, item 5 (failed before: alignment was checked on guest addresses only, so a region
+     * mapped at an odd mmap_offset made pop() throw IllegalArgumentException from the 16-bit
+     * VarHandle, ending a QueueWorker's thread silently): activation refuses the ring by name.
+     */
+    @Test
+    void ringsAtOddHostAddressesAreRefusedAtActivation() throws Exception {
+        int fd = org.jvirtio.api.linux.Libc.memfdCreate("odd");
+        org.jvirtio.api.linux.Libc.ftruncate(fd, REGION + 4096);
+        MemoryMapping m = MemoryMapping.map(fd, 1, REGION); // mmap_offset 1: host address = page + 1
+        GuestMemory mem = GuestMemory.of(GuestRegion.of(0, m));
+        m.release();
+        try {
+            SplitRingLayout.Placement p = SplitRingLayout.place(0, 8);
+            SplitQueue q = new SplitQueue(0);
+            RingConfigurationException e = assertThrows(RingConfigurationException.class,
+                    () -> q.activate(mem, 8, p.desc(), p.avail(), p.used(), 0, 0, 0));
+            assertEquals(Reason.RING_HOST_MISALIGNED, e.violation().reason());
+            assertTrue(e.getMessage().contains("available ring is at host address"), e.getMessage());
+            assertFalse(q.isActive());
+            assertNull(q.pop());
+        } finally {
+            mem.release();
+            org.jvirtio.api.linux.Libc.close(fd);
+        }
+    }
 }

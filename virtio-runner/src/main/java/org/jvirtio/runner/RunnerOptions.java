@@ -23,6 +23,10 @@ public final class RunnerOptions {
             description = "Busy-poll the avail ring (and pending I/O) up to this many microseconds before sleeping; adaptive like QEMU's poll-max-ns (default: ${DEFAULT-VALUE}; 0: off).")
     public int pollUs;
 
+    @Option(names = "--allow-unsealed-memory",
+            description = "Accept guest memory the front-end cannot be kept from shrinking (memory-backend-file on tmpfs or hugetlbfs, memfd with seal=off). A truncation then faults the backend's access: the queue breaks or the connection closes.")
+    public boolean allowUnsealedMemory;
+
     @Option(names = "--stats", defaultValue = "0", paramLabel = "SECONDS", description = "Print per-queue counters every SECONDS (0: never).")
     public int statsSeconds;
 

@@ -15,6 +15,7 @@ import java.util.concurrent.TimeUnit;
 import com.google.inject.Guice;
 import org.jvirtio.api.VirtioDevice;
 import org.jvirtio.host.QueueHost;
+import org.jvirtio.transport.vhostuser.BackendOptions;
 import org.jvirtio.transport.vhostuser.VhostUserBackend;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -69,7 +70,7 @@ public final class VhostUserRunner {
         }
         QueueHost host = options.host(device.queueCount());
         try {
-            return new Running(VhostUserBackend.start(options.socket, device, host), device, host, command);
+            return new Running(VhostUserBackend.start(options.socket, device, host, new BackendOptions(options.allowUnsealedMemory)), device, host, command);
         } catch (IOException | RuntimeException e) {
             host.close();
             command.close();

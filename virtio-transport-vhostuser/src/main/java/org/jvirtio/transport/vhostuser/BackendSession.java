@@ -35,7 +35,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
     private final long offeredProtocolFeatures;
     private final int connFd;
     private final Executor control;
-    private final MemoryTable memory = new MemoryTable();
+    private final MemoryTable memory;
     private final Vrings vrings;
     private final BackendChannel channel = new BackendChannel();
     private long features;
@@ -44,7 +44,8 @@ final class BackendSession implements DeviceContext, AutoCloseable {
     private boolean activated;
     private boolean closed;
 
-    BackendSession(DeviceQueues queues, int connFd, Executor control) {
+    BackendSession(DeviceQueues queues, int connFd, Executor control, BackendOptions options) {
+        this.memory = new MemoryTable(options.allowUnsealedMemory());
         this.device = queues.device();
         this.queues = queues;
         this.offeredProtocolFeatures = VhostUserProtocol.protocolFeaturesFor(device);
@@ -92,9 +93,50 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         }
         try {
             apply(m, VhostUserCodec.decode(m));
+        } catch (VhostUserProtocolException e) {
+            if (!answerFailure(m, e)) {
+                throw e;
+            }
         } finally {
             new MessageFds(m.fds()).closeUntaken();
         }
+    }
+
+    /**
+     * A well-framed request that failed its checks: where the front-end can be told and go on, it
+     * is told, and the connection stays (with QEMU's reconnect, a disconnect would only come back
+     * as the same failure in a loop). A GET_CONFIG gets a reply of no bytes (QEMU reports that as
+     * the failure, as libvhost-user's answer); a request without a reply of its own that asked for
+     * REPLY_ACK gets a non-zero ack. Anything else closes the connection, as before. Requests are
+     * checked before they change anything, so a refused one leaves the session as it was.
+     *
+     * @return whether the failure was answered
+     */
+    private boolean answerFailure(VhostUserMessage m, VhostUserProtocolException e) throws ErrnoException {
+        VhostUserRequest req = VhostUserRequest.of(m.request());
+        if (req == null || !VhostUserCodec.isWellFramedRequest(m)) {
+            return false;
+        }
+        if (req == VhostUserRequest.GET_CONFIG) {
+            LOG.warn("vhost-user: refused {}", e.getMessage());
+            send(m.request(), new byte[0]);
+            return true;
+        }
+        if (m.needsReply() && protocol(PROTOCOL_F_REPLY_ACK) && !solicitsReply(req)) {
+            LOG.warn("vhost-user: refused {}", e.getMessage());
+            send(m.request(), VhostUserMessage.u64(1));
+            return true;
+        }
+        return false;
+    }
+
+    /** Requests answered with a reply of their own (REPLY_ACK changes nothing for them). */
+    private static boolean solicitsReply(VhostUserRequest req) {
+        return switch (req) {
+            case GET_FEATURES, GET_PROTOCOL_FEATURES, GET_QUEUE_NUM, GET_MAX_MEM_SLOTS, GET_VRING_BASE, GET_CONFIG,
+                 GET_STATUS, SET_LOG_BASE, GET_INFLIGHT_FD -> true;
+            default -> false;
+        };
     }
 
     private void apply(VhostUserMessage m, FrontendRequest request) throws VhostUserProtocolException, ErrnoException {

@@ -23,8 +23,14 @@ import static org.jvirtio.transport.vhostuser.VhostUserProtocol.MAX_MEM_SLOTS;
 final class MemoryTable implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(MemoryTable.class);
 
+    private final boolean allowUnsealed;
     private GuestMemory memory = GuestMemory.empty();
     private boolean warnedUnsealable;
+
+    /** @param allowUnsealed accept files that cannot be sealed against shrinking ({@link BackendOptions}) */
+    MemoryTable(boolean allowUnsealed) {
+        this.allowUnsealed = allowUnsealed;
+    }
 
     GuestMemory memory() {
         return memory;
@@ -121,9 +127,11 @@ final class MemoryTable implements AutoCloseable {
      * the file allows it (a memfd created with MFD_ALLOW_SEALING and not sealed against more
      * seals) we add F_SEAL_SHRINK, so the shrink fails instead; QEMU's memory-backend-memfd
      * already seals by default (seal=on). Files that cannot be sealed (hugetlbfs, plain tmpfs, a
-     * memfd with F_SEAL_SEAL) are used anyway, with a warning: nothing else can protect them.
+     * memfd with F_SEAL_SEAL) are refused, unless the operator allowed them
+     * ({@link BackendOptions#allowUnsealedMemory}): then they are used with a warning, and a fault
+     * is contained where it happens (the ring breaks, or the connection closes).
      */
-    private void sealAgainstShrinking(String name, int fd) {
+    private void sealAgainstShrinking(String name, int fd) throws VhostUserProtocolException {
         try {
             int seals = Libc.fcntl(fd, Libc.F_GET_SEALS, 0);
             if ((seals & Libc.F_SEAL_SHRINK) != 0) {
@@ -136,10 +144,15 @@ final class MemoryTable implements AutoCloseable {
         } catch (ErrnoException e) {
             // EINVAL: the file does not support seals
         }
+        if (!allowUnsealed) {
+            throw new VhostUserProtocolException(name + ": a guest memory file cannot be sealed against shrinking (plain tmpfs or"
+                    + " hugetlbfs, or a memfd without sealing); a front-end that truncated it would make the backend fault."
+                    + " Share memory-backend-memfd (QEMU seals it), or allow such files with --allow-unsealed-memory");
+        }
         if (!warnedUnsealable) {
             warnedUnsealable = true;
-            LOG.warn("vhost-user: {}: a guest memory file cannot be sealed against shrinking; a front-end that truncates it"
-                    + " would make the backend fault", name);
+            LOG.warn("vhost-user: {}: a guest memory file cannot be sealed against shrinking (allowed by"
+                    + " --allow-unsealed-memory); a front-end that truncates it makes the backend fault", name);
         }
     }
 

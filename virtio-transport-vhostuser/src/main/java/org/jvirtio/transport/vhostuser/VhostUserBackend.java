@@ -44,6 +44,7 @@ public final class VhostUserBackend implements AutoCloseable {
     private final Path socketPath;
     private final VirtioDevice device;
     private final QueueHost host;
+    private final BackendOptions options;
     private final MultiThreadIoEventLoopGroup group;
     private final IoEventLoop loop;
     private final int listenFd;
@@ -56,8 +57,9 @@ public final class VhostUserBackend implements AutoCloseable {
     private volatile CompletableFuture<String> nextDisconnect = new CompletableFuture<>();
     private volatile boolean closed;
 
-    private VhostUserBackend(Path socketPath, VirtioDevice device, QueueHost host, int listenFd, long socketInode) {
+    private VhostUserBackend(Path socketPath, VirtioDevice device, QueueHost host, BackendOptions options, int listenFd, long socketInode) {
         this.socketInode = socketInode;
+        this.options = options;
         this.socketPath = socketPath;
         this.device = device;
         this.host = host;
@@ -79,6 +81,11 @@ public final class VhostUserBackend implements AutoCloseable {
      *             the caller closes it after closing the backend
      */
     public static VhostUserBackend start(Path socketPath, VirtioDevice device, QueueHost host) throws IOException {
+        return start(socketPath, device, host, BackendOptions.DEFAULT);
+    }
+
+    /** As {@link #start(Path, VirtioDevice, QueueHost)}, with {@code options} (unsealable guest memory, ...). */
+    public static VhostUserBackend start(Path socketPath, VirtioDevice device, QueueHost host, BackendOptions options) throws IOException {
         Path dir = socketPath.toAbsolutePath().getParent();
         if (dir == null || !Files.isDirectory(dir)) {
             throw new IOException("socket directory " + dir + " does not exist");
@@ -106,7 +113,7 @@ public final class VhostUserBackend implements AutoCloseable {
         } finally {
             Files.deleteIfExists(privateDir);
         }
-        VhostUserBackend b = new VhostUserBackend(socketPath, device, host, fd, inode);
+        VhostUserBackend b = new VhostUserBackend(socketPath, device, host, options, fd, inode);
         try {
             b.listenRegistration = b.register(b.new Listener());
         } catch (IOException e) {
@@ -178,8 +185,8 @@ public final class VhostUserBackend implements AutoCloseable {
                     }
                     accept(c);
                 }
-            } catch (ErrnoException | RuntimeException e) {
-                LOG.error("vhost-user: accept failed on {}: {}", socketPath, e.getMessage());
+            } catch (ErrnoException | RuntimeException | Error e) {
+                LOG.error("vhost-user: accept failed on {}: {}", socketPath, e.toString());
             }
         }
 
@@ -214,7 +221,7 @@ public final class VhostUserBackend implements AutoCloseable {
             this.fd = fd;
             this.fdObj = new FileDescriptor(fd);
             this.reader = new MessageReader(fd, true);
-            this.session = new BackendSession(new DeviceQueues(device, host), fd, loop);
+            this.session = new BackendSession(new DeviceQueues(device, host), fd, loop, options);
         }
 
         @Override
@@ -244,7 +251,13 @@ public final class VhostUserBackend implements AutoCloseable {
                 close("protocol error: " + e.getMessage());
             } catch (ErrnoException e) {
                 close("socket error" + (m != null ? " on " + m.name() : "") + ": " + e.getMessage());
-            } catch (RuntimeException e) {
+            } catch (InternalError e) {
+                // A fault touching guest memory on the control thread (SIGBUS: a memory file
+                // shrank under its mapping). Netty would rethrow an Error and end this loop, and
+                // with it every later connection: contained here, this connection only.
+                close("guest memory faulted" + (m != null ? " on " + m.name() : "") + " (a memory file shrank under its mapping?): "
+                        + e.getMessage());
+            } catch (RuntimeException | Error e) {
                 LOG.error("vhost-user: unexpected failure handling {}", m != null ? m.name() : "a message", e);
                 close("internal error" + (m != null ? " on " + m.name() : "") + ": " + e);
             }

@@ -51,6 +51,11 @@ public final class VhostUserCodec {
         }
     }
 
+    /** Whether the header is a request's, in version 1 (a failed request may then be answered). */
+    static boolean isWellFramedRequest(VhostUserMessage m) {
+        return (m.flags() & VERSION_MASK) == VERSION && !m.isReply();
+    }
+
     private static void exactSize(VhostUserMessage m, int size) throws VhostUserProtocolException {
         if (m.payload().length != size) {
             throw bad(m, "payload of " + m.payload().length + " bytes, expected " + size);

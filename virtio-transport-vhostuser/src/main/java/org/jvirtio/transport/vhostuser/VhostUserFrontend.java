@@ -59,7 +59,11 @@ public final class VhostUserFrontend implements AutoCloseable {
 
     // ------------------------------------------------------------ messaging
 
-    /** Sends a raw byte sequence with fds (for tests of malformed input). */
+    /**
+     * Sends any bytes with any fds, framed or not: the driver kit's way to play a hostile or
+     * broken front-end against a backend (malformed messages, messages in pieces, wrong fd
+     * counts), as jvirtio's own protocol tests do.
+     */
     public void sendRaw(byte[] bytes, int... fds) throws IOException {
         UnixSocket.send(fd, bytes, fds);
     }
