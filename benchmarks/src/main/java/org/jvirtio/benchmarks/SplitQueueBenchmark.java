@@ -116,7 +116,7 @@ public class SplitQueueBenchmark {
     public boolean single() {
         offer(1);
         DescriptorChain c = queue.pop();
-        queue.addUsed(c, 1);
+        queue.addUsed(c, 0); // 0: direct1 chains have no writable byte
         return queue.publishUsed();
     }
 
@@ -126,7 +126,7 @@ public class SplitQueueBenchmark {
         offer(BATCH);
         DescriptorChain c;
         while ((c = queue.pop()) != null) {
-            queue.addUsed(c, 1);
+            queue.addUsed(c, 0); // 0: direct1 chains have no writable byte
         }
         return queue.publishUsed();
     }

@@ -85,6 +85,10 @@ public final class ChainReader extends ChainCursor {
 
     /** Reads {@code n} bytes into a new array (control paths and tests). */
     public byte[] readBytes(int n) {
+        // Checked before allocating: a guest-chosen length must not size an array it cannot fill.
+        if (n < 0 || n > remaining()) {
+            throw new ChainUnderflowException("read of " + n + " bytes", n, remaining());
+        }
         byte[] out = new byte[n];
         read(MemorySegment.ofArray(out));
         return out;

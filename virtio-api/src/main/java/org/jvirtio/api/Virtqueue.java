@@ -27,6 +27,9 @@ public interface Virtqueue {
     /**
      * Returns a chain to the driver: writes a used element (head id, bytes written) without
      * publishing it yet. The chain object is recycled by this call.
+     *
+     * @throws IllegalArgumentException when {@code writtenLength} exceeds the chain's writable
+     *                                  bytes (nothing changes then)
      */
     void addUsed(DescriptorChain chain, int writtenLength);
 

@@ -68,6 +68,7 @@ public final class QueueEngine implements QueueCompletions {
     private boolean opened;
     private boolean closed;
     private long requests;
+    private boolean warnedLength;
 
     /**
      * @param binding the running queue
@@ -296,7 +297,18 @@ public final class QueueEngine implements QueueCompletions {
             return;
         }
         chains[slot] = null;
-        q.addUsed(c, Math.max(0, writtenLength));
+        long writable = c.writableLength();
+        int n = writtenLength;
+        if (n < 0 || n > writable) {
+            // A device bug: the driver would read past the chain's buffers. Clamped, and said once.
+            if (!warnedLength) {
+                warnedLength = true;
+                LOG.warn("{}: the device reported {} bytes written into chain {} of {} writable bytes; clamped", name,
+                        writtenLength, c.head(), writable);
+            }
+            n = (int) Math.max(0, Math.min(Math.max(0, writtenLength), writable));
+        }
+        q.addUsed(c, n);
         free[freeTop++] = slot;
         unpublished = true;
         unpublishedCount++;

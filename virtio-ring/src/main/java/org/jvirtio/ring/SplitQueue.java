@@ -126,6 +126,10 @@ public final class SplitQueue implements Virtqueue {
      */
     public void activate(GuestMemory memory, int size, long descAddr, long availAddr, long usedAddr,
                          long features, int nextAvail, int nextUsed) throws RingConfigurationException {
+        if (inFlight() != 0) {
+            // Refused before anything changes: those chains' completions still need this geometry.
+            throw new IllegalStateException("queue " + index + " activated with " + inFlight() + " chains in flight");
+        }
         active = false;
         RingViolation bad = checkGeometry(index, memory, size, descAddr, availAddr, usedAddr);
         if (bad != null) {
@@ -490,7 +494,8 @@ public final class SplitQueue implements Virtqueue {
         } else if (seenWritable) {
             return violate(Reason.READABLE_AFTER_WRITABLE, id, 0, 0);
         }
-        long total = (w ? chain.writableLength() : chain.readableLength()) + Integer.toUnsignedLong(len);
+        // VIRTIO 1.3, 2.7.5.1: the whole chain (readable and writable together) stays below 2^32.
+        long total = chain.writableLength() + chain.readableLength() + Integer.toUnsignedLong(len);
         if (total > 0xffff_ffffL) {
             return violate(Reason.LENGTH_OVERFLOW, total, 0, 0);
         }
@@ -542,6 +547,12 @@ public final class SplitQueue implements Virtqueue {
         int slot = chain instanceof RingChain rc ? rc.slot : -1;
         if (chain.owner() != index || slot < 0 || slot >= pool.length || pool[slot] != chain || !inUse[slot]) {
             throw new IllegalStateException("chain " + chain + " is not in flight on queue " + index);
+        }
+        if (Integer.toUnsignedLong(writtenLength) > chain.writableLength()) {
+            // The driver trusts the used length: a device claiming more than the chain's writable
+            // bytes would make it read past its buffers. Refused before anything changes.
+            throw new IllegalArgumentException("written length " + Integer.toUnsignedString(writtenLength) + " exceeds the "
+                    + chain.writableLength() + " writable bytes of chain " + chain.head() + " on queue " + index);
         }
         inUse[slot] = false;
         free[freeTop++] = slot;

@@ -455,4 +455,58 @@ class HostileRingTest {
             org.jvirtio.api.linux.Libc.close(fd);
         }
     }
+
+    /**
+     * Issue 14, item 9 (each failed before): activating a ring with chains in flight is refused
+     * before anything changes (it used to overwrite the geometry, then throw, and those chains'
+     * completions were dropped); a used length above the chain's writable bytes is refused; a
+     * guest-chosen readBytes length is checked before anything is allocated.
+     */
+    @Test
+    void ringApiHazardsAreRefusedBeforeAnythingChanges() throws Exception {
+        ring(8, false, false).desc(0, DATA, 16, DESC_F_WRITE, 0);
+        f.push(0);
+        var chain = f.queue.pop();
+        assertNotNull(chain);
+        var p = f.ring;
+        assertThrows(IllegalStateException.class,
+                () -> f.queue.activate(f.memory, 8, p.desc(), p.avail() + 0x100, p.used() + 0x100, 0, 0, 0));
+        assertTrue(f.queue.isActive(), "still active with the old geometry");
+        assertThrows(IllegalArgumentException.class, () -> f.queue.addUsed(chain, 17), "16 writable bytes, 17 claimed");
+        assertEquals(1, f.queue.inFlight(), "the refused addUsed changed nothing");
+        assertThrows(org.jvirtio.api.ChainUnderflowException.class, () -> chain.reader().readBytes(-1));
+        assertThrows(org.jvirtio.api.ChainUnderflowException.class, () -> chain.reader().readBytes(Integer.MAX_VALUE));
+        f.queue.addUsed(chain, 16);
+        f.queue.publishUsed();
+        assertEquals(1, f.usedIdx(), "the chain came back on the old ring");
+        assertEquals(16, f.memory.readU32(p.used() + 4 + 4));
+    }
+
+    /** VIRTIO 1.3, 2.7.5.1: readable and writable bytes together stay below 2^32 (issue 14, item 9). */
+    @Test
+    void theWholeChainsLengthIsLimitedNotEachSide() throws Exception {
+        long big = 0x1_0000_0000L + 0x10000;
+        MemoryMapping m = MemoryMapping.memfd("big", big);
+        GuestMemory mem = GuestMemory.of(GuestRegion.of(0, m));
+        m.release();
+        try {
+            SplitQueue q = new SplitQueue(0);
+            SplitRingLayout.Placement p = SplitRingLayout.place(0x1_0000_0000L, 8);
+            q.activate(mem, 8, p.desc(), p.avail(), p.used(), features(false, false), 0, 0);
+            long d = p.desc();
+            mem.writeU64(d, 0);
+            mem.writeU32(d + 8, 0xffff_0000L); // readable
+            mem.writeU16(d + 12, DESC_F_NEXT);
+            mem.writeU16(d + 14, 1);
+            mem.writeU64(d + 16, 0);
+            mem.writeU32(d + 24, 0x10000); // writable: 2^32 in all
+            mem.writeU16(d + 28, DESC_F_WRITE);
+            mem.writeU16(p.avail() + 4, 0);
+            mem.writeU16(p.avail() + 2, 1);
+            assertNull(q.pop());
+            assertEquals(Reason.LENGTH_OVERFLOW, q.violation().reason());
+        } finally {
+            mem.release();
+        }
+    }
 }

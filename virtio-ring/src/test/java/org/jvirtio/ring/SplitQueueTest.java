@@ -230,7 +230,7 @@ class SplitQueueTest {
         f.setAvailIdx(65530);
         f.memory.writeU16(f.ring.used() + 2, 65530);
         for (int i = 0; i < 8; i++) {
-            f.desc(i, DATA + 16L * i, 16, DESC_F_WRITE, 0);
+            f.desc(i, DATA + 32L * i, 32, DESC_F_WRITE, 0); // room for the used lengths below (up to 19)
         }
         for (int round = 0; round < 20; round++) {
             f.push(round % 8);
