@@ -38,18 +38,6 @@ public final class FileCalls {
     private static final MethodHandle FALLOCATE = Native.downcallErrno("fallocate",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG));
 
-    private static MemorySegment captureState(Arena arena) {
-        return Native.errnoState(arena);
-    }
-
-    private static int errno(MemorySegment state) {
-        return Native.errno(state);
-    }
-
-    private static RuntimeException unexpected(Throwable t) {
-        return Native.unexpected(t);
-    }
-
     /**
      * Reads or writes all of {@code buf} at {@code offset}, retrying short transfers and EINTR.
      *
@@ -57,7 +45,7 @@ public final class FileCalls {
      */
     public static long pio(int fd, MemorySegment buf, long offset, boolean write) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = captureState(arena);
+            MemorySegment state = Native.errnoState(arena);
             long done = 0;
             long len = buf.byteSize();
             while (done < len) {
@@ -65,10 +53,10 @@ public final class FileCalls {
                 long n = write ? (long) PWRITE.invokeExact(state, fd, p, len - done, offset + done)
                         : (long) PREAD.invokeExact(state, fd, p, len - done, offset + done);
                 if (n < 0) {
-                    if (errno(state) == EINTR || errno(state) == EAGAIN) {
+                    if (Native.errno(state) == EINTR || Native.errno(state) == EAGAIN) {
                         continue;
                     }
-                    throw new ErrnoException(write ? "pwrite" : "pread", errno(state));
+                    throw new ErrnoException(write ? "pwrite" : "pread", Native.errno(state));
                 }
                 if (n == 0) {
                     break;
@@ -79,7 +67,7 @@ public final class FileCalls {
         } catch (ErrnoException e) {
             throw e;
         } catch (Throwable t) {
-            throw unexpected(t);
+            throw Native.unexpected(t);
         }
     }
 
@@ -93,35 +81,35 @@ public final class FileCalls {
         try {
             return (long) PWRITEV_RAW.invokeExact(fd, iov, iovcnt, offset);
         } catch (Throwable t) {
-            throw unexpected(t);
+            throw Native.unexpected(t);
         }
     }
 
     /** {@code fdatasync(fd)}. */
     public static void fdatasync(int fd) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = captureState(arena);
+            MemorySegment state = Native.errnoState(arena);
             if ((int) FDATASYNC.invokeExact(state, fd) != 0) {
-                throw new ErrnoException("fdatasync", errno(state));
+                throw new ErrnoException("fdatasync", Native.errno(state));
             }
         } catch (ErrnoException e) {
             throw e;
         } catch (Throwable t) {
-            throw unexpected(t);
+            throw Native.unexpected(t);
         }
     }
 
     /** {@code fallocate(fd, mode, offset, len)}. */
     public static void fallocate(int fd, int mode, long offset, long len) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = captureState(arena);
+            MemorySegment state = Native.errnoState(arena);
             if ((int) FALLOCATE.invokeExact(state, fd, mode, offset, len) != 0) {
-                throw new ErrnoException("fallocate", errno(state));
+                throw new ErrnoException("fallocate", Native.errno(state));
             }
         } catch (ErrnoException e) {
             throw e;
         } catch (Throwable t) {
-            throw unexpected(t);
+            throw Native.unexpected(t);
         }
     }
 

@@ -33,149 +33,129 @@ public final class Libc {
     public static final int EINTR = 4;
     public static final int EBADF = 9;
 
-    private static final MethodHandle MMAP = downcallErrno("mmap",
+    private static final MethodHandle MMAP = Native.downcallErrno("mmap",
             FunctionDescriptor.of(ADDRESS, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG));
-    private static final MethodHandle MUNMAP = downcallErrno("munmap",
+    private static final MethodHandle MUNMAP = Native.downcallErrno("munmap",
             FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG));
-    private static final MethodHandle MEMFD_CREATE = downcallErrno("memfd_create",
+    private static final MethodHandle MEMFD_CREATE = Native.downcallErrno("memfd_create",
             FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
-    private static final MethodHandle FTRUNCATE = downcallErrno("ftruncate",
+    private static final MethodHandle FTRUNCATE = Native.downcallErrno("ftruncate",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG));
-    private static final MethodHandle CLOSE = downcallErrno("close",
+    private static final MethodHandle CLOSE = Native.downcallErrno("close",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT));
-    private static final MethodHandle EVENTFD = downcallErrno("eventfd",
+    private static final MethodHandle EVENTFD = Native.downcallErrno("eventfd",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
-    private static final MethodHandle POLL = downcallErrno("poll",
+    private static final MethodHandle POLL = Native.downcallErrno("poll",
             FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
-    private static final MethodHandle FSTAT_SIZE = downcallErrno("lseek",
+    private static final MethodHandle FSTAT_SIZE = Native.downcallErrno("lseek",
             FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT));
-    private static final MethodHandle DUP = downcallErrno("fcntl",
+    private static final MethodHandle DUP = Native.downcallErrno("fcntl",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT), Linker.Option.firstVariadicArg(2));
-    private static final MethodHandle EVENTFD_WRITE = downcall("eventfd_write",
+    private static final MethodHandle EVENTFD_WRITE = Native.downcall("eventfd_write",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG));
-    private static final MethodHandle EVENTFD_READ = downcall("eventfd_read",
+    private static final MethodHandle EVENTFD_READ = Native.downcall("eventfd_read",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
-    private static final MethodHandle POLL_RAW = downcall("poll",
+    private static final MethodHandle POLL_RAW = Native.downcall("poll",
             FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
-    private static final MethodHandle OPEN = downcallErrno("open",
+    private static final MethodHandle OPEN = Native.downcallErrno("open",
             FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT), Linker.Option.firstVariadicArg(2));
-    private static final MethodHandle STRERROR = downcall("strerror",
+    private static final MethodHandle STRERROR = Native.downcall("strerror",
             FunctionDescriptor.of(ADDRESS, JAVA_INT));
 
     private Libc() {
     }
 
-    private static MethodHandle downcall(String name, FunctionDescriptor fd, Linker.Option... options) {
-        return Native.downcall(name, fd, options);
-    }
-
-    private static MethodHandle downcallErrno(String name, FunctionDescriptor fd, Linker.Option... more) {
-        return Native.downcallErrno(name, fd, more);
-    }
-
-    private static MemorySegment captureState(Arena arena) {
-        return Native.errnoState(arena);
-    }
-
-    private static int errno(MemorySegment state) {
-        return Native.errno(state);
-    }
-
-    private static RuntimeException unexpected(Throwable t) {
-        return Native.unexpected(t);
-    }
-
     /** {@code mmap(NULL, size, prot, flags, fd, offset)}; returns the address as a zero-length segment. */
     public static MemorySegment mmap(long size, int prot, int flags, int fd, long offset) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = captureState(arena);
+            MemorySegment state = Native.errnoState(arena);
             MemorySegment p = (MemorySegment) MMAP.invokeExact(state, MemorySegment.NULL, size, prot, flags, fd, offset);
             if (p.address() == -1L) {
-                throw new ErrnoException("mmap", errno(state));
+                throw new ErrnoException("mmap", Native.errno(state));
             }
             return p;
         } catch (ErrnoException e) {
             throw e;
         } catch (Throwable t) {
-            throw unexpected(t);
+            throw Native.unexpected(t);
         }
     }
 
     /** {@code munmap(address, size)}. */
     public static void munmap(long address, long size) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = captureState(arena);
+            MemorySegment state = Native.errnoState(arena);
             int r = (int) MUNMAP.invokeExact(state, MemorySegment.ofAddress(address), size);
             if (r != 0) {
-                throw new ErrnoException("munmap", errno(state));
+                throw new ErrnoException("munmap", Native.errno(state));
             }
         } catch (ErrnoException e) {
             throw e;
         } catch (Throwable t) {
-            throw unexpected(t);
+            throw Native.unexpected(t);
         }
     }
 
     /** {@code memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING)}. */
     public static int memfdCreate(String name) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = captureState(arena);
+            MemorySegment state = Native.errnoState(arena);
             int fd = (int) MEMFD_CREATE.invokeExact(state, arena.allocateFrom(name), MFD_CLOEXEC | MFD_ALLOW_SEALING);
             if (fd < 0) {
-                throw new ErrnoException("memfd_create", errno(state));
+                throw new ErrnoException("memfd_create", Native.errno(state));
             }
             return fd;
         } catch (ErrnoException e) {
             throw e;
         } catch (Throwable t) {
-            throw unexpected(t);
+            throw Native.unexpected(t);
         }
     }
 
     /** {@code ftruncate(fd, size)}. */
     public static void ftruncate(int fd, long size) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = captureState(arena);
+            MemorySegment state = Native.errnoState(arena);
             int r = (int) FTRUNCATE.invokeExact(state, fd, size);
             if (r != 0) {
-                throw new ErrnoException("ftruncate", errno(state));
+                throw new ErrnoException("ftruncate", Native.errno(state));
             }
         } catch (ErrnoException e) {
             throw e;
         } catch (Throwable t) {
-            throw unexpected(t);
+            throw Native.unexpected(t);
         }
     }
 
     /** Size of the file behind {@code fd} (via {@code lseek(fd, 0, SEEK_END)}). */
     public static long fileSize(int fd) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = captureState(arena);
+            MemorySegment state = Native.errnoState(arena);
             long r = (long) FSTAT_SIZE.invokeExact(state, fd, 0L, 2 /* SEEK_END */);
             if (r < 0) {
-                throw new ErrnoException("lseek", errno(state));
+                throw new ErrnoException("lseek", Native.errno(state));
             }
             return r;
         } catch (ErrnoException e) {
             throw e;
         } catch (Throwable t) {
-            throw unexpected(t);
+            throw Native.unexpected(t);
         }
     }
 
     /** {@code fcntl(fd, F_DUPFD_CLOEXEC, 0)}: a new descriptor for the same open file. */
     public static int dup(int fd) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = captureState(arena);
+            MemorySegment state = Native.errnoState(arena);
             int r = (int) DUP.invokeExact(state, fd, 1030 /* F_DUPFD_CLOEXEC */, 0);
             if (r < 0) {
-                throw new ErrnoException("fcntl(F_DUPFD_CLOEXEC)", errno(state));
+                throw new ErrnoException("fcntl(F_DUPFD_CLOEXEC)", Native.errno(state));
             }
             return r;
         } catch (ErrnoException e) {
             throw e;
         } catch (Throwable t) {
-            throw unexpected(t);
+            throw Native.unexpected(t);
         }
     }
 
@@ -202,47 +182,47 @@ public final class Libc {
     /** {@code fcntl(fd, cmd, arg)} for commands taking an int (F_GET_SEALS, F_ADD_SEALS, ...). */
     public static int fcntl(int fd, int cmd, int arg) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = captureState(arena);
+            MemorySegment state = Native.errnoState(arena);
             int r = (int) DUP.invokeExact(state, fd, cmd, arg);
             if (r < 0) {
-                throw new ErrnoException("fcntl(" + cmd + ")", errno(state));
+                throw new ErrnoException("fcntl(" + cmd + ")", Native.errno(state));
             }
             return r;
         } catch (ErrnoException e) {
             throw e;
         } catch (Throwable t) {
-            throw unexpected(t);
+            throw Native.unexpected(t);
         }
     }
 
     /** {@code close(fd)}. EINTR still closes the descriptor on Linux, so it is not an error here. */
     public static void close(int fd) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = captureState(arena);
+            MemorySegment state = Native.errnoState(arena);
             int r = (int) CLOSE.invokeExact(state, fd);
-            if (r != 0 && errno(state) != EINTR) {
-                throw new ErrnoException("close", errno(state));
+            if (r != 0 && Native.errno(state) != EINTR) {
+                throw new ErrnoException("close", Native.errno(state));
             }
         } catch (ErrnoException e) {
             throw e;
         } catch (Throwable t) {
-            throw unexpected(t);
+            throw Native.unexpected(t);
         }
     }
 
     /** {@code eventfd(initval, flags)}. */
     public static int eventfd(int initval, int flags) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = captureState(arena);
+            MemorySegment state = Native.errnoState(arena);
             int fd = (int) EVENTFD.invokeExact(state, initval, flags);
             if (fd < 0) {
-                throw new ErrnoException("eventfd", errno(state));
+                throw new ErrnoException("eventfd", Native.errno(state));
             }
             return fd;
         } catch (ErrnoException e) {
             throw e;
         } catch (Throwable t) {
-            throw unexpected(t);
+            throw Native.unexpected(t);
         }
     }
 
@@ -251,7 +231,7 @@ public final class Libc {
         try {
             return (int) EVENTFD_WRITE.invokeExact(fd, value);
         } catch (Throwable t) {
-            throw unexpected(t);
+            throw Native.unexpected(t);
         }
     }
 
@@ -260,7 +240,7 @@ public final class Libc {
         try {
             return (int) EVENTFD_READ.invokeExact(fd, eightBytes);
         } catch (Throwable t) {
-            throw unexpected(t);
+            throw Native.unexpected(t);
         }
     }
 
@@ -271,7 +251,7 @@ public final class Libc {
      */
     public static boolean pollIn(int fd, int timeoutMillis) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = captureState(arena);
+            MemorySegment state = Native.errnoState(arena);
             MemorySegment pfd = arena.allocate(8, 4); // struct pollfd { int fd; short events; short revents; }
             while (true) {
                 pfd.set(ValueLayout.JAVA_INT, 0, fd);
@@ -279,17 +259,17 @@ public final class Libc {
                 pfd.set(ValueLayout.JAVA_SHORT, 6, (short) 0);
                 int r = (int) POLL.invokeExact(state, pfd, 1L, timeoutMillis);
                 if (r < 0) {
-                    if (errno(state) == EINTR) {
+                    if (Native.errno(state) == EINTR) {
                         continue;
                     }
-                    throw new ErrnoException("poll", errno(state));
+                    throw new ErrnoException("poll", Native.errno(state));
                 }
                 return r > 0;
             }
         } catch (ErrnoException e) {
             throw e;
         } catch (Throwable t) {
-            throw unexpected(t);
+            throw Native.unexpected(t);
         }
     }
 
@@ -303,7 +283,7 @@ public final class Libc {
         try {
             return (int) POLL_RAW.invokeExact(pollfds, (long) n, timeoutMillis);
         } catch (Throwable t) {
-            throw unexpected(t);
+            throw Native.unexpected(t);
         }
     }
 
@@ -314,16 +294,16 @@ public final class Libc {
     /** {@code open(path, flags)}. */
     public static int open(String path, int flags) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = captureState(arena);
+            MemorySegment state = Native.errnoState(arena);
             int fd = (int) OPEN.invokeExact(state, arena.allocateFrom(path), flags, 0);
             if (fd < 0) {
-                throw new ErrnoException("open(" + path + ")", errno(state));
+                throw new ErrnoException("open(" + path + ")", Native.errno(state));
             }
             return fd;
         } catch (ErrnoException e) {
             throw e;
         } catch (Throwable t) {
-            throw unexpected(t);
+            throw Native.unexpected(t);
         }
     }
 
