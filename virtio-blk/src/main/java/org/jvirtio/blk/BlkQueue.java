@@ -12,6 +12,7 @@ import org.jvirtio.api.DescriptorChain;
 import org.jvirtio.api.QueueBinding;
 import org.jvirtio.api.QueueCompletions;
 import org.jvirtio.api.QueueHandler;
+import org.jvirtio.api.RateLimitedLog;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -33,6 +34,8 @@ import static org.jvirtio.blk.VirtioBlk.*;
  */
 public final class BlkQueue implements QueueHandler {
     private static final Logger LOG = LoggerFactory.getLogger(BlkQueue.class);
+    /** Per guest mistake: a hostile driver decides how often these happen. */
+    static final RateLimitedLog GUEST_MISTAKES = RateLimitedLog.perSecond(LOG);
 
     private final VirtioBlkDevice device;
     private final QueueBinding binding;
@@ -122,7 +125,7 @@ public final class BlkQueue implements QueueHandler {
         long readable = c.readableLength();
         if (writable < 1) {
             stats.addError();
-            LOG.warn("virtio-blk: request (head {}) has no device-writable status byte; returned unanswered", c.head());
+            GUEST_MISTAKES.warn("virtio-blk: request (head {}) has no device-writable status byte; returned unanswered", c.head());
             return 0;
         }
         BlockRequest r = requests[slot];
@@ -148,7 +151,7 @@ public final class BlkQueue implements QueueHandler {
             } catch (RuntimeException | InternalError e) {
                 // InternalError: guest memory faulted (its file shrank under the mapping). The
                 // request still completes, so its slot is not stranded.
-                LOG.warn("virtio-blk: request (head {}) failed: {}", c.head(), e.toString());
+                GUEST_MISTAKES.warn("virtio-blk: request (head {}) failed: {}", c.head(), e.toString());
                 r.status = S_IOERR;
             }
         }

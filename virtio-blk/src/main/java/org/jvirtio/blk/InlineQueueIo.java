@@ -2,6 +2,7 @@ package org.jvirtio.blk;
 
 import java.io.IOException;
 
+import org.jvirtio.api.RateLimitedLog;
 import org.jvirtio.api.linux.ErrnoException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -13,6 +14,7 @@ import org.slf4j.LoggerFactory;
  */
 public final class InlineQueueIo implements BlockQueueIo {
     private static final Logger LOG = LoggerFactory.getLogger(InlineQueueIo.class);
+    private static final RateLimitedLog FAILURES = RateLimitedLog.perSecond(LOG);
     private static final int EIO = 5;
 
     private final BlockBackend backend;
@@ -22,7 +24,7 @@ public final class InlineQueueIo implements BlockQueueIo {
     }
 
     private static long failure(BlockRequest r, String what, Exception e) {
-        LOG.warn("virtio-blk: {} at byte {} failed: {}", what, r.offset(), e.getMessage());
+        FAILURES.warn("virtio-blk: {} at byte {} failed: {}", what, r.offset(), e.getMessage());
         return e instanceof ErrnoException ee ? -ee.errno() : -EIO;
     }
 

@@ -481,4 +481,32 @@ class VirtioBlkRequestTest {
             org.jvirtio.api.linux.Libc.close(fd);
         }
     }
+
+    /**
+     * Issue 14, item 9 (failed before: one WARN line per bad request, as many as a hostile driver
+     * sends): per-request guest mistakes are logged at most ten times a second.
+     */
+    @Test
+    void guestMistakesAreLoggedAtARateNotPerRequest() throws Exception {
+        ch.qos.logback.classic.Logger logger = (ch.qos.logback.classic.Logger) org.slf4j.LoggerFactory.getLogger(BlkQueue.class);
+        var lines = new ch.qos.logback.core.read.ListAppender<ch.qos.logback.classic.spi.ILoggingEvent>();
+        lines.start();
+        logger.addAppender(lines);
+        try {
+            for (int round = 0; round < 20; round++) {
+                for (int i = 0; i < 10; i++) {
+                    // a header and nothing writable: no room for the status byte
+                    assertTrue(driver.add(new long[] {HDR}, new int[] {16}, 1, 1, i) >= 0);
+                }
+                driver.publish();
+                proc.serve();
+                assertEquals(10, driver.pollUsed((h, t, l) -> assertEquals(0, l)));
+            }
+            assertTrue(lines.list.size() <= 11, "lines logged for 200 bad requests: " + lines.list.size());
+            // (the limit is per process: an earlier test may have used this second's lines)
+            assertTrue(!lines.list.isEmpty() || BlkQueue.GUEST_MISTAKES.suppressed() > 0, "but the mistake is logged or counted");
+        } finally {
+            logger.detachAppender(lines);
+        }
+    }
 }

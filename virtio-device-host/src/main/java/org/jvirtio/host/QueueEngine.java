@@ -6,6 +6,7 @@ import org.jvirtio.api.DescriptorChain;
 import org.jvirtio.api.QueueBinding;
 import org.jvirtio.api.QueueCompletions;
 import org.jvirtio.api.QueueHandler;
+import org.jvirtio.api.RateLimitedLog;
 import org.jvirtio.api.Virtqueue;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -31,6 +32,8 @@ import org.slf4j.LoggerFactory;
  */
 public final class QueueEngine implements QueueCompletions {
     private static final Logger LOG = LoggerFactory.getLogger(QueueEngine.class);
+    /** A handler failing on a chain: the guest may be what makes it fail, as often as it likes. */
+    private static final RateLimitedLog HANDLER_FAILURES = RateLimitedLog.perSecond(LOG);
     /** Chains started before the first submit of a long batch (keeps the backend busy early). */
     public static final int SUBMIT_EVERY = 32;
     /**
@@ -269,7 +272,7 @@ public final class QueueEngine implements QueueCompletions {
         } catch (RuntimeException | Error e) {
             // A device bug, or a fault touching guest memory: the chain still goes back, so the
             // driver is not left waiting for it, and the slot is not lost.
-            LOG.warn("{}: the device failed on chain {}: {}", name, c.head(), e.toString());
+            HANDLER_FAILURES.warn("{}: the device failed on chain {}: {}", name, c.head(), e.toString());
             written = 0;
         }
         if (written >= 0 && chains[slot] == c) {

@@ -4,6 +4,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 
 import org.jvirtio.api.EventFd;
+import org.jvirtio.api.RateLimitedLog;
 import org.jvirtio.api.linux.ErrnoException;
 import org.jvirtio.api.linux.Libc;
 import org.jvirtio.blk.BlockQueueIo;
@@ -28,6 +29,8 @@ import org.slf4j.LoggerFactory;
  */
 final class UringQueueIo implements BlockQueueIo {
     private static final Logger LOG = LoggerFactory.getLogger(UringQueueIo.class);
+    /** Failed transfers: a guest can ask for failing ones (past a shrunken image, say) as often as it likes. */
+    private static final RateLimitedLog IO_FAILURES = RateLimitedLog.perSecond(LOG);
     private static final int EAGAIN = 11;
     private static final int EINTR = 4;
     private static final int EIO = 5;
@@ -384,7 +387,7 @@ final class UringQueueIo implements BlockQueueIo {
         pending--;
         ops[r.tag()]--;
         if (result < 0) {
-            LOG.warn("virtio-blk: I/O at byte {} failed: {}", r.offset(), Libc.strerror((int) -result));
+            IO_FAILURES.warn("virtio-blk: I/O at byte {} failed: {}", r.offset(), Libc.strerror((int) -result));
         }
         r.complete(result);
     }
