@@ -499,7 +499,9 @@ class VirtioBlkRequestTest {
                     assertTrue(driver.add(new long[] {HDR}, new int[] {16}, 1, 1, i) >= 0);
                 }
                 driver.publish();
-                proc.serve();
+                while (proc.serve()) {
+                    // the serve budget ran out (logging is slow): serve again, as a host does
+                }
                 assertEquals(10, driver.pollUsed((h, t, l) -> assertEquals(0, l)));
             }
             assertTrue(lines.list.size() <= 11, "lines logged for 200 bad requests: " + lines.list.size());
