@@ -317,6 +317,12 @@ final class BackendSession implements DeviceContext, AutoCloseable {
                 LOG.info("vhost-user: config changed; the front-end has no backend request channel to be told on");
                 return;
             }
+            if (!vrings.anyRunning()) {
+                // A stopped device: QEMU handles CONFIG_CHANGE_MSG by re-reading the config into a
+                // device that may not be there (it reads the config again when it starts it).
+                LOG.info("vhost-user: config changed while every ring is stopped; not announced");
+                return;
+            }
             channel.configChanged(protocol(PROTOCOL_F_REPLY_ACK));
         });
     }

@@ -444,6 +444,13 @@ class VhostUserBackendTest {
                 Thread.sleep(10);
             }
             assertEquals(1, rig.fe.configChanges());
+            // Issue 14, item 8 (failed before: sent whatever the rings did): with every ring
+            // stopped nothing is announced.
+            rig.fe.getVringBase(0);
+            device.context.notifyConfigChange();
+            assertEquals(2, rig.fe.getQueueNum(), "the change was handled (the control loop is past it)");
+            Thread.sleep(200);
+            assertEquals(1, rig.fe.configChanges(), "no CONFIG_CHANGE_MSG while every ring is stopped");
         }
     }
 
