@@ -17,7 +17,21 @@ final class BackendChannel implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(BackendChannel.class);
     static final int REPLY_TIMEOUT_MILLIS = 5000;
 
+    private final int replyTimeoutMillis;
     private int fd = -1;
+    /**
+     * Kept across requests: a reply that came too late (or half of one) stays here and is
+     * dropped before the next request, never taken for that request's reply.
+     */
+    private MessageReader reader;
+
+    BackendChannel() {
+        this(REPLY_TIMEOUT_MILLIS);
+    }
+
+    BackendChannel(int replyTimeoutMillis) {
+        this.replyTimeoutMillis = replyTimeoutMillis;
+    }
 
     boolean isOpen() {
         return fd >= 0;
@@ -25,13 +39,21 @@ final class BackendChannel implements AutoCloseable {
 
     /** Takes the channel's fd, closing a previous one. */
     void set(int fd) {
+        if (reader != null) {
+            reader.close();
+            reader = null;
+        }
         UnixSocket.closeQuietly(this.fd);
         this.fd = fd;
+        if (fd >= 0) {
+            reader = new MessageReader(fd, true);
+        }
     }
 
     /** Sends CONFIG_CHANGE_MSG; with {@code ack}, waits for the front-end's reply. Failures are logged. */
     void configChanged(boolean ack) {
         try {
+            dropLateReplies();
             UnixSocket.send(fd, VhostUserMessage.encode(BACKEND_CONFIG_CHANGE_MSG, VERSION | (ack ? FLAG_NEED_REPLY : 0), new byte[0]),
                     new int[0], true);
             if (ack) {
@@ -42,23 +64,33 @@ final class BackendChannel implements AutoCloseable {
         }
     }
 
+    /** Drops whatever the front-end sent since the last request: replies that came after their deadline. */
+    private void dropLateReplies() throws ErrnoException, VhostUserProtocolException {
+        MessageReader.Status s;
+        while ((s = reader.read()) == MessageReader.Status.MESSAGE) {
+            UnixSocket.closeAll(reader.message().fds());
+            LOG.info("vhost-user: dropped a late reply on the backend request channel");
+        }
+        if (s == MessageReader.Status.EOF) {
+            throw new VhostUserProtocolException("backend request channel closed");
+        }
+    }
+
     /** Waits for the whole reply (a front-end sending half of one does not stall the loop longer). */
     private void awaitReply() throws ErrnoException, VhostUserProtocolException {
-        long deadline = System.nanoTime() + REPLY_TIMEOUT_MILLIS * 1_000_000L;
-        try (MessageReader r = new MessageReader(fd, true)) {
-            while (true) {
-                int left = (int) Math.max(0, (deadline - System.nanoTime()) / 1_000_000);
-                if (left == 0 || !Libc.pollIn(fd, left)) {
-                    throw new VhostUserProtocolException("no reply to CONFIG_CHANGE_MSG within " + REPLY_TIMEOUT_MILLIS / 1000 + " s");
-                }
-                MessageReader.Status s = r.read();
-                if (s == MessageReader.Status.EOF) {
-                    throw new VhostUserProtocolException("backend request channel closed");
-                }
-                if (s == MessageReader.Status.MESSAGE) {
-                    UnixSocket.closeAll(r.message().fds());
-                    return;
-                }
+        long deadline = System.nanoTime() + replyTimeoutMillis * 1_000_000L;
+        while (true) {
+            int left = (int) Math.max(0, (deadline - System.nanoTime()) / 1_000_000);
+            if (left == 0 || !Libc.pollIn(fd, left)) {
+                throw new VhostUserProtocolException("no reply to CONFIG_CHANGE_MSG within " + replyTimeoutMillis + " ms");
+            }
+            MessageReader.Status s = reader.read();
+            if (s == MessageReader.Status.EOF) {
+                throw new VhostUserProtocolException("backend request channel closed");
+            }
+            if (s == MessageReader.Status.MESSAGE) {
+                UnixSocket.closeAll(reader.message().fds());
+                return;
             }
         }
     }
