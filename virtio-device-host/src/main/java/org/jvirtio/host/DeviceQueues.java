@@ -14,11 +14,21 @@ public final class DeviceQueues {
     private final VirtioDevice device;
     private final QueueHost host;
     private final QueueHost.Started[] running;
+    private final QueueStats[] stats;
 
     public DeviceQueues(VirtioDevice device, QueueHost host) {
+        this(device, host, QueueStats.forQueues(device.queueCount()));
+    }
+
+    /** @param stats one per queue, kept across connections by whoever shows them */
+    public DeviceQueues(VirtioDevice device, QueueHost host, QueueStats[] stats) {
+        if (stats.length != device.queueCount()) {
+            throw new IllegalArgumentException(stats.length + " counter sets for " + device.queueCount() + " queues");
+        }
         this.device = device;
         this.host = host;
         this.running = new QueueHost.Started[device.queueCount()];
+        this.stats = stats;
     }
 
     public VirtioDevice device() {
@@ -31,7 +41,7 @@ public final class DeviceQueues {
         if (running[i] != null) {
             throw new IllegalStateException("queue " + i + " is already running");
         }
-        QueueEngine engine = new QueueEngine(binding, device.openQueue(binding));
+        QueueEngine engine = new QueueEngine(binding, device.openQueue(binding), stats[i]);
         running[i] = host.start(engine);
     }
 

@@ -50,6 +50,7 @@ public final class QueueEngine implements QueueCompletions {
     private static final long INITIAL_POLL_NANOS = 4_000;
 
     private final QueueBinding binding;
+    private final QueueStats stats;
     private final Virtqueue q;
     private final QueueHandler handler;
     private final String name;
@@ -78,6 +79,12 @@ public final class QueueEngine implements QueueCompletions {
      * @param handler what the device does with its chains
      */
     public QueueEngine(QueueBinding binding, QueueHandler handler) {
+        this(binding, handler, new QueueStats());
+    }
+
+    /** @param stats where the queue's counters go (kept by whoever shows them) */
+    public QueueEngine(QueueBinding binding, QueueHandler handler, QueueStats stats) {
+        this.stats = stats;
         this.binding = binding;
         this.q = binding.queue();
         this.handler = handler;
@@ -266,6 +273,8 @@ public final class QueueEngine implements QueueCompletions {
         int slot = free[--freeTop];
         chains[slot] = c;
         requests++;
+        stats.addRequest();
+        stats.inFlight(chains.length - freeTop);
         int written;
         try {
             written = handler.start(c, slot);
@@ -313,6 +322,7 @@ public final class QueueEngine implements QueueCompletions {
         }
         q.addUsed(c, n);
         free[freeTop++] = slot;
+        stats.inFlight(chains.length - freeTop);
         unpublished = true;
         unpublishedCount++;
     }

@@ -192,6 +192,8 @@ class VirtioRngTest {
                 }
             }
             assertEquals(800, used.size());
+            // --stats for a device without counters of its own: the engine's
+            assertEquals("stats: q0 requests=800 in-flight=0", running.stats());
             used.values().forEach(l -> assertEquals(512, l));
             byte[] a = new byte[512];
             byte[] b = new byte[512];

@@ -35,7 +35,7 @@ public interface DeviceCommand {
         return "";
     }
 
-    /** One line of counters for {@code --stats}, or null when the device keeps none. */
+    /** One line of counters for {@code --stats}, or null for the engine's per-queue requests and in-flight counts. */
     default String stats(VirtioDevice device) {
         return null;
     }

@@ -15,6 +15,7 @@ import java.util.concurrent.TimeUnit;
 import com.google.inject.Guice;
 import org.jvirtio.api.VirtioDevice;
 import org.jvirtio.host.QueueHost;
+import org.jvirtio.host.QueueStats;
 import org.jvirtio.transport.vhostuser.BackendOptions;
 import org.jvirtio.transport.vhostuser.VhostUserBackend;
 import picocli.CommandLine;
@@ -43,6 +44,12 @@ public final class VhostUserRunner {
 
     /** A device being served: the transport, the device, the threads that run its queues. */
     public record Running(VhostUserBackend transport, VirtioDevice device, QueueHost host, DeviceCommand command) implements AutoCloseable {
+        /** The --stats line: the device's own, or the engine's per-queue counts. */
+        public String stats() {
+            String own = command.stats(device);
+            return own != null ? own : QueueStats.describe(transport.queueStats());
+        }
+
         /** Stops listening (resetting the device), ends the queue threads, then releases the device's resources. */
         @Override
         public void close() throws IOException {
@@ -140,11 +147,8 @@ public final class VhostUserRunner {
         if (options.statsSeconds > 0) {
             stats = Executors.newSingleThreadScheduledExecutor(r -> Thread.ofPlatform().daemon().name("stats").unstarted(r));
             stats.scheduleAtFixedRate(() -> {
-                String line = command.stats(running.device());
-                if (line != null) {
-                    out.println(line);
-                    out.flush();
-                }
+                out.println(running.stats());
+                out.flush();
             }, options.statsSeconds, options.statsSeconds, TimeUnit.SECONDS);
         }
         stop.await();

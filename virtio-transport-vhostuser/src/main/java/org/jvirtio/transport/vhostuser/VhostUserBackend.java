@@ -24,6 +24,7 @@ import org.jvirtio.api.VirtioDevice;
 import org.jvirtio.api.linux.ErrnoException;
 import org.jvirtio.host.DeviceQueues;
 import org.jvirtio.host.QueueHost;
+import org.jvirtio.host.QueueStats;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -45,6 +46,7 @@ public final class VhostUserBackend implements AutoCloseable {
     private final VirtioDevice device;
     private final QueueHost host;
     private final BackendOptions options;
+    private final QueueStats[] stats;
     private final MultiThreadIoEventLoopGroup group;
     private final IoEventLoop loop;
     private final int listenFd;
@@ -60,6 +62,7 @@ public final class VhostUserBackend implements AutoCloseable {
     private VhostUserBackend(Path socketPath, VirtioDevice device, QueueHost host, BackendOptions options, int listenFd, long socketInode) {
         this.socketInode = socketInode;
         this.options = options;
+        this.stats = QueueStats.forQueues(device.queueCount());
         this.socketPath = socketPath;
         this.device = device;
         this.host = host;
@@ -150,6 +153,11 @@ public final class VhostUserBackend implements AutoCloseable {
         return socketPath;
     }
 
+    /** Per-queue counters of the device, across connections (for --stats). */
+    public QueueStats[] queueStats() {
+        return stats;
+    }
+
     /** Connections accepted so far (refused second front-ends not counted). */
     public long connectionCount() {
         return connections.get();
@@ -221,7 +229,7 @@ public final class VhostUserBackend implements AutoCloseable {
             this.fd = fd;
             this.fdObj = new FileDescriptor(fd);
             this.reader = new MessageReader(fd, true);
-            this.session = new BackendSession(new DeviceQueues(device, host), fd, loop, options);
+            this.session = new BackendSession(new DeviceQueues(device, host, stats), fd, loop, options);
         }
 
         @Override
