@@ -71,7 +71,6 @@ public final class QueueEngine implements QueueCompletions {
     private boolean quiescing;
     private boolean opened;
     private boolean closed;
-    private long requests;
     private boolean warnedLength;
 
     /**
@@ -136,9 +135,9 @@ public final class QueueEngine implements QueueCompletions {
         return chains.length - freeTop;
     }
 
-    /** Chains taken from the ring since the queue started. */
+    /** Chains taken from the ring, as its {@link QueueStats} counts them (across restarts when the stats are shared). */
     public long requests() {
-        return requests;
+        return stats.requests();
     }
 
     /**
@@ -272,7 +271,6 @@ public final class QueueEngine implements QueueCompletions {
     private void start(DescriptorChain c) {
         int slot = free[--freeTop];
         chains[slot] = c;
-        requests++;
         stats.addRequest();
         stats.inFlight(chains.length - freeTop);
         int written;

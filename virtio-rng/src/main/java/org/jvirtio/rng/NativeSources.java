@@ -1,13 +1,15 @@
 package org.jvirtio.rng;
 
 import java.io.IOException;
-import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
-import java.lang.foreign.Linker;
 import java.lang.foreign.MemorySegment;
 import java.lang.invoke.MethodHandle;
 import java.nio.file.Files;
 import java.nio.file.Path;
+
+import org.jvirtio.api.linux.ErrnoException;
+import org.jvirtio.api.linux.Libc;
+import org.jvirtio.api.linux.Native;
 
 import static java.lang.foreign.ValueLayout.*;
 
@@ -20,17 +22,10 @@ final class NativeSources {
     private NativeSources() {
     }
 
-    private static final Linker LINKER = Linker.nativeLinker();
-    private static final MethodHandle GETRANDOM_CALL = LINKER.downcallHandle(LINKER.defaultLookup().find("getrandom").orElseThrow(),
+    private static final MethodHandle GETRANDOM_CALL = Native.downcall("getrandom",
             FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT));
-    private static final MethodHandle READ = LINKER.downcallHandle(LINKER.defaultLookup().find("read").orElseThrow(),
+    private static final MethodHandle READ = Native.downcall("read",
             FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG));
-    private static final MethodHandle OPEN = LINKER.downcallHandle(LINKER.defaultLookup().find("open").orElseThrow(),
-            FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT), Linker.Option.firstVariadicArg(2));
-    private static final MethodHandle CLOSE = LINKER.downcallHandle(LINKER.defaultLookup().find("close").orElseThrow(),
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT));
-    private static final int O_RDONLY = 0;
-    private static final int O_CLOEXEC = 0x80000;
     /** A call interrupted by a signal returns -1 (EINTR); retried this often before giving up. */
     private static final int TRIES = 8;
 
@@ -51,13 +46,10 @@ final class NativeSources {
             throw new IOException(path + " is not readable");
         }
         int fd;
-        try (Arena a = Arena.ofConfined()) {
-            fd = (int) OPEN.invokeExact(a.allocateFrom(path.toString()), O_RDONLY | O_CLOEXEC);
-        } catch (Throwable t) {
-            throw new IOException("cannot open " + path + ": " + t, t);
-        }
-        if (fd < 0) {
-            throw new IOException("cannot open " + path);
+        try {
+            fd = Libc.open(path.toString(), Libc.O_RDONLY | Libc.O_CLOEXEC);
+        } catch (ErrnoException e) {
+            throw new IOException("cannot open " + path + ": " + e.getMessage(), e);
         }
         return new EntropySource() {
             private volatile boolean closed;
@@ -75,8 +67,8 @@ final class NativeSources {
                 if (!closed) {
                     closed = true;
                     try {
-                        int ignored = (int) CLOSE.invokeExact(fd);
-                    } catch (Throwable t) {
+                        Libc.close(fd);
+                    } catch (ErrnoException e) {
                         // the fd is gone either way
                     }
                 }

@@ -3,13 +3,15 @@ package org.jvirtio.rng;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
-import java.lang.foreign.Linker;
 import java.lang.foreign.MemorySegment;
 import java.lang.invoke.MethodHandle;
 
 import org.jvirtio.api.DescriptorChain;
 import org.jvirtio.api.QueueCompletions;
 import org.jvirtio.api.QueueHandler;
+import org.jvirtio.api.linux.ErrnoException;
+import org.jvirtio.api.linux.Libc;
+import org.jvirtio.api.linux.Native;
 
 import static java.lang.foreign.ValueLayout.*;
 
@@ -25,13 +27,10 @@ final class RateLimitedQueue implements QueueHandler {
         int fill(DescriptorChain chain, int max);
     }
 
-    private static final Linker LINKER = Linker.nativeLinker();
-    private static final MethodHandle TIMERFD_CREATE = LINKER.downcallHandle(LINKER.defaultLookup().find("timerfd_create").orElseThrow(),
+    private static final MethodHandle TIMERFD_CREATE = Native.downcall("timerfd_create",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
-    private static final MethodHandle TIMERFD_SETTIME = LINKER.downcallHandle(LINKER.defaultLookup().find("timerfd_settime").orElseThrow(),
+    private static final MethodHandle TIMERFD_SETTIME = Native.downcall("timerfd_settime",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, ADDRESS));
-    private static final MethodHandle CLOSE = LINKER.downcallHandle(LINKER.defaultLookup().find("close").orElseThrow(),
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT));
     private static final int CLOCK_MONOTONIC = 1;
     private static final int TFD_NONBLOCK = 0x800;
     private static final int TFD_CLOEXEC = 0x80000;
@@ -153,8 +152,8 @@ final class RateLimitedQueue implements QueueHandler {
     public void close() {
         if (timerFd >= 0) {
             try {
-                int ignored = (int) CLOSE.invokeExact(timerFd);
-            } catch (Throwable t) {
+                Libc.close(timerFd);
+            } catch (ErrnoException e) {
                 // the fd is gone either way
             }
             timerFd = -1;
