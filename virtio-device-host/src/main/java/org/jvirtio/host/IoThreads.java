@@ -35,6 +35,7 @@ import org.slf4j.LoggerFactory;
 public final class IoThreads implements QueueHost {
     private static final Logger LOG = LoggerFactory.getLogger(IoThreads.class);
     private static final int NOFD_POLL_MICROS = 1000;
+    private static final long STOP_LOG_NANOS = TimeUnit.SECONDS.toNanos(5);
 
     private final MultiThreadIoEventLoopGroup group;
     private final IoEventLoop[] loops;
@@ -81,7 +82,11 @@ public final class IoThreads implements QueueHost {
 
     @Override
     public void close() {
-        group.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
+        // Bounded: a thread blocked inside a device (storage that does not answer) is left to
+        // the end of the process rather than keeping it from ending.
+        if (!group.shutdownGracefully(0, 2, TimeUnit.SECONDS).awaitUninterruptibly(5, TimeUnit.SECONDS)) {
+            LOG.warn("I/O threads did not end within 5 s (a device is blocked); left to the end of the process");
+        }
     }
 
     private static <T> T await(io.netty.util.concurrent.Future<T> f, String what) {
@@ -184,7 +189,7 @@ public final class IoThreads implements QueueHost {
         }
 
         @Override
-        public void stop() {
+        public boolean stop(long limitNanos) {
             loop.execute(() -> {
                 if (stopping) {
                     return;
@@ -201,20 +206,47 @@ public final class IoThreads implements QueueHost {
             });
             long started = System.nanoTime();
             while (true) {
+                long left = limitNanos - (System.nanoTime() - started);
+                if (left <= 0) {
+                    break;
+                }
                 try {
-                    done.get(5, TimeUnit.SECONDS);
-                    return;
+                    done.get(Math.min(left, STOP_LOG_NANOS), TimeUnit.NANOSECONDS);
+                    return true;
                 } catch (TimeoutException e) {
-                    LOG.info("queue {}: still waiting for requests in flight after {} s", queue.index(),
-                            TimeUnit.NANOSECONDS.toSeconds(System.nanoTime() - started));
+                    if (System.nanoTime() - started < limitNanos) {
+                        LOG.info("queue {}: stopping; still waiting for {} requests in flight at the device after {} s", queue.index(),
+                                queue.inFlight(), TimeUnit.NANOSECONDS.toSeconds(System.nanoTime() - started));
+                    }
                 } catch (InterruptedException e) {
                     Thread.currentThread().interrupt();
                     LOG.warn("queue {}: interrupted while stopping", queue.index());
-                    return;
+                    break;
                 } catch (ExecutionException e) {
                     throw new IllegalStateException(e.getCause());
                 }
             }
+            queue.abandon();
+            // Once this task ran, the loop is outside the engine: no completion that was under
+            // way while abandon() was set can still reach the ring.
+            io.netty.util.concurrent.Future<?> barrier = loop.submit(this::finishIfIdle);
+            if (!barrier.awaitUninterruptibly(1, TimeUnit.SECONDS)) {
+                LOG.error("queue {}: its I/O thread is blocked inside the device; a completion it is delivering may still reach the ring",
+                        queue.index());
+            }
+            if (done.isDone()) {
+                return true; // the last request completed just now
+            }
+            LOG.warn("queue {}: gave up after {} ms waiting for {} requests in flight at the device: the ring is handed back without"
+                    + " them (the driver never sees them complete); the device finishes them in the background and guest memory"
+                    + " stays mapped until it has", queue.index(), TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - started),
+                    queue.inFlight());
+            return false;
+        }
+
+        @Override
+        public void whenClosed(Runnable action) {
+            done.whenComplete((v, e) -> action.run());
         }
 
         private void finishIfIdle() {

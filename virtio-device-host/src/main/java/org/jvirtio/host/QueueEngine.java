@@ -69,6 +69,13 @@ public final class QueueEngine implements QueueCompletions {
     /** Every slot was in use when the ring still had chains: serve again on completion. */
     private boolean starved;
     private boolean quiescing;
+    /**
+     * The ring is no longer ours ({@link #abandon()}): completions free their slots but are not
+     * returned to the driver. Volatile because a stop that gave up waiting sets it from the
+     * transport's thread while the owning thread may be inside the handler; on x86 reading it
+     * is a plain load.
+     */
+    private volatile boolean abandoned;
     private boolean opened;
     private boolean closed;
     private boolean warnedLength;
@@ -223,6 +230,26 @@ public final class QueueEngine implements QueueCompletions {
     }
 
     /**
+     * Gives the ring back without waiting for what is in flight: the second step of a stop that
+     * ran out of time (storage that does not answer). Chains that complete later free their
+     * slots and nothing else: no used element, no interrupt, since the driver may already have
+     * resumed the ring elsewhere. The handler still finishes them (its I/O may still write into
+     * guest memory, which the transport keeps mapped until {@link #close()}); those requests are
+     * lost to the driver, which is what a bounded stop trades for a control loop that answers.
+     * Callable from any thread; the host makes sure the owning thread saw it before the ring is
+     * handed back.
+     */
+    public void abandon() {
+        quiescing = true;
+        abandoned = true;
+    }
+
+    /** Whether {@link #abandon()} was called. */
+    public boolean abandoned() {
+        return abandoned;
+    }
+
+    /**
      * Delivers ready completions and publishes what they returned; serves the ring again if it
      * was waiting for free slots.
      *
@@ -307,6 +334,11 @@ public final class QueueEngine implements QueueCompletions {
             return;
         }
         chains[slot] = null;
+        if (abandoned) {
+            free[freeTop++] = slot;
+            stats.inFlight(chains.length - freeTop);
+            return;
+        }
         long writable = c.writableLength();
         int n = writtenLength;
         if (n < 0 || n > writable) {
@@ -326,7 +358,7 @@ public final class QueueEngine implements QueueCompletions {
     }
 
     private void publish() {
-        if (unpublished) {
+        if (unpublished && !abandoned) {
             unpublished = false;
             unpublishedCount = 0;
             if (q.publishUsed()) {

@@ -18,10 +18,31 @@ public interface QueueHost extends AutoCloseable {
     /** A queue being served. */
     interface Started {
         /**
-         * Stops taking chains, waits until every chain in flight has completed and been returned
-         * to the driver, then closes the engine. Idempotent.
+         * Stops taking chains and waits until every chain in flight has completed and been
+         * returned to the driver, then closes the engine. Idempotent.
+         *
+         * <p>The wait is bounded: storage that never answers must not freeze the transport's
+         * control loop (and QEMU, which waits for GET_VRING_BASE) or keep SIGTERM from ending
+         * the process. Every 5 s of waiting is logged with the queue and what it waits for; at
+         * {@code limitNanos} the queue is {@linkplain QueueEngine#abandon() abandoned}: the ring
+         * is handed back without the requests still in flight, which complete later into
+         * nothing, and the engine closes when the last of them has (see {@link #whenClosed}).
+         *
+         * @return true when the queue drained and closed, false when it was abandoned
          */
-        void stop();
+        boolean stop(long limitNanos);
+
+        /** Stops with no limit; for tests and tools that own the storage. */
+        default void stop() {
+            stop(Long.MAX_VALUE);
+        }
+
+        /**
+         * Runs {@code action} once the engine has closed (at once if it has): after an abandoned
+         * stop that can be much later, and until then the queue's handler may still have I/O in
+         * flight into guest memory, which must stay mapped.
+         */
+        void whenClosed(Runnable action);
     }
 
     /** Releases the host's threads (after every queue stopped). */

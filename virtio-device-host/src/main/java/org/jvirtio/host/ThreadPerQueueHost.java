@@ -5,6 +5,9 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.locks.LockSupport;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 import org.jvirtio.api.EventFd;
@@ -21,13 +24,18 @@ import org.slf4j.LoggerFactory;
 final class ThreadPerQueueHost implements QueueHost.Started {
     private static final Logger LOG = LoggerFactory.getLogger(ThreadPerQueueHost.class);
     private static final int POLL_MILLIS = 1;
+    private static final long STOP_LOG_NANOS = TimeUnit.SECONDS.toNanos(5);
 
     private final QueueEngine engine;
     private final EventFd stopFd;
     private final Thread thread;
     private final CompletableFuture<Void> started = new CompletableFuture<>();
     private volatile boolean stopping;
+    /** The queue thread saw {@link QueueEngine#abandon()} (and is outside the engine when it says so). */
+    private volatile boolean abandonSeen;
     private final AtomicBoolean stopped = new AtomicBoolean();
+    /** Completed when the thread has closed the engine and ends. */
+    private final CompletableFuture<Void> closed = new CompletableFuture<>();
 
     private ThreadPerQueueHost(QueueEngine engine) throws ErrnoException {
         this.engine = engine;
@@ -56,24 +64,76 @@ final class ThreadPerQueueHost implements QueueHost.Started {
     }
 
     @Override
-    public void stop() {
+    public boolean stop(long limitNanos) {
         if (stopped.getAndSet(true)) {
-            return;
+            awaitClosed(limitNanos);
+            return closed.isDone();
         }
         stopping = true;
         stopFd.signal();
-        boolean interrupted = false;
-        while (thread.isAlive()) {
+        long started = System.nanoTime();
+        while (true) {
+            long left = limitNanos - (System.nanoTime() - started);
+            if (left <= 0) {
+                break;
+            }
             try {
-                thread.join();
+                closed.get(Math.min(left, STOP_LOG_NANOS), TimeUnit.NANOSECONDS);
+                stopFd.close();
+                return true;
+            } catch (TimeoutException e) {
+                if (System.nanoTime() - started < limitNanos) {
+                    LOG.info("queue {}: stopping; still waiting for {} requests in flight at the device after {} s", engine.index(),
+                            engine.inFlight(), TimeUnit.NANOSECONDS.toSeconds(System.nanoTime() - started));
+                }
             } catch (InterruptedException e) {
-                interrupted = true;
+                Thread.currentThread().interrupt();
+                LOG.warn("queue {}: interrupted while stopping", engine.index());
+                break;
+            } catch (ExecutionException e) {
+                stopFd.close();
+                return true; // never completed exceptionally; here for the compiler
             }
         }
-        stopFd.close();
-        if (interrupted) {
-            Thread.currentThread().interrupt();
+        engine.abandon();
+        // The thread acknowledges between two reaps: after that no completion that was under way
+        // while abandon() was set can still reach the ring.
+        stopFd.signal();
+        long ackBy = System.nanoTime() + TimeUnit.SECONDS.toNanos(1);
+        while (!abandonSeen && !closed.isDone() && System.nanoTime() - ackBy < 0) {
+            Thread.onSpinWait();
+            LockSupport.parkNanos(1_000_000);
         }
+        if (closed.isDone()) {
+            stopFd.close();
+            return true;
+        }
+        // Not signalled any more: closed with the engine, by the queue thread.
+        closed.whenComplete((v, e) -> stopFd.close());
+        if (!abandonSeen) {
+            LOG.error("queue {}: its thread is blocked inside the device; a completion it is delivering may still reach the ring",
+                    engine.index());
+        }
+        LOG.warn("queue {}: gave up after {} ms waiting for {} requests in flight at the device: the ring is handed back without"
+                + " them (the driver never sees them complete); the device finishes them in the background and guest memory"
+                + " stays mapped until it has", engine.index(), TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - started),
+                engine.inFlight());
+        return false;
+    }
+
+    private void awaitClosed(long limitNanos) {
+        try {
+            closed.get(limitNanos, TimeUnit.NANOSECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        } catch (ExecutionException | TimeoutException e) {
+            // as it is
+        }
+    }
+
+    @Override
+    public void whenClosed(Runnable action) {
+        closed.whenComplete((v, e) -> action.run());
     }
 
     /** The thread serves one queue only: it calls again at once when serve yields, unless stopping. */
@@ -127,15 +187,25 @@ final class ThreadPerQueueHost implements QueueHost.Started {
                 }
             }
             engine.quiesce();
-            // Nothing new is taken; what is in flight completes and goes back to the driver.
+            // Nothing new is taken; what is in flight completes and goes back to the driver (or,
+            // once the stop gave up waiting and abandoned the engine, into nothing).
+            fds.set(ValueLayout.JAVA_INT, 16, -1);
             while (engine.inFlight() > 0) {
-                if (completion < 0 || Libc.pollIn(completion, 1000)) {
+                if (engine.abandoned()) {
+                    abandonSeen = true;
+                }
+                for (int i = 0; i < 3; i++) {
+                    fds.set(ValueLayout.JAVA_SHORT, 8L * i + 6, (short) 0);
+                }
+                Libc.poll(fds, 3, completion < 0 ? POLL_MILLIS : 1000);
+                if ((fds.get(ValueLayout.JAVA_SHORT, 6) & Libc.POLLIN) != 0) {
+                    stopFd.read();
+                }
+                if (completion < 0 || (fds.get(ValueLayout.JAVA_SHORT, 14) & Libc.POLLIN) != 0) {
                     if (completion >= 0) {
                         Libc.eventfdRead(completion, counter);
                     }
                     engine.reapCompletions();
-                } else {
-                    LOG.info("queue {}: waiting for {} chains in flight", engine.index(), engine.inFlight());
                 }
             }
         } catch (Exception | Error e) {
@@ -147,6 +217,7 @@ final class ThreadPerQueueHost implements QueueHost.Started {
             } catch (RuntimeException e) {
                 LOG.error("queue {}: {}", engine.index(), e.getMessage());
             }
+            closed.complete(null);
         }
     }
 }

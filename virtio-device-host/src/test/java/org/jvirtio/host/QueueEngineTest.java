@@ -263,6 +263,58 @@ class QueueEngineTest {
         }
     }
 
+    /**
+     * Storage that never answers: a stop gives up at its limit instead of waiting forever (issue
+     * 14, item 3; before, stop() had no limit and this test hung). The ring is handed back with
+     * nothing written for the abandoned chains, the engine stays open (its memory must stay
+     * mapped) until they complete, and their late completions reach neither the used ring nor
+     * the interrupt.
+     */
+    @ParameterizedTest(name = "{0}")
+    @ValueSource(strings = {"thread-per-queue", "io-threads"})
+    void aStopGivesUpAtItsLimitAndLateCompletionsGoNowhere(String kind) throws Exception {
+        QueueHost host = kind.equals("io-threads") ? new IoThreads(1, 0) : QueueHost.THREAD_PER_QUEUE;
+        AsyncHandler handler = new AsyncHandler();
+        handler.hold = true;
+        QueueEngine engine = new QueueEngine(binding(true), handler);
+        QueueHost.Started run = host.start(engine);
+        try {
+            add(3);
+            kick.signal();
+            long deadline = System.nanoTime() + 5_000_000_000L;
+            while (handler.started.get() < 3) {
+                assertTrue(System.nanoTime() < deadline, "the chains were never started");
+                Thread.sleep(1);
+            }
+            int usedIdx = mem.readU16(driver.usedAddr() + 2);
+            int interruptsBefore = interrupts.get();
+            java.util.concurrent.atomic.AtomicBoolean closedSeen = new java.util.concurrent.atomic.AtomicBoolean();
+            long t0 = System.nanoTime();
+            assertFalse(run.stop(200_000_000L), "the stop gave up");
+            long took = System.nanoTime() - t0;
+            assertTrue(took < 3_000_000_000L, "the stop returned within its limit and the handshake: " + took / 1_000_000 + " ms");
+            assertTrue(engine.abandoned());
+            run.whenClosed(() -> closedSeen.set(true));
+            assertFalse(closedSeen.get(), "the engine stays open while its chains are out");
+            assertFalse(handler.closed);
+            handler.release();
+            deadline = System.nanoTime() + 5_000_000_000L;
+            while (!closedSeen.get()) {
+                assertTrue(System.nanoTime() < deadline, "the engine never closed after the late completions");
+                Thread.sleep(1);
+            }
+            assertEquals(3, handler.completed.get(), "the device finished its requests");
+            assertTrue(handler.closed, "then the handler was closed");
+            assertEquals(usedIdx, mem.readU16(driver.usedAddr() + 2), "late completions were not published");
+            assertEquals(interruptsBefore, interrupts.get(), "nor interrupted the driver");
+            assertTrue(run.stop(0), "a second stop finds it closed");
+        } finally {
+            handler.release();
+            host.close();
+            handler.completion.close();
+        }
+    }
+
     /** Completes every chain on the next reap, through an eventfd the host watches. */
     static final class AsyncHandler implements QueueHandler {
         final EventFd completion;

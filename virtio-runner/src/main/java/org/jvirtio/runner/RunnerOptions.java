@@ -27,6 +27,10 @@ public final class RunnerOptions {
             description = "Accept guest memory the front-end cannot be kept from shrinking (memory-backend-file on tmpfs or hugetlbfs, memfd with seal=off). A truncation then faults the backend's access: the queue breaks or the connection closes.")
     public boolean allowUnsealedMemory;
 
+    @Option(names = "--drain-timeout", defaultValue = "10", paramLabel = "SECONDS",
+            description = "How long stopping a queue waits for its requests in flight (storage that stalls) before giving up on them, so that QEMU's GET_VRING_BASE is answered; those requests never complete in the guest (default: ${DEFAULT-VALUE}).")
+    public int drainTimeoutSeconds;
+
     @Option(names = "--stats", defaultValue = "0", paramLabel = "SECONDS", description = "Print per-queue counters every SECONDS (0: never).")
     public int statsSeconds;
 
@@ -37,6 +41,9 @@ public final class RunnerOptions {
         }
         if (pollUs < 0 || pollUs > 1_000_000 || statsSeconds < 0) {
             throw new IllegalArgumentException("--poll-us must be in [0, 1000000] and --stats not negative");
+        }
+        if (drainTimeoutSeconds < 1 || drainTimeoutSeconds > 3600) {
+            throw new IllegalArgumentException("--drain-timeout must be in [1, 3600] seconds, got " + drainTimeoutSeconds);
         }
         Path dir = socket.toAbsolutePath().getParent();
         if (dir == null || !Files.isDirectory(dir)) {

@@ -77,7 +77,7 @@ public final class VhostUserRunner {
         }
         QueueHost host = options.host(device.queueCount());
         try {
-            return new Running(VhostUserBackend.start(options.socket, device, host, new BackendOptions(options.allowUnsealedMemory)), device, host, command);
+            return new Running(VhostUserBackend.start(options.socket, device, host, new BackendOptions(options.allowUnsealedMemory, java.time.Duration.ofSeconds(options.drainTimeoutSeconds))), device, host, command);
         } catch (IOException | RuntimeException e) {
             host.close();
             command.close();

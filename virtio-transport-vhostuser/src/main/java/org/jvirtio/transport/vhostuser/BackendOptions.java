@@ -10,7 +10,22 @@ package org.jvirtio.transport.vhostuser;
  *                            next access fault; the backend contains the fault (the queue breaks
  *                            or the connection closes), but the guest loses its device. Off by
  *                            default: such files are refused with a line naming this option.
+ * @param drainLimit          how long stopping a ring (GET_VRING_BASE, a memory change, a reset,
+ *                            a disconnect) waits for its requests in flight before it gives up
+ *                            on them: the ring is then handed back without them (the driver never
+ *                            sees them complete) so that the control loop, and QEMU waiting for
+ *                            its reply, go on. The storage finishes them in the background.
  */
-public record BackendOptions(boolean allowUnsealedMemory) {
+public record BackendOptions(boolean allowUnsealedMemory, java.time.Duration drainLimit) {
     public static final BackendOptions DEFAULT = new BackendOptions(false);
+
+    public BackendOptions {
+        if (drainLimit.isNegative()) {
+            throw new IllegalArgumentException("negative drain limit: " + drainLimit);
+        }
+    }
+
+    public BackendOptions(boolean allowUnsealedMemory) {
+        this(allowUnsealedMemory, org.jvirtio.host.DeviceQueues.DEFAULT_DRAIN_LIMIT);
+    }
 }

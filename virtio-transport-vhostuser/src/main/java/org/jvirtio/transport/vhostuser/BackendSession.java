@@ -353,4 +353,22 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         channel.close();
         memory.close();
     }
+
+    /**
+     * Closes for a backend that is shutting down (SIGTERM): every queue gets {@code limit} in
+     * all to drain, and what is still in flight then is abandoned (its guest memory stays mapped
+     * until the process ends, which tears its io_uring down first).
+     */
+    void shutdown(java.time.Duration limit) {
+        if (closed) {
+            return;
+        }
+        if (!queues.stopAll(limit)) {
+            LOG.warn("vhost-user: shutting down with requests still in flight at the device (abandoned after {} ms)", limit.toMillis());
+        }
+        resetDevice();
+        closed = true;
+        channel.close();
+        memory.close();
+    }
 }

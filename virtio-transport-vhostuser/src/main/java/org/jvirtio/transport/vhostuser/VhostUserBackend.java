@@ -40,6 +40,12 @@ import org.slf4j.LoggerFactory;
  * one is connected is refused.
  */
 public final class VhostUserBackend implements AutoCloseable {
+    /**
+     * How long a shutting-down backend lets requests in flight finish, all queues together:
+     * SIGTERM must end the process within seconds, whatever the storage does.
+     */
+    static final java.time.Duration SHUTDOWN_DRAIN = java.time.Duration.ofSeconds(2);
+
     private static final Logger LOG = LoggerFactory.getLogger(VhostUserBackend.class);
 
     private final Path socketPath;
@@ -229,7 +235,7 @@ public final class VhostUserBackend implements AutoCloseable {
             this.fd = fd;
             this.fdObj = new FileDescriptor(fd);
             this.reader = new MessageReader(fd, true);
-            this.session = new BackendSession(new DeviceQueues(device, host, stats), fd, loop, options);
+            this.session = new BackendSession(new DeviceQueues(device, host, stats, options.drainLimit()), fd, loop, options);
         }
 
         @Override
@@ -304,6 +310,18 @@ public final class VhostUserBackend implements AutoCloseable {
         public void close() {
             close("backend shut down");
         }
+
+        /** The backend shuts down: queues get {@link #SHUTDOWN_DRAIN} in all, then the connection closes. */
+        void shutdown() {
+            if (!closed) {
+                try {
+                    session.shutdown(SHUTDOWN_DRAIN);
+                } catch (RuntimeException e) {
+                    LOG.error("vhost-user: stopping the queues failed while shutting down", e);
+                }
+                close("backend shut down");
+            }
+        }
     }
 
     /** Closes the connection (resetting the device), stops listening and removes the socket file. */
@@ -316,7 +334,7 @@ public final class VhostUserBackend implements AutoCloseable {
         try {
             loop.submit(() -> {
                 if (connection != null) {
-                    connection.close("backend shut down");
+                    connection.shutdown();
                 }
                 if (listenRegistration != null) {
                     listenRegistration.cancel();
@@ -337,6 +355,8 @@ public final class VhostUserBackend implements AutoCloseable {
         } catch (IOException e) {
             LOG.warn("vhost-user: cannot remove {}: {}", socketPath, e.getMessage());
         }
-        group.shutdownGracefully(0, 5, TimeUnit.SECONDS).syncUninterruptibly();
+        if (!group.shutdownGracefully(0, 2, TimeUnit.SECONDS).awaitUninterruptibly(3, TimeUnit.SECONDS)) {
+            LOG.warn("vhost-user: the control loop did not end within 3 s; left to the end of the process");
+        }
     }
 }

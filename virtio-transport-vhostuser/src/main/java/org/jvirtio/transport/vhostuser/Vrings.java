@@ -47,7 +47,8 @@ final class Vrings {
 
     /** Per-queue state as the front-end set it. */
     private static final class Vring {
-        final SplitQueue queue;
+        /** Replaced when a stop abandoned requests: the old one stays with them (see {@link #stopRunning}). */
+        SplitQueue queue;
         int num;
         VringAddr addr;
         int base;
@@ -67,16 +68,22 @@ final class Vrings {
     private final Vring[] vrings;
     private final DeviceQueues queues;
     private final Session session;
+    private final SplitQueue.ViolationListener onViolation;
 
     Vrings(DeviceQueues queues, Session session, SplitQueue.ViolationListener onViolation) {
         this.queues = queues;
         this.session = session;
+        this.onViolation = onViolation;
         this.vrings = new Vring[queues.device().queueCount()];
         for (int i = 0; i < vrings.length; i++) {
-            SplitQueue q = new SplitQueue(i, queues.device().maxChainLength());
-            q.setViolationListener(onViolation);
-            vrings[i] = new Vring(q);
+            vrings[i] = new Vring(newQueue(i));
         }
+    }
+
+    private SplitQueue newQueue(int index) {
+        SplitQueue q = new SplitQueue(index, queues.device().maxChainLength());
+        q.setViolationListener(onViolation);
+        return q;
     }
 
     int count() {
@@ -329,14 +336,35 @@ final class Vrings {
         session.beforeFirstStart();
         EventFd call = v.call;
         Interrupt irq = call == null ? Interrupt.NONE : call::signal;
-        queues.start(new QueueBinding(v.queue.index(), v.queue, v.kick, irq));
+        queues.start(new QueueBinding(v.queue.index(), v.queue, v.kick, irq), session.memory());
         v.running = true;
     }
 
+    /**
+     * Stops the queue, waiting for what is in flight up to the drain limit. When the stop gave
+     * up, the abandoned requests keep the old queue object (its chains are theirs until they
+     * complete into nothing) and the ring goes on with a new one, at the same indices: the
+     * front-end resumes from the avail index we were at, and the abandoned heads never come back.
+     */
     private void stopRunning(Vring v) {
         if (v.running) {
             v.running = false;
-            queues.stop(v.queue.index());
+            if (!queues.stop(v.queue.index())) {
+                SplitQueue old = v.queue;
+                SplitQueue fresh = newQueue(old.index());
+                if (v.active) {
+                    GuestMemory memory = session.memory();
+                    long d = memory.userToGuest(v.addr.desc(), SplitRingLayout.descTableBytes(v.num));
+                    long a = memory.userToGuest(v.addr.avail(), SplitRingLayout.availBytes(v.num));
+                    long u = memory.userToGuest(v.addr.used(), SplitRingLayout.usedBytes(v.num));
+                    try {
+                        fresh.activate(memory, v.num, d, a, u, session.features(), old.nextAvail(), old.nextUsed());
+                    } catch (RingConfigurationException e) {
+                        v.active = false; // cannot be: the same geometry was accepted before
+                    }
+                }
+                v.queue = fresh;
+            }
         }
     }
 

@@ -26,6 +26,11 @@ final class EchoDevice implements VirtioDevice {
     final AtomicInteger stops = new AtomicInteger();
     final AtomicInteger resets = new AtomicInteger();
     volatile DeviceContext context;
+    /** Storage that stops answering: chains are taken and held until {@link #unstall()}. */
+    volatile boolean stall;
+    private volatile boolean released;
+    final AtomicInteger stalled = new AtomicInteger();
+    private final java.util.List<org.jvirtio.api.EventFd> completionFds = new java.util.concurrent.CopyOnWriteArrayList<>();
 
     EchoDevice(int queues) {
         this.queues = queues;
@@ -80,13 +85,58 @@ final class EchoDevice implements VirtioDevice {
         activations.incrementAndGet();
     }
 
+    /** Lets every held chain complete (with nothing written). */
+    void unstall() {
+        stall = false;
+        released = true;
+        completionFds.forEach(org.jvirtio.api.EventFd::signal);
+    }
+
     /** Echoes complemented bytes; counts opens (starts) and closes (stops). */
     @Override
     public QueueHandler openQueue(QueueBinding q) {
         starts.incrementAndGet();
+        org.jvirtio.api.EventFd completion;
+        try {
+            completion = org.jvirtio.api.EventFd.create(true);
+        } catch (org.jvirtio.api.linux.ErrnoException e) {
+            throw new IllegalStateException(e);
+        }
+        completionFds.add(completion);
+        java.util.List<Integer> held = new java.util.ArrayList<>();
         return new QueueHandler() {
+            private org.jvirtio.api.QueueCompletions done;
+
+            @Override
+            public void open(org.jvirtio.api.QueueCompletions completions) {
+                done = completions;
+            }
+
+            @Override
+            public int completionFd() {
+                return completion.fd();
+            }
+
+            @Override
+            public int outstanding() {
+                return released ? held.size() : 0;
+            }
+
+            @Override
+            public void reap() {
+                if (released) {
+                    held.forEach(slot -> done.complete(slot, 0));
+                    held.clear();
+                }
+            }
+
             @Override
             public int start(DescriptorChain chain, int slot) {
+                if (stall) {
+                    held.add(slot);
+                    stalled.incrementAndGet();
+                    return PENDING;
+                }
                 ChainReader r = chain.reader();
                 ChainWriter w = chain.writer();
                 int n = (int) Math.min(r.remaining(), w.remaining());
@@ -98,6 +148,8 @@ final class EchoDevice implements VirtioDevice {
 
             @Override
             public void close() {
+                completionFds.remove(completion);
+                completion.close();
                 stops.incrementAndGet();
             }
         };

@@ -585,6 +585,81 @@ class VhostUserBackendTest {
         }
     }
 
+    /**
+     * Storage that stops answering cannot freeze the control loop (issue 14, item 3; before, the
+     * GET_VRING_BASE here was never answered): the ring stop gives up at the drain limit, the
+     * ring goes on without the held request, the memory it may still be written through stays
+     * mapped after the front-end left, and is unmapped once the storage finishes.
+     */
+    @Test
+    void stalledStorageDoesNotFreezeTheControlLoopAndKeepsItsMemoryMapped() throws Exception {
+        backend.close();
+        backend = VhostUserBackend.start(socket, device, org.jvirtio.host.QueueHost.THREAD_PER_QUEUE,
+                new BackendOptions(false, java.time.Duration.ofMillis(300)));
+        var disconnected = backend.nextDisconnect();
+        try (FrontendRig rig = new FrontendRig(socket)) {
+            rig.negotiate();
+            rig.fe.setMemTable(rig.memory);
+            SplitQueueDriver d = rig.queue(0, 16);
+            assertEquals(4, rig.echo(0, new byte[4]));
+            device.stall = true;
+            assertTrue(d.add(new long[] {FrontendRig.DATA}, new int[] {8}, 1, 0, 99) >= 0);
+            d.publish();
+            rig.kicks.get(0).signal();
+            long deadline = System.nanoTime() + 5_000_000_000L;
+            while (device.stalled.get() == 0) {
+                assertTrue(System.nanoTime() < deadline, "the request never reached the device");
+                Thread.sleep(1);
+            }
+            long t0 = System.nanoTime();
+            assertEquals(2, rig.fe.getVringBase(0), "the ring stops after the held request");
+            assertTrue(System.nanoTime() - t0 < 3_000_000_000L, "answered after the drain limit, not never");
+            // The ring goes on without it, from where it was.
+            device.stall = false;
+            rig.fe.setVringBase(0, 2);
+            rig.fe.setVringKick(0, rig.kicks.get(0));
+            assertEquals(6, rig.echo(0, new byte[6]));
+            assertEquals(2, rig.fe.getQueueNum(), "the control loop answers");
+        }
+        disconnected.get(10, TimeUnit.SECONDS);
+        assertTrue(guestMappings() >= 1, "the backend keeps the memory the held request may still be written into");
+        device.unstall();
+        long deadline = System.nanoTime() + 5_000_000_000L;
+        while (guestMappings() > 0) {
+            assertTrue(System.nanoTime() < deadline, "the memory was never unmapped after the storage finished");
+            Thread.sleep(5);
+        }
+    }
+
+    /** SIGTERM's path: closing the backend ends within seconds although the storage never answers. */
+    @Test
+    void closeEndsWithinSecondsWhateverTheStorageDoes() throws Exception {
+        org.jvirtio.host.IoThreads threads = new org.jvirtio.host.IoThreads(1, 0);
+        backend.close();
+        backend = VhostUserBackend.start(socket, device, threads, BackendOptions.DEFAULT);
+        try (FrontendRig rig = new FrontendRig(socket)) {
+            rig.negotiate();
+            rig.fe.setMemTable(rig.memory);
+            SplitQueueDriver d = rig.queue(0, 16);
+            device.stall = true;
+            assertTrue(d.add(new long[] {FrontendRig.DATA}, new int[] {8}, 1, 0, 99) >= 0);
+            d.publish();
+            rig.kicks.get(0).signal();
+            long deadline = System.nanoTime() + 5_000_000_000L;
+            while (device.stalled.get() == 0) {
+                assertTrue(System.nanoTime() < deadline, "the request never reached the device");
+                Thread.sleep(1);
+            }
+            long t0 = System.nanoTime();
+            backend.close();
+            threads.close();
+            long took = System.nanoTime() - t0;
+            assertTrue(took < 5_000_000_000L, "closed in " + took / 1_000_000 + " ms");
+        } finally {
+            device.unstall();
+        }
+    }
+
     @Test
     void secondConcurrentFrontendIsRefused() throws Exception {
         try (FrontendRig first = new FrontendRig(socket)) {
