@@ -145,6 +145,10 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         // that negotiates REPLY_ACK with NEED_REPLY on that very message (the Linux kernel's
         // vhost-user driver does) waits for the ack, as libvhost-user gives it.
         boolean ack = m.needsReply() && protocol(PROTOCOL_F_REPLY_ACK);
+        String refused = gate(request);
+        if (refused != null) {
+            throw new VhostUserProtocolException(name + " " + refused);
+        }
         byte[] reply = switch (request) {
             case GetFeatures g -> VhostUserMessage.u64(FeatureNegotiation.offered(device) | F_PROTOCOL_FEATURES);
             case SetFeatures s -> {
@@ -219,7 +223,14 @@ final class BackendSession implements DeviceContext, AutoCloseable {
                     throw new VhostUserProtocolException(name + ": status " + DeviceStatus.describe(s.status())
                             + " cannot follow " + DeviceStatus.describe(current));
                 }
-                status = s.status() == 0 ? 0 : s.status() | (status & DeviceStatus.DEVICE_NEEDS_RESET);
+                if (s.status() == 0) {
+                    statusReset();
+                } else {
+                    status = s.status() | (status & DeviceStatus.DEVICE_NEEDS_RESET);
+                    if ((s.status() & DeviceStatus.DRIVER_OK) != 0) {
+                        vrings.startStopped();
+                    }
+                }
                 yield null;
             }
             case GetStatus g -> VhostUserMessage.u64(status);
@@ -233,6 +244,56 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         } else if (ack && !(request instanceof Unsupported)) {
             send(m.request(), VhostUserMessage.u64(0));
         }
+    }
+
+    /**
+     * Why {@code request} may not be sent on this connection, or null. vhost-user.rst gates these
+     * requests on a protocol feature having been negotiated (GET_QUEUE_NUM on MQ having been
+     * offered); a front-end that sends one anyway is refused as for any failed check.
+     */
+    private String gate(FrontendRequest request) {
+        int bit = switch (request) {
+            case GetConfig g -> PROTOCOL_F_CONFIG;
+            case SetConfig s -> PROTOCOL_F_CONFIG;
+            case SetBackendReqFd s -> PROTOCOL_F_BACKEND_REQ;
+            case ResetDevice r -> PROTOCOL_F_RESET_DEVICE;
+            case GetMaxMemSlots g -> PROTOCOL_F_CONFIGURE_MEM_SLOTS;
+            case AddMemReg a -> PROTOCOL_F_CONFIGURE_MEM_SLOTS;
+            case RemMemReg r -> PROTOCOL_F_CONFIGURE_MEM_SLOTS;
+            case SetStatus s -> PROTOCOL_F_STATUS;
+            case GetStatus g -> PROTOCOL_F_STATUS;
+            case GetQueueNum g -> {
+                if ((offeredProtocolFeatures & (1L << PROTOCOL_F_MQ)) == 0) {
+                    yield -2;
+                }
+                yield -1;
+            }
+            default -> -1;
+        };
+        if (bit == -2) {
+            return "is only for a back-end that offers PROTOCOL_F_MQ, and this device has one queue";
+        }
+        if (bit >= 0 && !protocol(bit)) {
+            return "needs protocol feature " + VhostUserProtocol.protocolFeatureName(bit) + ", which was not negotiated";
+        }
+        return null;
+    }
+
+    /**
+     * SET_STATUS 0: the driver reset the device. Its queues stop (requests in flight complete
+     * first, within the drain limit) and the device model resets; the rings keep what the
+     * front-end set and where they stopped, because QEMU up to 7.2 sends this before the
+     * GET_VRING_BASE of each ring (8.0 on sends it after), and GET_VRING_BASE must still return
+     * the true next avail index: QEMU resumes from it after a pause or a migration, and a 0 would
+     * make the device replay every request in the ring.
+     */
+    private void statusReset() {
+        vrings.stopAll();
+        if (activated) {
+            device.reset();
+            activated = false;
+        }
+        status = 0;
     }
 
     /** A request jvirtio does not implement: refused with a REPLY_ACK failure, or the connection closes. */

@@ -66,6 +66,15 @@ public final class VhostUserProtocol {
     public static final int PROTOCOL_F_STATUS = 16;
 
     /** Every protocol feature the jvirtio backend implements (offered as far as the device has what they need). */
+    private static final String[] PROTOCOL_FEATURE_NAMES = {"MQ", "LOG_SHMFD", "RARP", "REPLY_ACK", "MTU", "BACKEND_REQ",
+        "CROSS_ENDIAN", "CRYPTO_SESSION", "PAGEFAULT", "CONFIG", "BACKEND_SEND_FD", "HOST_NOTIFIER", "INFLIGHT_SHMFD",
+        "RESET_DEVICE", "INBAND_NOTIFICATIONS", "CONFIGURE_MEM_SLOTS", "STATUS", "XEN_MMAP", "SHARED_OBJECT", "DEVICE_STATE"};
+
+    /** The spec's name of protocol feature {@code bit} (PROTOCOL_F_CONFIG for 9). */
+    public static String protocolFeatureName(int bit) {
+        return "PROTOCOL_F_" + (bit >= 0 && bit < PROTOCOL_FEATURE_NAMES.length ? PROTOCOL_FEATURE_NAMES[bit] : bit);
+    }
+
     public static final long BACKEND_PROTOCOL_FEATURES = (1L << PROTOCOL_F_MQ) | (1L << PROTOCOL_F_REPLY_ACK)
             | (1L << PROTOCOL_F_CONFIG) | (1L << PROTOCOL_F_BACKEND_REQ) | (1L << PROTOCOL_F_RESET_DEVICE)
             | (1L << PROTOCOL_F_CONFIGURE_MEM_SLOTS) | (1L << PROTOCOL_F_STATUS);

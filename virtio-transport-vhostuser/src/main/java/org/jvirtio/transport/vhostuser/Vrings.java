@@ -59,6 +59,8 @@ final class Vrings {
         boolean started;
         boolean active;
         boolean running;
+        /** How the running queue interrupts the driver; its call fd can change under it. */
+        CallFd interrupt;
 
         Vring(SplitQueue queue) {
             this.queue = queue;
@@ -211,12 +213,24 @@ final class Vrings {
                 }
             }
             case CALL -> {
-                boolean wasRunning = v.running;
-                stopRunning(v);
-                close(v.call);
-                v.call = fd;
-                if (wasRunning) {
-                    startRunningIfReady(v);
+                if (v.running && v.interrupt.retiredCount() < CallFd.MAX_RETIRED) {
+                    // Swapped under the running queue, without a drain (which could take as long
+                    // as the storage likes): the queue thread closes the old fd itself.
+                    v.interrupt.swap(fd);
+                    v.call = fd;
+                } else {
+                    boolean wasRunning = v.running;
+                    stopRunning(v);
+                    close(v.call);
+                    v.call = fd;
+                    if (wasRunning) {
+                        startRunningIfReady(v);
+                    }
+                }
+                if (fd != null) {
+                    // As libvhost-user: a driver that reconnected may wait for an interrupt for
+                    // used buffers published before it gave us this fd.
+                    fd.signal();
                 }
             }
             case ERR -> {
@@ -267,6 +281,23 @@ final class Vrings {
             }
         }
         for (Vring v : wereRunning) {
+            startRunningIfReady(v);
+        }
+    }
+
+    /**
+     * Stops every running queue and keeps everything else (ring settings, fds, where each ring
+     * stopped): a device reset by SET_STATUS 0, which may come before GET_VRING_BASE.
+     */
+    void stopAll() {
+        for (Vring v : vrings) {
+            stopRunning(v);
+        }
+    }
+
+    /** Starts the rings that are started and enabled but not running (DRIVER_OK after SET_STATUS 0 without a ring restart). */
+    void startStopped() {
+        for (Vring v : vrings) {
             startRunningIfReady(v);
         }
     }
@@ -334,9 +365,8 @@ final class Vrings {
             }
         }
         session.beforeFirstStart();
-        EventFd call = v.call;
-        Interrupt irq = call == null ? Interrupt.NONE : call::signal;
-        queues.start(new QueueBinding(v.queue.index(), v.queue, v.kick, irq), session.memory());
+        v.interrupt = new CallFd(v.call);
+        queues.start(new QueueBinding(v.queue.index(), v.queue, v.kick, v.interrupt), session.memory());
         v.running = true;
     }
 
@@ -349,7 +379,11 @@ final class Vrings {
     private void stopRunning(Vring v) {
         if (v.running) {
             v.running = false;
-            if (!queues.stop(v.queue.index())) {
+            boolean drained = queues.stop(v.queue.index());
+            // The queue thread no longer signals: call fds swapped out under it are closed here.
+            v.interrupt.closeRetired();
+            v.interrupt = null;
+            if (!drained) {
                 SplitQueue old = v.queue;
                 SplitQueue fresh = newQueue(old.index());
                 if (v.active) {
@@ -365,6 +399,55 @@ final class Vrings {
                 }
                 v.queue = fresh;
             }
+        }
+    }
+
+    /**
+     * A queue's interrupt: the call eventfd the front-end set, which SET_VRING_CALL may replace
+     * while the queue runs. Only the queue's thread signals; the control thread swaps. A fd
+     * swapped out is closed by the queue thread at its next signal (before it reads the current
+     * one, so it never writes to a closed fd, or to whatever reused its number), or by the
+     * control thread once the queue stopped. One volatile read per interrupt, which is a
+     * write(2) anyway.
+     */
+    static final class CallFd implements Interrupt {
+        /** More swaps than this while the queue never signalled: the next one drains instead. */
+        static final int MAX_RETIRED = 8;
+        private volatile EventFd current;
+        private volatile boolean anyRetired;
+        private final List<EventFd> retired = new ArrayList<>();
+
+        CallFd(EventFd initial) {
+            this.current = initial;
+        }
+
+        @Override
+        public void signal() {
+            if (anyRetired) {
+                closeRetired();
+            }
+            EventFd c = current;
+            if (c != null) {
+                c.signal();
+            }
+        }
+
+        synchronized void swap(EventFd next) {
+            if (current != null) {
+                retired.add(current);
+                anyRetired = true;
+            }
+            current = next;
+        }
+
+        synchronized int retiredCount() {
+            return retired.size();
+        }
+
+        synchronized void closeRetired() {
+            anyRetired = false;
+            retired.forEach(EventFd::close);
+            retired.clear();
         }
     }
 

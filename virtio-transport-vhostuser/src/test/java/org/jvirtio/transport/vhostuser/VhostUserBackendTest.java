@@ -51,7 +51,7 @@ class VhostUserBackendTest {
         assertTrue(Files.exists(socket));
         backend = VhostUserBackend.start(socket, new EchoDevice(1));
         try (FrontendRig rig = new FrontendRig(socket)) {
-            assertEquals(1, rig.fe.getQueueNum(), "the new backend answers");
+            assertEquals(0, rig.fe.getProtocolFeatures() & (1L << VhostUserProtocol.PROTOCOL_F_MQ), "the new backend (one queue) answers");
         }
     }
 
@@ -78,7 +78,7 @@ class VhostUserBackendTest {
             backend.close(); // the old one goes after the new one took the path
             assertTrue(Files.exists(socket), "the replacement's socket is still there");
             try (FrontendRig rig = new FrontendRig(socket)) {
-                assertEquals(1, rig.fe.getQueueNum(), "and the replacement answers on it");
+                assertEquals(0, rig.fe.getProtocolFeatures() & (1L << VhostUserProtocol.PROTOCOL_F_MQ), "and the replacement (one queue) answers on it");
             }
         } finally {
             replacement.close();
@@ -520,6 +520,7 @@ class VhostUserBackendTest {
             rig.negotiate();
             rig.fe.setMemTable(rig.memory);
             SplitQueueDriver d = rig.queue(0, 16);
+            rig.calls.get(0).read(); // the backend signals a call fd once when it takes it
             assertEquals(0, org.jvirtio.api.linux.Libc.eventfdWrite(rig.calls.get(0).fd(), 0xffff_ffff_ffff_fffeL));
             for (int i = 0; i < 3; i++) {
                 long in = 0x100000 + 0x1000L * i;
@@ -657,6 +658,86 @@ class VhostUserBackendTest {
             assertTrue(took < 5_000_000_000L, "closed in " + took / 1_000_000 + " ms");
         } finally {
             device.unstall();
+        }
+    }
+
+    /**
+     * SET_STATUS 0 resets the device (issue 14, item 8; before, it was only stored). QEMU 7.2
+     * sends it before GET_VRING_BASE, 8.0 on after: either way the queue stops, the device
+     * resets, GET_VRING_BASE still says where the ring stopped, and the next driver session
+     * resumes there.
+     */
+    @Test
+    void setStatusZeroResetsTheDeviceAndKeepsWhereTheRingStopped() throws Exception {
+        int full = DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK;
+        for (boolean qemu72 : new boolean[] {true, false}) {
+            int resets = device.resets.get();
+            try (FrontendRig rig = new FrontendRig(socket)) {
+                rig.negotiate();
+                rig.fe.setMemTable(rig.memory);
+                rig.queue(0, 16);
+                rig.fe.setStatus(full);
+                for (int i = 0; i < 3; i++) {
+                    rig.echo(0, new byte[3]);
+                }
+                int stops = device.stops.get();
+                int base;
+                if (qemu72) {
+                    rig.fe.setStatus(0);
+                    assertEquals(stops + 1, device.stops.get(), "the queue stopped at SET_STATUS 0");
+                    assertEquals(resets + 1, device.resets.get(), "the device reset at SET_STATUS 0");
+                    base = rig.fe.getVringBase(0);
+                } else {
+                    base = rig.fe.getVringBase(0);
+                    rig.fe.setStatus(0);
+                    assertEquals(resets + 1, device.resets.get(), "the device reset at SET_STATUS 0");
+                }
+                assertEquals(3, base, "GET_VRING_BASE says where the ring stopped");
+                assertEquals(0, rig.fe.getStatus());
+                // The next driver session, as QEMU starts it: features, memory, ring at the base.
+                rig.fe.setFeatures(rig.features);
+                rig.fe.setMemTable(rig.memory);
+                rig.fe.setVringBase(0, base);
+                rig.fe.setVringKick(0, rig.kicks.get(0));
+                rig.fe.setStatus(full);
+                assertEquals(5, rig.echo(0, new byte[5]));
+            }
+        }
+    }
+
+    /**
+     * SET_VRING_CALL on a running ring swaps the fd without draining (issue 14, item 8; before,
+     * it waited for the held request, up to the drain limit) and signals the new fd once; the
+     * next completion interrupts through the new fd, and the old one is closed.
+     */
+    @Test
+    void setVringCallSwapsTheFdOfARunningRingWithoutADrain() throws Exception {
+        try (FrontendRig rig = new FrontendRig(socket); EventFd newCall = EventFd.create(true)) {
+            rig.negotiate();
+            rig.fe.setMemTable(rig.memory);
+            SplitQueueDriver d = rig.queue(0, 16);
+            rig.echo(0, new byte[2]);
+            long fdsBefore = count(Path.of("/proc/self/fd"));
+            device.stall = true;
+            assertTrue(d.add(new long[] {FrontendRig.DATA}, new int[] {8}, 1, 0, 99) >= 0);
+            d.publish();
+            rig.kicks.get(0).signal();
+            long deadline = System.nanoTime() + 5_000_000_000L;
+            while (device.stalled.get() == 0) {
+                assertTrue(System.nanoTime() < deadline, "the request never reached the device");
+                Thread.sleep(1);
+            }
+            int stops = device.stops.get();
+            long t0 = System.nanoTime();
+            rig.fe.setVringCall(0, newCall);
+            assertTrue(System.nanoTime() - t0 < 1_000_000_000L, "answered at once although a request is in flight");
+            assertEquals(stops, device.stops.get(), "the queue kept running");
+            assertTrue(newCall.await(5000) > 0, "the new fd is signalled once at the swap");
+            d.enableInterrupts();
+            device.unstall();
+            assertTrue(newCall.await(5000) > 0, "the completion interrupts through the new fd");
+            assertEquals(1, d.pollUsed((h, t, l) -> assertEquals(99L, t)));
+            assertEquals(fdsBefore, count(Path.of("/proc/self/fd")), "the old call fd was closed (and no other leaked)");
         }
     }
 
