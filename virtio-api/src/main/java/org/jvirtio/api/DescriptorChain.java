@@ -78,6 +78,30 @@ public abstract class DescriptorChain {
         }
     }
 
+    /** Buffers the chain can hold before its arrays grow. For queue implementations (memory accounting). */
+    protected final int capacity() {
+        return regions.length;
+    }
+
+    /**
+     * Gives back arrays grown past the initial capacity (the chain holds no buffers afterwards);
+     * returns how many entries of capacity that freed. For queue implementations that bound what
+     * their pool keeps.
+     */
+    protected final int trim() {
+        int freed = regions.length - INITIAL_CAPACITY;
+        if (freed > 0) {
+            regions = new int[INITIAL_CAPACITY];
+            offsets = new long[INITIAL_CAPACITY];
+            lengths = new int[INITIAL_CAPACITY];
+        }
+        count = 0;
+        readableCount = 0;
+        readableBytes = 0;
+        writableBytes = 0;
+        return Math.max(0, freed);
+    }
+
     private void grow() {
         int n = regions.length * 2;
         regions = java.util.Arrays.copyOf(regions, n);

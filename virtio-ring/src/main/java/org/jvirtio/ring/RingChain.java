@@ -17,6 +17,17 @@ final class RingChain extends DescriptorChain {
         reset(memory, head);
     }
 
+    /** Chains of up to this many buffers are never trimmed: what large guest I/O needs. */
+    static final int KEEP_BUFFERS = 256;
+
+    int bufferCapacity() {
+        return capacity();
+    }
+
+    int trimBuffers() {
+        return trim();
+    }
+
     void add(int region, long offset, int length, boolean writable) {
         append(region, offset, length, writable);
     }

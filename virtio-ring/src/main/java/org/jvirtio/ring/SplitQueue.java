@@ -35,10 +35,19 @@ import static org.jvirtio.ring.SplitRingLayout.*;
  *
  * <p><b>Allocation.</b> Chains come from a per-queue pool of {@code size} objects whose buffer
  * arrays grow to the largest chain seen and are then reused: no allocation per chain in steady
- * state.
+ * state. What the pool keeps is bounded ({@link #RETAINED_BUFFERS}): a guest that once sent
+ * every chain at the longest length would otherwise leave 16 bytes per buffer times 1024 times
+ * 1024 (16 MiB) behind on one queue. Past the bound, a long chain returned to the pool gives its
+ * arrays back.
  */
 public final class SplitQueue implements Virtqueue {
     private static final Logger LOG = LoggerFactory.getLogger(SplitQueue.class);
+
+    /**
+     * Buffer entries (16 bytes each) the chain pool keeps grown, all chains together: 1 MiB, room
+     * for 128 chains of 512 buffers, well above what a guest's large I/O keeps in flight.
+     */
+    public static final int RETAINED_BUFFERS = 65_536;
 
     /** Buffers per chain a device accepts unless told otherwise (QEMU's VIRTQUEUE_MAX_SIZE). */
     public static final int DEFAULT_MAX_CHAIN_BUFFERS = 1024;
@@ -86,6 +95,8 @@ public final class SplitQueue implements Virtqueue {
     private long cachedRegionSize;
 
     // ---- chain pool ----
+    /** Buffer entries the pool's chains hold grown beyond their initial capacity, all together. */
+    private long retained;
     private RingChain[] pool = new RingChain[0];
     private int[] free = new int[0];
     private boolean[] inUse = new boolean[0];
@@ -215,6 +226,7 @@ public final class SplitQueue implements Virtqueue {
             }
             free = new int[n];
             inUse = new boolean[n];
+            retained = 0;
         }
         for (int i = 0; i < n; i++) {
             free[i] = n - 1 - i;
@@ -249,6 +261,11 @@ public final class SplitQueue implements Virtqueue {
     /** The next avail slot the device will read: vhost-user GET_VRING_BASE's answer. */
     public int nextAvail() {
         return nextAvail;
+    }
+
+    /** Buffer entries the chain pool holds grown past their initial capacity (bounded near {@link #RETAINED_BUFFERS}). */
+    public long retainedBuffers() {
+        return retained;
     }
 
     /** The next used slot the device will write. */
@@ -357,11 +374,14 @@ public final class SplitQueue implements Virtqueue {
         }
         RingChain chain = pool[free[--freeTop]];
         boolean ok;
+        int capacity = chain.bufferCapacity();
         try {
             ok = walk(chain, head);
         } catch (InternalError e) {
             free[freeTop++] = chain.slot;
             throw e;
+        } finally {
+            retained += chain.bufferCapacity() - capacity;
         }
         if (!ok) {
             free[freeTop++] = chain.slot;
@@ -556,6 +576,9 @@ public final class SplitQueue implements Virtqueue {
         }
         inUse[slot] = false;
         free[freeTop++] = slot;
+        if (retained > RETAINED_BUFFERS && pool[slot].bufferCapacity() > RingChain.KEEP_BUFFERS) {
+            retained -= pool[slot].trimBuffers();
+        }
         if (!active || violation != null) {
             return; // nothing more is written to a broken or stopped ring
         }

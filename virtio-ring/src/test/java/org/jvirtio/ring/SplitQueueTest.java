@@ -180,6 +180,41 @@ class SplitQueueTest {
         assertEquals(0x11223344L, c.reader().readU32());
     }
 
+    /**
+     * Issue 14, item 9: a guest that sends every chain at the longest length (here 256 chains
+     * through one shared indirect table of 1024 buffers) no longer leaves the pool holding 16
+     * bytes per buffer for all of them: what the pool keeps grown is bounded, and short chains
+     * afterwards still need no allocation.
+     */
+    @Test
+    void whatTheChainPoolKeepsIsBoundedAfterAFloodOfLongestChains() throws Exception {
+        ring(256, false, true);
+        long table = HIGH;
+        for (int i = 0; i < 1024; i++) {
+            f.descAt(table + 16L * i, DATA, 1, DESC_F_WRITE | (i < 1023 ? DESC_F_NEXT : 0), i + 1);
+        }
+        f.desc(0, table, 16 * 1024, DESC_F_INDIRECT, 0);
+        for (int round = 0; round < 2; round++) {
+            java.util.List<DescriptorChain> chains = new java.util.ArrayList<>();
+            for (int i = 0; i < 256; i++) {
+                f.push(0);
+            }
+            DescriptorChain c;
+            while ((c = f.queue.pop()) != null) {
+                assertEquals(1024, c.bufferCount());
+                chains.add(c);
+            }
+            assertEquals(256, chains.size());
+            for (DescriptorChain done : chains) {
+                f.queue.addUsed(done, 1);
+            }
+            f.queue.publishUsed();
+            assertTrue(f.queue.retainedBuffers() <= SplitQueue.RETAINED_BUFFERS,
+                    "round " + round + ": the pool keeps " + f.queue.retainedBuffers() + " buffer entries");
+        }
+        assertTrue(f.violations.isEmpty(), f.violations.toString());
+    }
+
     @Test
     void directDescriptorsFollowedByAnIndirectTable() throws Exception {
         ring(8, false, true);
