@@ -67,6 +67,12 @@ class HostileRingFuzzTest {
     void servingGarbageNeverThrowsAndAnswersOrBreaks(String kind) throws Exception {
         assumeTrue(!kind.endsWith("io_uring") || UringIoFactory.available(), "io_uring is not available here");
         int rounds = Integer.getInteger("jvirtio.fuzz.rounds", 1000);
+        // A soak (bench/soak.sh): as many rounds as fit, printing the process's fds and mappings as it goes.
+        long minutes = Long.getLong("jvirtio.fuzz.minutes", 0);
+        long until = System.nanoTime() + minutes * 60_000_000_000L;
+        if (minutes > 0) {
+            rounds = Integer.MAX_VALUE;
+        }
         long seed = Long.getLong("jvirtio.fuzz.seed", 0x6a7669727469L);
         MemoryMapping ma = MemoryMapping.memfd("a", A_SIZE);
         MemoryMapping mb = MemoryMapping.memfd("b", B_SIZE);
@@ -92,6 +98,14 @@ class HostileRingFuzzTest {
         int answered = 0;
         try {
             for (int round = 0; round < rounds; round++) {
+                if (minutes > 0 && round % 20_000 == 0) {
+                    System.out.printf("soak %s: round %d, %d fds, %d mappings%n", kind, round, count("/proc/self/fd"),
+                            java.nio.file.Files.readAllLines(Path.of("/proc/self/maps")).size());
+                    if (System.nanoTime() - until > 0) {
+                        rounds = round;
+                        break;
+                    }
+                }
                 String where = "seed " + seed + " round " + round + " (" + kind + ")";
                 long[] writableBytes = new long[QSIZE];
                 fill(mem, rnd, writableBytes);
@@ -383,5 +397,11 @@ class HostileRingFuzzTest {
 
     private static long pickLong(Random rnd, long[] from) {
         return from[rnd.nextInt(from.length)];
+    }
+
+    private static long count(String dir) throws java.io.IOException {
+        try (var l = java.nio.file.Files.list(Path.of(dir))) {
+            return l.count();
+        }
     }
 }

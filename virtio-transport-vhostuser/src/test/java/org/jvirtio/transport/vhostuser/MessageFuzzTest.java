@@ -61,6 +61,12 @@ class MessageFuzzTest {
     @ValueSource(strings = {"echo", "blk"})
     void randomSessionsNeverHangLeakOrStopTheBackend(String kind) throws Exception {
         int sessions = Integer.getInteger("jvirtio.fuzz.sessions", 300);
+        // A soak (bench/soak.sh): as many sessions as fit, printing the backend's fds and mappings as it goes.
+        long minutes = Long.getLong("jvirtio.fuzz.minutes", 0);
+        long until = System.nanoTime() + minutes * 60_000_000_000L;
+        if (minutes > 0) {
+            sessions = Integer.MAX_VALUE;
+        }
         long seed = Long.getLong("jvirtio.fuzz.seed", 0x76686f7374L);
         Path socket = dir.resolve("fuzz.sock");
         EchoDevice echo = new EchoDevice(QUEUES);
@@ -93,6 +99,14 @@ class MessageFuzzTest {
             int closedByBackend = 0;
             int messages = 0;
             for (int s = 0; s < sessions; s++) {
+                if (minutes > 0 && s % 2000 == 0) {
+                    System.out.printf("soak %s: session %d, %d fds, %d guest mappings, %d mappings in all%n", kind, s, openFds(), mappings(),
+                            allMappings());
+                    if (System.nanoTime() - until > 0) {
+                        sessions = s;
+                        break;
+                    }
+                }
                 String where = "seed " + seed + " session " + s;
                 var disconnect = backend.nextDisconnect();
                 List<EventFd> fds = new ArrayList<>();
@@ -168,6 +182,12 @@ class MessageFuzzTest {
             }
             guest.release();
             mem.release();
+        }
+    }
+
+    private static long allMappings() throws IOException {
+        try (var lines = Files.lines(Path.of("/proc/self/maps"))) {
+            return lines.count();
         }
     }
 
