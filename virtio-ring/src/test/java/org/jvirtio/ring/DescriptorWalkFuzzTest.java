@@ -29,7 +29,7 @@ import static org.junit.jupiter.api.Assertions.*;
  * entries themselves are not checked: a guest may hand out its own rings as buffers.)
  *
  * <p>Plain {@code verify} runs the committed inputs under {@code DescriptorWalkFuzzTestInputs}
- * (regression mode); {@code JAZZER_FUZZ=1} fuzzes (see docs/TESTING.md).
+ * (regression mode); {@code JAZZER_FUZZ=1} fuzzes (bench/fuzz.sh).
  */
 class DescriptorWalkFuzzTest {
     static final long REGION = 0x4000;

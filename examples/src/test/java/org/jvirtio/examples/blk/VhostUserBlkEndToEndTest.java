@@ -283,6 +283,8 @@ class VhostUserBlkEndToEndTest {
             {"--socket", sock, "--ram", "1M", "--null", "1M"},
             {"--socket", sock, "--ram", "1M", "--queues", "0"},
             {"--socket", sock, "--ram", "1M", "--direct"},
+            {"--socket", sock, "--ram", "1M", "--drain-timeout", "0"},
+            {"--socket", sock, "--ram", "1M", "--drain-timeout", "soon"},
             {"--ram", "1M"},
         };
         for (String[] args : cases) {
