@@ -1,7 +1,9 @@
-/** The virtio-mmio transport (VIRTIO 1.3, 4.2). Not implemented yet: only the module shape exists. */
+/** The virtio-mmio transport (VIRTIO 1.3, 4.2): a register window a VMM embeds. */
 module org.jvirtio.transport.mmio {
-    requires org.jvirtio.api;
-    requires org.jvirtio.ring;
+    requires transitive org.jvirtio.api;
+    requires transitive org.jvirtio.ring;
+    requires transitive org.jvirtio.host;
+    requires org.slf4j;
 
-    // exports org.jvirtio.transport.mmio once it holds code (javac refuses to export a package with no class)
+    exports org.jvirtio.transport.mmio;
 }

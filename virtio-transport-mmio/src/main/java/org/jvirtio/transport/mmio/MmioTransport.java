@@ -1,0 +1,601 @@
+package org.jvirtio.transport.mmio;
+
+import java.util.concurrent.atomic.AtomicInteger;
+
+import org.jvirtio.api.DeviceContext;
+import org.jvirtio.api.DeviceStatus;
+import org.jvirtio.api.EventFd;
+import org.jvirtio.api.FeatureNegotiation;
+import org.jvirtio.api.GuestMemory;
+import org.jvirtio.api.QueueBinding;
+import org.jvirtio.api.RateLimitedLog;
+import org.jvirtio.api.VirtioDevice;
+import org.jvirtio.api.VirtioFeatures;
+import org.jvirtio.api.linux.ErrnoException;
+import org.jvirtio.host.DeviceQueues;
+import org.jvirtio.host.QueueHost;
+import org.jvirtio.ring.RingConfigurationException;
+import org.jvirtio.ring.RingViolation;
+import org.jvirtio.ring.SplitQueue;
+import org.jvirtio.ring.SplitRingLayout;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * One virtio device behind a virtio-mmio version 2 register window (VIRTIO 1.3, 4.2.2), for a
+ * VMM that traps its guest's accesses to the window and hands them over: {@link #read} and
+ * {@link #write} from its MMIO exit handler, with the offset inside the window and the access
+ * width. The device is any {@link VirtioDevice}, unchanged: its queues run on the same
+ * {@link QueueHost}s and engine as over vhost-user.
+ *
+ * <p>The VMM supplies the guest memory, the host for the queues and the interrupt line (level:
+ * raised while InterruptStatus is non-zero; or an eventfd, the irqfd pattern). Queue notifications
+ * (QueueNotify) signal the queue's kick eventfd, which a VMM with KVM may register as an ioeventfd
+ * itself ({@link #kickFd}) so that notifications never exit to it.
+ *
+ * <pre>{@code
+ * GuestMemory ram = ...;                                   // the guest's RAM, mapped by the VMM
+ * QueueHost host = new IoThreads(1, 32);
+ * MmioTransport blk = new MmioTransport(new VirtioBlkDevice(new RamBackend(64 << 20), BlkOptions.defaults()),
+ *         ram, host, new InterruptLine() {
+ *             public void raise() { irqChip.setLevel(5, true); }
+ *             public void lower() { irqChip.setLevel(5, false); }
+ *         });
+ * // in the MMIO exit handler, for an access at guest physical address gpa of width bytes:
+ * if (gpa >= 0xd000_0000L && gpa < 0xd000_0000L + MmioTransport.WINDOW) {
+ *     if (isWrite) blk.write(gpa - 0xd000_0000L, width, value);
+ *     else value = blk.read(gpa - 0xd000_0000L, width);
+ * }
+ * // the guest kernel finds it with virtio_mmio.device=512@0xd0000000:5 (or a device tree node)
+ * }</pre>
+ *
+ * <p>Semantics as the spec has them, where peers differ: InterruptStatus bits stay set until
+ * acknowledged and an ACK clears only the bits written; a write of 0 to Status resets the device
+ * (queues stopped, every QueueReady and InterruptStatus cleared); queue registers change only while
+ * the queue is not ready, and the device reads none while QueueReady is 0; FEATURES_OK reads back
+ * clear when the driver's features are refused; ConfigGeneration moves exactly when the config
+ * space changes; a broken ring sets DEVICE_NEEDS_RESET with a configuration interrupt, before
+ * DRIVER_OK too. An access that is misaligned, of a wrong width, outside the window, or to a
+ * register that does not allow it is logged (rate-limited) and ignored; reads of it return 0.
+ * Nothing throws into the VMM's thread. Legacy (version 1) devices are not offered.
+ *
+ * <p>Thread-safe: register accesses from several vCPU threads are serialised; interrupts come
+ * from the queue threads.
+ */
+public final class MmioTransport implements AutoCloseable {
+    private static final Logger LOG = LoggerFactory.getLogger(MmioTransport.class);
+    /** The guest decides what it touches: bad accesses are logged at a rate, not each. */
+    private static final RateLimitedLog BAD_ACCESS = RateLimitedLog.perSecond(LOG);
+
+    public static final int MAGIC = 0x74726976; // "virt"
+    public static final int VERSION = 2;
+    /** The vendor id this transport reports ("jvio"); drivers do not check it. */
+    public static final int VENDOR = 0x6f69766a;
+    /** Size of the window: registers up to 0x100, then the device's configuration space. */
+    public static final int WINDOW = 0x200;
+
+    // Register offsets (VIRTIO 1.3, 4.2.2).
+    public static final int MAGIC_VALUE = 0x000;
+    public static final int VERSION_REG = 0x004;
+    public static final int DEVICE_ID = 0x008;
+    public static final int VENDOR_ID = 0x00c;
+    public static final int DEVICE_FEATURES = 0x010;
+    public static final int DEVICE_FEATURES_SEL = 0x014;
+    public static final int DRIVER_FEATURES = 0x020;
+    public static final int DRIVER_FEATURES_SEL = 0x024;
+    public static final int QUEUE_SEL = 0x030;
+    public static final int QUEUE_NUM_MAX = 0x034;
+    public static final int QUEUE_NUM = 0x038;
+    public static final int QUEUE_READY = 0x044;
+    public static final int QUEUE_NOTIFY = 0x050;
+    public static final int INTERRUPT_STATUS = 0x060;
+    public static final int INTERRUPT_ACK = 0x064;
+    public static final int STATUS = 0x070;
+    public static final int QUEUE_DESC_LOW = 0x080;
+    public static final int QUEUE_DESC_HIGH = 0x084;
+    public static final int QUEUE_DRIVER_LOW = 0x090;
+    public static final int QUEUE_DRIVER_HIGH = 0x094;
+    public static final int QUEUE_DEVICE_LOW = 0x0a0;
+    public static final int QUEUE_DEVICE_HIGH = 0x0a4;
+    public static final int SHM_SEL = 0x0ac;
+    public static final int SHM_LEN_LOW = 0x0b0;
+    public static final int SHM_LEN_HIGH = 0x0b4;
+    public static final int SHM_BASE_LOW = 0x0b8;
+    public static final int SHM_BASE_HIGH = 0x0bc;
+    public static final int QUEUE_RESET = 0x0c0;
+    public static final int CONFIG_GENERATION = 0x0fc;
+    public static final int CONFIG = 0x100;
+
+    /** InterruptStatus bits. */
+    public static final int INT_VRING = 1;
+    public static final int INT_CONFIG = 2;
+
+    private final VirtioDevice device;
+    private final GuestMemory memory;
+    private final DeviceQueues queues;
+    private final InterruptLine line;
+    private final long offered;
+    private final MmioQueue[] q;
+    private final AtomicInteger interruptStatus = new AtomicInteger();
+    private final Object lineLock = new Object();
+    private final AtomicInteger status = new AtomicInteger();
+    /** Moves with every configuration change the device announces, on top of its own generation. */
+    private final AtomicInteger configChanges = new AtomicInteger();
+    private final Context context = new Context();
+
+    // Driver-written registers; guarded by this.
+    private int deviceFeaturesSel;
+    private int driverFeaturesSel;
+    private long driverFeatures;
+    private long negotiated;
+    private int queueSel;
+    private int shmSel;
+    private boolean activated;
+    private boolean closed;
+
+    /** One queue's registers and ring. */
+    private static final class MmioQueue {
+        final int index;
+        final int max;
+        final EventFd kick;
+        SplitQueue ring;
+        int num;
+        long desc;
+        long driver;
+        long device;
+        boolean ready;
+        boolean running;
+
+        MmioQueue(int index, int max, EventFd kick) {
+            this.index = index;
+            this.max = max;
+            this.kick = kick;
+        }
+
+        void clear() {
+            num = 0;
+            desc = 0;
+            driver = 0;
+            device = 0;
+            ready = false;
+        }
+    }
+
+    /**
+     * @param device the device behind the window
+     * @param memory the guest's memory, as the VMM mapped it (kept mapped by the caller while
+     *               this transport lives; each running queue retains it too)
+     * @param host   what runs the queues
+     * @param line   the device's interrupt line
+     */
+    public MmioTransport(VirtioDevice device, GuestMemory memory, QueueHost host, InterruptLine line) {
+        this.device = device;
+        this.memory = memory;
+        this.line = line;
+        this.queues = new DeviceQueues(device, host);
+        this.offered = FeatureNegotiation.offered(device) | VirtioFeatures.bit(VirtioFeatures.RING_RESET);
+        this.q = new MmioQueue[device.queueCount()];
+        try {
+            for (int i = 0; i < q.length; i++) {
+                q[i] = new MmioQueue(i, Math.min(device.maxQueueSize(i), SplitRingLayout.MAX_SIZE), EventFd.create(true));
+                q[i].ring = newRing(i);
+            }
+        } catch (ErrnoException e) {
+            for (MmioQueue m : q) {
+                if (m != null) {
+                    m.kick.close();
+                }
+            }
+            throw new IllegalStateException("cannot create queue eventfds: " + e.getMessage(), e);
+        }
+    }
+
+    private SplitQueue newRing(int index) {
+        SplitQueue r = new SplitQueue(index, device.maxChainLength());
+        r.setViolationListener((queue, v) -> context.needsReset(queue.index(), v.message()));
+        return r;
+    }
+
+    public VirtioDevice device() {
+        return device;
+    }
+
+    /**
+     * The eventfd QueueNotify signals for queue {@code index}: a VMM with KVM registers it as an
+     * ioeventfd on the QueueNotify address (datamatch the queue index) and the guest's
+     * notifications reach the queue without an exit.
+     */
+    public int kickFd(int index) {
+        return q[index].kick.fd();
+    }
+
+    /** The InterruptStatus bits now (for a VMM that samples the line). */
+    public int interruptStatus() {
+        return interruptStatus.get();
+    }
+
+    // ------------------------------------------------------------------ accesses
+
+    /**
+     * A guest read of {@code width} bytes at {@code offset} in the window. Returns the value
+     * (zero-extended); an access the window does not allow reads 0 and is logged.
+     */
+    public synchronized int read(long offset, int width) {
+        try {
+            if (offset >= CONFIG && offset < WINDOW) {
+                return readConfig((int) (offset - CONFIG), width);
+            }
+            if (!register(offset, width, "read")) {
+                return 0;
+            }
+            return switch ((int) offset) {
+                case MAGIC_VALUE -> MAGIC;
+                case VERSION_REG -> VERSION;
+                case DEVICE_ID -> device.deviceId();
+                case VENDOR_ID -> VENDOR;
+                case DEVICE_FEATURES -> deviceFeaturesSel == 0 ? (int) offered : deviceFeaturesSel == 1 ? (int) (offered >>> 32) : 0;
+                case QUEUE_NUM_MAX -> selected() == null ? 0 : selected().max;
+                case QUEUE_READY -> selected() != null && selected().ready ? 1 : 0;
+                case INTERRUPT_STATUS -> interruptStatus.get();
+                case STATUS -> status.get();
+                case SHM_LEN_LOW, SHM_LEN_HIGH, SHM_BASE_LOW, SHM_BASE_HIGH -> -1; // no shared memory regions
+                case QUEUE_RESET -> 0; // a reset completes before the write returns
+                case CONFIG_GENERATION -> device.configGeneration() + configChanges.get();
+                case DEVICE_FEATURES_SEL, DRIVER_FEATURES, DRIVER_FEATURES_SEL, QUEUE_SEL, QUEUE_NUM, QUEUE_NOTIFY, INTERRUPT_ACK,
+                     QUEUE_DESC_LOW, QUEUE_DESC_HIGH, QUEUE_DRIVER_LOW, QUEUE_DRIVER_HIGH, QUEUE_DEVICE_LOW, QUEUE_DEVICE_HIGH,
+                     SHM_SEL -> bad("read of write-only register 0x%x", offset);
+                default -> bad("read of unknown register 0x%x", offset);
+            };
+        } catch (RuntimeException | Error e) {
+            LOG.error("virtio-mmio: read at 0x{} failed", Long.toHexString(offset), e);
+            return 0;
+        }
+    }
+
+    /** A guest write of {@code width} bytes of {@code value} at {@code offset} in the window. */
+    public synchronized void write(long offset, int width, int value) {
+        try {
+            if (offset >= CONFIG && offset < WINDOW) {
+                writeConfig((int) (offset - CONFIG), width, value);
+                return;
+            }
+            if (!register(offset, width, "write")) {
+                return;
+            }
+            switch ((int) offset) {
+                case DEVICE_FEATURES_SEL -> deviceFeaturesSel = value;
+                case DRIVER_FEATURES -> writeDriverFeatures(value);
+                case DRIVER_FEATURES_SEL -> driverFeaturesSel = value;
+                case QUEUE_SEL -> queueSel = value;
+                case QUEUE_NUM -> writeQueue("QueueNum", m -> m.num = value);
+                case QUEUE_READY -> writeQueueReady(value);
+                case QUEUE_NOTIFY -> notify(value);
+                case INTERRUPT_ACK -> acknowledge(value);
+                case STATUS -> writeStatus(value);
+                case QUEUE_DESC_LOW -> writeQueue("QueueDescLow", m -> m.desc = low(m.desc, value));
+                case QUEUE_DESC_HIGH -> writeQueue("QueueDescHigh", m -> m.desc = high(m.desc, value));
+                case QUEUE_DRIVER_LOW -> writeQueue("QueueDriverLow", m -> m.driver = low(m.driver, value));
+                case QUEUE_DRIVER_HIGH -> writeQueue("QueueDriverHigh", m -> m.driver = high(m.driver, value));
+                case QUEUE_DEVICE_LOW -> writeQueue("QueueDeviceLow", m -> m.device = low(m.device, value));
+                case QUEUE_DEVICE_HIGH -> writeQueue("QueueDeviceHigh", m -> m.device = high(m.device, value));
+                case SHM_SEL -> shmSel = value;
+                case QUEUE_RESET -> resetQueue(value);
+                case MAGIC_VALUE, VERSION_REG, DEVICE_ID, VENDOR_ID, DEVICE_FEATURES, QUEUE_NUM_MAX, INTERRUPT_STATUS, SHM_LEN_LOW,
+                     SHM_LEN_HIGH, SHM_BASE_LOW, SHM_BASE_HIGH, CONFIG_GENERATION -> bad("write of read-only register 0x%x", offset);
+                default -> bad("write of unknown register 0x%x", offset);
+            }
+        } catch (RuntimeException | Error e) {
+            LOG.error("virtio-mmio: write of 0x{} at 0x{} failed", Integer.toHexString(value), Long.toHexString(offset), e);
+        }
+    }
+
+    /** Registers are 32 bits wide and aligned; the window ends at {@link #WINDOW}. */
+    private boolean register(long offset, int width, String what) {
+        if (offset < 0 || offset >= WINDOW) {
+            bad(what + " at 0x%x, outside the window", offset);
+            return false;
+        }
+        if (width != 4 || (offset & 3) != 0) {
+            BAD_ACCESS.warn("virtio-mmio: {} of {} bytes at register 0x{}: registers take aligned 32-bit accesses; ignored", what,
+                    width, Long.toHexString(offset));
+            return false;
+        }
+        return true;
+    }
+
+    private static int bad(String format, long offset) {
+        BAD_ACCESS.warn("virtio-mmio: " + String.format(format, offset) + "; ignored");
+        return 0;
+    }
+
+    private MmioQueue selected() {
+        return queueSel >= 0 && queueSel < q.length ? q[queueSel] : null;
+    }
+
+    private static long low(long v, int lo) {
+        return (v & 0xffff_ffff_0000_0000L) | Integer.toUnsignedLong(lo);
+    }
+
+    private static long high(long v, int hi) {
+        return (v & 0xffff_ffffL) | ((long) hi << 32);
+    }
+
+    // ------------------------------------------------------------------ features and status
+
+    private void writeDriverFeatures(int value) {
+        if ((status.get() & DeviceStatus.FEATURES_OK) != 0) {
+            BAD_ACCESS.warn("virtio-mmio: DriverFeatures written after FEATURES_OK; ignored");
+            return;
+        }
+        if (driverFeaturesSel == 0) {
+            driverFeatures = low(driverFeatures, value);
+        } else if (driverFeaturesSel == 1) {
+            driverFeatures = high(driverFeatures, value);
+        } else if (value != 0) {
+            BAD_ACCESS.warn("virtio-mmio: DriverFeatures word {} set to 0x{}; the device offers none there; ignored", driverFeaturesSel,
+                    Integer.toHexString(value));
+        }
+    }
+
+    private void writeStatus(int value) {
+        if (value == 0) {
+            reset();
+            return;
+        }
+        int current = status.get();
+        if (!DeviceStatus.isLegalTransition(current, value)) {
+            BAD_ACCESS.warn("virtio-mmio: status {} cannot follow {}; ignored", DeviceStatus.describe(value), DeviceStatus.describe(current));
+            return;
+        }
+        int next = value;
+        if ((value & DeviceStatus.FEATURES_OK) != 0 && (current & DeviceStatus.FEATURES_OK) == 0) {
+            FeatureNegotiation.Result r = FeatureNegotiation.negotiate(offered, driverFeatures, true);
+            if (!r.accepted()) {
+                LOG.warn("virtio-mmio: FEATURES_OK refused: {}", r.message());
+                next &= ~(DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK);
+            } else {
+                negotiated = r.features();
+            }
+        }
+        int set = next;
+        status.updateAndGet(s -> set | (s & DeviceStatus.DEVICE_NEEDS_RESET));
+        if ((next & DeviceStatus.DRIVER_OK) != 0 && (current & DeviceStatus.DRIVER_OK) == 0) {
+            if (!activated) {
+                device.activate(context);
+                activated = true;
+            }
+            for (MmioQueue m : q) {
+                startIfReady(m);
+            }
+        }
+    }
+
+    /** Status 0: every queue stops, the device resets, every register returns to its initial value. */
+    private void reset() {
+        for (MmioQueue m : q) {
+            stop(m);
+            m.clear();
+        }
+        if (activated) {
+            device.reset();
+            activated = false;
+        }
+        deviceFeaturesSel = 0;
+        driverFeaturesSel = 0;
+        driverFeatures = 0;
+        negotiated = 0;
+        queueSel = 0;
+        shmSel = 0;
+        status.set(0);
+        synchronized (lineLock) {
+            interruptStatus.set(0);
+            line.lower();
+        }
+    }
+
+    // ------------------------------------------------------------------ queues
+
+    private void writeQueue(String name, java.util.function.Consumer<MmioQueue> set) {
+        MmioQueue m = selected();
+        if (m == null) {
+            BAD_ACCESS.warn("virtio-mmio: {} for queue {}, which the device does not have; ignored", name, Integer.toUnsignedString(queueSel));
+            return;
+        }
+        if (m.ready) {
+            BAD_ACCESS.warn("virtio-mmio: {} of queue {} written while it is ready; ignored", name, m.index);
+            return;
+        }
+        set.accept(m);
+    }
+
+    private void writeQueueReady(int value) {
+        MmioQueue m = selected();
+        if (m == null) {
+            BAD_ACCESS.warn("virtio-mmio: QueueReady for queue {}, which the device does not have; ignored", Integer.toUnsignedString(queueSel));
+            return;
+        }
+        if (value == 0) {
+            stop(m);
+            m.ready = false;
+            return;
+        }
+        if (value != 1) {
+            BAD_ACCESS.warn("virtio-mmio: QueueReady of queue {} written with {}; ignored", m.index, Integer.toUnsignedString(value));
+            return;
+        }
+        if (m.ready) {
+            return;
+        }
+        String why = activate(m);
+        if (why != null) {
+            context.needsReset(m.index, why);
+            return;
+        }
+        m.ready = true;
+        if ((status.get() & DeviceStatus.DRIVER_OK) != 0) {
+            startIfReady(m);
+        }
+    }
+
+    /** Validates and activates the ring of {@code m} as the driver placed it; why not, or null. */
+    private String activate(MmioQueue m) {
+        if (!SplitRingLayout.isValidSize(m.num) || m.num > m.max) {
+            return "queue " + m.index + " size " + Integer.toUnsignedString(m.num) + " is not a power of two in [1, " + m.max + "]";
+        }
+        RingViolation v = SplitQueue.checkGeometry(m.index, memory, m.num, m.desc, m.driver, m.device);
+        if (v != null) {
+            return v.message();
+        }
+        long features = negotiated != 0 ? negotiated : driverFeatures & offered;
+        try {
+            m.ring.activate(memory, m.num, m.desc, m.driver, m.device, features, 0, 0);
+        } catch (RingConfigurationException e) {
+            return "queue " + m.index + ": " + e.getMessage();
+        }
+        return null;
+    }
+
+    private void startIfReady(MmioQueue m) {
+        if (m.running || !m.ready || (status.get() & DeviceStatus.DRIVER_OK) == 0) {
+            return;
+        }
+        queues.start(new QueueBinding(m.index, m.ring, m.kick, () -> interrupt(INT_VRING)), memory);
+        m.running = true;
+    }
+
+    /** Stops the queue's processing (bounded drain); a queue that gave up on requests gets a fresh ring object. */
+    private void stop(MmioQueue m) {
+        if (m.running) {
+            m.running = false;
+            if (!queues.stop(m.index)) {
+                m.ring = newRing(m.index);
+            }
+        }
+        m.ring.deactivate();
+    }
+
+    private void resetQueue(int value) {
+        if (!VirtioFeatures.has(negotiated, VirtioFeatures.RING_RESET)) {
+            BAD_ACCESS.warn("virtio-mmio: QueueReset written without VIRTIO_F_RING_RESET negotiated; ignored");
+            return;
+        }
+        MmioQueue m = selected();
+        if (m == null || value != 1) {
+            BAD_ACCESS.warn("virtio-mmio: QueueReset of queue {} with {}; ignored", Integer.toUnsignedString(queueSel), value);
+            return;
+        }
+        stop(m);
+        m.clear();
+    }
+
+    private void notify(int value) {
+        int index = value & 0xffff; // with NOTIFICATION_DATA the upper half carries the avail position
+        if (index >= q.length) {
+            BAD_ACCESS.warn("virtio-mmio: QueueNotify for queue {}, which the device does not have; ignored", index);
+            return;
+        }
+        MmioQueue m = q[index];
+        if (!m.ready) {
+            BAD_ACCESS.warn("virtio-mmio: QueueNotify for queue {}, which is not ready; ignored", index);
+            return;
+        }
+        m.kick.signal();
+    }
+
+    // ------------------------------------------------------------------ interrupts
+
+    /** Sets {@code bits} in InterruptStatus and raises the line; from any thread. */
+    private void interrupt(int bits) {
+        synchronized (lineLock) {
+            interruptStatus.getAndUpdate(s -> s | bits);
+            line.raise();
+        }
+    }
+
+    /** InterruptACK: clears exactly the bits written; the line goes low only when none is left. */
+    private void acknowledge(int bits) {
+        synchronized (lineLock) {
+            if (interruptStatus.updateAndGet(s -> s & ~bits) == 0) {
+                line.lower();
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ configuration space
+
+    private int readConfig(int offset, int width) {
+        if (!configAccess(offset, width, "read")) {
+            return 0;
+        }
+        byte[] b = device.readConfig(offset, width);
+        int v = 0;
+        for (int i = 0; i < width; i++) {
+            v |= (b[i] & 0xff) << (8 * i);
+        }
+        return v;
+    }
+
+    private void writeConfig(int offset, int width, int value) {
+        if (!configAccess(offset, width, "write")) {
+            return;
+        }
+        byte[] b = new byte[width];
+        for (int i = 0; i < width; i++) {
+            b[i] = (byte) (value >>> (8 * i));
+        }
+        device.writeConfig(offset, b);
+    }
+
+    private boolean configAccess(int offset, int width, String what) {
+        if (width != 1 && width != 2 && width != 4 || (offset & (width - 1)) != 0) {
+            BAD_ACCESS.warn("virtio-mmio: config {} of {} bytes at 0x{}: accesses of 1, 2 or 4 bytes, aligned; ignored", what, width,
+                    Integer.toHexString(offset));
+            return false;
+        }
+        if (offset + width > device.configSize()) {
+            BAD_ACCESS.warn("virtio-mmio: config {} at 0x{} past the device's {} bytes; ignored", what, Integer.toHexString(offset),
+                    device.configSize());
+            return false;
+        }
+        return true;
+    }
+
+    /** Stops every queue and resets the device; the kick eventfds are closed. */
+    @Override
+    public synchronized void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        reset();
+        for (MmioQueue m : q) {
+            m.kick.close();
+        }
+    }
+
+    /** What the device sees of the transport. */
+    private final class Context implements DeviceContext {
+        @Override
+        public long negotiatedFeatures() {
+            return negotiated;
+        }
+
+        @Override
+        public void notifyConfigChange() {
+            configChanges.incrementAndGet();
+            interrupt(INT_CONFIG);
+        }
+
+        @Override
+        public void needsReset(int queue, String reason) {
+            LOG.warn("virtio-mmio: queue {}: {}; DEVICE_NEEDS_RESET", queue, reason);
+            status.updateAndGet(s -> s | DeviceStatus.DEVICE_NEEDS_RESET);
+            interrupt(INT_CONFIG);
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "virtio-mmio device " + device.deviceId() + " (" + DeviceStatus.describe(status.get()) + ")";
+    }
+}

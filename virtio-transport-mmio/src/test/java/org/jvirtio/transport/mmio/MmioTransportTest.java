@@ -1,0 +1,432 @@
+package org.jvirtio.transport.mmio;
+
+import java.lang.foreign.MemorySegment;
+import java.util.concurrent.atomic.AtomicInteger;
+
+import org.jvirtio.api.DeviceStatus;
+import org.jvirtio.api.GuestMemory;
+import org.jvirtio.api.GuestRegion;
+import org.jvirtio.api.MemoryMapping;
+import org.jvirtio.api.VirtioFeatures;
+import org.jvirtio.host.QueueHost;
+import org.jvirtio.ring.SplitQueueDriver;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+import static org.jvirtio.transport.mmio.MmioTransport.*;
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * The register file, register by register, and hostile sequences: each asserts what the device
+ * did, and that a correct initialization afterwards works (verified I/O through a real ring in
+ * memfd memory).
+ */
+class MmioTransportTest {
+    static final long MEM = 1 << 20;
+    static final long RING = 0x1000;
+    static final long BUF = 0x80000;
+    static final long ALL_FEATURES = VirtioFeatures.RING_FEATURES | VirtioFeatures.bit(0) | VirtioFeatures.bit(3)
+            | VirtioFeatures.bit(VirtioFeatures.RING_RESET);
+
+    GuestMemory mem;
+    EchoDevice device;
+    MmioTransport t;
+    final AtomicInteger raises = new AtomicInteger();
+    volatile boolean level;
+
+    @BeforeEach
+    void setUp() throws Exception {
+        MemoryMapping m = MemoryMapping.memfd("guest", MEM);
+        mem = GuestMemory.of(GuestRegion.of(0, m));
+        m.release();
+        device = new EchoDevice(2);
+        t = new MmioTransport(device, mem, QueueHost.THREAD_PER_QUEUE, new InterruptLine() {
+            @Override
+            public void raise() {
+                raises.incrementAndGet();
+                level = true;
+            }
+
+            @Override
+            public void lower() {
+                level = false;
+            }
+        });
+    }
+
+    @AfterEach
+    void tearDown() {
+        t.close();
+        mem.release();
+    }
+
+    int r(int off) {
+        return t.read(off, 4);
+    }
+
+    void w(int off, int v) {
+        t.write(off, 4, v);
+    }
+
+    /** Linux's order (drivers/virtio/virtio_mmio.c) up to FEATURES_OK; returns the status read back. */
+    int negotiate(long features) {
+        w(STATUS, 0);
+        w(STATUS, DeviceStatus.ACKNOWLEDGE);
+        w(STATUS, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER);
+        w(DRIVER_FEATURES_SEL, 0);
+        w(DRIVER_FEATURES, (int) features);
+        w(DRIVER_FEATURES_SEL, 1);
+        w(DRIVER_FEATURES, (int) (features >>> 32));
+        w(STATUS, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK);
+        return r(STATUS);
+    }
+
+    /** Sets up queue {@code index} at {@code base} with {@code size} entries, as vm_setup_vq does. */
+    SplitQueueDriver queue(int index, long base, int size) {
+        w(QUEUE_SEL, index);
+        assertEquals(0, r(QUEUE_READY), "queue " + index + " not ready before setup");
+        assertTrue(r(QUEUE_NUM_MAX) >= size);
+        SplitQueueDriver d = SplitQueueDriver.at(mem, base, size, VirtioFeatures.RING_FEATURES, 0, 0);
+        w(QUEUE_NUM, size);
+        w(QUEUE_DESC_LOW, (int) d.descAddr());
+        w(QUEUE_DESC_HIGH, (int) (d.descAddr() >>> 32));
+        w(QUEUE_DRIVER_LOW, (int) d.availAddr());
+        w(QUEUE_DRIVER_HIGH, 0);
+        w(QUEUE_DEVICE_LOW, (int) d.usedAddr());
+        w(QUEUE_DEVICE_HIGH, 0);
+        w(QUEUE_READY, 1);
+        return d;
+    }
+
+    void driverOk() {
+        w(STATUS, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK);
+    }
+
+    /** One echo request on queue {@code index}, notified, answered and interrupted. */
+    void echo(SplitQueueDriver d, int index, int n) throws Exception {
+        byte[] data = new byte[n];
+        for (int i = 0; i < n; i++) {
+            data[i] = (byte) (i * 7 + index);
+        }
+        long in = BUF + 0x10000L * index;
+        mem.write(in, MemorySegment.ofArray(data));
+        assertTrue(d.add(new long[] {in, in + 0x8000}, new int[] {n, n}, 2, 1, 42) >= 0);
+        d.enableInterrupts(); // as a driver does before it waits (EVENT_IDX: used_event moves on)
+        d.publish();
+        w(QUEUE_NOTIFY, index);
+        int[] len = {-1};
+        long deadline = System.nanoTime() + 5_000_000_000L;
+        while (d.pollUsed((h, tok, l) -> len[0] = l) == 0) {
+            assertTrue(System.nanoTime() < deadline, "no answer on queue " + index);
+            Thread.sleep(1);
+        }
+        assertEquals(n, len[0]);
+        for (int i = 0; i < n; i++) {
+            assertEquals((byte) ~data[i], (byte) mem.readU8(in + 0x8000 + i), "byte " + i);
+        }
+        deadline = System.nanoTime() + 5_000_000_000L;
+        while ((r(INTERRUPT_STATUS) & INT_VRING) == 0) {
+            assertTrue(System.nanoTime() < deadline, "no used-buffer interrupt");
+            Thread.sleep(1);
+        }
+        assertTrue(level, "the line is raised");
+        w(INTERRUPT_ACK, INT_VRING);
+    }
+
+    /** A correct initialization and verified I/O on both queues: what every hostile case ends with. */
+    void initAndEcho() throws Exception {
+        assertEquals(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK, negotiate(ALL_FEATURES));
+        SplitQueueDriver d0 = queue(0, RING, 16);
+        SplitQueueDriver d1 = queue(1, RING + 0x4000, 32);
+        driverOk();
+        assertEquals(0, r(STATUS) & DeviceStatus.DEVICE_NEEDS_RESET);
+        echo(d0, 0, 100);
+        echo(d1, 1, 33);
+        echo(d0, 0, 7);
+    }
+
+    @Test
+    void probeRegistersReadAsTheSpecSays() {
+        assertEquals(0x74726976, r(MAGIC_VALUE));
+        assertEquals(2, r(VERSION_REG));
+        assertEquals(0x3f, r(DEVICE_ID));
+        assertEquals(VENDOR, r(VENDOR_ID));
+        w(DEVICE_FEATURES_SEL, 0);
+        assertEquals((int) ALL_FEATURES, r(DEVICE_FEATURES));
+        w(DEVICE_FEATURES_SEL, 1);
+        assertEquals((int) (ALL_FEATURES >>> 32), r(DEVICE_FEATURES));
+        w(DEVICE_FEATURES_SEL, 2);
+        assertEquals(0, r(DEVICE_FEATURES), "feature words past the second are 0");
+        w(QUEUE_SEL, 1);
+        assertEquals(64, r(QUEUE_NUM_MAX));
+        w(QUEUE_SEL, 2);
+        assertEquals(0, r(QUEUE_NUM_MAX), "a queue the device does not have");
+        assertEquals(0, r(QUEUE_READY));
+        assertEquals(0, r(INTERRUPT_STATUS));
+        assertEquals(0, r(STATUS));
+        w(SHM_SEL, 0);
+        assertEquals(-1, r(SHM_LEN_LOW), "no shared memory regions: length reads all ones");
+        assertEquals(-1, r(SHM_LEN_HIGH));
+        assertEquals(-1, r(SHM_BASE_LOW));
+        assertEquals(-1, r(SHM_BASE_HIGH));
+        assertEquals(0, r(QUEUE_RESET));
+        assertEquals(r(CONFIG_GENERATION), r(CONFIG_GENERATION));
+    }
+
+    @Test
+    void fullInitializationAndIoOnTwoQueues() throws Exception {
+        initAndEcho();
+        assertEquals(1, device.activations.get());
+        assertEquals(ALL_FEATURES, device.ctx.negotiatedFeatures());
+    }
+
+    @Test
+    void featuresOkIsRefusedWhenTheDriversFeaturesAreUnacceptable() throws Exception {
+        int s = negotiate(VirtioFeatures.bit(0)); // no VERSION_1: a legacy driver
+        assertEquals(0, s & DeviceStatus.FEATURES_OK, "FEATURES_OK reads back clear");
+        s = negotiate(ALL_FEATURES | VirtioFeatures.bit(20)); // a bit the device does not offer
+        assertEquals(0, s & DeviceStatus.FEATURES_OK);
+        initAndEcho();
+    }
+
+    @Test
+    void featureChangesAfterFeaturesOkAreIgnored() throws Exception {
+        negotiate(VirtioFeatures.RING_FEATURES);
+        w(DRIVER_FEATURES_SEL, 0);
+        w(DRIVER_FEATURES, -1);
+        SplitQueueDriver d = queue(0, RING, 16);
+        driverOk();
+        assertEquals(VirtioFeatures.RING_FEATURES, device.ctx.negotiatedFeatures());
+        echo(d, 0, 5);
+        initAndEcho();
+    }
+
+    @Test
+    void interruptStatusStaysUntilAcknowledgedAndAnAckClearsOnlyItsBits() throws Exception {
+        assertEquals(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK, negotiate(ALL_FEATURES));
+        SplitQueueDriver d = queue(0, RING, 16);
+        driverOk();
+        assertTrue(d.add(new long[] {BUF}, new int[] {4}, 1, 1, 1) >= 0);
+        d.publish();
+        w(QUEUE_NOTIFY, 0);
+        long deadline = System.nanoTime() + 5_000_000_000L;
+        while ((r(INTERRUPT_STATUS) & INT_VRING) == 0) {
+            assertTrue(System.nanoTime() < deadline, "no interrupt");
+            Thread.sleep(1);
+        }
+        Thread.sleep(20);
+        assertEquals(INT_VRING, r(INTERRUPT_STATUS), "still set: nobody acknowledged");
+        // A configuration change arrives between the driver's read and its ACK of the vring bit.
+        device.ctx.notifyConfigChange();
+        w(INTERRUPT_ACK, INT_VRING);
+        assertEquals(INT_CONFIG, r(INTERRUPT_STATUS), "the config bit stays pending");
+        assertTrue(level, "and keeps the line raised");
+        w(INTERRUPT_ACK, INT_VRING);
+        assertEquals(INT_CONFIG, r(INTERRUPT_STATUS), "acknowledging a clear bit twice changes nothing");
+        w(INTERRUPT_ACK, INT_CONFIG | 0xf0);
+        assertEquals(0, r(INTERRUPT_STATUS));
+        assertFalse(level, "the line goes low with the last bit");
+        initAndEcho();
+    }
+
+    @Test
+    void configSpaceAndGeneration() throws Exception {
+        int g = r(CONFIG_GENERATION);
+        assertEquals(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK, negotiate(ALL_FEATURES));
+        queue(0, RING, 16);
+        driverOk();
+        assertEquals(g, r(CONFIG_GENERATION), "no change at DRIVER_OK");
+        t.write(CONFIG + 2, 2, 0xbeef);
+        assertEquals(0xbeef, t.read(CONFIG + 2, 2));
+        assertEquals(0xef, t.read(CONFIG + 2, 1));
+        assertEquals(0xbeef0000, t.read(CONFIG, 4));
+        assertNotEquals(g, r(CONFIG_GENERATION), "a config write changes the generation");
+        int g2 = r(CONFIG_GENERATION);
+        device.ctx.notifyConfigChange(); // a resize, say
+        assertNotEquals(g2, r(CONFIG_GENERATION));
+        assertEquals(INT_CONFIG, r(INTERRUPT_STATUS) & INT_CONFIG, "with a configuration interrupt");
+        // Past the end, misaligned, 8 bytes: refused.
+        assertEquals(0, t.read(CONFIG + 8, 1));
+        assertEquals(0, t.read(CONFIG + 6, 4));
+        assertEquals(0, t.read(CONFIG + 1, 2));
+        assertEquals(0, t.read(CONFIG, 8));
+        t.write(CONFIG + 7, 2, 0xffff);
+        assertEquals(0, t.read(CONFIG + 6, 1));
+        initAndEcho();
+    }
+
+    @Test
+    void writingZeroToStatusResetsEverything() throws Exception {
+        initAndEcho();
+        device.ctx.notifyConfigChange();
+        assertNotEquals(0, r(INTERRUPT_STATUS));
+        w(STATUS, 0);
+        assertEquals(0, r(STATUS));
+        assertEquals(0, r(INTERRUPT_STATUS), "InterruptStatus cleared");
+        assertFalse(level);
+        for (int i = 0; i < 2; i++) {
+            w(QUEUE_SEL, i);
+            assertEquals(0, r(QUEUE_READY), "QueueReady cleared on queue " + i);
+        }
+        assertEquals(1, device.resets.get());
+        initAndEcho();
+        assertEquals(2, device.activations.get());
+    }
+
+    @Test
+    void queueRegistersAreWritableOnlyWhileTheQueueIsNotReady() throws Exception {
+        negotiate(ALL_FEATURES);
+        SplitQueueDriver d = queue(0, RING, 16);
+        w(QUEUE_NUM, 8);
+        w(QUEUE_DESC_LOW, 0x50000);
+        w(QUEUE_DRIVER_LOW, 0x50000);
+        w(QUEUE_DEVICE_LOW, 0x50000);
+        driverOk();
+        echo(d, 0, 9); // still the ring it was given
+        initAndEcho();
+    }
+
+    @Test
+    void hostileQueueSetups() throws Exception {
+        negotiate(ALL_FEATURES);
+        // Notify before ready, and for queues that do not exist.
+        w(QUEUE_NOTIFY, 0);
+        w(QUEUE_NOTIFY, 7);
+        w(QUEUE_NOTIFY, 0xffff_0001);
+        // QueueNum above the maximum, and not a power of two.
+        for (int num : new int[] {128, 12, 0}) {
+            w(QUEUE_SEL, 0);
+            w(QUEUE_NUM, num);
+            w(QUEUE_DESC_LOW, (int) RING);
+            w(QUEUE_DRIVER_LOW, (int) RING + 0x400);
+            w(QUEUE_DEVICE_LOW, (int) RING + 0x800);
+            w(QUEUE_READY, 1);
+            assertEquals(0, r(QUEUE_READY), "size " + num + " refused");
+            assertEquals(DeviceStatus.DEVICE_NEEDS_RESET, r(STATUS) & DeviceStatus.DEVICE_NEEDS_RESET);
+            assertEquals(INT_CONFIG, r(INTERRUPT_STATUS) & INT_CONFIG);
+            w(INTERRUPT_ACK, INT_CONFIG);
+        }
+        // Rings outside memory, across its end, and misaligned.
+        long[][] places = {{MEM + 0x1000, RING + 0x400, RING + 0x800}, {RING, MEM - 0x10, RING + 0x800},
+            {RING + 8, RING + 0x400, RING + 0x800}, {RING, RING + 0x401, RING + 0x800}, {RING, RING + 0x400, RING + 0x802},
+            {1L << 40, RING + 0x400, RING + 0x800}};
+        for (long[] p : places) {
+            w(QUEUE_SEL, 0);
+            w(QUEUE_NUM, 16);
+            w(QUEUE_DESC_LOW, (int) p[0]);
+            w(QUEUE_DESC_HIGH, (int) (p[0] >>> 32));
+            w(QUEUE_DRIVER_LOW, (int) p[1]);
+            w(QUEUE_DEVICE_LOW, (int) p[2]);
+            w(QUEUE_READY, 1);
+            assertEquals(0, r(QUEUE_READY), "ring at " + java.util.Arrays.toString(p) + " refused");
+        }
+        w(QUEUE_DESC_HIGH, 0);
+        // Ready on a queue that does not exist; QueueReady with a value other than 0 or 1.
+        w(QUEUE_SEL, 5);
+        w(QUEUE_READY, 1);
+        w(QUEUE_SEL, 0);
+        w(QUEUE_READY, 2);
+        assertEquals(0, r(QUEUE_READY));
+        driverOk(); // with NEEDS_RESET set: the driver resets next
+        assertEquals(DeviceStatus.DEVICE_NEEDS_RESET, r(STATUS) & DeviceStatus.DEVICE_NEEDS_RESET);
+        initAndEcho();
+    }
+
+    @Test
+    void aBrokenRingAtRunTimeSetsNeedsResetWithAConfigInterrupt() throws Exception {
+        negotiate(ALL_FEATURES);
+        SplitQueueDriver d = queue(0, RING, 16);
+        driverOk();
+        mem.writeU16(d.availAddr() + 2, 1000); // avail->idx far ahead
+        w(QUEUE_NOTIFY, 0);
+        long deadline = System.nanoTime() + 5_000_000_000L;
+        while ((r(STATUS) & DeviceStatus.DEVICE_NEEDS_RESET) == 0) {
+            assertTrue(System.nanoTime() < deadline, "no DEVICE_NEEDS_RESET");
+            Thread.sleep(1);
+        }
+        assertEquals(INT_CONFIG, r(INTERRUPT_STATUS) & INT_CONFIG);
+        assertTrue(level);
+        initAndEcho();
+    }
+
+    @Test
+    void badAccessesAreIgnoredAndNothingThrows() throws Exception {
+        negotiate(ALL_FEATURES);
+        // Writes to read-only registers.
+        for (int off : new int[] {MAGIC_VALUE, VERSION_REG, DEVICE_ID, VENDOR_ID, DEVICE_FEATURES, QUEUE_NUM_MAX, INTERRUPT_STATUS,
+            SHM_LEN_LOW, SHM_BASE_HIGH, CONFIG_GENERATION}) {
+            w(off, 0x1234);
+        }
+        assertEquals(MAGIC, r(MAGIC_VALUE));
+        assertEquals(0x3f, r(DEVICE_ID));
+        // Reads of write-only registers read 0.
+        for (int off : new int[] {DEVICE_FEATURES_SEL, DRIVER_FEATURES, DRIVER_FEATURES_SEL, QUEUE_SEL, QUEUE_NUM, QUEUE_NOTIFY,
+            INTERRUPT_ACK, QUEUE_DESC_LOW, QUEUE_DESC_HIGH, QUEUE_DRIVER_LOW, QUEUE_DEVICE_HIGH, SHM_SEL}) {
+            assertEquals(0, r(off), "register 0x" + Integer.toHexString(off));
+        }
+        // Wrong widths, misaligned, unknown and out-of-window offsets.
+        for (int width : new int[] {0, 1, 2, 3, 8, -1}) {
+            assertEquals(0, t.read(MAGIC_VALUE, width));
+            t.write(STATUS, width, 0);
+        }
+        assertEquals(0, t.read(MAGIC_VALUE + 1, 4));
+        t.write(STATUS + 2, 4, 0);
+        assertEquals(0, r(0x018));
+        w(0x0f8, 1);
+        assertEquals(0, t.read(WINDOW, 4));
+        assertEquals(0, t.read(-4, 4));
+        assertEquals(0, t.read(Long.MAX_VALUE, 4));
+        t.write(0x10000, 4, 1);
+        assertEquals(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK, r(STATUS), "nothing changed the status");
+        initAndEcho();
+    }
+
+    @Test
+    void statusRegressionsAndNeedsResetFromTheDriverAreIgnored() throws Exception {
+        negotiate(ALL_FEATURES);
+        w(STATUS, DeviceStatus.ACKNOWLEDGE); // clears DRIVER and FEATURES_OK without a reset
+        assertEquals(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK, r(STATUS));
+        w(STATUS, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK | DeviceStatus.DEVICE_NEEDS_RESET);
+        assertEquals(0, r(STATUS) & DeviceStatus.DEVICE_NEEDS_RESET, "the device's bit is not the driver's to set");
+        w(STATUS, 0x100 | DeviceStatus.ACKNOWLEDGE);
+        assertEquals(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK, r(STATUS));
+        w(STATUS, 0);
+        w(STATUS, DeviceStatus.DRIVER_OK); // out of order
+        assertEquals(0, r(STATUS));
+        initAndEcho();
+    }
+
+    @Test
+    void resetDuringIoAndQueueReset() throws Exception {
+        negotiate(ALL_FEATURES);
+        SplitQueueDriver d = queue(0, RING, 16);
+        driverOk();
+        for (int i = 0; i < 8; i++) {
+            assertTrue(d.add(new long[] {BUF + 64L * i, BUF + 0x8000 + 64L * i}, new int[] {8, 8}, 2, 1, i) >= 0);
+        }
+        d.publish();
+        w(QUEUE_NOTIFY, 0);
+        w(STATUS, 0); // while those are served
+        assertEquals(0, r(STATUS));
+        initAndEcho();
+        // QueueReset (RING_RESET negotiated by initAndEcho): the queue stops and can be set up again.
+        w(QUEUE_SEL, 1);
+        w(QUEUE_RESET, 1);
+        assertEquals(0, r(QUEUE_RESET));
+        assertEquals(0, r(QUEUE_READY));
+        SplitQueueDriver again = queue(1, RING + 0x8000, 16);
+        echo(again, 1, 12);
+    }
+
+    @Test
+    void queueResetWithoutRingResetIsIgnored() throws Exception {
+        negotiate(VirtioFeatures.RING_FEATURES);
+        SplitQueueDriver d = queue(0, RING, 16);
+        driverOk();
+        w(QUEUE_SEL, 0);
+        w(QUEUE_RESET, 1);
+        assertEquals(1, r(QUEUE_READY), "still ready");
+        echo(d, 0, 3);
+    }
+}
