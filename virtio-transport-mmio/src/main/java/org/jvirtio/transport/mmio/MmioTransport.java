@@ -62,7 +62,7 @@ import org.slf4j.LoggerFactory;
  * <p>Thread-safe: register accesses from several vCPU threads are serialised; interrupts come
  * from the queue threads.
  */
-public final class MmioTransport implements AutoCloseable {
+public final class MmioTransport implements MmioWindow, AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(MmioTransport.class);
     /** The guest decides what it touches: bad accesses are logged at a rate, not each. */
     private static final RateLimitedLog BAD_ACCESS = RateLimitedLog.perSecond(LOG);
@@ -220,6 +220,7 @@ public final class MmioTransport implements AutoCloseable {
      * A guest read of {@code width} bytes at {@code offset} in the window. Returns the value
      * (zero-extended); an access the window does not allow reads 0 and is logged.
      */
+    @Override
     public synchronized int read(long offset, int width) {
         try {
             if (offset >= CONFIG && offset < WINDOW) {
@@ -253,6 +254,7 @@ public final class MmioTransport implements AutoCloseable {
     }
 
     /** A guest write of {@code width} bytes of {@code value} at {@code offset} in the window. */
+    @Override
     public synchronized void write(long offset, int width, int value) {
         try {
             if (offset >= CONFIG && offset < WINDOW) {
