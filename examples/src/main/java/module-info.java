@@ -6,6 +6,8 @@ module org.jvirtio.examples {
     requires org.jvirtio.blk.dataplane;
     requires org.jvirtio.transport.vhostuser;
     requires org.jvirtio.runner;
+    requires org.jvirtio.transport.mmio;
+    requires org.jvirtio.rng;
     requires com.google.guice;
     requires info.picocli;
     requires org.slf4j;
@@ -13,8 +15,10 @@ module org.jvirtio.examples {
 
     exports org.jvirtio.examples.ringdemo;
     exports org.jvirtio.examples.blk;
+    exports org.jvirtio.examples.mmio;
     opens org.jvirtio.examples.ringdemo to info.picocli;
     opens org.jvirtio.examples.blk to info.picocli, com.google.guice;
+    opens org.jvirtio.examples.mmio to info.picocli;
 
     provides org.jvirtio.runner.DeviceCommand with org.jvirtio.examples.blk.BlkCommand;
 }
