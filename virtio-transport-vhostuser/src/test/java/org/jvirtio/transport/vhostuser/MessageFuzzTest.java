@@ -116,19 +116,23 @@ class MessageFuzzTest {
                     // off at a random point, so that the random part finds running rings to upset.
                     List<Msg> setup = rnd.nextInt(4) == 0 ? List.of() : setup(rnd, mem, fds, features, requests(guest, features, rnd));
                     int cut = rnd.nextBoolean() ? setup.size() : rnd.nextInt(setup.size() + 1);
+                    List<String> sent = new ArrayList<>();
                     for (Msg m : setup.subList(0, cut)) {
                         fe.sendRaw(m.bytes, m.fds);
+                        sent.add(describe(m));
                         messages++;
                     }
                     int n = 1 + rnd.nextInt(hostile ? 24 : 6);
                     for (int i = 0; i < n; i++) {
                         if (!fds.isEmpty() && rnd.nextInt(6) == 0) {
                             fds.get(rnd.nextInt(fds.size())).signal(); // a kick (or call) on an fd sent earlier
+                            sent.add("signal");
                             continue;
                         }
                         Msg m = message(rnd, mem, fds, hostile);
                         try {
                             fe.sendRaw(m.bytes, m.fds);
+                            sent.add(describe(m));
                             messages++;
                         } catch (IOException e) {
                             break; // the backend closed the connection: its answer to something
@@ -140,7 +144,8 @@ class MessageFuzzTest {
                     try {
                         disconnect.get(10, TimeUnit.SECONDS);
                     } catch (TimeoutException e) {
-                        fail(where + ": the session did not end within 10 s of the front-end's end of stream");
+                        fail(where + ": the session did not end within 10 s of the front-end's end of stream; it sent " + sent
+                                + "\n" + threadDump());
                     }
                 }
                 try {
@@ -183,6 +188,32 @@ class MessageFuzzTest {
             guest.release();
             mem.release();
         }
+    }
+
+    private static String describe(Msg m) {
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(m.bytes).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        if (m.bytes.length < 12) {
+            return "raw" + m.bytes.length;
+        }
+        int code = b.getInt(0);
+        VhostUserRequest r = VhostUserRequest.of(code);
+        StringBuilder sb = new StringBuilder(r != null ? r.name() : "code " + code);
+        sb.append(" flags 0x").append(Integer.toHexString(b.getInt(4))).append(" size ").append(b.getInt(8));
+        for (int i = 12; i + 8 <= Math.min(m.bytes.length, 36); i += 8) {
+            sb.append(' ').append(Long.toHexString(b.getLong(i)));
+        }
+        return sb.append(" fds ").append(m.fds.length).toString();
+    }
+
+    private static String threadDump() {
+        StringBuilder sb = new StringBuilder();
+        Thread.getAllStackTraces().forEach((t, st) -> {
+            sb.append('"').append(t.getName()).append("\" ").append(t.getState()).append('\n');
+            for (StackTraceElement e : st) {
+                sb.append("    at ").append(e).append('\n');
+            }
+        });
+        return sb.toString();
     }
 
     private static long allMappings() throws IOException {
