@@ -12,10 +12,13 @@ out=${SOAK_LOG:-$root/target/soak.log}
 mkdir -p "$(dirname "$out")"
 cd "$root"
 start=$(date +%s)
+failed=0
 for t in virtio-transport-vhostuser:MessageFuzzTest virtio-blk-dataplane:HostileRingFuzzTest; do
   module=${t%%:*} test=${t##*:}
   bin/build -o -pl "$module" -am test -Dtest="$test" -Dsurefire.failIfNoSpecifiedTests=false \
     -Djvirtio.fuzz.minutes="$minutes" -Djvirtio.test.timeout="$((minutes * 60 + 600)) s" -Djvirtio.fork.timeout=$((minutes * 60 * 5 + 1200)) \
-    -DtrimStackTrace=false 2>&1 | grep -E '^(soak|fuzz) |Tests run:|FAIL|BUILD' | tee -a "$out"
+    -DtrimStackTrace=false 2>&1 | grep --line-buffered -E '^(soak|fuzz) |Tests run:|FAIL|BUILD|did not end' | tee -a "$out" || failed=1
+  # a failure's details: $module/target/surefire-reports/
 done
 echo "soak: $(( ($(date +%s) - start) / 60 )) minutes in all; log in $out" | tee -a "$out"
+exit $failed

@@ -161,9 +161,15 @@ final class ThreadPerQueueHost implements QueueHost.Started {
             for (int i = 0; i < 3; i++) {
                 fds.set(ValueLayout.JAVA_SHORT, 8L * i + 4, (short) Libc.POLLIN);
             }
-            // Buffers made available before the start are served now, not at the next kick.
-            serveFully();
+            // Buffers made available before the start are served now, not at the next kick: one
+            // serve (a budget's worth) before start() returns, the rest on this thread's own
+            // time. A guest whose ring never runs dry (its used ring laid over its avail ring
+            // feeds it) must not keep start(), and with it the control thread, from returning.
+            boolean more = engine.serve();
             started.complete(null);
+            if (more) {
+                serveFully();
+            }
             while (!stopping) {
                 for (int i = 0; i < 3; i++) {
                     fds.set(ValueLayout.JAVA_SHORT, 8L * i + 6, (short) 0);
