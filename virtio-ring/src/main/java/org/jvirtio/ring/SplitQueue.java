@@ -268,6 +268,21 @@ public final class SplitQueue implements Virtqueue {
         return retained;
     }
 
+    /** Guest address of the descriptor table (as activated). */
+    public long descAddr() {
+        return descAddr;
+    }
+
+    /** Guest address of the avail ring (as activated). */
+    public long availAddr() {
+        return availAddr;
+    }
+
+    /** Guest address of the used ring (as activated). */
+    public long usedAddr() {
+        return usedAddr;
+    }
+
     /** The next used slot the device will write. */
     public int nextUsed() {
         return nextUsed;

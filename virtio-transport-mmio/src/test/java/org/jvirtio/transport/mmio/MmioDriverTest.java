@@ -49,22 +49,6 @@ class MmioDriverTest {
         mem.release();
     }
 
-    /** Waits (on interrupts) for the one used element of a request just published. */
-    static int awaitOne(MmioDriver d, SplitQueueDriver ring) throws Exception {
-        int[] len = {-1};
-        long deadline = System.nanoTime() + 10_000_000_000L;
-        while (true) {
-            if (ring.pollUsed((h, t, l) -> len[0] = l) > 0) {
-                return len[0];
-            }
-            if (ring.enableInterrupts()) {
-                continue;
-            }
-            d.awaitInterrupt(100);
-            assertTrue(System.nanoTime() < deadline, "no used element within 10 s");
-        }
-    }
-
     @Test
     void echoWaitingOnInterruptsAndConfigUnderGeneration() throws Exception {
         EchoDevice dev = new EchoDevice(1);
@@ -84,7 +68,7 @@ class MmioDriverTest {
                 mem.write(in, MemorySegment.ofArray(data));
                 assertTrue(q.ring().add(new long[] {in, out}, new int[] {data.length, data.length}, 2, 1, i) >= 0);
                 q.publish();
-                assertEquals(data.length, awaitOne(d, q.ring()));
+                assertEquals(data.length, MmioBlk.awaitOne(d, q.ring()));
                 assertEquals((byte) ~data[0], (byte) mem.readU8(out));
             }
             d.writeConfig(0, new byte[] {1, 2, 3, 4, 5, 6, 7, 8});
@@ -231,36 +215,21 @@ class MmioDriverTest {
             byte[] pattern = new byte[8192];
             new java.util.Random(7).nextBytes(pattern);
             mem.write(data, MemorySegment.ofArray(pattern));
-            assertEquals(VirtioBlk.S_OK, request(d, q, hdr, VirtioBlk.T_OUT, 100, data, 8192, status));
-            assertEquals(VirtioBlk.S_OK, request(d, q, hdr, VirtioBlk.T_FLUSH, 0, data, 0, status));
+            assertEquals(VirtioBlk.S_OK, MmioBlk.request(mem, d, q, hdr, VirtioBlk.T_OUT, 100, data, 8192, status));
+            assertEquals(VirtioBlk.S_OK, MmioBlk.request(mem, d, q, hdr, VirtioBlk.T_FLUSH, 0, data, 0, status));
             mem.write(data, MemorySegment.ofArray(new byte[8192]));
-            assertEquals(VirtioBlk.S_OK, request(d, q, hdr, VirtioBlk.T_IN, 100, data, 8192, status));
+            assertEquals(VirtioBlk.S_OK, MmioBlk.request(mem, d, q, hdr, VirtioBlk.T_IN, 100, data, 8192, status));
             byte[] back = new byte[8192];
             mem.read(data, MemorySegment.ofArray(back));
             assertArrayEquals(pattern, back, "read back what was written");
-            assertEquals(VirtioBlk.S_OK, request(d, q, hdr, VirtioBlk.T_GET_ID, 0, data, VirtioBlk.ID_BYTES, status));
+            assertEquals(VirtioBlk.S_OK, MmioBlk.request(mem, d, q, hdr, VirtioBlk.T_GET_ID, 0, data, VirtioBlk.ID_BYTES, status));
             byte[] id = new byte[9];
             mem.read(data, MemorySegment.ofArray(id));
             assertEquals("mmio-disk", new String(id, StandardCharsets.US_ASCII));
-            assertEquals(VirtioBlk.S_IOERR, request(d, q, hdr, VirtioBlk.T_IN, 2047, data, 4096, status), "past the end");
+            assertEquals(VirtioBlk.S_IOERR, MmioBlk.request(mem, d, q, hdr, VirtioBlk.T_IN, 2047, data, 4096, status), "past the end");
         } finally {
             blk.backend().close();
         }
-    }
-
-    private int request(MmioDriver d, MmioDriver.Queue q, long hdr, int type, long sector, long data, int len, long status)
-            throws Exception {
-        mem.writeU32(hdr, type);
-        mem.writeU32(hdr + 4, 0);
-        mem.writeU64(hdr + 8, sector);
-        mem.writeU8(status, 0xee);
-        boolean out = type == VirtioBlk.T_OUT;
-        long[] addrs = len == 0 ? new long[] {hdr, status} : new long[] {hdr, data, status};
-        int[] lens = len == 0 ? new int[] {16, 1} : new int[] {16, len, 1};
-        assertTrue(q.ring().add(addrs, lens, addrs.length, out ? 2 : 1, type) >= 0);
-        q.publish();
-        awaitOne(d, q.ring());
-        return mem.readU8(status);
     }
 
     @Test
@@ -275,7 +244,7 @@ class MmioDriverTest {
             long buf = d.allocate(4096, 4096);
             assertTrue(q.ring().add(new long[] {buf}, new int[] {4096}, 1, 0, 1) >= 0);
             q.publish();
-            assertEquals(4096, awaitOne(d, q.ring()));
+            assertEquals(4096, MmioBlk.awaitOne(d, q.ring()));
             long nonZero = 0;
             for (int i = 0; i < 4096; i += 8) {
                 nonZero += mem.readU64(buf + i) != 0 ? 1 : 0;
