@@ -232,6 +232,40 @@ class MmioDriverTest {
         }
     }
 
+    /** A blk resize over MMIO: ConfigGeneration moves, a configuration interrupt arrives, the driver reads the new capacity. */
+    @Test
+    void blkResizeChangesTheGenerationAndInterrupts(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
+        java.nio.file.Path img = dir.resolve("disk.img");
+        try (java.io.RandomAccessFile f = new java.io.RandomAccessFile(img.toFile(), "rw")) {
+            f.setLength(1 << 20);
+        }
+        VirtioBlkDevice blk = new VirtioBlkDevice(org.jvirtio.blk.FileBackend.open(img, false, false), new BlkOptions(1, 128, "r", false));
+        try (MmioTransport t = new MmioTransport(blk, mem, QueueHost.THREAD_PER_QUEUE, InterruptLine.eventFd(irq))) {
+            MmioDriver d = MmioDriver.probe(t, mem, 0x100000, MEM - 0x100000, irq);
+            d.negotiate(~0L);
+            MmioDriver.Queue q = d.setupQueue(0, 128);
+            int before = t.read(MmioTransport.CONFIG_GENERATION, 4);
+            d.driverOk();
+            long hdr = d.allocate(16, 16);
+            long data = d.allocate(4096, 4096);
+            long status = d.allocate(1, 1);
+            assertEquals(VirtioBlk.S_OK, MmioBlk.request(mem, d, q, hdr, VirtioBlk.T_IN, 0, data, 4096, status));
+            assertEquals(before, t.read(MmioTransport.CONFIG_GENERATION, 4), "no change at DRIVER_OK or from I/O");
+            try (java.io.RandomAccessFile f = new java.io.RandomAccessFile(img.toFile(), "rw")) {
+                f.setLength(2 << 20);
+            }
+            assertEquals(4096, blk.refreshCapacity());
+            assertNotEquals(before, t.read(MmioTransport.CONFIG_GENERATION, 4), "the generation moved");
+            assertEquals(MmioTransport.INT_CONFIG, d.awaitInterrupt(2000) & MmioTransport.INT_CONFIG, "a configuration interrupt");
+            byte[] cap = d.readConfig(VirtioBlk.CFG_CAPACITY, 8);
+            assertEquals(4096, java.nio.ByteBuffer.wrap(cap).order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong());
+            int after = t.read(MmioTransport.CONFIG_GENERATION, 4);
+            assertEquals(after, t.read(MmioTransport.CONFIG_GENERATION, 4), "and holds still");
+        } finally {
+            blk.backend().close();
+        }
+    }
+
     @Test
     void rngOverMmio() throws Exception {
         try (MmioTransport t = new MmioTransport(new VirtioRng(EntropySource.getrandom()), mem, QueueHost.THREAD_PER_QUEUE,
