@@ -13,7 +13,7 @@ mkdir -p "$(dirname "$out")"
 cd "$root"
 start=$(date +%s)
 failed=0
-for t in virtio-transport-vhostuser:MessageFuzzTest virtio-blk-dataplane:HostileRingFuzzTest; do
+for t in virtio-transport-vhostuser:MessageFuzzTest virtio-testkit:HostileRingFuzzTest; do
   module=${t%%:*} test=${t##*:}
   bin/build -o -pl "$module" -am test -Dtest="$test" -Dsurefire.failIfNoSpecifiedTests=false \
     -Djvirtio.fuzz.minutes="$minutes" -Djvirtio.test.timeout="$((minutes * 60 + 600)) s" -Djvirtio.fork.timeout=$((minutes * 60 * 5 + 1200)) \
