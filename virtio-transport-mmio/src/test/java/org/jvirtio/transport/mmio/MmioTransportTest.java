@@ -146,6 +146,233 @@ class MmioTransportTest {
         echo(d0, 0, 7);
     }
 
+    /** One hostile step sequence; it asserts its own outcome. */
+    @FunctionalInterface
+    interface Hostile {
+        void run(MmioTransportTest t) throws Exception;
+    }
+
+    static java.util.stream.Stream<org.junit.jupiter.params.provider.Arguments> hostileSequences() {
+        java.util.List<org.junit.jupiter.params.provider.Arguments> all = new java.util.ArrayList<>();
+        java.util.function.BiConsumer<String, Hostile> add = (name, h) -> all.add(org.junit.jupiter.params.provider.Arguments.of(name, h));
+        add.accept("notify before ready", t -> {
+            t.negotiate(ALL_FEATURES);
+            t.w(QUEUE_NOTIFY, 0);
+            assertEquals(0, t.device.served.get());
+        });
+        add.accept("notify a queue the device does not have", t -> {
+            t.negotiate(ALL_FEATURES);
+            t.w(QUEUE_NOTIFY, 7);
+            t.w(QUEUE_NOTIFY, 0xffff);
+        });
+        add.accept("notify with NOTIFICATION_DATA bits not negotiated", t -> {
+            SplitQueueDriver d = t.readyQueue0();
+            t.w(QUEUE_NOTIFY, 0x8001_0000);
+            t.echo(d, 0, 4);
+        });
+        for (int num : new int[] {128, 12, 0, -1}) {
+            add.accept("QueueNum " + num, t -> {
+                t.negotiate(ALL_FEATURES);
+                t.place(0, num, RING, RING + 0x400, RING + 0x800);
+                t.w(QUEUE_READY, 1);
+                assertEquals(0, t.r(QUEUE_READY));
+                t.assertNeedsResetWithConfigInterrupt();
+            });
+        }
+        long[][] places = {{MEM + 0x1000, RING + 0x400, RING + 0x800}, {RING, MEM - 0x10, RING + 0x800}, {RING + 8, RING + 0x400, RING + 0x800},
+            {RING, RING + 0x401, RING + 0x800}, {RING, RING + 0x400, RING + 0x802}, {1L << 40, RING + 0x400, RING + 0x800}};
+        String[] what = {"descriptors outside memory", "avail ring across the end of memory", "misaligned descriptors", "misaligned avail ring",
+            "misaligned used ring", "descriptors above 4 GiB, outside memory"};
+        for (int k = 0; k < places.length; k++) {
+            long[] p = places[k];
+            add.accept("ready with " + what[k], t -> {
+                t.negotiate(ALL_FEATURES);
+                t.place(0, 16, p[0], p[1], p[2]);
+                t.w(QUEUE_READY, 1);
+                assertEquals(0, t.r(QUEUE_READY));
+                t.assertNeedsResetWithConfigInterrupt();
+            });
+        }
+        add.accept("ready before FEATURES_OK with a bad ring, then DRIVER_OK", t -> {
+            t.w(STATUS, DeviceStatus.ACKNOWLEDGE);
+            t.place(0, 16, MEM, RING, RING);
+            t.w(QUEUE_READY, 1);
+            t.assertNeedsResetWithConfigInterrupt();
+        });
+        add.accept("QueueReady 2 and ready on a missing queue", t -> {
+            t.negotiate(ALL_FEATURES);
+            t.w(QUEUE_SEL, 5);
+            t.w(QUEUE_READY, 1);
+            t.w(QUEUE_SEL, 0);
+            t.w(QUEUE_READY, 2);
+            assertEquals(0, t.r(QUEUE_READY));
+        });
+        add.accept("queue registers rewritten while ready", t -> {
+            SplitQueueDriver d = t.readyQueue0();
+            t.place(0, 8, 0x50000, 0x50000, 0x50000);
+            t.echo(d, 0, 9);
+        });
+        add.accept("feature words rewritten after FEATURES_OK", t -> {
+            t.negotiate(VirtioFeatures.RING_FEATURES);
+            t.w(DRIVER_FEATURES_SEL, 0);
+            t.w(DRIVER_FEATURES, -1);
+            t.w(DRIVER_FEATURES_SEL, 1);
+            t.w(DRIVER_FEATURES, -1);
+            SplitQueueDriver d = t.queue(0, RING, 16);
+            t.driverOk();
+            assertEquals(VirtioFeatures.RING_FEATURES, t.device.ctx.negotiatedFeatures());
+            t.echo(d, 0, 3);
+        });
+        add.accept("features without VERSION_1", t -> assertEquals(0, t.negotiate(VirtioFeatures.bit(0)) & DeviceStatus.FEATURES_OK));
+        add.accept("features the device does not offer", t -> assertEquals(0, t.negotiate(ALL_FEATURES | VirtioFeatures.bit(20)) & DeviceStatus.FEATURES_OK));
+        add.accept("DRIVER_OK after a refused FEATURES_OK", t -> {
+            t.negotiate(VirtioFeatures.bit(0));
+            t.w(STATUS, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK);
+            assertEquals(0, t.r(STATUS) & DeviceStatus.DRIVER_OK);
+            assertEquals(0, t.device.activations.get());
+        });
+        add.accept("writes to every read-only register", t -> {
+            for (int off : new int[] {MAGIC_VALUE, VERSION_REG, DEVICE_ID, VENDOR_ID, DEVICE_FEATURES, QUEUE_NUM_MAX, INTERRUPT_STATUS,
+                SHM_LEN_LOW, SHM_LEN_HIGH, SHM_BASE_LOW, SHM_BASE_HIGH, CONFIG_GENERATION}) {
+                t.w(off, 0x1234);
+            }
+            assertEquals(MAGIC, t.r(MAGIC_VALUE));
+            assertEquals(VERSION, t.r(VERSION_REG));
+        });
+        add.accept("reads of every write-only register", t -> {
+            for (int off : new int[] {DEVICE_FEATURES_SEL, DRIVER_FEATURES, DRIVER_FEATURES_SEL, QUEUE_SEL, QUEUE_NUM, QUEUE_NOTIFY,
+                INTERRUPT_ACK, QUEUE_DESC_LOW, QUEUE_DESC_HIGH, QUEUE_DRIVER_LOW, QUEUE_DRIVER_HIGH, QUEUE_DEVICE_LOW, QUEUE_DEVICE_HIGH, SHM_SEL}) {
+                assertEquals(0, t.r(off), "register 0x" + Integer.toHexString(off));
+            }
+        });
+        add.accept("every invalid width", t -> {
+            for (int width : new int[] {0, 1, 2, 3, 5, 8, -1, Integer.MAX_VALUE}) {
+                assertEquals(0, t.t.read(MAGIC_VALUE, width));
+                t.t.write(STATUS, width, DeviceStatus.ACKNOWLEDGE);
+            }
+            assertEquals(0, t.r(STATUS));
+        });
+        add.accept("misaligned, unknown and out-of-window offsets", t -> {
+            for (long off : new long[] {1, 2, 3, 0x71, 0x018, 0x0f8, 0x0c4, WINDOW, WINDOW + 4, -4, Long.MIN_VALUE, Long.MAX_VALUE}) {
+                assertEquals(0, t.t.read(off, 4), "offset " + off);
+                t.t.write(off, 4, DeviceStatus.ACKNOWLEDGE);
+            }
+            assertEquals(0, t.r(STATUS));
+        });
+        add.accept("config space past its end, misaligned, 8 bytes", t -> {
+            assertEquals(0, t.t.read(CONFIG + 8, 1));
+            assertEquals(0, t.t.read(CONFIG + 6, 4));
+            assertEquals(0, t.t.read(CONFIG + 1, 2));
+            assertEquals(0, t.t.read(CONFIG, 8));
+            t.t.write(CONFIG + 7, 2, 0xffff);
+            t.t.write(CONFIG + 0xfc, 4, 1);
+            assertEquals(0, t.t.read(CONFIG + 4, 4));
+        });
+        add.accept("status regressions", t -> {
+            t.negotiate(ALL_FEATURES);
+            t.w(STATUS, DeviceStatus.ACKNOWLEDGE);
+            assertEquals(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK, t.r(STATUS));
+        });
+        add.accept("DEVICE_NEEDS_RESET and unknown bits from the driver", t -> {
+            t.w(STATUS, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DEVICE_NEEDS_RESET);
+            t.w(STATUS, DeviceStatus.ACKNOWLEDGE | 0x100);
+            t.w(STATUS, DeviceStatus.ACKNOWLEDGE | 0x10);
+            assertEquals(0, t.r(STATUS));
+        });
+        add.accept("DRIVER_OK first", t -> {
+            t.w(STATUS, DeviceStatus.DRIVER_OK);
+            assertEquals(0, t.r(STATUS));
+        });
+        add.accept("interrupt acknowledged twice", t -> {
+            SplitQueueDriver d = t.readyQueue0();
+            t.echo(d, 0, 2); // acknowledges once
+            t.w(INTERRUPT_ACK, INT_VRING);
+            t.w(INTERRUPT_ACK, -1);
+            assertEquals(0, t.r(INTERRUPT_STATUS));
+        });
+        add.accept("interrupt never acknowledged", t -> {
+            SplitQueueDriver d = t.readyQueue0();
+            assertTrue(d.add(new long[] {BUF}, new int[] {4}, 1, 1, 1) >= 0);
+            d.publish();
+            t.w(QUEUE_NOTIFY, 0);
+            long deadline = System.nanoTime() + 5_000_000_000L;
+            while ((t.r(INTERRUPT_STATUS) & INT_VRING) == 0) {
+                assertTrue(System.nanoTime() < deadline);
+                Thread.sleep(1);
+            }
+            assertTrue(t.level, "the line stays high");
+        });
+        add.accept("reset during I/O", t -> {
+            SplitQueueDriver d = t.readyQueue0();
+            for (int i = 0; i < 8; i++) {
+                assertTrue(d.add(new long[] {BUF + 64L * i, BUF + 0x8000 + 64L * i}, new int[] {8, 8}, 2, 1, i) >= 0);
+            }
+            d.publish();
+            t.w(QUEUE_NOTIFY, 0);
+            t.w(STATUS, 0);
+            assertEquals(0, t.r(STATUS));
+        });
+        add.accept("QueueReset without RING_RESET", t -> {
+            t.negotiate(VirtioFeatures.RING_FEATURES);
+            SplitQueueDriver d = t.queue(0, RING, 16);
+            t.driverOk();
+            t.w(QUEUE_RESET, 1);
+            assertEquals(1, t.r(QUEUE_READY));
+            t.echo(d, 0, 3);
+        });
+        add.accept("a ring broken at run time", t -> {
+            SplitQueueDriver d = t.readyQueue0();
+            t.mem.writeU16(d.availAddr() + 2, 1000);
+            t.w(QUEUE_NOTIFY, 0);
+            long deadline = System.nanoTime() + 5_000_000_000L;
+            while ((t.r(STATUS) & DeviceStatus.DEVICE_NEEDS_RESET) == 0) {
+                assertTrue(System.nanoTime() < deadline);
+                Thread.sleep(1);
+            }
+            t.assertNeedsResetWithConfigInterrupt();
+        });
+        return all.stream();
+    }
+
+    /**
+     * Issue 11: every hostile sequence leaves the window answering, with the outcome its case
+     * asserts, and the next correct initialization (reset, features, two queues, DRIVER_OK,
+     * verified I/O) works.
+     */
+    @org.junit.jupiter.params.ParameterizedTest(name = "{0}")
+    @org.junit.jupiter.params.provider.MethodSource("hostileSequences")
+    void aHostileSequenceThenACorrectInitialization(String name, Hostile h) throws Exception {
+        h.run(this);
+        assertEquals(MAGIC, r(MAGIC_VALUE), name);
+        initAndEcho();
+    }
+
+    /** Programs queue {@code index}'s registers (not ready). */
+    void place(int index, int num, long desc, long avail, long used) {
+        w(QUEUE_SEL, index);
+        w(QUEUE_NUM, num);
+        w(QUEUE_DESC_LOW, (int) desc);
+        w(QUEUE_DESC_HIGH, (int) (desc >>> 32));
+        w(QUEUE_DRIVER_LOW, (int) avail);
+        w(QUEUE_DRIVER_HIGH, (int) (avail >>> 32));
+        w(QUEUE_DEVICE_LOW, (int) used);
+        w(QUEUE_DEVICE_HIGH, (int) (used >>> 32));
+    }
+
+    /** Features, queue 0 ready, DRIVER_OK. */
+    SplitQueueDriver readyQueue0() {
+        negotiate(ALL_FEATURES);
+        SplitQueueDriver d = queue(0, RING, 16);
+        driverOk();
+        return d;
+    }
+
+    void assertNeedsResetWithConfigInterrupt() {
+        assertEquals(DeviceStatus.DEVICE_NEEDS_RESET, r(STATUS) & DeviceStatus.DEVICE_NEEDS_RESET, "DEVICE_NEEDS_RESET");
+        assertEquals(INT_CONFIG, r(INTERRUPT_STATUS) & INT_CONFIG, "with a configuration interrupt");
+        assertTrue(level, "the line is high");
+    }
+
     @Test
     void probeRegistersReadAsTheSpecSays() {
         assertEquals(0x74726976, r(MAGIC_VALUE));
