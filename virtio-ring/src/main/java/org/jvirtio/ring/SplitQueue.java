@@ -87,6 +87,8 @@ public final class SplitQueue implements Virtqueue {
     private boolean notificationsEnabled = true;
 
     private RingViolation violation;
+    /** The vhost-user inflight region's part for this queue, or null (not tracked). */
+    private SplitInflight inflight;
 
     /** The region the last translated buffer was in: most buffers of a guest share one. */
     private int cachedRegion;
@@ -167,6 +169,7 @@ public final class SplitQueue implements Virtqueue {
         this.eventIdx = VirtioFeatures.has(features, VirtioFeatures.EVENT_IDX);
         this.indirect = VirtioFeatures.has(features, VirtioFeatures.INDIRECT_DESC);
         this.nextAvail = nextAvail & 0xffff;
+        this.inflight = null;
         this.shadowAvailIdx = this.nextAvail;
         this.nextUsed = nextUsed & 0xffff;
         this.signalledUsedValid = false;
@@ -238,6 +241,7 @@ public final class SplitQueue implements Virtqueue {
     /** Stops the queue (vhost-user GET_VRING_BASE, device reset). Chains in flight stay valid until returned. */
     public void deactivate() {
         active = false;
+        inflight = null;
     }
 
     public boolean isActive() {
@@ -378,6 +382,9 @@ public final class SplitQueue implements Virtqueue {
         if (!active || violation != null) {
             return null;
         }
+        if (inflight != null && inflight.resubmitLeft() > 0) {
+            return resubmitted();
+        }
         if (nextAvail == shadowAvailIdx && !refreshAvailIdx()) {
             return null;
         }
@@ -404,7 +411,60 @@ public final class SplitQueue implements Virtqueue {
         }
         inUse[chain.slot] = true;
         nextAvail = (nextAvail + 1) & 0xffff;
+        if (inflight != null) {
+            inflight.popped(head);
+        }
         return chain;
+    }
+
+    /**
+     * A head the previous backend took and never completed (from the inflight region), walked
+     * again from the descriptor table, which the driver has left alone since it made the head
+     * available. Its avail slot is behind nextAvail already; its flag and counter stay as they are.
+     */
+    private DescriptorChain resubmitted() {
+        if (freeTop == 0) {
+            violate(Reason.TOO_MANY_IN_FLIGHT, 0, size, 0);
+            return null;
+        }
+        int head = inflight.nextResubmit();
+        RingChain chain = pool[free[--freeTop]];
+        boolean ok;
+        int capacity = chain.bufferCapacity();
+        try {
+            ok = walk(chain, head);
+        } catch (InternalError e) {
+            free[freeTop++] = chain.slot;
+            throw e;
+        } finally {
+            retained += chain.bufferCapacity() - capacity;
+        }
+        if (!ok) {
+            free[freeTop++] = chain.slot;
+            return null;
+        }
+        inUse[chain.slot] = true;
+        return chain;
+    }
+
+    /**
+     * Tracks this (active) queue's requests in {@code region}, its part of the vhost-user
+     * inflight region, and takes over what a predecessor left there: the heads it took and never
+     * completed are served first, in the order it took them, and the avail ring is read from
+     * the used index plus their number (vhost-user.rst, "Inflight I/O tracking"). Call after
+     * {@link #activate} and before the first pop.
+     */
+    public SplitInflight.Attached attachInflight(MemorySegment region) {
+        if (!active) {
+            throw new IllegalStateException("queue " + index + " is not active");
+        }
+        SplitInflight.Attached a = SplitInflight.attach(region, size, nextUsed);
+        inflight = a.tracker();
+        if (a.resubmitted() > 0) {
+            nextAvail = (nextUsed + a.resubmitted()) & 0xffff;
+            shadowAvailIdx = nextAvail;
+        }
+        return a;
     }
 
     /** Walks the chain at {@code head} into {@code chain}; false (and broken) on a violation. */
@@ -606,6 +666,9 @@ public final class SplitQueue implements Virtqueue {
             return;
         }
         nextUsed = (nextUsed + 1) & 0xffff;
+        if (inflight != null) {
+            inflight.used(chain.head());
+        }
     }
 
     @Override
@@ -626,6 +689,9 @@ public final class SplitQueue implements Virtqueue {
         // Pairs with the driver's read barrier after loading used->idx (virtio_rmb in Linux's
         // virtqueue_get_buf_ctx_split).
         U16.setRelease(used, (long) USED_IDX, (short) nextUsed);
+        if (inflight != null) {
+            inflight.published(nextUsed); // after the index: see SplitInflight.published
+        }
         return needsInterrupt();
     }
 

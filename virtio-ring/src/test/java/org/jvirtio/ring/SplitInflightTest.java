@@ -1,0 +1,185 @@
+package org.jvirtio.ring;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.List;
+
+import org.jvirtio.api.DescriptorChain;
+import org.jvirtio.api.GuestMemory;
+import org.jvirtio.api.GuestRegion;
+import org.jvirtio.api.MemoryMapping;
+import org.jvirtio.api.VirtioFeatures;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * Inflight tracking (issue 12) at the ring: a backend that dies with requests in flight, out of
+ * order, and a successor that attaches the same region resubmits exactly those, in the order they
+ * were taken, and reads the avail ring from used_idx plus their number; a predecessor that died
+ * between publishing a batch and clearing it is repaired; hostile regions are started afresh.
+ */
+class SplitInflightTest {
+    static final int SIZE = 16;
+    GuestMemory mem;
+    SplitQueueDriver driver;
+    MemorySegment region;
+    long f = VirtioFeatures.RING_FEATURES;
+
+    @BeforeEach
+    void setUp() throws Exception {
+        MemoryMapping m = MemoryMapping.memfd("guest", 1 << 20);
+        mem = GuestMemory.of(GuestRegion.of(0, m));
+        m.release();
+        driver = SplitQueueDriver.at(mem, 0x1000, SIZE, f, 0, 0);
+        region = Arena.ofAuto().allocate(SplitInflight.queueRegionSize(SIZE), 64);
+    }
+
+    @AfterEach
+    void tearDown() {
+        mem.release();
+    }
+
+    /** A backend: a queue on the ring with the region attached (as after SET_VRING_BASE = used idx, SET_VRING_KICK). */
+    SplitQueue backend() throws Exception {
+        SplitQueue q = new SplitQueue(0);
+        int usedIdx = mem.readU16(driver.usedAddr() + 2);
+        q.activate(mem, SIZE, driver.descAddr(), driver.availAddr(), driver.usedAddr(), f, usedIdx, -1);
+        SplitInflight.Attached a = q.attachInflight(region);
+        assertNull(a.inconsistency(), "consistent region");
+        return q;
+    }
+
+    void add(int n, int from) {
+        for (int i = 0; i < n; i++) {
+            assertTrue(driver.add(new long[] {0x10000 + 64L * (from + i)}, new int[] {8}, 1, 0, from + i) >= 0);
+        }
+        driver.publish();
+    }
+
+    List<DescriptorChain> popAll(SplitQueue q) {
+        List<DescriptorChain> l = new ArrayList<>();
+        DescriptorChain c;
+        while ((c = q.pop()) != null) {
+            l.add(c);
+        }
+        return l;
+    }
+
+    @Test
+    void aSuccessorResubmitsExactlyWhatNeverCompletedInTheOrderItWasTaken() throws Exception {
+        SplitQueue first = backend();
+        add(6, 0);
+        List<DescriptorChain> taken = popAll(first);
+        assertEquals(6, taken.size());
+        // Out of order, as io_uring completes: 4 and 1 done and published, 3 done but not yet published.
+        first.addUsed(taken.get(4), 1);
+        first.addUsed(taken.get(1), 1);
+        first.publishUsed();
+        first.addUsed(taken.get(3), 1);
+        // ... and the process dies here: the queue object is simply dropped.
+        List<Long> got = new ArrayList<>();
+        driver.pollUsed((h, t, l) -> got.add(t));
+        assertEquals(List.of(4L, 1L), got);
+
+        add(2, 6); // the guest goes on adding while no backend runs
+        SplitQueue second = backend();
+        List<DescriptorChain> again = popAll(second);
+        List<Integer> heads = new ArrayList<>();
+        for (DescriptorChain c : again) {
+            heads.add(c.head());
+        }
+        // Resubmitted first, in their original order: 0, 2, 3, 5; then the new ones.
+        List<Integer> expected = new ArrayList<>();
+        for (int i : new int[] {0, 2, 3, 5}) {
+            expected.add(taken.get(i).head());
+        }
+        assertEquals(expected, heads.subList(0, 4), "resubmitted in the order taken");
+        assertEquals(6, again.size(), "then the two added since");
+        for (DescriptorChain c : again) {
+            second.addUsed(c, 1);
+        }
+        second.publishUsed();
+        got.clear();
+        driver.pollUsed((h, t, l) -> got.add(t));
+        assertEquals(List.of(0L, 2L, 3L, 5L, 6L, 7L), got, "every request completed once, none twice");
+        // A third backend finds nothing to do.
+        SplitQueue third = backend();
+        assertNull(third.pop());
+    }
+
+    @Test
+    void aPredecessorThatDiedBetweenPublishingAndClearingIsRepaired() throws Exception {
+        SplitQueue first = backend();
+        add(3, 0);
+        List<DescriptorChain> taken = popAll(first);
+        first.addUsed(taken.get(0), 1);
+        first.addUsed(taken.get(2), 1);
+        first.publishUsed();
+        // Undo what published() did after the used index: the flags and used_idx, as a death in between leaves them.
+        for (DescriptorChain c : List.of(taken.get(0), taken.get(2))) {
+            region.set(ValueLayout.JAVA_BYTE, SplitInflight.DESC + 16L * c.head(), (byte) 1);
+        }
+        region.set(ValueLayout.JAVA_SHORT_UNALIGNED, SplitInflight.USED_IDX, (short) 0);
+        SplitQueue second = backend();
+        List<DescriptorChain> again = popAll(second);
+        assertEquals(1, again.size(), "only the one that never completed");
+        assertEquals(taken.get(1).head(), again.get(0).head());
+    }
+
+    @Test
+    void hostileRegionsAreStartedAfreshAndNothingIsResubmitted() throws Exception {
+        String[] cases = {"version", "desc_num", "features", "flag", "batch", "counters"};
+        for (String c : cases) {
+            region.fill((byte) 0);
+            SplitQueue first = backend();
+            add(2, 0);
+            List<DescriptorChain> taken = popAll(first); // two in flight
+            switch (c) {
+                case "version" -> region.set(ValueLayout.JAVA_SHORT_UNALIGNED, SplitInflight.VERSION_OFF, (short) 7);
+                case "desc_num" -> region.set(ValueLayout.JAVA_SHORT_UNALIGNED, SplitInflight.DESC_NUM, (short) 1024);
+                case "features" -> region.set(ValueLayout.JAVA_LONG_UNALIGNED, SplitInflight.FEATURES, 1);
+                case "flag" -> region.set(ValueLayout.JAVA_BYTE, SplitInflight.DESC + 16L * 5, (byte) 9);
+                case "batch" -> region.set(ValueLayout.JAVA_SHORT_UNALIGNED, SplitInflight.USED_IDX, (short) 1000);
+                default -> {
+                    long counter = region.get(ValueLayout.JAVA_LONG_UNALIGNED, SplitInflight.DESC + 16L * taken.get(0).head() + 8);
+                    region.set(ValueLayout.JAVA_LONG_UNALIGNED, SplitInflight.DESC + 16L * taken.get(1).head() + 8, counter);
+                }
+            }
+            SplitQueue second = new SplitQueue(0);
+            int usedIdx = mem.readU16(driver.usedAddr() + 2);
+            second.activate(mem, SIZE, driver.descAddr(), driver.availAddr(), driver.usedAddr(), f, usedIdx + 2, -1);
+            SplitInflight.Attached a = second.attachInflight(region);
+            assertNotNull(a.inconsistency(), c + ": refused");
+            assertEquals(0, a.resubmitted(), c);
+            assertNull(second.pop(), c + ": nothing resubmitted; the ring goes on at the front-end's base");
+            assertEquals(1, region.get(ValueLayout.JAVA_SHORT_UNALIGNED, SplitInflight.VERSION_OFF), c + ": started afresh");
+            // reset the ring for the next case
+            setUp();
+            region = Arena.ofAuto().allocate(SplitInflight.queueRegionSize(SIZE), 64);
+        }
+    }
+
+    @Test
+    void aFreshRegionIsInitializedAndTrackingCostsNoAllocation() throws Exception {
+        SplitQueue q = backend();
+        assertEquals(1, region.get(ValueLayout.JAVA_SHORT_UNALIGNED, SplitInflight.VERSION_OFF));
+        assertEquals(SIZE, region.get(ValueLayout.JAVA_SHORT_UNALIGNED, SplitInflight.DESC_NUM));
+        for (int round = 0; round < 100; round++) {
+            add(8, 8 * round);
+            for (DescriptorChain c : popAll(q)) {
+                q.addUsed(c, 1);
+            }
+            q.publishUsed();
+            driver.pollUsed((h, t, l) -> { });
+        }
+        for (int i = 0; i < SIZE; i++) {
+            assertEquals(0, region.get(ValueLayout.JAVA_BYTE, SplitInflight.DESC + 16L * i), "nothing left in flight");
+        }
+        assertEquals(mem.readU16(driver.usedAddr() + 2), Short.toUnsignedInt(region.get(ValueLayout.JAVA_SHORT_UNALIGNED, SplitInflight.USED_IDX)));
+    }
+}
