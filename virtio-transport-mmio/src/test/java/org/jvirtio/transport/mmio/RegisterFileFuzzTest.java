@@ -7,7 +7,6 @@ import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.GuestRegion;
 import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.api.VirtioFeatures;
-import org.jvirtio.host.QueueHost;
 import org.jvirtio.ring.SplitQueueDriver;
 
 import static org.jvirtio.transport.mmio.MmioTransport.*;
@@ -19,8 +18,9 @@ import static org.junit.jupiter.api.Assertions.*;
  * words, notifications, acknowledgements, config space; sometimes any offset, width and value),
  * with the rings it points at in guest memory. Nothing may throw into the caller; the magic,
  * version and device id always read right; InterruptStatus only holds defined bits; and after
- * whatever the input did, a correct initialization answers a request. The queues run on a thread
- * each, as in a VMM, so stops and resets happen while they serve.
+ * whatever the input did, a correct initialization answers a request. The queues run on an I/O
+ * thread, as in a VMM, so stops and resets happen while they serve; one window serves every
+ * input (each starts with a reset, which is itself under test).
  *
  * <p>Plain {@code verify} runs the committed inputs under {@code RegisterFileFuzzTestInputs};
  * {@code JAZZER_FUZZ=1} fuzzes (bench/fuzz.sh mmio).
@@ -32,12 +32,17 @@ class RegisterFileFuzzTest {
         QUEUE_DESC_LOW, QUEUE_DESC_HIGH, QUEUE_DRIVER_LOW, QUEUE_DRIVER_HIGH, QUEUE_DEVICE_LOW, QUEUE_DEVICE_HIGH, SHM_SEL, SHM_LEN_LOW,
         SHM_BASE_LOW, QUEUE_RESET, CONFIG_GENERATION, CONFIG, CONFIG + 4};
     static final GuestMemory MEMORY;
+    /** One device, host and window for every input (each input starts with a reset): creating them per input is slow. */
+    static final EchoDevice DEVICE = new EchoDevice(2);
+    static final org.jvirtio.host.IoThreads HOST = new org.jvirtio.host.IoThreads(1, 0);
+    static final MmioTransport T;
 
     static {
         try {
             MemoryMapping m = MemoryMapping.memfd("fuzz-guest", MEM);
             MEMORY = GuestMemory.of(GuestRegion.of(0, m));
             m.release();
+            T = new MmioTransport(DEVICE, MEMORY, HOST, InterruptLine.NONE);
         } catch (Exception e) {
             throw new ExceptionInInitializerError(e);
         }
@@ -45,8 +50,9 @@ class RegisterFileFuzzTest {
 
     @FuzzTest(maxDuration = "3h", maxExecutions = 10_000_000)
     void anyAccessSequenceLeavesAWorkingDevice(FuzzedDataProvider data) throws Exception {
-        EchoDevice device = new EchoDevice(2);
-        try (MmioTransport t = new MmioTransport(device, MEMORY, QueueHost.THREAD_PER_QUEUE, InterruptLine.NONE)) {
+        MmioTransport t = T;
+        t.write(STATUS, 4, 0);
+        {
             int n = data.consumeInt(0, 64);
             for (int i = 0; i < n && data.remainingBytes() > 0; i++) {
                 long off;

@@ -38,6 +38,9 @@ final class BackendSession implements DeviceContext, AutoCloseable {
     private final MemoryTable memory;
     private final Vrings vrings;
     private final BackendChannel channel = new BackendChannel();
+    private final boolean allowUnsealed;
+    /** The inflight region (SET_INFLIGHT_FD), or null. */
+    private InflightRegion inflight;
     private long features;
     private long protocolFeatures;
     private volatile int status;
@@ -46,6 +49,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
 
     BackendSession(DeviceQueues queues, int connFd, Executor control, BackendOptions options) {
         this.memory = new MemoryTable(options.allowUnsealedMemory());
+        this.allowUnsealed = options.allowUnsealedMemory();
         this.device = queues.device();
         this.queues = queues;
         this.offeredProtocolFeatures = VhostUserProtocol.protocolFeaturesFor(device);
@@ -60,6 +64,11 @@ final class BackendSession implements DeviceContext, AutoCloseable {
             @Override
             public long features() {
                 return features;
+            }
+
+            @Override
+            public java.lang.foreign.MemorySegment inflight(int index, int size) {
+                return inflight == null ? null : inflight.queue(index, size);
             }
 
             @Override
@@ -234,6 +243,28 @@ final class BackendSession implements DeviceContext, AutoCloseable {
                 yield null;
             }
             case GetStatus g -> VhostUserMessage.u64(status);
+            case GetInflightFd g -> {
+                InflightRegion.check(name, g.numQueues(), g.queueSize(), vrings.count());
+                int fd = InflightRegion.create(g.numQueues(), g.queueSize());
+                try {
+                    byte[] p = VhostUserCodec.encodeInflight(new VhostUserCodec.Inflight(
+                            InflightRegion.size(g.numQueues(), g.queueSize()), 0, g.numQueues(), g.queueSize()));
+                    UnixSocket.send(connFd, VhostUserMessage.encode(m.request(), VERSION | FLAG_REPLY, p), new int[] {fd});
+                } finally {
+                    UnixSocket.closeQuietly(fd);
+                }
+                yield null;
+            }
+            case SetInflightFd i -> {
+                if (vrings.anyRunning()) {
+                    throw new VhostUserProtocolException(name + ": the inflight region changed while a ring runs");
+                }
+                InflightRegion next = InflightRegion.map(name, i, vrings.count(), allowUnsealed);
+                dropInflight();
+                inflight = next;
+                LOG.info("vhost-user: inflight region for {} queues of {} entries taken over", next.numQueues(), next.queueSize());
+                yield null;
+            }
             case Unsupported u -> {
                 refuse(m, u.request());
                 yield null;
@@ -262,6 +293,8 @@ final class BackendSession implements DeviceContext, AutoCloseable {
             case RemMemReg r -> PROTOCOL_F_CONFIGURE_MEM_SLOTS;
             case SetStatus s -> PROTOCOL_F_STATUS;
             case GetStatus g -> PROTOCOL_F_STATUS;
+            case GetInflightFd g -> PROTOCOL_F_INFLIGHT_SHMFD;
+            case SetInflightFd i -> PROTOCOL_F_INFLIGHT_SHMFD;
             case GetQueueNum g -> {
                 if ((offeredProtocolFeatures & (1L << PROTOCOL_F_MQ)) == 0) {
                     yield -2;
@@ -289,6 +322,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
      */
     private void statusReset() {
         vrings.stopAll();
+        dropInflight();
         if (activated) {
             device.reset();
             activated = false;
@@ -330,8 +364,17 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         features = f;
     }
 
+    /** Releases the inflight region (every ring stopped): a guest reset, or the end of the session. */
+    private void dropInflight() {
+        if (inflight != null) {
+            inflight.close();
+            inflight = null;
+        }
+    }
+
     private void resetDevice() {
         vrings.reset();
+        dropInflight();
         if (activated) {
             queues.stopAll();
             device.reset();

@@ -97,6 +97,14 @@ sealed interface FrontendRequest {
     }
 
     /** A request jvirtio does not implement: refused, never silently accepted. */
+    /** GET_INFLIGHT_FD: the front-end's queue count and size; the backend makes the region. */
+    record GetInflightFd(int numQueues, int queueSize) implements FrontendRequest {
+    }
+
+    /** SET_INFLIGHT_FD: the region (one fd) the front-end kept, to be mapped and taken over. */
+    record SetInflightFd(long mmapSize, long mmapOffset, int numQueues, int queueSize, MessageFds fds) implements FrontendRequest {
+    }
+
     record Unsupported(VhostUserRequest request) implements FrontendRequest {
     }
 }

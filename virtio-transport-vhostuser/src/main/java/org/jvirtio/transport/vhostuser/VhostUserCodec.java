@@ -33,6 +33,24 @@ public final class VhostUserCodec {
     public record Config(int offset, int size, int flags, byte[] data) {
     }
 
+    /** The inflight description of GET_INFLIGHT_FD / SET_INFLIGHT_FD and the reply. */
+    public record Inflight(long mmapSize, long mmapOffset, int numQueues, int queueSize) {
+    }
+
+    public static Inflight decodeInflight(VhostUserMessage m) throws VhostUserProtocolException {
+        int n = m.payload().length;
+        if (n != INFLIGHT_SIZE && n != INFLIGHT_SIZE - 4) {
+            throw bad(m, "payload of " + n + " bytes, expected " + INFLIGHT_SIZE);
+        }
+        ByteBuffer b = le(m.payload());
+        return new Inflight(b.getLong(), b.getLong(), Short.toUnsignedInt(b.getShort()), Short.toUnsignedInt(b.getShort()));
+    }
+
+    public static byte[] encodeInflight(Inflight i) {
+        return ByteBuffer.allocate(INFLIGHT_SIZE).order(ByteOrder.LITTLE_ENDIAN).putLong(i.mmapSize()).putLong(i.mmapOffset())
+                .putShort((short) i.numQueues()).putShort((short) i.queueSize()).array();
+    }
+
     private static VhostUserProtocolException bad(VhostUserMessage m, String why) {
         return new VhostUserProtocolException(m.name() + ": " + why);
     }
@@ -240,8 +258,18 @@ public final class VhostUserCodec {
                 yield new FrontendRequest.SetStatus((int) s);
             }
             case GET_STATUS -> none(m, new FrontendRequest.GetStatus());
+            case GET_INFLIGHT_FD -> {
+                Inflight i = decodeInflight(m);
+                fdCount(m, 0, 0);
+                yield new FrontendRequest.GetInflightFd(i.numQueues(), i.queueSize());
+            }
+            case SET_INFLIGHT_FD -> {
+                Inflight i = decodeInflight(m);
+                fdCount(m, 1, 1);
+                yield new FrontendRequest.SetInflightFd(i.mmapSize(), i.mmapOffset(), i.numQueues(), i.queueSize(), fds);
+            }
             case SET_LOG_BASE, SET_LOG_FD, SEND_RARP, NET_SET_MTU, IOTLB_MSG, SET_VRING_ENDIAN, CREATE_CRYPTO_SESSION,
-                 CLOSE_CRYPTO_SESSION, POSTCOPY_ADVISE, POSTCOPY_LISTEN, POSTCOPY_END, GET_INFLIGHT_FD, SET_INFLIGHT_FD,
+                 CLOSE_CRYPTO_SESSION, POSTCOPY_ADVISE, POSTCOPY_LISTEN, POSTCOPY_END,
                  GPU_SET_SOCKET, VRING_KICK, GET_SHARED_OBJECT, SET_DEVICE_STATE_FD, CHECK_DEVICE_STATE ->
                     new FrontendRequest.Unsupported(req);
         };

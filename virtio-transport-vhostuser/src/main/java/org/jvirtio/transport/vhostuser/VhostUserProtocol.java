@@ -37,6 +37,11 @@ public final class VhostUserProtocol {
     public static final int SINGLE_MEM_REGION_SIZE = 8 + MEM_REGION_SIZE;
     public static final int CONFIG_HEADER_SIZE = 12;
     public static final int MAX_CONFIG_SIZE = 256;
+    /**
+     * The inflight description (mmap size, mmap offset: u64; num queues, queue size: u16), as
+     * QEMU's struct lays it out, padding included; 20 bytes without the padding are accepted.
+     */
+    public static final int INFLIGHT_SIZE = 24;
     /** Regions in one SET_MEM_TABLE (VHOST_MEMORY_BASELINE_NREGIONS). */
     public static final int MAX_TABLE_REGIONS = 8;
     /** Memory slots offered by GET_MAX_MEM_SLOTS (as libvhost-user). */
@@ -77,7 +82,7 @@ public final class VhostUserProtocol {
 
     public static final long BACKEND_PROTOCOL_FEATURES = (1L << PROTOCOL_F_MQ) | (1L << PROTOCOL_F_REPLY_ACK)
             | (1L << PROTOCOL_F_CONFIG) | (1L << PROTOCOL_F_BACKEND_REQ) | (1L << PROTOCOL_F_RESET_DEVICE)
-            | (1L << PROTOCOL_F_CONFIGURE_MEM_SLOTS) | (1L << PROTOCOL_F_STATUS);
+            | (1L << PROTOCOL_F_CONFIGURE_MEM_SLOTS) | (1L << PROTOCOL_F_STATUS) | (1L << PROTOCOL_F_INFLIGHT_SHMFD);
 
     /**
      * The protocol features offered for {@code device}: {@link #BACKEND_PROTOCOL_FEATURES} less

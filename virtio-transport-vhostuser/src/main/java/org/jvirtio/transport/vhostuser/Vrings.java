@@ -43,6 +43,9 @@ final class Vrings {
 
         /** Called before the first queue of a driver session starts. */
         void beforeFirstStart();
+
+        /** Queue {@code index}'s part of the inflight region for a ring of {@code size}, or null. */
+        java.lang.foreign.MemorySegment inflight(int index, int size);
     }
 
     /** Per-queue state as the front-end set it. */
@@ -347,6 +350,17 @@ final class Vrings {
             long u = memory.userToGuest(v.addr.used(), SplitRingLayout.usedBytes(v.num));
             v.queue.activate(memory, v.num, d, a, u, session.features(), v.base, nextUsed);
             v.active = true;
+            java.lang.foreign.MemorySegment region = session.inflight(index, v.num);
+            if (region != null) {
+                org.jvirtio.ring.SplitInflight.Attached at = v.queue.attachInflight(region);
+                if (at.inconsistency() != null) {
+                    LOG.warn("vhost-user: queue {}: the inflight region is inconsistent ({}); started afresh, nothing resubmitted",
+                            index, at.inconsistency());
+                } else if (at.resubmitted() > 0) {
+                    LOG.info("vhost-user: queue {}: resubmitting {} requests a previous backend left in flight", index,
+                            at.resubmitted());
+                }
+            }
         } catch (GuestMemoryException e) {
             LOG.warn("vhost-user: queue {} cannot run: vring addresses outside guest memory: {}", index, e.getMessage());
         } catch (RingConfigurationException e) {
