@@ -99,6 +99,12 @@ public final class VhostUserFrontend implements AutoCloseable {
     }
 
     private VhostUserMessage awaitReply(VhostUserRequest req) throws IOException {
+        VhostUserMessage m = awaitReplyKeepingFds(req);
+        UnixSocket.closeAll(m.fds());
+        return m;
+    }
+
+    private VhostUserMessage awaitReplyKeepingFds(VhostUserRequest req) throws IOException {
         if (!Libc.pollIn(fd, replyTimeoutMillis)) {
             throw new IOException("no reply to " + req + " within " + replyTimeoutMillis + " ms");
         }
@@ -112,8 +118,8 @@ public final class VhostUserFrontend implements AutoCloseable {
             throw new IOException("backend closed the connection instead of answering " + req);
         }
         VhostUserMessage m = reader.message();
-        UnixSocket.closeAll(m.fds());
         if (m.request() != req.code() || !m.isReply()) {
+            UnixSocket.closeAll(m.fds());
             throw new IOException("expected a reply to " + req + ", got " + m.name() + " flags 0x" + Integer.toHexString(m.flags()));
         }
         return m;
@@ -288,6 +294,31 @@ public final class VhostUserFrontend implements AutoCloseable {
 
     public void setVringEnable(int index, boolean enable) throws IOException {
         request(VhostUserRequest.SET_VRING_ENABLE, VhostUserMessage.vringState(index, enable ? 1 : 0));
+    }
+
+    // ------------------------------------------------------------ inflight tracking
+
+    /** The inflight region a backend made: its fd (owned by the caller) and description. */
+    public record InflightFd(int fd, long mmapSize, long mmapOffset, int numQueues, int queueSize) {
+    }
+
+    /** GET_INFLIGHT_FD: asks the backend for a region for {@code numQueues} queues of {@code queueSize}. */
+    public InflightFd getInflightFd(int numQueues, int queueSize) throws IOException {
+        UnixSocket.send(fd, VhostUserMessage.encode(VhostUserRequest.GET_INFLIGHT_FD.code(), VERSION,
+                VhostUserCodec.encodeInflight(new VhostUserCodec.Inflight(0, 0, numQueues, queueSize))), new int[0]);
+        VhostUserMessage m = awaitReplyKeepingFds(VhostUserRequest.GET_INFLIGHT_FD);
+        if (m.fds().length != 1 || m.payload().length != INFLIGHT_SIZE) {
+            UnixSocket.closeAll(m.fds());
+            throw new IOException("GET_INFLIGHT_FD reply of " + m.payload().length + " bytes with " + m.fds().length + " fds");
+        }
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(m.payload()).order(ByteOrder.LITTLE_ENDIAN);
+        return new InflightFd(m.fds()[0], b.getLong(), b.getLong(), Short.toUnsignedInt(b.getShort()), Short.toUnsignedInt(b.getShort()));
+    }
+
+    /** SET_INFLIGHT_FD: hands a region (kept across backends) to this backend. */
+    public void setInflightFd(InflightFd f) throws IOException {
+        request(VhostUserRequest.SET_INFLIGHT_FD, VhostUserCodec.encodeInflight(
+                new VhostUserCodec.Inflight(f.mmapSize(), f.mmapOffset(), f.numQueues(), f.queueSize())), f.fd());
     }
 
     // ------------------------------------------------------------ config
