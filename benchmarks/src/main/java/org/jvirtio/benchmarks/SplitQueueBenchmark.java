@@ -36,6 +36,7 @@ import static org.jvirtio.api.GuestMemory.LE_U16;
  *
  * <p>{@code single}: one pop, one add-used, one publish (with its interrupt check) per request.
  * {@code batch32}: 32 requests per avail-index read and per publish, as the data plane does.
+ * {@code inflight}: with the inflight region's marks and clears (issue 12), or without.
  */
 @State(Scope.Thread)
 @BenchmarkMode(Mode.AverageTime)
@@ -50,6 +51,10 @@ public class SplitQueueBenchmark {
     /** 1, 3 or 8 direct descriptors, or a 3-entry indirect table. */
     @Param({"direct1", "direct3", "direct8", "indirect3"})
     public String layout;
+
+    /** With the vhost-user inflight region attached (what QEMU sets up for vhost-user-blk), or without. */
+    @Param({"false", "true"})
+    public boolean inflight;
 
     private Arena arena;
     private GuestMemory memory;
@@ -94,6 +99,9 @@ public class SplitQueueBenchmark {
         avail = memory.slice(p.avail(), SplitRingLayout.availBytes(SIZE));
         queue = new SplitQueue(0);
         queue.activate(memory, SIZE, p.desc(), p.avail(), p.used(), features, 0, 0);
+        if (inflight) {
+            queue.attachInflight(arena.allocate(org.jvirtio.ring.SplitInflight.queueRegionSize(SIZE), 64));
+        }
         queue.disableNotifications();
     }
 

@@ -38,6 +38,9 @@ public final class BlkBench implements Callable<Integer> {
     @Option(names = "--span", defaultValue = "256M", description = "Bytes of the disk to spread I/O over (default: ${DEFAULT-VALUE}).")
     String span;
 
+    @Option(names = "--inflight", description = "Set up inflight tracking as QEMU does for vhost-user-blk (the backend then marks and clears every request).")
+    boolean inflight;
+
     @Option(names = "--queues", defaultValue = "1", description = "Queues, each driven by its own thread at --depth (default: ${DEFAULT-VALUE}).")
     int queues;
 
@@ -48,7 +51,7 @@ public final class BlkBench implements Callable<Integer> {
             throw new CommandLine.ParameterException(new CommandLine(this),
                     "need --depth 1-128, --bs a multiple of 512 up to 1 MiB, --read-percent 0-100, --seconds >= 1, --queues 1-" + BlkClient.MAX_QUEUES);
         }
-        try (BlkClient c = new BlkClient(socket, depth, bs, queues)) {
+        try (BlkClient c = new BlkClient(socket, depth, bs, queues, inflight)) {
             long blocks = Math.min(c.capacitySectors() * 512, VhostUserBlkCommand.parseSize("--span", span)) / bs;
             if (blocks < 1) {
                 throw new CommandLine.ParameterException(new CommandLine(this), "the disk is smaller than one block");

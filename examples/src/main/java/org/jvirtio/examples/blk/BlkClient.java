@@ -84,6 +84,14 @@ public final class BlkClient implements AutoCloseable {
      * @param queues   queues to set up (1-8; the backend must offer as many)
      */
     public BlkClient(Path socket, int depth, int maxBytes, int queues) throws IOException {
+        this(socket, depth, maxBytes, queues, false);
+    }
+
+    /**
+     * @param inflight set up inflight tracking as QEMU does for vhost-user-blk (GET_INFLIGHT_FD,
+     *                 SET_INFLIGHT_FD), so that the backend marks and clears every request
+     */
+    public BlkClient(Path socket, int depth, int maxBytes, int queues, boolean inflight) throws IOException {
         if (depth < 1 || depth > 128) {
             throw new IllegalArgumentException("queue depth must be in [1, 128]: " + depth);
         }
@@ -109,6 +117,18 @@ public final class BlkClient implements AutoCloseable {
         }
         session.useFeatures(features);
         session.shareMemory();
+        if (inflight) {
+            VhostUserFrontend.InflightFd f = fe.getInflightFd(queues, SIZE);
+            try {
+                fe.setInflightFd(f);
+            } finally {
+                try {
+                    org.jvirtio.api.linux.Libc.close(f.fd());
+                } catch (org.jvirtio.api.linux.ErrnoException e) {
+                    // the backend has its own copy
+                }
+            }
+        }
         this.slots = session.allocate((long) queues * depth * slotSize(), 4096);
         this.queues = new Queue[queues];
         for (int q = 0; q < queues; q++) {
