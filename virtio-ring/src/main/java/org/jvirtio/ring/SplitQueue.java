@@ -390,26 +390,10 @@ public final class SplitQueue implements Virtqueue {
         }
         // Plain read: ordered after the acquire of avail->idx above.
         int head = avail.get(LE_U16, AVAIL_RING + 2L * (nextAvail & mask)) & 0xffff;
-        if (freeTop == 0) {
-            violate(Reason.TOO_MANY_IN_FLIGHT, head, size, 0);
+        RingChain chain = take(head);
+        if (chain == null) {
             return null;
         }
-        RingChain chain = pool[free[--freeTop]];
-        boolean ok;
-        int capacity = chain.bufferCapacity();
-        try {
-            ok = walk(chain, head);
-        } catch (InternalError e) {
-            free[freeTop++] = chain.slot;
-            throw e;
-        } finally {
-            retained += chain.bufferCapacity() - capacity;
-        }
-        if (!ok) {
-            free[freeTop++] = chain.slot;
-            return null;
-        }
-        inUse[chain.slot] = true;
         nextAvail = (nextAvail + 1) & 0xffff;
         if (inflight != null) {
             inflight.popped(head);
@@ -423,11 +407,15 @@ public final class SplitQueue implements Virtqueue {
      * available. Its avail slot is behind nextAvail already; its flag and counter stay as they are.
      */
     private DescriptorChain resubmitted() {
+        return take(inflight.nextResubmit());
+    }
+
+    /** A pool chain walked from {@code head}, in use; null (and broken) on a violation. */
+    private RingChain take(int head) {
         if (freeTop == 0) {
-            violate(Reason.TOO_MANY_IN_FLIGHT, 0, size, 0);
+            violate(Reason.TOO_MANY_IN_FLIGHT, head, size, 0);
             return null;
         }
-        int head = inflight.nextResubmit();
         RingChain chain = pool[free[--freeTop]];
         boolean ok;
         int capacity = chain.bufferCapacity();

@@ -92,17 +92,8 @@ final class InflightRegion implements AutoCloseable {
 
     /** A file whose size the front-end could still change is refused (or, allowed, warned about): shrunk, we would fault. */
     private static void sealed(String name, int fd, boolean allowUnsealed) throws VhostUserProtocolException {
-        try {
-            int seals = Libc.fcntl(fd, Libc.F_GET_SEALS, 0);
-            if ((seals & Libc.F_SEAL_SHRINK) != 0) {
-                return;
-            }
-            if ((seals & Libc.F_SEAL_SEAL) == 0) {
-                Libc.fcntl(fd, Libc.F_ADD_SEALS, Libc.F_SEAL_SHRINK);
-                return;
-            }
-        } catch (ErrnoException e) {
-            // not a sealable file
+        if (Seals.sealAgainstShrinking(fd)) {
+            return;
         }
         if (!allowUnsealed) {
             throw new VhostUserProtocolException(name + ": the inflight region's file cannot be sealed against shrinking"

@@ -132,17 +132,8 @@ final class MemoryTable implements AutoCloseable {
      * is contained where it happens (the ring breaks, or the connection closes).
      */
     private void sealAgainstShrinking(String name, int fd) throws VhostUserProtocolException {
-        try {
-            int seals = Libc.fcntl(fd, Libc.F_GET_SEALS, 0);
-            if ((seals & Libc.F_SEAL_SHRINK) != 0) {
-                return;
-            }
-            if ((seals & Libc.F_SEAL_SEAL) == 0) {
-                Libc.fcntl(fd, Libc.F_ADD_SEALS, Libc.F_SEAL_SHRINK);
-                return;
-            }
-        } catch (ErrnoException e) {
-            // EINVAL: the file does not support seals
+        if (Seals.sealAgainstShrinking(fd)) {
+            return;
         }
         if (!allowUnsealed) {
             throw new VhostUserProtocolException(name + ": a guest memory file cannot be sealed against shrinking (plain tmpfs or"

@@ -743,6 +743,55 @@ class VhostUserBackendTest {
         }
     }
 
+    /**
+     * Issue 12: GET_INFLIGHT_FD gives a sealed memfd of the spec's size; SET_INFLIGHT_FD with a
+     * region that does not add up (too small for its queues, two queues' regions overlapping,
+     * more queues than the device has, a size that is not a power of two, a file shorter than the
+     * region, a file that could still shrink) is refused with a failed REPLY_ACK and the session
+     * goes on; a good one is taken and the ring served with it.
+     */
+    @Test
+    void inflightRegionsAreCheckedBeforeTheyAreMapped() throws Exception {
+        try (FrontendRig rig = new FrontendRig(socket)) {
+            rig.negotiate();
+            VhostUserFrontend.InflightFd good = rig.fe.getInflightFd(2, 16);
+            try {
+                long region = org.jvirtio.ring.SplitInflight.queueRegionSize(16);
+                assertEquals(2 * region, good.mmapSize());
+                assertEquals(2 * region, org.jvirtio.api.linux.Libc.fileSize(good.fd()));
+                int seals = org.jvirtio.api.linux.Libc.fcntl(good.fd(), org.jvirtio.api.linux.Libc.F_GET_SEALS, 0);
+                assertNotEquals(0, seals & org.jvirtio.api.linux.Libc.F_SEAL_SHRINK, "sealed against shrinking");
+                VhostUserFrontend.InflightFd[] bad = {
+                    new VhostUserFrontend.InflightFd(good.fd(), region, 0, 2, 16),          // two queues in one queue's bytes: they would overlap
+                    new VhostUserFrontend.InflightFd(good.fd(), 2 * region, 0, 3, 16),      // more queues than the device
+                    new VhostUserFrontend.InflightFd(good.fd(), 2 * region, 0, 2, 12),      // not a power of two
+                    new VhostUserFrontend.InflightFd(good.fd(), 2 * region, 4096, 2, 16),   // runs past the end of the file
+                    new VhostUserFrontend.InflightFd(good.fd(), 2 * region, -4096, 2, 16),  // negative offset
+                    new VhostUserFrontend.InflightFd(good.fd(), 2 * region, 0, 0, 16),      // no queue
+                };
+                for (VhostUserFrontend.InflightFd b : bad) {
+                    java.io.IOException e = assertThrows(java.io.IOException.class, () -> rig.fe.setInflightFd(b), b.toString());
+                    assertTrue(e.getMessage().contains("SET_INFLIGHT_FD"), e.getMessage());
+                }
+                int unsealed = org.jvirtio.api.linux.Libc.memfdCreate("unsealed");
+                try {
+                    org.jvirtio.api.linux.Libc.fcntl(unsealed, org.jvirtio.api.linux.Libc.F_ADD_SEALS, org.jvirtio.api.linux.Libc.F_SEAL_SEAL);
+                    org.jvirtio.api.linux.Libc.ftruncate(unsealed, 2 * region);
+                    assertThrows(java.io.IOException.class, () -> rig.fe.setInflightFd(new VhostUserFrontend.InflightFd(unsealed, 2 * region, 0, 2, 16)),
+                            "a file the front-end could still shrink");
+                } finally {
+                    org.jvirtio.api.linux.Libc.close(unsealed);
+                }
+                rig.fe.setInflightFd(good);
+                rig.fe.setMemTable(rig.memory);
+                rig.queue(0, 16);
+                assertEquals(9, rig.echo(0, new byte[9]), "served with the region");
+            } finally {
+                org.jvirtio.api.linux.Libc.close(good.fd());
+            }
+        }
+    }
+
     @Test
     void secondConcurrentFrontendIsRefused() throws Exception {
         try (FrontendRig first = new FrontendRig(socket)) {
