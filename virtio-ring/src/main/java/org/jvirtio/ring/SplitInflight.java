@@ -41,7 +41,10 @@ public final class SplitInflight {
     private static final VarHandle USED = ValueLayout.JAVA_SHORT.withOrder(java.nio.ByteOrder.nativeOrder()).varHandle();
 
     private final MemorySegment r;
+    /** Entries of the region (desc_num): the queue size the front-end asked for. */
     private final int size;
+    /** The ring's size, which a driver may make smaller than desc_num: heads are below it. */
+    private final int ringSize;
     private long counter;
     /** Heads added to the used ring since the last publish: the batch {@link #published} clears. */
     private final int[] batch;
@@ -51,9 +54,10 @@ public final class SplitInflight {
     private int resubmitCount;
     private int resubmitNext;
 
-    private SplitInflight(MemorySegment r, int size) {
+    private SplitInflight(MemorySegment r, int size, int ringSize) {
         this.r = r;
         this.size = size;
+        this.ringSize = ringSize;
         this.batch = new int[size];
         this.resubmit = new int[size];
     }
@@ -76,10 +80,21 @@ public final class SplitInflight {
      * repeat) is initialized too, and {@link Attached#inconsistency} says why.
      */
     public static Attached attach(MemorySegment region, int size, int ringUsedIdx) {
-        if (region.byteSize() < queueRegionSize(size)) {
-            throw new IllegalArgumentException("inflight region of " + region.byteSize() + " bytes for a queue of " + size);
+        return attach(region, size, size, ringUsedIdx);
+    }
+
+    /**
+     * As {@link #attach(MemorySegment, int, int)} for a region of {@code descNum} entries (the
+     * queue size the front-end made it for) and a ring of {@code ringSize} entries, which the
+     * guest's driver may have made smaller (Linux does when memory is short); every head in
+     * flight must be below {@code ringSize}.
+     */
+    public static Attached attach(MemorySegment region, int descNum, int ringSize, int ringUsedIdx) {
+        if (region.byteSize() < queueRegionSize(descNum) || ringSize > descNum) {
+            throw new IllegalArgumentException("inflight region of " + region.byteSize() + " bytes (" + descNum
+                    + " entries) for a ring of " + ringSize);
         }
-        SplitInflight t = new SplitInflight(region, size);
+        SplitInflight t = new SplitInflight(region, descNum, ringSize);
         int version = Short.toUnsignedInt(region.get(U16, VERSION_OFF));
         if (version == 0) {
             t.initialize();
@@ -124,7 +139,7 @@ public final class SplitInflight {
         if (regionUsed != ringUsed) {
             // The predecessor published a batch and died before clearing it: clear it now.
             int n = (ringUsed - regionUsed) & 0xffff;
-            if (n > size) {
+            if (n > ringSize) {
                 return "a last batch of " + n + " (used_idx " + regionUsed + ", ring " + ringUsed + ") in a queue of " + size;
             }
             int h = Short.toUnsignedInt(r.get(U16, LAST_BATCH_HEAD));
@@ -142,6 +157,9 @@ public final class SplitInflight {
         int n = 0;
         for (int i = 0; i < size; i++) {
             if (r.get(ValueLayout.JAVA_BYTE, desc(i) + D_INFLIGHT) == 1) {
+                if (i >= ringSize) {
+                    return "head " + i + " in flight, outside a ring of " + ringSize;
+                }
                 counters[n] = r.get(U64, desc(i) + D_COUNTER);
                 keyed[n] = i;
                 n++;

@@ -443,10 +443,15 @@ public final class SplitQueue implements Virtqueue {
      * {@link #activate} and before the first pop.
      */
     public SplitInflight.Attached attachInflight(MemorySegment region) {
+        return attachInflight(region, size);
+    }
+
+    /** As {@link #attachInflight(MemorySegment)} for a region of {@code descNum} entries (at least the ring's size). */
+    public SplitInflight.Attached attachInflight(MemorySegment region, int descNum) {
         if (!active) {
             throw new IllegalStateException("queue " + index + " is not active");
         }
-        SplitInflight.Attached a = SplitInflight.attach(region, size, nextUsed);
+        SplitInflight.Attached a = SplitInflight.attach(region, descNum, size, nextUsed);
         inflight = a.tracker();
         if (a.resubmitted() > 0) {
             nextAvail = (nextUsed + a.resubmitted()) & 0xffff;

@@ -164,6 +164,36 @@ class SplitInflightTest {
         }
     }
 
+    /**
+     * The front-end makes the region for its queue size; a guest's driver may use a smaller ring
+     * (QEMU 7.2 asked for 1024 entries where Linux set up 256). Tracking works in the bigger
+     * region, and a head in flight beyond the ring is refused.
+     */
+    @Test
+    void aRingSmallerThanTheRegionIsTrackedAndHeadsBeyondItAreRefused() throws Exception {
+        region = Arena.ofAuto().allocate(SplitInflight.queueRegionSize(4 * SIZE), 64);
+        SplitQueue first = new SplitQueue(0);
+        first.activate(mem, SIZE, driver.descAddr(), driver.availAddr(), driver.usedAddr(), f, 0, -1);
+        assertNull(first.attachInflight(region, 4 * SIZE).inconsistency());
+        add(3, 0);
+        List<DescriptorChain> taken = popAll(first);
+        first.addUsed(taken.get(1), 1);
+        first.publishUsed();
+        SplitQueue second = new SplitQueue(0);
+        second.activate(mem, SIZE, driver.descAddr(), driver.availAddr(), driver.usedAddr(), f, 1, -1);
+        SplitInflight.Attached a = second.attachInflight(region, 4 * SIZE);
+        assertNull(a.inconsistency());
+        assertEquals(2, a.resubmitted());
+        assertEquals(List.of(taken.get(0).head(), taken.get(2).head()), popAll(second).stream().map(DescriptorChain::head).toList());
+        // A flag set beyond the ring's 16 entries: the region is refused.
+        region.set(ValueLayout.JAVA_BYTE, SplitInflight.DESC + 16L * (SIZE + 3), (byte) 1);
+        SplitQueue third = new SplitQueue(0);
+        third.activate(mem, SIZE, driver.descAddr(), driver.availAddr(), driver.usedAddr(), f, 3, -1);
+        SplitInflight.Attached b = third.attachInflight(region, 4 * SIZE);
+        assertNotNull(b.inconsistency());
+        assertTrue(b.inconsistency().contains("outside a ring of 16"), b.inconsistency());
+    }
+
     @Test
     void aFreshRegionIsInitializedAndTrackingCostsNoAllocation() throws Exception {
         SplitQueue q = backend();

@@ -72,6 +72,11 @@ final class BackendSession implements DeviceContext, AutoCloseable {
             }
 
             @Override
+            public int inflightEntries() {
+                return inflight == null ? 0 : inflight.queueSize();
+            }
+
+            @Override
             public void beforeFirstStart() {
                 if (!activated) {
                     device.activate(BackendSession.this);

@@ -101,12 +101,16 @@ final class InflightRegion implements AutoCloseable {
         }
     }
 
-    /** Queue {@code index}'s part for a ring of {@code size} entries, or null when the region does not cover it. */
+    /**
+     * Queue {@code index}'s part for a ring of {@code size} entries (its {@link #queueSize}
+     * entries may be more: a guest's driver can make its ring smaller than the queue size the
+     * front-end asked for), or null when the region does not cover it.
+     */
     MemorySegment queue(int index, int size) {
         if (index >= numQueues) {
             return null;
         }
-        if (size != queueSize) {
+        if (size > queueSize) {
             if (!warnedSize) {
                 warnedSize = true;
                 LOG.warn("vhost-user: queue {} has {} entries, the inflight region was made for {}: its requests are not tracked",

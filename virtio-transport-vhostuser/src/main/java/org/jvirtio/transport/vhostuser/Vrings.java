@@ -46,6 +46,9 @@ final class Vrings {
 
         /** Queue {@code index}'s part of the inflight region for a ring of {@code size}, or null. */
         java.lang.foreign.MemorySegment inflight(int index, int size);
+
+        /** Entries per queue of the inflight region (its queue size, at least the ring's). */
+        int inflightEntries();
     }
 
     /** Per-queue state as the front-end set it. */
@@ -352,7 +355,7 @@ final class Vrings {
             v.active = true;
             java.lang.foreign.MemorySegment region = session.inflight(index, v.num);
             if (region != null) {
-                org.jvirtio.ring.SplitInflight.Attached at = v.queue.attachInflight(region);
+                org.jvirtio.ring.SplitInflight.Attached at = v.queue.attachInflight(region, session.inflightEntries());
                 if (at.inconsistency() != null) {
                     LOG.warn("vhost-user: queue {}: the inflight region is inconsistent ({}); started afresh, nothing resubmitted",
                             index, at.inconsistency());
