@@ -179,6 +179,12 @@ public abstract class DescriptorChain {
         return memory.regionSegment(regions[i]).address() + offsets[i];
     }
 
+    /** Guest physical address of buffer {@code i} (for the dirty log). */
+    public final long bufferGuestAddress(int i) {
+        checkIndex(i);
+        return memory.regionStart(regions[i]) + offsets[i];
+    }
+
     /** Buffer {@code i} as its own segment (allocates a slice; for tests and slow paths). */
     public final MemorySegment buffer(int i) {
         checkIndex(i);

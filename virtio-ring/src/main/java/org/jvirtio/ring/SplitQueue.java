@@ -89,6 +89,10 @@ public final class SplitQueue implements Virtqueue {
     private RingViolation violation;
     /** The vhost-user inflight region's part for this queue, or null (not tracked). */
     private SplitInflight inflight;
+    /** The dirty log while the front-end migrates (null otherwise): one branch per used element. */
+    private volatile org.jvirtio.api.DirtyLog dirtyLog;
+    /** Where the used ring is logged (vhost-user's log_guest_addr; the used ring's guest address by default). */
+    private long usedLogAddr;
 
     /** The region the last translated buffer was in: most buffers of a guest share one. */
     private int cachedRegion;
@@ -270,6 +274,28 @@ public final class SplitQueue implements Virtqueue {
     /** Buffer entries the chain pool holds grown past their initial capacity (bounded near {@link #RETAINED_BUFFERS}). */
     public long retainedBuffers() {
         return retained;
+    }
+
+    /**
+     * Starts (or, with null, stops) logging the pages this queue writes: each used element's
+     * writable bytes (what the device reports written, buffer by buffer), the used element and
+     * index, and avail_event. The used ring is logged at {@code usedLogAddr} (vhost-user's
+     * log_guest_addr, which may differ from the ring's guest address). Callable from the control
+     * thread while the queue runs: the queue thread reads the log once per used element.
+     */
+    public void setDirtyLog(org.jvirtio.api.DirtyLog log, long usedLogAddr) {
+        this.usedLogAddr = usedLogAddr;
+        this.dirtyLog = log;
+    }
+
+    /** Marks the first {@code n} writable bytes of {@code chain}, buffer by buffer. */
+    private static void logWritten(org.jvirtio.api.DirtyLog log, DescriptorChain chain, long n) {
+        long left = Integer.toUnsignedLong((int) n);
+        for (int i = chain.readableBufferCount(); i < chain.bufferCount() && left > 0; i++) {
+            long len = Math.min(left, Integer.toUnsignedLong(chain.bufferLength(i)));
+            log.mark(chain.bufferGuestAddress(i), len);
+            left -= len;
+        }
     }
 
     /** Guest address of the descriptor table (as activated). */
@@ -658,6 +684,11 @@ public final class SplitQueue implements Virtqueue {
             memoryFault();
             return;
         }
+        org.jvirtio.api.DirtyLog log = dirtyLog;
+        if (log != null) {
+            logWritten(log, chain, writtenLength);
+            log.mark(usedLogAddr + off, USED_ELEM_SIZE);
+        }
         nextUsed = (nextUsed + 1) & 0xffff;
         if (inflight != null) {
             inflight.used(chain.head());
@@ -682,6 +713,10 @@ public final class SplitQueue implements Virtqueue {
         // Pairs with the driver's read barrier after loading used->idx (virtio_rmb in Linux's
         // virtqueue_get_buf_ctx_split).
         U16.setRelease(used, (long) USED_IDX, (short) nextUsed);
+        org.jvirtio.api.DirtyLog log = dirtyLog;
+        if (log != null) {
+            log.mark(usedLogAddr + USED_IDX, 2);
+        }
         if (inflight != null) {
             inflight.published(nextUsed); // after the index: see SplitInflight.published
         }
@@ -731,6 +766,10 @@ public final class SplitQueue implements Virtqueue {
         if (eventIdx) {
             // "Kick me when you add the entry at shadowAvailIdx."
             used.set(LE_U16, availEventOffset, (short) shadowAvailIdx);
+            org.jvirtio.api.DirtyLog log = dirtyLog;
+            if (log != null) {
+                log.mark(usedLogAddr + availEventOffset, 2);
+            }
         } else {
             used.set(LE_U16, (long) USED_FLAGS, (short) 0);
         }
