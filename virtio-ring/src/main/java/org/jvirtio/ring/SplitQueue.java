@@ -288,6 +288,11 @@ public final class SplitQueue implements Virtqueue {
         this.dirtyLog = log;
     }
 
+    /** As {@link #setDirtyLog(org.jvirtio.api.DirtyLog, long)} with the used ring logged at its own guest address. */
+    public void setDirtyLog(org.jvirtio.api.DirtyLog log) {
+        setDirtyLog(log, usedAddr);
+    }
+
     /** Marks the first {@code n} writable bytes of {@code chain}, buffer by buffer. */
     private static void logWritten(org.jvirtio.api.DirtyLog log, DescriptorChain chain, long n) {
         long left = Integer.toUnsignedLong((int) n);

@@ -9,6 +9,7 @@ import org.jvirtio.api.FeatureNegotiation;
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.VirtioDevice;
 import org.jvirtio.api.linux.ErrnoException;
+import org.jvirtio.api.linux.Libc;
 import org.jvirtio.host.DeviceQueues;
 import org.jvirtio.transport.vhostuser.FrontendRequest.*;
 import org.jvirtio.transport.vhostuser.VhostUserCodec.Config;
@@ -41,6 +42,10 @@ final class BackendSession implements DeviceContext, AutoCloseable {
     private final boolean allowUnsealed;
     /** The inflight region (SET_INFLIGHT_FD), or null. */
     private InflightRegion inflight;
+    /** The dirty log the front-end shared (SET_LOG_BASE), or null; in use while VHOST_F_LOG_ALL is negotiated. */
+    private org.jvirtio.api.MemoryMapping logMapping;
+    private org.jvirtio.api.DirtyLog dirtyLog;
+    private EventFd logFd;
     private long features;
     private long protocolFeatures;
     private volatile int status;
@@ -69,6 +74,11 @@ final class BackendSession implements DeviceContext, AutoCloseable {
             @Override
             public java.lang.foreign.MemorySegment inflight(int index, int size) {
                 return inflight == null ? null : inflight.queue(index, size);
+            }
+
+            @Override
+            public org.jvirtio.api.DirtyLog dirtyLog() {
+                return (features & F_LOG_ALL) != 0 ? dirtyLog : null;
             }
 
             @Override
@@ -164,7 +174,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
             throw new VhostUserProtocolException(name + " " + refused);
         }
         byte[] reply = switch (request) {
-            case GetFeatures g -> VhostUserMessage.u64(FeatureNegotiation.offered(device) | F_PROTOCOL_FEATURES);
+            case GetFeatures g -> VhostUserMessage.u64(FeatureNegotiation.offered(device) | F_PROTOCOL_FEATURES | F_LOG_ALL);
             case SetFeatures s -> {
                 setFeatures(name, s.features());
                 yield null;
@@ -270,6 +280,22 @@ final class BackendSession implements DeviceContext, AutoCloseable {
                 LOG.info("vhost-user: inflight region for {} queues of {} entries taken over", next.numQueues(), next.queueSize());
                 yield null;
             }
+            case SetLogBase l -> {
+                setLogBase(name, l);
+                // QEMU waits for this reply (an empty one) whenever LOG_SHMFD is negotiated.
+                send(m.request(), new byte[0]);
+                yield null;
+            }
+            case SetLogFd l -> {
+                if (logFd != null) {
+                    logFd.close();
+                    logFd = null;
+                }
+                if (l.fds().count() > 0) {
+                    logFd = EventFd.adopt(l.fds().take(0), true);
+                }
+                yield null;
+            }
             case Unsupported u -> {
                 refuse(m, u.request());
                 yield null;
@@ -299,6 +325,8 @@ final class BackendSession implements DeviceContext, AutoCloseable {
             case SetStatus s -> PROTOCOL_F_STATUS;
             case GetStatus g -> PROTOCOL_F_STATUS;
             case GetInflightFd g -> PROTOCOL_F_INFLIGHT_SHMFD;
+            case SetLogBase l -> PROTOCOL_F_LOG_SHMFD;
+            case SetLogFd l -> PROTOCOL_F_LOG_SHMFD;
             case SetInflightFd i -> PROTOCOL_F_INFLIGHT_SHMFD;
             case GetQueueNum g -> {
                 if ((offeredProtocolFeatures & (1L << PROTOCOL_F_MQ)) == 0) {
@@ -351,9 +379,16 @@ final class BackendSession implements DeviceContext, AutoCloseable {
     // ---------------------------------------------------------------- features and reset
 
     private void setFeatures(String name, long f) throws VhostUserProtocolException {
-        FeatureNegotiation.Result r = FeatureNegotiation.negotiate(FeatureNegotiation.offered(device) | F_PROTOCOL_FEATURES, f, true);
+        FeatureNegotiation.Result r = FeatureNegotiation.negotiate(FeatureNegotiation.offered(device) | F_PROTOCOL_FEATURES | F_LOG_ALL, f, true);
         if (!r.accepted()) {
             throw new VhostUserProtocolException(name + ": " + r.message());
+        }
+        if (activated && (f & ~F_LOG_ALL) == (features & ~F_LOG_ALL)) {
+            // Only VHOST_F_LOG_ALL changed: migration starts or ends (QEMU toggles it while the
+            // rings run); the running rings start or stop logging, nothing else changes.
+            features = f;
+            vrings.applyDirtyLog();
+            return;
         }
         if (activated && f != features) {
             if (vrings.anyRunning()) {
@@ -367,6 +402,63 @@ final class BackendSession implements DeviceContext, AutoCloseable {
             activated = false;
         }
         features = f;
+    }
+
+    /** The most a dirty log may take: one bit per 4 KiB page of 32 TiB of guest memory. */
+    static final long MAX_LOG_BYTES = 1L << 30;
+
+    /**
+     * SET_LOG_BASE: maps the dirty log the front-end shares (checked against its file and sealed
+     * against shrinking) and puts it in place of the previous one with the running rings stopped
+     * and started again around the swap, so that no queue thread still marks the old mapping
+     * when it goes.
+     */
+    private void setLogBase(String name, SetLogBase l) throws VhostUserProtocolException {
+        int fd = l.fds().take(0);
+        org.jvirtio.api.MemoryMapping mapping;
+        try {
+            if (l.mmapSize() <= 0 || l.mmapSize() > MAX_LOG_BYTES || l.mmapSize() % 8 != 0 || l.mmapOffset() < 0
+                    || l.mmapOffset() % 8 != 0) {
+                throw new VhostUserProtocolException(name + ": a dirty log of " + Long.toUnsignedString(l.mmapSize()) + " bytes at offset "
+                        + Long.toUnsignedString(l.mmapOffset()) + " (64-bit words, at most " + MAX_LOG_BYTES + " bytes)");
+            }
+            if (!Seals.sealAgainstShrinking(fd) && !allowUnsealed) {
+                throw new VhostUserProtocolException(name + ": the dirty log's file cannot be sealed against shrinking;"
+                        + " allowed only with --allow-unsealed-memory");
+            }
+            long fileSize = Libc.fileSize(fd);
+            if (fileSize < l.mmapOffset() + l.mmapSize()) {
+                throw new VhostUserProtocolException(name + ": the dirty log runs past the end of its file (" + fileSize + " bytes)");
+            }
+            mapping = org.jvirtio.api.MemoryMapping.map(fd, l.mmapOffset(), l.mmapSize());
+        } catch (ErrnoException e) {
+            throw new VhostUserProtocolException(name + ": cannot map the dirty log: " + e.getMessage());
+        } finally {
+            UnixSocket.closeQuietly(fd);
+        }
+        org.jvirtio.api.MemoryMapping old = logMapping;
+        org.jvirtio.api.MemoryMapping next = mapping;
+        vrings.replaceDirtyLog(() -> {
+            logMapping = next;
+            dirtyLog = new org.jvirtio.api.DirtyLog(next.segment());
+        });
+        if (old != null) {
+            old.release();
+        }
+        LOG.info("vhost-user: dirty log of {} bytes shared (pages up to {} GiB)", l.mmapSize(), (l.mmapSize() * 8 * 4096) >> 30);
+    }
+
+    /** Stops logging and releases the log (every ring stopped). */
+    private void dropDirtyLog() {
+        dirtyLog = null;
+        if (logMapping != null) {
+            logMapping.release();
+            logMapping = null;
+        }
+        if (logFd != null) {
+            logFd.close();
+            logFd = null;
+        }
     }
 
     /** Releases the inflight region (every ring stopped): a guest reset, or the end of the session. */
@@ -416,7 +508,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
 
     @Override
     public long negotiatedFeatures() {
-        return features & ~F_PROTOCOL_FEATURES;
+        return features & ~(F_PROTOCOL_FEATURES | F_LOG_ALL);
     }
 
     @Override
@@ -459,6 +551,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         }
         resetDevice();
         closed = true;
+        dropDirtyLog();
         channel.close();
         memory.close();
     }
@@ -477,6 +570,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         }
         resetDevice();
         closed = true;
+        dropDirtyLog();
         channel.close();
         memory.close();
     }

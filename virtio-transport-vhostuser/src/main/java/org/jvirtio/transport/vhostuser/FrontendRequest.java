@@ -105,6 +105,14 @@ sealed interface FrontendRequest {
     record SetInflightFd(long mmapSize, long mmapOffset, int numQueues, int queueSize, MessageFds fds) implements FrontendRequest {
     }
 
+    /** SET_LOG_BASE with LOG_SHMFD: the dirty log's fd, size and offset. */
+    record SetLogBase(long mmapSize, long mmapOffset, MessageFds fds) implements FrontendRequest {
+    }
+
+    /** SET_LOG_FD: an eventfd to tell the front-end the log changed (or none). */
+    record SetLogFd(MessageFds fds) implements FrontendRequest {
+    }
+
     record Unsupported(VhostUserRequest request) implements FrontendRequest {
     }
 }

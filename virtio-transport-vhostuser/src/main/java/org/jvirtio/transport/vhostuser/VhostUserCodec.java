@@ -218,9 +218,6 @@ public final class VhostUserCodec {
                 if ((a.flags() & ~VRING_F_LOG) != 0) {
                     throw bad(m, "queue " + a.index() + " unknown flags 0x" + Integer.toHexString(a.flags()));
                 }
-                if ((a.flags() & VRING_F_LOG) != 0) {
-                    throw bad(m, "queue " + a.index() + " asks for dirty logging, which this backend does not offer");
-                }
                 yield new FrontendRequest.SetVringAddr(a);
             }
             case SET_VRING_BASE -> {
@@ -268,7 +265,20 @@ public final class VhostUserCodec {
                 fdCount(m, 1, 1);
                 yield new FrontendRequest.SetInflightFd(i.mmapSize(), i.mmapOffset(), i.numQueues(), i.queueSize(), fds);
             }
-            case SET_LOG_BASE, SET_LOG_FD, SEND_RARP, NET_SET_MTU, IOTLB_MSG, SET_VRING_ENDIAN, CREATE_CRYPTO_SESSION,
+            case SET_LOG_BASE -> {
+                exactSize(m, LOG_SIZE);
+                fdCount(m, 1, 1);
+                ByteBuffer b = le(m.payload());
+                yield new FrontendRequest.SetLogBase(b.getLong(), b.getLong(), fds);
+            }
+            case SET_LOG_FD -> {
+                if (m.payload().length != 0 && m.payload().length != 8) {
+                    throw bad(m, "payload of " + m.payload().length + " bytes, expected none");
+                }
+                fdCount(m, 0, 1);
+                yield new FrontendRequest.SetLogFd(fds);
+            }
+            case SEND_RARP, NET_SET_MTU, IOTLB_MSG, SET_VRING_ENDIAN, CREATE_CRYPTO_SESSION,
                  CLOSE_CRYPTO_SESSION, POSTCOPY_ADVISE, POSTCOPY_LISTEN, POSTCOPY_END,
                  GPU_SET_SOCKET, VRING_KICK, GET_SHARED_OBJECT, SET_DEVICE_STATE_FD, CHECK_DEVICE_STATE ->
                     new FrontendRequest.Unsupported(req);

@@ -260,6 +260,22 @@ public final class VhostUserFrontend implements AutoCloseable {
                 userAddress(descGpa), userAddress(usedGpa), userAddress(availGpa), 0));
     }
 
+    /**
+     * Ring addresses with dirty logging of the used ring (VHOST_VRING_F_LOG) at {@code logGpa},
+     * as QEMU sends them when migration starts.
+     */
+    public void setVringAddrLogged(int index, long descGpa, long availGpa, long usedGpa, long logGpa) throws IOException {
+        request(VhostUserRequest.SET_VRING_ADDR, VhostUserCodec.encodeVringAddr(index, VRING_F_LOG,
+                userAddress(descGpa), userAddress(usedGpa), userAddress(availGpa), logGpa));
+    }
+
+    /** SET_LOG_BASE with LOG_SHMFD: shares the dirty log ({@code size} bytes of {@code logFd} at {@code offset}); waits for the reply. */
+    public void setLogBase(int logFd, long size, long offset) throws IOException {
+        byte[] p = ByteBuffer.allocate(LOG_SIZE).order(ByteOrder.LITTLE_ENDIAN).putLong(size).putLong(offset).array();
+        UnixSocket.send(fd, VhostUserMessage.encode(VhostUserRequest.SET_LOG_BASE.code(), VERSION, p), new int[] {logFd});
+        awaitReply(VhostUserRequest.SET_LOG_BASE);
+    }
+
     /** Stops the ring; returns the next avail index the backend would have read. */
     public int getVringBase(int index) throws IOException {
         byte[] p = query(VhostUserRequest.GET_VRING_BASE, VhostUserMessage.vringState(index, 0));

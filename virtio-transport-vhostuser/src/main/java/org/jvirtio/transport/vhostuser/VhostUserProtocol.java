@@ -50,6 +50,10 @@ public final class VhostUserProtocol {
     public static final long VRING_INDEX_MASK = 0xff;
     public static final long VRING_NOFD_MASK = 1L << 8;
     public static final int VRING_F_LOG = 1;
+    /** VHOST_F_LOG_ALL (virtio feature word, bit 26): log every write to guest memory (migration). */
+    public static final long F_LOG_ALL = 1L << 26;
+    /** The dirty log's description in SET_LOG_BASE: mmap size and offset, u64 each. */
+    public static final int LOG_SIZE = 16;
 
     // ---- protocol feature bits ----
     public static final int PROTOCOL_F_MQ = 0;
@@ -82,7 +86,8 @@ public final class VhostUserProtocol {
 
     public static final long BACKEND_PROTOCOL_FEATURES = (1L << PROTOCOL_F_MQ) | (1L << PROTOCOL_F_REPLY_ACK)
             | (1L << PROTOCOL_F_CONFIG) | (1L << PROTOCOL_F_BACKEND_REQ) | (1L << PROTOCOL_F_RESET_DEVICE)
-            | (1L << PROTOCOL_F_CONFIGURE_MEM_SLOTS) | (1L << PROTOCOL_F_STATUS) | (1L << PROTOCOL_F_INFLIGHT_SHMFD);
+            | (1L << PROTOCOL_F_CONFIGURE_MEM_SLOTS) | (1L << PROTOCOL_F_STATUS) | (1L << PROTOCOL_F_INFLIGHT_SHMFD)
+            | (1L << PROTOCOL_F_LOG_SHMFD);
 
     /**
      * The protocol features offered for {@code device}: {@link #BACKEND_PROTOCOL_FEATURES} less

@@ -49,6 +49,9 @@ final class Vrings {
 
         /** Entries per queue of the inflight region (its queue size, at least the ring's). */
         int inflightEntries();
+
+        /** The dirty log while VHOST_F_LOG_ALL is negotiated and a log is shared, else null. */
+        org.jvirtio.api.DirtyLog dirtyLog();
     }
 
     /** Per-queue state as the front-end set it. */
@@ -308,6 +311,50 @@ final class Vrings {
         }
     }
 
+    /**
+     * Sets each active ring's logging to what the session says now: the log while VHOST_F_LOG_ALL
+     * is negotiated (every write into guest buffers is logged), and the used ring logged at the
+     * ring's log_guest_addr when its SET_VRING_ADDR asked for VHOST_VRING_F_LOG, at its own
+     * address otherwise. Safe while the rings run: the queue thread reads it once per used element.
+     */
+    void applyDirtyLog() {
+        for (Vring v : vrings) {
+            if (v.active) {
+                applyDirtyLog(v);
+            }
+        }
+    }
+
+    private void applyDirtyLog(Vring v) {
+        org.jvirtio.api.DirtyLog log = session.dirtyLog();
+        if (log == null) {
+            v.queue.setDirtyLog(null);
+        } else if ((v.addr.flags() & VhostUserProtocol.VRING_F_LOG) != 0) {
+            v.queue.setDirtyLog(log, v.addr.log());
+        } else {
+            v.queue.setDirtyLog(log);
+        }
+    }
+
+    /**
+     * Installs a new dirty log with the running rings stopped (so no queue thread marks the old
+     * mapping after this returns), then starts them again logging into the new one.
+     */
+    void replaceDirtyLog(Runnable install) {
+        List<Vring> wereRunning = new ArrayList<>();
+        for (Vring v : vrings) {
+            if (v.running) {
+                stopRunning(v);
+                wereRunning.add(v);
+            }
+        }
+        install.run();
+        applyDirtyLog();
+        for (Vring v : wereRunning) {
+            startRunningIfReady(v);
+        }
+    }
+
     /** Stops every queue and forgets everything the front-end set (a device reset or a disconnect). */
     void reset() {
         for (Vring v : vrings) {
@@ -353,6 +400,7 @@ final class Vrings {
             long u = memory.userToGuest(v.addr.used(), SplitRingLayout.usedBytes(v.num));
             v.queue.activate(memory, v.num, d, a, u, session.features(), v.base, nextUsed);
             v.active = true;
+            applyDirtyLog(v);
             java.lang.foreign.MemorySegment region = session.inflight(index, v.num);
             if (region != null) {
                 org.jvirtio.ring.SplitInflight.Attached at = v.queue.attachInflight(region, session.inflightEntries());

@@ -233,15 +233,17 @@ class MalformedMessageTest {
             msg(VhostUserRequest.SET_VRING_ADDR, VhostUserCodec.encodeVringAddr(0, 0, user + 8, user + 0x2000, user + 0x1000, 0)),
         };
         expectClosed("SET_VRING_ADDR: queue 0 vring addresses refused by the ring: queue 0: RING_MISALIGNED", misaligned, new int[][] {{mem.fd()}, {}, {}});
-        expectClosed("SET_VRING_ADDR: queue 0 asks for dirty logging",
-                msg(VhostUserRequest.SET_VRING_ADDR, VhostUserCodec.encodeVringAddr(0, 1, 0, 0, 0, 0)));
+        expectClosed("SET_VRING_ADDR: queue 0 unknown flags 0x2",
+                msg(VhostUserRequest.SET_VRING_ADDR, VhostUserCodec.encodeVringAddr(0, 2, 0, 0, 0, 0)));
     }
 
     @Test
     void unsupportedRequestsAreRefusedNotIgnored() throws Exception {
         try (EventFd e = EventFd.create(false)) {
-            expectClosed("SET_LOG_BASE is not supported", msg(VhostUserRequest.SET_LOG_BASE, new byte[16]), e.fd());
-            expectClosed("SET_LOG_FD is not supported", msg(VhostUserRequest.SET_LOG_FD, new byte[0]), e.fd());
+            // Dirty logging needs PROTOCOL_F_LOG_SHMFD negotiated first.
+            expectClosed("SET_LOG_BASE needs protocol feature PROTOCOL_F_LOG_SHMFD", msg(VhostUserRequest.SET_LOG_BASE, new byte[16]), e.fd());
+            expectClosed("SET_LOG_FD needs protocol feature PROTOCOL_F_LOG_SHMFD", msg(VhostUserRequest.SET_LOG_FD, new byte[0]), e.fd());
+            expectClosed("SET_INFLIGHT_FD needs protocol feature PROTOCOL_F_INFLIGHT_SHMFD", msg(VhostUserRequest.SET_INFLIGHT_FD, new byte[24]), e.fd());
         }
         // With REPLY_ACK negotiated and NEED_REPLY set, the refusal is a failure reply and the
         // connection stays up.
@@ -345,7 +347,7 @@ class MalformedMessageTest {
         expectClosed("SET_FEATURES: driver acknowledged features the device does not offer: 0x400000000",
                 msg(VhostUserRequest.SET_FEATURES, u64((1L << 34) | (1L << 32))));
         expectClosed("SET_FEATURES: driver did not accept VIRTIO_F_VERSION_1", msg(VhostUserRequest.SET_FEATURES, u64(1L << 29)));
-        expectClosed("SET_PROTOCOL_FEATURES: protocol features 0x2 were not offered", msg(VhostUserRequest.SET_PROTOCOL_FEATURES, u64(2)));
+        expectClosed("SET_PROTOCOL_FEATURES: protocol features 0x4 were not offered", msg(VhostUserRequest.SET_PROTOCOL_FEATURES, u64(4)));
         expectClosed("SET_STATUS: status 0x100 does not fit 8 bits", msg(VhostUserRequest.SET_STATUS, u64(0x100)));
     }
 

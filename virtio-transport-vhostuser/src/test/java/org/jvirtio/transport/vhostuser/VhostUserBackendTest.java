@@ -123,11 +123,11 @@ class VhostUserBackendTest {
         var disconnect = backend.nextDisconnect();
         try (FrontendRig rig = new FrontendRig(socket)) {
             // The transport adds the ring features to the device's own.
-            assertEquals(EchoDevice.FEATURES | VirtioFeatures.RING_FEATURES | VhostUserProtocol.F_PROTOCOL_FEATURES, rig.fe.getFeatures());
+            assertEquals(EchoDevice.FEATURES | VirtioFeatures.RING_FEATURES | VhostUserProtocol.F_PROTOCOL_FEATURES | F_LOG_ALL, rig.fe.getFeatures());
             // Two queues and a config space: everything the backend implements is offered.
             assertEquals(VhostUserProtocol.BACKEND_PROTOCOL_FEATURES, rig.fe.getProtocolFeatures());
             rig.negotiate();
-            assertEquals(EchoDevice.FEATURES | VirtioFeatures.RING_FEATURES, rig.features);
+            assertEquals(EchoDevice.FEATURES | VirtioFeatures.RING_FEATURES | F_LOG_ALL, rig.features);
             assertEquals(2, rig.fe.getQueueNum());
             assertEquals(VhostUserProtocol.MAX_MEM_SLOTS, rig.fe.getMaxMemSlots());
             rig.fe.setMemTable(rig.memory);
@@ -174,7 +174,7 @@ class VhostUserBackendTest {
                 assertEquals(0, pf & (1L << PROTOCOL_F_CONFIG), "no config space: no PROTOCOL_F_CONFIG");
                 assertEquals(0, pf & (1L << PROTOCOL_F_MQ), "one queue: no PROTOCOL_F_MQ");
                 assertEquals(BACKEND_PROTOCOL_FEATURES & ~(1L << PROTOCOL_F_CONFIG) & ~(1L << PROTOCOL_F_MQ), pf);
-                assertEquals(VirtioFeatures.RING_FEATURES | F_PROTOCOL_FEATURES, rig.fe.getFeatures());
+                assertEquals(VirtioFeatures.RING_FEATURES | F_PROTOCOL_FEATURES | F_LOG_ALL, rig.fe.getFeatures());
                 rig.negotiate();
                 rig.fe.setMemTable(rig.memory);
                 rig.queue(0, 4);
@@ -788,6 +788,46 @@ class VhostUserBackendTest {
                 assertEquals(9, rig.echo(0, new byte[9]), "served with the region");
             } finally {
                 org.jvirtio.api.linux.Libc.close(good.fd());
+            }
+        }
+    }
+
+    /**
+     * Dirty logging (issue 12): QEMU shares a log (SET_LOG_BASE, answered), turns VHOST_F_LOG_ALL on
+     * while the rings run and gives each ring a log address (SET_VRING_ADDR with VHOST_VRING_F_LOG);
+     * from then on the pages the device writes (the reply buffers, the used ring) are marked and
+     * the pages it only reads are not; with LOG_ALL off again nothing more is marked.
+     */
+    @Test
+    void whileLoggingThePagesTheDeviceWritesAreMarked() throws Exception {
+        try (FrontendRig rig = new FrontendRig(socket)) {
+            long features = rig.fe.negotiate(~F_LOG_ALL, VhostUserProtocol.BACKEND_PROTOCOL_FEATURES);
+            rig.features = features;
+            assertNotEquals(0, rig.fe.getFeatures() & F_LOG_ALL, "offered");
+            rig.fe.setMemTable(rig.memory);
+            SplitQueueDriver d = rig.queue(0, 16);
+            assertEquals(8, rig.echo(0, new byte[8]));
+            MemoryMapping logMem = MemoryMapping.memfd("vhost-log", 64); // 512 pages: all 2 MiB of guest memory
+            try {
+                rig.fe.setLogBase(logMem.fd(), 64, 0);
+                rig.fe.setFeatures(features | F_PROTOCOL_FEATURES | F_LOG_ALL);
+                rig.fe.setVringAddrLogged(0, d.descAddr(), d.availAddr(), d.usedAddr(), d.usedAddr());
+                assertEquals(100, rig.echo(0, new byte[100]));
+                org.jvirtio.api.DirtyLog log = new org.jvirtio.api.DirtyLog(logMem.segment());
+                long in = FrontendRig.DATA;
+                long out = in + 0x8000;
+                assertTrue(log.isMarked(out >>> 12), "the reply buffer's page");
+                assertTrue(log.isMarked(d.usedAddr() >>> 12), "the used ring's page");
+                assertFalse(log.isMarked(in >>> 12), "the request buffer is only read");
+                assertFalse(log.isMarked(d.descAddr() >>> 12) && (d.descAddr() >>> 12) != (d.usedAddr() >>> 12), "the descriptor table is only read");
+                rig.fe.setFeatures(features | F_PROTOCOL_FEATURES);
+                logMem.segment().fill((byte) 0);
+                assertEquals(5, rig.echo(0, new byte[5]));
+                for (long p = 0; p < 512; p++) {
+                    assertFalse(log.isMarked(p), "logging is off again: page " + p);
+                }
+            } finally {
+                logMem.release();
             }
         }
     }
