@@ -33,7 +33,12 @@ import picocli.CommandLine.ParseResult;
  */
 @Command(name = "vhost-user", mixinStandardHelpOptions = true, synopsisSubcommandLabel = "DEVICE",
         description = {"Serves a virtio device over vhost-user: QEMU (or any vhost-user front-end) connects to --socket.",
-            "bin/vhost-user DEVICE --help lists a device's flags."})
+            "bin/vhost-user DEVICE --help lists a device's flags.",
+            "",
+            "Restarts: a backend killed and started again on the same socket resubmits what was in flight (state lives in",
+            "the inflight region QEMU keeps, nothing on disk); attach with -chardev socket,...,reconnect=1 and let a",
+            "supervisor restart it (systemd: Restart=always). Live migration: QEMU migrates VMs on jvirtio disks (the",
+            "backend logs dirty pages); run one backend per side on the shared image."})
 public final class VhostUserRunner {
     /** The QEMU device name of each virtio device id QEMU has a vhost-user front-end for. */
     private static final Map<Integer, String> QEMU_NAMES = Map.of(1, "net", 2, "blk", 4, "rng", 8, "scsi", 16, "gpu",
