@@ -796,7 +796,8 @@ class VhostUserBackendTest {
      * Dirty logging (issue 12): QEMU shares a log (SET_LOG_BASE, answered), turns VHOST_F_LOG_ALL on
      * while the rings run and gives each ring a log address (SET_VRING_ADDR with VHOST_VRING_F_LOG);
      * from then on the pages the device writes (the reply buffers, the used ring) are marked and
-     * the pages it only reads are not; with LOG_ALL off again nothing more is marked.
+     * the pages it only reads are not, across a memory table change; with LOG_ALL off again nothing
+     * more is marked.
      */
     @Test
     void whileLoggingThePagesTheDeviceWritesAreMarked() throws Exception {
@@ -820,6 +821,13 @@ class VhostUserBackendTest {
                 assertTrue(log.isMarked(d.usedAddr() >>> 12), "the used ring's page");
                 assertFalse(log.isMarked(in >>> 12), "the request buffer is only read");
                 assertFalse(log.isMarked(d.descAddr() >>> 12) && (d.descAddr() >>> 12) != (d.usedAddr() >>> 12), "the descriptor table is only read");
+                // The memory table changes during the migration (QEMU does on memory hotplug): the
+                // rings stop and start again around it, and go on logging.
+                logMem.segment().fill((byte) 0);
+                rig.fe.setMemTable(rig.memory);
+                assertEquals(30, rig.echo(0, new byte[30]));
+                assertTrue(log.isMarked(out >>> 12), "still logging after SET_MEM_TABLE");
+                assertTrue(log.isMarked(d.usedAddr() >>> 12));
                 rig.fe.setFeatures(features | F_PROTOCOL_FEATURES);
                 logMem.segment().fill((byte) 0);
                 assertEquals(5, rig.echo(0, new byte[5]));
