@@ -15,36 +15,19 @@ import org.jvirtio.ring.RingViolation;
 import org.jvirtio.ring.SplitQueue;
 
 /** The queue engine on the caller's thread: the device as it is, without a transport. */
-final class DirectRig implements TransportRig {
+final class DirectRig extends BaseRig {
     private final VirtioDevice device;
-    private final GuestMemory memory;
     private final SplitQueue[] rings;
     private final QueueEngine[] engines;
-    private long features;
     private volatile boolean needsReset;
     private boolean active;
 
     DirectRig(VirtioDevice device, GuestMemory memory, long wanted) {
+        super(Kind.DIRECT, memory);
         this.device = device;
-        this.memory = memory;
         this.rings = new SplitQueue[device.queueCount()];
         this.engines = new QueueEngine[device.queueCount()];
         restart(wanted);
-    }
-
-    @Override
-    public Kind kind() {
-        return Kind.DIRECT;
-    }
-
-    @Override
-    public long features() {
-        return features;
-    }
-
-    @Override
-    public GuestMemory memory() {
-        return memory;
     }
 
     @Override

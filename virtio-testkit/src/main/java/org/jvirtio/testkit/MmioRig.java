@@ -12,30 +12,13 @@ import org.jvirtio.transport.mmio.MmioTransport;
 import static org.jvirtio.transport.mmio.MmioTransport.*;
 
 /** An MMIO register window, driven register by register in the order Linux's virtio_mmio.c uses. */
-final class MmioRig implements TransportRig {
+final class MmioRig extends BaseRig {
     private final MmioTransport t;
-    private final GuestMemory memory;
-    private long features;
 
     MmioRig(VirtioDevice device, GuestMemory memory, long wanted, QueueHost host) {
-        this.memory = memory;
+        super(Kind.MMIO, memory);
         this.t = new MmioTransport(device, memory, host, InterruptLine.NONE);
         restart(wanted);
-    }
-
-    @Override
-    public Kind kind() {
-        return Kind.MMIO;
-    }
-
-    @Override
-    public long features() {
-        return features;
-    }
-
-    @Override
-    public GuestMemory memory() {
-        return memory;
     }
 
     private int r(int off) {

@@ -16,40 +16,21 @@ import org.jvirtio.transport.vhostuser.VhostUserFrontend;
 import org.jvirtio.transport.vhostuser.VhostUserProtocol;
 
 /** A real vhost-user backend on a Unix socket, driven by the Java front-end as QEMU would. */
-final class VhostUserRig implements TransportRig {
+final class VhostUserRig extends BaseRig {
     private final Path dir;
     private final VhostUserBackend backend;
     private final VhostUserFrontend fe;
-    private final GuestMemory memory;
     private final EventFd[] kicks;
     private final EventFd[] calls;
-    private final int[] sizes;
-    private long features;
 
     VhostUserRig(VirtioDevice device, GuestMemory memory, long wanted, QueueHost host) throws IOException {
-        this.memory = memory;
+        super(Kind.VHOST_USER, memory);
         this.dir = TransportRig.socketDirectory();
         this.backend = VhostUserBackend.start(dir.resolve("rig.sock"), device, host);
         this.fe = VhostUserFrontend.connect(dir.resolve("rig.sock"));
         this.kicks = new EventFd[device.queueCount()];
         this.calls = new EventFd[device.queueCount()];
-        this.sizes = new int[device.queueCount()];
         restart(wanted);
-    }
-
-    @Override
-    public Kind kind() {
-        return Kind.VHOST_USER;
-    }
-
-    @Override
-    public long features() {
-        return features;
-    }
-
-    @Override
-    public GuestMemory memory() {
-        return memory;
     }
 
     @Override
@@ -67,7 +48,6 @@ final class VhostUserRig implements TransportRig {
         } catch (ErrnoException e) {
             throw new IOException(e.getMessage(), e);
         }
-        sizes[index] = size;
         fe.setVringNum(index, size);
         fe.setVringBase(index, 0);
         fe.setVringAddr(index, desc, avail, used);
