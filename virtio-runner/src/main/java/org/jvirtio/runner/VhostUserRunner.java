@@ -37,8 +37,8 @@ import picocli.CommandLine.ParseResult;
             "",
             "Restarts: a backend killed and started again on the same socket resubmits what was in flight (state lives in",
             "the inflight region QEMU keeps, nothing on disk); attach with -chardev socket,...,reconnect=1 and let a",
-            "supervisor restart it (systemd: Restart=always). Live migration: QEMU migrates VMs on jvirtio disks (the",
-            "backend logs dirty pages); run one backend per side on the shared image."})
+            "supervisor restart it (systemd: Restart=always). Live migration is experimental and off: dirty logging is",
+            "offered only with -Djvirtio.dirty_log=on (JVIRTIO_JAVA_OPTS)."})
 public final class VhostUserRunner {
     /** The QEMU device name of each virtio device id QEMU has a vhost-user front-end for. */
     private static final Map<Integer, String> QEMU_NAMES = Map.of(1, "net", 2, "blk", 4, "rng", 8, "scsi", 16, "gpu",

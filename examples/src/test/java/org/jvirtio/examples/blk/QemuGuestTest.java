@@ -191,6 +191,9 @@ class QemuGuestTest {
      * back as the last pattern written to it.
      */
     @Test
+    @org.junit.jupiter.api.Disabled("issue 12: one CI run in three found guest memory corrupted on the destination (a slab"
+            + " freelist pointer overwritten); dirty logging stays off by default until that is understood."
+            + " By hand: -Djvirtio.dirty_log=on")
     void liveMigrationBetweenTwoQemusOnTwoBackends() throws Exception {
         Path img = dir.resolve("disk.img");
         try (var f = new java.io.RandomAccessFile(img.toFile(), "rw")) {

@@ -40,6 +40,8 @@ final class BackendSession implements DeviceContext, AutoCloseable {
     private final Vrings vrings;
     private final BackendChannel channel = new BackendChannel();
     private final boolean allowUnsealed;
+    /** VHOST_F_LOG_ALL offered (BackendOptions.offerDirtyLog). */
+    private final boolean offerDirtyLog;
     /** The inflight region (SET_INFLIGHT_FD), or null. */
     private InflightRegion inflight;
     /** The dirty log the front-end shared (SET_LOG_BASE), or null; in use while VHOST_F_LOG_ALL is negotiated. */
@@ -57,7 +59,8 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         this.allowUnsealed = options.allowUnsealedMemory();
         this.device = queues.device();
         this.queues = queues;
-        this.offeredProtocolFeatures = VhostUserProtocol.protocolFeaturesFor(device);
+        this.offerDirtyLog = options.offerDirtyLog();
+        this.offeredProtocolFeatures = VhostUserProtocol.protocolFeaturesFor(device) | (offerDirtyLog ? 1L << PROTOCOL_F_LOG_SHMFD : 0);
         this.connFd = connFd;
         this.control = control;
         this.vrings = new Vrings(queues, new Vrings.Session() {
@@ -174,7 +177,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
             throw new VhostUserProtocolException(name + " " + refused);
         }
         byte[] reply = switch (request) {
-            case GetFeatures g -> VhostUserMessage.u64(FeatureNegotiation.offered(device) | F_PROTOCOL_FEATURES | F_LOG_ALL);
+            case GetFeatures g -> VhostUserMessage.u64(offeredFeatures());
             case SetFeatures s -> {
                 setFeatures(name, s.features());
                 yield null;
@@ -379,7 +382,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
     // ---------------------------------------------------------------- features and reset
 
     private void setFeatures(String name, long f) throws VhostUserProtocolException {
-        FeatureNegotiation.Result r = FeatureNegotiation.negotiate(FeatureNegotiation.offered(device) | F_PROTOCOL_FEATURES | F_LOG_ALL, f, true);
+        FeatureNegotiation.Result r = FeatureNegotiation.negotiate(offeredFeatures(), f, true);
         if (!r.accepted()) {
             throw new VhostUserProtocolException(name + ": " + r.message());
         }
@@ -402,6 +405,11 @@ final class BackendSession implements DeviceContext, AutoCloseable {
             activated = false;
         }
         features = f;
+    }
+
+    /** The virtio features offered: the device's, the ring's, PROTOCOL_FEATURES, and LOG_ALL when dirty logging is offered. */
+    private long offeredFeatures() {
+        return FeatureNegotiation.offered(device) | F_PROTOCOL_FEATURES | (offerDirtyLog ? F_LOG_ALL : 0);
     }
 
     /** The most a dirty log may take: one bit per 4 KiB page of 32 TiB of guest memory. */

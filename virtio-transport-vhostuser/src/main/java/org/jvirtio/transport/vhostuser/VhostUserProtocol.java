@@ -86,8 +86,7 @@ public final class VhostUserProtocol {
 
     public static final long BACKEND_PROTOCOL_FEATURES = (1L << PROTOCOL_F_MQ) | (1L << PROTOCOL_F_REPLY_ACK)
             | (1L << PROTOCOL_F_CONFIG) | (1L << PROTOCOL_F_BACKEND_REQ) | (1L << PROTOCOL_F_RESET_DEVICE)
-            | (1L << PROTOCOL_F_CONFIGURE_MEM_SLOTS) | (1L << PROTOCOL_F_STATUS) | (1L << PROTOCOL_F_INFLIGHT_SHMFD)
-            | (1L << PROTOCOL_F_LOG_SHMFD);
+            | (1L << PROTOCOL_F_CONFIGURE_MEM_SLOTS) | (1L << PROTOCOL_F_STATUS) | (1L << PROTOCOL_F_INFLIGHT_SHMFD);
 
     /**
      * The protocol features offered for {@code device}: {@link #BACKEND_PROTOCOL_FEATURES} less

@@ -123,11 +123,11 @@ class VhostUserBackendTest {
         var disconnect = backend.nextDisconnect();
         try (FrontendRig rig = new FrontendRig(socket)) {
             // The transport adds the ring features to the device's own.
-            assertEquals(EchoDevice.FEATURES | VirtioFeatures.RING_FEATURES | VhostUserProtocol.F_PROTOCOL_FEATURES | F_LOG_ALL, rig.fe.getFeatures());
+            assertEquals(EchoDevice.FEATURES | VirtioFeatures.RING_FEATURES | VhostUserProtocol.F_PROTOCOL_FEATURES, rig.fe.getFeatures());
             // Two queues and a config space: everything the backend implements is offered.
             assertEquals(VhostUserProtocol.BACKEND_PROTOCOL_FEATURES, rig.fe.getProtocolFeatures());
             rig.negotiate();
-            assertEquals(EchoDevice.FEATURES | VirtioFeatures.RING_FEATURES | F_LOG_ALL, rig.features);
+            assertEquals(EchoDevice.FEATURES | VirtioFeatures.RING_FEATURES, rig.features);
             assertEquals(2, rig.fe.getQueueNum());
             assertEquals(VhostUserProtocol.MAX_MEM_SLOTS, rig.fe.getMaxMemSlots());
             rig.fe.setMemTable(rig.memory);
@@ -174,7 +174,7 @@ class VhostUserBackendTest {
                 assertEquals(0, pf & (1L << PROTOCOL_F_CONFIG), "no config space: no PROTOCOL_F_CONFIG");
                 assertEquals(0, pf & (1L << PROTOCOL_F_MQ), "one queue: no PROTOCOL_F_MQ");
                 assertEquals(BACKEND_PROTOCOL_FEATURES & ~(1L << PROTOCOL_F_CONFIG) & ~(1L << PROTOCOL_F_MQ), pf);
-                assertEquals(VirtioFeatures.RING_FEATURES | F_PROTOCOL_FEATURES | F_LOG_ALL, rig.fe.getFeatures());
+                assertEquals(VirtioFeatures.RING_FEATURES | F_PROTOCOL_FEATURES, rig.fe.getFeatures());
                 rig.negotiate();
                 rig.fe.setMemTable(rig.memory);
                 rig.queue(0, 4);
@@ -801,8 +801,14 @@ class VhostUserBackendTest {
      */
     @Test
     void whileLoggingThePagesTheDeviceWritesAreMarked() throws Exception {
+        try (FrontendRig plain = new FrontendRig(socket)) {
+            assertEquals(0, plain.fe.getFeatures() & F_LOG_ALL, "not offered by default (experimental)");
+        }
+        backend.close();
+        backend = VhostUserBackend.start(socket, device, org.jvirtio.host.QueueHost.THREAD_PER_QUEUE,
+                new BackendOptions(false, java.time.Duration.ofSeconds(10), true));
         try (FrontendRig rig = new FrontendRig(socket)) {
-            long features = rig.fe.negotiate(~F_LOG_ALL, VhostUserProtocol.BACKEND_PROTOCOL_FEATURES);
+            long features = rig.fe.negotiate(~F_LOG_ALL, VhostUserProtocol.BACKEND_PROTOCOL_FEATURES | (1L << PROTOCOL_F_LOG_SHMFD));
             rig.features = features;
             assertNotEquals(0, rig.fe.getFeatures() & F_LOG_ALL, "offered");
             rig.fe.setMemTable(rig.memory);
