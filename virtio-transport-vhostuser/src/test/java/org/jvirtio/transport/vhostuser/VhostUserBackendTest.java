@@ -846,6 +846,46 @@ class VhostUserBackendTest {
         }
     }
 
+    /**
+     * A dirty log that does not add up (not 64-bit words, empty, a misaligned offset, past the end
+     * of its file, a file that could still shrink) closes the connection with the reason before
+     * anything is mapped; the backend serves the next front-end.
+     */
+    @Test
+    void badDirtyLogsAreRefusedBeforeTheyAreMapped() throws Exception {
+        backend.close();
+        backend = VhostUserBackend.start(socket, device, org.jvirtio.host.QueueHost.THREAD_PER_QUEUE,
+                new BackendOptions(false, java.time.Duration.ofSeconds(10), true));
+        MemoryMapping logMem = MemoryMapping.memfd("vhost-log", 64);
+        int unsealed = org.jvirtio.api.linux.Libc.memfdCreate("unsealed-log");
+        try {
+            org.jvirtio.api.linux.Libc.fcntl(unsealed, org.jvirtio.api.linux.Libc.F_ADD_SEALS, org.jvirtio.api.linux.Libc.F_SEAL_SEAL);
+            org.jvirtio.api.linux.Libc.ftruncate(unsealed, 64);
+            Object[][] cases = {
+                {logMem.fd(), 12L, 0L, "64-bit words"}, {logMem.fd(), 0L, 0L, "64-bit words"}, {logMem.fd(), 64L, 4L, "64-bit words"},
+                {logMem.fd(), 64L, 64L, "runs past the end of its file"}, {unsealed, 64L, 0L, "cannot be sealed"},
+            };
+            for (Object[] c : cases) {
+                var disconnect = backend.nextDisconnect();
+                try (FrontendRig rig = new FrontendRig(socket)) {
+                    rig.fe.negotiate(~0L, VhostUserProtocol.BACKEND_PROTOCOL_FEATURES | (1L << PROTOCOL_F_LOG_SHMFD));
+                    assertThrows(java.io.IOException.class, () -> rig.fe.setLogBase((int) c[0], (long) c[1], (long) c[2]));
+                }
+                String reason = disconnect.get(10, TimeUnit.SECONDS);
+                assertTrue(reason.contains("SET_LOG_BASE") && reason.contains((String) c[3]), reason);
+            }
+            try (FrontendRig rig = new FrontendRig(socket)) {
+                rig.negotiate();
+                rig.fe.setMemTable(rig.memory);
+                rig.queue(0, 16);
+                assertEquals(3, rig.echo(0, new byte[3]), "the next front-end is served");
+            }
+        } finally {
+            org.jvirtio.api.linux.Libc.close(unsealed);
+            logMem.release();
+        }
+    }
+
     @Test
     void secondConcurrentFrontendIsRefused() throws Exception {
         try (FrontendRig first = new FrontendRig(socket)) {
