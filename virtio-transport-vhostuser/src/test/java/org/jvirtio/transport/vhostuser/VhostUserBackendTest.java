@@ -603,15 +603,7 @@ class VhostUserBackendTest {
             rig.fe.setMemTable(rig.memory);
             SplitQueueDriver d = rig.queue(0, 16);
             assertEquals(4, rig.echo(0, new byte[4]));
-            device.stall = true;
-            assertTrue(d.add(new long[] {FrontendRig.DATA}, new int[] {8}, 1, 0, 99) >= 0);
-            d.publish();
-            rig.kicks.get(0).signal();
-            long deadline = System.nanoTime() + 5_000_000_000L;
-            while (device.stalled.get() == 0) {
-                assertTrue(System.nanoTime() < deadline, "the request never reached the device");
-                Thread.sleep(1);
-            }
+            holdOneRequest(rig, d);
             long t0 = System.nanoTime();
             assertEquals(2, rig.fe.getVringBase(0), "the ring stops after the held request");
             assertTrue(System.nanoTime() - t0 < 3_000_000_000L, "answered after the drain limit, not never");
@@ -642,15 +634,7 @@ class VhostUserBackendTest {
             rig.negotiate();
             rig.fe.setMemTable(rig.memory);
             SplitQueueDriver d = rig.queue(0, 16);
-            device.stall = true;
-            assertTrue(d.add(new long[] {FrontendRig.DATA}, new int[] {8}, 1, 0, 99) >= 0);
-            d.publish();
-            rig.kicks.get(0).signal();
-            long deadline = System.nanoTime() + 5_000_000_000L;
-            while (device.stalled.get() == 0) {
-                assertTrue(System.nanoTime() < deadline, "the request never reached the device");
-                Thread.sleep(1);
-            }
+            holdOneRequest(rig, d);
             long t0 = System.nanoTime();
             backend.close();
             threads.close();
@@ -720,15 +704,7 @@ class VhostUserBackendTest {
             SplitQueueDriver d = rig.queue(0, 16);
             rig.echo(0, new byte[2]);
             long fdsBefore = count(Path.of("/proc/self/fd"));
-            device.stall = true;
-            assertTrue(d.add(new long[] {FrontendRig.DATA}, new int[] {8}, 1, 0, 99) >= 0);
-            d.publish();
-            rig.kicks.get(0).signal();
-            long deadline = System.nanoTime() + 5_000_000_000L;
-            while (device.stalled.get() == 0) {
-                assertTrue(System.nanoTime() < deadline, "the request never reached the device");
-                Thread.sleep(1);
-            }
+            holdOneRequest(rig, d);
             int stops = device.stops.get();
             long t0 = System.nanoTime();
             rig.fe.setVringCall(0, newCall);
@@ -883,6 +859,19 @@ class VhostUserBackendTest {
         } finally {
             org.jvirtio.api.linux.Libc.close(unsealed);
             logMem.release();
+        }
+    }
+
+    /** Makes the device hold requests, puts one (token 99) on queue 0, and waits until the device has it. */
+    private void holdOneRequest(FrontendRig rig, SplitQueueDriver d) throws InterruptedException {
+        device.stall = true;
+        assertTrue(d.add(new long[] {FrontendRig.DATA}, new int[] {8}, 1, 0, 99) >= 0);
+        d.publish();
+        rig.kicks.get(0).signal();
+        long deadline = System.nanoTime() + 5_000_000_000L;
+        while (device.stalled.get() == 0) {
+            assertTrue(System.nanoTime() < deadline, "the request never reached the device");
+            Thread.sleep(1);
         }
     }
 
