@@ -8,9 +8,8 @@ import java.lang.invoke.VarHandle;
  * The dirty page log of live migration (vhost-user.rst, "Migration"): a bitmap in memory shared
  * with the front-end, one bit per 4 KiB page of guest physical address space, that the device
  * sets for every page it writes while the front-end copies memory to the destination
- * ({@code log[page / 8] |= 1 << page % 8}). The front-end clears bits concurrently, so every
- * set is an atomic OR; a bit already set is not set again (a plain read first spares the locked
- * instruction for pages written over and over, as ring pages are).
+ * ({@code log[page / 8] |= 1 << page % 8}). The front-end clears bits concurrently (an atomic
+ * exchange per word as it syncs), so every set is an atomic OR, also for a bit that looks set.
  *
  * <p>The bitmap is addressed in 64-bit little-endian words (x86's order), which is the spec's
  * byte layout: page {@code p} is bit {@code p % 64} of word {@code p / 64}.
@@ -57,9 +56,11 @@ public final class DirtyLog {
             }
             long bit = 1L << (p & 63);
             long off = w * 8;
-            if (((long) WORD.get(bitmap, off) & bit) == 0) {
-                WORD.getAndBitwiseOr(bitmap, off, bit);
-            }
+            // Always the locked OR, never "skip when already set": x86 lets a plain load pass
+            // our own earlier stores, so a read that sees the bit set could let the front-end
+            // take the bit (its atomic exchange) and copy the page before the bytes the bit
+            // stands for are visible. The locked OR is a full fence (as libvhost-user's).
+            WORD.getAndBitwiseOr(bitmap, off, bit);
             if (p == -1L) {
                 return;
             }

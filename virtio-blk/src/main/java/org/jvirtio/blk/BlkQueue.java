@@ -133,7 +133,10 @@ public final class BlkQueue implements QueueHandler {
         r.chain = c;
         r.pending = 1;
         r.status = S_OK;
-        r.written = 0;
+        // The used length is the chain's whole writable length, whatever the outcome (QEMU's
+        // in_len): the status byte is its last byte, so a dirty log marking the used length
+        // covers it, and data the I/O may have written before failing, too.
+        r.written = (int) Math.min(writable, Integer.MAX_VALUE);
         r.type = -1;
         r.length = 0;
         r.clearPieces();
@@ -174,7 +177,6 @@ public final class BlkQueue implements QueueHandler {
                 if (r.status == S_OK && dataIn > 0) {
                     r.offset = sector * SECTOR_SIZE;
                     r.length = dataIn;
-                    r.written = (int) dataIn;
                     pieces(c, r, true, 0, dataIn);
                     r.pending++;
                     io.read(r);
@@ -200,7 +202,6 @@ public final class BlkQueue implements QueueHandler {
                 for (int i = 0; i < n; i++) {
                     w.writeU8(i < id.length ? id[i] : 0);
                 }
-                r.written = n;
             }
             case T_DISCARD, T_WRITE_ZEROES -> r.status = discardOrZero(c, r, type, dataOut);
             default -> r.status = S_UNSUPP;
@@ -237,7 +238,7 @@ public final class BlkQueue implements QueueHandler {
         }
         r.release();
         stats.inFlight(--inFlight);
-        completions.complete(r.tag(), status == S_OK ? r.written + 1 : 1);
+        completions.complete(r.tag(), r.written);
     }
 
     /** S_OK when [sector, sector + len/512) lies inside the disk and len is whole sectors. */

@@ -212,8 +212,10 @@ class QemuGuestTest {
             Path logB = dir.resolve("qemu-b.log");
             Process src = qemu(sockA, logA, "-monitor", "unix:" + monA + ",server=on,wait=off");
             Process dst = qemu(sockB, logB, "-incoming", "unix:" + mig);
+            boolean passed = false;
             try {
-                long deadline = System.nanoTime() + 300_000_000_000L;
+                // Inside the suite's 180 s per test, so that a guest that hangs fails with its logs.
+                long deadline = System.nanoTime() + 160_000_000_000L;
                 while (!Files.readString(logA).contains("GUEST: ROUND 2 WRITING")) {
                     assertTrue(src.isAlive(), "the source QEMU exited: " + Files.readString(logA));
                     assertTrue(System.nanoTime() < deadline, "the guest never reached round 2: " + Files.readString(logA));
@@ -231,7 +233,7 @@ class QemuGuestTest {
                     hmp(ch, "quit");
                 }
                 assertTrue(dst.waitFor(Math.max(1, (deadline - System.nanoTime()) / 1_000_000_000L), TimeUnit.SECONDS),
-                        "the guest did not finish on the destination: " + Files.readString(logB));
+                        "the guest did not finish on the destination: " + Files.readString(logB) + "\nsource: " + Files.readString(logA));
                 String out = Files.readString(logB);
                 assertTrue(out.contains("GUEST: ROUND 6 WRITTEN"), "destination: " + out + "\nsource: " + Files.readString(logA));
                 assertTrue(out.contains("GUEST: RESTART DATA OK"), out);
@@ -240,9 +242,18 @@ class QemuGuestTest {
                 long served = backendB.device().stats(0).requests() + backendB.device().stats(1).requests();
                 assertTrue(served > 0, "the destination's backend served the guest after the migration");
                 System.out.println("QemuGuestTest: migrated during round 2; destination backend served " + served + " requests");
+                passed = true;
             } finally {
                 src.destroyForcibly();
                 dst.destroyForcibly();
+                String keep = System.getProperty("jvirtio.test.keep");
+                if (!passed && keep != null) {
+                    Path to = Files.createDirectories(Path.of(keep)).resolve("migration-" + System.currentTimeMillis());
+                    Files.createDirectories(to);
+                    Files.copy(logA, to.resolve("qemu-a.log"));
+                    Files.copy(logB, to.resolve("qemu-b.log"));
+                    System.out.println("QemuGuestTest: the guest logs are in " + to);
+                }
             }
         }
     }

@@ -115,11 +115,12 @@ final class BackendSession implements DeviceContext, AutoCloseable {
      * either kept (a kick fd, say) or closed before this returns, on every path.
      */
     void handle(VhostUserMessage m) throws VhostUserProtocolException, ErrnoException {
-        if (LOG.isDebugEnabled()) {
-            LOG.debug("vhost-user: {} flags 0x{} size {} fds {}", m.name(), Integer.toHexString(m.flags()), m.payload().length, m.fds().length);
-        }
         try {
-            apply(m, VhostUserCodec.decode(m));
+            FrontendRequest decoded = VhostUserCodec.decode(m);
+            if (LOG.isDebugEnabled()) {
+                LOG.debug("vhost-user: {} flags 0x{} fds {}: {}", m.name(), Integer.toHexString(m.flags()), m.fds().length, decoded);
+            }
+            apply(m, decoded);
         } catch (VhostUserProtocolException e) {
             if (!answerFailure(m, e)) {
                 throw e;

@@ -191,6 +191,7 @@ final class Vrings {
         v.active = false;
         v.started = false;
         v.base = base;
+        LOG.debug("vhost-user: queue {} stopped at avail index {}", index, base);
         // The ring is stopped: its kick and call are done with (as libvhost-user).
         closeKickAndCall(v);
         return base;
@@ -400,6 +401,8 @@ final class Vrings {
             long u = memory.userToGuest(v.addr.used(), SplitRingLayout.usedBytes(v.num));
             v.queue.activate(memory, v.num, d, a, u, session.features(), v.base, nextUsed);
             v.active = true;
+            LOG.debug("vhost-user: queue {} active: size {}, next avail {}, next used {}", index, v.num, v.queue.nextAvail(),
+                    v.queue.nextUsed());
             applyDirtyLog(v);
             java.lang.foreign.MemorySegment region = session.inflight(index, v.num);
             if (region != null) {
