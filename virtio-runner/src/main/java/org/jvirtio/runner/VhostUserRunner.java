@@ -37,8 +37,9 @@ import picocli.CommandLine.ParseResult;
             "",
             "Restarts: a backend killed and started again on the same socket resubmits what was in flight (state lives in",
             "the inflight region QEMU keeps, nothing on disk); attach with -chardev socket,...,reconnect=1 and let a",
-            "supervisor restart it (systemd: Restart=always). Live migration is experimental and off: dirty logging is",
-            "offered only with -Djvirtio.dirty_log=on (JVIRTIO_JAVA_OPTS)."})
+            "supervisor restart it (systemd: Restart=always). Live migration: dirty logging is offered (VHOST_F_LOG_ALL,",
+            "LOG_SHMFD); run one backend for the source QEMU and one for the destination (-incoming) on the same image;",
+            "-Djvirtio.dirty_log=off (JVIRTIO_JAVA_OPTS) stops offering it."})
 public final class VhostUserRunner {
     /** The QEMU device name of each virtio device id QEMU has a vhost-user front-end for. */
     private static final Map<Integer, String> QEMU_NAMES = Map.of(1, "net", 2, "blk", 4, "rng", 8, "scsi", 16, "gpu",

@@ -16,10 +16,9 @@ package org.jvirtio.transport.vhostuser;
  *                            sees them complete) so that the control loop, and QEMU waiting for
  *                            its reply, go on. The storage finishes them in the background.
  * @param offerDirtyLog       offer VHOST_F_LOG_ALL and PROTOCOL_F_LOG_SHMFD (dirty logging, so that
- *                            QEMU migrates the VM). Experimental and off by default: one run in
- *                            three of the live-migration test showed guest memory corruption on
- *                            the destination, not yet explained (issue 12). {@code -Djvirtio.dirty_log=on}
- *                            turns it on for the runner.
+ *                            QEMU can live-migrate the VM). On by default; {@code -Djvirtio.dirty_log=off}
+ *                            turns it off for the runner (QEMU then refuses to migrate: "vhost
+ *                            lacks VHOST_F_LOG_ALL feature").
  */
 public record BackendOptions(boolean allowUnsealedMemory, java.time.Duration drainLimit, boolean offerDirtyLog) {
     public static final BackendOptions DEFAULT = new BackendOptions(false);
@@ -35,6 +34,6 @@ public record BackendOptions(boolean allowUnsealedMemory, java.time.Duration dra
     }
 
     public BackendOptions(boolean allowUnsealedMemory, java.time.Duration drainLimit) {
-        this(allowUnsealedMemory, drainLimit, "on".equals(System.getProperty("jvirtio.dirty_log")));
+        this(allowUnsealedMemory, drainLimit, !"off".equals(System.getProperty("jvirtio.dirty_log")));
     }
 }

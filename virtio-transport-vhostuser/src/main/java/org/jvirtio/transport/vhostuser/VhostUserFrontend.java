@@ -186,14 +186,16 @@ public final class VhostUserFrontend implements AutoCloseable {
     /**
      * Negotiates the usual way: GET_FEATURES, SET_OWNER (as QEMU, first), protocol features
      * (the intersection with {@code wantedProtocol}), SET_FEATURES with {@code wanted} &amp;
-     * offered (plus the protocol-features bit when offered).
+     * offered (plus the protocol-features bit when offered, never VHOST_F_LOG_ALL).
      *
      * @return the virtio features now negotiated
      */
     public long negotiate(long wanted, long wantedProtocol) throws IOException {
         setOwner();
         long offered = getFeatures();
-        long features = offered & wanted;
+        // VHOST_F_LOG_ALL is for the front-end to turn on when a migration starts (QEMU does,
+        // with SET_FEATURES while the rings run), never part of the first negotiation.
+        long features = offered & wanted & ~F_LOG_ALL;
         if ((offered & F_PROTOCOL_FEATURES) != 0) {
             setProtocolFeatures(getProtocolFeatures() & wantedProtocol);
             features |= F_PROTOCOL_FEATURES;

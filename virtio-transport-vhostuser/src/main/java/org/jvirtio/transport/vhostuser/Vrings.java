@@ -187,11 +187,12 @@ final class Vrings {
         Vring v = vring(name, index);
         stopRunning(v);
         int base = v.active ? v.queue.nextAvail() : v.base;
+        int used = v.active ? v.queue.nextUsed() : -1;
         v.queue.deactivate();
         v.active = false;
         v.started = false;
         v.base = base;
-        LOG.debug("vhost-user: queue {} stopped at avail index {}", index, base);
+        LOG.debug("vhost-user: queue {} stopped at avail index {}, used index {}", index, base, used);
         // The ring is stopped: its kick and call are done with (as libvhost-user).
         closeKickAndCall(v);
         return base;

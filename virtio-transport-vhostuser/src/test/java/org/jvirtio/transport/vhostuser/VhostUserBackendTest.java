@@ -123,9 +123,11 @@ class VhostUserBackendTest {
         var disconnect = backend.nextDisconnect();
         try (FrontendRig rig = new FrontendRig(socket)) {
             // The transport adds the ring features to the device's own.
-            assertEquals(EchoDevice.FEATURES | VirtioFeatures.RING_FEATURES | VhostUserProtocol.F_PROTOCOL_FEATURES, rig.fe.getFeatures());
+            // Dirty logging (VHOST_F_LOG_ALL) is offered by default, for live migration.
+            assertEquals(EchoDevice.FEATURES | VirtioFeatures.RING_FEATURES | VhostUserProtocol.F_PROTOCOL_FEATURES | VhostUserProtocol.F_LOG_ALL,
+                    rig.fe.getFeatures());
             // Two queues and a config space: everything the backend implements is offered.
-            assertEquals(VhostUserProtocol.BACKEND_PROTOCOL_FEATURES, rig.fe.getProtocolFeatures());
+            assertEquals(VhostUserProtocol.BACKEND_PROTOCOL_FEATURES | (1L << PROTOCOL_F_LOG_SHMFD), rig.fe.getProtocolFeatures());
             rig.negotiate();
             assertEquals(EchoDevice.FEATURES | VirtioFeatures.RING_FEATURES, rig.features);
             assertEquals(2, rig.fe.getQueueNum());
@@ -173,8 +175,8 @@ class VhostUserBackendTest {
                 long pf = rig.fe.getProtocolFeatures();
                 assertEquals(0, pf & (1L << PROTOCOL_F_CONFIG), "no config space: no PROTOCOL_F_CONFIG");
                 assertEquals(0, pf & (1L << PROTOCOL_F_MQ), "one queue: no PROTOCOL_F_MQ");
-                assertEquals(BACKEND_PROTOCOL_FEATURES & ~(1L << PROTOCOL_F_CONFIG) & ~(1L << PROTOCOL_F_MQ), pf);
-                assertEquals(VirtioFeatures.RING_FEATURES | F_PROTOCOL_FEATURES, rig.fe.getFeatures());
+                assertEquals((BACKEND_PROTOCOL_FEATURES | (1L << PROTOCOL_F_LOG_SHMFD)) & ~(1L << PROTOCOL_F_CONFIG) & ~(1L << PROTOCOL_F_MQ), pf);
+                assertEquals(VirtioFeatures.RING_FEATURES | F_PROTOCOL_FEATURES | F_LOG_ALL, rig.fe.getFeatures());
                 rig.negotiate();
                 rig.fe.setMemTable(rig.memory);
                 rig.queue(0, 4);
@@ -777,10 +779,15 @@ class VhostUserBackendTest {
      */
     @Test
     void whileLoggingThePagesTheDeviceWritesAreMarked() throws Exception {
+        backend.close();
+        backend = VhostUserBackend.start(socket, device, org.jvirtio.host.QueueHost.THREAD_PER_QUEUE,
+                new BackendOptions(false, java.time.Duration.ofSeconds(10), false));
         try (FrontendRig plain = new FrontendRig(socket)) {
-            assertEquals(0, plain.fe.getFeatures() & F_LOG_ALL, "not offered by default (experimental)");
+            assertEquals(0, plain.fe.getFeatures() & F_LOG_ALL, "not offered when turned off");
+            assertEquals(0, plain.fe.getProtocolFeatures() & (1L << PROTOCOL_F_LOG_SHMFD), "nor LOG_SHMFD");
         }
         backend.close();
+        assertTrue(BackendOptions.DEFAULT.offerDirtyLog(), "offered by default");
         backend = VhostUserBackend.start(socket, device, org.jvirtio.host.QueueHost.THREAD_PER_QUEUE,
                 new BackendOptions(false, java.time.Duration.ofSeconds(10), true));
         try (FrontendRig rig = new FrontendRig(socket)) {
