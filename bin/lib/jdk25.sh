@@ -1,15 +1,23 @@
 # Sourced by the launchers in bin/: sets JAVA_HOME to a JDK 25 or newer, or exits 2 with one line.
 # Order: $JAVA_HOME if it is 25+, then /usr/lib/jvm/*, then the `java` on PATH.
 
-jvirtio_java_major() { # prints the feature version of the java binary $1, or nothing
-  "$1" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java\.specification\.version = \([0-9]*\).*/\1/p' | head -n 1
+jvirtio_java_major() { # prints the feature version of the JDK in directory $1, or nothing
+  # Its release file says (JAVA_VERSION="25.0.1"): no JVM started before ours. A JDK without
+  # one is asked (a JVM start, ~50 ms).
+  local v
+  if [ -f "$1/release" ]; then
+    v=$(sed -n 's/^JAVA_VERSION="\([0-9]*\).*/\1/p' "$1/release")
+    [ "$v" = 1 ] && v=""  # 1.8-style: too old anyway
+    [ -n "$v" ] && { echo "$v"; return; }
+  fi
+  "$1/bin/java" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java\.specification\.version = \([0-9]*\).*/\1/p' | head -n 1
 }
 
 jvirtio_find_jdk25() {
   local candidate major
   for candidate in "${JAVA_HOME:-}" /usr/lib/jvm/* "$(dirname "$(dirname "$(readlink -f "$(command -v java 2>/dev/null || echo /nonexistent)")")")"; do
     [ -n "$candidate" ] && [ -x "$candidate/bin/java" ] && [ -x "$candidate/bin/javac" ] || continue
-    major=$(jvirtio_java_major "$candidate/bin/java")
+    major=$(jvirtio_java_major "$candidate")
     if [ -n "$major" ] && [ "$major" -ge 25 ]; then
       echo "$candidate"
       return 0

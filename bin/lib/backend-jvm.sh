@@ -1,0 +1,48 @@
+# Sourced by the backend launchers (bin/vhost-user, bin/vhost-user-blk) after jars.sh: the JVM
+# options of a backend process, in one place (issue 13; docs/PERFORMANCE.md, "Footprint").
+#
+# A backend's data is not on the heap (guest memory is mapped, chains and requests are pooled and
+# reused), so it runs on a small heap with the serial collector: no collector threads, no G1
+# remembered sets, a few MB touched instead of a server-sized young generation. Compact object
+# headers (JEP 519) shrink what little there is. No hsperfdata file (-XX:-UsePerfData; jcmd
+# still attaches by pid).
+#
+# Start-up: an ahead-of-time cache (JEP 483/514) of the classes a backend loads and links, made
+# once by a training run (start, listen, SIGTERM) the first time a launcher finds it missing or
+# older than the jars, kept in examples/target (built, never committed). JVIRTIO_AOT=off skips it.
+#
+# JVIRTIO_JAVA_OPTS comes after all of these on the command line, so it overrides any of them
+# (e.g. JVIRTIO_JAVA_OPTS="-XX:+UseG1GC -Xmx1g" for a device that keeps data on the heap).
+JVIRTIO_BACKEND_OPTS=(-XX:+UseSerialGC -Xms8m -Xmx128m -XX:+UseCompactObjectHeaders -XX:-UsePerfData
+  --enable-native-access=ALL-UNNAMED -Dguice_bytecode_gen_option=DISABLED)
+
+jvirtio_aot="$root/examples/target/jvirtio-backend.aot"
+
+jvirtio_train_aot() { # makes $jvirtio_aot with a training run of the blk backend on a null disk
+  local dir pid i=0
+  dir=$(mktemp -d)
+  echo "jvirtio: making the start-up cache (once; a few seconds)..." >&2
+  "$JAVA_HOME/bin/java" "${JVIRTIO_BACKEND_OPTS[@]}" -XX:AOTCacheOutput="$dir/cache.aot" -cp "$JVIRTIO_CLASSPATH" \
+    org.jvirtio.runner.VhostUserRunner blk --socket "$dir/train.sock" --null 64M >"$dir/log" 2>&1 &
+  pid=$!
+  while [ ! -S "$dir/train.sock" ] && kill -0 "$pid" 2>/dev/null && [ $i -lt 600 ]; do
+    sleep 0.05
+    i=$((i + 1))
+  done
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  if [ -s "$dir/cache.aot" ]; then
+    mv -f "$dir/cache.aot" "$jvirtio_aot"   # atomic: a launcher starting meanwhile sees the old one or the new one
+  else
+    echo "jvirtio: no start-up cache made (starts are slower; see $jvirtio_aot.log)" >&2
+    cp "$dir/log" "$jvirtio_aot.log" 2>/dev/null || true
+  fi
+  rm -rf "$dir"
+}
+
+if [ "${JVIRTIO_AOT:-on}" != off ]; then
+  if [ ! -f "$jvirtio_aot" ] || [ "$jvirtio_aot" -ot "$jar" ]; then
+    jvirtio_train_aot
+  fi
+  [ -f "$jvirtio_aot" ] && JVIRTIO_BACKEND_OPTS+=(-XX:AOTCache="$jvirtio_aot")
+fi
