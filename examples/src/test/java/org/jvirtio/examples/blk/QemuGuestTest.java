@@ -196,10 +196,10 @@ class QemuGuestTest {
      * runs, the guest finishes its rounds there without a crash or a reboot, and every region
      * reads back as the last pattern written to it.
      *
-     * <p>QEMU 7.2's TCG itself loses a few CPU-written pages in the final pass when the host's
-     * CPUs are contended (seen the same with qemu-storage-daemon as both backends, in about one
-     * migration in five under a CPU hog, with multi- and single-threaded TCG; kernel data, not
-     * pages a device wrote). A migration whose dumps differ is reported and tried again, up to three
+     * <p>QEMU 7.2's TCG itself loses a few CPU-written pages in some migrations, more often when
+     * the host's CPUs are contended (the same pages with qemu-storage-daemon as both backends,
+     * multi- and single-threaded TCG; kernel data in the samples examined, not pages a device
+     * wrote; bench/migration-dumps.sh reproduces it by hand). A migration whose dumps differ is reported and tried again, up to three
      * times, and when all three lose pages the test is aborted (reported as skipped, not
      * passed); {@link MigrationShadowTest} checks the device's side of it exactly, without TCG.
      */
