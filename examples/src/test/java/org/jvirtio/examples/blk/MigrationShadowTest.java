@@ -451,11 +451,15 @@ class MigrationShadowTest {
     private VhostUserFrontend connect(Path socket) throws Exception {
         long deadline = System.nanoTime() + 30_000_000_000L;
         while (true) {
+            VhostUserFrontend fe = null;
             try {
-                VhostUserFrontend fe = VhostUserFrontend.connect(socket);
+                fe = VhostUserFrontend.connect(socket);
                 fe.getFeatures();
                 return fe;
             } catch (java.io.IOException e) {
+                if (fe != null) {
+                    fe.close(); // connected but not answered: not leaked into the next try
+                }
                 assertTrue(backend.isAlive(), "the backend exited: " + Files.readString(dir.resolve("backend.log")));
                 assertTrue(System.nanoTime() < deadline, "the backend never answered");
                 Thread.sleep(20);
