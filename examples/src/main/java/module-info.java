@@ -11,6 +11,8 @@ module org.jvirtio.examples {
     requires com.google.guice;
     requires info.picocli;
     requires org.slf4j;
+    requires ch.qos.logback.classic;
+    requires ch.qos.logback.core;
     requires jdk.unsupported;
 
     exports org.jvirtio.examples.ringdemo;
@@ -21,4 +23,5 @@ module org.jvirtio.examples {
     opens org.jvirtio.examples.mmio to info.picocli;
 
     provides org.jvirtio.runner.DeviceCommand with org.jvirtio.examples.blk.BlkCommand;
+    provides ch.qos.logback.classic.spi.Configurator with org.jvirtio.examples.logging.BackendLogging;
 }

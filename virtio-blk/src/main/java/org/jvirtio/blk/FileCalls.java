@@ -27,16 +27,27 @@ public final class FileCalls {
     public static final int FALLOC_FL_PUNCH_HOLE = 0x2;
     public static final int FALLOC_FL_ZERO_RANGE = 0x10;
 
-    private static final MethodHandle PREAD = Native.downcallErrno("pread",
-            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
-    private static final MethodHandle PWRITE = Native.downcallErrno("pwrite",
-            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
-    private static final MethodHandle PWRITEV_RAW = Native.downcall("pwritev",
-            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_LONG));
-    private static final MethodHandle FDATASYNC = Native.downcallErrno("fdatasync",
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT));
-    private static final MethodHandle FALLOCATE = Native.downcallErrno("fallocate",
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG));
+    // One holder class per handle: each is bound on first use (Native, "Binding on first use").
+    private static final class Pread {
+        static final MethodHandle H = Native.downcallErrno("pread",
+                FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
+    }
+    private static final class Pwrite {
+        static final MethodHandle H = Native.downcallErrno("pwrite",
+                FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
+    }
+    private static final class PwritevRaw {
+        static final MethodHandle H = Native.downcall("pwritev",
+                FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_LONG));
+    }
+    private static final class Fdatasync {
+        static final MethodHandle H = Native.downcallErrno("fdatasync",
+                FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+    }
+    private static final class Fallocate {
+        static final MethodHandle H = Native.downcallErrno("fallocate",
+                FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG));
+    }
 
     /**
      * Reads or writes all of {@code buf} at {@code offset}, retrying short transfers and EINTR.
@@ -50,8 +61,8 @@ public final class FileCalls {
             long len = buf.byteSize();
             while (done < len) {
                 MemorySegment p = buf.asSlice(done);
-                long n = write ? (long) PWRITE.invokeExact(state, fd, p, len - done, offset + done)
-                        : (long) PREAD.invokeExact(state, fd, p, len - done, offset + done);
+                long n = write ? (long) Pwrite.H.invokeExact(state, fd, p, len - done, offset + done)
+                        : (long) Pread.H.invokeExact(state, fd, p, len - done, offset + done);
                 if (n < 0) {
                     if (Native.errno(state) == EINTR || Native.errno(state) == EAGAIN) {
                         continue;
@@ -79,7 +90,7 @@ public final class FileCalls {
      */
     public static long pwritevRaw(int fd, long iov, int iovcnt, long offset) {
         try {
-            return (long) PWRITEV_RAW.invokeExact(fd, iov, iovcnt, offset);
+            return (long) PwritevRaw.H.invokeExact(fd, iov, iovcnt, offset);
         } catch (Throwable t) {
             throw Native.unexpected(t);
         }
@@ -89,7 +100,7 @@ public final class FileCalls {
     public static void fdatasync(int fd) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment state = Native.errnoState(arena);
-            if ((int) FDATASYNC.invokeExact(state, fd) != 0) {
+            if ((int) Fdatasync.H.invokeExact(state, fd) != 0) {
                 throw new ErrnoException("fdatasync", Native.errno(state));
             }
         } catch (ErrnoException e) {
@@ -103,7 +114,7 @@ public final class FileCalls {
     public static void fallocate(int fd, int mode, long offset, long len) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment state = Native.errnoState(arena);
-            if ((int) FALLOCATE.invokeExact(state, fd, mode, offset, len) != 0) {
+            if ((int) Fallocate.H.invokeExact(state, fd, mode, offset, len) != 0) {
                 throw new ErrnoException("fallocate", Native.errno(state));
             }
         } catch (ErrnoException e) {

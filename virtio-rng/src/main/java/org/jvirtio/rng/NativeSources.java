@@ -22,10 +22,15 @@ final class NativeSources {
     private NativeSources() {
     }
 
-    private static final MethodHandle GETRANDOM_CALL = Native.downcall("getrandom",
-            FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT));
-    private static final MethodHandle READ = Native.downcall("read",
-            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG));
+    // One holder class per handle: each is bound on first use (Native, "Binding on first use").
+    private static final class GetrandomCall {
+        static final MethodHandle H = Native.downcall("getrandom",
+                FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT));
+    }
+    private static final class Read {
+        static final MethodHandle H = Native.downcall("read",
+                FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG));
+    }
     /** A call interrupted by a signal returns -1 (EINTR); retried this often before giving up. */
     private static final int TRIES = 8;
 
@@ -92,8 +97,8 @@ final class NativeSources {
         while (done < length) {
             long n;
             try {
-                n = fd < 0 ? (long) GETRANDOM_CALL.invokeExact(address + done, (long) (length - done), 0)
-                        : (long) READ.invokeExact(fd, address + done, (long) (length - done));
+                n = fd < 0 ? (long) GetrandomCall.H.invokeExact(address + done, (long) (length - done), 0)
+                        : (long) Read.H.invokeExact(fd, address + done, (long) (length - done));
             } catch (Throwable t) {
                 throw new IOException(t);
             }

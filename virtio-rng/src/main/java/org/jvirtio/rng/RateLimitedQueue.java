@@ -27,10 +27,15 @@ final class RateLimitedQueue implements QueueHandler {
         int fill(DescriptorChain chain, int max);
     }
 
-    private static final MethodHandle TIMERFD_CREATE = Native.downcall("timerfd_create",
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
-    private static final MethodHandle TIMERFD_SETTIME = Native.downcall("timerfd_settime",
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, ADDRESS));
+    // One holder class per handle: each is bound on first use (Native, "Binding on first use").
+    private static final class TimerfdCreate {
+        static final MethodHandle H = Native.downcall("timerfd_create",
+                FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
+    }
+    private static final class TimerfdSettime {
+        static final MethodHandle H = Native.downcall("timerfd_settime",
+                FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, ADDRESS));
+    }
     private static final int CLOCK_MONOTONIC = 1;
     private static final int TFD_NONBLOCK = 0x800;
     private static final int TFD_CLOEXEC = 0x80000;
@@ -63,7 +68,7 @@ final class RateLimitedQueue implements QueueHandler {
     public void open(QueueCompletions completions) throws IOException {
         this.completions = completions;
         try {
-            timerFd = (int) TIMERFD_CREATE.invokeExact(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+            timerFd = (int) TimerfdCreate.H.invokeExact(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
         } catch (Throwable t) {
             throw new IOException("timerfd_create: " + t, t);
         }
@@ -141,7 +146,7 @@ final class RateLimitedQueue implements QueueHandler {
         spec.set(JAVA_LONG, 16, left / 1_000_000_000L);
         spec.set(JAVA_LONG, 24, left % 1_000_000_000L);
         try {
-            int r = (int) TIMERFD_SETTIME.invokeExact(timerFd, 0, spec, MemorySegment.NULL);
+            int r = (int) TimerfdSettime.H.invokeExact(timerFd, 0, spec, MemorySegment.NULL);
             armed = r == 0;
         } catch (Throwable t) {
             throw new IllegalStateException("timerfd_settime: " + t, t);

@@ -33,34 +33,63 @@ public final class Libc {
     public static final int EINTR = 4;
     public static final int EBADF = 9;
 
-    private static final MethodHandle MMAP = Native.downcallErrno("mmap",
-            FunctionDescriptor.of(ADDRESS, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG));
-    private static final MethodHandle MUNMAP = Native.downcallErrno("munmap",
-            FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG));
-    private static final MethodHandle MEMFD_CREATE = Native.downcallErrno("memfd_create",
-            FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
-    private static final MethodHandle FTRUNCATE = Native.downcallErrno("ftruncate",
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG));
-    private static final MethodHandle CLOSE = Native.downcallErrno("close",
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT));
-    private static final MethodHandle EVENTFD = Native.downcallErrno("eventfd",
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
-    private static final MethodHandle POLL = Native.downcallErrno("poll",
-            FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
-    private static final MethodHandle FSTAT_SIZE = Native.downcallErrno("lseek",
-            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT));
-    private static final MethodHandle DUP = Native.downcallErrno("fcntl",
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT), Linker.Option.firstVariadicArg(2));
-    private static final MethodHandle EVENTFD_WRITE = Native.downcall("eventfd_write",
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG));
-    private static final MethodHandle EVENTFD_READ = Native.downcall("eventfd_read",
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
-    private static final MethodHandle POLL_RAW = Native.downcall("poll",
-            FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
-    private static final MethodHandle OPEN = Native.downcallErrno("open",
-            FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT), Linker.Option.firstVariadicArg(2));
-    private static final MethodHandle STRERROR = Native.downcall("strerror",
-            FunctionDescriptor.of(ADDRESS, JAVA_INT));
+    // One holder class per handle: each is bound on first use (Native, "Binding on first use").
+    private static final class Mmap {
+        static final MethodHandle H = Native.downcallErrno("mmap",
+                FunctionDescriptor.of(ADDRESS, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG));
+    }
+    private static final class Munmap {
+        static final MethodHandle H = Native.downcallErrno("munmap",
+                FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG));
+    }
+    private static final class MemfdCreate {
+        static final MethodHandle H = Native.downcallErrno("memfd_create",
+                FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
+    }
+    private static final class Ftruncate {
+        static final MethodHandle H = Native.downcallErrno("ftruncate",
+                FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG));
+    }
+    private static final class Close {
+        static final MethodHandle H = Native.downcallErrno("close",
+                FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+    }
+    private static final class Eventfd {
+        static final MethodHandle H = Native.downcallErrno("eventfd",
+                FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
+    }
+    private static final class Poll {
+        static final MethodHandle H = Native.downcallErrno("poll",
+                FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
+    }
+    private static final class FstatSize {
+        static final MethodHandle H = Native.downcallErrno("lseek",
+                FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT));
+    }
+    private static final class Dup {
+        static final MethodHandle H = Native.downcallErrno("fcntl",
+                FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT), Linker.Option.firstVariadicArg(2));
+    }
+    private static final class EventfdWrite {
+        static final MethodHandle H = Native.downcall("eventfd_write",
+                FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG));
+    }
+    private static final class EventfdRead {
+        static final MethodHandle H = Native.downcall("eventfd_read",
+                FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
+    }
+    private static final class PollRaw {
+        static final MethodHandle H = Native.downcall("poll",
+                FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
+    }
+    private static final class Open {
+        static final MethodHandle H = Native.downcallErrno("open",
+                FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT), Linker.Option.firstVariadicArg(2));
+    }
+    private static final class Strerror {
+        static final MethodHandle H = Native.downcall("strerror",
+                FunctionDescriptor.of(ADDRESS, JAVA_INT));
+    }
 
     private Libc() {
     }
@@ -69,7 +98,7 @@ public final class Libc {
     public static MemorySegment mmap(long size, int prot, int flags, int fd, long offset) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment state = Native.errnoState(arena);
-            MemorySegment p = (MemorySegment) MMAP.invokeExact(state, MemorySegment.NULL, size, prot, flags, fd, offset);
+            MemorySegment p = (MemorySegment) Mmap.H.invokeExact(state, MemorySegment.NULL, size, prot, flags, fd, offset);
             if (p.address() == -1L) {
                 throw new ErrnoException("mmap", Native.errno(state));
             }
@@ -85,7 +114,7 @@ public final class Libc {
     public static void munmap(long address, long size) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment state = Native.errnoState(arena);
-            int r = (int) MUNMAP.invokeExact(state, MemorySegment.ofAddress(address), size);
+            int r = (int) Munmap.H.invokeExact(state, MemorySegment.ofAddress(address), size);
             if (r != 0) {
                 throw new ErrnoException("munmap", Native.errno(state));
             }
@@ -100,7 +129,7 @@ public final class Libc {
     public static int memfdCreate(String name) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment state = Native.errnoState(arena);
-            int fd = (int) MEMFD_CREATE.invokeExact(state, arena.allocateFrom(name), MFD_CLOEXEC | MFD_ALLOW_SEALING);
+            int fd = (int) MemfdCreate.H.invokeExact(state, arena.allocateFrom(name), MFD_CLOEXEC | MFD_ALLOW_SEALING);
             if (fd < 0) {
                 throw new ErrnoException("memfd_create", Native.errno(state));
             }
@@ -116,7 +145,7 @@ public final class Libc {
     public static void ftruncate(int fd, long size) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment state = Native.errnoState(arena);
-            int r = (int) FTRUNCATE.invokeExact(state, fd, size);
+            int r = (int) Ftruncate.H.invokeExact(state, fd, size);
             if (r != 0) {
                 throw new ErrnoException("ftruncate", Native.errno(state));
             }
@@ -131,7 +160,7 @@ public final class Libc {
     public static long fileSize(int fd) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment state = Native.errnoState(arena);
-            long r = (long) FSTAT_SIZE.invokeExact(state, fd, 0L, 2 /* SEEK_END */);
+            long r = (long) FstatSize.H.invokeExact(state, fd, 0L, 2 /* SEEK_END */);
             if (r < 0) {
                 throw new ErrnoException("lseek", Native.errno(state));
             }
@@ -147,7 +176,7 @@ public final class Libc {
     public static int dup(int fd) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment state = Native.errnoState(arena);
-            int r = (int) DUP.invokeExact(state, fd, 1030 /* F_DUPFD_CLOEXEC */, 0);
+            int r = (int) Dup.H.invokeExact(state, fd, 1030 /* F_DUPFD_CLOEXEC */, 0);
             if (r < 0) {
                 throw new ErrnoException("fcntl(F_DUPFD_CLOEXEC)", Native.errno(state));
             }
@@ -183,7 +212,7 @@ public final class Libc {
     public static int fcntl(int fd, int cmd, int arg) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment state = Native.errnoState(arena);
-            int r = (int) DUP.invokeExact(state, fd, cmd, arg);
+            int r = (int) Dup.H.invokeExact(state, fd, cmd, arg);
             if (r < 0) {
                 throw new ErrnoException("fcntl(" + cmd + ")", Native.errno(state));
             }
@@ -199,7 +228,7 @@ public final class Libc {
     public static void close(int fd) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment state = Native.errnoState(arena);
-            int r = (int) CLOSE.invokeExact(state, fd);
+            int r = (int) Close.H.invokeExact(state, fd);
             if (r != 0 && Native.errno(state) != EINTR) {
                 throw new ErrnoException("close", Native.errno(state));
             }
@@ -214,7 +243,7 @@ public final class Libc {
     public static int eventfd(int initval, int flags) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment state = Native.errnoState(arena);
-            int fd = (int) EVENTFD.invokeExact(state, initval, flags);
+            int fd = (int) Eventfd.H.invokeExact(state, initval, flags);
             if (fd < 0) {
                 throw new ErrnoException("eventfd", Native.errno(state));
             }
@@ -229,7 +258,7 @@ public final class Libc {
     /** glibc's {@code eventfd_write}: adds {@code value}; returns 0 or -1. No errno capture (data path). */
     public static int eventfdWrite(int fd, long value) {
         try {
-            return (int) EVENTFD_WRITE.invokeExact(fd, value);
+            return (int) EventfdWrite.H.invokeExact(fd, value);
         } catch (Throwable t) {
             throw Native.unexpected(t);
         }
@@ -238,7 +267,7 @@ public final class Libc {
     /** glibc's {@code eventfd_read} into an 8-byte buffer; returns 0 or -1. No errno capture (data path). */
     public static int eventfdRead(int fd, MemorySegment eightBytes) {
         try {
-            return (int) EVENTFD_READ.invokeExact(fd, eightBytes);
+            return (int) EventfdRead.H.invokeExact(fd, eightBytes);
         } catch (Throwable t) {
             throw Native.unexpected(t);
         }
@@ -257,7 +286,7 @@ public final class Libc {
                 pfd.set(ValueLayout.JAVA_INT, 0, fd);
                 pfd.set(ValueLayout.JAVA_SHORT, 4, (short) POLLIN);
                 pfd.set(ValueLayout.JAVA_SHORT, 6, (short) 0);
-                int r = (int) POLL.invokeExact(state, pfd, 1L, timeoutMillis);
+                int r = (int) Poll.H.invokeExact(state, pfd, 1L, timeoutMillis);
                 if (r < 0) {
                     if (Native.errno(state) == EINTR) {
                         continue;
@@ -281,7 +310,7 @@ public final class Libc {
      */
     public static int poll(MemorySegment pollfds, int n, int timeoutMillis) {
         try {
-            return (int) POLL_RAW.invokeExact(pollfds, (long) n, timeoutMillis);
+            return (int) PollRaw.H.invokeExact(pollfds, (long) n, timeoutMillis);
         } catch (Throwable t) {
             throw Native.unexpected(t);
         }
@@ -295,7 +324,7 @@ public final class Libc {
     public static int open(String path, int flags) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment state = Native.errnoState(arena);
-            int fd = (int) OPEN.invokeExact(state, arena.allocateFrom(path), flags, 0);
+            int fd = (int) Open.H.invokeExact(state, arena.allocateFrom(path), flags, 0);
             if (fd < 0) {
                 throw new ErrnoException("open(" + path + ")", Native.errno(state));
             }
@@ -310,7 +339,7 @@ public final class Libc {
     /** The C library's text for an errno value. */
     public static String strerror(int errno) {
         try {
-            MemorySegment s = (MemorySegment) STRERROR.invokeExact(errno);
+            MemorySegment s = (MemorySegment) Strerror.H.invokeExact(errno);
             return s.reinterpret(256).getString(0);
         } catch (Throwable t) {
             return "errno " + errno;

@@ -17,6 +17,15 @@ import java.lang.invoke.VarHandle;
  * <p>A capturing handle takes the capture state as its first argument: allocate it with
  * {@link #errnoState} (in a confined arena per call, or once per owner on a hot path) and read it
  * with {@link #errno} right after the call.
+ *
+ * <h2>Binding on first use</h2>
+ * Linking a downcall costs the JVM several milliseconds at start (it spins method handles and a
+ * stub class per function shape, all interpreted), so the callers keep each handle in a holder
+ * class of its own, {@code private static final class Close { static final MethodHandle H =
+ * Native.downcallErrno(...); }}, and call {@code Close.H.invokeExact(...)}: the handle is bound
+ * when the call is first made, and a backend binds only what it uses (three calls to listen)
+ * instead of every call at class initialisation. The field is still a static final, so the JIT
+ * folds it into the call site as before.
  */
 public final class Native {
     private Native() {

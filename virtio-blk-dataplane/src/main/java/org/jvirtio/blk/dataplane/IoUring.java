@@ -60,18 +60,23 @@ public final class IoUring implements AutoCloseable {
 
     private static final Linker LINKER = Linker.nativeLinker();
     private static final MemorySegment SYSCALL = LINKER.defaultLookup().find("syscall").orElseThrow();
+    // One holder class per handle: each is bound on first use (Native, "Binding on first use").
     /** long syscall(long number, long a, long b, long c, long d, long e): every argument a register. */
-    private static final MethodHandle SYSCALL5 = LINKER.downcallHandle(SYSCALL,
-            FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG),
-            Linker.Option.firstVariadicArg(1), Linker.Option.captureCallState("errno"));
+    private static final class Syscall5 {
+        static final MethodHandle H = LINKER.downcallHandle(SYSCALL,
+                FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG),
+                Linker.Option.firstVariadicArg(1), Linker.Option.captureCallState("errno"));
+    }
     /**
      * The same without errno capture, for io_uring_enter on the data path: capturing allocates a
      * segment slice per call (SharedUtils.checkCaptureSegment). A failure is repeated through
      * the capturing handle to learn errno (failures are rare and repeatable: EBUSY, EAGAIN).
      */
-    private static final MethodHandle SYSCALL5_FAST = LINKER.downcallHandle(SYSCALL,
-            FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG),
-            Linker.Option.firstVariadicArg(1));
+    private static final class Syscall5Fast {
+        static final MethodHandle H = LINKER.downcallHandle(SYSCALL,
+                FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG),
+                Linker.Option.firstVariadicArg(1));
+    }
     private static final VarHandle INT = ValueLayout.JAVA_INT.varHandle();
 
     private final Arena arena = Arena.ofShared();
@@ -175,7 +180,7 @@ public final class IoUring implements AutoCloseable {
     private long syscall(String name, long nr, long a, long b, long c, long d, long e) throws ErrnoException {
         long r;
         try {
-            r = (long) SYSCALL5.invokeExact(errno, nr, a, b, c, d, e);
+            r = (long) Syscall5.H.invokeExact(errno, nr, a, b, c, d, e);
         } catch (Throwable t) {
             throw new IllegalStateException(t);
         }
@@ -286,7 +291,7 @@ public final class IoUring implements AutoCloseable {
         }
         long r;
         try {
-            r = (long) SYSCALL5_FAST.invokeExact(SYS_ENTER, (long) fd, (long) n, 0L, 0L, 0L);
+            r = (long) Syscall5Fast.H.invokeExact(SYS_ENTER, (long) fd, (long) n, 0L, 0L, 0L);
         } catch (Throwable t) {
             throw new IllegalStateException(t);
         }

@@ -43,15 +43,34 @@ final class UnixSocket {
     static final int MAX_FDS = 16;
     static final int SUN_PATH_MAX = 107;
 
-    private static final MethodHandle SOCKET = h("socket", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT));
-    private static final MethodHandle BIND = h("bind", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
-    private static final MethodHandle LISTEN = h("listen", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
-    private static final MethodHandle ACCEPT4 = h("accept4", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, ADDRESS, JAVA_INT));
-    private static final MethodHandle CONNECT = h("connect", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
-    private static final MethodHandle RECVMSG = h("recvmsg", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT));
-    private static final MethodHandle SENDMSG = h("sendmsg", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT));
-    private static final MethodHandle SHUTDOWN = h("shutdown", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
-    private static final MethodHandle SOCKETPAIR = h("socketpair", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS));
+    // One holder class per handle: each is bound on first use (Native, "Binding on first use").
+    private static final class Socket {
+        static final MethodHandle H = h("socket", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT));
+    }
+    private static final class Bind {
+        static final MethodHandle H = h("bind", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
+    }
+    private static final class Listen {
+        static final MethodHandle H = h("listen", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
+    }
+    private static final class Accept4 {
+        static final MethodHandle H = h("accept4", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, ADDRESS, JAVA_INT));
+    }
+    private static final class Connect {
+        static final MethodHandle H = h("connect", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
+    }
+    private static final class Recvmsg {
+        static final MethodHandle H = h("recvmsg", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT));
+    }
+    private static final class Sendmsg {
+        static final MethodHandle H = h("sendmsg", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT));
+    }
+    private static final class Shutdown {
+        static final MethodHandle H = h("shutdown", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
+    }
+    private static final class Socketpair {
+        static final MethodHandle H = h("socketpair", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS));
+    }
 
     private UnixSocket() {
     }
@@ -84,7 +103,7 @@ final class UnixSocket {
     static int socket(boolean nonBlocking) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment st = Native.errnoState(arena);
-            int fd = (int) SOCKET.invokeExact(st, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (nonBlocking ? SOCK_NONBLOCK : 0), 0);
+            int fd = (int) Socket.H.invokeExact(st, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (nonBlocking ? SOCK_NONBLOCK : 0), 0);
             if (fd < 0) {
                 throw new ErrnoException("socket", errno(st));
             }
@@ -102,10 +121,10 @@ final class UnixSocket {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment st = Native.errnoState(arena);
             MemorySegment sa = sockaddr(arena, path);
-            if ((int) BIND.invokeExact(st, fd, sa, 110) != 0) {
+            if ((int) Bind.H.invokeExact(st, fd, sa, 110) != 0) {
                 throw new ErrnoException("bind(" + path + ")", errno(st));
             }
-            if ((int) LISTEN.invokeExact(st, fd, backlog) != 0) {
+            if ((int) Listen.H.invokeExact(st, fd, backlog) != 0) {
                 throw new ErrnoException("listen", errno(st));
             }
             return fd;
@@ -123,7 +142,7 @@ final class UnixSocket {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment st = Native.errnoState(arena);
             while (true) {
-                int fd = (int) ACCEPT4.invokeExact(st, listenFd, MemorySegment.NULL, MemorySegment.NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+                int fd = (int) Accept4.H.invokeExact(st, listenFd, MemorySegment.NULL, MemorySegment.NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
                 if (fd >= 0) {
                     return fd;
                 }
@@ -148,7 +167,7 @@ final class UnixSocket {
         int fd = socket(false);
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment st = Native.errnoState(arena);
-            if ((int) CONNECT.invokeExact(st, fd, sockaddr(arena, path), 110) != 0) {
+            if ((int) Connect.H.invokeExact(st, fd, sockaddr(arena, path), 110) != 0) {
                 throw new ErrnoException("connect(" + path + ")", errno(st));
             }
             return fd;
@@ -166,7 +185,7 @@ final class UnixSocket {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment st = Native.errnoState(arena);
             MemorySegment fds = arena.allocate(JAVA_INT, 2);
-            if ((int) SOCKETPAIR.invokeExact(st, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+            if ((int) Socketpair.H.invokeExact(st, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
                 throw new ErrnoException("socketpair", errno(st));
             }
             return new int[] {fds.getAtIndex(JAVA_INT, 0), fds.getAtIndex(JAVA_INT, 1)};
@@ -204,7 +223,7 @@ final class UnixSocket {
             msg.set(JAVA_LONG, 40, controlLen);
             int flags = MSG_CMSG_CLOEXEC | (nonBlocking ? MSG_DONTWAIT : 0);
             while (true) {
-                long n = (long) RECVMSG.invokeExact(st, fd, msg, flags);
+                long n = (long) Recvmsg.H.invokeExact(st, fd, msg, flags);
                 if (n < 0) {
                     int e = errno(st);
                     if (e == EINTR) {
@@ -287,7 +306,7 @@ final class UnixSocket {
                     msg.set(JAVA_LONG, 32, control.address());
                     msg.set(JAVA_LONG, 40, control.byteSize());
                 }
-                long n = (long) SENDMSG.invokeExact(st, fd, msg, MSG_NOSIGNAL | (dontWait ? MSG_DONTWAIT : 0));
+                long n = (long) Sendmsg.H.invokeExact(st, fd, msg, MSG_NOSIGNAL | (dontWait ? MSG_DONTWAIT : 0));
                 if (n < 0) {
                     int e = errno(st);
                     if (e == EINTR) {
@@ -313,7 +332,7 @@ final class UnixSocket {
     static void shutdown(int fd, int how) {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment st = Native.errnoState(arena);
-            int r = (int) SHUTDOWN.invokeExact(st, fd, how);
+            int r = (int) Shutdown.H.invokeExact(st, fd, how);
             if (r != 0) {
                 return; // already disconnected; nothing to do
             }

@@ -1,0 +1,2 @@
+/** The backends' logging configuration (logback, set up in code). */
+package org.jvirtio.examples.logging;
