@@ -4,7 +4,7 @@ module org.jvirtio.rng {
     requires org.jvirtio.runner;
 
     exports org.jvirtio.rng;
-    opens org.jvirtio.rng to info.picocli, com.google.guice;
+    opens org.jvirtio.rng to com.google.guice;
 
     provides org.jvirtio.runner.DeviceCommand with org.jvirtio.rng.RngCommand;
 }

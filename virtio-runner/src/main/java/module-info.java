@@ -4,12 +4,10 @@ module org.jvirtio.runner {
     requires transitive org.jvirtio.host;
     requires transitive org.jvirtio.transport.vhostuser;
     requires transitive com.google.guice;
-    requires transitive info.picocli;
     requires jdk.unsupported;
     requires org.slf4j;
 
     exports org.jvirtio.runner;
-    opens org.jvirtio.runner to info.picocli;
 
     uses org.jvirtio.runner.DeviceCommand;
 }

@@ -6,24 +6,34 @@ import java.nio.file.Path;
 import com.google.inject.AbstractModule;
 import com.google.inject.Module;
 import org.jvirtio.runner.DeviceCommand;
-import picocli.CommandLine.Command;
-import picocli.CommandLine.Option;
+import org.jvirtio.runner.Flags;
 
 /** {@code bin/vhost-user rng}: virtio-rng for QEMU's vhost-user-rng-pci. */
-@Command(name = "rng", sortOptions = false,
-        description = "virtio-rng (entropy device): QEMU's vhost-user-rng-pci; the guest reads it as /dev/hwrng.")
 public final class RngCommand implements DeviceCommand {
-    @Option(names = "--source", defaultValue = "getrandom", paramLabel = "getrandom|FILE",
-            description = "Where the bytes come from: getrandom(2), or a file such as /dev/urandom (default: ${DEFAULT-VALUE}).")
     String source;
-
-    @Option(names = "--max-bytes", defaultValue = "0", description = "Rate limit: at most this many bytes per --period-ms (default: 0, no limit).")
     long maxBytes;
-
-    @Option(names = "--period-ms", defaultValue = "1000", description = "Rate limit period in milliseconds (default: ${DEFAULT-VALUE}).")
     long periodMillis;
 
     private EntropySource opened;
+
+    @Override
+    public String name() {
+        return "rng";
+    }
+
+    @Override
+    public String description() {
+        return "virtio-rng (entropy device): QEMU's vhost-user-rng-pci; the guest reads it as /dev/hwrng.";
+    }
+
+    @Override
+    public void flags(Flags flags) {
+        flags.string("--source", "getrandom|FILE", "Where the bytes come from: getrandom(2), or a file such as /dev/urandom.",
+                "getrandom", v -> source = v);
+        flags.longInteger("--max-bytes", "N", "Rate limit: at most this many bytes per --period-ms (default: 0, no limit).",
+                0, v -> maxBytes = v);
+        flags.longInteger("--period-ms", "MS", "Rate limit period in milliseconds.", 1000, v -> periodMillis = v);
+    }
 
     @Override
     public Module module() throws IOException {

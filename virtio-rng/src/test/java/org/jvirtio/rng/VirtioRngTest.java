@@ -216,16 +216,17 @@ class VirtioRngTest {
     @Test
     void theRunnerFindsRngAndRefusesABadSource() throws Exception {
         assertTrue(VhostUserRunner.devices().containsKey("rng"));
-        var cmd = VhostUserRunner.commandLine(VhostUserRunner.devices());
-        var err = new java.io.StringWriter();
-        cmd.setErr(new java.io.PrintWriter(err));
-        cmd.setOut(new java.io.PrintWriter(new java.io.StringWriter()));
-        assertEquals(2, cmd.execute("rng", "--socket", dir.resolve("r.sock").toString(), "--source", dir.resolve("none").toString()));
+        var err = new java.io.ByteArrayOutputStream();
+        var out = new java.io.PrintStream(new java.io.ByteArrayOutputStream(), true);
+        assertEquals(2, VhostUserRunner.run(VhostUserRunner.devices(), new String[] {"rng", "--socket", dir.resolve("r.sock").toString(),
+            "--source", dir.resolve("none").toString()}, out, new java.io.PrintStream(err, true)));
         assertEquals(1, err.toString().strip().lines().count(), err.toString());
         assertTrue(err.toString().contains("is not readable"), err.toString());
         assertFalse(Files.exists(dir.resolve("r.sock")));
-        err.getBuffer().setLength(0);
-        assertEquals(2, cmd.execute("rng", "--socket", dir.resolve("r.sock").toString(), "--max-bytes", "-5"));
+        err.reset();
+        assertEquals(2, VhostUserRunner.run(VhostUserRunner.devices(), new String[] {"rng", "--socket", dir.resolve("r.sock").toString(),
+            "--max-bytes", "-5"}, out, new java.io.PrintStream(err, true)));
         assertEquals(1, err.toString().strip().lines().count(), err.toString());
+        assertFalse(Files.exists(dir.resolve("r.sock")));
     }
 }

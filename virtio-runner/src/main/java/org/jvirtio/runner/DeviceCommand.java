@@ -6,18 +6,33 @@ import com.google.inject.Module;
 import org.jvirtio.api.VirtioDevice;
 
 /**
- * A device the runner can serve: {@code bin/vhost-user NAME --socket PATH [device options]}.
+ * A device the runner can serve: {@code bin/vhost-user NAME --socket PATH [device flags]}.
  *
  * <p>Implementations are found with {@link java.util.ServiceLoader}: list the class in
  * {@code META-INF/services/org.jvirtio.runner.DeviceCommand} of your jar (and, on the module path,
  * {@code provides org.jvirtio.runner.DeviceCommand with ...}) and put the jar on the runner's
- * class path ({@code JVIRTIO_CLASSPATH}, see bin/vhost-user). The class needs a public no-argument
- * constructor and is itself the picocli command of its subcommand: annotate it with
- * {@code @Command(name = "NAME", description = ...)} and its flags with {@code @Option}. The runner
- * adds the common flags ({@code --socket}, {@code --iothreads}, {@code --poll-us}, ...), handles
- * signals, prints the QEMU fragment, and serves the device until SIGTERM or SIGINT.
+ * class path ({@code JVIRTIO_DEVICE_PATH}, see bin/vhost-user). The class needs a public
+ * no-argument constructor; the runner makes one instance per start. It names the subcommand
+ * ({@link #name}), declares its flags in {@link #flags} and composes the device in
+ * {@link #module}. The runner adds the common flags ({@code --socket}, {@code --iothreads},
+ * {@code --poll-us}, ...), handles signals, prints the QEMU fragment, and serves the device until
+ * SIGTERM or SIGINT.
  */
 public interface DeviceCommand {
+    /** The subcommand: {@code bin/vhost-user NAME}. Lower case letters, digits and dashes. */
+    String name();
+
+    /** What the device is, for {@code --help}: a line, or several separated by {@code \n}; the first is the summary. */
+    String description();
+
+    /**
+     * Declares the device's flags, each with the code that takes its value:
+     * {@code flags.integer("--face", "N", "The face every byte shows, 1 to 6.", 4, v -> face = v)}.
+     * Called once, before the command line is parsed; defaults are applied then.
+     */
+    default void flags(Flags flags) {
+    }
+
     /**
      * Called once the flags are parsed: checks them, opens what the device needs, and returns the
      * Guice module that binds {@link VirtioDevice}. A problem is an {@link IllegalArgumentException}

@@ -5,37 +5,41 @@ import java.nio.file.Path;
 
 import org.jvirtio.host.IoThreads;
 import org.jvirtio.host.QueueHost;
-import picocli.CommandLine.Option;
 
-/** The flags every device served by the runner has (a picocli mixin). */
+/** The flags every device served by the runner has. */
 public final class RunnerOptions {
-    @Option(names = "--socket", required = true, paramLabel = "PATH", description = "Unix socket to listen on (created mode 0600).")
     public Path socket;
-
-    @Option(names = "--iothreads", defaultValue = "1",
-            description = "I/O threads, each an epoll event loop; queue i runs on thread i mod N (default: ${DEFAULT-VALUE}; more than the queues is pointless).")
-    public int iothreads;
-
-    @Option(names = "--thread-per-queue", description = "Run each queue on a thread of its own blocking in poll(2) instead of on the I/O threads.")
+    public int iothreads = 1;
     public boolean threadPerQueue;
-
-    @Option(names = "--poll-us", defaultValue = "32",
-            description = "Busy-poll the avail ring (and pending I/O) up to this many microseconds before sleeping; adaptive like QEMU's poll-max-ns (default: ${DEFAULT-VALUE}; 0: off).")
-    public int pollUs;
-
-    @Option(names = "--allow-unsealed-memory",
-            description = "Accept guest memory the front-end cannot be kept from shrinking (memory-backend-file on tmpfs or hugetlbfs, memfd with seal=off). A truncation then faults the backend's access: the queue breaks or the connection closes.")
+    public int pollUs = 32;
     public boolean allowUnsealedMemory;
-
-    @Option(names = "--drain-timeout", defaultValue = "10", paramLabel = "SECONDS",
-            description = "How long stopping a queue waits for its requests in flight (storage that stalls) before giving up on them, so that QEMU's GET_VRING_BASE is answered; those requests never complete in the guest (default: ${DEFAULT-VALUE}).")
-    public int drainTimeoutSeconds;
-
-    @Option(names = "--stats", defaultValue = "0", paramLabel = "SECONDS", description = "Print per-queue counters every SECONDS (0: never).")
+    public int drainTimeoutSeconds = 10;
     public int statsSeconds;
+
+    /** Declares the common flags in {@code flags}, each writing its field here. */
+    public void declare(Flags flags) {
+        flags.path("--socket", "PATH", "Unix socket to listen on (created mode 0600).", v -> socket = v).required();
+        flags.integer("--iothreads", "N",
+                "I/O threads, each an epoll event loop; queue i runs on thread i mod N (more than the queues is pointless).", 1, v -> iothreads = v);
+        flags.toggle("--thread-per-queue", "Run each queue on a thread of its own blocking in poll(2) instead of on the I/O threads.",
+                () -> threadPerQueue = true);
+        flags.integer("--poll-us", "US",
+                "Busy-poll the avail ring (and pending I/O) up to this many microseconds before sleeping; adaptive like QEMU's poll-max-ns (0: off).",
+                32, v -> pollUs = v);
+        flags.toggle("--allow-unsealed-memory",
+                "Accept guest memory the front-end cannot be kept from shrinking (memory-backend-file on tmpfs or hugetlbfs, memfd with seal=off). A truncation then faults the backend's access: the queue breaks or the connection closes.",
+                () -> allowUnsealedMemory = true);
+        flags.integer("--drain-timeout", "SECONDS",
+                "How long stopping a queue waits for its requests in flight (storage that stalls) before giving up on them, so that QEMU's GET_VRING_BASE is answered; those requests never complete in the guest.",
+                10, v -> drainTimeoutSeconds = v);
+        flags.integer("--stats", "SECONDS", "Print per-queue counters every SECONDS (0: never).", 0, v -> statsSeconds = v);
+    }
 
     /** Checks the flags: each problem is one line. */
     void check() {
+        if (socket == null) {
+            throw new IllegalArgumentException("missing --socket PATH");
+        }
         if (iothreads < 1 || iothreads > 64) {
             throw new IllegalArgumentException("--iothreads must be in [1, 64], got " + iothreads);
         }

@@ -1,8 +1,8 @@
 package org.jvirtio.runner;
 
 import java.io.IOException;
-import java.io.PrintWriter;
-import java.util.ArrayList;
+import java.io.PrintStream;
+import java.time.Duration;
 import java.util.List;
 import java.util.Map;
 import java.util.ServiceLoader;
@@ -11,6 +11,7 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
+import java.util.regex.Pattern;
 
 import com.google.inject.Guice;
 import org.jvirtio.api.VirtioDevice;
@@ -18,32 +19,29 @@ import org.jvirtio.host.QueueHost;
 import org.jvirtio.host.QueueStats;
 import org.jvirtio.transport.vhostuser.BackendOptions;
 import org.jvirtio.transport.vhostuser.VhostUserBackend;
-import picocli.CommandLine;
-import picocli.CommandLine.Command;
-import picocli.CommandLine.Model.CommandSpec;
-import picocli.CommandLine.ParseResult;
 
 /**
- * {@code bin/vhost-user DEVICE --socket PATH [device options]}: serves any device over vhost-user.
+ * {@code bin/vhost-user DEVICE --socket PATH [device flags]}: serves any device over vhost-user.
  * Devices are the {@link DeviceCommand}s found with {@link ServiceLoader} (blk and rng come with
- * jvirtio; a user's own device jar on the class path is found the same way). The runner composes
- * the device with Guice, picks the queue host the flags ask for, listens, prints the QEMU
- * fragment that attaches it, and serves until SIGTERM or SIGINT; SIGHUP asks the device to
- * reload ({@link DeviceCommand#reload}).
+ * jvirtio; a user's own device jar on the class path is found the same way). The runner parses the
+ * common flags and the device's ({@link Flags}), composes the device with Guice, picks the queue
+ * host the flags ask for, listens, prints the QEMU fragment that attaches it, and serves until
+ * SIGTERM or SIGINT; SIGHUP asks the device to reload ({@link DeviceCommand#reload}). A bad flag
+ * or an unusable device is one line on stderr and exit code 2, before anything listens.
  */
-@Command(name = "vhost-user", mixinStandardHelpOptions = true, synopsisSubcommandLabel = "DEVICE",
-        description = {"Serves a virtio device over vhost-user: QEMU (or any vhost-user front-end) connects to --socket.",
-            "bin/vhost-user DEVICE --help lists a device's flags.",
-            "",
-            "Restarts: a backend killed and started again on the same socket resubmits what was in flight (state lives in",
-            "the inflight region QEMU keeps, nothing on disk); attach with -chardev socket,...,reconnect=1 and let a",
-            "supervisor restart it (systemd: Restart=always). Live migration: dirty logging is offered (VHOST_F_LOG_ALL,",
-            "LOG_SHMFD); run one backend for the source QEMU and one for the destination (-incoming) on the same image;",
-            "-Djvirtio.dirty_log=off (JVIRTIO_JAVA_OPTS) stops offering it."})
 public final class VhostUserRunner {
     /** The QEMU device name of each virtio device id QEMU has a vhost-user front-end for. */
     private static final Map<Integer, String> QEMU_NAMES = Map.of(1, "net", 2, "blk", 4, "rng", 8, "scsi", 16, "gpu",
             18, "input", 19, "vsock", 26, "fs", 34, "i2c", 41, "gpio");
+    private static final Pattern DEVICE_NAME = Pattern.compile("[a-z0-9][a-z0-9-]*");
+    private static final String[] ABOUT = {
+        "Serves a virtio device over vhost-user: QEMU (or any vhost-user front-end) connects to --socket.",
+        "",
+        "Restarts: a backend killed and started again on the same socket resubmits what was in flight (state lives in",
+        "the inflight region QEMU keeps, nothing on disk); attach with -chardev socket,...,reconnect=1 and let a",
+        "supervisor restart it (systemd: Restart=always). Live migration: dirty logging is offered (VHOST_F_LOG_ALL,",
+        "LOG_SHMFD); run one backend for the source QEMU and one for the destination (-incoming) on the same image;",
+        "-Djvirtio.dirty_log=off (JVIRTIO_JAVA_OPTS) stops offering it."};
 
     private VhostUserRunner() {
     }
@@ -83,7 +81,8 @@ public final class VhostUserRunner {
         }
         QueueHost host = options.host(device.queueCount());
         try {
-            return new Running(VhostUserBackend.start(options.socket, device, host, new BackendOptions(options.allowUnsealedMemory, java.time.Duration.ofSeconds(options.drainTimeoutSeconds))), device, host, command);
+            return new Running(VhostUserBackend.start(options.socket, device, host,
+                    new BackendOptions(options.allowUnsealedMemory, Duration.ofSeconds(options.drainTimeoutSeconds))), device, host, command);
         } catch (IOException | RuntimeException e) {
             host.close();
             command.close();
@@ -92,16 +91,38 @@ public final class VhostUserRunner {
     }
 
     /**
-     * Parses {@code args} as {@code bin/vhost-user} does ({@code DEVICE --socket PATH ...}) and
-     * starts serving, without waiting for a signal: for embedding the runner, and for tests.
+     * Parses {@code args} (the common flags and {@code command}'s) and starts serving, without
+     * waiting for a signal: for embedding the runner, and for tests.
+     *
+     * @throws Flags.FlagException for a bad flag, with a one-line message
      */
+    public static Running start(DeviceCommand command, String... args) throws IOException {
+        return start(command, parse(command, List.of(args)));
+    }
+
+    /** As {@link #start(DeviceCommand, String...)} with the device named first: {@code "blk", "--socket", ...}. */
     public static Running start(Map<String, DeviceCommand> devices, String... args) throws IOException {
-        ParseResult pr = commandLine(devices).parseArgs(args);
-        if (!pr.hasSubcommand()) {
-            throw new IllegalArgumentException("name a device: " + String.join(", ", devices.keySet()));
+        if (args.length == 0 || !devices.containsKey(args[0])) {
+            throw new Flags.FlagException("name a device first: " + String.join(", ", devices.keySet()));
         }
-        CommandSpec sub = pr.subcommand().commandSpec();
-        return start((DeviceCommand) sub.userObject(), (RunnerOptions) sub.mixins().get("runner").userObject());
+        return start(devices.get(args[0]), Flags.list(args, 1).toArray(String[]::new));
+    }
+
+    /** The flags of {@code command} (its own, then the common ones), declared with {@code options} taking the common values. */
+    static Flags flags(DeviceCommand command, RunnerOptions options) {
+        Flags flags = new Flags();
+        flags.section("Flags of " + command.name());
+        command.flags(flags);
+        flags.section("Common flags");
+        options.declare(flags);
+        return flags;
+    }
+
+    /** Parses the common flags and {@code command}'s: the command's fields are set, the common ones returned. */
+    public static RunnerOptions parse(DeviceCommand command, List<String> args) {
+        RunnerOptions options = new RunnerOptions();
+        flags(command, options).parse(args);
+        return options;
     }
 
     /** The QEMU command-line fragment that attaches {@code device} served on {@code options.socket}. */
@@ -120,15 +141,10 @@ public final class VhostUserRunner {
      *
      * @param name the name to print lines under ("vhost-user-blk", "rng")
      * @return the exit code
+     * @throws IllegalArgumentException or IOException when the device cannot start (nothing listens then)
      */
-    public static int serve(String name, CommandSpec spec, DeviceCommand command, RunnerOptions options) throws Exception {
-        PrintWriter out = spec.commandLine().getOut();
-        Running running;
-        try {
-            running = start(command, options);
-        } catch (IllegalArgumentException | IOException e) {
-            throw new CommandLine.ParameterException(spec.commandLine(), e.getMessage());
-        }
+    public static int serve(String name, DeviceCommand command, RunnerOptions options, PrintStream out) throws IOException, InterruptedException {
+        Running running = start(command, options);
         String what = command.describe();
         out.println(name + ": serving " + (what.isEmpty() ? "" : what + " ") + "on " + options.socket.toAbsolutePath());
         out.println("attach with QEMU:");
@@ -167,63 +183,95 @@ public final class VhostUserRunner {
         return 0;
     }
 
-    /** The devices found on the class path, by subcommand name. */
+    /** The devices found on the class path, by subcommand name (a new instance of each per call). */
     public static Map<String, DeviceCommand> devices() {
         Map<String, DeviceCommand> found = new TreeMap<>();
         for (DeviceCommand d : ServiceLoader.load(DeviceCommand.class)) {
-            Command c = d.getClass().getAnnotation(Command.class);
-            if (c == null || c.name().equals("<main class>")) {
-                throw new IllegalStateException(d.getClass().getName() + " has no @Command(name = ...): the runner cannot name its subcommand");
+            String name = d.name();
+            if (name == null || !DEVICE_NAME.matcher(name).matches()) {
+                throw new IllegalStateException(d.getClass().getName() + " names its subcommand '" + name
+                        + "': use lower case letters, digits and dashes");
             }
-            found.putIfAbsent(c.name(), d);
+            found.putIfAbsent(name, d);
         }
         return found;
     }
 
-    /** The command line: one subcommand per device; a bad flag or an unusable device is one line on stderr and exit code 2. */
-    public static CommandLine commandLine(Map<String, DeviceCommand> devices) {
-        CommandLine cmd = new CommandLine(new VhostUserRunner());
-        List<String> names = new ArrayList<>();
-        for (Map.Entry<String, DeviceCommand> e : devices.entrySet()) {
-            CommandLine sub = new CommandLine(e.getValue());
-            sub.addMixin("runner", new RunnerOptions());
-            sub.getCommandSpec().mixinStandardHelpOptions(true);
-            cmd.addSubcommand(e.getKey(), sub);
-            names.add(e.getKey());
+    /**
+     * {@code bin/vhost-user}: the device named first, then its flags and the common ones.
+     *
+     * @return the exit code: 0 after a clean stop or help, 2 for a bad command line or a device that cannot start
+     */
+    public static int run(Map<String, DeviceCommand> devices, String[] args, PrintStream out, PrintStream err) {
+        if (args.length > 0 && (args[0].equals("-h") || args[0].equals("--help"))) {
+            out.print(usage(devices));
+            out.flush();
+            return 0;
         }
-        cmd.getCommandSpec().usageMessage().footer("", "Devices found: " + (names.isEmpty() ? "none" : String.join(", ", names)) + ".");
-        cmd.setExecutionStrategy(VhostUserRunner::execute);
-        CommandLine.IParameterExceptionHandler errors = (ex, args) -> {
-            ex.getCommandLine().getErr().println("vhost-user: " + ex.getMessage() + " (see --help)");
-            ex.getCommandLine().getErr().flush();
-            return 2;
-        };
-        cmd.setParameterExceptionHandler(errors);
-        return cmd;
+        if (args.length == 0 || args[0].startsWith("-")) {
+            return refuse(err, "vhost-user", "name a device first: " + String.join(", ", devices.keySet()));
+        }
+        DeviceCommand command = devices.get(args[0]);
+        if (command == null) {
+            return refuse(err, "vhost-user", "no device named '" + args[0] + "'; found: " + String.join(", ", devices.keySet()));
+        }
+        return runDevice("vhost-user " + command.name(), command.name(), command, Flags.list(args, 1), out, err);
     }
 
-    private static int execute(ParseResult pr) throws CommandLine.ExecutionException, CommandLine.ParameterException {
-        Integer help = CommandLine.executeHelpRequest(pr);
-        if (help != null) {
-            return help;
+    /**
+     * One device's command line: {@code --help}, or parse, start and serve until a signal.
+     *
+     * @param program how the command is invoked, for the usage line ("vhost-user blk")
+     * @param name the name of the lines it prints ("blk")
+     */
+    public static int runDevice(String program, String name, DeviceCommand command, List<String> args, PrintStream out, PrintStream err) {
+        RunnerOptions options = new RunnerOptions();
+        Flags flags = flags(command, options);
+        if (flags.asksForHelp(args)) {
+            out.print(deviceHelp(program, command, flags));
+            out.flush();
+            return 0;
         }
-        if (!pr.hasSubcommand()) {
-            throw new CommandLine.ParameterException(pr.commandSpec().commandLine(), "name a device: "
-                    + String.join(", ", pr.commandSpec().subcommands().keySet()));
-        }
-        CommandSpec sub = pr.subcommand().commandSpec();
-        DeviceCommand device = (DeviceCommand) sub.userObject();
-        RunnerOptions options = (RunnerOptions) sub.mixins().get("runner").userObject();
         try {
-            return serve(sub.name(), sub, device, options);
-        } catch (CommandLine.ParameterException e) {
-            throw e;
-        } catch (Exception e) {
-            throw new CommandLine.ExecutionException(sub.commandLine(), sub.name() + ": " + e.getMessage(), e);
+            flags.parse(args);
+            return serve(name, command, options, out);
+        } catch (IllegalArgumentException | IOException e) {
+            return refuse(err, name, e.getMessage());
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return 1;
         }
+    }
+
+    private static int refuse(PrintStream err, String name, String message) {
+        err.println(name + ": " + (message == null ? "" : message.replace('\n', ' ')) + " (see --help)");
+        err.flush();
+        return 2;
+    }
+
+    static String usage(Map<String, DeviceCommand> devices) {
+        StringBuilder b = new StringBuilder("Usage: vhost-user DEVICE --socket PATH [flags]\n");
+        for (String line : ABOUT) {
+            b.append(line).append('\n');
+        }
+        b.append("\nDevices found: ").append(devices.isEmpty() ? "none" : String.join(", ", devices.keySet())).append(".\n");
+        int column = 6 + devices.keySet().stream().mapToInt(String::length).max().orElse(0);
+        for (DeviceCommand d : devices.values()) {
+            Flags.appendWrapped(b, "  " + d.name(), d.description().lines().findFirst().orElse(""), column);
+        }
+        b.append("\nvhost-user DEVICE --help lists a device's flags.\n");
+        return b.toString();
+    }
+
+    static String deviceHelp(String program, DeviceCommand command, Flags flags) {
+        StringBuilder b = new StringBuilder("Usage: " + program + " --socket PATH [flags]\n");
+        command.description().lines().forEach(l -> b.append(l).append('\n'));
+        b.append('\n').append(flags.help());
+        Flags.appendWrapped(b, "  -h, --help", "Show this help and exit.", Flags.COLUMN);
+        return b.toString();
     }
 
     public static void main(String[] args) {
-        System.exit(commandLine(devices()).execute(args));
+        System.exit(run(devices(), args, System.out, System.err));
     }
 }

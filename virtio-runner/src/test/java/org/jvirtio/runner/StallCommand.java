@@ -7,14 +7,22 @@ import org.jvirtio.api.DescriptorChain;
 import org.jvirtio.api.QueueBinding;
 import org.jvirtio.api.QueueHandler;
 import org.jvirtio.api.VirtioDevice;
-import picocli.CommandLine.Command;
 
 /**
  * A test device whose storage never answers: every chain is taken and held, and "stalled" is
  * printed on standard output for each, so that a test knows a request is in flight.
  */
-@Command(name = "stall", mixinStandardHelpOptions = true, description = "Test device: holds every request forever.")
 public final class StallCommand implements DeviceCommand {
+    @Override
+    public String name() {
+        return "stall";
+    }
+
+    @Override
+    public String description() {
+        return "Test device: holds every request forever.";
+    }
+
     @Override
     public Module module() {
         return new AbstractModule() {

@@ -14,46 +14,21 @@ import org.jvirtio.blk.NullBackend;
 import org.jvirtio.blk.RamBackend;
 import org.jvirtio.blk.VirtioBlkDevice;
 import org.jvirtio.runner.DeviceCommand;
-import picocli.CommandLine.ArgGroup;
-import picocli.CommandLine.Command;
-import picocli.CommandLine.Option;
+import org.jvirtio.runner.Flags;
 
 /**
  * {@code bin/vhost-user blk} (and {@code bin/vhost-user-blk}): a virtio-blk disk for QEMU's
  * vhost-user-blk-pci. The flags are checked and the disk opened before anything listens; Guice
  * then builds the device ({@link VhostUserBlkModule}) with io_uring for images.
  */
-@Command(name = "blk", sortOptions = false,
-        description = {"virtio-blk: QEMU's vhost-user-blk-pci uses the disk as a virtio-blk device.",
-            "Exactly one of --image, --ram, --null. Sizes take K, M, G suffixes (powers of 1024).",
-            "SIGHUP re-reads the image size and announces a resize to the front-end; SIGTERM/SIGINT stop cleanly."})
 public final class BlkCommand implements DeviceCommand {
-    static final class Disk {
-        @Option(names = "--image", paramLabel = "FILE", description = "Raw image file or block device.")
-        Path image;
-        @Option(names = "--ram", paramLabel = "SIZE", description = "A RAM disk of SIZE bytes.")
-        String ram;
-        @Option(names = "--null", paramLabel = "SIZE", description = "A null disk of SIZE bytes (reads zeros, drops writes).")
-        String nullSize;
-    }
-
-    @ArgGroup(exclusive = true, multiplicity = "1")
-    Disk disk;
-
-    @Option(names = "--queues", defaultValue = "1", description = "Request queues (default: ${DEFAULT-VALUE}).")
+    Path image;
+    String ram;
+    String nullSize;
     int queues;
-
-    @Option(names = "--queue-size", defaultValue = "1024",
-            description = "Largest queue size offered; the front-end picks the size up to it (QEMU's queue-size property, 128 or 256 by default, at most 1024). seg_max is min(this, 128) - 2: set it to the front-end's ring size if that is below 128 and indirect descriptors are off (default: ${DEFAULT-VALUE}).")
     int queueSize;
-
-    @Option(names = "--read-only", description = "Refuse writes (the disk is offered with VIRTIO_BLK_F_RO).")
     boolean readOnly;
-
-    @Option(names = "--direct", description = "Open the image with O_DIRECT (no page cache, no FLUSH needed).")
     boolean direct;
-
-    @Option(names = "--serial", defaultValue = "jvirtio", description = "GET_ID answer, up to 20 ASCII bytes (default: ${DEFAULT-VALUE}).")
     String serial;
 
     private BlockBackend backend;
@@ -85,19 +60,50 @@ public final class BlkCommand implements DeviceCommand {
         return n;
     }
 
+    @Override
+    public String name() {
+        return "blk";
+    }
+
+    @Override
+    public String description() {
+        return """
+                virtio-blk: QEMU's vhost-user-blk-pci uses the disk as a virtio-blk device.
+                Exactly one of --image, --ram, --null. Sizes take K, M, G, T suffixes (powers of 1024).
+                SIGHUP re-reads the image size and announces a resize to the front-end; SIGTERM/SIGINT stop cleanly.""";
+    }
+
+    @Override
+    public void flags(Flags flags) {
+        flags.path("--image", "FILE", "Raw image file or block device.", v -> image = v);
+        flags.string("--ram", "SIZE", "A RAM disk of SIZE bytes.", null, v -> ram = v);
+        flags.string("--null", "SIZE", "A null disk of SIZE bytes (reads zeros, drops writes).", null, v -> nullSize = v);
+        flags.integer("--queues", "N", "Request queues.", 1, v -> queues = v);
+        flags.integer("--queue-size", "N",
+                "Largest queue size offered; the front-end picks the size up to it (QEMU's queue-size property, 128 or 256 by default, at most 1024). seg_max is min(this, 128) - 2: set it to the front-end's ring size if that is below 128 and indirect descriptors are off.",
+                1024, v -> queueSize = v);
+        flags.toggle("--read-only", "Refuse writes (the disk is offered with VIRTIO_BLK_F_RO).", () -> readOnly = true);
+        flags.toggle("--direct", "Open the image with O_DIRECT (no page cache, no FLUSH needed).", () -> direct = true);
+        flags.string("--serial", "TEXT", "GET_ID answer, up to 20 ASCII bytes.", "jvirtio", v -> serial = v);
+    }
+
     /** Checks the flags and opens the disk: every problem is one line, before anything listens. */
     @Override
     public Module module() throws IOException {
+        int disks = (image != null ? 1 : 0) + (ram != null ? 1 : 0) + (nullSize != null ? 1 : 0);
+        if (disks != 1) {
+            throw new IllegalArgumentException("name exactly one disk: --image FILE, --ram SIZE or --null SIZE");
+        }
         if (queues < 1 || queues > 64) {
             throw new IllegalArgumentException("--queues must be in [1, 64], got " + queues);
         }
         BlkOptions options = new BlkOptions(queues, queueSize, serial, readOnly);
-        if (disk.image != null) {
-            backend = FileBackend.open(disk.image, readOnly, direct);
+        if (image != null) {
+            backend = FileBackend.open(image, readOnly, direct);
         } else if (direct) {
             throw new IllegalArgumentException("--direct only applies to --image");
         } else {
-            backend = disk.ram != null ? new RamBackend(parseSize("--ram", disk.ram)) : new NullBackend(parseSize("--null", disk.nullSize));
+            backend = ram != null ? new RamBackend(parseSize("--ram", ram)) : new NullBackend(parseSize("--null", nullSize));
         }
         return new VhostUserBlkModule(backend, options);
     }

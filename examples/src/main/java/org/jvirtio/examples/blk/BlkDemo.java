@@ -44,9 +44,7 @@ public final class BlkDemo implements Callable<Integer> {
         }
         Path dir = Files.createTempDirectory("jvirtio-demo");
         Path socket = dir.resolve("vublk.sock");
-        VhostUserBlkCommand backendCmd = new VhostUserBlkCommand();
-        new CommandLine(backendCmd).parseArgs("--socket", socket.toString(), "--ram", Long.toString(diskBytes));
-        try (VhostUserBlkCommand.Running backend = backendCmd.start();
+        try (VhostUserBlkCommand.Running backend = VhostUserBlkCommand.start("--socket", socket.toString(), "--ram", Long.toString(diskBytes));
              BlkClient client = new BlkClient(socket, depth, BLOCK)) {
             long blocks = Math.min(client.capacitySectors() * 512 / BLOCK, 4096);
             System.out.printf("backend: %s; front-end negotiated features 0x%x%n", backend.disk().describe(), client.features());

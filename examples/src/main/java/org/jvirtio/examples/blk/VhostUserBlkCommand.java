@@ -1,37 +1,21 @@
 package org.jvirtio.examples.blk;
 
 import java.io.IOException;
-import java.io.PrintWriter;
-import java.util.concurrent.Callable;
 
 import org.jvirtio.blk.BlockBackend;
 import org.jvirtio.blk.VirtioBlkDevice;
-import org.jvirtio.runner.RunnerOptions;
+import org.jvirtio.runner.Flags;
 import org.jvirtio.runner.VhostUserRunner;
 import org.jvirtio.transport.vhostuser.VhostUserBackend;
-import picocli.CommandLine;
-import picocli.CommandLine.Command;
-import picocli.CommandLine.Mixin;
-import picocli.CommandLine.Model.CommandSpec;
-import picocli.CommandLine.Spec;
 
 /**
  * {@code bin/vhost-user-blk}: the same as {@code bin/vhost-user blk} (the runner's common flags plus
- * {@link BlkCommand}'s), as a command of its own.
+ * {@link BlkCommand}'s), as a command of its own; and {@link #start} for code that wants a blk
+ * backend from a command line without a process of its own (the demo, the tests).
  */
-@Command(name = "vhost-user-blk", mixinStandardHelpOptions = true, sortOptions = false,
-        description = {"A vhost-user-blk backend in Java: QEMU connects to --socket and uses the disk as a virtio-blk device.",
-            "Exactly one of --image, --ram, --null. Sizes take K, M, G suffixes (powers of 1024).",
-            "SIGHUP re-reads the image size and announces a resize to the front-end; SIGTERM/SIGINT stop cleanly."})
-public final class VhostUserBlkCommand implements Callable<Integer> {
-    @Mixin
-    RunnerOptions runner = new RunnerOptions();
-
-    @Mixin
-    BlkCommand blk = new BlkCommand();
-
-    @Spec
-    CommandSpec spec;
+public final class VhostUserBlkCommand {
+    private VhostUserBlkCommand() {
+    }
 
     /** A running backend: the transport, the device and its disk. */
     public record Running(VhostUserRunner.Running running, BlockBackend disk) implements AutoCloseable {
@@ -41,6 +25,11 @@ public final class VhostUserBlkCommand implements Callable<Integer> {
 
         public VirtioBlkDevice device() {
             return (VirtioBlkDevice) running.device();
+        }
+
+        /** The --stats line. */
+        public String stats() {
+            return running.stats();
         }
 
         @Override
@@ -53,33 +42,23 @@ public final class VhostUserBlkCommand implements Callable<Integer> {
         return BlkCommand.parseSize(flag, s);
     }
 
-    /** Opens the disk, composes the device with Guice and starts serving. */
-    public Running start() throws IOException {
-        return new Running(VhostUserRunner.start(blk, runner), blk.disk());
-    }
-
-    @Override
-    public Integer call() throws Exception {
-        return VhostUserRunner.serve("vhost-user-blk", spec, blk, runner);
-    }
-
-    void printStats(PrintWriter out, VirtioBlkDevice device) {
-        out.println(blk.stats(device));
-        out.flush();
+    /**
+     * Parses {@code args} as {@code bin/vhost-user-blk} does, opens the disk, composes the device
+     * with Guice and starts serving.
+     *
+     * @throws Flags.FlagException or IllegalArgumentException for a bad flag, with a one-line message
+     */
+    public static Running start(String... args) throws IOException {
+        BlkCommand blk = new BlkCommand();
+        return new Running(VhostUserRunner.start(blk, args), blk.disk());
     }
 
     /** The command line: a bad flag or unusable disk is one line on stderr and exit code 2. */
-    public static CommandLine commandLine() {
-        CommandLine cmd = new CommandLine(new VhostUserBlkCommand());
-        cmd.setParameterExceptionHandler((ex, args) -> {
-            cmd.getErr().println("vhost-user-blk: " + ex.getMessage() + " (see --help)");
-            cmd.getErr().flush();
-            return 2;
-        });
-        return cmd;
+    public static int run(String[] args, java.io.PrintStream out, java.io.PrintStream err) {
+        return VhostUserRunner.runDevice("vhost-user-blk", "vhost-user-blk", new BlkCommand(), java.util.List.of(args), out, err);
     }
 
     public static void main(String[] args) {
-        System.exit(commandLine().execute(args));
+        System.exit(run(args, System.out, System.err));
     }
 }

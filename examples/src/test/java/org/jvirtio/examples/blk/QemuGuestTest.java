@@ -11,7 +11,6 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.api.io.TempDir;
 import org.jvirtio.runner.VhostUserRunner;
-import picocli.CommandLine;
 
 import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
@@ -89,10 +88,8 @@ class QemuGuestTest {
             f.setLength(64 << 20);
         }
         Path sock = dir.resolve("vublk.sock");
-        VhostUserBlkCommand cmd = new VhostUserBlkCommand();
-        new CommandLine(cmd).parseArgs("--socket", sock.toString(), "--image", img.toString(),
-                "--queues", Integer.toString(queues), "--iothreads", Integer.toString(queues), "--serial", "jvirtio-guest");
-        try (var backend = cmd.start()) {
+        try (var backend = VhostUserBlkCommand.start("--socket", sock.toString(), "--image", img.toString(),
+                "--queues", Integer.toString(queues), "--iothreads", Integer.toString(queues), "--serial", "jvirtio-guest")) {
             String out = runGuest(150, "-smp", "2", "-append", "console=ttyS0 quiet panic=-1",
                     "-chardev", "socket,id=vublk0,path=" + sock,
                     // QEMU's defaults; no indirect descriptors and no EVENT_IDX (chains must fit the
@@ -211,14 +208,11 @@ class QemuGuestTest {
         }
         Path sockA = dir.resolve("a.sock");
         Path sockB = dir.resolve("b.sock");
-        VhostUserBlkCommand a = new VhostUserBlkCommand();
-        new CommandLine(a).parseArgs("--socket", sockA.toString(), "--image", img.toString(), "--queues", "2", "--iothreads", "2");
-        VhostUserBlkCommand b = new VhostUserBlkCommand();
-        new CommandLine(b).parseArgs("--socket", sockB.toString(), "--image", img.toString(), "--queues", "2", "--iothreads", "2");
         // Inside the suite's 180 s per test, so that a guest that hangs fails with its logs.
         long deadline = System.nanoTime() + 170_000_000_000L;
         StringBuilder lost = new StringBuilder();
-        try (var backendA = a.start(); var backendB = b.start()) {
+        try (var backendA = VhostUserBlkCommand.start("--socket", sockA.toString(), "--image", img.toString(), "--queues", "2", "--iothreads", "2");
+             var backendB = VhostUserBlkCommand.start("--socket", sockB.toString(), "--image", img.toString(), "--queues", "2", "--iothreads", "2")) {
             assertTrue(backendA.device().deviceId() == 2 && backendB.device().deviceId() == 2);
             for (int attempt = 1; attempt <= 3; attempt++) {
                 String why = migrateOnce(attempt, sockA, sockB, deadline);

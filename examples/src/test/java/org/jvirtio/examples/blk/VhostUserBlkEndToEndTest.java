@@ -1,7 +1,5 @@
 package org.jvirtio.examples.blk;
 
-import java.io.PrintWriter;
-import java.io.StringWriter;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -20,9 +18,7 @@ class VhostUserBlkEndToEndTest {
     Path dir;
 
     private VhostUserBlkCommand.Running start(String... args) throws Exception {
-        VhostUserBlkCommand cmd = new VhostUserBlkCommand();
-        new CommandLine(cmd).parseArgs(args);
-        return cmd.start();
+        return VhostUserBlkCommand.start(args);
     }
 
     private static int status(BlkClient c, int tag, int type, long sector, int bytes) throws Exception {
@@ -205,15 +201,12 @@ class VhostUserBlkEndToEndTest {
     @Test
     void statsShowRequestsBytesErrorsAndInFlightPerQueue() throws Exception {
         Path sock = dir.resolve("st.sock");
-        VhostUserBlkCommand cmd = new VhostUserBlkCommand();
-        new CommandLine(cmd).parseArgs("--socket", sock.toString(), "--ram", "4M", "--queues", "2", "--stats", "1");
-        try (var backend = cmd.start(); BlkClient c = new BlkClient(sock, 2, 4096, 2)) {
+        try (var backend = start("--socket", sock.toString(), "--ram", "4M", "--queues", "2", "--stats", "1");
+             BlkClient c = new BlkClient(sock, 2, 4096, 2)) {
             assertEquals(VirtioBlk.S_OK, status(c, 0, VirtioBlk.T_OUT, 0, 4096));
             assertEquals(VirtioBlk.S_IOERR, status(c, 1, VirtioBlk.T_IN, 4 << 11, 4096));
-            StringWriter out = new StringWriter();
-            cmd.printStats(new PrintWriter(out), backend.device());
             assertEquals("stats: q0 requests=2 bytes=4096 errors=1 in-flight=0 q1 requests=0 bytes=0 errors=0 in-flight=0",
-                    out.toString().trim());
+                    backend.stats());
         }
     }
 
@@ -288,11 +281,9 @@ class VhostUserBlkEndToEndTest {
             {"--ram", "1M"},
         };
         for (String[] args : cases) {
-            CommandLine cmd = VhostUserBlkCommand.commandLine();
-            StringWriter err = new StringWriter();
-            cmd.setErr(new PrintWriter(err));
-            cmd.setOut(new PrintWriter(new StringWriter()));
-            assertEquals(2, cmd.execute(args), String.join(" ", args));
+            java.io.ByteArrayOutputStream err = new java.io.ByteArrayOutputStream();
+            assertEquals(2, VhostUserBlkCommand.run(args, new java.io.PrintStream(new java.io.ByteArrayOutputStream(), true),
+                    new java.io.PrintStream(err, true)), String.join(" ", args));
             assertEquals(1, err.toString().strip().lines().count(), "one line: " + err);
             assertFalse(Files.exists(dir.resolve("x.sock")), "nothing listens after a refused start");
         }

@@ -2,14 +2,26 @@ package org.example.dice;
 
 import com.google.inject.Module;
 import org.jvirtio.runner.DeviceCommand;
-import picocli.CommandLine.Command;
-import picocli.CommandLine.Option;
+import org.jvirtio.runner.Flags;
 
 /** {@code bin/vhost-user dice --socket PATH [--face N]}: found by the runner through ServiceLoader. */
-@Command(name = "dice", description = "An entropy device that always rolls the same face (for tests).")
 public final class DiceCommand implements DeviceCommand {
-    @Option(names = "--face", defaultValue = "4", description = "The face every byte shows, 1 to 6 (default: ${DEFAULT-VALUE}).")
     int face;
+
+    @Override
+    public String name() {
+        return "dice";
+    }
+
+    @Override
+    public String description() {
+        return "An entropy device that always rolls the same face (for tests).";
+    }
+
+    @Override
+    public void flags(Flags flags) {
+        flags.integer("--face", "N", "The face every byte shows, 1 to 6.", 4, v -> face = v);
+    }
 
     @Override
     public Module module() {

@@ -9,11 +9,19 @@ import org.jvirtio.rng.EntropySource;
 import org.jvirtio.rng.RateLimit;
 import org.jvirtio.rng.VirtioRngModule;
 import org.jvirtio.runner.DeviceCommand;
-import picocli.CommandLine.Command;
 
 /** {@code bin/vhost-user secure-rng}: jvirtio's virtio-rng with the user's entropy source bound in. */
-@Command(name = "secure-rng", description = "virtio-rng fed by Java's SecureRandom DRBG.")
 public final class SecureRngCommand implements DeviceCommand {
+    @Override
+    public String name() {
+        return "secure-rng";
+    }
+
+    @Override
+    public String description() {
+        return "virtio-rng fed by Java's SecureRandom DRBG.";
+    }
+
     @Override
     public Module module() throws IOException {
         EntropySource source;
