@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
 # End-to-end bench: the same Java front-end (bin/bench) drives jvirtio's vhost-user-blk backend
-# and qemu-storage-daemon's, null device and a raw file in the page cache, 4 KiB random reads
+# and qemu-storage-daemon's, null device, a raw file in the page cache (ext4 or whatever holds
+# $TMPDIR) and the same file on tmpfs (/dev/shm, as a memory-backed emptyDir), 4 KiB random reads
 # and writes at queue depth 1 and 32. Backend pinned to CPU 1, client to CPU 0. Prints IOPS,
 # latency and backend CPU time per request (from /proc/PID/stat, utime + stime, sampled after the
 # warm-up and at the end, so JVM start-up and JIT warm-up are not counted).
 # jvirtio runs with its defaults (adaptive polling up to 32 us, like qsd's poll-max-ns default);
 # qsd's file backend is run with aio=threads (its default) and aio=io_uring.
-# Usage: bench/e2e.sh [seconds] [null|file|all]    (needs qemu-storage-daemon: package qemu-system-common)
+# Usage: bench/e2e.sh [seconds] [null|file|tmpfs|all]    (needs qemu-storage-daemon: package qemu-system-common)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 secs=${1:-10}
 disks=${2:-all}
-[ "$disks" = all ] && disks="null file"
+[ "$disks" = all ] && disks="null file tmpfs"
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+shm=$(mktemp -d /dev/shm/e2e.XXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work" "$shm"' EXIT
 img=$work/disk.img
 dd if=/dev/zero of="$img" bs=1M count=256 status=none
+dd if=/dev/zero of="$shm/disk.img" bs=1M count=256 status=none
 "$root/bin/bench" --help >/dev/null   # builds the jar once, outside the measurement
 hz=$(getconf CLK_TCK)
 
@@ -24,7 +27,9 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 start_backend() { # kind disk -> sets pid, sock
   sock=$work/$1-$2.sock
   rm -f "$sock"
-  case "$1-$2" in
+  local img=$img
+  [ "$2" = tmpfs ] && img=$shm/disk.img
+  case "$1-${2/tmpfs/file}" in
     jvirtio-null) taskset -c 1 "$root/bin/vhost-user-blk" --socket "$sock" --null 1G >"$work/backend.log" 2>&1 & ;;
     jvirtio-file) taskset -c 1 "$root/bin/vhost-user-blk" --socket "$sock" --image "$img" >"$work/backend.log" 2>&1 & ;;
     qsd-null) taskset -c 1 qemu-storage-daemon --blockdev driver=null-co,node-name=d0,size=1073741824,read-zeroes=on \
@@ -42,7 +47,7 @@ start_backend() { # kind disk -> sets pid, sock
 printf '%-19s %-6s %5s %12s %10s %10s %12s\n' backend rw depth IOPS p50_us p99.9_us cpu_us/req
 for disk in $disks; do
   kinds="jvirtio qsd"
-  [ "$disk" = file ] && kinds="jvirtio qsd qsd_uring"
+  [ "$disk" != null ] && kinds="jvirtio qsd qsd_uring"
   for kind in $kinds; do
     for rw in read write; do
       for depth in 1 32; do

@@ -3,7 +3,7 @@
 # module's jar (so a device module added to the build, virtio-rng say, is found by the runner
 # without being a dependency of examples), then $JVIRTIO_DEVICE_PATH (a user's device jars).
 jar="$root/examples/target/examples.jar"
-if [ ! -f "$jar" ] || [ -n "$(find "$root" -path "$root/*/src/main/*" -newer "$jar" -print -quit 2>/dev/null)" ]; then
+if [ ! -f "$jar" ] || [ -n "$(find "$root"/*/src/main -newer "$jar" -print -quit 2>/dev/null)" ]; then
   echo "jvirtio: building the jars (once; takes a minute)..." >&2
   (cd "$root" && ./mvnw -q -B -DskipTests -pl '!virtio-ring-jcstress,!benchmarks' package >&2) || {
     echo "jvirtio: build failed; run bin/build package -DskipTests to see why" >&2
