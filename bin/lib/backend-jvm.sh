@@ -7,6 +7,14 @@
 # headers (JEP 519) shrink what little there is. No hsperfdata file (-XX:-UsePerfData; jcmd
 # still attaches by pid).
 #
+# The JIT compiles later (-XX:CompileThresholdScaling=10: a method is compiled after ten times
+# the calls and loops it otherwise needs): on one CPU the C1 and C2 threads spent more CPU than
+# the start itself compiling code that runs only at start, while the request path, called
+# hundreds of thousands of times a second, still reaches C2 within a fraction of a second.
+# --sun-misc-unsafe-memory-access=allow lets Netty free its direct buffers through Unsafe as it
+# does on JDK 23 and older (without it, Netty 4.2 builds an FFM cleaner from method handles at
+# start, about 60 ms on one CPU; JDK 25 still has these methods, JEP 471/498).
+#
 # Start-up: an ahead-of-time cache (JEP 483/514) of the classes a backend loads and links, made
 # once by a training run (start, listen, SIGTERM) the first time a launcher finds it missing or
 # older than the jars, kept in examples/target (built, never committed). JVIRTIO_AOT=off skips it.
@@ -14,6 +22,7 @@
 # JVIRTIO_JAVA_OPTS comes after all of these on the command line, so it overrides any of them
 # (e.g. JVIRTIO_JAVA_OPTS="-XX:+UseG1GC -Xmx1g" for a device that keeps data on the heap).
 JVIRTIO_BACKEND_OPTS=(-XX:+UseSerialGC -Xms8m -Xmx128m -XX:+UseCompactObjectHeaders -XX:-UsePerfData
+  -XX:CompileThresholdScaling=10 --sun-misc-unsafe-memory-access=allow
   --enable-native-access=ALL-UNNAMED -Dguice_bytecode_gen_option=DISABLED)
 
 jvirtio_aot="$root/examples/target/jvirtio-backend.aot"
