@@ -19,13 +19,20 @@ public final class FileBackend implements BlockBackend {
     private final int fd;
     private final boolean readOnly;
     private final boolean direct;
+    private final boolean memoryBacked;
     private volatile long size;
 
-    private FileBackend(Path path, int fd, boolean readOnly, boolean direct, long size) {
+    /** File systems whose files live in memory: a read or write is a copy and never waits for a device. */
+    private static final long TMPFS_MAGIC = 0x01021994L;
+    private static final long RAMFS_MAGIC = 0x858458f6L;
+    private static final long HUGETLBFS_MAGIC = 0x958458f6L;
+
+    private FileBackend(Path path, int fd, boolean readOnly, boolean direct, boolean memoryBacked, long size) {
         this.path = path;
         this.fd = fd;
         this.readOnly = readOnly;
         this.direct = direct;
+        this.memoryBacked = memoryBacked;
         this.size = size;
     }
 
@@ -57,7 +64,14 @@ public final class FileBackend implements BlockBackend {
             if (size <= 0 || size % 512 != 0) {
                 throw new IOException("image " + path + " is " + size + " bytes, not a positive multiple of 512");
             }
-            return new FileBackend(path, fd, readOnly, direct, size);
+            long fsType;
+            try {
+                fsType = FileCalls.fileSystemType(fd);
+            } catch (ErrnoException e) {
+                fsType = 0; // unknown: treated as a file that may wait for a device
+            }
+            boolean memory = fsType == TMPFS_MAGIC || fsType == RAMFS_MAGIC || fsType == HUGETLBFS_MAGIC;
+            return new FileBackend(path, fd, readOnly, direct, memory, size);
         } catch (IOException e) {
             Libc.close(fd);
             throw e;
@@ -99,6 +113,17 @@ public final class FileBackend implements BlockBackend {
     /** The open image, for I/O engines that submit to the kernel themselves (io_uring). */
     public int fd() {
         return fd;
+    }
+
+    /**
+     * Whether the image is on a file system that keeps files in memory (tmpfs, as
+     * {@code /dev/shm} or a memory-backed Kubernetes emptyDir; ramfs; hugetlbfs): reading it is a
+     * copy that never waits for a device, so the I/O path may do it inline (io_uring would hand
+     * every read of such a file to an io-wq worker: these file systems cannot promise not to
+     * block, RWF_NOWAIT is refused with EOPNOTSUPP).
+     */
+    public boolean memoryBacked() {
+        return memoryBacked;
     }
 
     public boolean direct() {

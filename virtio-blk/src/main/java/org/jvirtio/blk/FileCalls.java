@@ -40,6 +40,14 @@ public final class FileCalls {
         static final MethodHandle H = Native.downcall("pwritev",
                 FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_LONG));
     }
+    private static final class PreadvRaw {
+        static final MethodHandle H = Native.downcall("preadv",
+                FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_LONG));
+    }
+    private static final class Fstatfs {
+        static final MethodHandle H = Native.downcallErrno("fstatfs",
+                FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
+    }
     private static final class Fdatasync {
         static final MethodHandle H = Native.downcallErrno("fdatasync",
                 FunctionDescriptor.of(JAVA_INT, JAVA_INT));
@@ -91,6 +99,35 @@ public final class FileCalls {
     public static long pwritevRaw(int fd, long iov, int iovcnt, long offset) {
         try {
             return (long) PwritevRaw.H.invokeExact(fd, iov, iovcnt, offset);
+        } catch (Throwable t) {
+            throw Native.unexpected(t);
+        }
+    }
+
+    /**
+     * {@code preadv(fd, iov, iovcnt, offset)} with the iovec array at address {@code iov}: the
+     * bytes read, or -1 (errno not captured: the data path; a caller that cares repeats the read
+     * through io_uring, which reports the error).
+     */
+    public static long preadvRaw(int fd, long iov, int iovcnt, long offset) {
+        try {
+            return (long) PreadvRaw.H.invokeExact(fd, iov, iovcnt, offset);
+        } catch (Throwable t) {
+            throw Native.unexpected(t);
+        }
+    }
+
+    /** {@code f_type} of {@code fstatfs(fd)}: the file system's magic number (TMPFS_MAGIC, ...). */
+    public static long fileSystemType(int fd) throws ErrnoException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = Native.errnoState(arena);
+            MemorySegment buf = arena.allocate(120, 8); // struct statfs on x86-64; f_type comes first
+            if ((int) Fstatfs.H.invokeExact(state, fd, buf) != 0) {
+                throw new ErrnoException("fstatfs", Native.errno(state));
+            }
+            return buf.get(JAVA_LONG, 0);
+        } catch (ErrnoException e) {
+            throw e;
         } catch (Throwable t) {
             throw Native.unexpected(t);
         }

@@ -26,6 +26,7 @@ public final class UringIoFactory implements BlkIoFactory {
 
     private final boolean enabled;
     private final boolean inlineBufferedWrites;
+    private final boolean inlineMemoryReads;
     private volatile java.util.concurrent.ExecutorService pool;
     private volatile boolean warned;
     private volatile String lastFallbackReason;
@@ -46,8 +47,18 @@ public final class UringIoFactory implements BlkIoFactory {
      *                             blocks io-wq workers, not the I/O thread)
      */
     public UringIoFactory(boolean enabled, boolean inlineBufferedWrites) {
+        this(enabled, inlineBufferedWrites, !"off".equalsIgnoreCase(System.getProperty("jvirtio.inline_reads", "on")));
+    }
+
+    /**
+     * @param inlineMemoryReads read images on a memory-backed file system (tmpfs) on the I/O
+     *                          thread instead of through io_uring, which hands each such read to an
+     *                          io-wq worker ({@code -Djvirtio.inline_reads=off} turns it off)
+     */
+    public UringIoFactory(boolean enabled, boolean inlineBufferedWrites, boolean inlineMemoryReads) {
         this.enabled = enabled;
         this.inlineBufferedWrites = inlineBufferedWrites;
+        this.inlineMemoryReads = inlineMemoryReads;
     }
 
     @Override
@@ -60,7 +71,7 @@ public final class UringIoFactory implements BlkIoFactory {
             return new PooledQueueIo(backend, pool());
         }
         try {
-            return new UringQueueIo(file, depth, inlineBufferedWrites);
+            return new UringQueueIo(file, depth, inlineBufferedWrites, inlineMemoryReads);
         } catch (ErrnoException e) {
             fallback(e.getMessage());
             return new PooledQueueIo(backend, pool());

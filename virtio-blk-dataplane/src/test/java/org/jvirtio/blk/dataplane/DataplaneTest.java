@@ -211,6 +211,111 @@ class DataplaneTest {
         assertTrue(injected.get() > 50, "faults injected: " + injected.get());
     }
 
+    /** An image in a fresh directory under /dev/shm (tmpfs), removed with the test's directory. */
+    Path tmpfsImage(long size) throws Exception {
+        Path shm = Path.of("/dev/shm");
+        assumeTrue(Files.isDirectory(shm) && Files.getFileStore(shm).type().equals("tmpfs"), "no tmpfs at /dev/shm");
+        Path d = Files.createTempDirectory(shm, "jvirtio-test");
+        Path p = d.resolve("disk.img");
+        try (RandomAccessFile f = new RandomAccessFile(p.toFile(), "rw")) {
+            f.setLength(size);
+        }
+        tmpfsDirs.add(d);
+        return p;
+    }
+
+    final List<Path> tmpfsDirs = new ArrayList<>();
+
+    @AfterEach
+    void removeTmpfsImages() throws Exception {
+        for (Path d : tmpfsDirs) {
+            try (var files = Files.list(d)) {
+                for (Path f : files.toList()) {
+                    Files.deleteIfExists(f);
+                }
+            }
+            Files.deleteIfExists(d);
+        }
+    }
+
+    /** The queue's io_uring channel, captured as the device opens it. */
+    final List<UringQueueIo> opened = new ArrayList<>();
+
+    BlkIoFactory capturing(UringIoFactory uring) {
+        return (b, depth) -> {
+            org.jvirtio.blk.BlockQueueIo q = uring.open(b, depth);
+            opened.add((UringQueueIo) q);
+            return q;
+        };
+    }
+
+    /**
+     * FileBackend knows which images live in memory (the file system's magic number, checked
+     * here against the mount table's type): tmpfs is, the test's own directory is unless it is
+     * on tmpfs too.
+     */
+    @Test
+    void memoryBackedImagesAreRecognised() throws Exception {
+        Path shm = tmpfsImage(DISK);
+        Path local = image(DISK);
+        try (FileBackend a = FileBackend.open(shm, false, false); FileBackend b = FileBackend.open(local, true, false)) {
+            assertTrue(a.memoryBacked(), shm.toString());
+            String type = Files.getFileStore(local).type();
+            assertEquals(type.equals("tmpfs") || type.equals("ramfs") || type.equals("hugetlbfs"), b.memoryBacked(), local + " on " + type);
+        }
+    }
+
+    /**
+     * Reads of an image on tmpfs are copied on the I/O thread (io_uring would hand each to an
+     * io-wq worker); random I/O with odd buffer splits reads back what was written, with the
+     * inline path on and off, and the file holds the driver's data after a flush.
+     */
+    @ParameterizedTest(name = "inline reads={0}")
+    @CsvSource({"true", "false"})
+    void randomIoOnATmpfsImage(boolean inlineReads) throws Exception {
+        assumeTrue(UringIoFactory.available(), "io_uring is not available here");
+        Path img = tmpfsImage(DISK);
+        start(FileBackend.open(img, false, false), capturing(new UringIoFactory(true, true, inlineReads)), 1, 1, 0);
+        byte[] shadow = new byte[(int) DISK];
+        randomIo(rigs.get(0), shadow, 44, 40);
+        long t = rigs.get(0).add(T_FLUSH, 0, new byte[0], 0, 0, new Random());
+        rigs.get(0).publishAndKick();
+        rigs.get(0).awaitAll();
+        assertEquals(S_OK, rigs.get(0).statusOf(t));
+        assertArrayEquals(shadow, Files.readAllBytes(img));
+        assertEquals(0, device.stats(0).errors());
+        long inline = threads.loopOf(0).submit(() -> opened.get(0).readsInline()).get();
+        if (inlineReads) {
+            assertTrue(inline > 50, "reads answered inline: " + inline);
+        } else {
+            assertEquals(0, inline);
+        }
+    }
+
+    /** A read that runs past the end of a shrunken tmpfs image: the inline copy is short, io_uring finishes it with zeros. */
+    @Test
+    void readPastTheEndOfAShrunkenTmpfsImageReadsZeros() throws Exception {
+        assumeTrue(UringIoFactory.available());
+        Path img = tmpfsImage(DISK);
+        byte[] ones = new byte[(int) DISK];
+        Arrays.fill(ones, (byte) 7);
+        Files.write(img, ones);
+        start(FileBackend.open(img, false, false), capturing(new UringIoFactory()), 1, 1, 0);
+        try (RandomAccessFile f = new RandomAccessFile(img.toFile(), "rw")) {
+            f.setLength(DISK - 4096 - 512);
+        }
+        BlkRig rig = rigs.get(0);
+        long t = rig.add(T_IN, (DISK - 8192) / 512, null, 8192, 3, new Random(5));
+        rig.publishAndKick();
+        rig.awaitAll();
+        assertEquals(S_OK, rig.statusOf(t));
+        byte[] got = rig.take(t, 8192);
+        for (int i = 0; i < 8192; i++) {
+            assertEquals(i < 8192 - 4096 - 512 ? 7 : 0, got[i], "byte " + i);
+        }
+        assertEquals(0L, (long) threads.loopOf(0).submit(() -> opened.get(0).readsInline()).get(), "the short read went on through io_uring");
+    }
+
     /** virtio-blk's own default host (a thread per queue in poll(2)) runs the same engine, io_uring included. */
     @ParameterizedTest(name = "io_uring={0}")
     @CsvSource({"true", "false"})
