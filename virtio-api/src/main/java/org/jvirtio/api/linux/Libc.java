@@ -34,41 +34,9 @@ public final class Libc {
     public static final int EBADF = 9;
 
     // One holder class per handle: each is bound on first use (Native, "Binding on first use").
-    private static final class Mmap {
-        static final MethodHandle H = Native.downcallErrno("mmap",
-                FunctionDescriptor.of(ADDRESS, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG));
-    }
-    private static final class Munmap {
-        static final MethodHandle H = Native.downcallErrno("munmap",
-                FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG));
-    }
-    private static final class MemfdCreate {
-        static final MethodHandle H = Native.downcallErrno("memfd_create",
-                FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
-    }
-    private static final class Ftruncate {
-        static final MethodHandle H = Native.downcallErrno("ftruncate",
-                FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG));
-    }
-    private static final class Close {
-        static final MethodHandle H = Native.downcallErrno("close",
-                FunctionDescriptor.of(JAVA_INT, JAVA_INT));
-    }
-    private static final class Eventfd {
-        static final MethodHandle H = Native.downcallErrno("eventfd",
-                FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
-    }
     private static final class Poll {
         static final MethodHandle H = Native.downcallErrno("poll",
                 FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
-    }
-    private static final class FstatSize {
-        static final MethodHandle H = Native.downcallErrno("lseek",
-                FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT));
-    }
-    private static final class Dup {
-        static final MethodHandle H = Native.downcallErrno("fcntl",
-                FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT), Linker.Option.firstVariadicArg(2));
     }
     private static final class EventfdWrite {
         static final MethodHandle H = Native.downcall("eventfd_write",
@@ -82,10 +50,6 @@ public final class Libc {
         static final MethodHandle H = Native.downcall("poll",
                 FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
     }
-    private static final class Open {
-        static final MethodHandle H = Native.downcallErrno("open",
-                FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT), Linker.Option.firstVariadicArg(2));
-    }
     private static final class Strerror {
         static final MethodHandle H = Native.downcall("strerror",
                 FunctionDescriptor.of(ADDRESS, JAVA_INT));
@@ -96,96 +60,35 @@ public final class Libc {
 
     /** {@code mmap(NULL, size, prot, flags, fd, offset)}; returns the address as a zero-length segment. */
     public static MemorySegment mmap(long size, int prot, int flags, int fd, long offset) throws ErrnoException {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = Native.errnoState(arena);
-            MemorySegment p = (MemorySegment) Mmap.H.invokeExact(state, MemorySegment.NULL, size, prot, flags, fd, offset);
-            if (p.address() == -1L) {
-                throw new ErrnoException("mmap", Native.errno(state));
-            }
-            return p;
-        } catch (ErrnoException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw Native.unexpected(t);
-        }
+        return MemorySegment.ofAddress(Native.syscallOrThrow("mmap", Sys.MMAP, 0, size, prot, flags, fd, offset));
     }
 
     /** {@code munmap(address, size)}. */
     public static void munmap(long address, long size) throws ErrnoException {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = Native.errnoState(arena);
-            int r = (int) Munmap.H.invokeExact(state, MemorySegment.ofAddress(address), size);
-            if (r != 0) {
-                throw new ErrnoException("munmap", Native.errno(state));
-            }
-        } catch (ErrnoException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw Native.unexpected(t);
-        }
+        Native.syscallOrThrow("munmap", Sys.MUNMAP, address, size, 0, 0, 0, 0);
     }
 
     /** {@code memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING)}. */
     public static int memfdCreate(String name) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = Native.errnoState(arena);
-            int fd = (int) MemfdCreate.H.invokeExact(state, arena.allocateFrom(name), MFD_CLOEXEC | MFD_ALLOW_SEALING);
-            if (fd < 0) {
-                throw new ErrnoException("memfd_create", Native.errno(state));
-            }
-            return fd;
-        } catch (ErrnoException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw Native.unexpected(t);
+            return (int) Native.syscallOrThrow("memfd_create", Sys.MEMFD_CREATE, arena.allocateFrom(name).address(),
+                    MFD_CLOEXEC | MFD_ALLOW_SEALING, 0, 0, 0, 0);
         }
     }
 
     /** {@code ftruncate(fd, size)}. */
     public static void ftruncate(int fd, long size) throws ErrnoException {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = Native.errnoState(arena);
-            int r = (int) Ftruncate.H.invokeExact(state, fd, size);
-            if (r != 0) {
-                throw new ErrnoException("ftruncate", Native.errno(state));
-            }
-        } catch (ErrnoException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw Native.unexpected(t);
-        }
+        Native.syscallOrThrow("ftruncate", Sys.FTRUNCATE, fd, size, 0, 0, 0, 0);
     }
 
     /** Size of the file behind {@code fd} (via {@code lseek(fd, 0, SEEK_END)}). */
     public static long fileSize(int fd) throws ErrnoException {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = Native.errnoState(arena);
-            long r = (long) FstatSize.H.invokeExact(state, fd, 0L, 2 /* SEEK_END */);
-            if (r < 0) {
-                throw new ErrnoException("lseek", Native.errno(state));
-            }
-            return r;
-        } catch (ErrnoException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw Native.unexpected(t);
-        }
+        return Native.syscallOrThrow("lseek", Sys.LSEEK, fd, 0, 2 /* SEEK_END */, 0, 0, 0);
     }
 
     /** {@code fcntl(fd, F_DUPFD_CLOEXEC, 0)}: a new descriptor for the same open file. */
     public static int dup(int fd) throws ErrnoException {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = Native.errnoState(arena);
-            int r = (int) Dup.H.invokeExact(state, fd, 1030 /* F_DUPFD_CLOEXEC */, 0);
-            if (r < 0) {
-                throw new ErrnoException("fcntl(F_DUPFD_CLOEXEC)", Native.errno(state));
-            }
-            return r;
-        } catch (ErrnoException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw Native.unexpected(t);
-        }
+        return (int) Native.syscallOrThrow("fcntl(F_DUPFD_CLOEXEC)", Sys.FCNTL, fd, 1030 /* F_DUPFD_CLOEXEC */, 0, 0, 0, 0);
     }
 
     public static final int F_GETFL = 3;
@@ -210,49 +113,22 @@ public final class Libc {
 
     /** {@code fcntl(fd, cmd, arg)} for commands taking an int (F_GET_SEALS, F_ADD_SEALS, ...). */
     public static int fcntl(int fd, int cmd, int arg) throws ErrnoException {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = Native.errnoState(arena);
-            int r = (int) Dup.H.invokeExact(state, fd, cmd, arg);
-            if (r < 0) {
-                throw new ErrnoException("fcntl(" + cmd + ")", Native.errno(state));
-            }
-            return r;
-        } catch (ErrnoException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw Native.unexpected(t);
-        }
+        return (int) Native.syscallOrThrow("fcntl(" + cmd + ")", Sys.FCNTL, fd, cmd, arg, 0, 0, 0);
     }
 
     /** {@code close(fd)}. EINTR still closes the descriptor on Linux, so it is not an error here. */
     public static void close(int fd) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment state = Native.errnoState(arena);
-            int r = (int) Close.H.invokeExact(state, fd);
-            if (r != 0 && Native.errno(state) != EINTR) {
+            if (Native.syscall(state, Sys.CLOSE, fd, 0, 0, 0, 0, 0) != 0 && Native.errno(state) != EINTR) {
                 throw new ErrnoException("close", Native.errno(state));
             }
-        } catch (ErrnoException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw Native.unexpected(t);
         }
     }
 
     /** {@code eventfd(initval, flags)}. */
     public static int eventfd(int initval, int flags) throws ErrnoException {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = Native.errnoState(arena);
-            int fd = (int) Eventfd.H.invokeExact(state, initval, flags);
-            if (fd < 0) {
-                throw new ErrnoException("eventfd", Native.errno(state));
-            }
-            return fd;
-        } catch (ErrnoException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw Native.unexpected(t);
-        }
+        return (int) Native.syscallOrThrow("eventfd", Sys.EVENTFD2, initval, flags, 0, 0, 0, 0);
     }
 
     /** glibc's {@code eventfd_write}: adds {@code value}; returns 0 or -1. No errno capture (data path). */
@@ -323,16 +199,7 @@ public final class Libc {
     /** {@code open(path, flags)}. */
     public static int open(String path, int flags) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = Native.errnoState(arena);
-            int fd = (int) Open.H.invokeExact(state, arena.allocateFrom(path), flags, 0);
-            if (fd < 0) {
-                throw new ErrnoException("open(" + path + ")", Native.errno(state));
-            }
-            return fd;
-        } catch (ErrnoException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw Native.unexpected(t);
+            return (int) Native.syscallOrThrow("open(" + path + ")", Sys.OPENAT, Sys.AT_FDCWD, arena.allocateFrom(path).address(), flags, 0, 0, 0);
         }
     }
 

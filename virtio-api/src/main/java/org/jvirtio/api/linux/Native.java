@@ -6,6 +6,7 @@ import java.lang.foreign.Linker;
 import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SymbolLookup;
+import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandle;
 import java.lang.invoke.VarHandle;
 
@@ -26,6 +27,13 @@ import java.lang.invoke.VarHandle;
  * when the call is first made, and a backend binds only what it uses (three calls to listen)
  * instead of every call at class initialisation. The field is still a static final, so the JIT
  * folds it into the call site as before.
+ *
+ * <h2>One downcall for the system calls</h2>
+ * Each downcall shape costs such a stub, so the control path's system calls (sockets, mmap,
+ * memfd, eventfd, close, ...) all go through one: libc's {@code syscall(2)} with errno captured,
+ * {@link #syscall}, with the numbers in {@link Sys}. Listening on the vhost-user socket took four
+ * stubs before (socket, bind, listen, close; 50 ms of a backend's start on one CPU) and takes one
+ * now. The data path keeps its own handles without errno capture (eventfd_write, io_uring_enter).
  */
 public final class Native {
     private Native() {
@@ -49,6 +57,41 @@ public final class Native {
         options[0] = CAPTURE_ERRNO;
         System.arraycopy(more, 0, options, 1, more.length);
         return downcall(name, fd, options);
+    }
+
+    private static final class Syscall {
+        static final MethodHandle H = downcallErrno("syscall", FunctionDescriptor.of(ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG,
+                ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG,
+                ValueLayout.JAVA_LONG), Linker.Option.firstVariadicArg(1));
+    }
+
+    /**
+     * {@code syscall(nr, a, b, c, d, e, f)} with errno captured into {@code state}
+     * ({@link #errnoState}): the call's result, or -1 with the error in {@link #errno(MemorySegment)}.
+     * Pointers are passed as addresses ({@code segment.address()}), unused arguments as 0.
+     */
+    public static long syscall(MemorySegment state, long nr, long a, long b, long c, long d, long e, long f) {
+        if (nr < 0) {
+            ERRNO.set(state, 0L, 38); // ENOSYS: an architecture Sys has no numbers for
+            return -1;
+        }
+        try {
+            return (long) Syscall.H.invokeExact(state, nr, a, b, c, d, e, f);
+        } catch (Throwable t) {
+            throw unexpected(t);
+        }
+    }
+
+    /** As {@link #syscall}, throwing {@link ErrnoException} naming {@code what} on failure. */
+    public static long syscallOrThrow(String what, long nr, long a, long b, long c, long d, long e, long f) throws ErrnoException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = errnoState(arena);
+            long r = syscall(state, nr, a, b, c, d, e, f);
+            if (r == -1) {
+                throw new ErrnoException(what, errno(state));
+            }
+            return r;
+        }
     }
 
     /** Room for the captured errno of a call. */

@@ -31,9 +31,9 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  */
 public final class IoUring implements AutoCloseable {
     // syscall numbers are the same on x86-64 and aarch64 (asm-generic)
-    private static final long SYS_SETUP = 425;
-    private static final long SYS_ENTER = 426;
-    private static final long SYS_REGISTER = 427;
+    private static final long SYS_SETUP = org.jvirtio.api.linux.Sys.IO_URING_SETUP;
+    private static final long SYS_ENTER = org.jvirtio.api.linux.Sys.IO_URING_ENTER;
+    private static final long SYS_REGISTER = org.jvirtio.api.linux.Sys.IO_URING_REGISTER;
 
     public static final int OP_NOP = 0;
     public static final int OP_READV = 1;
@@ -60,15 +60,10 @@ public final class IoUring implements AutoCloseable {
 
     private static final Linker LINKER = Linker.nativeLinker();
     private static final MemorySegment SYSCALL = LINKER.defaultLookup().find("syscall").orElseThrow();
-    // One holder class per handle: each is bound on first use (Native, "Binding on first use").
-    /** long syscall(long number, long a, long b, long c, long d, long e): every argument a register. */
-    private static final class Syscall5 {
-        static final MethodHandle H = LINKER.downcallHandle(SYSCALL,
-                FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG),
-                Linker.Option.firstVariadicArg(1), Linker.Option.captureCallState("errno"));
-    }
+    // Bound on first use (Native, "Binding on first use"). Setup and register go through
+    // Native.syscall, the control path's one downcall.
     /**
-     * The same without errno capture, for io_uring_enter on the data path: capturing allocates a
+     * syscall(2) without errno capture, for io_uring_enter on the data path: capturing allocates a
      * segment slice per call (SharedUtils.checkCaptureSegment). A failure is repeated through
      * the capturing handle to learn errno (failures are rare and repeatable: EBUSY, EAGAIN).
      */
@@ -180,8 +175,8 @@ public final class IoUring implements AutoCloseable {
     private long syscall(String name, long nr, long a, long b, long c, long d, long e) throws ErrnoException {
         long r;
         try {
-            r = (long) Syscall5.H.invokeExact(errno, nr, a, b, c, d, e);
-        } catch (Throwable t) {
+            r = Native.syscall(errno, nr, a, b, c, d, e, 0);
+        } catch (RuntimeException t) {
             throw new IllegalStateException(t);
         }
         if (r < 0) {

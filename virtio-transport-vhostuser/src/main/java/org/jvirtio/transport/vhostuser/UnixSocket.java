@@ -10,6 +10,7 @@ import java.nio.file.Path;
 import org.jvirtio.api.linux.ErrnoException;
 import org.jvirtio.api.linux.Libc;
 import org.jvirtio.api.linux.Native;
+import org.jvirtio.api.linux.Sys;
 
 import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
@@ -43,40 +44,7 @@ final class UnixSocket {
     static final int MAX_FDS = 16;
     static final int SUN_PATH_MAX = 107;
 
-    // One holder class per handle: each is bound on first use (Native, "Binding on first use").
-    private static final class Socket {
-        static final MethodHandle H = h("socket", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT));
-    }
-    private static final class Bind {
-        static final MethodHandle H = h("bind", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
-    }
-    private static final class Listen {
-        static final MethodHandle H = h("listen", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
-    }
-    private static final class Accept4 {
-        static final MethodHandle H = h("accept4", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, ADDRESS, JAVA_INT));
-    }
-    private static final class Connect {
-        static final MethodHandle H = h("connect", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
-    }
-    private static final class Recvmsg {
-        static final MethodHandle H = h("recvmsg", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT));
-    }
-    private static final class Sendmsg {
-        static final MethodHandle H = h("sendmsg", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT));
-    }
-    private static final class Shutdown {
-        static final MethodHandle H = h("shutdown", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
-    }
-    private static final class Socketpair {
-        static final MethodHandle H = h("socketpair", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS));
-    }
-
     private UnixSocket() {
-    }
-
-    private static MethodHandle h(String name, FunctionDescriptor fd) {
-        return Native.downcallErrno(name, fd);
     }
 
     private static int errno(MemorySegment state) {
@@ -103,7 +71,7 @@ final class UnixSocket {
     static int socket(boolean nonBlocking) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment st = Native.errnoState(arena);
-            int fd = (int) Socket.H.invokeExact(st, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (nonBlocking ? SOCK_NONBLOCK : 0), 0);
+            int fd = (int) Native.syscall(st, Sys.SOCKET, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (nonBlocking ? SOCK_NONBLOCK : 0), 0, 0, 0, 0);
             if (fd < 0) {
                 throw new ErrnoException("socket", errno(st));
             }
@@ -121,10 +89,10 @@ final class UnixSocket {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment st = Native.errnoState(arena);
             MemorySegment sa = sockaddr(arena, path);
-            if ((int) Bind.H.invokeExact(st, fd, sa, 110) != 0) {
+            if (Native.syscall(st, Sys.BIND, fd, sa.address(), 110, 0, 0, 0) != 0) {
                 throw new ErrnoException("bind(" + path + ")", errno(st));
             }
-            if ((int) Listen.H.invokeExact(st, fd, backlog) != 0) {
+            if (Native.syscall(st, Sys.LISTEN, fd, backlog, 0, 0, 0, 0) != 0) {
                 throw new ErrnoException("listen", errno(st));
             }
             return fd;
@@ -142,7 +110,7 @@ final class UnixSocket {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment st = Native.errnoState(arena);
             while (true) {
-                int fd = (int) Accept4.H.invokeExact(st, listenFd, MemorySegment.NULL, MemorySegment.NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+                int fd = (int) Native.syscall(st, Sys.ACCEPT4, listenFd, 0, 0, SOCK_CLOEXEC | SOCK_NONBLOCK, 0, 0);
                 if (fd >= 0) {
                     return fd;
                 }
@@ -167,7 +135,7 @@ final class UnixSocket {
         int fd = socket(false);
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment st = Native.errnoState(arena);
-            if ((int) Connect.H.invokeExact(st, fd, sockaddr(arena, path), 110) != 0) {
+            if (Native.syscall(st, Sys.CONNECT, fd, sockaddr(arena, path).address(), 110, 0, 0, 0) != 0) {
                 throw new ErrnoException("connect(" + path + ")", errno(st));
             }
             return fd;
@@ -185,7 +153,7 @@ final class UnixSocket {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment st = Native.errnoState(arena);
             MemorySegment fds = arena.allocate(JAVA_INT, 2);
-            if ((int) Socketpair.H.invokeExact(st, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+            if (Native.syscall(st, Sys.SOCKETPAIR, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds.address(), 0, 0) != 0) {
                 throw new ErrnoException("socketpair", errno(st));
             }
             return new int[] {fds.getAtIndex(JAVA_INT, 0), fds.getAtIndex(JAVA_INT, 1)};
@@ -223,7 +191,7 @@ final class UnixSocket {
             msg.set(JAVA_LONG, 40, controlLen);
             int flags = MSG_CMSG_CLOEXEC | (nonBlocking ? MSG_DONTWAIT : 0);
             while (true) {
-                long n = (long) Recvmsg.H.invokeExact(st, fd, msg, flags);
+                long n = Native.syscall(st, Sys.RECVMSG, fd, msg.address(), flags, 0, 0, 0);
                 if (n < 0) {
                     int e = errno(st);
                     if (e == EINTR) {
@@ -306,7 +274,7 @@ final class UnixSocket {
                     msg.set(JAVA_LONG, 32, control.address());
                     msg.set(JAVA_LONG, 40, control.byteSize());
                 }
-                long n = (long) Sendmsg.H.invokeExact(st, fd, msg, MSG_NOSIGNAL | (dontWait ? MSG_DONTWAIT : 0));
+                long n = Native.syscall(st, Sys.SENDMSG, fd, msg.address(), MSG_NOSIGNAL | (dontWait ? MSG_DONTWAIT : 0), 0, 0, 0);
                 if (n < 0) {
                     int e = errno(st);
                     if (e == EINTR) {
@@ -332,7 +300,7 @@ final class UnixSocket {
     static void shutdown(int fd, int how) {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment st = Native.errnoState(arena);
-            int r = (int) Shutdown.H.invokeExact(st, fd, how);
+            int r = (int) Native.syscall(st, Sys.SHUTDOWN, fd, how, 0, 0, 0, 0);
             if (r != 0) {
                 return; // already disconnected; nothing to do
             }
