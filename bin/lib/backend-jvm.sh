@@ -34,7 +34,7 @@ jvirtio_train_aot() { # makes $jvirtio_aot with a training run of the blk backen
   local dir pid i=0
   dir=$(mktemp -d)
   echo "jvirtio: making the start-up cache (once; a few seconds)..." >&2
-  "$JAVA_HOME/bin/java" "${JVIRTIO_BACKEND_OPTS[@]}" -XX:AOTCacheOutput="$dir/cache.aot" -cp "$JVIRTIO_CLASSPATH" \
+  "$JAVA_HOME/bin/java" "${JVIRTIO_BACKEND_OPTS[@]}" -XX:AOTCacheOutput="$dir/cache.aot" -cp "$JVIRTIO_BACKEND_CLASSPATH" \
     org.jvirtio.runner.VhostUserRunner blk --socket "$dir/train.sock" --null 64M >"$dir/log" 2>&1 &
   pid=$!
   while [ ! -S "$dir/train.sock" ] && kill -0 "$pid" 2>/dev/null && [ $i -lt 600 ]; do

@@ -16,12 +16,18 @@ import ch.qos.logback.core.LayoutBase;
  * the pattern machinery. Stateless, so safe from any thread.
  */
 final class LineLayout extends LayoutBase<ILoggingEvent> {
-    private final ZoneId zone = ZoneId.systemDefault();
+    /** Looked up with the first line (reading the time-zone database is a few ms of a backend's start). */
+    private volatile ZoneId zone;
 
     @Override
     public String doLayout(ILoggingEvent event) {
         StringBuilder b = new StringBuilder(128);
-        LocalTime t = LocalTime.ofInstant(Instant.ofEpochMilli(event.getTimeStamp()), zone);
+        ZoneId z = zone;
+        if (z == null) {
+            z = ZoneId.systemDefault();
+            zone = z;
+        }
+        LocalTime t = LocalTime.ofInstant(Instant.ofEpochMilli(event.getTimeStamp()), z);
         two(b, t.getHour()).append(':');
         two(b, t.getMinute()).append(':');
         two(b, t.getSecond()).append('.');
