@@ -28,6 +28,15 @@ JVIRTIO_BACKEND_OPTS=(-XX:+UseSerialGC -Xms8m -Xmx128m -XX:+UseCompactObjectHead
   -XX:CompileThresholdScaling=10 -XX:TrimNativeHeapInterval=5000 --sun-misc-unsafe-memory-access=allow
   --enable-native-access=ALL-UNNAMED -Dguice_bytecode_gen_option=DISABLED)
 
+# The cache also holds the training run's method profiles (JEP 515), which JDK 25 replays by
+# compiling those methods early: the training run is a start, so that compiled start-up code
+# on the start's own CPU, about 30 ms of a start on one CPU. Replay is turned off with a
+# diagnostic flag, only on JDK 25 (where it is known to exist: a later JDK is left alone rather
+# than refused for an unknown option).
+if [ "${jvirtio_major:-}" = 25 ]; then
+  JVIRTIO_BACKEND_OPTS+=(-XX:+UnlockDiagnosticVMOptions -XX:-AOTReplayTraining)
+fi
+
 jvirtio_aot="$root/examples/target/jvirtio-backend.aot"
 
 jvirtio_train_aot() { # makes $jvirtio_aot with a training run of the blk backend on a null disk

@@ -29,7 +29,8 @@ class BackendJvmOptionsTest {
         Path root = Path.of(System.getProperty("user.dir")).getParent();
         Path script = root.resolve("bin/lib/backend-jvm.sh");
         assertTrue(Files.exists(script), script.toString());
-        Process p = new ProcessBuilder("bash", "-c", "set -euo pipefail; root='" + root + "'; jar=/nonexistent; JVIRTIO_AOT=off; . '" + script
+        Process p = new ProcessBuilder("bash", "-c", "set -euo pipefail; root='" + root + "'; jar=/nonexistent; JVIRTIO_AOT=off; jvirtio_major="
+                + Runtime.version().feature() + "; . '" + script
                 + "'; printf '%s\\n' \"${JVIRTIO_BACKEND_OPTS[@]}\"").redirectErrorStream(true).start();
         String out = new String(p.getInputStream().readAllBytes());
         assertTrue(p.waitFor(10, TimeUnit.SECONDS));
@@ -42,6 +43,8 @@ class BackendJvmOptionsTest {
         List<String> opts = scriptOptions();
         assertTrue(opts.contains("-XX:+UseSerialGC"), opts.toString());
         assertTrue(opts.stream().anyMatch(o -> o.startsWith("-Xmx")), opts.toString());
+        boolean jdk25 = Runtime.version().feature() == 25;
+        assertEquals(jdk25, opts.contains("-XX:-AOTReplayTraining"), "training replay is turned off on JDK 25 only: " + opts);
         Path image = dir.resolve("disk.img");
         try (var f = new java.io.RandomAccessFile(image.toFile(), "rw")) {
             f.setLength(4 << 20);
@@ -98,6 +101,8 @@ class BackendJvmOptionsTest {
             assertTrue(flags.waitFor(30, TimeUnit.SECONDS));
             assertTrue(f.contains("-XX:+UseSerialGC"), f);
             assertTrue(f.contains("-XX:ThreadStackSize=1024"), "the override after the defaults wins: " + f);
+            assertTrue(f.contains("-XX:CompileThresholdScaling=10"), f);
+            assertEquals(jdk25, f.contains("-XX:-AOTReplayTraining"), f);
         } finally {
             backend.destroy();
             assertTrue(backend.waitFor(20, TimeUnit.SECONDS));
