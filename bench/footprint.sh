@@ -7,6 +7,10 @@
 #   - VmRSS and threads after S seconds of 4 KiB random reads at queue depth 32 on one queue
 #     (bin/bench, pinned to CPU 0), and the IOPS it saw.
 # Disks: the null device (1 GiB) and a 256 MiB image in the page cache.
+# Then FOOTPRINT_MANY (default 5) idle backends of each kind at once (null disk): the proportional
+# set size (Pss: each shared page counted once across them) and private memory per backend, i.e.
+# what one more VM's backend costs on a host that runs many (libjvm.so and the start-up cache's
+# clean pages are shared by every jvirtio backend, as qemu's libraries are by every qsd).
 # Usage: bench/footprint.sh [starts] [seconds] [null|file|all]
 #   (needs qemu-storage-daemon: package qemu-system-common; JVIRTIO_JAVA_OPTS is passed through;
 #   FOOTPRINT_JVIRTIO=path/to/a/vhost-user-blk launcher measures another build, e.g. an older one)
@@ -93,3 +97,30 @@ for disk in $disks; do
       "$(awk -v k="$idle_rss" 'BEGIN {print k / 1024}')" "$idle_thr" "$(awk -v k="$load_rss" 'BEGIN {print k / 1024}')" "$load_thr" "${iops:-?}"
   done
 done
+
+many=${FOOTPRINT_MANY:-5}
+if [ "$many" -gt 0 ]; then
+  printf '\n%-8s %5s %14s %14s %14s\n' backend count rss_MB_each pss_MB_each private_MB_each
+  for kind in jvirtio qsd; do
+    pids=()
+    for i in $(seq "$many"); do
+      s=$work/many-$kind-$i.sock
+      if [ "$kind" = jvirtio ]; then
+        "$launcher" --socket "$s" --null 1G >"$work/many-$i.log" 2>&1 &
+      else
+        qemu-storage-daemon --blockdev driver=null-co,node-name=d0,size=1073741824,read-zeroes=on \
+          --export type=vhost-user-blk,id=e0,node-name=d0,addr.type=unix,addr.path="$s",writable=on >"$work/many-$i.log" 2>&1 &
+      fi
+      pids+=($!)
+    done
+    for i in $(seq "$many"); do
+      until [ -S "$work/many-$kind-$i.sock" ]; do read -r -t 0.01 -u "$never" || true; done
+    done
+    sleep 3
+    for p in "${pids[@]}"; do
+      awk '/^Rss:/{r=$2} /^Pss:/{p=$2} /^Private_Clean:/{pc=$2} /^Private_Dirty:/{pd=$2} END {print r, p, pc + pd}' "/proc/$p/smaps_rollup"
+    done | awk -v k="$kind" '{r += $1; p += $2; u += $3} END {printf "%-8s %5d %14.1f %14.1f %14.1f\n", k, NR, r / NR / 1024, p / NR / 1024, u / NR / 1024}'
+    kill "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+  done
+fi
