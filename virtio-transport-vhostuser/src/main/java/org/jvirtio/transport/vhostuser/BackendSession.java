@@ -418,9 +418,9 @@ final class BackendSession implements DeviceContext, AutoCloseable {
 
     /**
      * SET_LOG_BASE: maps the dirty log the front-end shares (checked against its file and sealed
-     * against shrinking) and puts it in place of the previous one with the running rings stopped
-     * and started again around the swap, so that no queue thread still marks the old mapping
-     * when it goes.
+     * against shrinking). The first one is handed to the running rings as they run; one that
+     * replaces another is put in place with the running rings stopped and started again around
+     * the swap, so that no queue thread still marks the old mapping when it goes.
      */
     private void setLogBase(String name, SetLogBase l) throws VhostUserProtocolException {
         int fd = l.fds().take(0);
@@ -447,11 +447,19 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         }
         org.jvirtio.api.MemoryMapping old = logMapping;
         org.jvirtio.api.MemoryMapping next = mapping;
-        vrings.replaceDirtyLog(() -> {
+        Runnable install = () -> {
             logMapping = next;
             dirtyLog = new org.jvirtio.api.DirtyLog(next.segment());
-        });
-        if (old != null) {
+        };
+        if (old == null) {
+            // The first log (a migration starting): nothing to retire, so the rings keep running
+            // and take the log with their next used element.
+            install.run();
+            vrings.applyDirtyLog();
+        } else {
+            // A new log in place of one that queue threads may be marking (QEMU resizes it when
+            // memory is added): the rings stop around the swap before the old one is unmapped.
+            vrings.replaceDirtyLog(install);
             old.release();
         }
         LOG.info("vhost-user: dirty log of {} bytes shared (pages up to {} GiB)", l.mmapSize(), (l.mmapSize() * 8 * 4096) >> 30);

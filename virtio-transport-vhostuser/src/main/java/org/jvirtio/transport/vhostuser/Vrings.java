@@ -154,6 +154,16 @@ final class Vrings {
                 throw new VhostUserProtocolException(name + ": queue " + a.index() + " " + why);
             }
         }
+        if (v.running && v.active && v.addr != null && v.addr.desc() == a.desc() && v.addr.avail() == a.avail()
+                && v.addr.used() == a.used()) {
+            // The same ring with its logging changed: QEMU's vhost_dev_set_log when a migration
+            // starts (VHOST_VRING_F_LOG and log_guest_addr) or ends. The ring keeps running: the
+            // queue thread takes the new log address with the next used element. (Stopping it
+            // waited for every request in flight, with QEMU holding its big lock meanwhile.)
+            v.addr = a;
+            applyDirtyLog(v);
+            return;
+        }
         boolean wasRunning = v.running;
         stopRunning(v);
         v.addr = a;

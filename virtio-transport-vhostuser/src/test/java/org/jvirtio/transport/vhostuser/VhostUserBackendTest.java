@@ -830,6 +830,63 @@ class VhostUserBackendTest {
     }
 
     /**
+     * A migration starting and ending as QEMU's vhost_dev_set_log does it (the first SET_LOG_BASE,
+     * LOG_ALL, SET_VRING_ADDR with VHOST_VRING_F_LOG for the same ring; at the end LOG_ALL off and
+     * SET_VRING_ADDR without it) does not stop the running ring: each message is answered at once
+     * although a request is in flight, the queue never stops, and the held request's used element
+     * is logged when it completes. (Before, each of these waited for the requests in flight, with
+     * QEMU holding its big lock.)
+     */
+    @Test
+    void aMigrationStartsAndEndsWithoutStoppingTheRings() throws Exception {
+        backend.close();
+        backend = VhostUserBackend.start(socket, device, org.jvirtio.host.QueueHost.THREAD_PER_QUEUE,
+                new BackendOptions(false, java.time.Duration.ofSeconds(10), true));
+        try (FrontendRig rig = new FrontendRig(socket)) {
+            long features = rig.fe.negotiate(~F_LOG_ALL, VhostUserProtocol.BACKEND_PROTOCOL_FEATURES | (1L << PROTOCOL_F_LOG_SHMFD));
+            rig.features = features;
+            rig.fe.setMemTable(rig.memory);
+            SplitQueueDriver d = rig.queue(0, 16);
+            assertEquals(2, rig.echo(0, new byte[2]));
+            MemoryMapping logMem = MemoryMapping.memfd("vhost-log", 64); // 512 pages: all 2 MiB of guest memory
+            try {
+                org.jvirtio.api.DirtyLog log = new org.jvirtio.api.DirtyLog(logMem.segment());
+                holdOneRequest(rig, d);
+                int stops = device.stops.get();
+                long t0 = System.nanoTime();
+                rig.fe.setLogBase(logMem.fd(), 64, 0);
+                rig.fe.setFeatures(features | F_PROTOCOL_FEATURES | F_LOG_ALL);
+                rig.fe.setVringAddrLogged(0, d.descAddr(), d.availAddr(), d.usedAddr(), d.usedAddr());
+                assertTrue(System.nanoTime() - t0 < 1_000_000_000L, "answered at once although a request is in flight");
+                assertEquals(stops, device.stops.get(), "the queue kept running");
+                assertFalse(log.isMarked(d.usedAddr() >>> 12), "nothing used yet");
+                device.unstall();
+                long deadline = System.nanoTime() + 5_000_000_000L;
+                int[] got = {0};
+                while (got[0] == 0) {
+                    d.pollUsed((h, token, len) -> got[0] += token == 99 ? 1 : 0);
+                    assertTrue(System.nanoTime() < deadline, "the held request never completed");
+                    Thread.sleep(1);
+                }
+                assertTrue(log.isMarked(d.usedAddr() >>> 12), "the held request's used element was logged");
+                assertEquals(7, rig.echo(0, new byte[7]));
+                assertTrue(log.isMarked((FrontendRig.DATA + 0x8000) >>> 12), "a reply written while logging");
+                // The migration ends (or is cancelled): logging off, the ring goes on.
+                rig.fe.setFeatures(features | F_PROTOCOL_FEATURES);
+                rig.fe.setVringAddr(0, d.descAddr(), d.availAddr(), d.usedAddr());
+                assertEquals(stops, device.stops.get(), "the queue kept running");
+                logMem.segment().fill((byte) 0);
+                assertEquals(9, rig.echo(0, new byte[9]));
+                for (long p = 0; p < 512; p++) {
+                    assertFalse(log.isMarked(p), "logging is off again: page " + p);
+                }
+            } finally {
+                logMem.release();
+            }
+        }
+    }
+
+    /**
      * A dirty log that does not add up (not 64-bit words, empty, a misaligned offset, past the end
      * of its file, a file that could still shrink) closes the connection with the reason before
      * anything is mapped; the backend serves the next front-end.
