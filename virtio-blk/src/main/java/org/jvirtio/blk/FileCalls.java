@@ -44,10 +44,6 @@ public final class FileCalls {
         static final MethodHandle H = Native.downcall("preadv",
                 FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_LONG));
     }
-    private static final class Fstatfs {
-        static final MethodHandle H = Native.downcallErrno("fstatfs",
-                FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
-    }
     private static final class Fdatasync {
         static final MethodHandle H = Native.downcallErrno("fdatasync",
                 FunctionDescriptor.of(JAVA_INT, JAVA_INT));
@@ -120,16 +116,9 @@ public final class FileCalls {
     /** {@code f_type} of {@code fstatfs(fd)}: the file system's magic number (TMPFS_MAGIC, ...). */
     public static long fileSystemType(int fd) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = Native.errnoState(arena);
-            MemorySegment buf = arena.allocate(120, 8); // struct statfs on x86-64; f_type comes first
-            if ((int) Fstatfs.H.invokeExact(state, fd, buf) != 0) {
-                throw new ErrnoException("fstatfs", Native.errno(state));
-            }
+            MemorySegment buf = arena.allocate(120, 8); // struct statfs on x86-64 and aarch64; f_type comes first
+            Native.syscallOrThrow("fstatfs", org.jvirtio.api.linux.Sys.FSTATFS, fd, buf.address(), 0, 0, 0, 0);
             return buf.get(JAVA_LONG, 0);
-        } catch (ErrnoException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw Native.unexpected(t);
         }
     }
 
