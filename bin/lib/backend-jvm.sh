@@ -39,12 +39,13 @@ fi
 
 jvirtio_aot="$root/examples/target/jvirtio-backend.aot"
 
-jvirtio_train_aot() { # makes $jvirtio_aot with a training run of the blk backend on a null disk
+jvirtio_train_aot() { # makes $jvirtio_aot with a training run of the blk backend on a small image
   local dir pid i=0
   dir=$(mktemp -d)
+  truncate -s 1M "$dir/train.img"   # an image, not a null disk: images are what backends serve
   echo "jvirtio: making the start-up cache (once; a few seconds)..." >&2
   "$JAVA_HOME/bin/java" "${JVIRTIO_BACKEND_OPTS[@]}" -XX:AOTCacheOutput="$dir/cache.aot" -cp "$JVIRTIO_BACKEND_CLASSPATH" \
-    org.jvirtio.runner.VhostUserRunner blk --socket "$dir/train.sock" --null 64M >"$dir/log" 2>&1 &
+    org.jvirtio.runner.VhostUserRunner blk --socket "$dir/train.sock" --image "$dir/train.img" >"$dir/log" 2>&1 &
   pid=$!
   while [ ! -S "$dir/train.sock" ] && kill -0 "$pid" 2>/dev/null && [ $i -lt 600 ]; do
     sleep 0.05
