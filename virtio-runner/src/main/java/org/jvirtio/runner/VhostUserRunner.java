@@ -105,7 +105,7 @@ public final class VhostUserRunner {
         if (args.length == 0 || !devices.containsKey(args[0])) {
             throw new Flags.FlagException("name a device first: " + String.join(", ", devices.keySet()));
         }
-        return start(devices.get(args[0]), Flags.list(args, 1).toArray(String[]::new));
+        return start(devices.get(args[0]), java.util.Arrays.copyOfRange(args, 1, args.length));
     }
 
     /** The flags of {@code command} (its own, then the common ones), declared with {@code options} taking the common values. */
