@@ -61,7 +61,7 @@ class HostileRingFuzzTest {
     Path dir;
 
     @ParameterizedTest(name = "{0} {1}")
-    @CsvSource({"DIRECT, ram-inline", "DIRECT, file-inline", "DIRECT, file-io_uring", "DIRECT, file-pool",
+    @CsvSource({"DIRECT, ram-inline", "DIRECT, file-inline", "DIRECT, file-io_uring", "DIRECT, tmpfs-io_uring", "DIRECT, file-pool",
         "VHOST_USER, ram-inline", "VHOST_USER, file-io_uring", "MMIO, ram-inline", "MMIO, file-io_uring"})
     void servingGarbageNeverThrowsAndAnswersOrBreaks(TransportRig.Kind transport, String kind) throws Exception {
         assumeTrue(!kind.endsWith("io_uring") || UringIoFactory.available(), "io_uring is not available here");
@@ -82,9 +82,10 @@ class HostileRingFuzzTest {
         GuestMemory mem = GuestMemory.of(GuestRegion.of(0, ma), GuestRegion.of(B_START, mb));
         ma.release();
         mb.release();
-        BlockBackend backend = kind.startsWith("ram") ? new RamBackend(DISK) : fileBackend();
+        BlockBackend backend = kind.startsWith("ram") ? new RamBackend(DISK) : fileBackend(kind.startsWith("tmpfs"));
         BlkIoFactory io = switch (kind) {
-            case "file-io_uring" -> new UringIoFactory(true, true);
+            // tmpfs: reads are copied on the I/O thread (preadv), not through io_uring
+            case "file-io_uring", "tmpfs-io_uring" -> new UringIoFactory(true, true);
             case "file-pool" -> new UringIoFactory(false, true);
             default -> BlkIoFactory.INLINE;
         };
@@ -165,12 +166,34 @@ class HostileRingFuzzTest {
         }
     }
 
-    private BlockBackend fileBackend() throws Exception {
-        Path img = dir.resolve("disk.img");
+    /** A directory under /dev/shm for the tmpfs way, removed after the test. */
+    private Path shmDir;
+
+    @org.junit.jupiter.api.AfterEach
+    void removeShmDir() throws Exception {
+        if (shmDir != null) {
+            java.nio.file.Files.deleteIfExists(shmDir.resolve("disk.img"));
+            java.nio.file.Files.deleteIfExists(shmDir);
+        }
+    }
+
+    private BlockBackend fileBackend(boolean tmpfs) throws Exception {
+        Path where = dir;
+        if (tmpfs) {
+            Path shm = Path.of("/dev/shm");
+            assumeTrue(java.nio.file.Files.isDirectory(shm) && java.nio.file.Files.getFileStore(shm).type().equals("tmpfs"), "no tmpfs at /dev/shm");
+            shmDir = java.nio.file.Files.createTempDirectory(shm, "jvirtio-fuzz");
+            where = shmDir;
+        }
+        Path img = where.resolve("disk.img");
         try (var f = new java.io.RandomAccessFile(img.toFile(), "rw")) {
             f.setLength(DISK);
         }
-        return FileBackend.open(img, false, false);
+        FileBackend file = FileBackend.open(img, false, false);
+        if (tmpfs) {
+            assertTrue(file.memoryBacked(), "the tmpfs image is recognised as memory-backed");
+        }
+        return file;
     }
 
     /** Whether some descriptor (in the table or the indirect area) names the guard page: a flipped address can. */
