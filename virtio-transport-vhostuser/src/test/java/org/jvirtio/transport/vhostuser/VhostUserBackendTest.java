@@ -820,9 +820,7 @@ class VhostUserBackendTest {
                 rig.fe.setFeatures(features | F_PROTOCOL_FEATURES);
                 logMem.segment().fill((byte) 0);
                 assertEquals(5, rig.echo(0, new byte[5]));
-                for (long p = 0; p < 512; p++) {
-                    assertFalse(log.isMarked(p), "logging is off again: page " + p);
-                }
+                assertNothingMarked(log);
             } finally {
                 logMem.release();
             }
@@ -877,9 +875,7 @@ class VhostUserBackendTest {
                 assertEquals(stops, device.stops.get(), "the queue kept running");
                 logMem.segment().fill((byte) 0);
                 assertEquals(9, rig.echo(0, new byte[9]));
-                for (long p = 0; p < 512; p++) {
-                    assertFalse(log.isMarked(p), "logging is off again: page " + p);
-                }
+                assertNothingMarked(log);
             } finally {
                 logMem.release();
             }
@@ -923,6 +919,13 @@ class VhostUserBackendTest {
         } finally {
             org.jvirtio.api.linux.Libc.close(unsealed);
             logMem.release();
+        }
+    }
+
+    /** No page of the rig's 2 MiB of guest memory is marked in {@code log}: logging is off. */
+    private static void assertNothingMarked(org.jvirtio.api.DirtyLog log) {
+        for (long p = 0; p < 512; p++) {
+            assertFalse(log.isMarked(p), "logging is off again: page " + p);
         }
     }
 
