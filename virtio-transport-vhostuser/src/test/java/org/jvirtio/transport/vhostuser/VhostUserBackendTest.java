@@ -791,8 +791,7 @@ class VhostUserBackendTest {
         backend = VhostUserBackend.start(socket, device, org.jvirtio.host.QueueHost.THREAD_PER_QUEUE,
                 new BackendOptions(false, java.time.Duration.ofSeconds(10), true));
         try (FrontendRig rig = new FrontendRig(socket)) {
-            long features = rig.fe.negotiate(~F_LOG_ALL, VhostUserProtocol.BACKEND_PROTOCOL_FEATURES | (1L << PROTOCOL_F_LOG_SHMFD));
-            rig.features = features;
+            long features = negotiateForLogging(rig);
             assertNotEquals(0, rig.fe.getFeatures() & F_LOG_ALL, "offered");
             rig.fe.setMemTable(rig.memory);
             SplitQueueDriver d = rig.queue(0, 16);
@@ -837,12 +836,9 @@ class VhostUserBackendTest {
      */
     @Test
     void aMigrationStartsAndEndsWithoutStoppingTheRings() throws Exception {
-        backend.close();
-        backend = VhostUserBackend.start(socket, device, org.jvirtio.host.QueueHost.THREAD_PER_QUEUE,
-                new BackendOptions(false, java.time.Duration.ofSeconds(10), true));
+        restartOfferingDirtyLog();
         try (FrontendRig rig = new FrontendRig(socket)) {
-            long features = rig.fe.negotiate(~F_LOG_ALL, VhostUserProtocol.BACKEND_PROTOCOL_FEATURES | (1L << PROTOCOL_F_LOG_SHMFD));
-            rig.features = features;
+            long features = negotiateForLogging(rig);
             rig.fe.setMemTable(rig.memory);
             SplitQueueDriver d = rig.queue(0, 16);
             assertEquals(2, rig.echo(0, new byte[2]));
@@ -889,9 +885,7 @@ class VhostUserBackendTest {
      */
     @Test
     void badDirtyLogsAreRefusedBeforeTheyAreMapped() throws Exception {
-        backend.close();
-        backend = VhostUserBackend.start(socket, device, org.jvirtio.host.QueueHost.THREAD_PER_QUEUE,
-                new BackendOptions(false, java.time.Duration.ofSeconds(10), true));
+        restartOfferingDirtyLog();
         MemoryMapping logMem = MemoryMapping.memfd("vhost-log", 64);
         int unsealed = org.jvirtio.api.linux.Libc.memfdCreate("unsealed-log");
         try {
@@ -920,6 +914,20 @@ class VhostUserBackendTest {
             org.jvirtio.api.linux.Libc.close(unsealed);
             logMem.release();
         }
+    }
+
+    /** The backend again, on a thread per queue, offering dirty logging. */
+    private void restartOfferingDirtyLog() throws IOException {
+        backend.close();
+        backend = VhostUserBackend.start(socket, device, org.jvirtio.host.QueueHost.THREAD_PER_QUEUE,
+                new BackendOptions(false, java.time.Duration.ofSeconds(10), true));
+    }
+
+    /** Negotiates everything but LOG_ALL (a front-end asks for it when migration starts), with LOG_SHMFD; returns the features. */
+    private static long negotiateForLogging(FrontendRig rig) throws IOException {
+        long features = rig.fe.negotiate(~F_LOG_ALL, VhostUserProtocol.BACKEND_PROTOCOL_FEATURES | (1L << PROTOCOL_F_LOG_SHMFD));
+        rig.features = features;
+        return features;
     }
 
     /** No page of the rig's 2 MiB of guest memory is marked in {@code log}: logging is off. */
