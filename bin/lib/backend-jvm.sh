@@ -39,12 +39,32 @@ fi
 
 jvirtio_aot="$root/examples/target/jvirtio-backend.aot"
 
+# Where the cache asks to be mapped. By default (ArchiveRelocationMode=1 since JDK 20) the JVM
+# maps it at a random address in every process and relocates it there: every pointer in it is
+# rewritten, so all of its 23 MB become private, dirty memory of each backend, and a host with a
+# backend per VM pays that per VM. Instead the cache is made for an address drawn at random when
+# it is made (one of 5 million 16 MiB-aligned slots between 1 TiB and 80 TiB, below where the
+# kernel puts executables and libraries: 22 bits), and backends map it there unrelocated
+# (ArchiveRelocationMode=0). Its read-only part then stays clean and is shared by every backend
+# on the host like libjvm.so: about 8 MB less private memory per backend (docs/PERFORMANCE.md).
+# The address is random per cache (per build and host, drawn again whenever the cache is
+# remade), not per process: the trade Windows makes for DLLs (random per boot) and Android for
+# its zygote. (The Java heap, at a fixed address below 4 GB for compressed pointers, was never
+# random.) If the address is taken the JVM relocates as before. JVIRTIO_AOT_SHARED=off keeps
+# per-process relocation.
+jvirtio_archive_base() { # prints a random 16 MiB-aligned address in [1 TiB, 80 TiB)
+  local r=${SRANDOM:-}
+  [ -n "$r" ] || r=$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+  printf '0x%x\n' $(( 0x10000000000 + (r % 0x4f0000) * 0x1000000 ))
+}
+
 jvirtio_train_aot() { # makes $jvirtio_aot with a training run of the blk backend on a small image
-  local dir pid i=0
+  local dir pid i=0 base
   dir=$(mktemp -d)
   truncate -s 1M "$dir/train.img"   # an image, not a null disk: images are what backends serve
+  base=$(jvirtio_archive_base)
   echo "jvirtio: making the start-up cache (once; a few seconds)..." >&2
-  "$JAVA_HOME/bin/java" "${JVIRTIO_BACKEND_OPTS[@]}" -XX:AOTCacheOutput="$dir/cache.aot" -cp "$JVIRTIO_BACKEND_CLASSPATH" \
+  "$JAVA_HOME/bin/java" "${JVIRTIO_BACKEND_OPTS[@]}" -XX:SharedBaseAddress="$base" -XX:AOTCacheOutput="$dir/cache.aot" -cp "$JVIRTIO_BACKEND_CLASSPATH" \
     org.jvirtio.runner.VhostUserRunner blk --socket "$dir/train.sock" --image "$dir/train.img" >"$dir/log" 2>&1 &
   pid=$!
   while [ ! -S "$dir/train.sock" ] && kill -0 "$pid" 2>/dev/null && [ $i -lt 600 ]; do
@@ -54,6 +74,7 @@ jvirtio_train_aot() { # makes $jvirtio_aot with a training run of the blk backen
   kill -TERM "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   if [ -s "$dir/cache.aot" ]; then
+    echo "$base" >"$jvirtio_aot.base"       # marks a cache made for a random address (older ones are remade)
     mv -f "$dir/cache.aot" "$jvirtio_aot"   # atomic: a launcher starting meanwhile sees the old one or the new one
   else
     echo "jvirtio: no start-up cache made (starts are slower; see $jvirtio_aot.log)" >&2
@@ -62,9 +83,18 @@ jvirtio_train_aot() { # makes $jvirtio_aot with a training run of the blk backen
   rm -rf "$dir"
 }
 
+jvirtio_use_aot() { # adds the options that map $jvirtio_aot, if it exists
+  [ -f "$jvirtio_aot" ] || return 0
+  JVIRTIO_BACKEND_OPTS+=(-XX:AOTCache="$jvirtio_aot")
+  # A diagnostic flag: only on JDK 25, where it is known (and unlocked above).
+  if [ "${jvirtio_major:-}" = 25 ] && [ "${JVIRTIO_AOT_SHARED:-on}" != off ]; then
+    JVIRTIO_BACKEND_OPTS+=(-XX:ArchiveRelocationMode=0)
+  fi
+}
+
 if [ "${JVIRTIO_AOT:-on}" != off ]; then
-  if [ ! -f "$jvirtio_aot" ] || [ "$jvirtio_aot" -ot "$jar" ]; then
+  if [ ! -f "$jvirtio_aot" ] || [ "$jvirtio_aot" -ot "$jar" ] || [ ! -f "$jvirtio_aot.base" ]; then
     jvirtio_train_aot
   fi
-  [ -f "$jvirtio_aot" ] && JVIRTIO_BACKEND_OPTS+=(-XX:AOTCache="$jvirtio_aot")
+  jvirtio_use_aot
 fi

@@ -6,6 +6,9 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import java.util.spi.ToolProvider;
 
 import org.jvirtio.blk.VirtioBlk;
 import org.junit.jupiter.api.Test;
@@ -26,14 +29,19 @@ class BackendJvmOptionsTest {
 
     /** The option array the script builds, without the AOT cache (made from jars, not this test's class directories). */
     static List<String> scriptOptions() throws Exception {
+        return bash("printf '%s\\n' \"${JVIRTIO_BACKEND_OPTS[@]}\"");
+    }
+
+    /** Runs {@code command} after sourcing the script (without making its cache); the output's lines. */
+    static List<String> bash(String command) throws Exception {
         Path root = Path.of(System.getProperty("user.dir")).getParent();
         Path script = root.resolve("bin/lib/backend-jvm.sh");
         assertTrue(Files.exists(script), script.toString());
         Process p = new ProcessBuilder("bash", "-c", "set -euo pipefail; root='" + root + "'; jar=/nonexistent; JVIRTIO_AOT=off; jvirtio_major="
-                + Runtime.version().feature() + "; . '" + script
-                + "'; printf '%s\\n' \"${JVIRTIO_BACKEND_OPTS[@]}\"").redirectErrorStream(true).start();
+                + Runtime.version().feature() + "; JAVA_HOME='" + System.getProperty("java.home") + "'; . '" + script + "'; " + command)
+                .redirectErrorStream(true).start();
         String out = new String(p.getInputStream().readAllBytes());
-        assertTrue(p.waitFor(10, TimeUnit.SECONDS));
+        assertTrue(p.waitFor(120, TimeUnit.SECONDS));
         assertEquals(0, p.exitValue(), out);
         return Arrays.stream(out.split("\n")).filter(s -> !s.isBlank()).toList();
     }
@@ -45,19 +53,117 @@ class BackendJvmOptionsTest {
         assertTrue(opts.stream().anyMatch(o -> o.startsWith("-Xmx")), opts.toString());
         boolean jdk25 = Runtime.version().feature() == 25;
         assertEquals(jdk25, opts.contains("-XX:-AOTReplayTraining"), "training replay is turned off on JDK 25 only: " + opts);
+        List<String> extra = List.of("-Xss1m"); // an override after the defaults, as JVIRTIO_JAVA_OPTS is
+        Path log = dir.resolve("backend.log");
+        Process backend = startAndServe(opts, extra, System.getProperty("java.class.path"), log);
+        try {
+            // The process runs with what the script says (the JVM's own flag dump)
+            String f = jcmd(backend, "VM.flags");
+            assertTrue(f.contains("-XX:+UseSerialGC"), f);
+            assertTrue(f.contains("-XX:ThreadStackSize=1024"), "the override after the defaults wins: " + f);
+            assertTrue(f.contains("-XX:CompileThresholdScaling=10"), f);
+            assertEquals(jdk25, f.contains("-XX:-AOTReplayTraining"), f);
+        } finally {
+            stop(backend);
+        }
+    }
+
+    /**
+     * The start-up cache is made for an address drawn at random when it is made, and a backend
+     * maps it there without relocating it (so its read-only part stays clean and shared between
+     * backends), then serves I/O. The script's own functions make it, from jars of this test's
+     * class path (a cache cannot be made from class directories).
+     */
+    @Test
+    void theStartUpCacheIsMadeForARandomAddressAndMappedThereWithoutRelocation() throws Exception {
+        List<Long> bases = bash("for i in $(seq 32); do jvirtio_archive_base; done").stream()
+                .map(b -> Long.parseUnsignedLong(b.substring(2), 16)).toList();
+        assertEquals(32, bases.size(), bases.toString());
+        for (long b : bases) {
+            assertEquals(0, b & 0xFF_FFFFL, "16 MiB-aligned: " + Long.toHexString(b));
+            assertTrue(b >= 1L << 40 && b < 80L << 40, "in [1 TiB, 80 TiB): " + Long.toHexString(b));
+        }
+        assertTrue(bases.stream().distinct().count() >= 30, "drawn at random: " + bases);
+
+        String cp = jarredClassPath();
+        Path aot = dir.resolve("backend.aot");
+        List<String> opts = bash("JVIRTIO_BACKEND_CLASSPATH='" + cp + "'; jvirtio_aot='" + aot
+                + "'; jvirtio_train_aot 2>/dev/null; jvirtio_use_aot; printf '%s\\n' \"${JVIRTIO_BACKEND_OPTS[@]}\"");
+        assertTrue(Files.size(aot) > 1 << 20, "a cache was made");
+        long base = Long.parseUnsignedLong(Files.readString(Path.of(aot + ".base")).strip().substring(2), 16);
+        assertTrue(opts.contains("-XX:AOTCache=" + aot), opts.toString());
+        boolean jdk25 = Runtime.version().feature() == 25;
+        assertEquals(jdk25, opts.contains("-XX:ArchiveRelocationMode=0"), opts.toString());
+
+        Path aotLog = dir.resolve("aot.log");
+        Path log = dir.resolve("backend.log");
+        Process backend = startAndServe(opts, List.of("-Xlog:aot=info:file=" + aotLog), cp, log);
+        try {
+            String mapped = Files.readString(aotLog);
+            Matcher m = Pattern.compile("Mapped static +region #0 at base 0x([0-9a-f]+)").matcher(mapped);
+            assertTrue(m.find(), "the cache was mapped: " + mapped);
+            long at = Long.parseUnsignedLong(m.group(1), 16);
+            if (jdk25) {
+                assertEquals(Long.toHexString(base), Long.toHexString(at & ~0xFF_FFFFL), "mapped where it was made for: " + mapped);
+            }
+            assertFalse(mapped.contains("Unable to use") || mapped.contains("Loading static archive failed"), mapped);
+        } finally {
+            stop(backend);
+        }
+    }
+
+    /** This test's class path with every class directory packed into a jar in the temporary directory. */
+    private String jarredClassPath() throws Exception {
+        List<String> out = new ArrayList<>();
+        int n = 0;
+        for (String e : System.getProperty("java.class.path").split(java.io.File.pathSeparator)) {
+            Path p = Path.of(e);
+            if (Files.isDirectory(p)) {
+                Path jar = dir.resolve("cp-" + n++ + ".jar");
+                int rc = ToolProvider.findFirst("jar").orElseThrow()
+                        .run(System.out, System.err, "--create", "--file", jar.toString(), "-C", p.toString(), ".");
+                assertEquals(0, rc, "jar of " + p);
+                out.add(jar.toString());
+            } else if (Files.exists(p)) {
+                out.add(e);
+            }
+        }
+        return String.join(java.io.File.pathSeparator, out);
+    }
+
+    private static String jcmd(Process backend, String command) throws Exception {
+        Process p = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "jcmd").toString(), Long.toString(backend.pid()),
+                command).redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes());
+        assertTrue(p.waitFor(30, TimeUnit.SECONDS));
+        return out;
+    }
+
+    private static void stop(Process backend) throws InterruptedException {
+        backend.destroy();
+        assertTrue(backend.waitFor(20, TimeUnit.SECONDS));
+    }
+
+    /**
+     * Starts {@code bin/vhost-user blk} on a 4 MiB image with {@code opts} then {@code extra}, and
+     * writes and reads back 256 blocks at queue depth 32; the backend is left running.
+     */
+    private Process startAndServe(List<String> opts, List<String> extra, String classPath, Path log) throws Exception {
         Path image = dir.resolve("disk.img");
         try (var f = new java.io.RandomAccessFile(image.toFile(), "rw")) {
+            f.setLength(0);
             f.setLength(4 << 20);
         }
         Path socket = dir.resolve("blk.sock");
+        Files.deleteIfExists(socket);
         List<String> cmd = new ArrayList<>();
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         cmd.addAll(opts);
-        cmd.add("-Xss1m"); // an override after the defaults, as JVIRTIO_JAVA_OPTS is
-        cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), "org.jvirtio.runner.VhostUserRunner", "blk",
+        cmd.addAll(extra);
+        cmd.addAll(List.of("-cp", classPath, "org.jvirtio.runner.VhostUserRunner", "blk",
                 "--socket", socket.toString(), "--image", image.toString()));
-        Path log = dir.resolve("backend.log");
         Process backend = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+        boolean served = false;
         try {
             long deadline = System.nanoTime() + 30_000_000_000L;
             while (!Files.exists(socket)) {
@@ -94,18 +200,12 @@ class BackendJvmOptionsTest {
                     }
                 }
             }
-            // The process runs with what the script says (jcmd-free: the JVM's own flag dump)
-            Process flags = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "jcmd").toString(), Long.toString(backend.pid()),
-                    "VM.flags").redirectErrorStream(true).start();
-            String f = new String(flags.getInputStream().readAllBytes());
-            assertTrue(flags.waitFor(30, TimeUnit.SECONDS));
-            assertTrue(f.contains("-XX:+UseSerialGC"), f);
-            assertTrue(f.contains("-XX:ThreadStackSize=1024"), "the override after the defaults wins: " + f);
-            assertTrue(f.contains("-XX:CompileThresholdScaling=10"), f);
-            assertEquals(jdk25, f.contains("-XX:-AOTReplayTraining"), f);
+            served = true;
+            return backend;
         } finally {
-            backend.destroy();
-            assertTrue(backend.waitFor(20, TimeUnit.SECONDS));
+            if (!served) {
+                backend.destroy();
+            }
         }
     }
 }
