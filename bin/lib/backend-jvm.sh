@@ -11,6 +11,11 @@
 # the calls and loops it otherwise needs): on one CPU the C1 and C2 threads spent more CPU than
 # the start itself compiling code that runs only at start, while the request path, called
 # hundreds of thousands of times a second, still reaches C2 within a fraction of a second.
+# One method is never compiled: the class-file API's StackMapGenerator.processBlock, which runs
+# only while the JDK generates classes at start (the FFM downcall stub, annotation proxies,
+# lambda forms). C1 compiling it took a 7.7 MB compiler arena, resident for the first 5-10 s of
+# every backend (until the arena pool is cleaned and the heap trimmed); interpreted, the start is
+# no slower (docs/PERFORMANCE.md, "Footprint").
 # -XX:TrimNativeHeapInterval=5000 hands freed native memory back to the kernel every 5 s (the C2
 # compiler's arenas, freed after the request path is compiled, stayed in glibc's heap: about
 # 12 MB of resident memory under load).
@@ -26,7 +31,8 @@
 # (e.g. JVIRTIO_JAVA_OPTS="-XX:+UseG1GC -Xmx1g" for a device that keeps data on the heap).
 JVIRTIO_BACKEND_OPTS=(-XX:+UseSerialGC -Xms8m -Xmx128m -XX:+UseCompactObjectHeaders -XX:-UsePerfData
   -XX:CompileThresholdScaling=10 -XX:TrimNativeHeapInterval=5000 --sun-misc-unsafe-memory-access=allow
-  --enable-native-access=ALL-UNNAMED -Dguice_bytecode_gen_option=DISABLED)
+  --enable-native-access=ALL-UNNAMED -Dguice_bytecode_gen_option=DISABLED
+  -XX:CompileCommand=quiet -XX:CompileCommand=exclude,jdk.internal.classfile.impl.StackMapGenerator::processBlock)
 
 # The cache also holds the training run's method profiles (JEP 515), which JDK 25 replays by
 # compiling those methods early: the training run is a start, so that compiled start-up code
