@@ -53,6 +53,13 @@ public interface Virtqueue {
     /** Tells the driver that kicks are not needed while the device is busy polling. */
     void disableNotifications();
 
+    /**
+     * Chains made available and not yet popped, as of the last read of {@code avail->idx} (read
+     * again when none are left): 0 when the ring is empty, broken or not running. For a busy-poll
+     * looking at a queue it is not serving.
+     */
+    int available();
+
     /** Whether a ring violation stopped this queue. */
     boolean isBroken();
 

@@ -40,12 +40,27 @@ public final class IoThreads implements QueueHost {
     private final MultiThreadIoEventLoopGroup group;
     private final IoEventLoop[] loops;
     private final long pollMicros;
+    private final long pollCreditNanos;
+    /** The queues of each loop, for their busy-polls; each touched only on its loop. */
+    private final PollGroup[] groups;
 
     /**
      * @param threads    number of I/O threads
      * @param pollMicros adaptive busy-polling window per queue (0: off)
      */
     public IoThreads(int threads, long pollMicros) {
+        this(threads, pollMicros, QueueEngine.DEFAULT_POLL_CREDIT_NANOS);
+    }
+
+    /**
+     * @param threads         number of I/O threads
+     * @param pollMicros      adaptive busy-polling window per queue (0: off)
+     * @param pollCreditNanos polling each request served earns ({@link QueueEngine#pollCredit}; 0: none)
+     */
+    public IoThreads(int threads, long pollMicros, long pollCreditNanos) {
+        if (pollCreditNanos < 0) {
+            throw new IllegalArgumentException("negative poll credit: " + pollCreditNanos);
+        }
         if (threads < 1) {
             throw new IllegalArgumentException("need at least one I/O thread: " + threads);
         }
@@ -62,6 +77,11 @@ public final class IoThreads implements QueueHost {
         }
         this.loops = l.toArray(new IoEventLoop[0]);
         this.pollMicros = pollMicros;
+        this.pollCreditNanos = pollCreditNanos;
+        this.groups = new PollGroup[loops.length];
+        for (int i = 0; i < groups.length; i++) {
+            groups[i] = new PollGroup();
+        }
     }
 
     public int threads() {
@@ -75,7 +95,7 @@ public final class IoThreads implements QueueHost {
 
     @Override
     public Started start(QueueEngine queue) {
-        QueueRun run = new QueueRun(queue, loopOf(queue.index()));
+        QueueRun run = new QueueRun(queue, loopOf(queue.index()), groups[queue.index() % loops.length]);
         run.begin();
         return run;
     }
@@ -104,6 +124,7 @@ public final class IoThreads implements QueueHost {
     private final class QueueRun implements Started {
         private final QueueEngine queue;
         private final IoEventLoop loop;
+        private final PollGroup pollGroup;
         private final EventFd kick;
         private final CompletableFuture<Void> done = new CompletableFuture<>();
         private IoRegistration kickRegistration;
@@ -116,9 +137,10 @@ public final class IoThreads implements QueueHost {
         private final java.util.function.BooleanSupplier serve;
         private final java.util.function.BooleanSupplier reap;
 
-        QueueRun(QueueEngine queue, IoEventLoop loop) {
+        QueueRun(QueueEngine queue, IoEventLoop loop, PollGroup pollGroup) {
             this.queue = queue;
             this.loop = loop;
+            this.pollGroup = pollGroup;
             this.kick = queue.binding().kick();
             this.serve = queue::serve;
             this.reap = queue::reapCompletions;
@@ -127,7 +149,9 @@ public final class IoThreads implements QueueHost {
         void begin() {
             await(loop.submit(() -> {
                 queue.pollMicros(pollMicros);
+                queue.pollCredit(pollCreditNanos);
                 queue.open();
+                pollGroup.add(queue);
                 return null;
             }), "open queue " + queue.index());
             int cfd = await(loop.submit(queue::completionFd), "read the completion fd");
@@ -254,6 +278,7 @@ public final class IoThreads implements QueueHost {
                 return;
             }
             closed = true;
+            pollGroup.remove(queue);
             if (completionRegistration != null) {
                 completionRegistration.cancel();
             }

@@ -59,9 +59,20 @@ public interface QueueHost extends AutoCloseable {
      * @param pollMicros adaptive busy-polling window per queue (0: off)
      */
     static QueueHost threadPerQueue(long pollMicros) {
+        return threadPerQueue(pollMicros, QueueEngine.DEFAULT_POLL_CREDIT_NANOS);
+    }
+
+    /**
+     * Like {@link #threadPerQueue(long)}, with the polling each request served earns
+     * ({@link QueueEngine#pollCredit}; 0: none).
+     */
+    static QueueHost threadPerQueue(long pollMicros, long pollCreditNanos) {
         if (pollMicros < 0) {
             throw new IllegalArgumentException("negative poll window: " + pollMicros);
         }
-        return engine -> ThreadPerQueueHost.start(engine, pollMicros);
+        if (pollCreditNanos < 0) {
+            throw new IllegalArgumentException("negative poll credit: " + pollCreditNanos);
+        }
+        return engine -> ThreadPerQueueHost.start(engine, pollMicros, pollCreditNanos);
     }
 }

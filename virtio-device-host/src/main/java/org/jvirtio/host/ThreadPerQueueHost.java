@@ -43,7 +43,7 @@ final class ThreadPerQueueHost implements QueueHost.Started {
         this.thread = Thread.ofPlatform().name("jvirtio-q" + engine.index()).daemon().unstarted(this::run);
     }
 
-    static QueueHost.Started start(QueueEngine engine, long pollMicros) {
+    static QueueHost.Started start(QueueEngine engine, long pollMicros, long pollCreditNanos) {
         ThreadPerQueueHost h;
         try {
             h = new ThreadPerQueueHost(engine);
@@ -51,6 +51,7 @@ final class ThreadPerQueueHost implements QueueHost.Started {
             throw new IllegalStateException("cannot start queue " + engine.index() + ": " + e.getMessage(), e);
         }
         engine.pollMicros(pollMicros);
+        engine.pollCredit(pollCreditNanos);
         h.thread.start();
         try {
             h.started.get();

@@ -73,7 +73,12 @@ class QueueEngineTest {
 
     /** Adds {@code n} chains of one 8-byte writable buffer each, token = i. */
     void add(int n) {
-        for (int i = 0; i < n; i++) {
+        addFrom(0, n);
+    }
+
+    /** Adds {@code n} chains of one 8-byte writable buffer each, tokens from {@code first}. */
+    void addFrom(int first, int n) {
+        for (int i = first; i < first + n; i++) {
             assertTrue(driver.add(new long[] {BUFS + 8L * i}, new int[] {8}, 1, 0, i) >= 0);
         }
         driver.publish();
@@ -427,5 +432,158 @@ class QueueEngineTest {
         public void close() {
             closed = true;
         }
+    }
+
+    // ---- busy-polling paid for by the requests served (QueueEngine.pollCredit) ----
+    // A fake clock that advances 1 us each time the engine reads it makes the polls countable:
+    // a poll of W us reads it about W times.
+
+    /** A synchronous engine on this test's queue with a window of 10 us and the given credit. */
+    QueueEngine pollingEngine(long[] now, long creditNanos) throws Exception {
+        QueueEngine e = new QueueEngine(binding(false), (chain, slot) -> 8);
+        e.pollMicros(10);
+        e.pollCredit(creditNanos);
+        e.clock(() -> now[0] += 1_000);
+        e.open();
+        return e;
+    }
+
+    /** How long (fake us) one serve() took, serving again while it yields. */
+    static long servedFor(QueueEngine e, long[] now) {
+        long before = now[0];
+        while (e.serve()) {
+            // yielded: serve again, as a host does
+        }
+        return (now[0] - before) / 1_000;
+    }
+
+    @Test
+    void requestsServedEarnAPollPastTheWindowWhichUsesTheCreditUp() throws Exception {
+        long[] now = {0};
+        QueueEngine e = pollingEngine(now, 2_000);
+        add(50);
+        long t = servedFor(e, now);
+        assertEquals(50, collect().size());
+        // 50 requests earned 100 us: the poll after them ran about 100 us, not the 10 us window
+        assertTrue(t >= 100 && t < 120, "polled for " + t + " us");
+        // ... and used up what it spent past the window (90 us of the 100)
+        assertTrue(e.pollCreditNanos() <= 10_000, "credit left: " + e.pollCreditNanos());
+        // With nothing served since, the next wait polls only the window.
+        long t2 = servedFor(e, now);
+        assertTrue(t2 >= 10 && t2 < 16, "polled for " + t2 + " us");
+        e.close();
+    }
+
+    @Test
+    void withoutCreditOrWithPollingOffTheWindowIsAllThereIs() throws Exception {
+        long[] now = {0};
+        QueueEngine e = pollingEngine(now, 0);
+        add(50);
+        long t = servedFor(e, now);
+        assertEquals(50, collect().size());
+        assertTrue(t >= 10 && t < 20, "polled for " + t + " us");
+        e.close();
+
+        QueueEngine off = pollingEngine(now, 2_000);
+        off.pollMicros(0);
+        add(50);
+        long t0 = servedFor(off, now);
+        assertEquals(50, collect().size());
+        assertTrue(t0 < 10, "polling off, yet it polled for " + t0 + " us");
+        assertEquals(0, off.pollCreditNanos(), "no credit is earned with polling off");
+        off.close();
+    }
+
+    @Test
+    void creditIsBankedUpToTheCap() throws Exception {
+        long[] now = {0};
+        QueueEngine e = pollingEngine(now, 1_000_000);
+        add(40);
+        long t = servedFor(e, now);
+        assertEquals(40, collect().size());
+        long cap = QueueEngine.POLL_CREDIT_CAP_NANOS / 1_000;
+        assertTrue(t >= cap && t < cap + 20, "polled for " + t + " us with a cap of " + cap);
+        e.close();
+    }
+
+    @Test
+    void chainsArrivingDuringACreditPaidPollAreServedWithoutASleepAndCostOnlyTheWait() throws Exception {
+        long[] now = {0};
+        long[] arriveAt = {Long.MAX_VALUE};
+        QueueEngine e = new QueueEngine(binding(false), (chain, slot) -> 8);
+        e.pollMicros(10);
+        e.pollCredit(2_000);
+        e.clock(() -> {
+            now[0] += 1_000;
+            if (now[0] >= arriveAt[0]) {
+                arriveAt[0] = Long.MAX_VALUE;
+                addFrom(50, 8); // the driver's next batch, about 60 us into the poll
+            }
+            return now[0];
+        });
+        e.open();
+        add(50);
+        arriveAt[0] = 70_000; // the first drain reads the clock a few times: about 60 us after the poll starts
+        long t = servedFor(e, now);
+        assertEquals(58, collect().size(), "the batch that came during the poll was served in the same serve()");
+        // credit: 100 us earned, about 50 us spent past the window while waiting, 16 earned by the 8
+        long credit = e.pollCreditNanos() / 1_000;
+        assertTrue(credit >= 10 && credit <= 70, "credit left: " + credit + " us (served for " + t + " us)");
+        e.close();
+    }
+
+    @Test
+    void aPollStopsForAnotherQueueOfItsThreadAndPollsPastTheWindowOnlyWhileTheOthersAreIdle() throws Exception {
+        SplitQueueDriver d2 = SplitQueueDriver.at(mem, 0x8000, SIZE, VirtioFeatures.RING_FEATURES, 0, 0);
+        SplitQueue q2 = new SplitQueue(1);
+        q2.activate(mem, SIZE, d2.descAddr(), d2.availAddr(), d2.usedAddr(), VirtioFeatures.RING_FEATURES, 0, 0);
+        List<Integer> pendingSlots = new ArrayList<>();
+        QueueEngine other = new QueueEngine(new QueueBinding(1, q2, null, () -> { }), (chain, slot) -> {
+            pendingSlots.add(slot);
+            return QueueHandler.PENDING; // stays in flight
+        });
+        other.open();
+        long[] now = {0};
+        QueueEngine e = pollingEngine(now, 2_000);
+        e.pollMicros(30);
+        PollGroup g = new PollGroup();
+        g.add(e);
+        g.add(other);
+
+        // The other queue idle: the poll runs on credit, past the window.
+        add(50);
+        long idle = servedFor(e, now);
+        assertEquals(50, collect().size());
+        assertTrue(idle >= 100 && idle < 130, "polled for " + idle + " us");
+
+        // The other queue has a request in flight: only the window (its completion must not wait).
+        assertTrue(d2.add(new long[] {0x20000}, new int[] {8}, 1, 0, 1) >= 0);
+        d2.publish();
+        while (other.serve()) {
+            // take it
+        }
+        assertEquals(1, other.inFlight());
+        e.pollMicros(30); // the adaptive window back at its maximum (the long wait above shrank it, QEMU's rule)
+        add(50);
+        long busy = servedFor(e, now);
+        assertEquals(50, collect().size());
+        assertTrue(busy >= 30 && busy < 50, "polled for " + busy + " us");
+
+        // The other queue has a chain to take: the poll gives the thread up at once.
+        assertTrue(d2.add(new long[] {0x20008}, new int[] {8}, 1, 0, 2) >= 0);
+        d2.publish();
+        e.pollMicros(30);
+        add(50);
+        long wanted = servedFor(e, now);
+        assertEquals(50, collect().size());
+        assertTrue(wanted < 20, "polled for " + wanted + " us while another queue waited");
+
+        g.remove(other);
+        other.quiesce();
+        for (int slot : pendingSlots) {
+            other.complete(slot, 0);
+        }
+        other.close();
+        e.close();
     }
 }

@@ -378,11 +378,17 @@ public final class SplitQueue implements Virtqueue {
     }
 
     /** Number of chains available as of the last read of {@code avail->idx}, refreshed if none. */
+    @Override
     public int available() {
         if (!active || violation != null) {
             return 0;
         }
-        if (nextAvail == shadowAvailIdx && !refreshAvailIdx()) {
+        try {
+            if (nextAvail == shadowAvailIdx && !refreshAvailIdx()) {
+                return 0;
+            }
+        } catch (InternalError e) {
+            memoryFault();
             return 0;
         }
         return (shadowAvailIdx - nextAvail) & 0xffff;

@@ -12,6 +12,7 @@ public final class RunnerOptions {
     public int iothreads = 1;
     public boolean threadPerQueue;
     public int pollUs = 32;
+    public int pollCreditNs = (int) org.jvirtio.host.QueueEngine.DEFAULT_POLL_CREDIT_NANOS;
     public boolean allowUnsealedMemory;
     public int drainTimeoutSeconds = 10;
     public int statsSeconds;
@@ -26,6 +27,9 @@ public final class RunnerOptions {
         flags.integer("--poll-us", "US",
                 "Busy-poll the avail ring (and pending I/O) up to this many microseconds before sleeping; adaptive like QEMU's poll-max-ns (0: off).",
                 32, v -> pollUs = v);
+        flags.integer("--poll-credit-ns", "NS",
+                "Each request served earns its queue this much busy-polling past the --poll-us window (banked up to 200 us), so the extra polling costs at most NS of CPU per request; keeps a busy queue polling across a guest's slow round trips (0: off; only while polling is on).",
+                (int) org.jvirtio.host.QueueEngine.DEFAULT_POLL_CREDIT_NANOS, v -> pollCreditNs = v);
         flags.toggle("--allow-unsealed-memory",
                 "Accept guest memory the front-end cannot be kept from shrinking (memory-backend-file on tmpfs or hugetlbfs, memfd with seal=off). A truncation then faults the backend's access: the queue breaks or the connection closes.",
                 () -> allowUnsealedMemory = true);
@@ -46,6 +50,9 @@ public final class RunnerOptions {
         if (pollUs < 0 || pollUs > 1_000_000 || statsSeconds < 0) {
             throw new IllegalArgumentException("--poll-us must be in [0, 1000000] and --stats not negative");
         }
+        if (pollCreditNs < 0 || pollCreditNs > 1_000_000) {
+            throw new IllegalArgumentException("--poll-credit-ns must be in [0, 1000000], got " + pollCreditNs);
+        }
         if (drainTimeoutSeconds < 1 || drainTimeoutSeconds > 3600) {
             throw new IllegalArgumentException("--drain-timeout must be in [1, 3600] seconds, got " + drainTimeoutSeconds);
         }
@@ -57,6 +64,7 @@ public final class RunnerOptions {
 
     /** The host the flags ask for, for a device with {@code queues} queues. */
     QueueHost host(int queues) {
-        return threadPerQueue ? QueueHost.threadPerQueue(pollUs) : new IoThreads(Math.min(iothreads, Math.max(1, queues)), pollUs);
+        return threadPerQueue ? QueueHost.threadPerQueue(pollUs, pollCreditNs)
+                : new IoThreads(Math.min(iothreads, Math.max(1, queues)), pollUs, pollCreditNs);
     }
 }
