@@ -44,12 +44,16 @@ public final class BlkBench implements Callable<Integer> {
     @Option(names = "--queues", defaultValue = "1", description = "Queues, each driven by its own thread at --depth (default: ${DEFAULT-VALUE}).")
     int queues;
 
+    @Option(names = "--think-us", defaultValue = "0", description = "Pause this many microseconds (parked, so plus the kernel's timer slack) before replacing each completed request: a guest that does other work between I/Os, for the CPU cost of a lightly loaded queue (default: ${DEFAULT-VALUE}).")
+    int thinkUs;
+
     @Override
     public Integer call() throws Exception {
         if (depth < 1 || depth > 128 || bs < 512 || bs % 512 != 0 || bs > (1 << 20) || readPercent < 0 || readPercent > 100 || seconds < 1 || warmup < 0
-                || queues < 1 || queues > BlkClient.MAX_QUEUES) {
+                || queues < 1 || queues > BlkClient.MAX_QUEUES || thinkUs < 0 || thinkUs > 1_000_000) {
             throw new CommandLine.ParameterException(new CommandLine(this),
-                    "need --depth 1-128, --bs a multiple of 512 up to 1 MiB, --read-percent 0-100, --seconds >= 1, --queues 1-" + BlkClient.MAX_QUEUES);
+                    "need --depth 1-128, --bs a multiple of 512 up to 1 MiB, --read-percent 0-100, --seconds >= 1, --think-us 0-1000000, --queues 1-"
+                            + BlkClient.MAX_QUEUES);
         }
         try (BlkClient c = new BlkClient(socket, depth, bs, queues, inflight)) {
             long blocks = Math.min(c.capacitySectors() * 512, VhostUserBlkCommand.parseSize("--span", span)) / bs;
@@ -133,6 +137,9 @@ public final class BlkBench implements Callable<Integer> {
                     }
                 }
                 if (more) {
+                    if (thinkUs > 0) {
+                        java.util.concurrent.locks.LockSupport.parkNanos(thinkUs * 1000L);
+                    }
                     issue(c, q, tag, rnd, blocks);
                 } else {
                     inFlight[0]--;
