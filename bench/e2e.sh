@@ -8,6 +8,8 @@
 # jvirtio runs with its defaults (adaptive polling up to 32 us, like qsd's poll-max-ns default);
 # qsd's file backend is run with aio=threads (its default) and aio=io_uring.
 # Usage: bench/e2e.sh [seconds] [null|file|tmpfs|all]    (needs qemu-storage-daemon: package qemu-system-common)
+# E2E_JVIRTIO_VARIANT="flags" adds rows "jvirtio_var": jvirtio run with those backend flags too, in
+# the same run (e.g. E2E_JVIRTIO_VARIANT="--poll-credit-ns 0" for the polling before the credit).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 secs=${1:-10}
@@ -29,9 +31,11 @@ start_backend() { # kind disk -> sets pid, sock
   rm -f "$sock"
   local img=$img
   [ "$2" = tmpfs ] && img=$shm/disk.img
-  case "$1-${2/tmpfs/file}" in
-    jvirtio-null) taskset -c 1 "$root/bin/vhost-user-blk" --socket "$sock" --null 1G >"$work/backend.log" 2>&1 & ;;
-    jvirtio-file) taskset -c 1 "$root/bin/vhost-user-blk" --socket "$sock" --image "$img" >"$work/backend.log" 2>&1 & ;;
+  local extra=()
+  [ "$1" = jvirtio_var ] && read -r -a extra <<<"$E2E_JVIRTIO_VARIANT"
+  case "${1/jvirtio_var/jvirtio}-${2/tmpfs/file}" in
+    jvirtio-null) taskset -c 1 "$root/bin/vhost-user-blk" --socket "$sock" --null 1G "${extra[@]}" >"$work/backend.log" 2>&1 & ;;
+    jvirtio-file) taskset -c 1 "$root/bin/vhost-user-blk" --socket "$sock" --image "$img" "${extra[@]}" >"$work/backend.log" 2>&1 & ;;
     qsd-null) taskset -c 1 qemu-storage-daemon --blockdev driver=null-co,node-name=d0,size=1073741824,read-zeroes=on \
       --export type=vhost-user-blk,id=e0,node-name=d0,addr.type=unix,addr.path="$sock",writable=on >"$work/backend.log" 2>&1 & ;;
     qsd-file) taskset -c 1 qemu-storage-daemon --blockdev driver=file,node-name=d0,filename="$img",cache.direct=off \
@@ -48,6 +52,7 @@ printf '%-19s %-6s %5s %12s %10s %10s %12s\n' backend rw depth IOPS p50_us p99.9
 for disk in $disks; do
   kinds="jvirtio qsd"
   [ "$disk" != null ] && kinds="jvirtio qsd qsd_uring"
+  [ -n "${E2E_JVIRTIO_VARIANT:-}" ] && kinds="jvirtio jvirtio_var ${kinds#jvirtio }"
   for kind in $kinds; do
     for rw in read write; do
       for depth in 1 32; do

@@ -51,8 +51,17 @@ public final class QueueEngine implements QueueCompletions {
     private static final long INITIAL_POLL_NANOS = 4_000;
     /** The default of {@link #pollCredit(long)}: busy-polling a served request earns, in ns. */
     public static final long DEFAULT_POLL_CREDIT_NANOS = 2_000;
-    /** The most polling credit a queue banks: the longest a credit-paid poll can last. */
+    /**
+     * The most polling credit a queue banks: the longest a credit-paid poll can last. A wait
+     * longer than this (which no bank could have covered: the queue is not busy) forfeits it.
+     */
     public static final long POLL_CREDIT_CAP_NANOS = 200_000;
+    /**
+     * Credit is spent only on polls at least this long (twice QEMU's default window): shorter
+     * ones would not outlast a guest's wake-up on a virtual machine's host, where the credit
+     * earns its keep, and would only cost.
+     */
+    public static final long POLL_CREDIT_MIN_NANOS = 64_000;
 
     private final QueueBinding binding;
     private final QueueStats stats;
@@ -142,13 +151,15 @@ public final class QueueEngine implements QueueCompletions {
     /**
      * Polling paid for by the work it serves: each request taken from the ring earns the queue
      * {@code nanosPerRequest} of busy-polling (banked up to {@link #POLL_CREDIT_CAP_NANOS}), and
-     * a poll may run past the {@link #pollMicros} window while there is credit, which the time
-     * spent past the window uses up. So the extra polling costs at most {@code nanosPerRequest}
-     * of CPU per request served, averaged over any stretch of time, and a queue that is never
-     * busy never earns any; but a driver that keeps a queue busy with round trips longer than the
-     * window (a guest whose wake-ups are slow, as on a virtual machine's host) finds the device
-     * still polling when it submits again, so neither side has to sleep and be woken (measured:
-     * 2-5x the IOPS at less CPU per request, docs/PERFORMANCE.md). Only while polling is on
+     * a poll may run past the {@link #pollMicros} window while there is credit (at least
+     * {@link #POLL_CREDIT_MIN_NANOS}), which the time spent past the window uses up. So the extra
+     * polling costs at most {@code nanosPerRequest} of CPU per request served, averaged over any
+     * stretch of time; a wait longer than the cap forfeits the bank, so a queue whose requests
+     * come further apart than that never polls on credit at all. But a driver that keeps a queue
+     * busy with round trips longer than the window (a guest whose wake-ups are slow, as on a
+     * virtual machine's host) finds the device still polling when it submits again, so neither
+     * side has to sleep and be woken (measured: 2-10x the IOPS at less CPU per request,
+     * docs/PERFORMANCE.md). Only while polling is on
      * (a window above 0), and only while the thread's other queues have nothing in flight:
      * their completions must not wait for it. 0 turns it off; {@link #DEFAULT_POLL_CREDIT_NANOS}
      * by default.
@@ -228,7 +239,11 @@ public final class QueueEngine implements QueueCompletions {
         long entered = clock.getAsLong();
         budgetEnd = entered + SERVE_BUDGET_NANOS;
         if (pollMaxNanos > 0 && waitStart != 0) {
-            adjustPolling(entered - waitStart);
+            long blocked = entered - waitStart;
+            adjustPolling(blocked);
+            if (blocked > POLL_CREDIT_CAP_NANOS) {
+                pollCredit = 0; // not busy: the bank lapses
+            }
             waitStart = 0;
         }
         while (true) {
@@ -277,7 +292,7 @@ public final class QueueEngine implements QueueCompletions {
     private boolean spin() {
         long start = clock.getAsLong();
         long window = pollNanos;
-        if (pollCredit > window && (group == null || group.othersIdle(this))) {
+        if (pollCredit > window && pollCredit >= POLL_CREDIT_MIN_NANOS && (group == null || group.othersIdle(this))) {
             window = pollCredit;
         }
         long deadline = start + window;

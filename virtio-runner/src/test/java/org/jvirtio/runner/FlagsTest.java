@@ -166,6 +166,8 @@ class FlagsTest {
             {"stall"},
             {"stall", "--socket", sock.toString(), "--iothreads", "0"},
             {"stall", "--socket", sock.toString(), "--poll-us", "-1"},
+            {"stall", "--socket", sock.toString(), "--poll-credit-ns", "-5"},
+            {"stall", "--socket", sock.toString(), "--poll-credit-ns", "2000000"},
             {"stall", "--socket", sock.toString(), "--drain-timeout", "soon"},
             {"stall", "--socket", dir.resolve("missing/x.sock").toString()},
             {"stall", "--socket", sock.toString(), "--face", "4"},
