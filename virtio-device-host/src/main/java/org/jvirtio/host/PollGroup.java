@@ -24,10 +24,6 @@ final class PollGroup {
         }
     }
 
-    int size() {
-        return members.length;
-    }
-
     /** Whether every queue but {@code self} has nothing in flight and nothing available. */
     boolean othersIdle(QueueEngine self) {
         for (QueueEngine e : members) {

@@ -159,10 +159,9 @@ public final class QueueEngine implements QueueCompletions {
      * busy with round trips longer than the window (a guest whose wake-ups are slow, as on a
      * virtual machine's host) finds the device still polling when it submits again, so neither
      * side has to sleep and be woken (measured: 2-10x the IOPS at less CPU per request,
-     * docs/PERFORMANCE.md). Only while polling is on
-     * (a window above 0), and only while the thread's other queues have nothing in flight:
-     * their completions must not wait for it. 0 turns it off; {@link #DEFAULT_POLL_CREDIT_NANOS}
-     * by default.
+     * docs/PERFORMANCE.md). Only while polling is on (a window above 0), and only while the
+     * thread's other queues have nothing in flight: their completions must not wait for it.
+     * 0 turns it off; {@link #DEFAULT_POLL_CREDIT_NANOS} by default.
      */
     public void pollCredit(long nanosPerRequest) {
         if (nanosPerRequest < 0) {
@@ -258,7 +257,7 @@ public final class QueueEngine implements QueueCompletions {
             if (n > 0 && waitFrom - budgetEnd > 0) {
                 return true;
             }
-            if ((pollNanos > 0 || pollCredit > 0) && pollMaxNanos > 0 && spin()) {
+            if ((pollNanos > 0 || pollCredit >= POLL_CREDIT_MIN_NANOS) && pollMaxNanos > 0 && spin()) {
                 continue; // work arrived within the window: the sweet spot, nothing to adjust
             }
             if (!q.enableNotifications()) {
