@@ -324,9 +324,11 @@ class MmioTransportTest {
             SplitQueueDriver d = t.readyQueue0();
             t.mem.writeU16(d.availAddr() + 2, 1000);
             t.w(QUEUE_NOTIFY, 0);
+            // The queue's thread sets DEVICE_NEEDS_RESET, then raises the interrupt: wait for the
+            // line too (a driver may read the status before the interrupt arrives).
             long deadline = System.nanoTime() + 5_000_000_000L;
-            while ((t.r(STATUS) & DeviceStatus.DEVICE_NEEDS_RESET) == 0) {
-                assertTrue(System.nanoTime() < deadline);
+            while ((t.r(STATUS) & DeviceStatus.DEVICE_NEEDS_RESET) == 0 || !t.level) {
+                assertTrue(System.nanoTime() < deadline, "no DEVICE_NEEDS_RESET with the line raised within 5 s");
                 Thread.sleep(1);
             }
             t.assertNeedsResetWithConfigInterrupt();
