@@ -168,7 +168,6 @@ public final class QueueEngine implements QueueCompletions {
             throw new IllegalArgumentException("negative poll credit: " + nanosPerRequest);
         }
         this.pollCreditPerRequest = nanosPerRequest;
-        this.pollCredit = Math.min(pollCredit, POLL_CREDIT_CAP_NANOS);
     }
 
     /** The polling credit banked now, in ns (for tests and statistics). */

@@ -448,6 +448,14 @@ class QueueEngineTest {
         return e;
     }
 
+    /** Makes {@code n} chains available, serves them, checks that all came back: how long it took (fake us). */
+    long serveBatch(QueueEngine e, long[] now, int n) {
+        add(n);
+        long t = servedFor(e, now);
+        assertEquals(n, collect().size());
+        return t;
+    }
+
     /** How long (fake us) one serve() took, serving again while it yields. */
     static long servedFor(QueueEngine e, long[] now) {
         long before = now[0];
@@ -461,9 +469,7 @@ class QueueEngineTest {
     void requestsServedEarnAPollPastTheWindowWhichUsesTheCreditUp() throws Exception {
         long[] now = {0};
         QueueEngine e = pollingEngine(now, 2_000);
-        add(50);
-        long t = servedFor(e, now);
-        assertEquals(50, collect().size());
+        long t = serveBatch(e, now, 50);
         // 50 requests earned 100 us: the poll after them ran about 100 us, not the 10 us window
         assertTrue(t >= 100 && t < 120, "polled for " + t + " us");
         // ... and used up what it spent past the window (90 us of the 100)
@@ -479,9 +485,7 @@ class QueueEngineTest {
     void creditBelowTheMinimumIsKeptNotSpentAndALongWaitForfeitsIt() throws Exception {
         long[] now = {0};
         QueueEngine e = pollingEngine(now, 2_000);
-        add(20); // earns 40 us: less than a credit-paid poll's minimum
-        long t = servedFor(e, now);
-        assertEquals(20, collect().size());
+        long t = serveBatch(e, now, 20); // earns 40 us: less than a credit-paid poll's minimum
         assertTrue(t >= 10 && t < 20, "polled for " + t + " us");
         assertEquals(40_000, e.pollCreditNanos(), "kept for later");
         now[0] += 50_000; // a short wait: the bank stays
@@ -497,17 +501,13 @@ class QueueEngineTest {
     void withoutCreditOrWithPollingOffTheWindowIsAllThereIs() throws Exception {
         long[] now = {0};
         QueueEngine e = pollingEngine(now, 0);
-        add(50);
-        long t = servedFor(e, now);
-        assertEquals(50, collect().size());
+        long t = serveBatch(e, now, 50);
         assertTrue(t >= 10 && t < 20, "polled for " + t + " us");
         e.close();
 
         QueueEngine off = pollingEngine(now, 2_000);
         off.pollMicros(0);
-        add(50);
-        long t0 = servedFor(off, now);
-        assertEquals(50, collect().size());
+        long t0 = serveBatch(off, now, 50);
         assertTrue(t0 < 10, "polling off, yet it polled for " + t0 + " us");
         assertEquals(0, off.pollCreditNanos(), "no credit is earned with polling off");
         off.close();
@@ -517,9 +517,7 @@ class QueueEngineTest {
     void creditIsBankedUpToTheCap() throws Exception {
         long[] now = {0};
         QueueEngine e = pollingEngine(now, 1_000_000);
-        add(40);
-        long t = servedFor(e, now);
-        assertEquals(40, collect().size());
+        long t = serveBatch(e, now, 40);
         long cap = QueueEngine.POLL_CREDIT_CAP_NANOS / 1_000;
         assertTrue(t >= cap && t < cap + 20, "polled for " + t + " us with a cap of " + cap);
         e.close();
@@ -570,9 +568,7 @@ class QueueEngineTest {
         g.add(other);
 
         // The other queue idle: the poll runs on credit, past the window.
-        add(50);
-        long idle = servedFor(e, now);
-        assertEquals(50, collect().size());
+        long idle = serveBatch(e, now, 50);
         assertTrue(idle >= 100 && idle < 130, "polled for " + idle + " us");
 
         // The other queue has a request in flight: only the window (its completion must not wait).
@@ -583,18 +579,14 @@ class QueueEngineTest {
         }
         assertEquals(1, other.inFlight());
         e.pollMicros(30); // the adaptive window back at its maximum (the long wait above shrank it, QEMU's rule)
-        add(50);
-        long busy = servedFor(e, now);
-        assertEquals(50, collect().size());
+        long busy = serveBatch(e, now, 50);
         assertTrue(busy >= 30 && busy < 50, "polled for " + busy + " us");
 
         // The other queue has a chain to take: the poll gives the thread up at once.
         assertTrue(d2.add(new long[] {0x20008}, new int[] {8}, 1, 0, 2) >= 0);
         d2.publish();
         e.pollMicros(30);
-        add(50);
-        long wanted = servedFor(e, now);
-        assertEquals(50, collect().size());
+        long wanted = serveBatch(e, now, 50);
         assertTrue(wanted < 20, "polled for " + wanted + " us while another queue waited");
 
         g.remove(other);

@@ -292,7 +292,6 @@ class DataplaneTest {
         }
     }
 
-
     /** virtio-blk's own default host (a thread per queue in poll(2)) runs the same engine, io_uring included. */
     @ParameterizedTest(name = "io_uring={0}")
     @CsvSource({"true", "false"})
@@ -624,7 +623,6 @@ class DataplaneTest {
         }
         assertEquals(0L, (long) threads.loopOf(0).submit(() -> opened.get(0).readsInline()).get(), "the short read went on through io_uring");
     }
-
 
     /**
      * The I/O thread allocates nothing per request in steady state (counted by the JVM's
