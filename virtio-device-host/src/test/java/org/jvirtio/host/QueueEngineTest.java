@@ -597,4 +597,36 @@ class QueueEngineTest {
         other.close();
         e.close();
     }
+
+    /**
+     * A poll looks at the other queues' avail->idx: a hostile one there (1000 entries ahead of a
+     * 64-entry ring) breaks that queue, as its own pop would, and nothing else. The polling
+     * queue serves all its chains and still polls on credit (the broken queue has nothing to take).
+     */
+    @Test
+    void aHostileAvailIndexOnAnotherQueueOfTheThreadBreaksThatQueueAloneDuringAPoll() throws Exception {
+        SplitQueueDriver d2 = SplitQueueDriver.at(mem, 0x8000, SIZE, VirtioFeatures.RING_FEATURES, 0, 0);
+        SplitQueue q2 = new SplitQueue(1);
+        q2.activate(mem, SIZE, d2.descAddr(), d2.availAddr(), d2.usedAddr(), VirtioFeatures.RING_FEATURES, 0, 0);
+        QueueEngine other = new QueueEngine(new QueueBinding(1, q2, null, () -> { }), (chain, slot) -> 8);
+        other.open();
+        long[] now = {0};
+        QueueEngine e = pollingEngine(now, 2_000);
+        PollGroup g = new PollGroup();
+        g.add(e);
+        g.add(other);
+        mem.writeU16(d2.availAddr() + 2, 1000);
+
+        long t = serveBatch(e, now, 50);
+        assertTrue(q2.isBroken(), "the hostile ring is stopped");
+        assertEquals(org.jvirtio.ring.RingViolation.Reason.AVAIL_INDEX_TOO_FAR, q2.violation().reason());
+        assertTrue(t >= 100 && t < 130, "polled for " + t + " us");
+        assertFalse(queue.isBroken(), "the polling queue is untouched");
+        assertFalse(other.serve(), "the broken queue takes nothing");
+        assertEquals(0, other.inFlight());
+        serveBatch(e, now, 10); // and the polling queue goes on serving
+        g.remove(other);
+        other.close();
+        e.close();
+    }
 }
