@@ -439,6 +439,39 @@ class HostileRingTest {
     }
 
     /**
+     * The same fault met by available() (the queue engine's look at the ring while it polls, with
+     * no chain popped): the ring breaks with the same reason, available() answers 0 and nothing
+     * throws. Without the catch the InternalError of the SIGBUS came out of available().
+     */
+    @Test
+    void guestMemoryThatFaultsWhileLookingForWorkBreaksTheRing() throws Exception {
+        int fd = org.jvirtio.api.linux.Libc.memfdCreate("shrinks");
+        org.jvirtio.api.linux.Libc.ftruncate(fd, REGION);
+        MemoryMapping m = MemoryMapping.map(fd, 0, REGION);
+        GuestMemory mem = GuestMemory.of(GuestRegion.of(0, m));
+        m.release();
+        try {
+            SplitRingLayout.Placement p = SplitRingLayout.place(0, 8);
+            SplitQueue q = new SplitQueue(0);
+            java.util.List<RingViolation> seen = new java.util.ArrayList<>();
+            q.setViolationListener((queue, v) -> seen.add(v));
+            q.activate(mem, 8, p.desc(), p.avail(), p.used(), RingFixture.features(false, false), 0, 0);
+            assertEquals(0, q.available(), "an empty ring");
+            org.jvirtio.api.linux.Libc.ftruncate(fd, 0); // the front-end shrinks the file
+            assertEquals(0, q.available());
+            assertTrue(q.isBroken());
+            assertEquals(Reason.MEMORY_FAULT, q.violation().reason());
+            assertEquals(1, seen.size(), "the listener hears it once");
+            assertEquals(0, q.available(), "a broken ring offers nothing");
+            assertNull(q.pop());
+            assertEquals(1, seen.size());
+        } finally {
+            mem.release();
+            org.jvirtio.api.linux.Libc.close(fd);
+        }
+    }
+
+    /**
      * Issue 14, item 5 (failed before: alignment was checked on guest addresses only, so a region
      * mapped at an odd mmap_offset made pop() throw IllegalArgumentException from the 16-bit
      * VarHandle, ending a QueueWorker's thread silently): activation refuses the ring by name.
