@@ -35,7 +35,6 @@ import org.slf4j.LoggerFactory;
 public final class IoThreads implements QueueHost {
     private static final Logger LOG = LoggerFactory.getLogger(IoThreads.class);
     private static final int NOFD_POLL_MICROS = 1000;
-    private static final long STOP_LOG_NANOS = TimeUnit.SECONDS.toNanos(5);
 
     private final MultiThreadIoEventLoopGroup group;
     private final IoEventLoop[] loops;
@@ -229,26 +228,8 @@ public final class IoThreads implements QueueHost {
                 finishIfIdle();
             });
             long started = System.nanoTime();
-            while (true) {
-                long left = limitNanos - (System.nanoTime() - started);
-                if (left <= 0) {
-                    break;
-                }
-                try {
-                    done.get(Math.min(left, STOP_LOG_NANOS), TimeUnit.NANOSECONDS);
-                    return true;
-                } catch (TimeoutException e) {
-                    if (System.nanoTime() - started < limitNanos) {
-                        LOG.info("queue {}: stopping; still waiting for {} requests in flight at the device after {} s", queue.index(),
-                                queue.inFlight(), TimeUnit.NANOSECONDS.toSeconds(System.nanoTime() - started));
-                    }
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                    LOG.warn("queue {}: interrupted while stopping", queue.index());
-                    break;
-                } catch (ExecutionException e) {
-                    throw new IllegalStateException(e.getCause());
-                }
+            if (StopWait.await(done, limitNanos, queue, LOG)) {
+                return true;
             }
             queue.abandon();
             // Once this task ran, the loop is outside the engine: no completion that was under
@@ -261,10 +242,7 @@ public final class IoThreads implements QueueHost {
             if (done.isDone()) {
                 return true; // the last request completed just now
             }
-            LOG.warn("queue {}: gave up after {} ms waiting for {} requests in flight at the device: the ring is handed back without"
-                    + " them (the driver never sees them complete); the device finishes them in the background and guest memory"
-                    + " stays mapped until it has", queue.index(), TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - started),
-                    queue.inFlight());
+            StopWait.gaveUp(started, queue, LOG);
             return false;
         }
 

@@ -24,7 +24,6 @@ import org.slf4j.LoggerFactory;
 final class ThreadPerQueueHost implements QueueHost.Started {
     private static final Logger LOG = LoggerFactory.getLogger(ThreadPerQueueHost.class);
     private static final int POLL_MILLIS = 1;
-    private static final long STOP_LOG_NANOS = TimeUnit.SECONDS.toNanos(5);
 
     private final QueueEngine engine;
     private final EventFd stopFd;
@@ -73,28 +72,9 @@ final class ThreadPerQueueHost implements QueueHost.Started {
         stopping = true;
         stopFd.signal();
         long started = System.nanoTime();
-        while (true) {
-            long left = limitNanos - (System.nanoTime() - started);
-            if (left <= 0) {
-                break;
-            }
-            try {
-                closed.get(Math.min(left, STOP_LOG_NANOS), TimeUnit.NANOSECONDS);
-                stopFd.close();
-                return true;
-            } catch (TimeoutException e) {
-                if (System.nanoTime() - started < limitNanos) {
-                    LOG.info("queue {}: stopping; still waiting for {} requests in flight at the device after {} s", engine.index(),
-                            engine.inFlight(), TimeUnit.NANOSECONDS.toSeconds(System.nanoTime() - started));
-                }
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                LOG.warn("queue {}: interrupted while stopping", engine.index());
-                break;
-            } catch (ExecutionException e) {
-                stopFd.close();
-                return true; // never completed exceptionally; here for the compiler
-            }
+        if (StopWait.await(closed, limitNanos, engine, LOG)) {
+            stopFd.close();
+            return true;
         }
         engine.abandon();
         // The thread acknowledges between two reaps: after that no completion that was under way
@@ -115,10 +95,7 @@ final class ThreadPerQueueHost implements QueueHost.Started {
             LOG.error("queue {}: its thread is blocked inside the device; a completion it is delivering may still reach the ring",
                     engine.index());
         }
-        LOG.warn("queue {}: gave up after {} ms waiting for {} requests in flight at the device: the ring is handed back without"
-                + " them (the driver never sees them complete); the device finishes them in the background and guest memory"
-                + " stays mapped until it has", engine.index(), TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - started),
-                engine.inFlight());
+        StopWait.gaveUp(started, engine, LOG);
         return false;
     }
 
