@@ -41,9 +41,10 @@ import org.slf4j.LoggerFactory;
  * }</pre>
  *
  * <p>The guest memory must be shareable (memfd-backed regions, as {@code MemoryMapping.memfd}
- * makes them): the backend maps it from the fds. Not supported yet: configuration change
- * notifications from the backend (its backend request channel), and in-flight tracking across a
- * backend restart.
+ * makes them): the backend maps it from the fds. A backend that offers PROTOCOL_F_BACKEND_REQ
+ * gets a backend request channel: its CONFIG_CHANGE_MSG (a resized disk, say) becomes the MMIO
+ * configuration change interrupt, with ConfigGeneration moved on. Not supported yet: in-flight
+ * tracking across a backend restart (a backend that goes away leaves the device broken).
  */
 public final class VhostUserProxy implements VirtioDevice, AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(VhostUserProxy.class);
@@ -61,6 +62,8 @@ public final class VhostUserProxy implements VirtioDevice, AutoCloseable {
     private final boolean resetDevice;
     private final Calls calls;
     private boolean memoryShared;
+    /** The driver session's context from DRIVER_OK to the reset; read by the backend channel's thread. */
+    private volatile DeviceContext context;
 
     private VhostUserProxy(VhostUserFrontend fe, int deviceId, GuestMemory memory, int configSize) throws IOException {
         this.fe = fe;
@@ -75,9 +78,11 @@ public final class VhostUserProxy implements VirtioDevice, AutoCloseable {
         }
         long protocol = 0;
         if ((backendFeatures & VhostUserProtocol.F_PROTOCOL_FEATURES) != 0) {
-            protocol = fe.getProtocolFeatures() & VhostUserProtocol.BACKEND_PROTOCOL_FEATURES
-                    & ~(1L << VhostUserProtocol.PROTOCOL_F_BACKEND_REQ);
+            protocol = fe.getProtocolFeatures() & VhostUserProtocol.BACKEND_PROTOCOL_FEATURES;
             fe.setProtocolFeatures(protocol);
+            if ((protocol & (1L << VhostUserProtocol.PROTOCOL_F_BACKEND_REQ)) != 0) {
+                fe.openBackendChannel(this::backendConfigChanged);
+            }
         }
         this.queues = (protocol & (1L << VhostUserProtocol.PROTOCOL_F_MQ)) != 0 ? Math.max(1, fe.getQueueNum()) : 1;
         this.resetDevice = (protocol & (1L << VhostUserProtocol.PROTOCOL_F_RESET_DEVICE)) != 0;
@@ -150,10 +155,28 @@ public final class VhostUserProxy implements VirtioDevice, AutoCloseable {
         }
     }
 
-    /** The backend does not tell (its config changes would come on its request channel, not followed yet). */
+    /**
+     * 0: the backend has no generation to ask for. Its changes come as CONFIG_CHANGE_MSG, each of
+     * which moves the transport's ConfigGeneration on ({@link DeviceContext#notifyConfigChange()}).
+     */
     @Override
     public int configGeneration() {
         return 0;
+    }
+
+    /**
+     * CONFIG_CHANGE_MSG from the backend, on the backend channel's thread: the driver is told
+     * (configuration interrupt) if it has a session; it reads the new values from the backend
+     * (every config read is a GET_CONFIG). Nothing here waits on the backend, which may be
+     * waiting for this message's reply.
+     */
+    private void backendConfigChanged() {
+        DeviceContext c = context;
+        if (c != null) {
+            c.notifyConfigChange();
+        } else {
+            LOG.debug("vhost-user proxy: the backend's configuration changed before DRIVER_OK");
+        }
     }
 
     @Override
@@ -169,6 +192,7 @@ public final class VhostUserProxy implements VirtioDevice, AutoCloseable {
     /** DRIVER_OK: the negotiated features and the memory table go to the backend. */
     @Override
     public void activate(DeviceContext context) {
+        this.context = context;
         try {
             long f = context.negotiatedFeatures() & ~VirtioFeatures.bit(VirtioFeatures.RING_RESET);
             if ((backendFeatures & VhostUserProtocol.F_PROTOCOL_FEATURES) != 0) {
@@ -194,6 +218,7 @@ public final class VhostUserProxy implements VirtioDevice, AutoCloseable {
 
     @Override
     public void reset() {
+        context = null;
         if (resetDevice) {
             try {
                 fe.resetDevice();

@@ -362,26 +362,50 @@ public final class VhostUserFrontend implements AutoCloseable {
      * CONFIG_CHANGE_MSG is counted ({@link #configChanges()}) and acknowledged.
      */
     public void openBackendChannel() throws IOException {
+        openBackendChannel(() -> { });
+    }
+
+    /**
+     * Opens the backend request channel and serves it on a daemon thread: each CONFIG_CHANGE_MSG
+     * is counted, runs {@code onConfigChange} on that thread, then is acknowledged (where the
+     * backend asked for a reply) with 0; a request this front-end does not serve is answered
+     * with 1 (failure), as QEMU answers one, and otherwise ignored.
+     */
+    public void openBackendChannel(Runnable onConfigChange) throws IOException {
         int[] pair = UnixSocket.socketPair();
         try {
             request(VhostUserRequest.SET_BACKEND_REQ_FD, new byte[0], pair[1]);
+        } catch (IOException | RuntimeException e) {
+            UnixSocket.closeQuietly(pair[0]);
+            throw e;
         } finally {
             UnixSocket.closeQuietly(pair[1]);
         }
         backendChannelFd = pair[0];
-        backendChannelThread = Thread.ofPlatform().daemon().name("vhost-user-backend-channel").start(this::serveBackendChannel);
+        backendChannelThread = Thread.ofPlatform().daemon().name("vhost-user-backend-channel")
+                .start(() -> serveBackendChannel(onConfigChange));
     }
 
-    private void serveBackendChannel() {
+    private void serveBackendChannel(Runnable onConfigChange) {
         try (MessageReader r = new MessageReader(backendChannelFd, false)) {
             while (r.read() == MessageReader.Status.MESSAGE) {
                 VhostUserMessage m = r.message();
                 UnixSocket.closeAll(m.fds());
+                long result = 1;
                 if (m.request() == BACKEND_CONFIG_CHANGE_MSG) {
                     configChanges.incrementAndGet();
+                    try {
+                        onConfigChange.run();
+                        result = 0;
+                    } catch (RuntimeException e) {
+                        LOG.warn("backend channel: the configuration change was not passed on: {}", e.toString());
+                    }
+                } else {
+                    LOG.debug("backend channel: request {} not served", m.request());
                 }
                 if (m.needsReply()) {
-                    UnixSocket.send(backendChannelFd, VhostUserMessage.encode(m.request(), VERSION | FLAG_REPLY, VhostUserMessage.u64(0)), new int[0]);
+                    UnixSocket.send(backendChannelFd, VhostUserMessage.encode(m.request(), VERSION | FLAG_REPLY, VhostUserMessage.u64(result)),
+                            new int[0]);
                 }
             }
         } catch (ErrnoException | VhostUserProtocolException e) {
