@@ -325,12 +325,15 @@ public final class VhostUserProxy implements VirtioDevice, AutoCloseable {
         private void run() {
             try (Arena arena = Arena.ofConfined()) {
                 MemorySegment counter = arena.allocate(8, 8);
+                MemorySegment pfds = arena.allocate(8L * 16, 8);
                 while (!closed) {
                     Integer[] fds;
                     synchronized (this) {
                         fds = byFd.keySet().toArray(new Integer[0]);
                     }
-                    MemorySegment pfds = arena.allocate(8L * (fds.length + 1), 8);
+                    if (pfds.byteSize() < 8L * (fds.length + 1)) { // more queues than ever before: grows (doubling), once in a while
+                        pfds = arena.allocate(Math.max(pfds.byteSize() * 2, 8L * (fds.length + 1)), 8);
+                    }
                     pfds.set(ValueLayout.JAVA_INT, 0, wake.fd());
                     pfds.set(ValueLayout.JAVA_SHORT, 4, (short) Libc.POLLIN);
                     for (int k = 0; k < fds.length; k++) {
