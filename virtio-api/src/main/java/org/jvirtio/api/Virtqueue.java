@@ -25,6 +25,16 @@ public interface Virtqueue {
     DescriptorChain pop();
 
     /**
+     * Puts back the chain the last {@link #pop()} returned, untaken: the next pop returns the same
+     * head again, and the driver never sees it used. For a device that has nothing for the chain
+     * yet (no input to fill it with); only the most recent pop, before anything else happens on
+     * the queue.
+     *
+     * @throws IllegalStateException for any other chain (nothing changes then)
+     */
+    void unpop(DescriptorChain chain);
+
+    /**
      * Returns a chain to the driver: writes a used element (head id, bytes written) without
      * publishing it yet. The chain object is recycled by this call.
      *

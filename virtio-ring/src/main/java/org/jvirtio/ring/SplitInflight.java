@@ -205,6 +205,24 @@ public final class SplitInflight {
         FLAG.setRelease(r, desc(head) + D_INFLIGHT, (byte) 1);
     }
 
+    /**
+     * The head {@link #popped} last goes back to the avail ring untaken: its flag is cleared (a
+     * successor must not resubmit it: the driver still offers it at the avail index the queue
+     * steps back to) and its count is given back.
+     */
+    void unpopped(int head) {
+        FLAG.setRelease(r, desc(head) + D_INFLIGHT, (byte) 0);
+        counter--;
+    }
+
+    /** The head {@link #nextResubmit} returned last is to be resubmitted again (still flagged, as the predecessor left it). */
+    void unresubmit() {
+        if (resubmitNext == 0) {
+            throw new IllegalStateException("nothing was resubmitted");
+        }
+        resubmitNext--;
+    }
+
     /** A used element written (not yet published): the head joins the last batch list. */
     void used(int head) {
         r.set(U16, desc(head) + D_NEXT, r.get(U16, LAST_BATCH_HEAD));

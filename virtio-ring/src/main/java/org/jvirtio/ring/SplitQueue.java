@@ -87,6 +87,13 @@ public final class SplitQueue implements Virtqueue {
     private boolean notificationsEnabled = true;
 
     private RingViolation violation;
+    /**
+     * The chain the last pop returned while nothing has happened to it since: the one chain
+     * {@link #unpop} may put back. Null once it is used or put back, or after another pop.
+     */
+    private RingChain lastPopped;
+    /** Whether {@link #lastPopped} came from the inflight region's resubmissions, not the avail ring. */
+    private boolean lastPoppedResubmitted;
     /** The vhost-user inflight region's part for this queue, or null (not tracked). */
     private SplitInflight inflight;
     /** The dirty log while the front-end migrates (null otherwise): one branch per used element. */
@@ -246,6 +253,7 @@ public final class SplitQueue implements Virtqueue {
     public void deactivate() {
         active = false;
         inflight = null;
+        lastPopped = null;
     }
 
     public boolean isActive() {
@@ -416,11 +424,15 @@ public final class SplitQueue implements Virtqueue {
     }
 
     private DescriptorChain popChain() {
+        lastPopped = null;
         if (!active || violation != null) {
             return null;
         }
         if (inflight != null && inflight.resubmitLeft() > 0) {
-            return resubmitted();
+            RingChain chain = take(inflight.nextResubmit());
+            lastPopped = chain;
+            lastPoppedResubmitted = true;
+            return chain;
         }
         if (nextAvail == shadowAvailIdx && !refreshAvailIdx()) {
             return null;
@@ -435,16 +447,41 @@ public final class SplitQueue implements Virtqueue {
         if (inflight != null) {
             inflight.popped(head);
         }
+        lastPopped = chain;
+        lastPoppedResubmitted = false;
         return chain;
     }
 
     /**
-     * A head the previous backend took and never completed (from the inflight region), walked
-     * again from the descriptor table, which the driver has left alone since it made the head
-     * available. Its avail slot is behind nextAvail already; its flag and counter stay as they are.
+     * Puts back the chain the last {@link #pop()} returned, which the device does not want yet:
+     * the ring is as if it had never been popped (the avail index steps back one, the inflight
+     * region forgets it, or a resubmitted head waits to be resubmitted again), and the next pop
+     * returns the same head, walked again. Only that chain, and only before anything else
+     * happened on the queue: another pop, addUsed, a stop.
+     *
+     * @throws IllegalStateException for any other chain (nothing changes then)
      */
-    private DescriptorChain resubmitted() {
-        return take(inflight.nextResubmit());
+    @Override
+    public void unpop(DescriptorChain chain) {
+        if (chain == null || chain != lastPopped) {
+            throw new IllegalStateException("chain " + chain + " is not the last chain popped from queue " + index
+                    + " (only that one can be put back, before anything else happens on the queue)");
+        }
+        RingChain rc = lastPopped;
+        lastPopped = null;
+        inUse[rc.slot] = false;
+        free[freeTop++] = rc.slot;
+        if (!active || violation != null) {
+            return; // a stopped or broken ring keeps its indices
+        }
+        if (lastPoppedResubmitted) {
+            inflight.unresubmit();
+        } else {
+            nextAvail = (nextAvail - 1) & 0xffff;
+            if (inflight != null) {
+                inflight.unpopped(rc.head());
+            }
+        }
     }
 
     /** A pool chain walked from {@code head}, in use; null (and broken) on a violation. */
@@ -681,6 +718,9 @@ public final class SplitQueue implements Virtqueue {
         }
         inUse[slot] = false;
         free[freeTop++] = slot;
+        if (lastPopped == chain) {
+            lastPopped = null;
+        }
         if (retained > RETAINED_BUFFERS && pool[slot].bufferCapacity() > RingChain.KEEP_BUFFERS) {
             retained -= pool[slot].trimBuffers();
         }

@@ -112,6 +112,41 @@ class SplitInflightTest {
         assertNull(third.pop());
     }
 
+    /**
+     * A chain put back (the device had nothing for it) is forgotten by the region: a successor
+     * resubmits only what was really taken and finds the put-back head in the ring. A resubmitted
+     * head put back is resubmitted again.
+     */
+    @Test
+    void aChainPutBackIsNotResubmittedAndAResubmittedOnePutBackComesAgain() throws Exception {
+        SplitQueue first = backend();
+        add(3, 0);
+        DescriptorChain a = first.pop();
+        DescriptorChain b = first.pop();
+        first.unpop(b);
+        assertEquals(0, region.get(ValueLayout.JAVA_BYTE, SplitInflight.DESC + 16L * b.head() + SplitInflight.D_INFLIGHT),
+                "its flag is cleared");
+        // The process dies with only a taken.
+        SplitQueue second = backend();
+        DescriptorChain again = second.pop();
+        assertEquals(a.head(), again.head(), "a is resubmitted");
+        second.unpop(again);
+        DescriptorChain once = second.pop();
+        assertEquals(a.head(), once.head(), "put back, it is resubmitted again");
+        List<DescriptorChain> rest = popAll(second);
+        assertEquals(2, rest.size(), "then b and c from the ring, once each");
+        assertEquals(b.head(), rest.get(0).head());
+        second.addUsed(once, 1);
+        for (DescriptorChain c : rest) {
+            second.addUsed(c, 1);
+        }
+        second.publishUsed();
+        List<Long> got = new ArrayList<>();
+        driver.pollUsed((h, t, l) -> got.add(t));
+        assertEquals(List.of(0L, 1L, 2L), got, "every request completed once, none twice");
+        assertNull(backend().pop(), "nothing left for a third");
+    }
+
     @Test
     void aPredecessorThatDiedBetweenPublishingAndClearingIsRepaired() throws Exception {
         SplitQueue first = backend();

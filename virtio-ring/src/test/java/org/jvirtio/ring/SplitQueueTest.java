@@ -65,6 +65,49 @@ class SplitQueueTest {
         assertThrows(IllegalStateException.class, () -> f.queue.addUsed(c, 0), "a chain is returned once");
     }
 
+    /**
+     * A chain the device turns away goes back untaken: the next pop walks the same head again,
+     * the avail index the queue reports steps back, and only the last chain popped, before
+     * anything else happens to it, can be put back.
+     */
+    @Test
+    void theLastChainPoppedCanBePutBackAndComesAgain() throws Exception {
+        ring(8, true, false);
+        f.desc(0, DATA, 16, 0, 0);
+        f.desc(1, DATA + 0x100, 16, DESC_F_WRITE, 0);
+        f.desc(2, DATA + 0x200, 16, DESC_F_WRITE, 0);
+        f.push(0);
+        f.push(1);
+        f.push(2);
+        DescriptorChain a = f.queue.pop();
+        DescriptorChain b = f.queue.pop();
+        assertEquals(2, f.queue.nextAvail());
+        assertThrows(IllegalStateException.class, () -> f.queue.unpop(a), "not the last one popped");
+        assertEquals(2, f.queue.inFlight(), "nothing changed");
+        f.queue.unpop(b);
+        assertEquals(1, f.queue.nextAvail(), "the avail index steps back");
+        assertEquals(1, f.queue.inFlight());
+        assertEquals(2, f.queue.available(), "heads 1 and 2 are available again");
+        assertThrows(IllegalStateException.class, () -> f.queue.unpop(b), "put back once");
+        DescriptorChain b2 = f.queue.pop();
+        assertEquals(1, b2.head(), "the same head, walked again");
+        assertEquals(16, b2.writableLength());
+        f.queue.addUsed(b2, 4);
+        assertThrows(IllegalStateException.class, () -> f.queue.unpop(b2), "a used chain cannot come back");
+        DescriptorChain c = f.queue.pop();
+        assertEquals(2, c.head());
+        f.queue.unpop(c);
+        f.queue.addUsed(a, 0);
+        assertTrue(f.queue.publishUsed());
+        assertEquals(2, f.usedIdx());
+        assertEquals(1, f.usedElemId(0));
+        assertEquals(0, f.usedElemId(1));
+        assertEquals(2, f.queue.nextAvail(), "what a stop (GET_VRING_BASE) reports: head 2 is still the driver's");
+        assertTrue(f.queue.enableNotifications(), "head 2 is still available: the caller must pop again");
+        f.queue.deactivate();
+        assertThrows(IllegalStateException.class, () -> f.queue.unpop(c));
+    }
+
     @Test
     void bufferCrossingRegionsBecomesTwoSegments() throws Exception {
         ring(8, false, false);
