@@ -1,7 +1,9 @@
 package org.jvirtio.api;
 
-/** How a {@link QueueHandler} reports that a chain it left {@link QueueHandler#PENDING} is done. */
-@FunctionalInterface
+/**
+ * How a {@link QueueHandler} reports that a chain it left {@link QueueHandler#PENDING} is done,
+ * and wakes a queue it put to rest with {@link QueueHandler#NOT_NOW}. On the queue's thread.
+ */
 public interface QueueCompletions {
     /**
      * The chain started with {@code slot} is done: it goes back to the driver with
@@ -9,4 +11,13 @@ public interface QueueCompletions {
      * pending chain, on the queue's thread.
      */
     void complete(int slot, int writtenLength);
+
+    /**
+     * The device has something for the chains it turned away with {@link QueueHandler#NOT_NOW}:
+     * the queue takes chains from the ring again (starting with the one put back). Call it from
+     * {@link QueueHandler#reap()}, woken through your {@link QueueHandler#completionFd()} by
+     * whichever thread got the input; the queue serves right after that reap. Does nothing on a
+     * queue that is not resting.
+     */
+    void resume();
 }

@@ -29,6 +29,18 @@ public interface QueueHandler {
     int PENDING = -1;
 
     /**
+     * {@link #start} returns this when the device has nothing for the chain yet (no input to fill
+     * a receive buffer with, no budget left in a rate limit): the chain goes back into the ring
+     * untaken, as if never popped, and the queue takes no more chains (it leaves notifications
+     * off) until the device calls {@link QueueCompletions#resume()}. A device that waits for the
+     * world this way holds nothing: a stop, a migration or a backend restart finds no request in
+     * flight and the driver's buffers still in its ring, where the next backend finds them. The
+     * usual shape: an eventfd as {@link #completionFd()}, signalled by whatever thread receives
+     * the input, and {@code completions.resume()} in {@link #reap()}.
+     */
+    int NOT_NOW = -2;
+
+    /**
      * Called on the owning thread before the first chain.
      *
      * @param completions how to report chains that {@link #start} left {@link #PENDING}
@@ -44,7 +56,7 @@ public interface QueueHandler {
      *              chain in flight on this queue has it): an index into per-request state the
      *              handler keeps, so that nothing is allocated per request
      * @return the number of bytes written into the chain's writable buffers (the chain is done),
-     *         or {@link #PENDING}
+     *         {@link #PENDING}, or {@link #NOT_NOW} (write nothing into the chain then)
      */
     int start(DescriptorChain chain, int slot);
 

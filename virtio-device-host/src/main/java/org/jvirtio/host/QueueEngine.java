@@ -90,6 +90,8 @@ public final class QueueEngine implements QueueCompletions {
     /** Every slot was in use when the ring still had chains: serve again on completion. */
     private boolean starved;
     private boolean quiescing;
+    /** The device turned a chain away ({@link QueueHandler#NOT_NOW}): no chains until it resumes the queue. */
+    private boolean resting;
     /**
      * The ring is no longer ours ({@link #abandon()}): completions free their slots but are not
      * returned to the driver. Volatile because a stop that gave up waiting sets it from the
@@ -190,12 +192,17 @@ public final class QueueEngine implements QueueCompletions {
      * stopping and has free slots). For the other queues of its thread, on that thread.
      */
     boolean wantsThread() {
-        return !quiescing && freeTop > 0 && q.available() > 0;
+        return !quiescing && !resting && freeTop > 0 && q.available() > 0;
     }
 
-    /** Whether the queue has nothing in flight and nothing waiting in its ring. */
+    /** Whether the queue has nothing in flight and nothing waiting in its ring that it would take. */
     boolean idle() {
-        return freeTop == chains.length && (quiescing || q.available() == 0);
+        return freeTop == chains.length && (quiescing || resting || q.available() == 0);
+    }
+
+    /** Whether the device turned a chain away and has not resumed the queue yet. */
+    public boolean resting() {
+        return resting;
     }
 
     /** Opens the handler; on the owning thread, before anything else. */
@@ -231,8 +238,8 @@ public final class QueueEngine implements QueueCompletions {
      *         (or waiting for completions to free slots)
      */
     public boolean serve() {
-        if (quiescing) {
-            return false;
+        if (quiescing || resting) {
+            return false; // resting: notifications stay off; the device's resume() serves again
         }
         long entered = clock.getAsLong();
         budgetEnd = entered + SERVE_BUDGET_NANOS;
@@ -247,6 +254,9 @@ public final class QueueEngine implements QueueCompletions {
         while (true) {
             q.disableNotifications();
             int n = drain();
+            if (resting) {
+                return false;
+            }
             if (freeTop == 0) {
                 // Cannot take more until something completes; reapCompletions() comes back here.
                 starved = true;
@@ -258,6 +268,9 @@ public final class QueueEngine implements QueueCompletions {
             }
             if ((pollNanos > 0 || pollCredit >= POLL_CREDIT_MIN_NANOS) && pollMaxNanos > 0 && spin()) {
                 continue; // work arrived within the window: the sweet spot, nothing to adjust
+            }
+            if (resting) {
+                return false;
             }
             if (!q.enableNotifications()) {
                 waitStart = pollMaxNanos > 0 ? waitFrom : 0;
@@ -302,6 +315,10 @@ public final class QueueEngine implements QueueCompletions {
             if (drain() > 0) {
                 spent(clock.getAsLong() - start);
                 return true;
+            }
+            if (resting) {
+                now = clock.getAsLong();
+                break;
             }
             if (group != null && group.otherWantsThread(this)) {
                 now = clock.getAsLong();
@@ -363,12 +380,17 @@ public final class QueueEngine implements QueueCompletions {
      * @return like {@link #serve()}: true when work is left for another call
      */
     public boolean reapCompletions() {
+        boolean wasResting = resting;
         try {
             handler.reap();
         } catch (RuntimeException | Error e) {
             LOG.error("{}: the device failed delivering completions: {}", name, e.toString(), e);
         }
         publish();
+        if (wasResting && !resting && !quiescing) {
+            starved = false;
+            return serve();
+        }
         if (starved && freeTop > 0 && !quiescing) {
             starved = false;
             return serve();
@@ -383,8 +405,10 @@ public final class QueueEngine implements QueueCompletions {
         }
         int n = 0;
         DescriptorChain c;
-        while (freeTop > 0 && (c = q.pop()) != null) {
-            start(c);
+        while (freeTop > 0 && !resting && (c = q.pop()) != null) {
+            if (!start(c)) {
+                break; // put back: the queue rests
+            }
             if (++n % SUBMIT_EVERY == 0) {
                 submit();
             }
@@ -405,10 +429,10 @@ public final class QueueEngine implements QueueCompletions {
         return n;
     }
 
-    private void start(DescriptorChain c) {
+    /** Hands a popped chain to the device; false when the device put it back ({@link QueueHandler#NOT_NOW}). */
+    private boolean start(DescriptorChain c) {
         int slot = free[--freeTop];
         chains[slot] = c;
-        stats.addRequest();
         stats.inFlight(chains.length - freeTop);
         int written;
         try {
@@ -419,9 +443,28 @@ public final class QueueEngine implements QueueCompletions {
             HANDLER_FAILURES.warn("{}: the device failed on chain {}: {}", name, c.head(), e.toString());
             written = 0;
         }
+        if (written == QueueHandler.NOT_NOW && chains[slot] == c) {
+            chains[slot] = null;
+            free[freeTop++] = slot;
+            stats.inFlight(chains.length - freeTop);
+            q.unpop(c);
+            resting = true;
+            return false;
+        }
+        stats.addRequest();
         if (written >= 0 && chains[slot] == c) {
             complete(slot, written);
         }
+        return true;
+    }
+
+    /**
+     * The device has input for the chains it turned away: the queue takes chains again (served
+     * right after the {@link QueueHandler#reap()} this is called from). On the queue's thread.
+     */
+    @Override
+    public void resume() {
+        resting = false;
     }
 
     private void submit() {
