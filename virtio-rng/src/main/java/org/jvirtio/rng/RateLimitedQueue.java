@@ -16,9 +16,11 @@ import org.jvirtio.api.linux.Native;
 import static java.lang.foreign.ValueLayout.*;
 
 /**
- * The rng queue under a {@link RateLimit}: chains that find the period's budget spent wait in
- * arrival order and are served when the next period starts, woken by a timerfd that the queue's
- * host watches as this handler's completion fd. Nothing allocated per request.
+ * The rng queue under a {@link RateLimit}: a chain that finds the period's budget spent is put
+ * back into the ring ({@link QueueHandler#NOT_NOW}) and the queue rests until the next period
+ * starts, woken by a timerfd that the queue's host watches as this handler's completion fd. The
+ * waiting chains stay in the driver's ring, in its order: nothing is held, so a stop (QEMU's
+ * GET_VRING_BASE, a migration) never waits for the period. Nothing allocated per request.
  */
 final class RateLimitedQueue implements QueueHandler {
     /** Fills a chain with at most {@code max} bytes; returns the bytes written. */
@@ -43,11 +45,6 @@ final class RateLimitedQueue implements QueueHandler {
     private final Filler filler;
     private final long maxBytes;
     private final long periodNanos;
-    /** Waiting chains by slot, and their slots in arrival order (a ring of queue-size entries). */
-    private final DescriptorChain[] waiting;
-    private final int[] order;
-    private int head;
-    private int count;
     private long budget;
     private long periodStart;
     private boolean armed;
@@ -56,12 +53,10 @@ final class RateLimitedQueue implements QueueHandler {
     private MemorySegment spec;
     private int timerFd = -1;
 
-    RateLimitedQueue(Filler filler, RateLimit limit, int queueSize) {
+    RateLimitedQueue(Filler filler, RateLimit limit) {
         this.filler = filler;
         this.maxBytes = limit.maxBytes();
         this.periodNanos = limit.periodMillis() * 1_000_000;
-        this.waiting = new DescriptorChain[queueSize];
-        this.order = new int[queueSize];
     }
 
     @Override
@@ -84,16 +79,10 @@ final class RateLimitedQueue implements QueueHandler {
     @Override
     public int start(DescriptorChain chain, int slot) {
         refill();
-        if (count == 0 && budget > 0) {
-            return take(chain);
+        if (budget <= 0) {
+            arm();
+            return NOT_NOW;
         }
-        waiting[slot] = chain;
-        order[(head + count++) % order.length] = slot;
-        arm();
-        return PENDING;
-    }
-
-    private int take(DescriptorChain chain) {
         int n = filler.fill(chain, (int) Math.min(budget, VirtioRng.MAX_PER_REQUEST));
         budget -= n;
         return n;
@@ -112,28 +101,11 @@ final class RateLimitedQueue implements QueueHandler {
         return timerFd;
     }
 
-    /** The timer fired (the host has read it): a new period may have begun. */
+    /** The timer fired (the host has read it): the next period began, the queue takes chains again. */
     @Override
     public void reap() {
         armed = false;
-        refill();
-        while (count > 0 && budget > 0) {
-            int slot = order[head];
-            head = (head + 1) % order.length;
-            count--;
-            DescriptorChain c = waiting[slot];
-            waiting[slot] = null;
-            int n;
-            try {
-                n = take(c);
-            } catch (RuntimeException e) {
-                n = 0;
-            }
-            completions.complete(slot, n);
-        }
-        if (count > 0) {
-            arm();
-        }
+        completions.resume();
     }
 
     /** Wakes the queue when the current period ends. */

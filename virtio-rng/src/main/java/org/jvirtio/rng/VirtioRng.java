@@ -36,7 +36,7 @@ public final class VirtioRng extends AbstractVirtioDevice {
 
     @Override
     public QueueHandler openQueue(QueueBinding queue) {
-        return limit.isUnlimited() ? (chain, slot) -> fill(chain, MAX_PER_REQUEST) : new RateLimitedQueue(this::fill, limit, queue.queue().size());
+        return limit.isUnlimited() ? (chain, slot) -> fill(chain, MAX_PER_REQUEST) : new RateLimitedQueue(this::fill, limit);
     }
 
     /** Fills the writable buffers of {@code chain} with at most {@code max} bytes; returns the bytes written. */
