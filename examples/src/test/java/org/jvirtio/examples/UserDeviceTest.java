@@ -136,13 +136,61 @@ class UserDeviceTest {
         assertTrue(p.waitFor(10, TimeUnit.SECONDS));
     }
 
+    /**
+     * The user's device that waits for the world (docs/DEVICES.md, "Devices that wait for
+     * input"): the driver's buffers stay in its ring until the bell rings (SIGHUP), each ring
+     * fills one, and a stop while it waits answers at once with only the buffers filled.
+     */
+    @Test
+    void theDoorbellAnswersOnlyWhenItRingsAndAStopDoesNotWaitForIt() throws Exception {
+        Path sock = work.resolve("bell.sock");
+        Path log = work.resolve("bell.log");
+        Process p = runner(log, "doorbell", "--socket", sock.toString(), "--message", "ding dong");
+        try {
+            awaitSocket(sock, p, log);
+            try (DriverSession s = DriverSession.connect(sock, 1 << 20)) {
+                s.negotiate(~0L);
+                DriverQueue q = s.queue(0, 8);
+                long buf = s.allocate(4 * 64, 8);
+                for (int i = 0; i < 4; i++) {
+                    assertTrue(q.ring().add(new long[] {buf + 64L * i}, new int[] {64}, 1, 0, i) >= 0);
+                }
+                q.publish();
+                List<Long> filled = new ArrayList<>();
+                assertEquals(0, q.awaitUsed((head, token, len) -> filled.add(token), 300), "nobody rang");
+                for (int ring = 1; ring <= 3; ring++) {
+                    assertEquals(0, new ProcessBuilder("kill", "-HUP", Long.toString(p.pid())).start().waitFor());
+                    long deadline = System.nanoTime() + 10_000_000_000L;
+                    while (filled.size() < ring) {
+                        assertTrue(System.nanoTime() < deadline, "ring " + ring + " filled nothing: " + read(log));
+                        q.awaitUsed((head, token, len) -> {
+                            assertEquals(9, len);
+                            filled.add(token);
+                        }, 100);
+                    }
+                }
+                assertEquals(List.of(0L, 1L, 2L), filled, "one buffer per ring, in the driver's order");
+                byte[] m = new byte[9];
+                s.memory().read(buf + 64, MemorySegment.ofArray(m));
+                assertEquals("ding dong", new String(m, java.nio.charset.StandardCharsets.UTF_8));
+                long t0 = System.nanoTime();
+                assertEquals(3, s.frontend().getVringBase(0), "the fourth buffer is still the driver's");
+                assertTrue(System.nanoTime() - t0 < 5_000_000_000L, "the stop did not wait for the bell");
+            }
+        } finally {
+            p.destroy();
+        }
+        assertTrue(p.waitFor(10, TimeUnit.SECONDS));
+        assertTrue(read(log).contains("doorbell: the bell rang"), read(log));
+    }
+
     @Test
     void helpListsTheUsersDevicesAndABadFlagIsOneLine() throws Exception {
         Path log = work.resolve("help.log");
         Process p = runner(log, "--help");
         assertTrue(p.waitFor(30, TimeUnit.SECONDS));
         String help = read(log);
-        assertTrue(help.contains("Devices found: blk, dice, rng, secure-rng."), help);
+        assertTrue(help.contains("Devices found: blk, dice, doorbell, rng, secure-rng."), help);
         p = runner(log, "dice", "--socket", work.resolve("x.sock").toString(), "--face", "9");
         assertTrue(p.waitFor(30, TimeUnit.SECONDS));
         assertEquals(2, p.exitValue());
