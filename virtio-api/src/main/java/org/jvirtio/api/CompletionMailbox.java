@@ -1,0 +1,127 @@
+package org.jvirtio.api;
+
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.util.Objects;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicIntegerArray;
+
+import org.jvirtio.api.linux.ErrnoException;
+
+/**
+ * Completions that come from other threads: a device that hands its requests to a pool, to a
+ * network client whose callbacks run elsewhere, to a process it talks to. {@link #complete} may be
+ * called from any thread; the queue's thread delivers what was posted from
+ * {@link QueueHandler#reap()} with {@link #deliver}. {@link #fd()} is the handler's
+ * {@link QueueHandler#completionFd()}: an eventfd signalled on every post, which the queue's
+ * thread reads before it calls {@code reap()}.
+ *
+ * <pre>{@code
+ * public int start(DescriptorChain chain, int slot) {
+ *     pool.execute(() -> mailbox.complete(slot, serve(chain)));   // chain is valid until completed
+ *     return PENDING;
+ * }
+ * public int completionFd() { return mailbox.fd(); }
+ * public void reap() { mailbox.deliver(completions); }
+ * public void close() { mailbox.close(); }                         // called with nothing in flight
+ * }</pre>
+ *
+ * <p>A slot per request, as the queue names them, and a bit per slot: nothing is allocated per
+ * request. Completions are delivered in slot order, not in the order they were posted (the driver
+ * takes used elements in any order).
+ */
+public final class CompletionMailbox implements AutoCloseable {
+    private static final int NONE = -1;
+    private static final VarHandle WORD = MethodHandles.arrayElementVarHandle(long[].class);
+    private final EventFd ready;
+    /** Per slot: the bytes written, posted and not yet delivered, or NONE. */
+    private final AtomicIntegerArray written;
+    /** One bit per slot whose completion waits for {@link #deliver}. */
+    private final long[] posted;
+    /** Threads inside {@link #complete} (between taking the slot and signalling): close waits for them. */
+    private final AtomicInteger posting = new AtomicInteger();
+    private volatile boolean closed;
+
+    /** @param slots the queue's size: slots are 0 to {@code slots - 1} */
+    public CompletionMailbox(int slots) throws ErrnoException {
+        if (slots <= 0 || slots > 32768) {
+            throw new IllegalArgumentException("slots must be in [1, 32768], got " + slots);
+        }
+        written = new AtomicIntegerArray(slots);
+        for (int i = 0; i < slots; i++) {
+            written.set(i, NONE);
+        }
+        posted = new long[(slots + 63) >>> 6];
+        ready = EventFd.create(true);
+    }
+
+    /**
+     * Posts the end of the request in {@code slot}: {@code writtenLength} bytes were written into
+     * its chain. Any thread; never blocks. A slot is posted once per request.
+     *
+     * @throws IllegalStateException when the slot was already posted and not yet delivered (a
+     *                               request completed twice), or the mailbox is closed
+     */
+    public void complete(int slot, int writtenLength) {
+        Objects.checkIndex(slot, written.length());
+        if (writtenLength < 0) {
+            throw new IllegalArgumentException("negative length " + writtenLength + " for slot " + slot);
+        }
+        posting.incrementAndGet();
+        try {
+            if (closed) {
+                throw new IllegalStateException("slot " + slot + " completed after the mailbox was closed");
+            }
+            if (!written.compareAndSet(slot, NONE, writtenLength)) {
+                throw new IllegalStateException("slot " + slot + " completed twice");
+            }
+            // After the length (a volatile store): whoever sees the bit sees the length.
+            long unused = (long) WORD.getAndBitwiseOr(posted, slot >>> 6, 1L << (slot & 63));
+            ready.signal();
+        } finally {
+            posting.decrementAndGet();
+        }
+    }
+
+    /** The eventfd to return as {@link QueueHandler#completionFd()}. */
+    public int fd() {
+        return ready.fd();
+    }
+
+    /**
+     * Hands every posted completion to {@code to}, on the queue's thread (from
+     * {@link QueueHandler#reap()}). Returns how many.
+     */
+    public int deliver(QueueCompletions to) {
+        int n = 0;
+        for (int w = 0; w < posted.length; w++) {
+            if ((long) WORD.getVolatile(posted, w) == 0) {
+                continue;
+            }
+            long bits = (long) WORD.getAndSet(posted, w, 0L);
+            while (bits != 0) {
+                int slot = (w << 6) | Long.numberOfTrailingZeros(bits);
+                bits &= bits - 1;
+                // Free the slot for its next request before the queue may reuse it.
+                to.complete(slot, written.getAndSet(slot, NONE));
+                n++;
+            }
+        }
+        return n;
+    }
+
+    /**
+     * Closes the eventfd, on the queue's thread, once every request was delivered ({@link
+     * QueueHandler#close()} is called with nothing in flight). Waits for a thread still returning
+     * from a {@link #complete} whose completion was delivered, so that its signal never reaches a
+     * closed (and perhaps reused) descriptor.
+     */
+    @Override
+    public void close() {
+        closed = true;
+        while (posting.get() != 0) {
+            Thread.onSpinWait();
+        }
+        ready.close();
+    }
+}
