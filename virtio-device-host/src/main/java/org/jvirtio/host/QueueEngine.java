@@ -449,6 +449,7 @@ public final class QueueEngine implements QueueCompletions {
             stats.inFlight(chains.length - freeTop);
             q.unpop(c);
             resting = true;
+            stats.addRest();
             return false;
         }
         stats.addRequest();

@@ -4,20 +4,22 @@ import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
 
 /**
- * Counters of one queue that every device gets from the engine: chains taken from the ring and
- * chains in flight. Written by the queue's thread only (opaque stores: no fence on the data
+ * Counters of one queue that every device gets from the engine: chains taken from the ring,
+ * chains in flight, and how often the device turned a chain away ({@code NOT_NOW}). Written by the queue's thread only (opaque stores: no fence on the data
  * path), read by anyone (the runner's {@code --stats}). They survive the queue stopping and
  * starting again, and the front-end reconnecting.
  */
 public final class QueueStats {
     private static final VarHandle REQUESTS;
     private static final VarHandle IN_FLIGHT;
+    private static final VarHandle RESTS;
 
     static {
         try {
             MethodHandles.Lookup l = MethodHandles.lookup();
             REQUESTS = l.findVarHandle(QueueStats.class, "requests", long.class);
             IN_FLIGHT = l.findVarHandle(QueueStats.class, "inFlight", int.class);
+            RESTS = l.findVarHandle(QueueStats.class, "rests", long.class);
         } catch (ReflectiveOperationException e) {
             throw new ExceptionInInitializerError(e);
         }
@@ -25,9 +27,14 @@ public final class QueueStats {
 
     private long requests;
     private int inFlight;
+    private long rests;
 
     void addRequest() {
         REQUESTS.setOpaque(this, requests + 1);
+    }
+
+    void addRest() {
+        RESTS.setOpaque(this, rests + 1);
     }
 
     void inFlight(int n) {
@@ -37,6 +44,11 @@ public final class QueueStats {
     /** Chains taken from the ring. */
     public long requests() {
         return (long) REQUESTS.getOpaque(this);
+    }
+
+    /** Times the device turned a chain away ({@code QueueHandler.NOT_NOW}) and the queue rested. */
+    public long rests() {
+        return (long) RESTS.getOpaque(this);
     }
 
     /** Chains taken and not yet returned to the driver. */
@@ -53,11 +65,14 @@ public final class QueueStats {
         return s;
     }
 
-    /** {@code "stats: q0 requests=N in-flight=M q1 ..."} for the runner's --stats. */
+    /** {@code "stats: q0 requests=N in-flight=M q1 ..."} for the runner's --stats ({@code rests=R} too, once a queue rested). */
     public static String describe(QueueStats[] stats) {
         StringBuilder sb = new StringBuilder("stats:");
         for (int q = 0; q < stats.length; q++) {
             sb.append(" q").append(q).append(" requests=").append(stats[q].requests()).append(" in-flight=").append(stats[q].inFlight());
+            if (stats[q].rests() > 0) {
+                sb.append(" rests=").append(stats[q].rests());
+            }
         }
         return sb.toString();
     }

@@ -326,7 +326,8 @@ class QueueEngineTest {
     @Test
     void aDeviceWithNothingForAChainPutsItBackAndResumesWhenInputArrives() throws Exception {
         InputHandler h = new InputHandler();
-        QueueEngine e = new QueueEngine(binding(true), h);
+        QueueStats stats = new QueueStats();
+        QueueEngine e = new QueueEngine(binding(true), h, stats);
         e.open();
         try {
             h.give(100);
@@ -358,6 +359,8 @@ class QueueEngineTest {
             e.reapCompletions();
             assertEquals(Map.of(5L, 8), collect());
             assertFalse(e.resting(), "the ring ran dry before the input did");
+            assertEquals(2, stats.rests(), "rested twice");
+            assertEquals("stats: q0 requests=6 in-flight=0 rests=2", QueueStats.describe(new QueueStats[] {stats}));
             assertTrue(queue.available() == 0 && e.inFlight() == 0);
             assertTrue(driver.add(new long[] {BUFS + 8L * 6}, new int[] {8}, 1, 0, 6) >= 0);
             assertTrue(driver.publish(), "awake again, the queue wants kicks");

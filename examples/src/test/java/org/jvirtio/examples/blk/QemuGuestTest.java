@@ -400,12 +400,19 @@ class QemuGuestTest {
     /**
      * QEMU's vhost-user-rng-pci on {@code bin/vhost-user rng} (the runner, devices found through
      * ServiceLoader): the guest's hw_random core picks the virtio device and /dev/hwrng returns
-     * data; QEMU does not warn about protocol features (no PROTOCOL_F_CONFIG offered).
+     * data; QEMU does not warn about protocol features (no PROTOCOL_F_CONFIG offered). Also under
+     * a rate limit (1 KiB per 100 ms), which makes the queue rest between periods.
      */
-    @Test
-    void guestReadsTheEntropyDevice() throws Exception {
+    @ParameterizedTest(name = "rng {0}")
+    @CsvSource({"''", "'--max-bytes 1024 --period-ms 100'"})
+    void guestReadsTheEntropyDevice(String flags) throws Exception {
         Path sock = dir.resolve("vurng.sock");
-        try (var backend = VhostUserRunner.start(VhostUserRunner.devices(), "rng", "--socket", sock.toString())) {
+        // Rate-limited, the queue turns the guest's buffers away (NOT_NOW) until each period starts.
+        List<String> args = new java.util.ArrayList<>(List.of("rng", "--socket", sock.toString()));
+        if (!flags.isEmpty()) {
+            args.addAll(List.of(flags.split(" ")));
+        }
+        try (var backend = VhostUserRunner.start(VhostUserRunner.devices(), args.toArray(String[]::new))) {
             assertEquals(4, backend.device().deviceId());
             String out = runGuest(120, "-append", "console=ttyS0 quiet panic=-1 jvirtio=rng",
                     "-chardev", "socket,id=vurng0,path=" + sock,
@@ -414,6 +421,9 @@ class QemuGuestTest {
             assertTrue(out.contains("GUEST: HWRNG READ 4096 BYTES OK"), out);
             assertTrue(out.contains("GUEST: DONE"), out);
             assertFalse(out.contains("PROTOCOL_F") || out.contains("FAILED") || out.contains("NOT LOADED"), out);
+            if (!flags.isEmpty()) {
+                assertTrue(backend.stats().matches("stats: q0 requests=\\d+ in-flight=0 rests=\\d+"), "the queue rested: " + backend.stats());
+            }
         }
     }
 }
