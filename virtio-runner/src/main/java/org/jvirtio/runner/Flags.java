@@ -162,6 +162,25 @@ public final class Flags {
     }
 
     /**
+     * Where this command's part of {@code args} ends: the index of the first {@code separator}
+     * from {@code from} on that stands in a flag's place (not a flag's value: {@code --serial +}
+     * names a serial), or {@code args.size()}.
+     */
+    public int end(List<String> args, int from, String separator) {
+        for (int i = from; i < args.size(); i++) {
+            String a = args.get(i);
+            if (a.equals(separator)) {
+                return i;
+            }
+            Flag f = byName.get(a);
+            if (f != null && f.takesValue()) {
+                i++;
+            }
+        }
+        return args.size();
+    }
+
+    /**
      * Applies the defaults, then {@code args} in order; then checks that every required flag was
      * given.
      *

@@ -3,6 +3,7 @@ package org.jvirtio.runner;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.ServiceLoader;
@@ -28,12 +29,21 @@ import org.jvirtio.transport.vhostuser.VhostUserBackend;
  * host the flags ask for, listens, prints the QEMU fragment that attaches it, and serves until
  * SIGTERM or SIGINT; SIGHUP asks the device to reload ({@link DeviceCommand#reload}). A bad flag
  * or an unusable device is one line on stderr and exit code 2, before anything listens.
+ *
+ * <p>Several devices in one process: {@code bin/vhost-user blk --socket a.sock --image a.img +
+ * blk --socket b.sock --image b.img + rng --socket c.sock}. Each part is a whole device command
+ * line with a socket of its own (a backend per VM, as qemu-storage-daemon's several
+ * {@code --export}s): one JVM's fixed cost shared by them, each further device costing its
+ * queues' threads and buffers. They start together (all are composed before any listens; a bad
+ * part starts none) and stop together.
  */
 public final class VhostUserRunner {
     /** The QEMU device name of each virtio device id QEMU has a vhost-user front-end for. */
     private static final Map<Integer, String> QEMU_NAMES = Map.of(1, "net", 2, "blk", 4, "rng", 8, "scsi", 16, "gpu",
             18, "input", 19, "vsock", 26, "fs", 34, "i2c", 41, "gpio");
     private static final Pattern DEVICE_NAME = Pattern.compile("[a-z0-9][a-z0-9-]*");
+    /** Separates the devices of one process on the command line. */
+    public static final String AND = "+";
     private static final String[] ABOUT = {
         "Serves a virtio device over vhost-user: QEMU (or any vhost-user front-end) connects to --socket.",
         "",
@@ -41,7 +51,10 @@ public final class VhostUserRunner {
         "the inflight region QEMU keeps, nothing on disk); attach with -chardev socket,...,reconnect=1 and let a",
         "supervisor restart it (systemd: Restart=always). Live migration: dirty logging is offered (VHOST_F_LOG_ALL,",
         "LOG_SHMFD); run one backend for the source QEMU and one for the destination (-incoming) on the same image;",
-        "-Djvirtio.dirty_log=off (JVIRTIO_JAVA_OPTS) stops offering it."};
+        "-Djvirtio.dirty_log=off (JVIRTIO_JAVA_OPTS) stops offering it.",
+        "",
+        "Several devices in one process (one JVM's memory shared by them, a socket each):",
+        "  vhost-user blk --socket vm1.sock --image vm1.img + blk --socket vm2.sock --image vm2.img + rng --socket vm3.sock"};
 
     private VhostUserRunner() {
     }
@@ -71,14 +84,22 @@ public final class VhostUserRunner {
 
     /** Checks the flags, composes the device and starts serving it. Nothing listens if anything fails. */
     public static Running start(DeviceCommand command, RunnerOptions options) throws IOException {
+        return listen(command, options, compose(command, options));
+    }
+
+    /** Checks the flags and composes the device ({@link DeviceCommand#module()}, Guice); closes the command if that fails. */
+    private static VirtioDevice compose(DeviceCommand command, RunnerOptions options) throws IOException {
         options.check();
-        VirtioDevice device;
         try {
-            device = Guice.createInjector(command.module()).getInstance(VirtioDevice.class);
+            return Guice.createInjector(command.module()).getInstance(VirtioDevice.class);
         } catch (IOException | RuntimeException e) {
             command.close();
             throw e;
         }
+    }
+
+    /** Serves a composed device on its socket; closes the command if that fails. */
+    private static Running listen(DeviceCommand command, RunnerOptions options, VirtioDevice device) throws IOException {
         QueueHost host = options.host(device.queueCount());
         try {
             return new Running(VhostUserBackend.start(options.socket, device, host,
@@ -145,41 +166,72 @@ public final class VhostUserRunner {
      */
     public static int serve(String name, DeviceCommand command, RunnerOptions options, PrintStream out) throws IOException, InterruptedException {
         Running running = start(command, options);
-        String what = command.describe();
-        out.println(name + ": serving " + (what.isEmpty() ? "" : what + " ") + "on " + options.socket.toAbsolutePath());
-        out.println("attach with QEMU:");
-        out.println("  " + qemuFragment(name, command, running.device(), options));
+        return serveAll(List.of(new Served(name, command, options, running)), out);
+    }
+
+    /** A device of this process, started, and the name its lines go under. */
+    private record Served(String name, DeviceCommand command, RunnerOptions options, Running running) {
+        /** Where its lines start: the name, and with several devices the socket that tells them apart. */
+        String prefix(boolean several) {
+            return several ? name + " (" + options.socket.getFileName() + "): " : name + ": ";
+        }
+    }
+
+    /** Prints each device's first lines, serves them all until SIGTERM or SIGINT, then stops them all. */
+    private static int serveAll(List<Served> all, PrintStream out) throws IOException, InterruptedException {
+        boolean several = all.size() > 1;
+        for (Served d : all) {
+            String what = d.command.describe();
+            out.println(d.name + ": serving " + (what.isEmpty() ? "" : what + " ") + "on " + d.options.socket.toAbsolutePath());
+            out.println("attach with QEMU:");
+            out.println("  " + qemuFragment(d.name, d.command, d.running.device(), d.options));
+        }
         out.flush();
         CountDownLatch stop = new CountDownLatch(1);
         for (String sig : new String[] {"TERM", "INT"}) {
             sun.misc.Signal.handle(new sun.misc.Signal(sig), s -> stop.countDown());
         }
         sun.misc.Signal.handle(new sun.misc.Signal("HUP"), s -> {
-            try {
-                String line = command.reload(running.device());
-                if (line != null) {
-                    out.println(name + ": " + line);
+            for (Served d : all) {
+                try {
+                    String line = d.command.reload(d.running.device());
+                    if (line != null) {
+                        out.println(d.prefix(several) + line);
+                    }
+                } catch (IOException | RuntimeException e) {
+                    out.println(d.prefix(several) + "reload failed: " + e.getMessage());
                 }
-            } catch (IOException | RuntimeException e) {
-                out.println(name + ": reload failed: " + e.getMessage());
             }
             out.flush();
         });
-        ScheduledExecutorService stats = null;
-        if (options.statsSeconds > 0) {
-            stats = Executors.newSingleThreadScheduledExecutor(r -> Thread.ofPlatform().daemon().name("stats").unstarted(r));
-            stats.scheduleAtFixedRate(() -> {
-                out.println(running.stats());
-                out.flush();
-            }, options.statsSeconds, options.statsSeconds, TimeUnit.SECONDS);
+        ScheduledExecutorService stats = Executors.newSingleThreadScheduledExecutor(
+                r -> Thread.ofPlatform().daemon().name("stats").unstarted(r));
+        for (Served d : all) {
+            if (d.options.statsSeconds > 0) {
+                stats.scheduleAtFixedRate(() -> {
+                    out.println(several ? d.prefix(true) + d.running.stats() : d.running.stats());
+                    out.flush();
+                }, d.options.statsSeconds, d.options.statsSeconds, TimeUnit.SECONDS);
+            }
         }
-        stop.await();
-        if (stats != null) {
+        try {
+            stop.await();
+        } finally {
             stats.shutdownNow();
+            IOException failed = null;
+            for (Served d : all.reversed()) {
+                try {
+                    d.running.close();
+                } catch (IOException e) {
+                    failed = failed == null ? e : failed;
+                }
+                out.println(d.name + ": stopped");
+            }
+            out.flush();
+            if (failed != null) {
+                throw failed;
+            }
         }
-        running.close();
-        out.println(name + ": stopped");
-        out.flush();
         return 0;
     }
 
@@ -215,7 +267,116 @@ public final class VhostUserRunner {
         if (command == null) {
             return refuse(err, "vhost-user", "no device named '" + args[0] + "'; found: " + String.join(", ", devices.keySet()));
         }
-        return runDevice("vhost-user " + command.name(), command.name(), command, Flags.list(args, 1), out, err);
+        List<String> all = Flags.list(args, 0);
+        if (flags(command, new RunnerOptions()).end(all, 1, AND) == all.size()) {
+            return runDevice("vhost-user " + command.name(), command.name(), command, all.subList(1, all.size()), out, err);
+        }
+        return runSeveral(devices, all, out, err);
+    }
+
+    /**
+     * Several devices in one process ({@code DEVICE FLAGS + DEVICE FLAGS ...}): every part is
+     * parsed and every device composed before any listens; a bad part, or two parts on one
+     * socket, is one line and exit 2 with nothing listening.
+     */
+    private static int runSeveral(Map<String, DeviceCommand> devices, List<String> args, PrintStream out, PrintStream err) {
+        List<DeviceCommand> commands = new ArrayList<>();
+        List<RunnerOptions> options = new ArrayList<>();
+        java.util.Set<java.nio.file.Path> sockets = new java.util.HashSet<>();
+        int at = 0;
+        while (at <= args.size()) {
+            int part = commands.size() + 1;
+            if (at == args.size() || args.get(at).startsWith("-") || args.get(at).equals(AND)) {
+                return refuse(err, "vhost-user", "device " + part + " after '" + AND + "': name a device first: "
+                        + String.join(", ", devices.keySet()));
+            }
+            DeviceCommand known = devices.get(args.get(at));
+            if (known == null) {
+                return refuse(err, "vhost-user", "device " + part + ": no device named '" + args.get(at) + "'; found: "
+                        + String.join(", ", devices.keySet()));
+            }
+            DeviceCommand command = fresh(known);
+            RunnerOptions o = new RunnerOptions();
+            Flags flags = flags(command, o);
+            int end = flags.end(args, at + 1, AND);
+            List<String> own = args.subList(at + 1, end);
+            if (flags.asksForHelp(own)) {
+                out.print(deviceHelp("vhost-user " + command.name(), command, flags));
+                out.flush();
+                return 0;
+            }
+            try {
+                flags.parse(own);
+                o.check();
+            } catch (IllegalArgumentException e) {
+                return refuse(err, command.name() + " (device " + part + ")", e.getMessage());
+            }
+            if (!sockets.add(o.socket.toAbsolutePath().normalize())) {
+                return refuse(err, command.name() + " (device " + part + ")", "--socket " + o.socket + " is another device's too");
+            }
+            commands.add(command);
+            options.add(o);
+            at = end + 1;
+        }
+        List<VirtioDevice> composed = new ArrayList<>();
+        List<Served> started = new ArrayList<>();
+        int failed = -1;
+        String why = null;
+        for (int i = 0; i < commands.size() && failed < 0; i++) {
+            try {
+                composed.add(compose(commands.get(i), options.get(i))); // closes its command if it fails
+            } catch (IllegalArgumentException | IOException e) {
+                failed = i;
+                why = e.getMessage();
+            }
+        }
+        for (int i = 0; i < composed.size() && failed < 0; i++) {
+            try {
+                started.add(new Served(commands.get(i).name(), commands.get(i), options.get(i),
+                        listen(commands.get(i), options.get(i), composed.get(i)))); // closes its command if it fails
+            } catch (IllegalArgumentException | IOException e) {
+                failed = i;
+                why = e.getMessage();
+            }
+        }
+        if (failed >= 0) {
+            // Nothing serves: the started stop, the composed and not started release what module() opened.
+            for (Served d : started.reversed()) {
+                try {
+                    d.running.close();
+                } catch (IOException | RuntimeException e) {
+                    // stopping anyway; the refusal below says why
+                }
+            }
+            // Composing failed (nothing started; the one that failed closed its own command), or
+            // listening did (those before it started; it closed its own).
+            boolean composedAll = composed.size() == commands.size();
+            for (int i = composedAll ? failed + 1 : 0; i < composed.size(); i++) {
+                try {
+                    commands.get(i).close();
+                } catch (IOException | RuntimeException e) {
+                    // as above
+                }
+            }
+            return refuse(err, commands.get(failed).name() + " (device " + (failed + 1) + ")", why);
+        }
+        try {
+            return serveAll(started, out);
+        } catch (IOException e) {
+            return refuse(err, "vhost-user", e.getMessage());
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return 1;
+        }
+    }
+
+    /** A new instance of {@code command}'s class (the runner makes one per device it starts). */
+    private static DeviceCommand fresh(DeviceCommand command) {
+        try {
+            return command.getClass().getDeclaredConstructor().newInstance();
+        } catch (ReflectiveOperationException e) {
+            throw new IllegalStateException(command.getClass().getName() + " needs a public no-argument constructor", e);
+        }
     }
 
     /**

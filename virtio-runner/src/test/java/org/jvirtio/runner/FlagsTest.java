@@ -134,6 +134,19 @@ class FlagsTest {
         }
     }
 
+    /** Where one device's part of a command line ends: at a separator in a flag's place, never at a flag's value. */
+    @Test
+    void aPartEndsAtTheSeparatorInAFlagsPlaceNotAtAValue() {
+        Flags f = new Flags();
+        f.string("--serial", "TEXT", "A serial.", "x", v -> { });
+        f.toggle("--read-only", "Refuse writes.", () -> { });
+        List<String> args = List.of("--serial", "+", "--read-only", "+", "blk", "--serial=+", "+");
+        assertEquals(3, f.end(args, 0, "+"), "the value of --serial is not a separator");
+        assertEquals(6, f.end(args, 4, "+"), "--serial=+ is one flag");
+        assertEquals(2, f.end(List.of("a", "b"), 0, "+"), "no separator: the end");
+        assertEquals(1, f.end(List.of("a", "+"), 1, "+"));
+    }
+
     // The runner's command line, as bin/vhost-user runs it (the test device "stall" is found
     // through this module's test META-INF/services).
 
