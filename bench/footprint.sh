@@ -11,6 +11,7 @@
 # set size (Pss: each shared page counted once across them) and private memory per backend, i.e.
 # what one more VM's backend costs on a host that runs many (libjvm.so and the start-up cache's
 # clean pages are shared by every jvirtio backend, as qemu's libraries are by every qsd).
+# Then one process serving FOOTPRINT_SHARED (default 10) disks (see the end of this script).
 # Usage: bench/footprint.sh [starts] [seconds] [null|file|all]
 #   (needs qemu-storage-daemon: package qemu-system-common; JVIRTIO_JAVA_OPTS is passed through;
 #   FOOTPRINT_JVIRTIO=path/to/a/vhost-user-blk launcher measures another build, e.g. an older one)
@@ -122,5 +123,51 @@ if [ "$many" -gt 0 ]; then
     done | awk -v k="$kind" '{r += $1; p += $2; u += $3} END {printf "%-8s %5d %14.1f %14.1f %14.1f\n", k, NR, r / NR / 1024, p / NR / 1024, u / NR / 1024}'
     kill "${pids[@]}" 2>/dev/null || true
     wait "${pids[@]}" 2>/dev/null || true
+  done
+fi
+
+# One process serving FOOTPRINT_SHARED (default 10) null disks, each on its own socket, as a host
+# that puts its VMs' disks in one backend process would (jvirtio: bin/vhost-user blk ... + blk ...;
+# qemu-storage-daemon: one --blockdev and --export per disk): resident memory of the process, per
+# disk, idle and after S seconds of the depth-32 read load on each disk in turn.
+shared=${FOOTPRINT_SHARED:-10}
+if [ "$shared" -gt 0 ]; then
+  printf '\n%-8s %5s %14s %14s %8s %16s\n' backend disks idle_rss_MB idle_MB_each threads loaded_MB_each
+  for kind in jvirtio qsd; do
+    args=()
+    for i in $(seq "$shared"); do
+      s=$work/shared-$kind-$i.sock
+      if [ "$kind" = jvirtio ]; then
+        [ "$i" -gt 1 ] && args+=(+)
+        args+=(blk --socket "$s" --null 1G)
+      else
+        args+=(--blockdev "driver=null-co,node-name=d$i,size=1073741824,read-zeroes=on"
+          --export "type=vhost-user-blk,id=e$i,node-name=d$i,addr.type=unix,addr.path=$s,writable=on")
+      fi
+    done
+    if [ "$kind" = jvirtio ]; then
+      taskset -c 1 "$root/bin/vhost-user" "${args[@]}" >"$work/shared.log" 2>&1 &
+    else
+      taskset -c 1 qemu-storage-daemon "${args[@]}" >"$work/shared.log" 2>&1 &
+    fi
+    spid=$!
+    for i in $(seq "$shared"); do
+      until [ -S "$work/shared-$kind-$i.sock" ]; do
+        read -r -t 0.01 -u "$never" || true
+        kill -0 "$spid" 2>/dev/null || { echo "footprint: shared $kind did not start: $(cat "$work/shared.log")" >&2; exit 1; }
+      done
+    done
+    sleep 3
+    idle=$(status_kb "$spid" VmRSS)
+    thr=$(status_kb "$spid" Threads)
+    for i in $(seq "$shared"); do
+      taskset -c 0 "$root/bin/bench" --socket "$work/shared-$kind-$i.sock" --depth 32 --read-percent 100 --seconds "$secs" --warmup 0 \
+        --span 256M >"$work/bench.out" 2>&1 || { echo "footprint: bench failed: $(cat "$work/bench.out")" >&2; exit 1; }
+    done
+    loaded=$(status_kb "$spid" VmRSS)
+    kill "$spid" 2>/dev/null || true
+    wait "$spid" 2>/dev/null || true
+    awk -v k="$kind" -v n="$shared" -v i="$idle" -v t="$thr" -v l="$loaded" \
+      'BEGIN {printf "%-8s %5d %14.1f %14.1f %8d %16.1f\n", k, n, i / 1024, i / n / 1024, t, l / n / 1024}'
   done
 fi
