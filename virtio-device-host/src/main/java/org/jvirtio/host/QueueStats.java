@@ -5,9 +5,10 @@ import java.lang.invoke.VarHandle;
 
 /**
  * Counters of one queue that every device gets from the engine: chains taken from the ring,
- * chains in flight, and how often the device turned a chain away ({@code NOT_NOW}). Written by the queue's thread only (opaque stores: no fence on the data
- * path), read by anyone (the runner's {@code --stats}). They survive the queue stopping and
- * starting again, and the front-end reconnecting.
+ * chains in flight, and how often the device turned a chain away ({@code NOT_NOW}). Written by
+ * the queue's thread only (opaque stores: no fence on the data path), read by anyone (the
+ * runner's {@code --stats}). They survive the queue stopping and starting again, and the
+ * front-end reconnecting.
  */
 public final class QueueStats {
     private static final VarHandle REQUESTS;
