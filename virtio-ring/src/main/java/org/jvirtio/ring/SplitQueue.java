@@ -88,8 +88,8 @@ public final class SplitQueue implements Virtqueue {
 
     private RingViolation violation;
     /**
-     * The chain the last pop returned while nothing has happened to it since: the one chain
-     * {@link #unpop} may put back. Null once it is used or put back, or after another pop.
+     * The chain the last successful pop returned: the one chain {@link #unpop} may put back while
+     * it is still in flight. Null once put back, or when the ring stops.
      */
     private RingChain lastPopped;
     /** Whether {@link #lastPopped} came from the inflight region's resubmissions, not the avail ring. */
@@ -424,7 +424,6 @@ public final class SplitQueue implements Virtqueue {
     }
 
     private DescriptorChain popChain() {
-        lastPopped = null;
         if (!active || violation != null) {
             return null;
         }
@@ -448,7 +447,9 @@ public final class SplitQueue implements Virtqueue {
             inflight.popped(head);
         }
         lastPopped = chain;
-        lastPoppedResubmitted = false;
+        if (lastPoppedResubmitted) {
+            lastPoppedResubmitted = false; // a read, not a store, per pop once the resubmissions are done
+        }
         return chain;
     }
 
@@ -456,14 +457,14 @@ public final class SplitQueue implements Virtqueue {
      * Puts back the chain the last {@link #pop()} returned, which the device does not want yet:
      * the ring is as if it had never been popped (the avail index steps back one, the inflight
      * region forgets it, or a resubmitted head waits to be resubmitted again), and the next pop
-     * returns the same head, walked again. Only that chain, and only before anything else
-     * happened on the queue: another pop, addUsed, a stop.
+     * returns the same head, walked again. Only that chain, while it is in flight and before
+     * another chain is popped or the ring stops.
      *
      * @throws IllegalStateException for any other chain (nothing changes then)
      */
     @Override
     public void unpop(DescriptorChain chain) {
-        if (chain == null || chain != lastPopped) {
+        if (chain == null || chain != lastPopped || !inUse[lastPopped.slot]) {
             throw new IllegalStateException("chain " + chain + " is not the last chain popped from queue " + index
                     + " (only that one can be put back, before anything else happens on the queue)");
         }
@@ -718,9 +719,6 @@ public final class SplitQueue implements Virtqueue {
         }
         inUse[slot] = false;
         free[freeTop++] = slot;
-        if (lastPopped == chain) {
-            lastPopped = null;
-        }
         if (retained > RETAINED_BUFFERS && pool[slot].bufferCapacity() > RingChain.KEEP_BUFFERS) {
             retained -= pool[slot].trimBuffers();
         }
