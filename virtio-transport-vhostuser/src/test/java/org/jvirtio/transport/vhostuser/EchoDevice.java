@@ -14,6 +14,9 @@ import org.jvirtio.api.VirtioFeatures;
 /**
  * A small test device: each chain's readable bytes come back complemented in its writable
  * buffers. 16 bytes of config space, all writable. Counts activations, starts, stops and resets.
+ * A resting echo turns every other chain away ({@link QueueHandler#NOT_NOW}) and wakes itself at
+ * once through its completion eventfd, so that every chain is served and the queue rests and
+ * resumes all the time.
  */
 final class EchoDevice implements VirtioDevice {
     static final long FEATURES = VirtioFeatures.bit(0);
@@ -32,8 +35,17 @@ final class EchoDevice implements VirtioDevice {
     final AtomicInteger stalled = new AtomicInteger();
     private final java.util.List<org.jvirtio.api.EventFd> completionFds = new java.util.concurrent.CopyOnWriteArrayList<>();
 
+    private final boolean resting;
+    /** Chains turned away, across queues. */
+    final AtomicInteger turnedAway = new AtomicInteger();
+
     EchoDevice(int queues) {
+        this(queues, false);
+    }
+
+    EchoDevice(int queues, boolean resting) {
         this.queues = queues;
+        this.resting = resting;
     }
 
     @Override
@@ -122,16 +134,26 @@ final class EchoDevice implements VirtioDevice {
                 return released ? held.size() : 0;
             }
 
+            private boolean turnAway;
+
             @Override
             public void reap() {
                 if (released) {
                     held.forEach(slot -> done.complete(slot, 0));
                     held.clear();
                 }
+                if (resting) {
+                    done.resume();
+                }
             }
 
             @Override
             public int start(DescriptorChain chain, int slot) {
+                if (resting && (turnAway = !turnAway)) {
+                    turnedAway.incrementAndGet();
+                    completion.signal(); // input "arrives" at once: the queue resumes from reap()
+                    return NOT_NOW;
+                }
                 if (stall) {
                     held.add(slot);
                     stalled.incrementAndGet();

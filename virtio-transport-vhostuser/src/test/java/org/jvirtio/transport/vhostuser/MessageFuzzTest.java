@@ -58,7 +58,7 @@ class MessageFuzzTest {
     Path dir;
 
     @ParameterizedTest(name = "{0}")
-    @ValueSource(strings = {"echo", "blk"})
+    @ValueSource(strings = {"echo", "blk", "resting-echo"})
     void randomSessionsNeverHangLeakOrStopTheBackend(String kind) throws Exception {
         int sessions = Integer.getInteger("jvirtio.fuzz.sessions", 300);
         // A soak (bench/soak.sh): as many sessions as fit, printing the backend's fds and mappings as it goes.
@@ -69,7 +69,7 @@ class MessageFuzzTest {
         }
         long seed = Long.getLong("jvirtio.fuzz.seed", 0x76686f7374L);
         Path socket = dir.resolve("fuzz.sock");
-        EchoDevice echo = new EchoDevice(QUEUES);
+        EchoDevice echo = new EchoDevice(QUEUES, kind.equals("resting-echo"));
         IoThreads ioThreads = kind.equals("blk") ? new IoThreads(1, 0) : null;
         VirtioBlkDevice blk = null;
         if (ioThreads != null) {
@@ -168,10 +168,13 @@ class MessageFuzzTest {
             for (int q = 0; q < QUEUES && blk != null; q++) {
                 served += blk.stats(q).requests();
             }
-            System.out.printf("fuzz %s: %d sessions, %d messages, %d refused with a protocol error, %d rings started, %d blk requests%n",
-                    kind, sessions, messages, closedByBackend, echo.starts.get(), served);
+            System.out.printf("fuzz %s: %d sessions, %d messages, %d refused with a protocol error, %d rings started, %d blk requests,"
+                    + " %d chains turned away%n", kind, sessions, messages, closedByBackend, echo.starts.get(), served, echo.turnedAway.get());
             if (blk == null) {
                 assertTrue(echo.starts.get() > sessions / 20, "rings started: " + echo.starts.get());
+                if (kind.equals("resting-echo")) {
+                    assertTrue(echo.turnedAway.get() > sessions / 20, "chains turned away (queues resting): " + echo.turnedAway.get());
+                }
             } else {
                 assertTrue(served > sessions, "blk requests served: " + served);
             }
