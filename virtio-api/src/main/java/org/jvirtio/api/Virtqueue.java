@@ -27,8 +27,8 @@ public interface Virtqueue {
     /**
      * Puts back the chain the last {@link #pop()} returned, untaken: the next pop returns the same
      * head again, and the driver never sees it used. For a device that has nothing for the chain
-     * yet (no input to fill it with); only the most recent pop, before anything else happens on
-     * the queue.
+     * yet (no input to fill it with); only the chain of the most recent pop, while it is in
+     * flight and before another chain is popped or the ring stops.
      *
      * @throws IllegalStateException for any other chain (nothing changes then)
      */

@@ -428,6 +428,10 @@ public final class SplitQueue implements Virtqueue {
             return null;
         }
         if (inflight != null && inflight.resubmitLeft() > 0) {
+            // A head the previous backend took and never completed (from the inflight region),
+            // walked again from the descriptor table, which the driver has left alone since it
+            // made the head available. Its avail slot is behind nextAvail already; its flag and
+            // counter stay as they are.
             RingChain chain = take(inflight.nextResubmit());
             lastPopped = chain;
             lastPoppedResubmitted = true;
