@@ -84,6 +84,15 @@ class QueueEngineTest {
         driver.publish();
     }
 
+    /** The host a parameterized test names: "thread-per-queue" (and its variants), "io-threads", "io-threads-polling" (50 us). */
+    static QueueHost host(String kind) {
+        return switch (kind) {
+            case "io-threads" -> new IoThreads(1, 0);
+            case "io-threads-polling" -> new IoThreads(1, 50);
+            default -> QueueHost.THREAD_PER_QUEUE;
+        };
+    }
+
     Map<Long, Integer> collect() {
         Map<Long, Integer> used = new HashMap<>();
         driver.pollUsed((head, token, length) -> assertNull(used.put(token, length), "token " + token + " twice"));
@@ -224,11 +233,7 @@ class QueueEngineTest {
     @ParameterizedTest(name = "{0}")
     @ValueSource(strings = {"thread-per-queue", "io-threads", "io-threads-polling", "thread-per-queue-nofd"})
     void hostsServeKicksAndCompletionFdsAndStopDrains(String kind) throws Exception {
-        QueueHost host = switch (kind) {
-            case "io-threads" -> new IoThreads(1, 0);
-            case "io-threads-polling" -> new IoThreads(1, 50);
-            default -> QueueHost.THREAD_PER_QUEUE;
-        };
+        QueueHost host = host(kind);
         boolean withKick = !kind.endsWith("nofd");
         AsyncHandler handler = new AsyncHandler();
         QueueEngine engine = new QueueEngine(binding(withKick), handler);
@@ -376,11 +381,7 @@ class QueueEngineTest {
     @ParameterizedTest(name = "{0}")
     @ValueSource(strings = {"thread-per-queue", "io-threads", "io-threads-polling"})
     void inputFromAnotherThreadReachesTheChainsInOrderAndAStopWhileRestingIsImmediate(String kind) throws Exception {
-        QueueHost host = switch (kind) {
-            case "io-threads" -> new IoThreads(1, 0);
-            case "io-threads-polling" -> new IoThreads(1, 50);
-            default -> QueueHost.THREAD_PER_QUEUE;
-        };
+        QueueHost host = host(kind);
         InputHandler h = new InputHandler();
         QueueEngine engine = new QueueEngine(binding(true), h);
         QueueHost.Started run = host.start(engine);
@@ -449,11 +450,7 @@ class QueueEngineTest {
     @ParameterizedTest(name = "{0}")
     @ValueSource(strings = {"thread-per-queue", "io-threads", "io-threads-polling"})
     void completionsFromAPoolThroughAMailboxComeBackOnceEach(String kind) throws Exception {
-        QueueHost host = switch (kind) {
-            case "io-threads" -> new IoThreads(1, 0);
-            case "io-threads-polling" -> new IoThreads(1, 50);
-            default -> QueueHost.THREAD_PER_QUEUE;
-        };
+        QueueHost host = host(kind);
         java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(3);
         boolean[] closed = {false};
         QueueHandler h = new QueueHandler() {
@@ -538,7 +535,7 @@ class QueueEngineTest {
     @ParameterizedTest(name = "{0}")
     @ValueSource(strings = {"thread-per-queue", "io-threads"})
     void aStopGivesUpAtItsLimitAndLateCompletionsGoNowhere(String kind) throws Exception {
-        QueueHost host = kind.equals("io-threads") ? new IoThreads(1, 0) : QueueHost.THREAD_PER_QUEUE;
+        QueueHost host = host(kind);
         AsyncHandler handler = new AsyncHandler();
         handler.hold = true;
         QueueEngine engine = new QueueEngine(binding(true), handler);
@@ -589,7 +586,7 @@ class QueueEngineTest {
     @ParameterizedTest(name = "{0}")
     @ValueSource(strings = {"thread-per-queue", "io-threads"})
     void aRingThatNeverRunsDryDoesNotKeepStartFromReturning(String kind) throws Exception {
-        QueueHost host = kind.equals("io-threads") ? new IoThreads(1, 0) : QueueHost.THREAD_PER_QUEUE;
+        QueueHost host = host(kind);
         AtomicInteger served = new AtomicInteger();
         QueueEngine engine = new QueueEngine(binding(true), (chain, slot) -> {
             served.incrementAndGet();

@@ -398,6 +398,35 @@ class HostileRingTest {
         }
     }
 
+    /** An 8-entry ring in a memfd the test can shrink under it, as a front-end can. */
+    private static final class ShrinkableRing implements AutoCloseable {
+        final int fd;
+        final GuestMemory mem;
+        final SplitRingLayout.Placement p = SplitRingLayout.place(0, 8);
+        final SplitQueue q = new SplitQueue(0);
+        final java.util.List<RingViolation> seen = new java.util.ArrayList<>();
+
+        ShrinkableRing() throws Exception {
+            fd = org.jvirtio.api.linux.Libc.memfdCreate("shrinks");
+            org.jvirtio.api.linux.Libc.ftruncate(fd, REGION);
+            MemoryMapping m = MemoryMapping.map(fd, 0, REGION);
+            mem = GuestMemory.of(GuestRegion.of(0, m));
+            m.release();
+            q.setViolationListener((queue, v) -> seen.add(v));
+            q.activate(mem, 8, p.desc(), p.avail(), p.used(), RingFixture.features(false, false), 0, 0);
+        }
+
+        void shrink() throws Exception {
+            org.jvirtio.api.linux.Libc.ftruncate(fd, 0);
+        }
+
+        @Override
+        public void close() throws Exception {
+            mem.release();
+            org.jvirtio.api.linux.Libc.close(fd);
+        }
+    }
+
     /**
      * Issue 14, item 1 (failed before: the SIGBUS of a truncated guest-memory file came out of
      * pop() as an InternalError and ended the queue's thread): a fault touching guest memory
@@ -405,24 +434,15 @@ class HostileRingTest {
      */
     @Test
     void guestMemoryThatFaultsBreaksTheRingInsteadOfThrowing() throws Exception {
-        int fd = org.jvirtio.api.linux.Libc.memfdCreate("shrinks");
-        org.jvirtio.api.linux.Libc.ftruncate(fd, REGION);
-        MemoryMapping m = MemoryMapping.map(fd, 0, REGION);
-        GuestMemory mem = GuestMemory.of(GuestRegion.of(0, m));
-        m.release();
-        try {
-            SplitRingLayout.Placement p = SplitRingLayout.place(0, 8);
-            SplitQueue q = new SplitQueue(0);
-            java.util.List<RingViolation> seen = new java.util.ArrayList<>();
-            q.setViolationListener((queue, v) -> seen.add(v));
-            q.activate(mem, 8, p.desc(), p.avail(), p.used(), RingFixture.features(false, false), 0, 0);
-            mem.writeU64(p.desc(), 0x4000);
-            mem.writeU32(p.desc() + 8, 64);
-            mem.writeU16(p.avail() + 4, 0);
-            mem.writeU16(p.avail() + 2, 1);
+        try (ShrinkableRing r = new ShrinkableRing()) {
+            SplitQueue q = r.q;
+            r.mem.writeU64(r.p.desc(), 0x4000);
+            r.mem.writeU32(r.p.desc() + 8, 64);
+            r.mem.writeU16(r.p.avail() + 4, 0);
+            r.mem.writeU16(r.p.avail() + 2, 1);
             var chain = q.pop();
             assertNotNull(chain);
-            org.jvirtio.api.linux.Libc.ftruncate(fd, 0); // the front-end shrinks the file
+            r.shrink(); // the front-end shrinks the file
             q.addUsed(chain, 0);
             assertFalse(q.publishUsed());
             assertNull(q.pop());
@@ -430,11 +450,8 @@ class HostileRingTest {
             q.disableNotifications();
             assertTrue(q.isBroken());
             assertEquals(Reason.MEMORY_FAULT, q.violation().reason());
-            assertEquals(1, seen.size(), "the listener hears it once");
+            assertEquals(1, r.seen.size(), "the listener hears it once");
             assertEquals(0, q.inFlight(), "the chain went back to the pool");
-        } finally {
-            mem.release();
-            org.jvirtio.api.linux.Libc.close(fd);
         }
     }
 
@@ -445,29 +462,17 @@ class HostileRingTest {
      */
     @Test
     void guestMemoryThatFaultsWhileLookingForWorkBreaksTheRing() throws Exception {
-        int fd = org.jvirtio.api.linux.Libc.memfdCreate("shrinks");
-        org.jvirtio.api.linux.Libc.ftruncate(fd, REGION);
-        MemoryMapping m = MemoryMapping.map(fd, 0, REGION);
-        GuestMemory mem = GuestMemory.of(GuestRegion.of(0, m));
-        m.release();
-        try {
-            SplitRingLayout.Placement p = SplitRingLayout.place(0, 8);
-            SplitQueue q = new SplitQueue(0);
-            java.util.List<RingViolation> seen = new java.util.ArrayList<>();
-            q.setViolationListener((queue, v) -> seen.add(v));
-            q.activate(mem, 8, p.desc(), p.avail(), p.used(), RingFixture.features(false, false), 0, 0);
+        try (ShrinkableRing r = new ShrinkableRing()) {
+            SplitQueue q = r.q;
             assertEquals(0, q.available(), "an empty ring");
-            org.jvirtio.api.linux.Libc.ftruncate(fd, 0); // the front-end shrinks the file
+            r.shrink(); // the front-end shrinks the file
             assertEquals(0, q.available());
             assertTrue(q.isBroken());
             assertEquals(Reason.MEMORY_FAULT, q.violation().reason());
-            assertEquals(1, seen.size(), "the listener hears it once");
+            assertEquals(1, r.seen.size(), "the listener hears it once");
             assertEquals(0, q.available(), "a broken ring offers nothing");
             assertNull(q.pop());
-            assertEquals(1, seen.size());
-        } finally {
-            mem.release();
-            org.jvirtio.api.linux.Libc.close(fd);
+            assertEquals(1, r.seen.size());
         }
     }
 
