@@ -316,11 +316,7 @@ public final class QueueEngine implements QueueCompletions {
                 spent(clock.getAsLong() - start);
                 return true;
             }
-            if (resting) {
-                now = clock.getAsLong();
-                break;
-            }
-            if (group != null && group.otherWantsThread(this)) {
+            if (resting || (group != null && group.otherWantsThread(this))) {
                 now = clock.getAsLong();
                 break;
             }
@@ -387,11 +383,8 @@ public final class QueueEngine implements QueueCompletions {
             LOG.error("{}: the device failed delivering completions: {}", name, e.toString(), e);
         }
         publish();
-        if (wasResting && !resting && !quiescing) {
-            starved = false;
-            return serve();
-        }
-        if (starved && freeTop > 0 && !quiescing) {
+        boolean resumed = wasResting && !resting;
+        if ((resumed || (starved && freeTop > 0)) && !quiescing) {
             starved = false;
             return serve();
         }

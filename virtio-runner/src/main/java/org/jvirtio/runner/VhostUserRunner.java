@@ -236,14 +236,6 @@ public final class VhostUserRunner {
      * add those up. Returns the first failure.
      */
     private static IOException stopAll(List<Served> all) {
-        if (all.size() == 1) {
-            try {
-                all.get(0).running.close();
-                return null;
-            } catch (IOException e) {
-                return e;
-            }
-        }
         List<IOException> failures = java.util.Collections.synchronizedList(new ArrayList<>());
         List<Thread> stopping = new ArrayList<>();
         for (Served d : all) {
