@@ -68,21 +68,14 @@ class VhostUserProxyTest {
 
     @Test
     void blkOverMmioServedByQemuStorageDaemon() throws Exception {
-        boolean present = Files.isExecutable(QSD);
-        if (System.getenv("CI") != null) {
-            assertTrue(present, "CI must install qemu-storage-daemon (package qemu-system-common)");
-        }
-        assumeTrue(present, "qemu-storage-daemon is not installed");
+        assumeQsd();
         Path image = dir.resolve("disk.img");
         try (RandomAccessFile f = new RandomAccessFile(image.toFile(), "rw")) {
             f.setLength(8 << 20);
         }
         Path socket = dir.resolve("qsd.sock");
-        Process qsd = new ProcessBuilder(QSD.toString(), "--blockdev", "driver=file,node-name=file0,filename=" + image,
-                "--export", "type=vhost-user-blk,id=exp0,node-name=file0,addr.type=unix,addr.path=" + socket + ",writable=on,num-queues=1")
-                .redirectErrorStream(true).redirectOutput(dir.resolve("qsd.log").toFile()).start();
+        Process qsd = startQsd(image, socket);
         try {
-            awaitSocket(qsd, socket);
             byte[] written = writeFlushReadVerify(socket, 8 << 20, null);
             byte[] onDisk = new byte[written.length];
             try (RandomAccessFile f = new RandomAccessFile(image.toFile(), "r")) {
@@ -91,10 +84,7 @@ class VhostUserProxyTest {
             }
             assertArrayEquals(written, onDisk, "the flushed blocks are on the image");
         } finally {
-            qsd.destroy();
-            if (!qsd.waitFor(10, TimeUnit.SECONDS)) {
-                qsd.destroyForcibly();
-            }
+            stop(qsd);
         }
     }
 
@@ -133,11 +123,7 @@ class VhostUserProxyTest {
      */
     @Test
     void aResizeAtQemuStorageDaemonReachesTheDriver() throws Exception {
-        boolean present = Files.isExecutable(QSD);
-        if (System.getenv("CI") != null) {
-            assertTrue(present, "CI must install qemu-storage-daemon (package qemu-system-common)");
-        }
-        assumeTrue(present, "qemu-storage-daemon is not installed");
+        assumeQsd();
         assumeTrue(qsdMajorVersion() >= 8, "qemu-storage-daemon before 8.0 does not announce a resize to its front-end");
         Path image = dir.resolve("disk.img");
         try (RandomAccessFile f = new RandomAccessFile(image.toFile(), "rw")) {
@@ -145,19 +131,12 @@ class VhostUserProxyTest {
         }
         Path socket = dir.resolve("qsd.sock");
         Path qmp = dir.resolve("qmp.sock");
-        Process qsd = new ProcessBuilder(QSD.toString(), "--chardev", "socket,id=m0,path=" + qmp + ",server=on,wait=off",
-                "--monitor", "chardev=m0", "--blockdev", "driver=file,node-name=file0,filename=" + image,
-                "--export", "type=vhost-user-blk,id=exp0,node-name=file0,addr.type=unix,addr.path=" + socket + ",writable=on,num-queues=1")
-                .redirectErrorStream(true).redirectOutput(dir.resolve("qsd.log").toFile()).start();
+        Process qsd = startQsd(image, socket, "--chardev", "socket,id=m0,path=" + qmp + ",server=on,wait=off", "--monitor", "chardev=m0");
         try {
-            awaitSocket(qsd, socket);
             resizeSeenByTheDriver(socket, 1 << 20, 2 << 20, () -> qmp(qmp,
                     "{\"execute\":\"block_resize\",\"arguments\":{\"node-name\":\"file0\",\"size\":" + (2 << 20) + "}}"));
         } finally {
-            qsd.destroy();
-            if (!qsd.waitFor(10, TimeUnit.SECONDS)) {
-                qsd.destroyForcibly();
-            }
+            stop(qsd);
         }
     }
 
@@ -196,6 +175,38 @@ class VhostUserProxyTest {
 
     private static long capacity(MmioDriver d) {
         return java.nio.ByteBuffer.wrap(d.readConfig(VirtioBlk.CFG_CAPACITY, 8)).order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong();
+    }
+
+    /** Runs where qemu-storage-daemon is installed; CI must have it. */
+    private static void assumeQsd() {
+        boolean present = Files.isExecutable(QSD);
+        if (System.getenv("CI") != null) {
+            assertTrue(present, "CI must install qemu-storage-daemon (package qemu-system-common)");
+        }
+        assumeTrue(present, "qemu-storage-daemon is not installed");
+    }
+
+    /** qemu-storage-daemon exporting {@code image} as vhost-user-blk on {@code socket} (node file0), listening. */
+    private Process startQsd(Path image, Path socket, String... more) throws Exception {
+        java.util.List<String> cmd = new java.util.ArrayList<>(java.util.List.of(QSD.toString()));
+        cmd.addAll(java.util.List.of(more));
+        cmd.addAll(java.util.List.of("--blockdev", "driver=file,node-name=file0,filename=" + image,
+                "--export", "type=vhost-user-blk,id=exp0,node-name=file0,addr.type=unix,addr.path=" + socket + ",writable=on,num-queues=1"));
+        Process qsd = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(dir.resolve("qsd.log").toFile()).start();
+        try {
+            awaitSocket(qsd, socket);
+        } catch (Exception | AssertionError e) {
+            stop(qsd);
+            throw e;
+        }
+        return qsd;
+    }
+
+    private static void stop(Process qsd) throws InterruptedException {
+        qsd.destroy();
+        if (!qsd.waitFor(10, TimeUnit.SECONDS)) {
+            qsd.destroyForcibly();
+        }
     }
 
     private void awaitSocket(Process qsd, Path socket) throws Exception {
