@@ -11,6 +11,12 @@ public final class RingConfigurationException extends Exception {
         this.violation = violation;
     }
 
+    /** The violation, told with {@code message} (what the transport knows of where it came from). */
+    public RingConfigurationException(RingViolation violation, String message) {
+        super(message);
+        this.violation = violation;
+    }
+
     public RingViolation violation() {
         return violation;
     }

@@ -5,7 +5,6 @@ import java.lang.invoke.VarHandle;
 
 import org.jvirtio.api.DescriptorChain;
 import org.jvirtio.api.GuestMemory;
-import org.jvirtio.api.GuestMemoryException;
 import org.jvirtio.api.Virtqueue;
 import org.jvirtio.api.VirtioFeatures;
 import org.jvirtio.ring.RingViolation.Reason;
@@ -64,6 +63,7 @@ public final class SplitQueue implements Virtqueue {
 
     // ---- geometry, fixed while active ----
     private boolean active;
+    private RingGeometry geometry;
     private int size;
     private int mask;
     private long descAddr;
@@ -150,28 +150,37 @@ public final class SplitQueue implements Virtqueue {
      */
     public void activate(GuestMemory memory, int size, long descAddr, long availAddr, long usedAddr,
                          long features, int nextAvail, int nextUsed) throws RingConfigurationException {
-        if (inFlight() != 0) {
-            // Refused before anything changes: those chains' completions still need this geometry.
-            throw new IllegalStateException("queue " + index + " activated with " + inFlight() + " chains in flight");
-        }
+        checkNothingInFlight();
         active = false;
-        RingViolation bad = checkGeometry(index, memory, size, descAddr, availAddr, usedAddr);
-        if (bad != null) {
-            throw new RingConfigurationException(bad);
-        }
-        MemorySegment d = memory.slice(descAddr, descTableBytes(size));
-        MemorySegment a = memory.slice(availAddr, availBytes(size));
-        MemorySegment u = memory.slice(usedAddr, usedBytes(size));
+        activate(RingGeometry.of(index, memory, size, descAddr, availAddr, usedAddr), features, nextAvail, nextUsed);
+    }
+
+    /**
+     * Takes a ring placement judged by {@link RingGeometry#of} (not judged again); the queue
+     * becomes active with the given indices.
+     *
+     * @param nextUsed the next used ring slot to write, or -1 for {@code used->idx} as found in the ring
+     * @see #activate(GuestMemory, int, long, long, long, long, int, int)
+     */
+    public void activate(RingGeometry g, long features, int nextAvail, int nextUsed) {
+        checkNothingInFlight();
+        active = false;
+        int size = g.size();
+        GuestMemory memory = g.memory();
+        MemorySegment d = memory.slice(g.desc(), descTableBytes(size));
+        MemorySegment a = memory.slice(g.avail(), availBytes(size));
+        MemorySegment u = memory.slice(g.used(), usedBytes(size));
         if (nextUsed < 0) {
             nextUsed = Short.toUnsignedInt(u.get(LE_U16, USED_IDX));
         }
+        this.geometry = g;
         this.memory = memory;
         this.cachedRegionSize = 0;
         this.size = size;
         this.mask = size - 1;
-        this.descAddr = descAddr;
-        this.availAddr = availAddr;
-        this.usedAddr = usedAddr;
+        this.descAddr = g.desc();
+        this.availAddr = g.avail();
+        this.usedAddr = g.used();
         this.desc = d;
         this.avail = a;
         this.used = u;
@@ -190,43 +199,26 @@ public final class SplitQueue implements Virtqueue {
         this.active = true;
     }
 
+    private void checkNothingInFlight() {
+        if (inFlight() != 0) {
+            // Refused before anything changes: those chains' completions still need this geometry.
+            throw new IllegalStateException("queue " + index + " activated with " + inFlight() + " chains in flight");
+        }
+    }
+
     /**
-     * Whether a ring of {@code size} entries can live at these guest addresses (VIRTIO 1.3,
-     * 2.7): the size a power of two up to 32768, the parts aligned (16, 2 and 4 bytes), each part
-     * inside one guest memory region, and the indices at even host addresses (atomic access). The one place ring geometry is judged: {@link #activate}
-     * uses it, and a transport asks it before accepting addresses.
+     * Whether a ring of {@code size} entries can live at these guest addresses: see
+     * {@link RingGeometry}, where ring geometry is judged.
      *
      * @return null when it can, or the violation
      */
     public static RingViolation checkGeometry(int queue, GuestMemory memory, int size, long descAddr, long availAddr, long usedAddr) {
-        if (!isValidSize(size)) {
-            return new RingViolation(Reason.SIZE_INVALID, queue, size, MAX_SIZE, 0);
-        }
-        long[] addrs = {descAddr, availAddr, usedAddr};
-        int[] aligns = {DESC_ALIGN, AVAIL_ALIGN, USED_ALIGN};
-        long[] lens = {descTableBytes(size), availBytes(size), usedBytes(size)};
-        for (int part = 0; part < 3; part++) {
-            if ((addrs[part] & (aligns[part] - 1)) != 0) {
-                return new RingViolation(Reason.RING_MISALIGNED, queue, addrs[part], aligns[part], part);
-            }
-        }
-        long[] host = new long[3];
-        for (int part = 0; part < 3; part++) {
-            try {
-                host[part] = memory.slice(addrs[part], lens[part]).address();
-            } catch (GuestMemoryException e) {
-                return new RingViolation(Reason.RING_OUTSIDE_MEMORY, queue, addrs[part], lens[part], part);
-            }
-        }
-        // avail->idx and used->idx are read and written with acquire/release 16-bit accesses,
-        // which need an even host address; a region mapped at an odd mmap_offset breaks that even
-        // when the guest address is aligned.
-        for (int part = 1; part < 3; part++) {
-            if ((host[part] & 1) != 0) {
-                return new RingViolation(Reason.RING_HOST_MISALIGNED, queue, host[part], 2, part);
-            }
-        }
-        return null;
+        return RingGeometry.check(queue, memory, size, descAddr, availAddr, usedAddr);
+    }
+
+    /** The placement the queue was last activated with, or null (never activated). */
+    public RingGeometry geometry() {
+        return geometry;
     }
 
     private void ensurePool(int n) {

@@ -11,7 +11,6 @@ import org.jvirtio.api.QueueBinding;
 import org.jvirtio.api.VirtioDevice;
 import org.jvirtio.host.QueueEngine;
 import org.jvirtio.ring.RingConfigurationException;
-import org.jvirtio.ring.RingViolation;
 import org.jvirtio.ring.SplitQueue;
 
 /** The queue engine on the caller's thread: the device as it is, without a transport. */
@@ -56,11 +55,6 @@ final class DirectRig extends BaseRig {
     public void startQueue(int index, int size, long desc, long avail, long used) throws IOException {
         SplitQueue q = new SplitQueue(index, device.maxChainLength());
         q.setViolationListener((queue, v) -> needsReset = true);
-        RingViolation bad = SplitQueue.checkGeometry(index, memory, size, desc, avail, used);
-        if (bad != null) {
-            needsReset = true;
-            return;
-        }
         try {
             q.activate(memory, size, desc, avail, used, features, 0, 0);
         } catch (RingConfigurationException e) {

@@ -15,7 +15,7 @@ import org.jvirtio.api.linux.ErrnoException;
 import org.jvirtio.host.DeviceQueues;
 import org.jvirtio.host.QueueHost;
 import org.jvirtio.ring.RingConfigurationException;
-import org.jvirtio.ring.RingViolation;
+import org.jvirtio.ring.RingGeometry;
 import org.jvirtio.ring.SplitQueue;
 import org.jvirtio.ring.SplitRingLayout;
 import org.slf4j.Logger;
@@ -54,8 +54,9 @@ import org.slf4j.LoggerFactory;
  * (queues stopped, every QueueReady and InterruptStatus cleared); queue registers change only while
  * the queue is not ready, and the device reads none while QueueReady is 0; FEATURES_OK reads back
  * clear when the driver's features are refused; ConfigGeneration moves exactly when the config
- * space changes; a broken ring sets DEVICE_NEEDS_RESET with a configuration interrupt, before
- * DRIVER_OK too. An access that is misaligned, of a wrong width, outside the window, or to a
+ * space changes; a broken ring, or a queue refused at QueueReady, sets DEVICE_NEEDS_RESET,
+ * announced with a configuration interrupt only once DRIVER_OK is set (at DRIVER_OK when it
+ * was set before). An access that is misaligned, of a wrong width, outside the window, or to a
  * register that does not allow it is logged (rate-limited) and ignored; reads of it return 0.
  * Nothing throws into the VMM's thread. Legacy (version 1) devices are not offered.
  *
@@ -360,8 +361,11 @@ public final class MmioTransport implements MmioWindow, AutoCloseable {
             }
         }
         int set = next;
-        status.updateAndGet(s -> set | (s & DeviceStatus.DEVICE_NEEDS_RESET));
+        int now = status.updateAndGet(s -> set | (s & DeviceStatus.DEVICE_NEEDS_RESET));
         if ((next & DeviceStatus.DRIVER_OK) != 0 && (current & DeviceStatus.DRIVER_OK) == 0) {
+            if ((now & DeviceStatus.DEVICE_NEEDS_RESET) != 0) {
+                interrupt(INT_CONFIG); // owed since before DRIVER_OK: see Context.needsReset
+            }
             if (!activated) {
                 device.activate(context);
                 activated = true;
@@ -444,16 +448,14 @@ public final class MmioTransport implements MmioWindow, AutoCloseable {
         if (!SplitRingLayout.isValidSize(m.num) || m.num > m.max) {
             return "queue " + m.index + " size " + Integer.toUnsignedString(m.num) + " is not a power of two in [1, " + m.max + "]";
         }
-        RingViolation v = SplitQueue.checkGeometry(m.index, memory, m.num, m.desc, m.driver, m.device);
-        if (v != null) {
-            return v.message();
+        RingGeometry g;
+        try {
+            g = RingGeometry.of(m.index, memory, m.num, m.desc, m.driver, m.device);
+        } catch (RingConfigurationException e) {
+            return e.getMessage();
         }
         long features = negotiated != 0 ? negotiated : driverFeatures & offered;
-        try {
-            m.ring.activate(memory, m.num, m.desc, m.driver, m.device, features, 0, 0);
-        } catch (RingConfigurationException e) {
-            return "queue " + m.index + ": " + e.getMessage();
-        }
+        m.ring.activate(g, features, 0, 0);
         return null;
     }
 
@@ -585,14 +587,24 @@ public final class MmioTransport implements MmioWindow, AutoCloseable {
         @Override
         public void notifyConfigChange() {
             configChanges.incrementAndGet();
-            interrupt(INT_CONFIG);
+            if ((status.get() & DeviceStatus.DRIVER_OK) != 0) {
+                interrupt(INT_CONFIG); // as QEMU's virtio_notify_config: nothing before DRIVER_OK
+            }
         }
 
+        /**
+         * Sets DEVICE_NEEDS_RESET; the configuration interrupt that tells the driver only once
+         * DRIVER_OK is set (VIRTIO 1.3, 2.1.2: the device notifies nothing before DRIVER_OK, and
+         * the NEEDS_RESET notification is owed "if DRIVER_OK is set"). One set before DRIVER_OK
+         * (a queue refused at QueueReady) is announced when the driver sets DRIVER_OK.
+         */
         @Override
         public void needsReset(int queue, String reason) {
             LOG.warn("virtio-mmio: queue {}: {}; DEVICE_NEEDS_RESET", queue, reason);
-            status.updateAndGet(s -> s | DeviceStatus.DEVICE_NEEDS_RESET);
-            interrupt(INT_CONFIG);
+            int was = status.getAndUpdate(s -> s | DeviceStatus.DEVICE_NEEDS_RESET);
+            if ((was & DeviceStatus.DRIVER_OK) != 0) {
+                interrupt(INT_CONFIG);
+            }
         }
     }
 

@@ -12,6 +12,7 @@ import org.jvirtio.api.linux.ErrnoException;
 import org.jvirtio.api.linux.Libc;
 import org.jvirtio.host.DeviceQueues;
 import org.jvirtio.ring.RingConfigurationException;
+import org.jvirtio.ring.RingGeometry;
 import org.jvirtio.ring.RingViolation;
 import org.jvirtio.ring.SplitQueue;
 import org.jvirtio.ring.SplitRingLayout;
@@ -22,14 +23,19 @@ import org.slf4j.LoggerFactory;
 
 /**
  * The rings of one connection and their state machine (vhost-user.rst "Starting and stopping
- * rings"): what the front-end set (size, addresses, base, kick, call, err, enabled), whether the
- * ring is started (between SET_VRING_KICK and GET_VRING_BASE), active (validated by the ring with
- * the current memory) and running (the device serves it). Control thread only.
+ * rings"): what the front-end set (size, addresses, base, kick, call, err, enabled) and where
+ * each ring is in its life ({@link State}). Control thread only.
+ *
+ * <p>One rule decides whether a ring runs ({@link #settle}): it is started, enabled, not held by
+ * a device reset, and its size, addresses and memory place it validly. Whatever changes one of
+ * these (a message, new memory) settles the ring again, so a ring that lost its memory for a
+ * moment (QEMU removes every changed memory slot before it adds any) runs again as soon as the
+ * memory is back, at the indices it stopped at.
  *
  * <p>A running queue is owned by its queue thread: to change anything it uses (memory, call fd,
- * ring addresses) the queue is stopped (drained), changed, and started again. Ring geometry
- * (size, alignment, each part inside one region) is the ring's to check
- * ({@link SplitQueue#checkGeometry}); this class only translates the front-end's addresses.
+ * ring addresses) the queue is stopped (drained), changed, and started again. Ring geometry is
+ * the ring's to judge ({@link RingGeometry}), once per change: this class translates the
+ * front-end's addresses ({@link #place}) and keeps the judgement.
  */
 final class Vrings {
     private static final Logger LOG = LoggerFactory.getLogger(Vrings.class);
@@ -54,20 +60,37 @@ final class Vrings {
         org.jvirtio.api.DirtyLog dirtyLog();
     }
 
+    /** Where a ring is in its life. */
+    enum State {
+        /** Not started: no SET_VRING_KICK since the last GET_VRING_BASE or reset. */
+        STOPPED,
+        /** Started: runs whenever it is enabled and placed validly in the current memory. */
+        STARTED,
+        /**
+         * Started, but the device was reset (SET_STATUS 0) while it could run: it runs again only
+         * when the front-end says so (DRIVER_OK, SET_VRING_ENABLE, SET_VRING_KICK), never because
+         * its memory or addresses changed.
+         */
+        HELD,
+        /** Served by the device. */
+        RUNNING
+    }
+
     /** Per-queue state as the front-end set it. */
     private static final class Vring {
         /** Replaced when a stop abandoned requests: the old one stays with them (see {@link #stopRunning}). */
         SplitQueue queue;
+        State state = State.STOPPED;
         int num;
         VringAddr addr;
+        /** The next avail index to read when the ring is next activated (SET_VRING_BASE, or where it stopped). */
         int base;
+        /** The used index to continue from when next activated, or -1 to read it from the ring. */
+        int used = -1;
         EventFd kick;
         EventFd call;
         EventFd err;
         boolean enabled;
-        boolean started;
-        boolean active;
-        boolean running;
         /** How the running queue interrupts the driver; its call fd can change under it. */
         CallFd interrupt;
 
@@ -101,6 +124,11 @@ final class Vrings {
         return vrings.length;
     }
 
+    /** Where ring {@code index} is in its life (for tests). */
+    State state(int index) {
+        return vrings[index].state;
+    }
+
     private Vring vring(String name, int index) throws VhostUserProtocolException {
         if (index < 0 || index >= vrings.length) {
             throw new VhostUserProtocolException(name + ": queue index " + Integer.toUnsignedString(index)
@@ -112,7 +140,7 @@ final class Vrings {
     /** Whether any queue is being served. */
     boolean anyRunning() {
         for (Vring v : vrings) {
-            if (v.running) {
+            if (v.state == State.RUNNING) {
                 return true;
             }
         }
@@ -131,7 +159,7 @@ final class Vrings {
             throw new VhostUserProtocolException(name + ": queue " + index + " size " + Integer.toUnsignedString(num)
                     + " is not a power of two in [1, " + max + "]");
         }
-        if (v.started) {
+        if (v.state != State.STOPPED) {
             throw new VhostUserProtocolException(name + ": queue " + index + " size changed while the ring is started");
         }
         v.num = num;
@@ -139,7 +167,7 @@ final class Vrings {
 
     void setBase(String name, int index, int base) throws VhostUserProtocolException {
         Vring v = vring(name, index);
-        if (v.started) {
+        if (v.state != State.STOPPED) {
             throw new VhostUserProtocolException(name + ": queue " + index + " base changed while the ring is started");
         }
         v.base = base;
@@ -147,14 +175,16 @@ final class Vrings {
 
     void setAddr(String name, VringAddr a) throws VhostUserProtocolException {
         Vring v = vring(name, a.index());
-        GuestMemory memory = session.memory();
-        if (memory.regionCount() > 0 && v.num > 0) {
-            String why = geometryError(a.index(), v.num, a);
-            if (why != null) {
-                throw new VhostUserProtocolException(name + ": queue " + a.index() + " " + why);
+        RingGeometry judged = null;
+        if (session.memory().regionCount() > 0 && v.num > 0) {
+            // Judged before anything changes: a refused SET_VRING_ADDR leaves the ring as it was.
+            try {
+                judged = place(a.index(), v.num, a);
+            } catch (RingConfigurationException e) {
+                throw new VhostUserProtocolException(name + ": queue " + a.index() + " " + e.getMessage());
             }
         }
-        if (v.running && v.active && v.addr != null && v.addr.desc() == a.desc() && v.addr.avail() == a.avail()
+        if (v.state == State.RUNNING && v.addr != null && v.addr.desc() == a.desc() && v.addr.avail() == a.avail()
                 && v.addr.used() == a.used()) {
             // The same ring with its logging changed: QEMU's vhost_dev_set_log when a migration
             // starts (VHOST_VRING_F_LOG and log_guest_addr) or ends. The ring keeps running: the
@@ -164,19 +194,21 @@ final class Vrings {
             applyDirtyLog(v);
             return;
         }
-        boolean wasRunning = v.running;
         stopRunning(v);
         v.addr = a;
-        if (v.started) {
-            reactivate(v);
+        if (v.state != State.STOPPED) {
+            reactivate(v, judged);
         }
-        if (wasRunning) {
-            startRunningIfReady(v);
-        }
+        settle(v);
     }
 
-    /** Why the ring cannot be placed at these addresses with the current memory, or null. */
-    private String geometryError(int index, int num, VringAddr a) {
+    /**
+     * Translates the front-end's ring addresses (its user addresses) to guest addresses in the
+     * current memory and has the ring judge the placement.
+     *
+     * @throws RingConfigurationException why the ring cannot be placed there
+     */
+    private RingGeometry place(int index, int num, VringAddr a) throws RingConfigurationException {
         GuestMemory memory = session.memory();
         long d;
         long av;
@@ -186,22 +218,27 @@ final class Vrings {
             av = memory.userToGuest(a.avail(), SplitRingLayout.availBytes(num));
             u = memory.userToGuest(a.used(), SplitRingLayout.usedBytes(num));
         } catch (GuestMemoryException e) {
-            return "vring addresses outside guest memory: " + e.getMessage();
+            throw new RingConfigurationException(new RingViolation(RingViolation.Reason.RING_OUTSIDE_MEMORY, index, a.desc(), num, 0),
+                    "vring addresses outside guest memory: " + e.getMessage());
         }
-        RingViolation v = SplitQueue.checkGeometry(index, memory, num, d, av, u);
-        return v == null ? null : "vring addresses refused by the ring: " + v.message();
+        try {
+            return RingGeometry.of(index, memory, num, d, av, u);
+        } catch (RingConfigurationException e) {
+            throw new RingConfigurationException(e.violation(), "vring addresses refused by the ring: " + e.getMessage());
+        }
     }
 
     /** GET_VRING_BASE: stops the ring and returns where the front-end resumes. */
     int getBase(String name, int index) throws VhostUserProtocolException {
         Vring v = vring(name, index);
         stopRunning(v);
-        int base = v.active ? v.queue.nextAvail() : v.base;
-        int used = v.active ? v.queue.nextUsed() : -1;
+        boolean active = v.queue.isActive();
+        int base = active ? v.queue.nextAvail() : v.base;
+        int used = active ? v.queue.nextUsed() : v.used;
         v.queue.deactivate();
-        v.active = false;
-        v.started = false;
+        v.state = State.STOPPED;
         v.base = base;
+        v.used = -1;
         LOG.debug("vhost-user: queue {} stopped at avail index {}, used index {}", index, base, used);
         // The ring is stopped: its kick and call are done with (as libvhost-user).
         closeKickAndCall(v);
@@ -218,34 +255,33 @@ final class Vrings {
         EventFd fd = fds.count() == 0 ? null : adopt(name, fds);
         switch (kind) {
             case KICK -> {
-                boolean wasRunning = v.running;
                 stopRunning(v);
                 close(v.kick);
                 v.kick = fd;
-                if (!v.started) {
-                    v.started = true;
+                if (v.state == State.STOPPED) {
+                    v.state = State.STARTED;
                     if ((session.features() & VhostUserProtocol.F_PROTOCOL_FEATURES) == 0) {
                         v.enabled = true; // without protocol features a ring starts enabled
                     }
-                    activate(v, -1);
+                    activate(v, null);
+                } else if (v.state == State.HELD) {
+                    v.state = State.STARTED;
                 }
-                if (wasRunning || v.enabled) {
-                    startRunningIfReady(v);
-                }
+                settle(v);
             }
             case CALL -> {
-                if (v.running && v.interrupt.retiredCount() < CallFd.MAX_RETIRED) {
+                if (v.state == State.RUNNING && v.interrupt.retiredCount() < CallFd.MAX_RETIRED) {
                     // Swapped under the running queue, without a drain (which could take as long
                     // as the storage likes): the queue thread closes the old fd itself.
                     v.interrupt.swap(fd);
                     v.call = fd;
                 } else {
-                    boolean wasRunning = v.running;
+                    boolean wasRunning = v.state == State.RUNNING;
                     stopRunning(v);
                     close(v.call);
                     v.call = fd;
                     if (wasRunning) {
-                        startRunningIfReady(v);
+                        settle(v);
                     }
                 }
                 if (fd != null) {
@@ -276,7 +312,10 @@ final class Vrings {
         Vring v = vring(name, index);
         v.enabled = enable;
         if (enable) {
-            startRunningIfReady(v);
+            if (v.state == State.HELD) {
+                v.state = State.STARTED;
+            }
+            settle(v);
         } else {
             stopRunning(v);
         }
@@ -284,42 +323,46 @@ final class Vrings {
 
     /**
      * Installs new guest memory: running queues are stopped (so nothing in flight points into
-     * the old mappings), {@code install} swaps the memory, started rings are validated again with
-     * the same indices, and the queues that ran start again.
+     * the old mappings), {@code install} swaps the memory, started rings are judged again in the
+     * new memory with the same indices, and every ring that can run runs: those that ran, and
+     * those that waited for this memory.
      */
     void replaceMemory(Runnable install) {
-        List<Vring> wereRunning = new ArrayList<>();
         for (Vring v : vrings) {
-            if (v.running) {
-                stopRunning(v);
-                wereRunning.add(v);
-            }
+            stopRunning(v);
         }
         install.run();
         for (Vring v : vrings) {
-            if (v.started) {
-                reactivate(v);
+            if (v.state != State.STOPPED) {
+                reactivate(v, null);
             }
         }
-        for (Vring v : wereRunning) {
-            startRunningIfReady(v);
+        for (Vring v : vrings) {
+            settle(v);
         }
     }
 
     /**
      * Stops every running queue and keeps everything else (ring settings, fds, where each ring
-     * stopped): a device reset by SET_STATUS 0, which may come before GET_VRING_BASE.
+     * stopped): a device reset by SET_STATUS 0, which may come before GET_VRING_BASE. The
+     * started rings are held until the front-end starts them again.
      */
     void stopAll() {
         for (Vring v : vrings) {
             stopRunning(v);
+            if (v.state == State.STARTED) {
+                v.state = State.HELD;
+            }
         }
     }
 
-    /** Starts the rings that are started and enabled but not running (DRIVER_OK after SET_STATUS 0 without a ring restart). */
+    /** DRIVER_OK: the rings held by a device reset, and any started ring that can run, run. */
     void startStopped() {
         for (Vring v : vrings) {
-            startRunningIfReady(v);
+            if (v.state == State.HELD) {
+                v.state = State.STARTED;
+            }
+            settle(v);
         }
     }
 
@@ -331,7 +374,7 @@ final class Vrings {
      */
     void applyDirtyLog() {
         for (Vring v : vrings) {
-            if (v.active) {
+            if (v.queue.isActive()) {
                 applyDirtyLog(v);
             }
         }
@@ -355,7 +398,7 @@ final class Vrings {
     void replaceDirtyLog(Runnable install) {
         List<Vring> wereRunning = new ArrayList<>();
         for (Vring v : vrings) {
-            if (v.running) {
+            if (v.state == State.RUNNING) {
                 stopRunning(v);
                 wereRunning.add(v);
             }
@@ -363,7 +406,7 @@ final class Vrings {
         install.run();
         applyDirtyLog();
         for (Vring v : wereRunning) {
-            startRunningIfReady(v);
+            settle(v);
         }
     }
 
@@ -378,40 +421,43 @@ final class Vrings {
             v.num = 0;
             v.addr = null;
             v.base = 0;
+            v.used = -1;
             v.enabled = false;
-            v.started = false;
-            v.active = false;
+            v.state = State.STOPPED;
         }
-    }
-
-    /** Activates a stopped ring again with the current memory and addresses, keeping its indices. */
-    private void reactivate(Vring v) {
-        int nextAvail = v.active ? v.queue.nextAvail() : v.base;
-        int nextUsed = v.active ? v.queue.nextUsed() : -1;
-        v.base = nextAvail;
-        v.active = false;
-        v.queue.deactivate();
-        activate(v, nextUsed);
     }
 
     /**
-     * Has the ring validate and activate itself with the current memory.
+     * Judges a stopped, started ring again in the current memory, keeping its indices.
      *
-     * @param nextUsed the used index to continue from, or -1 to take it from the ring
+     * @param judged its placement already judged in the current memory, or null
      */
-    private void activate(Vring v, int nextUsed) {
+    private void reactivate(Vring v, RingGeometry judged) {
+        if (v.queue.isActive()) {
+            v.base = v.queue.nextAvail();
+            v.used = v.queue.nextUsed();
+            v.queue.deactivate();
+        }
+        activate(v, judged);
+    }
+
+    /**
+     * Has the ring take its placement in the current memory, at {@link Vring#base} and
+     * {@link Vring#used}; a ring that cannot be placed yet (no size, addresses or memory, or
+     * refused) stays inactive and waits for the next change.
+     *
+     * @param judged its placement already judged in the current memory, or null
+     */
+    private void activate(Vring v, RingGeometry judged) {
         int index = v.queue.index();
-        GuestMemory memory = session.memory();
-        if (v.addr == null || v.num == 0 || memory.regionCount() == 0) {
-            LOG.warn("vhost-user: queue {} started before its size, addresses and memory were set; it waits for them", index);
+        if (v.addr == null || v.num == 0 || session.memory().regionCount() == 0) {
+            LOG.info("vhost-user: queue {} is started; it runs once its size, addresses and memory are set", index);
             return;
         }
         try {
-            long d = memory.userToGuest(v.addr.desc(), SplitRingLayout.descTableBytes(v.num));
-            long a = memory.userToGuest(v.addr.avail(), SplitRingLayout.availBytes(v.num));
-            long u = memory.userToGuest(v.addr.used(), SplitRingLayout.usedBytes(v.num));
-            v.queue.activate(memory, v.num, d, a, u, session.features(), v.base, nextUsed);
-            v.active = true;
+            RingGeometry g = judged != null ? judged : place(index, v.num, v.addr);
+            v.queue.activate(g, session.features(), v.base, v.used);
+            v.used = -1;
             LOG.debug("vhost-user: queue {} active: size {}, next avail {}, next used {}", index, v.num, v.queue.nextAvail(),
                     v.queue.nextUsed());
             applyDirtyLog(v);
@@ -426,57 +472,54 @@ final class Vrings {
                             at.resubmitted());
                 }
             }
-        } catch (GuestMemoryException e) {
-            LOG.warn("vhost-user: queue {} cannot run: vring addresses outside guest memory: {}", index, e.getMessage());
         } catch (RingConfigurationException e) {
             LOG.warn("vhost-user: queue {} cannot run: {}", index, e.getMessage());
         }
     }
 
-    private void startRunningIfReady(Vring v) {
-        if (v.running || !v.started || !v.enabled) {
+    /**
+     * Brings the ring where the rule says it belongs: running when it is started, enabled and
+     * placed validly (activated here if it is not yet), else as it is.
+     */
+    private void settle(Vring v) {
+        if (v.state != State.STARTED || !v.enabled) {
             return;
         }
-        if (!v.active) {
-            activate(v, -1);
-            if (!v.active) {
+        if (!v.queue.isActive()) {
+            activate(v, null);
+            if (!v.queue.isActive()) {
                 return;
             }
         }
         session.beforeFirstStart();
         v.interrupt = new CallFd(v.call);
         queues.start(new QueueBinding(v.queue.index(), v.queue, v.kick, v.interrupt), session.memory());
-        v.running = true;
+        v.state = State.RUNNING;
     }
 
     /**
-     * Stops the queue, waiting for what is in flight up to the drain limit. When the stop gave
-     * up, the abandoned requests keep the old queue object (its chains are theirs until they
-     * complete into nothing) and the ring goes on with a new one, at the same indices: the
-     * front-end resumes from the avail index we were at, and the abandoned heads never come back.
+     * Stops a running queue (it stays started), waiting for what is in flight up to the drain
+     * limit. When the stop gave up, the abandoned requests keep the old queue object (its chains
+     * are theirs until they complete into nothing) and the ring goes on with a new one, at the
+     * same indices: the front-end resumes from the avail index we were at, and the abandoned
+     * heads never come back.
      */
     private void stopRunning(Vring v) {
-        if (v.running) {
-            v.running = false;
-            boolean drained = queues.stop(v.queue.index());
-            // The queue thread no longer signals: call fds swapped out under it are closed here.
-            v.interrupt.closeRetired();
-            v.interrupt = null;
-            if (!drained) {
-                SplitQueue old = v.queue;
-                SplitQueue fresh = newQueue(old.index());
-                if (v.active) {
-                    GuestMemory memory = session.memory();
-                    long d = memory.userToGuest(v.addr.desc(), SplitRingLayout.descTableBytes(v.num));
-                    long a = memory.userToGuest(v.addr.avail(), SplitRingLayout.availBytes(v.num));
-                    long u = memory.userToGuest(v.addr.used(), SplitRingLayout.usedBytes(v.num));
-                    try {
-                        fresh.activate(memory, v.num, d, a, u, session.features(), old.nextAvail(), old.nextUsed());
-                    } catch (RingConfigurationException e) {
-                        v.active = false; // cannot be: the same geometry was accepted before
-                    }
-                }
-                v.queue = fresh;
+        if (v.state != State.RUNNING) {
+            return;
+        }
+        v.state = State.STARTED;
+        boolean drained = queues.stop(v.queue.index());
+        // The queue thread no longer signals: call fds swapped out under it are closed here.
+        v.interrupt.closeRetired();
+        v.interrupt = null;
+        if (!drained) {
+            SplitQueue old = v.queue;
+            SplitQueue fresh = newQueue(old.index());
+            v.queue = fresh;
+            if (old.isActive()) {
+                fresh.activate(old.geometry(), session.features(), old.nextAvail(), old.nextUsed());
+                applyDirtyLog(v);
             }
         }
     }

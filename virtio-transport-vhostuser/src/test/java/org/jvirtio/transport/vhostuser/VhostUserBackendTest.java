@@ -415,6 +415,32 @@ class VhostUserBackendTest {
         assertEquals("front-end disconnected", reason);
     }
 
+    /**
+     * QEMU updates memory slots by removing every changed region before adding any, while the
+     * rings run: a ring left without its memory for a moment must start again, with the indices
+     * it had, once its memory is back (issue 29: it stalled until a new SET_VRING_ENABLE).
+     */
+    @Test
+    void aRingWhoseMemoryIsReplacedSlotBySlotRunsAgain() throws Exception {
+        try (FrontendRig rig = new FrontendRig(socket)) {
+            rig.negotiate();
+            GuestRegion whole = rig.memory.region(0);
+            rig.fe.addMemReg(whole, rig.memory);
+            rig.queue(0, 32);
+            assertEquals(10, rig.echo(0, new byte[10]));
+            long half = whole.size() / 2;
+            GuestRegion low = new GuestRegion(0, half, whole.userAddress(), whole.mapping(), 0);
+            GuestRegion high = new GuestRegion(half, half, whole.userAddress() + half, whole.mapping(), half);
+            rig.fe.remMemReg(whole, GuestMemory.empty());
+            rig.fe.addMemReg(low, GuestMemory.of(low));
+            rig.fe.addMemReg(high, rig.memory);
+            // The rings and the echo buffers lie in the low half.
+            assertEquals(11, rig.echo(0, new byte[11]));
+            assertEquals(12, rig.echo(0, new byte[12]));
+            assertEquals(3, rig.fe.getVringBase(0));
+        }
+    }
+
     @Test
     void configSpaceReadsWritesAndPadsWithZeros() throws Exception {
         var disconnect = backend.nextDisconnect();
