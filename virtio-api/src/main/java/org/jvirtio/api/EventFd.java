@@ -86,9 +86,7 @@ public final class EventFd implements Closeable {
     public void close() {
         if (closed.compareAndSet(false, true)) {
             try {
-                Libc.close(fd);
-            } catch (ErrnoException e) {
-                // Nothing useful to do: the descriptor is gone either way on Linux.
+                Libc.closeQuietly(fd);
             } finally {
                 arena.close();
             }

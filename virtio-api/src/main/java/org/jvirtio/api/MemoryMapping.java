@@ -140,11 +140,7 @@ public final class MemoryMapping {
                 arena.close();
             }
             if (ownsFd) {
-                try {
-                    Libc.close(fd);
-                } catch (ErrnoException e) {
-                    // The descriptor is gone either way.
-                }
+                Libc.closeQuietly(fd);
             }
         } else if (n < 0) {
             throw new IllegalStateException("mapping released more often than retained");

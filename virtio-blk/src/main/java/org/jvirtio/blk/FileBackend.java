@@ -7,6 +7,7 @@ import java.nio.file.Path;
 
 import org.jvirtio.api.linux.ErrnoException;
 import org.jvirtio.api.linux.Libc;
+import org.jvirtio.api.linux.Errno;
 
 /**
  * A raw image file or block device, read and written with pread/pwrite straight from and into
@@ -46,7 +47,7 @@ public final class FileBackend implements BlockBackend {
         if (!Files.exists(path)) {
             throw new IOException("image " + path + " does not exist");
         }
-        int flags = (readOnly ? Libc.O_RDONLY : Libc.O_RDWR) | Libc.O_CLOEXEC | (direct ? FileCalls.O_DIRECT : 0);
+        int flags = (readOnly ? Libc.O_RDONLY : Libc.O_RDWR) | Libc.O_CLOEXEC | (direct ? Libc.O_DIRECT : 0);
         int fd;
         try {
             fd = Libc.open(path.toString(), flags);
@@ -199,10 +200,10 @@ public final class FileBackend implements BlockBackend {
     @Override
     public void discard(long offset, long length) throws IOException {
         try {
-            FileCalls.fallocate(fd, FileCalls.FALLOC_FL_PUNCH_HOLE | FileCalls.FALLOC_FL_KEEP_SIZE, offset, length);
+            FileCalls.fallocate(fd, Libc.FALLOC_FL_PUNCH_HOLE | Libc.FALLOC_FL_KEEP_SIZE, offset, length);
         } catch (ErrnoException e) {
             // A discard is a hint ("may deallocate"): without hole punching it is done by doing nothing.
-            if (e.errno() != 95 /* EOPNOTSUPP */) {
+            if (e.errno() != Errno.EOPNOTSUPP) {
                 throw e;
             }
         }
@@ -211,7 +212,7 @@ public final class FileBackend implements BlockBackend {
     @Override
     public void writeZeroes(long offset, long length, boolean unmap) throws IOException {
         try {
-            FileCalls.fallocate(fd, unmap ? FileCalls.FALLOC_FL_PUNCH_HOLE | FileCalls.FALLOC_FL_KEEP_SIZE : FileCalls.FALLOC_FL_ZERO_RANGE | FileCalls.FALLOC_FL_KEEP_SIZE, offset, length);
+            FileCalls.fallocate(fd, unmap ? Libc.FALLOC_FL_PUNCH_HOLE | Libc.FALLOC_FL_KEEP_SIZE : Libc.FALLOC_FL_ZERO_RANGE | Libc.FALLOC_FL_KEEP_SIZE, offset, length);
         } catch (ErrnoException e) {
             // Not every file system zeroes ranges: write zeros instead.
             try (java.lang.foreign.Arena a = java.lang.foreign.Arena.ofConfined()) {

@@ -11,8 +11,8 @@ import org.jvirtio.api.linux.Native;
 import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
-import static org.jvirtio.api.linux.Libc.EAGAIN;
-import static org.jvirtio.api.linux.Libc.EINTR;
+import static org.jvirtio.api.linux.Errno.EAGAIN;
+import static org.jvirtio.api.linux.Errno.EINTR;
 
 /**
  * The libc calls of block files (positional I/O, fdatasync, fallocate, O_DIRECT), bound through
@@ -22,10 +22,6 @@ public final class FileCalls {
     private FileCalls() {
     }
 
-    public static final int O_DIRECT = 0x4000;
-    public static final int FALLOC_FL_KEEP_SIZE = 0x1;
-    public static final int FALLOC_FL_PUNCH_HOLE = 0x2;
-    public static final int FALLOC_FL_ZERO_RANGE = 0x10;
 
     // One holder class per handle: each is bound on first use (Native, "Binding on first use").
     private static final class Pread {

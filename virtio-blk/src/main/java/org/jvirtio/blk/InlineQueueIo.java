@@ -7,6 +7,8 @@ import org.jvirtio.api.linux.ErrnoException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import static org.jvirtio.api.linux.Errno.EIO;
+
 /**
  * Runs each operation with the backend's synchronous methods and completes it before returning:
  * right for memory backends. The {@code *Now} methods do the work and return the result without
@@ -15,7 +17,6 @@ import org.slf4j.LoggerFactory;
 public final class InlineQueueIo implements BlockQueueIo {
     private static final Logger LOG = LoggerFactory.getLogger(InlineQueueIo.class);
     private static final RateLimitedLog FAILURES = RateLimitedLog.perSecond(LOG);
-    private static final int EIO = 5;
 
     private final BlockBackend backend;
 

@@ -71,11 +71,7 @@ final class NativeSources {
             public void close() {
                 if (!closed) {
                     closed = true;
-                    try {
-                        Libc.close(fd);
-                    } catch (ErrnoException e) {
-                        // the fd is gone either way
-                    }
+                    Libc.closeQuietly(fd);
                 }
             }
 

@@ -9,7 +9,6 @@ import java.lang.invoke.MethodHandle;
 import org.jvirtio.api.DescriptorChain;
 import org.jvirtio.api.QueueCompletions;
 import org.jvirtio.api.QueueHandler;
-import org.jvirtio.api.linux.ErrnoException;
 import org.jvirtio.api.linux.Libc;
 import org.jvirtio.api.linux.Native;
 
@@ -39,8 +38,6 @@ final class RateLimitedQueue implements QueueHandler {
                 FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, ADDRESS));
     }
     private static final int CLOCK_MONOTONIC = 1;
-    private static final int TFD_NONBLOCK = 0x800;
-    private static final int TFD_CLOEXEC = 0x80000;
 
     private final Filler filler;
     private final long maxBytes;
@@ -63,7 +60,7 @@ final class RateLimitedQueue implements QueueHandler {
     public void open(QueueCompletions completions) throws IOException {
         this.completions = completions;
         try {
-            timerFd = (int) TimerfdCreate.H.invokeExact(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+            timerFd = (int) TimerfdCreate.H.invokeExact(CLOCK_MONOTONIC, Libc.TFD_NONBLOCK | Libc.TFD_CLOEXEC);
         } catch (Throwable t) {
             throw new IOException("timerfd_create: " + t, t);
         }
@@ -128,11 +125,7 @@ final class RateLimitedQueue implements QueueHandler {
     @Override
     public void close() {
         if (timerFd >= 0) {
-            try {
-                Libc.close(timerFd);
-            } catch (ErrnoException e) {
-                // the fd is gone either way
-            }
+            Libc.closeQuietly(timerFd);
             timerFd = -1;
         }
         if (arena != null) {

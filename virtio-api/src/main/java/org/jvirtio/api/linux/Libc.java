@@ -29,9 +29,19 @@ public final class Libc {
     public static final int EFD_CLOEXEC = 0x80000;
     public static final int EFD_NONBLOCK = 0x800;
     public static final int POLLIN = 0x001;
-    public static final int EAGAIN = 11;
-    public static final int EINTR = 4;
-    public static final int EBADF = 9;
+    public static final int TFD_NONBLOCK = 0x800;
+    public static final int TFD_CLOEXEC = 0x80000;
+    /** fallocate(2) modes. */
+    public static final int FALLOC_FL_KEEP_SIZE = 0x1;
+    public static final int FALLOC_FL_PUNCH_HOLE = 0x2;
+    public static final int FALLOC_FL_ZERO_RANGE = 0x10;
+    /** Sockets: SCM_RIGHTS ancillary data and sendmsg/recvmsg flags. */
+    public static final int SOL_SOCKET = 1;
+    public static final int SCM_RIGHTS = 1;
+    public static final int MSG_CTRUNC = 0x8;
+    public static final int MSG_DONTWAIT = 0x40;
+    public static final int MSG_NOSIGNAL = 0x4000;
+    public static final int MSG_CMSG_CLOEXEC = 0x40000000;
 
     // One holder class per handle: each is bound on first use (Native, "Binding on first use").
     private static final class Poll {
@@ -98,6 +108,7 @@ public final class Libc {
     public static final int F_GET_SEALS = 1034;
     public static final int F_SEAL_SEAL = 0x0001;
     public static final int F_SEAL_SHRINK = 0x0002;
+    public static final int F_SEAL_GROW = 0x0004;
 
     /**
      * Sets O_NONBLOCK on {@code fd}. The flag belongs to the open file, so a peer that passed the
@@ -120,9 +131,25 @@ public final class Libc {
     public static void close(int fd) throws ErrnoException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment state = Native.errnoState(arena);
-            if (Native.syscall(state, Sys.CLOSE, fd, 0, 0, 0, 0, 0) != 0 && Native.errno(state) != EINTR) {
+            if (Native.syscall(state, Sys.CLOSE, fd, 0, 0, 0, 0, 0) != 0 && Native.errno(state) != Errno.EINTR) {
                 throw new ErrnoException("close", Native.errno(state));
             }
+        }
+    }
+
+    /**
+     * Closes {@code fd} where nothing can be done about a failure (a descriptor handed over and not
+     * wanted, cleanup after another error): on Linux the descriptor is gone either way. Does
+     * nothing for a negative fd.
+     */
+    public static void closeQuietly(int fd) {
+        if (fd < 0) {
+            return;
+        }
+        try {
+            close(fd);
+        } catch (ErrnoException e) {
+            // The descriptor is released even when close reports an error.
         }
     }
 
@@ -164,7 +191,7 @@ public final class Libc {
                 pfd.set(ValueLayout.JAVA_SHORT, 6, (short) 0);
                 int r = (int) Poll.H.invokeExact(state, pfd, 1L, timeoutMillis);
                 if (r < 0) {
-                    if (Native.errno(state) == EINTR) {
+                    if (Native.errno(state) == Errno.EINTR) {
                         continue;
                     }
                     throw new ErrnoException("poll", Native.errno(state));
@@ -195,6 +222,7 @@ public final class Libc {
     public static final int O_RDONLY = 0;
     public static final int O_RDWR = 2;
     public static final int O_CLOEXEC = 0x80000;
+    public static final int O_DIRECT = 0x4000;
 
     /** {@code open(path, flags)}. */
     public static int open(String path, int flags) throws ErrnoException {

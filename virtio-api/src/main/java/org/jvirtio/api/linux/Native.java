@@ -72,7 +72,7 @@ public final class Native {
      */
     public static long syscall(MemorySegment state, long nr, long a, long b, long c, long d, long e, long f) {
         if (nr < 0) {
-            ERRNO.set(state, 0L, 38); // ENOSYS: an architecture Sys has no numbers for
+            ERRNO.set(state, 0L, Errno.ENOSYS); // an architecture Sys has no numbers for
             return -1;
         }
         try {

@@ -15,6 +15,7 @@ import org.jvirtio.api.linux.Native;
 import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
+import org.jvirtio.api.linux.Errno;
 
 /**
  * A minimal io_uring (Linux 5.1+; {@code io_uring_setup(2)}, {@code io_uring_enter(2)},
@@ -53,7 +54,6 @@ public final class IoUring implements AutoCloseable {
     private static final int REGISTER_EVENTFD = 4;
     private static final long OFF_SQES = 0x10000000L;
     private static final int MAP_POPULATE = 0x8000;
-    private static final int EINTR = 4;
 
     private static final int SQE = 64;
     private static final int CQE = 16;
@@ -104,7 +104,7 @@ public final class IoUring implements AutoCloseable {
             p.set(JAVA_INT, 8, SETUP_CLAMP | SETUP_SUBMIT_ALL);
             fd = (int) syscall("io_uring_setup", SYS_SETUP, entries, p.address(), 0, 0, 0);
         } catch (ErrnoException e) {
-            if (e.errno() != 22) { // EINVAL: a kernel before 5.18 does not know SUBMIT_ALL
+            if (e.errno() != Errno.EINVAL) { // a kernel before 5.18 does not know SUBMIT_ALL
                 arena.close();
                 throw e;
             }
@@ -297,7 +297,7 @@ public final class IoUring implements AutoCloseable {
             try {
                 return (int) syscall("io_uring_enter", SYS_ENTER, fd, sqReady(), 0, 0, 0);
             } catch (ErrnoException e) {
-                if (e.errno() != EINTR) {
+                if (e.errno() != Errno.EINTR) {
                     throw e;
                 }
             }
@@ -350,11 +350,7 @@ public final class IoUring implements AutoCloseable {
         } catch (ErrnoException e) {
             // nothing else holds them; the fd close below frees the ring anyway
         }
-        try {
-            Libc.close(fd);
-        } catch (ErrnoException e) {
-            // already gone
-        }
+        Libc.closeQuietly(fd);
         arena.close();
     }
 }

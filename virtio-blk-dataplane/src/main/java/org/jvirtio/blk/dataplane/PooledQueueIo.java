@@ -9,6 +9,7 @@ import org.jvirtio.blk.BlockBackend;
 import org.jvirtio.blk.BlockQueueIo;
 import org.jvirtio.blk.BlockRequest;
 import org.jvirtio.blk.InlineQueueIo;
+import org.jvirtio.api.linux.Errno;
 
 /**
  * The fallback where io_uring is not allowed: each operation runs as a synchronous
@@ -41,7 +42,7 @@ final class PooledQueueIo implements BlockQueueIo {
             try {
                 res = op.getAsLong();
             } catch (RuntimeException | Error e) {
-                res = -5; // EIO
+                res = -Errno.EIO;
             }
             done.add(new Done(r, res));
             eventFd.signal();

@@ -14,6 +14,8 @@ import org.jvirtio.blk.FileCalls;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import static org.jvirtio.api.linux.Errno.*;
+
 /**
  * A queue's disk I/O through its own io_uring: READV/WRITEV with iovecs pointing straight into
  * guest memory, FSYNC (datasync) for FLUSH, RWF_DSYNC writes in writethrough mode, FALLOCATE for
@@ -34,10 +36,6 @@ final class UringQueueIo implements BlockQueueIo {
     private static final Logger LOG = LoggerFactory.getLogger(UringQueueIo.class);
     /** Failed transfers: a guest can ask for failing ones (past a shrunken image, say) as often as it likes. */
     private static final RateLimitedLog IO_FAILURES = RateLimitedLog.perSecond(LOG);
-    private static final int EAGAIN = 11;
-    private static final int EINTR = 4;
-    private static final int EIO = 5;
-    private static final int EOPNOTSUPP = 95;
     private static final int IOV_MAX = 1024;
 
     private static final int K_READ = 1;
@@ -48,9 +46,6 @@ final class UringQueueIo implements BlockQueueIo {
     /** Deallocation arguments kept per request so an -EAGAIN can be retried. */
     private static final int MAX_DEALLOC = 64;
 
-    private static final int FALLOC_KEEP_SIZE = 0x1;
-    private static final int FALLOC_PUNCH_HOLE = 0x2;
-    private static final int FALLOC_ZERO_RANGE = 0x10;
 
     private final IoUring ring;
     private final boolean inlineBufferedWrites;
@@ -246,7 +241,7 @@ final class UringQueueIo implements BlockQueueIo {
         }
         int i = deallocNext[tag]++;
         if (i >= MAX_DEALLOC) {
-            r.complete(-22); // EINVAL: more ranges than the device ever allows in one request
+            r.complete(-EINVAL); // more ranges than the device ever allows in one request
             return;
         }
         int base = (r.tag() * MAX_DEALLOC + i) * 3;
@@ -259,8 +254,8 @@ final class UringQueueIo implements BlockQueueIo {
 
     private int fallocMode(int mode) {
         return switch (mode) {
-            case DEALLOC_ZERO -> zeroRangeUnsupported ? -1 : FALLOC_ZERO_RANGE | FALLOC_KEEP_SIZE;
-            default -> FALLOC_PUNCH_HOLE | FALLOC_KEEP_SIZE; // discard, and zeroing that may unmap
+            case DEALLOC_ZERO -> zeroRangeUnsupported ? -1 : Libc.FALLOC_FL_ZERO_RANGE | Libc.FALLOC_FL_KEEP_SIZE;
+            default -> Libc.FALLOC_FL_PUNCH_HOLE | Libc.FALLOC_FL_KEEP_SIZE; // discard, and zeroing that may unmap
         };
     }
 
@@ -294,7 +289,7 @@ final class UringQueueIo implements BlockQueueIo {
         try {
             ring.submit();
         } catch (ErrnoException e) {
-            if (e.errno() != EAGAIN && e.errno() != 16 /* EBUSY */) {
+            if (e.errno() != EAGAIN && e.errno() != EBUSY) {
                 LOG.error("io_uring_enter failed: {}", e.getMessage());
             }
             // What was not consumed stays queued; completions will make room.
@@ -371,7 +366,7 @@ final class UringQueueIo implements BlockQueueIo {
                 }
             }
             case K_FALLOC -> {
-                if (res == -EOPNOTSUPP || res == -22) {
+                if (res == -EOPNOTSUPP || res == -EINVAL) {
                     int base = (tag * MAX_DEALLOC + index) * 3;
                     int mode = (int) deallocArgs[base + 2];
                     if (mode == DEALLOC_ZERO) {

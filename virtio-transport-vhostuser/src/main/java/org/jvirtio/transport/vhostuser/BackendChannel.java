@@ -43,7 +43,7 @@ final class BackendChannel implements AutoCloseable {
             reader.close();
             reader = null;
         }
-        UnixSocket.closeQuietly(this.fd);
+        Libc.closeQuietly(this.fd);
         this.fd = fd;
         if (fd >= 0) {
             reader = new MessageReader(fd, true);

@@ -39,15 +39,10 @@ final class BackendSession implements DeviceContext, AutoCloseable {
     private final MemoryTable memory;
     private final Vrings vrings;
     private final BackendChannel channel = new BackendChannel();
-    private final boolean allowUnsealed;
     /** VHOST_F_LOG_ALL offered (BackendOptions.offerDirtyLog). */
     private final boolean offerDirtyLog;
-    /** The inflight region (SET_INFLIGHT_FD), or null. */
-    private InflightRegion inflight;
-    /** The dirty log the front-end shared (SET_LOG_BASE), or null; in use while VHOST_F_LOG_ALL is negotiated. */
-    private org.jvirtio.api.MemoryMapping logMapping;
-    private org.jvirtio.api.DirtyLog dirtyLog;
-    private EventFd logFd;
+    private final InflightTracking inflight;
+    private final DirtyLogging dirtyLog;
     private long features;
     private long protocolFeatures;
     private volatile int status;
@@ -56,8 +51,9 @@ final class BackendSession implements DeviceContext, AutoCloseable {
 
     BackendSession(DeviceQueues queues, int connFd, Executor control, BackendOptions options) {
         this.memory = new MemoryTable(options.allowUnsealedMemory());
-        this.allowUnsealed = options.allowUnsealedMemory();
         this.device = queues.device();
+        this.inflight = new InflightTracking(device.queueCount(), options.allowUnsealedMemory());
+        this.dirtyLog = new DirtyLogging(options.allowUnsealedMemory());
         this.queues = queues;
         this.offerDirtyLog = options.offerDirtyLog();
         this.offeredProtocolFeatures = VhostUserProtocol.protocolFeaturesFor(device) | (offerDirtyLog ? 1L << PROTOCOL_F_LOG_SHMFD : 0);
@@ -76,17 +72,17 @@ final class BackendSession implements DeviceContext, AutoCloseable {
 
             @Override
             public java.lang.foreign.MemorySegment inflight(int index, int size) {
-                return inflight == null ? null : inflight.queue(index, size);
+                return inflight.queue(index, size);
             }
 
             @Override
             public org.jvirtio.api.DirtyLog dirtyLog() {
-                return (features & F_LOG_ALL) != 0 ? dirtyLog : null;
+                return (features & F_LOG_ALL) != 0 ? dirtyLog.log() : null;
             }
 
             @Override
             public int inflightEntries() {
-                return inflight == null ? 0 : inflight.queueSize();
+                return inflight.entries();
             }
 
             @Override
@@ -150,21 +146,12 @@ final class BackendSession implements DeviceContext, AutoCloseable {
             send(m.request(), new byte[0]);
             return true;
         }
-        if (m.needsReply() && protocol(PROTOCOL_F_REPLY_ACK) && !solicitsReply(req)) {
+        if (m.needsReply() && protocol(PROTOCOL_F_REPLY_ACK) && !req.solicitsReply()) {
             LOG.warn("vhost-user: refused {}", e.getMessage());
             send(m.request(), VhostUserMessage.u64(1));
             return true;
         }
         return false;
-    }
-
-    /** Requests answered with a reply of their own (REPLY_ACK changes nothing for them). */
-    private static boolean solicitsReply(VhostUserRequest req) {
-        return switch (req) {
-            case GET_FEATURES, GET_PROTOCOL_FEATURES, GET_QUEUE_NUM, GET_MAX_MEM_SLOTS, GET_VRING_BASE, GET_CONFIG,
-                 GET_STATUS, SET_LOG_BASE, GET_INFLIGHT_FD -> true;
-            default -> false;
-        };
     }
 
     private void apply(VhostUserMessage m, FrontendRequest request) throws VhostUserProtocolException, ErrnoException {
@@ -173,7 +160,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         // that negotiates REPLY_ACK with NEED_REPLY on that very message (the Linux kernel's
         // vhost-user driver does) waits for the ack, as libvhost-user gives it.
         boolean ack = m.needsReply() && protocol(PROTOCOL_F_REPLY_ACK);
-        String refused = gate(request);
+        String refused = request instanceof Unsupported ? null : gate(VhostUserRequest.of(m.request()));
         if (refused != null) {
             throw new VhostUserProtocolException(name + " " + refused);
         }
@@ -263,41 +250,27 @@ final class BackendSession implements DeviceContext, AutoCloseable {
             }
             case GetStatus g -> VhostUserMessage.u64(status);
             case GetInflightFd g -> {
-                InflightRegion.check(name, g.numQueues(), g.queueSize(), vrings.count());
-                int fd = InflightRegion.create(g.numQueues(), g.queueSize());
+                int fd = inflight.create(name, g);
                 try {
-                    byte[] p = VhostUserCodec.encodeInflight(new VhostUserCodec.Inflight(
-                            InflightRegion.size(g.numQueues(), g.queueSize()), 0, g.numQueues(), g.queueSize()));
-                    UnixSocket.send(connFd, VhostUserMessage.encode(m.request(), VERSION | FLAG_REPLY, p), new int[] {fd});
+                    UnixSocket.send(connFd, VhostUserMessage.encode(m.request(), VERSION | FLAG_REPLY, InflightTracking.describe(g)),
+                            new int[] {fd});
                 } finally {
-                    UnixSocket.closeQuietly(fd);
+                    Libc.closeQuietly(fd);
                 }
                 yield null;
             }
             case SetInflightFd i -> {
-                if (vrings.anyRunning()) {
-                    throw new VhostUserProtocolException(name + ": the inflight region changed while a ring runs");
-                }
-                InflightRegion next = InflightRegion.map(name, i, vrings.count(), allowUnsealed);
-                dropInflight();
-                inflight = next;
-                LOG.info("vhost-user: inflight region for {} queues of {} entries taken over", next.numQueues(), next.queueSize());
+                inflight.take(name, i, vrings.anyRunning());
                 yield null;
             }
             case SetLogBase l -> {
-                setLogBase(name, l);
+                dirtyLog.setBase(name, l, vrings);
                 // QEMU waits for this reply (an empty one) whenever LOG_SHMFD is negotiated.
                 send(m.request(), new byte[0]);
                 yield null;
             }
             case SetLogFd l -> {
-                if (logFd != null) {
-                    logFd.close();
-                    logFd = null;
-                }
-                if (l.fds().count() > 0) {
-                    logFd = EventFd.adopt(l.fds().take(0), true);
-                }
+                dirtyLog.setFd(l);
                 yield null;
             }
             case Unsupported u -> {
@@ -313,36 +286,16 @@ final class BackendSession implements DeviceContext, AutoCloseable {
     }
 
     /**
-     * Why {@code request} may not be sent on this connection, or null. vhost-user.rst gates these
-     * requests on a protocol feature having been negotiated (GET_QUEUE_NUM on MQ having been
-     * offered); a front-end that sends one anyway is refused as for any failed check.
+     * Why {@code request} may not be sent on this connection, or null. vhost-user.rst gates some
+     * requests on a protocol feature having been negotiated
+     * ({@link VhostUserRequest#gatingProtocolFeature}), GET_QUEUE_NUM on MQ having been offered;
+     * a front-end that sends one anyway is refused as for any failed check.
      */
-    private String gate(FrontendRequest request) {
-        int bit = switch (request) {
-            case GetConfig g -> PROTOCOL_F_CONFIG;
-            case SetConfig s -> PROTOCOL_F_CONFIG;
-            case SetBackendReqFd s -> PROTOCOL_F_BACKEND_REQ;
-            case ResetDevice r -> PROTOCOL_F_RESET_DEVICE;
-            case GetMaxMemSlots g -> PROTOCOL_F_CONFIGURE_MEM_SLOTS;
-            case AddMemReg a -> PROTOCOL_F_CONFIGURE_MEM_SLOTS;
-            case RemMemReg r -> PROTOCOL_F_CONFIGURE_MEM_SLOTS;
-            case SetStatus s -> PROTOCOL_F_STATUS;
-            case GetStatus g -> PROTOCOL_F_STATUS;
-            case GetInflightFd g -> PROTOCOL_F_INFLIGHT_SHMFD;
-            case SetLogBase l -> PROTOCOL_F_LOG_SHMFD;
-            case SetLogFd l -> PROTOCOL_F_LOG_SHMFD;
-            case SetInflightFd i -> PROTOCOL_F_INFLIGHT_SHMFD;
-            case GetQueueNum g -> {
-                if ((offeredProtocolFeatures & (1L << PROTOCOL_F_MQ)) == 0) {
-                    yield -2;
-                }
-                yield -1;
-            }
-            default -> -1;
-        };
-        if (bit == -2) {
+    private String gate(VhostUserRequest req) {
+        if (req == VhostUserRequest.GET_QUEUE_NUM && (offeredProtocolFeatures & (1L << PROTOCOL_F_MQ)) == 0) {
             return "is only for a back-end that offers PROTOCOL_F_MQ, and this device has one queue";
         }
+        int bit = req.gatingProtocolFeature();
         if (bit >= 0 && !protocol(bit)) {
             return "needs protocol feature " + VhostUserProtocol.protocolFeatureName(bit) + ", which was not negotiated";
         }
@@ -359,7 +312,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
      */
     private void statusReset() {
         vrings.stopAll();
-        dropInflight();
+        inflight.close();
         if (activated) {
             device.reset();
             activated = false;
@@ -413,82 +366,9 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         return FeatureNegotiation.offered(device) | F_PROTOCOL_FEATURES | (offerDirtyLog ? F_LOG_ALL : 0);
     }
 
-    /** The most a dirty log may take: one bit per 4 KiB page of 32 TiB of guest memory. */
-    static final long MAX_LOG_BYTES = 1L << 30;
-
-    /**
-     * SET_LOG_BASE: maps the dirty log the front-end shares (checked against its file and sealed
-     * against shrinking). The first one is handed to the running rings as they run; one that
-     * replaces another is put in place with the running rings stopped and started again around
-     * the swap, so that no queue thread still marks the old mapping when it goes.
-     */
-    private void setLogBase(String name, SetLogBase l) throws VhostUserProtocolException {
-        int fd = l.fds().take(0);
-        org.jvirtio.api.MemoryMapping mapping;
-        try {
-            if (l.mmapSize() <= 0 || l.mmapSize() > MAX_LOG_BYTES || l.mmapSize() % 8 != 0 || l.mmapOffset() < 0
-                    || l.mmapOffset() % 8 != 0) {
-                throw new VhostUserProtocolException(name + ": a dirty log of " + Long.toUnsignedString(l.mmapSize()) + " bytes at offset "
-                        + Long.toUnsignedString(l.mmapOffset()) + " (64-bit words, at most " + MAX_LOG_BYTES + " bytes)");
-            }
-            if (!Seals.sealAgainstShrinking(fd) && !allowUnsealed) {
-                throw new VhostUserProtocolException(name + ": the dirty log's file cannot be sealed against shrinking;"
-                        + " allowed only with --allow-unsealed-memory");
-            }
-            long fileSize = Libc.fileSize(fd);
-            if (fileSize < l.mmapOffset() + l.mmapSize()) {
-                throw new VhostUserProtocolException(name + ": the dirty log runs past the end of its file (" + fileSize + " bytes)");
-            }
-            mapping = org.jvirtio.api.MemoryMapping.map(fd, l.mmapOffset(), l.mmapSize());
-        } catch (ErrnoException e) {
-            throw new VhostUserProtocolException(name + ": cannot map the dirty log: " + e.getMessage());
-        } finally {
-            UnixSocket.closeQuietly(fd);
-        }
-        org.jvirtio.api.MemoryMapping old = logMapping;
-        org.jvirtio.api.MemoryMapping next = mapping;
-        Runnable install = () -> {
-            logMapping = next;
-            dirtyLog = new org.jvirtio.api.DirtyLog(next.segment());
-        };
-        if (old == null) {
-            // The first log (a migration starting): nothing to retire, so the rings keep running
-            // and take the log with their next used element.
-            install.run();
-            vrings.applyDirtyLog();
-        } else {
-            // A new log in place of one that queue threads may be marking (QEMU resizes it when
-            // memory is added): the rings stop around the swap before the old one is unmapped.
-            vrings.replaceDirtyLog(install);
-            old.release();
-        }
-        LOG.info("vhost-user: dirty log of {} bytes shared (pages up to {} GiB)", l.mmapSize(), (l.mmapSize() * 8 * 4096) >> 30);
-    }
-
-    /** Stops logging and releases the log (every ring stopped). */
-    private void dropDirtyLog() {
-        dirtyLog = null;
-        if (logMapping != null) {
-            logMapping.release();
-            logMapping = null;
-        }
-        if (logFd != null) {
-            logFd.close();
-            logFd = null;
-        }
-    }
-
-    /** Releases the inflight region (every ring stopped): a guest reset, or the end of the session. */
-    private void dropInflight() {
-        if (inflight != null) {
-            inflight.close();
-            inflight = null;
-        }
-    }
-
     private void resetDevice() {
         vrings.reset();
-        dropInflight();
+        inflight.close();
         if (activated) {
             queues.stopAll();
             device.reset();
@@ -568,7 +448,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         }
         resetDevice();
         closed = true;
-        dropDirtyLog();
+        dirtyLog.close();
         channel.close();
         memory.close();
     }
@@ -587,7 +467,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         }
         resetDevice();
         closed = true;
-        dropDirtyLog();
+        dirtyLog.close();
         channel.close();
         memory.close();
     }

@@ -19,7 +19,6 @@ import org.slf4j.LoggerFactory;
  */
 final class InflightRegion implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(InflightRegion.class);
-    static final int F_SEAL_GROW = 0x0004;
 
     private final MemoryMapping mapping;
     private final int numQueues;
@@ -55,10 +54,10 @@ final class InflightRegion implements AutoCloseable {
         int fd = Libc.memfdCreate("jvirtio-inflight");
         try {
             Libc.ftruncate(fd, size(numQueues, queueSize));
-            Libc.fcntl(fd, Libc.F_ADD_SEALS, Libc.F_SEAL_SHRINK | F_SEAL_GROW | Libc.F_SEAL_SEAL);
+            Libc.fcntl(fd, Libc.F_ADD_SEALS, Libc.F_SEAL_SHRINK | Libc.F_SEAL_GROW | Libc.F_SEAL_SEAL);
             return fd;
         } catch (ErrnoException e) {
-            UnixSocket.closeQuietly(fd);
+            Libc.closeQuietly(fd);
             throw e;
         }
     }
@@ -77,27 +76,10 @@ final class InflightRegion implements AutoCloseable {
                 throw new VhostUserProtocolException(name + ": region of " + Long.toUnsignedString(s.mmapSize()) + " bytes at offset "
                         + Long.toUnsignedString(s.mmapOffset()) + "; " + s.numQueues() + " queues of " + s.queueSize() + " need " + need);
             }
-            sealed(name, fd, allowUnsealed);
-            long fileSize = Libc.fileSize(fd);
-            if (fileSize < s.mmapOffset() + need) {
-                throw new VhostUserProtocolException(name + ": the region runs past the end of its file (" + fileSize + " bytes)");
-            }
-            return new InflightRegion(MemoryMapping.map(fd, s.mmapOffset(), need), s.numQueues(), s.queueSize());
-        } catch (ErrnoException e) {
-            throw new VhostUserProtocolException(name + ": cannot map the inflight region: " + e.getMessage());
+            MemoryMapping mapping = SharedFiles.mapSealed(name, fd, s.mmapOffset(), need, allowUnsealed, "the inflight region's file");
+            return new InflightRegion(mapping, s.numQueues(), s.queueSize());
         } finally {
-            UnixSocket.closeQuietly(fd);
-        }
-    }
-
-    /** A file whose size the front-end could still change is refused (or, allowed, warned about): shrunk, we would fault. */
-    private static void sealed(String name, int fd, boolean allowUnsealed) throws VhostUserProtocolException {
-        if (Seals.sealAgainstShrinking(fd)) {
-            return;
-        }
-        if (!allowUnsealed) {
-            throw new VhostUserProtocolException(name + ": the inflight region's file cannot be sealed against shrinking"
-                    + " (the backend made a sealed memfd for it); allowed only with --allow-unsealed-memory");
+            Libc.closeQuietly(fd);
         }
     }
 

@@ -1,5 +1,7 @@
 package org.jvirtio.transport.vhostuser;
 
+import org.jvirtio.api.linux.Libc;
+
 /**
  * The file descriptors that came with one message. A handler takes the ones it keeps; the
  * session closes the rest when the handler is done ({@link #closeUntaken()}), whatever happened.
@@ -29,7 +31,7 @@ final class MessageFds {
     void closeUntaken() {
         for (int i = 0; i < fds.length; i++) {
             if (fds[i] >= 0) {
-                UnixSocket.closeQuietly(fds[i]);
+                Libc.closeQuietly(fds[i]);
                 fds[i] = -1;
             }
         }

@@ -16,6 +16,9 @@ import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
+import static org.jvirtio.api.linux.Errno.*;
+import static org.jvirtio.api.linux.Libc.*;
+
 /**
  * AF_UNIX stream sockets through FFM, with file descriptors passed by SCM_RIGHTS in the same
  * {@code sendmsg}/{@code recvmsg} as the bytes they belong to (which Netty's domain socket
@@ -32,14 +35,6 @@ final class UnixSocket {
     static final int AF_UNIX = 1;
     static final int SOCK_STREAM = 1;
     static final int SOCK_CLOEXEC = 0x80000;
-    static final int SOL_SOCKET = 1;
-    static final int SCM_RIGHTS = 1;
-    static final int MSG_DONTWAIT = 0x40;
-    static final int MSG_CTRUNC = 0x8;
-    static final int MSG_NOSIGNAL = 0x4000;
-    static final int MSG_CMSG_CLOEXEC = 0x40000000;
-    static final int EAGAIN = 11;
-    static final int EINTR = 4;
     /** Most fds one message may carry (8 regions in SET_MEM_TABLE); a few more to detect excess. */
     static final int MAX_FDS = 16;
     static final int SUN_PATH_MAX = 107;
@@ -306,17 +301,6 @@ final class UnixSocket {
             }
         } catch (Throwable t) {
             throw rethrow(t);
-        }
-    }
-
-    static void closeQuietly(int fd) {
-        if (fd < 0) {
-            return;
-        }
-        try {
-            Libc.close(fd);
-        } catch (ErrnoException e) {
-            // The descriptor is gone either way on Linux.
         }
     }
 

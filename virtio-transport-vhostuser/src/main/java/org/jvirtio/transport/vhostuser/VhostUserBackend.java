@@ -1,6 +1,7 @@
 package org.jvirtio.transport.vhostuser;
 
 import java.io.IOException;
+import org.jvirtio.api.linux.Libc;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.Path;
@@ -116,7 +117,7 @@ public final class VhostUserBackend implements AutoCloseable {
             Files.move(tmp, socketPath, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
             inode = inode(socketPath);
         } catch (IOException | RuntimeException e) {
-            UnixSocket.closeQuietly(fd);
+            Libc.closeQuietly(fd);
             Files.deleteIfExists(tmp);
             throw e;
         } finally {
@@ -194,7 +195,7 @@ public final class VhostUserBackend implements AutoCloseable {
                 while ((c = UnixSocket.accept(listenFd)) >= 0) {
                     if (connection != null) {
                         LOG.warn("vhost-user: refused a second front-end on {}: one is already connected", socketPath);
-                        UnixSocket.closeQuietly(c);
+                        Libc.closeQuietly(c);
                         continue;
                     }
                     accept(c);
@@ -292,7 +293,7 @@ public final class VhostUserBackend implements AutoCloseable {
                 LOG.error("vhost-user: device reset failed while closing the connection", e);
             }
             reader.close();
-            UnixSocket.closeQuietly(fd);
+            Libc.closeQuietly(fd);
             if (connection == this) {
                 connection = null;
             }
@@ -343,7 +344,7 @@ public final class VhostUserBackend implements AutoCloseable {
         } catch (Exception e) {
             LOG.warn("vhost-user: shutting down the control loop: {}", e.toString());
         }
-        UnixSocket.closeQuietly(listenFd);
+        Libc.closeQuietly(listenFd);
         try {
             // Only the socket this backend made: in a rolling restart the path already belongs to
             // the replacement, which QEMU must be able to reconnect to.

@@ -376,10 +376,10 @@ public final class VhostUserFrontend implements AutoCloseable {
         try {
             request(VhostUserRequest.SET_BACKEND_REQ_FD, new byte[0], pair[1]);
         } catch (IOException | RuntimeException e) {
-            UnixSocket.closeQuietly(pair[0]);
+            Libc.closeQuietly(pair[0]);
             throw e;
         } finally {
-            UnixSocket.closeQuietly(pair[1]);
+            Libc.closeQuietly(pair[1]);
         }
         backendChannelFd = pair[0];
         backendChannelThread = Thread.ofPlatform().daemon().name("vhost-user-backend-channel")
@@ -422,7 +422,7 @@ public final class VhostUserFrontend implements AutoCloseable {
     public void close() {
         UnixSocket.shutdown(fd);
         reader.close();
-        UnixSocket.closeQuietly(fd);
+        Libc.closeQuietly(fd);
         if (backendChannelFd >= 0) {
             UnixSocket.shutdown(backendChannelFd);
             try {
@@ -430,7 +430,7 @@ public final class VhostUserFrontend implements AutoCloseable {
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
             }
-            UnixSocket.closeQuietly(backendChannelFd);
+            Libc.closeQuietly(backendChannelFd);
             backendChannelFd = -1;
         }
     }

@@ -68,6 +68,32 @@ public enum VhostUserRequest {
         }
     }
 
+    /**
+     * The protocol feature vhost-user.rst gates this request on (a front-end that sends it without
+     * having negotiated the feature is refused), or -1.
+     */
+    int gatingProtocolFeature() {
+        return switch (this) {
+            case GET_CONFIG, SET_CONFIG -> VhostUserProtocol.PROTOCOL_F_CONFIG;
+            case SET_BACKEND_REQ_FD -> VhostUserProtocol.PROTOCOL_F_BACKEND_REQ;
+            case RESET_DEVICE -> VhostUserProtocol.PROTOCOL_F_RESET_DEVICE;
+            case GET_MAX_MEM_SLOTS, ADD_MEM_REG, REM_MEM_REG -> VhostUserProtocol.PROTOCOL_F_CONFIGURE_MEM_SLOTS;
+            case SET_STATUS, GET_STATUS -> VhostUserProtocol.PROTOCOL_F_STATUS;
+            case GET_INFLIGHT_FD, SET_INFLIGHT_FD -> VhostUserProtocol.PROTOCOL_F_INFLIGHT_SHMFD;
+            case SET_LOG_BASE, SET_LOG_FD -> VhostUserProtocol.PROTOCOL_F_LOG_SHMFD;
+            default -> -1;
+        };
+    }
+
+    /** Whether the request is answered with a reply of its own (REPLY_ACK changes nothing for it). */
+    boolean solicitsReply() {
+        return switch (this) {
+            case GET_FEATURES, GET_PROTOCOL_FEATURES, GET_QUEUE_NUM, GET_MAX_MEM_SLOTS, GET_VRING_BASE, GET_CONFIG,
+                 GET_STATUS, SET_LOG_BASE, GET_INFLIGHT_FD -> true;
+            default -> false;
+        };
+    }
+
     /** The request for a code, or null when the code is unknown. */
     public static VhostUserRequest of(int code) {
         return code > 0 && code < BY_CODE.length ? BY_CODE[code] : null;

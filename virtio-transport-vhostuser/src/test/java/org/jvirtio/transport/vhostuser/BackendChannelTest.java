@@ -1,6 +1,7 @@
 package org.jvirtio.transport.vhostuser;
 
 import org.junit.jupiter.api.Test;
+import org.jvirtio.api.linux.Libc;
 
 import static org.jvirtio.transport.vhostuser.VhostUserProtocol.*;
 import static org.junit.jupiter.api.Assertions.*;
@@ -58,7 +59,7 @@ class BackendChannelTest {
             assertTrue(waited >= 100_000_000L, "took the late reply for its own: returned after " + waited / 1_000_000 + " ms");
         } finally {
             channel.close();
-            UnixSocket.closeQuietly(pair[1]);
+            Libc.closeQuietly(pair[1]);
         }
     }
 }

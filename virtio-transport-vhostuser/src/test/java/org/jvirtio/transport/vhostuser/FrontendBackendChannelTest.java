@@ -1,6 +1,7 @@
 package org.jvirtio.transport.vhostuser;
 
 import java.nio.ByteBuffer;
+import org.jvirtio.api.linux.Libc;
 import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -98,12 +99,12 @@ class FrontendBackendChannelTest {
                 assertEquals(2, fe.getQueueNum());
                 backend.join(5000);
             }
-            UnixSocket.closeQuietly(channel);
+            Libc.closeQuietly(channel);
         } finally {
             fe.close();
-            UnixSocket.closeQuietly(conn);
+            Libc.closeQuietly(conn);
         }
-        UnixSocket.closeQuietly(listen);
+        Libc.closeQuietly(listen);
         assertEquals(fdsBefore - 1, openFds(), "nothing left open (the listening socket was open before)");
     }
 }

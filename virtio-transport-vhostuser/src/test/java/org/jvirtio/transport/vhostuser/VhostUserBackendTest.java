@@ -1,6 +1,7 @@
 package org.jvirtio.transport.vhostuser;
 
 import java.io.IOException;
+import org.jvirtio.api.linux.Libc;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
@@ -47,7 +48,7 @@ class VhostUserBackendTest {
         assertEquals("rw-------", PosixFilePermissions.toString(Files.getPosixFilePermissions(socket)));
         backend.close();
         // a stale socket file, as a crashed backend leaves it: bound, then nobody listens
-        UnixSocket.closeQuietly(UnixSocket.listen(socket, 1));
+        Libc.closeQuietly(UnixSocket.listen(socket, 1));
         assertTrue(Files.exists(socket));
         backend = VhostUserBackend.start(socket, new EchoDevice(1));
         try (FrontendRig rig = new FrontendRig(socket)) {
@@ -499,7 +500,7 @@ class VhostUserBackendTest {
             int[] pair = UnixSocket.socketPair(); // blocking sockets
             try {
                 fe.sendRaw(VhostUserMessage.encode(VhostUserRequest.SET_BACKEND_REQ_FD.code(), VERSION, new byte[0]), pair[1]);
-                UnixSocket.closeQuietly(pair[1]);
+                Libc.closeQuietly(pair[1]);
                 for (int i = 0; i < 20_000; i++) {
                     device.context.notifyConfigChange(); // far more than the socket buffer holds
                 }
@@ -508,7 +509,7 @@ class VhostUserBackendTest {
                 assertEquals(2, fe.getQueueNum(), "the backend still answers");
                 assertTrue(System.nanoTime() - t0 < 10_000_000_000L);
             } finally {
-                UnixSocket.closeQuietly(pair[0]);
+                Libc.closeQuietly(pair[0]);
             }
         }
         // 2. REPLY_ACK: the front-end reads the message and sends 5 of the reply's 20 bytes.
@@ -521,7 +522,7 @@ class VhostUserBackendTest {
             int[] pair = UnixSocket.socketPair();
             try {
                 fe.sendRaw(VhostUserMessage.encode(VhostUserRequest.SET_BACKEND_REQ_FD.code(), VERSION, new byte[0]), pair[1]);
-                UnixSocket.closeQuietly(pair[1]);
+                Libc.closeQuietly(pair[1]);
                 long t0 = System.nanoTime();
                 device.context.notifyConfigChange();
                 assertTrue(org.jvirtio.api.linux.Libc.pollIn(pair[0], 10_000), "CONFIG_CHANGE_MSG sent");
@@ -531,7 +532,7 @@ class VhostUserBackendTest {
                 long waited = System.nanoTime() - t0;
                 assertTrue(waited < 8_000_000_000L, "stalled for " + waited / 1_000_000 + " ms");
             } finally {
-                UnixSocket.closeQuietly(pair[0]);
+                Libc.closeQuietly(pair[0]);
             }
         }
     }

@@ -1,0 +1,80 @@
+package org.jvirtio.transport.vhostuser;
+
+import java.lang.foreign.MemorySegment;
+
+import org.jvirtio.api.linux.ErrnoException;
+import org.jvirtio.transport.vhostuser.FrontendRequest.GetInflightFd;
+import org.jvirtio.transport.vhostuser.FrontendRequest.SetInflightFd;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The inflight tracking of one connection (VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD, vhost-user.rst
+ * "Inflight I/O tracking"): GET_INFLIGHT_FD makes a region the front-end keeps, SET_INFLIGHT_FD
+ * hands one (ours, or a predecessor's after a crash) to this backend; each ring tracks its
+ * requests in its part of it. Control thread only; replaced only while no ring runs.
+ */
+final class InflightTracking implements AutoCloseable {
+    private static final Logger LOG = LoggerFactory.getLogger(InflightTracking.class);
+
+    private final boolean allowUnsealed;
+    private final int deviceQueues;
+    /** The region in use (SET_INFLIGHT_FD), or null. */
+    private InflightRegion region;
+
+    /**
+     * @param deviceQueues  the device's queue count: a region for more is refused
+     * @param allowUnsealed accept a region file that cannot be sealed against shrinking
+     */
+    InflightTracking(int deviceQueues, boolean allowUnsealed) {
+        this.deviceQueues = deviceQueues;
+        this.allowUnsealed = allowUnsealed;
+    }
+
+    /**
+     * GET_INFLIGHT_FD: a new zeroed region for the queues the front-end names, sealed against
+     * shrinking and growing.
+     *
+     * @return the region's fd (the caller sends it and closes it)
+     */
+    int create(String name, GetInflightFd g) throws VhostUserProtocolException, ErrnoException {
+        InflightRegion.check(name, g.numQueues(), g.queueSize(), deviceQueues);
+        return InflightRegion.create(g.numQueues(), g.queueSize());
+    }
+
+    /** The GET_INFLIGHT_FD reply's payload for a region made by {@link #create}. */
+    static byte[] describe(GetInflightFd g) {
+        return VhostUserCodec.encodeInflight(new VhostUserCodec.Inflight(InflightRegion.size(g.numQueues(), g.queueSize()), 0,
+                g.numQueues(), g.queueSize()));
+    }
+
+    /** SET_INFLIGHT_FD: maps the region the front-end kept, in place of any before it; no ring may run. */
+    void take(String name, SetInflightFd s, boolean anyRunning) throws VhostUserProtocolException {
+        if (anyRunning) {
+            throw new VhostUserProtocolException(name + ": the inflight region changed while a ring runs");
+        }
+        InflightRegion next = InflightRegion.map(name, s, deviceQueues, allowUnsealed);
+        close();
+        region = next;
+        LOG.info("vhost-user: inflight region for {} queues of {} entries taken over", next.numQueues(), next.queueSize());
+    }
+
+    /** Queue {@code index}'s part for a ring of {@code size} entries, or null (no region, or it does not cover it). */
+    MemorySegment queue(int index, int size) {
+        return region == null ? null : region.queue(index, size);
+    }
+
+    /** Entries per queue of the region (its queue size, at least the ring's), or 0 without one. */
+    int entries() {
+        return region == null ? 0 : region.queueSize();
+    }
+
+    /** Releases the region (every ring stopped): a guest reset, or the end of the session. */
+    @Override
+    public void close() {
+        if (region != null) {
+            region.close();
+            region = null;
+        }
+    }
+}

@@ -1,0 +1,413 @@
+package org.jvirtio.transport.vhostuser;
+
+import org.jvirtio.api.EventFd;
+import org.jvirtio.api.GuestMemory;
+import org.jvirtio.api.GuestMemoryException;
+import org.jvirtio.api.QueueBinding;
+import org.jvirtio.host.DeviceQueues;
+import org.jvirtio.ring.RingConfigurationException;
+import org.jvirtio.ring.RingGeometry;
+import org.jvirtio.ring.RingViolation;
+import org.jvirtio.ring.SplitInflight;
+import org.jvirtio.ring.SplitQueue;
+import org.jvirtio.ring.SplitRingLayout;
+import org.jvirtio.transport.vhostuser.VhostUserCodec.VringAddr;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * One ring of a connection (vhost-user.rst "Starting and stopping rings"): what the front-end set
+ * (size, addresses, base, kick, call, err, enabled), where the ring is in its life
+ * ({@link State}), and the queue that serves it. Control thread only; {@link Vrings} holds them
+ * all and applies what concerns every ring (new memory, a device reset).
+ *
+ * <p>One rule decides whether a ring runs ({@link #settle}): it is started, enabled, not held by
+ * a device reset, and its size, addresses and memory place it validly. Whatever changes one of
+ * these settles the ring again, so a ring that lost its memory for a moment (QEMU removes every
+ * changed memory slot before it adds any) runs again as soon as the memory is back, at the
+ * indices it stopped at.
+ *
+ * <p>A running queue is owned by its queue thread: to change anything it uses (memory, call fd,
+ * ring addresses) the queue is stopped (drained), changed, and started again. Ring geometry is
+ * the ring's to judge ({@link RingGeometry}), once per change: this class translates the
+ * front-end's addresses ({@link #place}) and keeps the judgement.
+ */
+final class Vring {
+    private static final Logger LOG = LoggerFactory.getLogger(Vring.class);
+
+    /** Where a ring is in its life. */
+    enum State {
+        /** Not started: no SET_VRING_KICK since the last GET_VRING_BASE or reset. */
+        STOPPED,
+        /** Started: runs whenever it is enabled and placed validly in the current memory. */
+        STARTED,
+        /**
+         * Started, but the device was reset (SET_STATUS 0) while it could run: it runs again only
+         * when the front-end says so (DRIVER_OK, SET_VRING_ENABLE, SET_VRING_KICK), never because
+         * its memory or addresses changed.
+         */
+        HELD,
+        /** Served by the device. */
+        RUNNING
+    }
+
+    private final int index;
+    private final DeviceQueues queues;
+    private final Vrings.Session session;
+    private final SplitQueue.ViolationListener onViolation;
+    /** Replaced when a stop abandoned requests: the old one stays with them (see {@link #stop}). */
+    private SplitQueue queue;
+    private State state = State.STOPPED;
+    private int num;
+    private VringAddr addr;
+    /** The next avail index to read when the ring is next activated (SET_VRING_BASE, or where it stopped). */
+    private int base;
+    /** The used index to continue from when next activated, or -1 to read it from the ring. */
+    private int used = -1;
+    private EventFd kick;
+    private EventFd call;
+    private EventFd err;
+    private boolean enabled;
+    /** How the running queue interrupts the driver; its call fd can change under it. */
+    private CallFd interrupt;
+
+    Vring(int index, DeviceQueues queues, Vrings.Session session, SplitQueue.ViolationListener onViolation) {
+        this.index = index;
+        this.queues = queues;
+        this.session = session;
+        this.onViolation = onViolation;
+        this.queue = newQueue();
+    }
+
+    private SplitQueue newQueue() {
+        SplitQueue q = new SplitQueue(index, queues.device().maxChainLength());
+        q.setViolationListener(onViolation);
+        return q;
+    }
+
+    State state() {
+        return state;
+    }
+
+    EventFd err() {
+        return err;
+    }
+
+    // ---------------------------------------------------------------- what the front-end sets
+
+    void setNum(String name, int n) throws VhostUserProtocolException {
+        int max = Math.min(queues.device().maxQueueSize(index), SplitRingLayout.MAX_SIZE);
+        if (!SplitRingLayout.isValidSize(n) || n > max) {
+            throw new VhostUserProtocolException(name + ": queue " + index + " size " + Integer.toUnsignedString(n)
+                    + " is not a power of two in [1, " + max + "]");
+        }
+        if (state != State.STOPPED) {
+            throw new VhostUserProtocolException(name + ": queue " + index + " size changed while the ring is started");
+        }
+        num = n;
+    }
+
+    void setBase(String name, int b) throws VhostUserProtocolException {
+        if (state != State.STOPPED) {
+            throw new VhostUserProtocolException(name + ": queue " + index + " base changed while the ring is started");
+        }
+        base = b;
+    }
+
+    void setAddr(String name, VringAddr a) throws VhostUserProtocolException {
+        RingGeometry judged = null;
+        if (session.memory().regionCount() > 0 && num > 0) {
+            // Judged before anything changes: a refused SET_VRING_ADDR leaves the ring as it was.
+            try {
+                judged = place(a);
+            } catch (RingConfigurationException e) {
+                throw new VhostUserProtocolException(name + ": queue " + index + " " + e.getMessage());
+            }
+        }
+        if (state == State.RUNNING && addr != null && addr.desc() == a.desc() && addr.avail() == a.avail() && addr.used() == a.used()) {
+            // The same ring with its logging changed: QEMU's vhost_dev_set_log when a migration
+            // starts (VHOST_VRING_F_LOG and log_guest_addr) or ends. The ring keeps running: the
+            // queue thread takes the new log address with the next used element. (Stopping it
+            // waited for every request in flight, with QEMU holding its big lock meanwhile.)
+            addr = a;
+            applyDirtyLog();
+            return;
+        }
+        stop();
+        addr = a;
+        if (state != State.STOPPED) {
+            rejudge(judged);
+        }
+        settle();
+    }
+
+    /** GET_VRING_BASE: stops the ring and returns where the front-end resumes. */
+    int getBase() {
+        stop();
+        boolean active = queue.isActive();
+        int b = active ? queue.nextAvail() : base;
+        int u = active ? queue.nextUsed() : used;
+        queue.deactivate();
+        state = State.STOPPED;
+        base = b;
+        used = -1;
+        LOG.debug("vhost-user: queue {} stopped at avail index {}, used index {}", index, b, u);
+        // The ring is stopped: its kick and call are done with (as libvhost-user).
+        closeKickAndCall();
+        return b;
+    }
+
+    /** SET_VRING_KICK: the first one starts the ring. */
+    void setKick(EventFd fd) {
+        stop();
+        close(kick);
+        kick = fd;
+        if (state == State.STOPPED) {
+            state = State.STARTED;
+            if ((session.features() & VhostUserProtocol.F_PROTOCOL_FEATURES) == 0) {
+                enabled = true; // without protocol features a ring starts enabled
+            }
+            activate(null);
+        } else if (state == State.HELD) {
+            state = State.STARTED;
+        }
+        settle();
+    }
+
+    /** SET_VRING_CALL: swapped under a running queue where it can be, else with the queue stopped around it. */
+    void setCall(EventFd fd) {
+        if (state == State.RUNNING && interrupt.retiredCount() < CallFd.MAX_RETIRED) {
+            // Swapped under the running queue, without a drain (which could take as long as the
+            // storage likes): the queue thread closes the old fd itself.
+            interrupt.swap(fd);
+            call = fd;
+        } else {
+            boolean wasRunning = state == State.RUNNING;
+            stop();
+            close(call);
+            call = fd;
+            if (wasRunning) {
+                settle();
+            }
+        }
+        if (fd != null) {
+            // As libvhost-user: a driver that reconnected may wait for an interrupt for used
+            // buffers published before it gave us this fd.
+            fd.signal();
+        }
+    }
+
+    void setErr(EventFd fd) {
+        close(err);
+        err = fd;
+    }
+
+    void setEnable(boolean enable) {
+        enabled = enable;
+        if (enable) {
+            if (state == State.HELD) {
+                state = State.STARTED;
+            }
+            settle();
+        } else {
+            stop();
+        }
+    }
+
+    // ---------------------------------------------------------------- what concerns every ring
+
+    /** A device reset (SET_STATUS 0): stops the queue; a started ring is held until the front-end starts it again. */
+    void hold() {
+        stop();
+        if (state == State.STARTED) {
+            state = State.HELD;
+        }
+    }
+
+    /** DRIVER_OK: a held ring is started again, and runs if it can. */
+    void release() {
+        if (state == State.HELD) {
+            state = State.STARTED;
+        }
+        settle();
+    }
+
+    /** Whether the queue is served. */
+    boolean running() {
+        return state == State.RUNNING;
+    }
+
+    /** Judges a started ring again in new memory (it is stopped), keeping its indices. */
+    void rejudge() {
+        if (state != State.STOPPED) {
+            rejudge(null);
+        }
+    }
+
+    /**
+     * Brings the ring where the rule says it belongs: running when it is started, enabled and
+     * placed validly (activated here if it is not yet), else as it is.
+     */
+    void settle() {
+        if (state != State.STARTED || !enabled) {
+            return;
+        }
+        if (!queue.isActive()) {
+            activate(null);
+            if (!queue.isActive()) {
+                return;
+            }
+        }
+        session.beforeFirstStart();
+        interrupt = new CallFd(call);
+        queues.start(new QueueBinding(index, queue, kick, interrupt), session.memory());
+        state = State.RUNNING;
+    }
+
+    /**
+     * Stops a running queue (it stays started), waiting for what is in flight up to the drain
+     * limit. When the stop gave up, the abandoned requests keep the old queue object (its chains
+     * are theirs until they complete into nothing) and the ring goes on with a new one, at the
+     * same indices: the front-end resumes from the avail index we were at, and the abandoned
+     * heads never come back.
+     */
+    void stop() {
+        if (state != State.RUNNING) {
+            return;
+        }
+        state = State.STARTED;
+        boolean drained = queues.stop(index);
+        // The queue thread no longer signals: call fds swapped out under it are closed here.
+        interrupt.closeRetired();
+        interrupt = null;
+        if (!drained) {
+            SplitQueue old = queue;
+            queue = newQueue();
+            if (old.isActive()) {
+                queue.activate(old.geometry(), session.features(), old.nextAvail(), old.nextUsed());
+                applyDirtyLog();
+            }
+        }
+    }
+
+    /**
+     * Sets the ring's logging to what the session says now (see {@link Vrings#applyDirtyLog}).
+     * Safe while the ring runs: the queue thread reads it once per used element.
+     */
+    void applyDirtyLog() {
+        if (!queue.isActive()) {
+            return;
+        }
+        org.jvirtio.api.DirtyLog log = session.dirtyLog();
+        if (log == null) {
+            queue.setDirtyLog(null);
+        } else if ((addr.flags() & VhostUserProtocol.VRING_F_LOG) != 0) {
+            queue.setDirtyLog(log, addr.log());
+        } else {
+            queue.setDirtyLog(log);
+        }
+    }
+
+    /** Stops the queue and forgets everything the front-end set (a device reset or a disconnect). */
+    void reset() {
+        stop();
+        queue.deactivate();
+        closeKickAndCall();
+        close(err);
+        err = null;
+        num = 0;
+        addr = null;
+        base = 0;
+        used = -1;
+        enabled = false;
+        state = State.STOPPED;
+    }
+
+    // ---------------------------------------------------------------- placement
+
+    /**
+     * Translates the front-end's ring addresses (its user addresses) to guest addresses in the
+     * current memory and has the ring judge the placement.
+     *
+     * @throws RingConfigurationException why the ring cannot be placed there
+     */
+    private RingGeometry place(VringAddr a) throws RingConfigurationException {
+        GuestMemory memory = session.memory();
+        long d;
+        long av;
+        long u;
+        try {
+            d = memory.userToGuest(a.desc(), SplitRingLayout.descTableBytes(num));
+            av = memory.userToGuest(a.avail(), SplitRingLayout.availBytes(num));
+            u = memory.userToGuest(a.used(), SplitRingLayout.usedBytes(num));
+        } catch (GuestMemoryException e) {
+            throw new RingConfigurationException(new RingViolation(RingViolation.Reason.RING_OUTSIDE_MEMORY, index, a.desc(), num, 0),
+                    "vring addresses outside guest memory: " + e.getMessage());
+        }
+        try {
+            return RingGeometry.of(index, memory, num, d, av, u);
+        } catch (RingConfigurationException e) {
+            throw new RingConfigurationException(e.violation(), "vring addresses refused by the ring: " + e.getMessage());
+        }
+    }
+
+    /**
+     * Judges a stopped, started ring again in the current memory, keeping its indices.
+     *
+     * @param judged its placement already judged in the current memory, or null
+     */
+    private void rejudge(RingGeometry judged) {
+        if (queue.isActive()) {
+            base = queue.nextAvail();
+            used = queue.nextUsed();
+            queue.deactivate();
+        }
+        activate(judged);
+    }
+
+    /**
+     * Has the ring take its placement in the current memory, at {@link #base} and {@link #used};
+     * a ring that cannot be placed yet (no size, addresses or memory, or refused) stays inactive
+     * and waits for the next change.
+     *
+     * @param judged its placement already judged in the current memory, or null
+     */
+    private void activate(RingGeometry judged) {
+        if (addr == null || num == 0 || session.memory().regionCount() == 0) {
+            LOG.info("vhost-user: queue {} is started; it runs once its size, addresses and memory are set", index);
+            return;
+        }
+        try {
+            RingGeometry g = judged != null ? judged : place(addr);
+            queue.activate(g, session.features(), base, used);
+            used = -1;
+            LOG.debug("vhost-user: queue {} active: size {}, next avail {}, next used {}", index, num, queue.nextAvail(), queue.nextUsed());
+            applyDirtyLog();
+            java.lang.foreign.MemorySegment region = session.inflight(index, num);
+            if (region != null) {
+                SplitInflight.Attached at = queue.attachInflight(region, session.inflightEntries());
+                if (at.inconsistency() != null) {
+                    LOG.warn("vhost-user: queue {}: the inflight region is inconsistent ({}); started afresh, nothing resubmitted",
+                            index, at.inconsistency());
+                } else if (at.resubmitted() > 0) {
+                    LOG.info("vhost-user: queue {}: resubmitting {} requests a previous backend left in flight", index, at.resubmitted());
+                }
+            }
+        } catch (RingConfigurationException e) {
+            LOG.warn("vhost-user: queue {} cannot run: {}", index, e.getMessage());
+        }
+    }
+
+    private void closeKickAndCall() {
+        close(kick);
+        kick = null;
+        close(call);
+        call = null;
+    }
+
+    private static void close(EventFd fd) {
+        if (fd != null) {
+            fd.close();
+        }
+    }
+}
