@@ -59,4 +59,52 @@ class SplitQueueDirtyLogTest {
             mem.release();
         }
     }
+
+    /**
+     * A chain given back to a pool over its retention bound loses its grown arrays; the pages it
+     * wrote are logged before that (they were not: a long chain used while the pool kept more than
+     * {@link ChainPool#RETAINED_BUFFERS} entries left its pages unmarked).
+     */
+    @Test
+    void longChainsUsedWhileThePoolTrimsStillMarkTheirPages() throws Exception {
+        int chains = 140;
+        int buffers = 300; // grows a chain's arrays to 512 entries: 140 of them pass the pool's bound
+        MemoryMapping m = MemoryMapping.memfd("guest", 8 << 20);
+        GuestMemory mem = GuestMemory.of(GuestRegion.of(0, m));
+        m.release();
+        try {
+            long f = VirtioFeatures.RING_FEATURES;
+            SplitRingLayout.Placement p = SplitRingLayout.place(0x1000, 256);
+            SplitQueueDriver d = new SplitQueueDriver(mem, 256, p.desc(), p.avail(), p.used(), f, 0x10000, buffers);
+            SplitQueue q = new SplitQueue(0);
+            q.activate(mem, 256, p.desc(), p.avail(), p.used(), f, 0, 0);
+            DirtyLog log = new DirtyLog(Arena.ofAuto().allocate(256, 8)); // 2048 pages: the whole 8 MiB
+            q.setDirtyLog(log);
+            for (int i = 0; i < chains; i++) {
+                long[] addrs = new long[buffers];
+                int[] lens = new int[buffers];
+                for (int k = 0; k < buffers; k++) {
+                    addrs[k] = ((0x200L + i) << 12) + k;
+                    lens[k] = 1;
+                }
+                assertTrue(d.addIndirect(addrs, lens, buffers, 0, i) >= 0);
+            }
+            d.publish();
+            DescriptorChain[] popped = new DescriptorChain[chains];
+            for (int i = 0; i < chains; i++) {
+                popped[i] = q.pop();
+                assertNotNull(popped[i], "chain " + i);
+            }
+            assertTrue(q.retainedBuffers() > ChainPool.RETAINED_BUFFERS, "the pool is over its bound");
+            for (DescriptorChain c : popped) {
+                q.addUsed(c, buffers);
+            }
+            q.publishUsed();
+            for (int i = 0; i < chains; i++) {
+                assertTrue(log.isMarked(0x200L + i), "the page chain " + i + " wrote is marked");
+            }
+        } finally {
+            mem.release();
+        }
+    }
 }

@@ -242,7 +242,7 @@ public final class VhostUserProxy implements VirtioDevice, AutoCloseable {
         try {
             fe.setVringNum(i, ring.size());
             fe.setVringBase(i, ring.nextAvail());
-            fe.setVringAddr(i, ring.descAddr(), ring.availAddr(), ring.usedAddr());
+            fe.setVringAddr(i, ring.geometry().desc(), ring.geometry().avail(), ring.geometry().used());
             fe.setVringCall(i, call);
             calls.watch(call, b.call()::signal);
             fe.setVringKick(i, b.kick());
