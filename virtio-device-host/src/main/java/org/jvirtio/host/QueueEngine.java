@@ -47,21 +47,10 @@ public final class QueueEngine implements QueueCompletions {
     public static final int PUBLISH_EVERY = 8;
     /** How long one {@link #serve()} may keep its thread while work keeps coming (vhost's "weight"). */
     public static final long SERVE_BUDGET_NANOS = 2_000_000;
-    private static final long MIN_POLL_NANOS = 1_000;
-    private static final long INITIAL_POLL_NANOS = 4_000;
-    /** The default of {@link #pollCredit(long)}: busy-polling a served request earns, in ns. */
-    public static final long DEFAULT_POLL_CREDIT_NANOS = 2_000;
-    /**
-     * The most polling credit a queue banks: the longest a credit-paid poll can last. A wait
-     * longer than this (which no bank could have covered: the queue is not busy) forfeits it.
-     */
-    public static final long POLL_CREDIT_CAP_NANOS = 200_000;
-    /**
-     * Credit is spent only on polls at least this long (twice QEMU's default window): shorter
-     * ones would not outlast a guest's wake-up on a virtual machine's host, where the credit
-     * earns its keep, and would only cost.
-     */
-    public static final long POLL_CREDIT_MIN_NANOS = 64_000;
+    /** The default of {@link #pollCredit(long)}: see {@link PollingPolicy#DEFAULT_POLL_CREDIT_NANOS}. */
+    public static final long DEFAULT_POLL_CREDIT_NANOS = PollingPolicy.DEFAULT_POLL_CREDIT_NANOS;
+    /** See {@link PollingPolicy#POLL_CREDIT_CAP_NANOS}. */
+    public static final long POLL_CREDIT_CAP_NANOS = PollingPolicy.POLL_CREDIT_CAP_NANOS;
 
     private final QueueBinding binding;
     private final QueueStats stats;
@@ -74,19 +63,14 @@ public final class QueueEngine implements QueueCompletions {
     private int freeTop;
     private boolean unpublished;
     private int unpublishedCount;
-    private long pollMaxNanos;
-    private long pollNanos;
-    private long pollCreditPerRequest = DEFAULT_POLL_CREDIT_NANOS;
-    /** Polling paid for by the requests served, in ns: see {@link #pollCredit(long)}. */
-    private long pollCredit;
+    /** How long to busy-poll before sleeping. */
+    private final PollingPolicy polling = new PollingPolicy();
     /** The other queues of this thread, or null when it has no other. */
     private PollGroup group;
     /** System.nanoTime, or a test's clock. */
     private LongSupplier clock = System::nanoTime;
     /** When the current serve() must give its thread back. */
     private long budgetEnd;
-    /** When the current wait for work began (0: not waiting, or polling off). */
-    private long waitStart;
     /** Every slot was in use when the ring still had chains: serve again on completion. */
     private boolean starved;
     private boolean quiescing;
@@ -137,44 +121,26 @@ public final class QueueEngine implements QueueCompletions {
 
     /**
      * Busy-polls the avail ring (and outstanding completions) up to {@code micros} before the
-     * owner goes to sleep; 0 turns polling off. Adaptive like QEMU's AioContext: the window grows
-     * while waits stay within the maximum, and shrinks when even the maximum would not have
-     * covered them.
+     * owner goes to sleep; 0 turns polling off. Adaptive like QEMU's AioContext: see
+     * {@link PollingPolicy}.
      */
     public void pollMicros(long micros) {
-        if (micros < 0) {
-            throw new IllegalArgumentException("negative poll window: " + micros);
-        }
-        this.pollMaxNanos = micros * 1000;
-        this.pollNanos = pollMaxNanos;
-        this.waitStart = 0; // a new window starts afresh
+        polling.window(micros);
     }
 
     /**
      * Polling paid for by the work it serves: each request taken from the ring earns the queue
-     * {@code nanosPerRequest} of busy-polling (banked up to {@link #POLL_CREDIT_CAP_NANOS}), and
-     * a poll may run past the {@link #pollMicros} window while there is credit (at least
-     * {@link #POLL_CREDIT_MIN_NANOS}), which the time spent past the window uses up. So the extra
-     * polling costs at most {@code nanosPerRequest} of CPU per request served, averaged over any
-     * stretch of time; a wait longer than the cap forfeits the bank, so a queue whose requests
-     * come further apart than that never polls on credit at all. But a driver that keeps a queue
-     * busy with round trips longer than the window (a guest whose wake-ups are slow, as on a
-     * virtual machine's host) finds the device still polling when it submits again, so neither
-     * side has to sleep and be woken (measured: 2-10x the IOPS at less CPU per request,
-     * docs/PERFORMANCE.md). Only while polling is on (a window above 0), and only while the
-     * thread's other queues have nothing in flight: their completions must not wait for it.
-     * 0 turns it off; {@link #DEFAULT_POLL_CREDIT_NANOS} by default.
+     * {@code nanosPerRequest} of busy-polling past the {@link #pollMicros} window, spent while the
+     * thread's other queues have nothing in flight (see {@link PollingPolicy}). 0 turns it off;
+     * {@link #DEFAULT_POLL_CREDIT_NANOS} by default.
      */
     public void pollCredit(long nanosPerRequest) {
-        if (nanosPerRequest < 0) {
-            throw new IllegalArgumentException("negative poll credit: " + nanosPerRequest);
-        }
-        this.pollCreditPerRequest = nanosPerRequest;
+        polling.creditPerRequest(nanosPerRequest);
     }
 
     /** The polling credit banked now, in ns (for tests and statistics). */
     long pollCreditNanos() {
-        return pollCredit;
+        return polling.creditNanos();
     }
 
     /** Joins the queues that share this queue's thread (null: none); on the owning thread. */
@@ -243,14 +209,7 @@ public final class QueueEngine implements QueueCompletions {
         }
         long entered = clock.getAsLong();
         budgetEnd = entered + SERVE_BUDGET_NANOS;
-        if (pollMaxNanos > 0 && waitStart != 0) {
-            long blocked = entered - waitStart;
-            adjustPolling(blocked);
-            if (blocked > POLL_CREDIT_CAP_NANOS) {
-                pollCredit = 0; // not busy: the bank lapses
-            }
-            waitStart = 0;
-        }
+        polling.woke(entered);
         while (true) {
             q.disableNotifications();
             int n = drain();
@@ -266,32 +225,16 @@ public final class QueueEngine implements QueueCompletions {
             if (n > 0 && waitFrom - budgetEnd > 0) {
                 return true;
             }
-            if ((pollNanos > 0 || pollCredit >= POLL_CREDIT_MIN_NANOS) && pollMaxNanos > 0 && spin()) {
+            if (polling.wantsPoll() && spin()) {
                 continue; // work arrived within the window: the sweet spot, nothing to adjust
             }
             if (resting) {
                 return false;
             }
             if (!q.enableNotifications()) {
-                waitStart = pollMaxNanos > 0 ? waitFrom : 0;
+                polling.sleeping(waitFrom);
                 return false;
             }
-        }
-    }
-
-    /**
-     * QEMU's rule (util/aio-posix.c): after a wait of {@code blockedNanos} (polling included)
-     * that polling did not cover, poll longer if a window up to the maximum would have covered
-     * it, shorter if even the maximum would not have.
-     */
-    private void adjustPolling(long blockedNanos) {
-        if (blockedNanos <= pollNanos) {
-            return;
-        }
-        if (blockedNanos > pollMaxNanos) {
-            pollNanos = pollNanos / 2 < MIN_POLL_NANOS ? 0 : pollNanos / 2;
-        } else if (pollNanos < pollMaxNanos) {
-            pollNanos = Math.min(pollMaxNanos, pollNanos == 0 ? INITIAL_POLL_NANOS : 2 * pollNanos);
         }
     }
 
@@ -302,10 +245,7 @@ public final class QueueEngine implements QueueCompletions {
      */
     private boolean spin() {
         long start = clock.getAsLong();
-        long window = pollNanos;
-        if (pollCredit > window && pollCredit >= POLL_CREDIT_MIN_NANOS && (group == null || group.othersIdle(this))) {
-            window = pollCredit;
-        }
+        long window = polling.pollNanos(polling.creditExtends() && (group == null || group.othersIdle(this)));
         long deadline = start + window;
         long now = start;
         do {
@@ -313,14 +253,14 @@ public final class QueueEngine implements QueueCompletions {
                 reapCompletions();
             }
             if (drain() > 0) {
-                spent(clock.getAsLong() - start);
+                polling.polled(clock.getAsLong() - start);
                 return true;
             }
             if (resting || (group != null && group.otherWantsThread(this))) {
                 now = clock.getAsLong();
                 break;
             }
-            if (now - start > pollNanos) {
+            if (polling.pastWindow(now - start)) {
                 // Polling on credit: any other thread that wants this CPU (a vCPU of the guest on
                 // the same host CPU, a front-end in this process, the JIT) goes first. Measured:
                 // bin/demo, backend and client in one JVM on two CPUs, fell from 140-185 k to
@@ -330,15 +270,8 @@ public final class QueueEngine implements QueueCompletions {
                 Thread.onSpinWait();
             }
         } while ((now = clock.getAsLong()) - deadline < 0);
-        spent(now - start);
+        polling.polled(now - start);
         return false;
-    }
-
-    /** Uses up the credit for the part of a poll of {@code nanos} past the adaptive window. */
-    private void spent(long nanos) {
-        if (nanos > pollNanos) {
-            pollCredit = Math.max(0, pollCredit - (nanos - pollNanos));
-        }
     }
 
     /**
@@ -415,9 +348,7 @@ public final class QueueEngine implements QueueCompletions {
         if (n > 0) {
             submit();
             publish();
-            if (pollMaxNanos > 0) {
-                pollCredit = Math.min(POLL_CREDIT_CAP_NANOS, pollCredit + n * pollCreditPerRequest);
-            }
+            polling.served(n);
         }
         return n;
     }
