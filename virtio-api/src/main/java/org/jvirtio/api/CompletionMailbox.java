@@ -11,18 +11,18 @@ import org.jvirtio.api.linux.ErrnoException;
 /**
  * Completions that come from other threads: a device that hands its requests to a pool, to a
  * network client whose callbacks run elsewhere, to a process it talks to. {@link #complete} may be
- * called from any thread; the queue's thread delivers what was posted from
- * {@link QueueHandler#reap()} with {@link #deliver}. {@link #fd()} is the handler's
- * {@link QueueHandler#completionFd()}: an eventfd signalled on every post, which the queue's
- * thread reads before it calls {@code reap()}.
+ * called from any thread; the mailbox is the handler's {@link QueueIo}: its eventfd is signalled on
+ * every post, and the queue's thread delivers what was posted when it reaps.
  *
  * <pre>{@code
+ * public void open(QueueCompletions completions) throws IOException {
+ *     mailbox = new CompletionMailbox(queue.queue().size(), completions);
+ * }
+ * public QueueIo io() { return mailbox; }
  * public int start(DescriptorChain chain, int slot) {
  *     pool.execute(() -> mailbox.complete(slot, serve(chain)));   // chain is valid until completed
  *     return PENDING;
  * }
- * public int completionFd() { return mailbox.fd(); }
- * public void reap() { mailbox.deliver(completions); }
  * public void close() { mailbox.close(); }                         // called with nothing in flight
  * }</pre>
  *
@@ -30,20 +30,24 @@ import org.jvirtio.api.linux.ErrnoException;
  * request. Completions are delivered in slot order, not in the order they were posted (the driver
  * takes used elements in any order).
  */
-public final class CompletionMailbox implements AutoCloseable {
+public final class CompletionMailbox implements QueueIo, AutoCloseable {
     private static final int NONE = -1;
     private static final VarHandle WORD = MethodHandles.arrayElementVarHandle(long[].class);
     private final EventFd ready;
+    private final QueueCompletions to;
     /** Per slot: the bytes written, posted and not yet delivered, or NONE. */
     private final AtomicIntegerArray written;
-    /** One bit per slot whose completion waits for {@link #deliver}. */
+    /** One bit per slot whose completion waits for {@link #reap}. */
     private final long[] posted;
     /** Threads inside {@link #complete} (between taking the slot and signalling): close waits for them. */
     private final AtomicInteger posting = new AtomicInteger();
     private volatile boolean closed;
 
-    /** @param slots the queue's size: slots are 0 to {@code slots - 1} */
-    public CompletionMailbox(int slots) throws ErrnoException {
+    /**
+     * @param slots the queue's size: slots are 0 to {@code slots - 1}
+     * @param to    where {@link #reap} delivers (the completions the handler was opened with)
+     */
+    public CompletionMailbox(int slots, QueueCompletions to) throws ErrnoException {
         if (slots <= 0 || slots > 32768) {
             throw new IllegalArgumentException("slots must be in [1, 32768], got " + slots);
         }
@@ -52,6 +56,7 @@ public final class CompletionMailbox implements AutoCloseable {
             written.set(i, NONE);
         }
         posted = new long[(slots + 63) >>> 6];
+        this.to = Objects.requireNonNull(to, "to");
         ready = EventFd.create(true);
     }
 
@@ -83,16 +88,15 @@ public final class CompletionMailbox implements AutoCloseable {
         }
     }
 
-    /** The eventfd to return as {@link QueueHandler#completionFd()}. */
-    public int fd() {
+    /** The eventfd signalled on every post. */
+    @Override
+    public int completionFd() {
         return ready.fd();
     }
 
-    /**
-     * Hands every posted completion to {@code to}, on the queue's thread (from
-     * {@link QueueHandler#reap()}). Returns how many.
-     */
-    public int deliver(QueueCompletions to) {
+    /** Hands every posted completion to the queue's completions, on the queue's thread. Returns how many. */
+    @Override
+    public int reap() {
         int n = 0;
         for (int w = 0; w < posted.length; w++) {
             if ((long) WORD.getVolatile(posted, w) == 0) {
@@ -111,8 +115,8 @@ public final class CompletionMailbox implements AutoCloseable {
     }
 
     /**
-     * Closes the eventfd, on the queue's thread, once every request was delivered ({@link
-     * QueueHandler#close()} is called with nothing in flight). Waits for a thread still returning
+     * Closes the eventfd, on the queue's thread, once every request was delivered
+     * ({@link QueueHandler#close()} is called with nothing in flight). Waits for a thread still returning
      * from a {@link #complete} whose completion was delivered, so that its signal never reaches a
      * closed (and perhaps reused) descriptor.
      */

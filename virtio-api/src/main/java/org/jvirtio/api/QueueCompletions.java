@@ -15,9 +15,19 @@ public interface QueueCompletions {
     /**
      * The device has something for the chains it turned away with {@link QueueHandler#NOT_NOW}:
      * the queue takes chains from the ring again (starting with the one put back). Call it from
-     * {@link QueueHandler#reap()}, woken through your {@link QueueHandler#completionFd()} by
+     * the handler's {@link QueueIo#reap()}, woken through its {@link QueueIo#completionFd()} by
      * whichever thread got the input; the queue serves right after that reap. Does nothing on a
      * queue that is not resting.
      */
     void resume();
+
+    /**
+     * Resumes the queue by itself after {@code nanos} (as {@link #resume()} then), unless it was
+     * resumed before: for a device that waits for time, not input (a rate limit whose budget is
+     * spent until the next period). The framework's host owns the timer; the device starts no
+     * thread and binds no timer of its own. Call it from {@link QueueHandler#start} before it
+     * returns {@link QueueHandler#NOT_NOW}, or from {@code reap}. A later call replaces an earlier
+     * one that has not fired; a stop cancels it.
+     */
+    void resumeAfter(long nanos);
 }

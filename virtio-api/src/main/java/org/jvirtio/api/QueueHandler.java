@@ -11,8 +11,8 @@ import java.io.IOException;
  * new and waits for what is in flight. A device never starts a thread of its own.
  *
  * <p>Every method is called from the one thread that owns the queue (no locks needed), in this
- * order: {@link #open}, then any number of {@link #start} / {@link #submit} / {@link #reap},
- * then {@link #close} with nothing in flight.
+ * order: {@link #open}, {@link #io()}, then any number of {@link #start} and calls of the
+ * {@link QueueIo}, then {@link #close} with nothing in flight.
  *
  * <p>A device whose requests complete at once (an entropy source, say) needs only
  * {@link #start}, and can be written as a lambda:
@@ -20,8 +20,10 @@ import java.io.IOException;
  * return (chain, slot) -> fill(chain.writer());   // returns the bytes written
  * }</pre>
  * A device with asynchronous I/O returns {@link #PENDING} and later reports each chain's end
- * through the {@link QueueCompletions} given to {@link #open}, from {@link #reap} (or from within
- * {@link #start} or {@link #submit}, when the I/O finished at once).
+ * through the {@link QueueCompletions} given to {@link #open}, from its {@link QueueIo}'s
+ * {@code reap} (or from within {@link #start} or {@code submit}, when the I/O finished at once):
+ * its {@link #io()} is that channel (virtio-blk's io_uring, a {@link CompletionMailbox} for
+ * completions from other threads, an {@link Inbox} for input from the world).
  */
 @FunctionalInterface
 public interface QueueHandler {
@@ -34,16 +36,19 @@ public interface QueueHandler {
      * untaken, as if never popped, and the queue takes no more chains (it leaves notifications
      * off) until the device calls {@link QueueCompletions#resume()}. A device that waits for the
      * world this way holds nothing: a stop, a migration or a backend restart finds no request in
-     * flight and the driver's buffers still in its ring, where the next backend finds them. The
-     * usual shape: an eventfd as {@link #completionFd()}, signalled by whatever thread receives
-     * the input, and {@code completions.resume()} in {@link #reap()}.
+     * flight and the driver's buffers still in its ring, where the next backend finds them. An
+     * {@link Inbox} does all of this for input that arrives on other threads (a {@link QueueIo}
+     * whose eventfd that thread signals, and whose {@code reap} resumes the queue); a device that
+     * waits for time (a rate limit) calls {@link QueueCompletions#resumeAfter} before it returns
+     * this.
      */
     int NOT_NOW = -2;
 
     /**
      * Called on the owning thread before the first chain.
      *
-     * @param completions how to report chains that {@link #start} left {@link #PENDING}
+     * @param completions how to report chains that {@link #start} left {@link #PENDING}, and to
+     *                    wake a queue it put to rest with {@link #NOT_NOW}
      */
     default void open(QueueCompletions completions) throws IOException {
     }
@@ -60,25 +65,14 @@ public interface QueueHandler {
      */
     int start(DescriptorChain chain, int slot);
 
-    /** Hands the operations queued by the last {@code start}s to the backend (one system call at most). */
-    default void submit() {
-    }
-
     /**
-     * A file descriptor that becomes readable when completions wait for {@link #reap}, or -1 when
-     * every chain completes before {@code start} or {@code submit} returns. The host watches it.
+     * The handler's asynchronous side, asked once after {@link #open}: what it queued while
+     * starting chains is submitted through it, and its completions are reaped through it when its
+     * {@link QueueIo#completionFd()} fires. {@link QueueIo#NONE} (the default) for a handler whose
+     * chains complete within {@link #start}.
      */
-    default int completionFd() {
-        return -1;
-    }
-
-    /** Operations submitted and not yet reaped: the engine's busy-poll reaps while this is positive. */
-    default int outstanding() {
-        return 0;
-    }
-
-    /** Delivers the completions that are ready (each through {@link QueueCompletions}); never blocks. */
-    default void reap() {
+    default QueueIo io() {
+        return QueueIo.NONE;
     }
 
     /** Releases what {@link #open} took; called with nothing in flight. */

@@ -32,13 +32,18 @@ class CompletionMailboxTest {
         public void resume() {
             fail("not used");
         }
+
+        @Override
+        public void resumeAfter(long nanos) {
+            fail("not used");
+        }
     }
 
     @Test
     void fourThreadsPostAndTheQueueThreadDeliversEachCompletionOnce() throws Exception {
         Receiver r = new Receiver();
         AtomicReference<Throwable> failure = new AtomicReference<>();
-        try (CompletionMailbox box = new CompletionMailbox(SLOTS)) {
+        try (CompletionMailbox box = new CompletionMailbox(SLOTS, r)) {
             int rounds = 200;
             for (int round = 0; round < rounds; round++) {
                 java.util.Arrays.fill(r.busy, true);
@@ -63,18 +68,18 @@ class CompletionMailboxTest {
                 long deadline = System.nanoTime() + 10_000_000_000L;
                 while (r.completed - base < SLOTS) {
                     assertTrue(System.nanoTime() < deadline, "round " + round + ": " + (r.completed - base) + " delivered");
-                    if (Libc.pollIn(box.fd(), 100)) {
+                    if (Libc.pollIn(box.completionFd(), 100)) {
                         try (java.lang.foreign.Arena a = java.lang.foreign.Arena.ofConfined()) {
-                            Libc.eventfdRead(box.fd(), a.allocate(8, 8)); // as the host does before reap()
+                            Libc.eventfdRead(box.completionFd(), a.allocate(8, 8)); // as the host does before reap()
                         }
                     }
-                    box.deliver(r);
+                    box.reap();
                 }
                 for (Thread t : threads) {
                     t.join();
                 }
                 assertNull(failure.get());
-                assertEquals(0, box.deliver(r), "nothing twice");
+                assertEquals(0, box.reap(), "nothing twice");
                 for (int slot = 0; slot < SLOTS; slot++) {
                     assertEquals(slot + round, r.lengths[slot]);
                 }
@@ -86,21 +91,21 @@ class CompletionMailboxTest {
     @Test
     void misuseIsRefusedAndChangesNothing() throws Exception {
         Receiver r = new Receiver();
-        CompletionMailbox box = new CompletionMailbox(SLOTS);
+        CompletionMailbox box = new CompletionMailbox(SLOTS, r);
         box.complete(3, 10);
         assertThrows(IllegalStateException.class, () -> box.complete(3, 11), "a request completes once");
         assertThrows(IllegalArgumentException.class, () -> box.complete(4, -1));
         assertThrows(IndexOutOfBoundsException.class, () -> box.complete(SLOTS, 1));
         assertThrows(IndexOutOfBoundsException.class, () -> box.complete(-1, 1));
         r.busy[3] = true;
-        assertEquals(1, box.deliver(r));
+        assertEquals(1, box.reap());
         assertEquals(10, r.lengths[3]);
         r.busy[3] = true;
         box.complete(3, 12); // the slot's next request
-        assertEquals(1, box.deliver(r));
+        assertEquals(1, box.reap());
         assertEquals(12, r.lengths[3]);
         box.close();
         assertThrows(IllegalStateException.class, () -> box.complete(5, 1), "after close");
-        assertThrows(IllegalArgumentException.class, () -> new CompletionMailbox(0));
+        assertThrows(IllegalArgumentException.class, () -> new CompletionMailbox(0, r));
     }
 }

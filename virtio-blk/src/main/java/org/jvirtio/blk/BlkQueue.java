@@ -12,6 +12,8 @@ import org.jvirtio.api.DescriptorChain;
 import org.jvirtio.api.QueueBinding;
 import org.jvirtio.api.QueueCompletions;
 import org.jvirtio.api.QueueHandler;
+import org.jvirtio.api.QueueIo;
+import org.jvirtio.api.QueueStats;
 import org.jvirtio.api.RateLimitedLog;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -41,7 +43,8 @@ public final class BlkQueue implements QueueHandler {
     private final QueueBinding binding;
     private final BlockBackend backend;
     private final BlkIoFactory factory;
-    private final BlkQueueStats stats;
+    /** The queue's counters: the engine counts requests and what is in flight, this adds bytes and errors. */
+    private final QueueStats stats;
     private final byte[] id;
     private final Arena arena = Arena.ofShared();
     /** One per slot the engine can hand out: indexed by slot. */
@@ -49,14 +52,13 @@ public final class BlkQueue implements QueueHandler {
     private final long[] ranges = new long[3 * Math.max(VirtioBlkDevice.MAX_DISCARD_SEG, VirtioBlkDevice.MAX_WRITE_ZEROES_SEG)];
     private QueueCompletions completions;
     private BlockQueueIo io;
-    private int inFlight;
 
-    BlkQueue(VirtioBlkDevice device, QueueBinding binding, BlockBackend backend, BlkIoFactory factory, BlkQueueStats stats, String serial) {
+    BlkQueue(VirtioBlkDevice device, QueueBinding binding, BlockBackend backend, BlkIoFactory factory, String serial) {
         this.device = device;
         this.binding = binding;
         this.backend = backend;
         this.factory = factory;
-        this.stats = stats;
+        this.stats = binding.stats();
         this.id = serial.getBytes(StandardCharsets.US_ASCII);
         int n = binding.queue().size();
         this.requests = new BlockRequest[n];
@@ -76,37 +78,15 @@ public final class BlkQueue implements QueueHandler {
         io = factory.open(backend, requests.length);
     }
 
+    /** The backend channel: the engine submits, watches and reaps it. */
     @Override
-    public int completionFd() {
-        return io.completionFd();
+    public QueueIo io() {
+        return io;
     }
 
-    @Override
-    public int outstanding() {
-        return io.pending();
-    }
-
-    @Override
-    public void submit() {
-        io.submit();
-    }
-
-    @Override
-    public void reap() {
-        io.reap();
-    }
-
-    /** Requests started and not yet answered. */
-    int inFlight() {
-        return inFlight;
-    }
-
-    /** Releases the channel and the request slots; called with nothing in flight. */
+    /** Releases the channel and the request slots; called with nothing in flight (the engine's count). */
     @Override
     public void close() {
-        if (inFlight != 0) {
-            throw new IllegalStateException("queue " + index() + " closed with " + inFlight + " requests in flight");
-        }
         if (io != null) {
             io.close();
         }
@@ -120,7 +100,6 @@ public final class BlkQueue implements QueueHandler {
 
     @Override
     public int start(DescriptorChain c, int slot) {
-        stats.addRequest();
         long writable = c.writableLength();
         long readable = c.readableLength();
         if (writable < 1) {
@@ -129,7 +108,6 @@ public final class BlkQueue implements QueueHandler {
             return 0;
         }
         BlockRequest r = requests[slot];
-        stats.inFlight(++inFlight);
         r.chain = c;
         r.pending = 1;
         r.status = S_OK;
@@ -237,7 +215,6 @@ public final class BlkQueue implements QueueHandler {
             stats.addError();
         }
         r.release();
-        stats.inFlight(--inFlight);
         completions.complete(r.tag(), r.written);
     }
 

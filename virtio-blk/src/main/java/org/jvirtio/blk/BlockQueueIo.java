@@ -1,5 +1,7 @@
 package org.jvirtio.blk;
 
+import org.jvirtio.api.QueueIo;
+
 /**
  * The asynchronous backend SPI: the I/O channel of one queue, used only from that queue's
  * thread. Each operation queued here completes exactly once through
@@ -10,7 +12,7 @@ package org.jvirtio.blk;
  * <p>Results: the byte count for reads and writes (the whole length; an implementation retries
  * short transfers itself), 0 for the others, or {@code -errno}.
  */
-public interface BlockQueueIo extends AutoCloseable {
+public interface BlockQueueIo extends QueueIo, AutoCloseable {
     /** Reads {@link BlockRequest#length()} bytes at {@link BlockRequest#offset()} into the request's buffers. */
     void read(BlockRequest r);
 
@@ -28,18 +30,22 @@ public interface BlockQueueIo extends AutoCloseable {
     int DEALLOC_ZERO_UNMAP = 2;
 
     /** Hands everything queued since the last call to the kernel (one system call at most). */
+    @Override
     void submit();
 
     /**
      * A file descriptor that becomes readable when completions wait for {@link #reap()}, or -1
      * when every operation completes before its call returns.
      */
+    @Override
     int completionFd();
 
     /** Delivers the completions that are ready; returns how many. Never blocks. */
+    @Override
     int reap();
 
     /** Operations submitted and not yet completed. */
+    @Override
     int pending();
 
     /** Releases the channel; called with nothing pending. */

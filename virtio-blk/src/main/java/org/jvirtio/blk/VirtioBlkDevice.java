@@ -7,6 +7,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 
 import org.jvirtio.api.DeviceContext;
 import org.jvirtio.api.QueueBinding;
+import org.jvirtio.api.QueueStats;
 import org.jvirtio.api.VirtioDevice;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -42,7 +43,8 @@ public final class VirtioBlkDevice implements VirtioDevice {
     private final BlockBackend backend;
     private final BlkOptions options;
     private final long features;
-    private final BlkQueueStats[] stats;
+    /** Each queue's counters, as the framework last bound them (kept across restarts). */
+    private final QueueStats[] stats;
     private final BlkIoFactory ioFactory;
     private final AtomicInteger generation = new AtomicInteger();
     private volatile long capacitySectors;
@@ -77,10 +79,7 @@ public final class VirtioBlkDevice implements VirtioDevice {
         }
         this.features = f;
         this.writeback = backend.volatileCache();
-        this.stats = new BlkQueueStats[options.queues()];
-        for (int i = 0; i < stats.length; i++) {
-            stats[i] = new BlkQueueStats();
-        }
+        this.stats = QueueStats.forQueues(options.queues());
     }
 
     @Override
@@ -167,7 +166,8 @@ public final class VirtioBlkDevice implements VirtioDevice {
     /** The blk protocol of one queue; the framework's queue engine runs it. */
     @Override
     public BlkQueue openQueue(QueueBinding q) {
-        return new BlkQueue(this, q, backend, ioFactory, stats[q.index()], options.serial());
+        stats[q.index()] = q.stats();
+        return new BlkQueue(this, q, backend, ioFactory, options.serial());
     }
 
     @Override
@@ -218,7 +218,8 @@ public final class VirtioBlkDevice implements VirtioDevice {
         return !writeback && backend.volatileCache();
     }
 
-    public BlkQueueStats stats(int queue) {
+    /** Queue {@code queue}'s counters (requests, bytes, errors, in flight), as its transport keeps them. */
+    public QueueStats stats(int queue) {
         return stats[queue];
     }
 

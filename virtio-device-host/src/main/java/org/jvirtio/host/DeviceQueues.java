@@ -4,6 +4,7 @@ import java.time.Duration;
 
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.QueueBinding;
+import org.jvirtio.api.QueueStats;
 import org.jvirtio.api.VirtioDevice;
 
 /**
@@ -74,7 +75,8 @@ public final class DeviceQueues {
         if (running[i] != null) {
             throw new IllegalStateException("queue " + i + " is already running");
         }
-        QueueEngine engine = new QueueEngine(binding, device.openQueue(binding), stats[i]);
+        QueueBinding counted = binding.withStats(stats[i]);
+        QueueEngine engine = new QueueEngine(counted, device.openQueue(counted));
         QueueHost.Started started = host.start(engine);
         running[i] = started;
         if (memory != null) {

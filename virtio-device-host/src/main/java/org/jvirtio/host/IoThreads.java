@@ -135,6 +135,7 @@ public final class IoThreads implements QueueHost {
         /** Bound once: a method reference per event would allocate per event. */
         private final java.util.function.BooleanSupplier serve;
         private final java.util.function.BooleanSupplier reap;
+        private final java.util.function.BooleanSupplier timer;
 
         QueueRun(QueueEngine queue, IoEventLoop loop, PollGroup pollGroup) {
             this.queue = queue;
@@ -143,12 +144,14 @@ public final class IoThreads implements QueueHost {
             this.kick = queue.binding().kick();
             this.serve = queue::serve;
             this.reap = queue::reapCompletions;
+            this.timer = queue::timerExpired;
         }
 
         void begin() {
             await(loop.submit(() -> {
                 queue.pollMicros(pollMicros);
                 queue.pollCredit(pollCreditNanos);
+                queue.timer(nanos -> loop.schedule(this::onTimer, nanos, TimeUnit.NANOSECONDS));
                 queue.open();
                 pollGroup.add(queue);
                 return null;
@@ -183,6 +186,13 @@ public final class IoThreads implements QueueHost {
                 kick.read();
             }
             guarded(serve);
+        }
+
+        /** The engine's timer (a device's resumeAfter): on the loop, after the delay. */
+        private void onTimer() {
+            if (!stopping && !closed) {
+                guarded(timer);
+            }
         }
 
         private void onCompletions() {

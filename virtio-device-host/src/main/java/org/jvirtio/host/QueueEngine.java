@@ -7,6 +7,8 @@ import org.jvirtio.api.DescriptorChain;
 import org.jvirtio.api.QueueBinding;
 import org.jvirtio.api.QueueCompletions;
 import org.jvirtio.api.QueueHandler;
+import org.jvirtio.api.QueueIo;
+import org.jvirtio.api.QueueStats;
 import org.jvirtio.api.RateLimitedLog;
 import org.jvirtio.api.Virtqueue;
 import org.slf4j.Logger;
@@ -56,6 +58,8 @@ public final class QueueEngine implements QueueCompletions {
     private final QueueStats stats;
     private final Virtqueue q;
     private final QueueHandler handler;
+    /** The handler's asynchronous side ({@link QueueHandler#io()}), once open. */
+    private QueueIo io = QueueIo.NONE;
     private final String name;
     /** The chain each slot holds, null when the slot is free. */
     private final DescriptorChain[] chains;
@@ -76,6 +80,10 @@ public final class QueueEngine implements QueueCompletions {
     private boolean quiescing;
     /** The device turned a chain away ({@link QueueHandler#NOT_NOW}): no chains until it resumes the queue. */
     private boolean resting;
+    /** When the device asked to be resumed ({@link #resumeAfter}), on the engine's clock; 0 for never. */
+    private long resumeAt;
+    /** How the host wakes the queue at {@link #resumeAt}; null: the host asks {@link #timerDeadline()}. */
+    private QueueTimer timer;
     /**
      * The ring is no longer ours ({@link #abandon()}): completions free their slots but are not
      * returned to the driver. Volatile because a stop that gave up waiting sets it from the
@@ -88,16 +96,11 @@ public final class QueueEngine implements QueueCompletions {
     private boolean warnedLength;
 
     /**
-     * @param binding the running queue
+     * @param binding the running queue; its counters ({@link QueueBinding#stats()}) are the queue's
      * @param handler what the device does with its chains
      */
     public QueueEngine(QueueBinding binding, QueueHandler handler) {
-        this(binding, handler, new QueueStats());
-    }
-
-    /** @param stats where the queue's counters go (kept by whoever shows them) */
-    public QueueEngine(QueueBinding binding, QueueHandler handler, QueueStats stats) {
-        this.stats = stats;
+        this.stats = binding.stats();
         this.binding = binding;
         this.q = binding.queue();
         this.handler = handler;
@@ -175,11 +178,52 @@ public final class QueueEngine implements QueueCompletions {
     public void open() throws IOException {
         handler.open(this);
         opened = true;
+        QueueIo i = handler.io();
+        io = i != null ? i : QueueIo.NONE;
     }
 
     /** The handler's completion fd (readable: call {@link #reapCompletions()}), or -1. */
     public int completionFd() {
-        return handler.completionFd();
+        return io.completionFd();
+    }
+
+    /**
+     * How the host wakes this queue for {@link #resumeAfter}: told the delay whenever the device
+     * asks, it calls {@link #timerExpired()} on the queue's thread once that time has passed. On
+     * the owning thread, before the first serve; a host without one asks {@link #timerDeadline()}.
+     */
+    public void timer(QueueTimer t) {
+        this.timer = t;
+    }
+
+    /** When the device wants to be resumed ({@link #resumeAfter}), on the engine's clock; 0 for no such time. */
+    public long timerDeadline() {
+        return resumeAt;
+    }
+
+    /**
+     * The host's timer fired: resumes the queue if the device asked to be resumed by now (an early
+     * or stale firing re-arms, or is ignored) and serves it.
+     *
+     * @return like {@link #serve()}: true when work is left for another call
+     */
+    public boolean timerExpired() {
+        if (resumeAt == 0 || quiescing) {
+            return false;
+        }
+        long left = resumeAt - clock.getAsLong();
+        if (left > 0) {
+            if (timer != null) {
+                timer.arm(left);
+            }
+            return false;
+        }
+        resumeAt = 0;
+        if (!resting) {
+            return false;
+        }
+        resting = false;
+        return serve();
     }
 
     /** Chains started and not yet returned to the driver. */
@@ -249,7 +293,7 @@ public final class QueueEngine implements QueueCompletions {
         long deadline = start + window;
         long now = start;
         do {
-            if (handler.outstanding() > 0) {
+            if (io.pending() > 0) {
                 reapCompletions();
             }
             if (drain() > 0) {
@@ -311,7 +355,7 @@ public final class QueueEngine implements QueueCompletions {
     public boolean reapCompletions() {
         boolean wasResting = resting;
         try {
-            handler.reap();
+            io.reap();
         } catch (RuntimeException | Error e) {
             LOG.error("{}: the device failed delivering completions: {}", name, e.toString(), e);
         }
@@ -390,11 +434,30 @@ public final class QueueEngine implements QueueCompletions {
     @Override
     public void resume() {
         resting = false;
+        resumeAt = 0;
+    }
+
+    /**
+     * Resumes the queue by itself after {@code nanos}, through the host's timer (or a host that
+     * asks {@link #timerDeadline()}). On the queue's thread.
+     */
+    @Override
+    public void resumeAfter(long nanos) {
+        if (nanos < 0) {
+            throw new IllegalArgumentException("negative delay: " + nanos);
+        }
+        resumeAt = clock.getAsLong() + Math.max(1, nanos);
+        if (resumeAt == 0) {
+            resumeAt = 1; // 0 means "none"
+        }
+        if (timer != null) {
+            timer.arm(Math.max(1, nanos));
+        }
     }
 
     private void submit() {
         try {
-            handler.submit();
+            io.submit();
         } catch (RuntimeException | Error e) {
             LOG.error("{}: the device failed submitting: {}", name, e.toString(), e);
         }

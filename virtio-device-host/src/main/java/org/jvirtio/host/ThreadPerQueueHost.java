@@ -114,6 +114,16 @@ final class ThreadPerQueueHost implements QueueHost.Started {
         closed.whenComplete((v, e) -> action.run());
     }
 
+    /** Milliseconds until the engine's timer is due (rounded up), 0 when it is, -1 without one. */
+    private int untilTimer() {
+        long at = engine.timerDeadline();
+        if (at == 0) {
+            return -1;
+        }
+        long left = at - System.nanoTime();
+        return left <= 0 ? 0 : (int) Math.min(Integer.MAX_VALUE, (left + 999_999) / 1_000_000);
+    }
+
     /** The thread serves one queue only: it calls again at once when serve yields, unless stopping. */
     private void serveFully() {
         while (engine.serve() && !stopping) {
@@ -152,8 +162,12 @@ final class ThreadPerQueueHost implements QueueHost.Started {
                 for (int i = 0; i < 3; i++) {
                     fds.set(ValueLayout.JAVA_SHORT, 8L * i + 6, (short) 0);
                 }
-                // poll(2) ignores negative fds: no completion fd, no kick fd.
-                Libc.poll(fds, 3, kick == null ? POLL_MILLIS : -1);
+                // poll(2) ignores negative fds: no completion fd, no kick fd. A resumeAfter the
+                // device asked for bounds the wait.
+                Libc.poll(fds, 3, kick == null ? POLL_MILLIS : untilTimer());
+                if (engine.timerDeadline() != 0 && untilTimer() == 0 && engine.timerExpired()) {
+                    serveFully();
+                }
                 if ((fds.get(ValueLayout.JAVA_SHORT, 14) & Libc.POLLIN) != 0) {
                     Libc.eventfdRead(completion, counter);
                     if (engine.reapCompletions()) {

@@ -17,6 +17,8 @@ import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.api.QueueBinding;
 import org.jvirtio.api.QueueCompletions;
 import org.jvirtio.api.QueueHandler;
+import org.jvirtio.api.QueueIo;
+import org.jvirtio.api.QueueStats;
 import org.jvirtio.api.VirtioFeatures;
 import org.jvirtio.api.linux.ErrnoException;
 import org.jvirtio.ring.SplitQueue;
@@ -140,15 +142,23 @@ class QueueEngineTest {
             }
 
             @Override
-            public int outstanding() {
-                return pending.size();
-            }
+            public QueueIo io() {
+                return new QueueIo() {
+                    @Override
+                    public int pending() {
+                        return pending.size();
+                    }
 
-            @Override
-            public void reap() {
-                while (!pending.isEmpty()) {
-                    done[0].complete(pending.pop(), 3); // last in, first out: out of order
-                }
+                    @Override
+                    public int reap() {
+                        int n = 0;
+                        while (!pending.isEmpty()) {
+                            done[0].complete(pending.pop(), 3); // last in, first out: out of order
+                            n++;
+                        }
+                        return n;
+                    }
+                };
             }
         };
         QueueEngine e = new QueueEngine(binding(false), h);
@@ -313,13 +323,19 @@ class QueueEngineTest {
         }
 
         @Override
-        public int completionFd() {
-            return arrived.fd();
-        }
+        public QueueIo io() {
+            return new QueueIo() {
+                @Override
+                public int completionFd() {
+                    return arrived.fd();
+                }
 
-        @Override
-        public void reap() {
-            completions.resume();
+                @Override
+                public int reap() {
+                    completions.resume();
+                    return 0;
+                }
+            };
         }
     }
 
@@ -331,8 +347,9 @@ class QueueEngineTest {
     @Test
     void aDeviceWithNothingForAChainPutsItBackAndResumesWhenInputArrives() throws Exception {
         InputHandler h = new InputHandler();
-        QueueStats stats = new QueueStats();
-        QueueEngine e = new QueueEngine(binding(true), h, stats);
+        QueueBinding b = binding(true);
+        QueueStats stats = b.stats();
+        QueueEngine e = new QueueEngine(b, h);
         e.open();
         try {
             h.give(100);
@@ -365,7 +382,7 @@ class QueueEngineTest {
             assertEquals(Map.of(5L, 8), collect());
             assertFalse(e.resting(), "the ring ran dry before the input did");
             assertEquals(2, stats.rests(), "rested twice");
-            assertEquals("stats: q0 requests=6 in-flight=0 rests=2", QueueStats.describe(new QueueStats[] {stats}));
+            assertEquals("stats: q0 requests=6 bytes=0 errors=0 in-flight=0 rests=2", QueueStats.describe(new QueueStats[] {stats}));
             assertTrue(queue.available() == 0 && e.inFlight() == 0);
             assertTrue(driver.add(new long[] {BUFS + 8L * 6}, new int[] {8}, 1, 0, 6) >= 0);
             assertTrue(driver.publish(), "awake again, the queue wants kicks");
@@ -460,7 +477,12 @@ class QueueEngineTest {
             @Override
             public void open(QueueCompletions c) throws java.io.IOException {
                 completions = c;
-                mailbox = new org.jvirtio.api.CompletionMailbox(SIZE);
+                mailbox = new org.jvirtio.api.CompletionMailbox(SIZE, c);
+            }
+
+            @Override
+            public QueueIo io() {
+                return mailbox;
             }
 
             @Override
@@ -470,16 +492,6 @@ class QueueEngineTest {
                     mailbox.complete(slot, 8);
                 });
                 return PENDING;
-            }
-
-            @Override
-            public int completionFd() {
-                return mailbox.fd();
-            }
-
-            @Override
-            public void reap() {
-                mailbox.deliver(completions);
             }
 
             @Override
@@ -619,7 +631,7 @@ class QueueEngineTest {
     }
 
     /** Completes every chain on the next reap, through an eventfd the host watches. */
-    static final class AsyncHandler implements QueueHandler {
+    static final class AsyncHandler implements QueueHandler, QueueIo {
         final EventFd completion;
         final List<Integer> ready = new ArrayList<>();
         final AtomicInteger started = new AtomicInteger();
@@ -651,21 +663,26 @@ class QueueEngineTest {
         }
 
         @Override
+        public QueueIo io() {
+            return this;
+        }
+
+        @Override
         public int completionFd() {
             return completion.fd();
         }
 
         @Override
-        public int outstanding() {
+        public int pending() {
             synchronized (ready) {
                 return hold && !releasing ? 0 : ready.size();
             }
         }
 
         @Override
-        public void reap() {
+        public int reap() {
             if (hold && !releasing) {
-                return;
+                return 0;
             }
             List<Integer> now;
             synchronized (ready) {
@@ -676,6 +693,7 @@ class QueueEngineTest {
                 done.complete(slot, 2);
                 completed.incrementAndGet();
             }
+            return now.size();
         }
 
         void release() {

@@ -7,6 +7,7 @@ import org.jvirtio.api.AbstractVirtioDevice;
 import org.jvirtio.api.DescriptorChain;
 import org.jvirtio.api.QueueBinding;
 import org.jvirtio.api.QueueHandler;
+import org.jvirtio.api.QueueStats;
 
 /**
  * virtio-rng, the entropy device (VIRTIO 1.3, 5.4): one request queue, no features, no
@@ -36,7 +37,13 @@ public final class VirtioRng extends AbstractVirtioDevice {
 
     @Override
     public QueueHandler openQueue(QueueBinding queue) {
-        return limit.isUnlimited() ? (chain, slot) -> fill(chain, MAX_PER_REQUEST) : new RateLimitedQueue(this::fill, limit);
+        QueueStats stats = queue.stats();
+        RateLimitedQueue.Filler counted = (chain, max) -> {
+            int n = fill(chain, max);
+            stats.addBytes(n);
+            return n;
+        };
+        return limit.isUnlimited() ? (chain, slot) -> counted.fill(chain, MAX_PER_REQUEST) : new RateLimitedQueue(counted, limit);
     }
 
     /** Fills the writable buffers of {@code chain} with at most {@code max} bytes; returns the bytes written. */

@@ -17,7 +17,7 @@ import java.util.regex.Pattern;
 import com.google.inject.Guice;
 import org.jvirtio.api.VirtioDevice;
 import org.jvirtio.host.QueueHost;
-import org.jvirtio.host.QueueStats;
+import org.jvirtio.api.QueueStats;
 import org.jvirtio.transport.vhostuser.BackendOptions;
 import org.jvirtio.transport.vhostuser.VhostUserBackend;
 

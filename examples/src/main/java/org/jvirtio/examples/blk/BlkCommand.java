@@ -7,7 +7,6 @@ import java.util.Locale;
 import com.google.inject.Module;
 import org.jvirtio.api.VirtioDevice;
 import org.jvirtio.blk.BlkOptions;
-import org.jvirtio.blk.BlkQueueStats;
 import org.jvirtio.blk.BlockBackend;
 import org.jvirtio.blk.FileBackend;
 import org.jvirtio.blk.NullBackend;
@@ -123,18 +122,6 @@ public final class BlkCommand implements DeviceCommand {
         return ",num-queues=" + queues;
     }
 
-    @Override
-    public String stats(VirtioDevice device) {
-        VirtioBlkDevice blk = (VirtioBlkDevice) device;
-        StringBuilder sb = new StringBuilder("stats:");
-        for (int q = 0; q < queues; q++) {
-            BlkQueueStats s = blk.stats(q);
-            sb.append(String.format(" q%d requests=%d bytes=%d errors=%d in-flight=%d", q, s.requests(), s.bytes(), s.errors(), s.inFlight()));
-        }
-        return sb.toString();
-    }
-
-    /** SIGHUP: the image was resized; pick up the new size and tell the front-end. */
     @Override
     public String reload(VirtioDevice device) throws IOException {
         return "capacity is " + ((VirtioBlkDevice) device).refreshCapacity() + " sectors";

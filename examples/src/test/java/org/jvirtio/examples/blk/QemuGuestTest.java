@@ -422,7 +422,7 @@ class QemuGuestTest {
             assertTrue(out.contains("GUEST: DONE"), out);
             assertFalse(out.contains("PROTOCOL_F") || out.contains("FAILED") || out.contains("NOT LOADED"), out);
             if (!flags.isEmpty()) {
-                assertTrue(backend.stats().matches("stats: q0 requests=\\d+ in-flight=0 rests=\\d+"), "the queue rested: " + backend.stats());
+                assertTrue(backend.stats().matches("stats: q0 requests=\\d+ bytes=\\d+ errors=0 in-flight=0 rests=\\d+"), "the queue rested: " + backend.stats());
             }
         }
     }

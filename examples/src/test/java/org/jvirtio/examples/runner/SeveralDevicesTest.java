@@ -109,7 +109,7 @@ class SeveralDevicesTest {
             assertEquals(0, new ProcessBuilder("kill", "-HUP", Long.toString(p.pid())).start().waitFor());
             awaitLine(log, "blk (a.sock): capacity is " + (4 << 20) / 512 + " sectors");
             awaitLine(log, "blk (b.sock): capacity is " + (16 << 20) / 512 + " sectors");
-            awaitLine(log, "rng (c.sock): stats: q0 requests=1 in-flight=0");
+            awaitLine(log, "rng (c.sock): stats: q0 requests=1 bytes=512 errors=0 in-flight=0");
             assertTrue(Files.readAllLines(log).stream().noneMatch(x -> x.startsWith("blk (a.sock): stats") || x.startsWith("stats:")),
                     "only rng asked for stats");
             p.destroy(); // SIGTERM

@@ -25,7 +25,7 @@ import org.jvirtio.api.VirtioDevice;
 import org.jvirtio.api.linux.ErrnoException;
 import org.jvirtio.host.DeviceQueues;
 import org.jvirtio.host.QueueHost;
-import org.jvirtio.host.QueueStats;
+import org.jvirtio.api.QueueStats;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 

@@ -124,27 +124,35 @@ final class EchoDevice implements VirtioDevice {
                 done = completions;
             }
 
-            @Override
-            public int completionFd() {
-                return completion.fd();
-            }
-
-            @Override
-            public int outstanding() {
-                return released ? held.size() : 0;
-            }
-
             private boolean turnAway;
 
             @Override
-            public void reap() {
-                if (released) {
-                    held.forEach(slot -> done.complete(slot, 0));
-                    held.clear();
-                }
-                if (resting) {
-                    done.resume();
-                }
+            public org.jvirtio.api.QueueIo io() {
+                return new org.jvirtio.api.QueueIo() {
+                    @Override
+                    public int completionFd() {
+                        return completion.fd();
+                    }
+
+                    @Override
+                    public int pending() {
+                        return released ? held.size() : 0;
+                    }
+
+                    @Override
+                    public int reap() {
+                        int n = 0;
+                        if (released) {
+                            n = held.size();
+                            held.forEach(slot -> done.complete(slot, 0));
+                            held.clear();
+                        }
+                        if (resting) {
+                            done.resume();
+                        }
+                        return n;
+                    }
+                };
             }
 
             @Override
