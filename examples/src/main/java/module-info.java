@@ -1,10 +1,16 @@
-/** Runnable backends and demos; Guice composition roots. */
+/**
+ * The assembly the launchers run: bin/vhost-user's class path (every device module, the runner,
+ * the logging configuration of a backend), bin/demo, bin/ring-demo, bin/mmio-demo and the tools
+ * (BlkClient, BlkBench). The blk backend itself is virtio-blk-dataplane's BlkCommand; nothing
+ * depends on this module.
+ */
 module org.jvirtio.examples {
     requires org.jvirtio.api;
     requires org.jvirtio.ring;
     requires org.jvirtio.blk;
     requires org.jvirtio.blk.dataplane;
     requires org.jvirtio.transport.vhostuser;
+    requires org.jvirtio.command;
     requires org.jvirtio.runner;
     requires org.jvirtio.transport.mmio;
     requires org.jvirtio.rng;
@@ -19,9 +25,8 @@ module org.jvirtio.examples {
     exports org.jvirtio.examples.blk;
     exports org.jvirtio.examples.mmio;
     opens org.jvirtio.examples.ringdemo to info.picocli;
-    opens org.jvirtio.examples.blk to info.picocli, com.google.guice;
+    opens org.jvirtio.examples.blk to info.picocli;
     opens org.jvirtio.examples.mmio to info.picocli;
 
-    provides org.jvirtio.runner.DeviceCommand with org.jvirtio.examples.blk.BlkCommand;
     provides ch.qos.logback.classic.spi.Configurator with org.jvirtio.examples.logging.BackendLogging;
 }

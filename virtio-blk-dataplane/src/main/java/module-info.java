@@ -1,14 +1,17 @@
-/** The virtio-blk data plane: I/O threads on Netty epoll event loops, disk I/O through io_uring (FFM). */
+/**
+ * virtio-blk's data plane: disk I/O through io_uring (own FFM binding; a thread pool where io_uring
+ * is not allowed), straight into guest memory on the queue's thread, and the blk device command
+ * ({@code bin/vhost-user blk}) that composes the disk with it. A device module: it sees virtio-api,
+ * virtio-blk and the device-command SPI only; the epoll loops it runs on are the framework's.
+ */
 module org.jvirtio.blk.dataplane {
-    requires org.jvirtio.api;
-    requires org.jvirtio.ring;
+    requires transitive org.jvirtio.api;
     requires transitive org.jvirtio.blk;
-    requires transitive org.jvirtio.host;
+    requires org.jvirtio.command;
     requires org.slf4j;
-    requires io.netty.common;
-    requires io.netty.transport;
-    requires io.netty.transport.unix.common;
-    requires io.netty.transport.classes.epoll;
 
     exports org.jvirtio.blk.dataplane;
+    opens org.jvirtio.blk.dataplane to com.google.guice;
+
+    provides org.jvirtio.command.DeviceCommand with org.jvirtio.blk.dataplane.BlkCommand;
 }

@@ -1,6 +1,12 @@
-/** One runner for every device: bin/vhost-user DEVICE --socket PATH [device options]. */
+/**
+ * The vhost-user runner, {@code bin/vhost-user DEVICE --socket PATH [device flags]}: serves any
+ * device found as an {@code org.jvirtio.command.DeviceCommand} over the vhost-user transport, on
+ * the framework's queue hosts. It serves vhost-user only; a VMM that embeds the MMIO transport
+ * composes devices itself.
+ */
 module org.jvirtio.runner {
     requires transitive org.jvirtio.api;
+    requires transitive org.jvirtio.command;
     requires transitive org.jvirtio.host;
     requires transitive org.jvirtio.transport.vhostuser;
     requires transitive com.google.guice;
@@ -9,5 +15,5 @@ module org.jvirtio.runner {
 
     exports org.jvirtio.runner;
 
-    uses org.jvirtio.runner.DeviceCommand;
+    uses org.jvirtio.command.DeviceCommand;
 }

@@ -3,13 +3,14 @@ package org.jvirtio.rng;
 import java.io.IOException;
 import java.nio.file.Path;
 
-import com.google.inject.AbstractModule;
+import java.util.List;
+
 import com.google.inject.Module;
-import org.jvirtio.runner.DeviceCommand;
-import org.jvirtio.runner.Flags;
+import org.jvirtio.command.DeviceCommand;
+import org.jvirtio.command.Flags;
 
 /** {@code bin/vhost-user rng}: virtio-rng for QEMU's vhost-user-rng-pci. */
-public final class RngCommand implements DeviceCommand {
+public final class RngCommand implements DeviceCommand<VirtioRng> {
     String source;
     long maxBytes;
     long periodMillis;
@@ -27,6 +28,11 @@ public final class RngCommand implements DeviceCommand {
     }
 
     @Override
+    public Class<VirtioRng> deviceClass() {
+        return VirtioRng.class;
+    }
+
+    @Override
     public void flags(Flags flags) {
         flags.string("--source", "getrandom|FILE", "Where the bytes come from: getrandom(2), or a file such as /dev/urandom.",
                 "getrandom", v -> source = v);
@@ -36,22 +42,18 @@ public final class RngCommand implements DeviceCommand {
     }
 
     @Override
-    public Module module() throws IOException {
+    public List<Module> modules() throws IOException {
         RateLimit limit = maxBytes == 0 ? RateLimit.NONE : new RateLimit(maxBytes, periodMillis);
         EntropySource s = source.equals("getrandom") ? EntropySource.getrandom() : EntropySource.file(Path.of(source));
         opened = s;
-        return new AbstractModule() {
-            @Override
-            protected void configure() {
-                bind(EntropySource.class).toInstance(s);
-                bind(RateLimit.class).toInstance(limit);
-                install(new VirtioRngModule());
-            }
-        };
+        return List.of(b -> {
+            b.bind(EntropySource.class).toInstance(s);
+            b.bind(RateLimit.class).toInstance(limit);
+        }, new VirtioRngModule());
     }
 
     @Override
-    public String describe() {
+    public String describe(VirtioRng device) {
         return "entropy from " + opened + (maxBytes == 0 ? "" : ", at most " + maxBytes + " bytes per " + periodMillis + " ms");
     }
 

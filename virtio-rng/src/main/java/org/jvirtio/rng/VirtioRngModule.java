@@ -3,19 +3,13 @@ package org.jvirtio.rng;
 import com.google.inject.AbstractModule;
 import com.google.inject.Provides;
 import com.google.inject.Singleton;
-import org.jvirtio.api.VirtioDevice;
 
 /**
- * Guice bindings of virtio-rng: the device, bound as the {@link VirtioDevice} the runner serves,
- * made from whatever {@link EntropySource} and {@link RateLimit} are bound. Install it with a
- * module of your own that binds those two (your own entropy source, say).
+ * Guice bindings of virtio-rng: the device, made from whatever {@link EntropySource} and
+ * {@link RateLimit} are bound. Install it with a module of your own that binds those two (your
+ * own entropy source, say).
  */
 public final class VirtioRngModule extends AbstractModule {
-    @Override
-    protected void configure() {
-        bind(VirtioDevice.class).to(VirtioRng.class);
-    }
-
     @Provides
     @Singleton
     VirtioRng device(EntropySource source, RateLimit limit) {

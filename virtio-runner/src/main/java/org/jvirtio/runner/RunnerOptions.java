@@ -4,6 +4,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 
 import org.jvirtio.host.IoThreads;
+import org.jvirtio.command.Flags;
 import org.jvirtio.host.QueueHost;
 
 /** The flags every device served by the runner has. */

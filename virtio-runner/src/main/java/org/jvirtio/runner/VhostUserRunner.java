@@ -16,6 +16,8 @@ import java.util.regex.Pattern;
 
 import com.google.inject.Guice;
 import org.jvirtio.api.VirtioDevice;
+import org.jvirtio.command.DeviceCommand;
+import org.jvirtio.command.Flags;
 import org.jvirtio.host.QueueHost;
 import org.jvirtio.api.QueueStats;
 import org.jvirtio.transport.vhostuser.BackendOptions;
@@ -60,11 +62,13 @@ public final class VhostUserRunner {
     }
 
     /** A device being served: the transport, the device, the threads that run its queues. */
-    public record Running(VhostUserBackend transport, VirtioDevice device, QueueHost host, DeviceCommand command) implements AutoCloseable {
-        /** The --stats line: the device's own, or the engine's per-queue counts. */
+    public record Running<D extends VirtioDevice>(VhostUserBackend transport, D device, QueueHost host, DeviceCommand<D> command)
+            implements AutoCloseable {
+        /** The --stats line: every queue's counters, then the device's own (if it has any). */
         public String stats() {
             String own = command.stats(device);
-            return own != null ? own : QueueStats.describe(transport.queueStats());
+            String queues = QueueStats.describe(transport.queueStats());
+            return own == null ? queues : queues + " " + own;
         }
 
         /** Stops listening (resetting the device), ends the queue threads, then releases the device's resources. */
@@ -83,26 +87,39 @@ public final class VhostUserRunner {
     }
 
     /** Checks the flags, composes the device and starts serving it. Nothing listens if anything fails. */
-    public static Running start(DeviceCommand command, RunnerOptions options) throws IOException {
+    public static <D extends VirtioDevice> Running<D> start(DeviceCommand<D> command, RunnerOptions options) throws IOException {
         return listen(command, options, compose(command, options));
     }
 
-    /** Checks the flags and composes the device ({@link DeviceCommand#module()}, Guice); closes the command if that fails. */
-    private static VirtioDevice compose(DeviceCommand command, RunnerOptions options) throws IOException {
+    /**
+     * Checks the flags and composes the device: {@code Guice.createInjector(command.modules())
+     * .getInstance(command.deviceClass())}. Closes the command if that fails.
+     */
+    static <D extends VirtioDevice> D compose(DeviceCommand<D> command, RunnerOptions options) throws IOException {
         options.check();
         try {
-            return Guice.createInjector(command.module()).getInstance(VirtioDevice.class);
+            return Guice.createInjector(command.modules()).getInstance(command.deviceClass());
+        } catch (com.google.inject.CreationException | com.google.inject.ConfigurationException e) {
+            command.close();
+            throw new IllegalArgumentException("cannot compose " + command.name() + ": " + firstMessage(e), e);
         } catch (IOException | RuntimeException e) {
             command.close();
             throw e;
         }
     }
 
+    /** Guice's first error message, on one line: a composition mistake reads as one line like any other refusal. */
+    private static String firstMessage(RuntimeException e) {
+        java.util.Collection<com.google.inject.spi.Message> messages = e instanceof com.google.inject.CreationException c
+                ? c.getErrorMessages() : ((com.google.inject.ConfigurationException) e).getErrorMessages();
+        return messages.isEmpty() ? e.getMessage() : messages.iterator().next().getMessage().lines().findFirst().orElse("");
+    }
+
     /** Serves a composed device on its socket; closes the command if that fails. */
-    private static Running listen(DeviceCommand command, RunnerOptions options, VirtioDevice device) throws IOException {
+    private static <D extends VirtioDevice> Running<D> listen(DeviceCommand<D> command, RunnerOptions options, D device) throws IOException {
         QueueHost host = options.host(device.queueCount());
         try {
-            return new Running(VhostUserBackend.start(options.socket, device, host,
+            return new Running<>(VhostUserBackend.start(options.socket, device, host,
                     new BackendOptions(options.allowUnsealedMemory, Duration.ofSeconds(options.drainTimeoutSeconds))), device, host, command);
         } catch (IOException | RuntimeException e) {
             host.close();
@@ -117,12 +134,12 @@ public final class VhostUserRunner {
      *
      * @throws Flags.FlagException for a bad flag, with a one-line message
      */
-    public static Running start(DeviceCommand command, String... args) throws IOException {
+    public static <D extends VirtioDevice> Running<D> start(DeviceCommand<D> command, String... args) throws IOException {
         return start(command, parse(command, List.of(args)));
     }
 
     /** As {@link #start(DeviceCommand, String...)} with the device named first: {@code "blk", "--socket", ...}. */
-    public static Running start(Map<String, DeviceCommand> devices, String... args) throws IOException {
+    public static Running<?> start(Map<String, DeviceCommand<?>> devices, String... args) throws IOException {
         if (args.length == 0 || !devices.containsKey(args[0])) {
             throw new Flags.FlagException("name a device first: " + String.join(", ", devices.keySet()));
         }
@@ -130,7 +147,7 @@ public final class VhostUserRunner {
     }
 
     /** The flags of {@code command} (its own, then the common ones), declared with {@code options} taking the common values. */
-    static Flags flags(DeviceCommand command, RunnerOptions options) {
+    static Flags flags(DeviceCommand<?> command, RunnerOptions options) {
         Flags flags = new Flags();
         flags.section("Flags of " + command.name());
         command.flags(flags);
@@ -140,14 +157,14 @@ public final class VhostUserRunner {
     }
 
     /** Parses the common flags and {@code command}'s: the command's fields are set, the common ones returned. */
-    public static RunnerOptions parse(DeviceCommand command, List<String> args) {
+    public static RunnerOptions parse(DeviceCommand<?> command, List<String> args) {
         RunnerOptions options = new RunnerOptions();
         flags(command, options).parse(args);
         return options;
     }
 
     /** The QEMU command-line fragment that attaches {@code device} served on {@code options.socket}. */
-    public static String qemuFragment(String name, DeviceCommand command, VirtioDevice device, RunnerOptions options) {
+    public static <D extends VirtioDevice> String qemuFragment(String name, DeviceCommand<D> command, D device, RunnerOptions options) {
         String qemu = QEMU_NAMES.get(device.deviceId());
         String id = "vu" + (qemu != null ? qemu : name) + "0";
         String dev = qemu != null ? "vhost-user-" + qemu + "-pci,chardev=" + id
@@ -164,27 +181,40 @@ public final class VhostUserRunner {
      * @return the exit code
      * @throws IllegalArgumentException or IOException when the device cannot start (nothing listens then)
      */
-    public static int serve(String name, DeviceCommand command, RunnerOptions options, PrintStream out) throws IOException, InterruptedException {
-        Running running = start(command, options);
-        return serveAll(List.of(new Served(name, command, options, running)), out);
+    public static <D extends VirtioDevice> int serve(String name, DeviceCommand<D> command, RunnerOptions options, PrintStream out)
+            throws IOException, InterruptedException {
+        Running<D> running = start(command, options);
+        return serveAll(List.of(new Served<>(name, options, running)), out);
     }
 
     /** A device of this process, started, and the name its lines go under. */
-    private record Served(String name, DeviceCommand command, RunnerOptions options, Running running) {
+    private record Served<D extends VirtioDevice>(String name, RunnerOptions options, Running<D> running) {
         /** Where its lines start: the name, and with several devices the socket that tells them apart. */
         String prefix(boolean several) {
             return several ? name + " (" + options.socket.getFileName() + "): " : name + ": ";
         }
+
+        String describe() {
+            return running.command().describe(running.device());
+        }
+
+        String qemuFragment() {
+            return VhostUserRunner.qemuFragment(name, running.command(), running.device(), options);
+        }
+
+        String reload() throws IOException {
+            return running.command().reload(running.device());
+        }
     }
 
     /** Prints each device's first lines, serves them all until SIGTERM or SIGINT, then stops them all. */
-    private static int serveAll(List<Served> all, PrintStream out) throws IOException, InterruptedException {
+    private static int serveAll(List<Served<?>> all, PrintStream out) throws IOException, InterruptedException {
         boolean several = all.size() > 1;
-        for (Served d : all) {
-            String what = d.command.describe();
+        for (Served<?> d : all) {
+            String what = d.describe();
             out.println(d.name + ": serving " + (what.isEmpty() ? "" : what + " ") + "on " + d.options.socket.toAbsolutePath());
             out.println("attach with QEMU:");
-            out.println("  " + qemuFragment(d.name, d.command, d.running.device(), d.options));
+            out.println("  " + d.qemuFragment());
         }
         out.flush();
         CountDownLatch stop = new CountDownLatch(1);
@@ -192,9 +222,9 @@ public final class VhostUserRunner {
             sun.misc.Signal.handle(new sun.misc.Signal(sig), s -> stop.countDown());
         }
         sun.misc.Signal.handle(new sun.misc.Signal("HUP"), s -> {
-            for (Served d : all) {
+            for (Served<?> d : all) {
                 try {
-                    String line = d.command.reload(d.running.device());
+                    String line = d.reload();
                     if (line != null) {
                         out.println(d.prefix(several) + line);
                     }
@@ -206,7 +236,7 @@ public final class VhostUserRunner {
         });
         ScheduledExecutorService stats = Executors.newSingleThreadScheduledExecutor(
                 r -> Thread.ofPlatform().daemon().name("stats").unstarted(r));
-        for (Served d : all) {
+        for (Served<?> d : all) {
             if (d.options.statsSeconds > 0) {
                 stats.scheduleAtFixedRate(() -> {
                     out.println(several ? d.prefix(true) + d.running.stats() : d.running.stats());
@@ -219,7 +249,7 @@ public final class VhostUserRunner {
         } finally {
             stats.shutdownNow();
             IOException failed = stopAll(all);
-            for (Served d : all.reversed()) {
+            for (Served<?> d : all.reversed()) {
                 out.println(d.name + ": stopped");
             }
             out.flush();
@@ -235,10 +265,10 @@ public final class VhostUserRunner {
      * few seconds for storage that does not answer, and several devices one after the other would
      * add those up. Returns the first failure.
      */
-    private static IOException stopAll(List<Served> all) {
+    private static IOException stopAll(List<Served<?>> all) {
         List<IOException> failures = java.util.Collections.synchronizedList(new ArrayList<>());
         List<Thread> stopping = new ArrayList<>();
-        for (Served d : all) {
+        for (Served<?> d : all) {
             stopping.add(Thread.ofPlatform().name("stop " + d.options.socket.getFileName()).start(() -> {
                 try {
                     d.running.close();
@@ -265,9 +295,9 @@ public final class VhostUserRunner {
     }
 
     /** The devices found on the class path, by subcommand name (a new instance of each per call). */
-    public static Map<String, DeviceCommand> devices() {
-        Map<String, DeviceCommand> found = new TreeMap<>();
-        for (DeviceCommand d : ServiceLoader.load(DeviceCommand.class)) {
+    public static Map<String, DeviceCommand<?>> devices() {
+        Map<String, DeviceCommand<?>> found = new TreeMap<>();
+        for (DeviceCommand<?> d : ServiceLoader.load(DeviceCommand.class)) {
             String name = d.name();
             if (name == null || !DEVICE_NAME.matcher(name).matches()) {
                 throw new IllegalStateException(d.getClass().getName() + " names its subcommand '" + name
@@ -283,7 +313,7 @@ public final class VhostUserRunner {
      *
      * @return the exit code: 0 after a clean stop or help, 2 for a bad command line or a device that cannot start
      */
-    public static int run(Map<String, DeviceCommand> devices, String[] args, PrintStream out, PrintStream err) {
+    public static int run(Map<String, DeviceCommand<?>> devices, String[] args, PrintStream out, PrintStream err) {
         if (args.length > 0 && (args[0].equals("-h") || args[0].equals("--help"))) {
             out.print(usage(devices));
             out.flush();
@@ -292,7 +322,7 @@ public final class VhostUserRunner {
         if (args.length == 0 || args[0].startsWith("-")) {
             return refuse(err, "vhost-user", "name a device first: " + String.join(", ", devices.keySet()));
         }
-        DeviceCommand command = devices.get(args[0]);
+        DeviceCommand<?> command = devices.get(args[0]);
         if (command == null) {
             return refuse(err, "vhost-user", "no device named '" + args[0] + "'; found: " + String.join(", ", devices.keySet()));
         }
@@ -308,8 +338,8 @@ public final class VhostUserRunner {
      * parsed and every device composed before any listens; a bad part, or two parts on one
      * socket, is one line and exit 2 with nothing listening.
      */
-    private static int runSeveral(Map<String, DeviceCommand> devices, List<String> args, PrintStream out, PrintStream err) {
-        List<DeviceCommand> commands = new ArrayList<>();
+    private static int runSeveral(Map<String, DeviceCommand<?>> devices, List<String> args, PrintStream out, PrintStream err) {
+        List<DeviceCommand<?>> commands = new ArrayList<>();
         List<RunnerOptions> options = new ArrayList<>();
         java.util.Set<java.nio.file.Path> sockets = new java.util.HashSet<>();
         int at = 0;
@@ -319,12 +349,12 @@ public final class VhostUserRunner {
                 return refuse(err, "vhost-user", "device " + part + " after '" + AND + "': name a device first: "
                         + String.join(", ", devices.keySet()));
             }
-            DeviceCommand known = devices.get(args.get(at));
+            DeviceCommand<?> known = devices.get(args.get(at));
             if (known == null) {
                 return refuse(err, "vhost-user", "device " + part + ": no device named '" + args.get(at) + "'; found: "
                         + String.join(", ", devices.keySet()));
             }
-            DeviceCommand command = fresh(known);
+            DeviceCommand<?> command = fresh(known);
             RunnerOptions o = new RunnerOptions();
             Flags flags = flags(command, o);
             int end = flags.end(args, at + 1, AND);
@@ -347,13 +377,13 @@ public final class VhostUserRunner {
             options.add(o);
             at = end + 1;
         }
-        List<VirtioDevice> composed = new ArrayList<>();
-        List<Served> started = new ArrayList<>();
+        List<Composed<?>> composed = new ArrayList<>();
+        List<Served<?>> started = new ArrayList<>();
         int failed = -1;
         String why = null;
         for (int i = 0; i < commands.size() && failed < 0; i++) {
             try {
-                composed.add(compose(commands.get(i), options.get(i))); // closes its command if it fails
+                composed.add(Composed.of(commands.get(i), options.get(i))); // closes its command if it fails
             } catch (IllegalArgumentException | IOException e) {
                 failed = i;
                 why = e.getMessage();
@@ -361,16 +391,15 @@ public final class VhostUserRunner {
         }
         for (int i = 0; i < composed.size() && failed < 0; i++) {
             try {
-                started.add(new Served(commands.get(i).name(), commands.get(i), options.get(i),
-                        listen(commands.get(i), options.get(i), composed.get(i)))); // closes its command if it fails
+                started.add(composed.get(i).listen()); // closes its command if it fails
             } catch (IllegalArgumentException | IOException e) {
                 failed = i;
                 why = e.getMessage();
             }
         }
         if (failed >= 0) {
-            // Nothing serves: the started stop, the composed and not started release what module() opened.
-            for (Served d : started.reversed()) {
+            // Nothing serves: the started stop, the composed and not started release what modules() opened.
+            for (Served<?> d : started.reversed()) {
                 try {
                     d.running.close();
                 } catch (IOException | RuntimeException e) {
@@ -399,8 +428,19 @@ public final class VhostUserRunner {
         }
     }
 
+    /** A device composed and not yet listening: the typed pair the runner carries between the two steps. */
+    private record Composed<D extends VirtioDevice>(DeviceCommand<D> command, RunnerOptions options, D device) {
+        static <D extends VirtioDevice> Composed<D> of(DeviceCommand<D> command, RunnerOptions options) throws IOException {
+            return new Composed<>(command, options, compose(command, options));
+        }
+
+        Served<D> listen() throws IOException {
+            return new Served<>(command.name(), options, VhostUserRunner.listen(command, options, device));
+        }
+    }
+
     /** A new instance of {@code command}'s class (the runner makes one per device it starts). */
-    private static DeviceCommand fresh(DeviceCommand command) {
+    private static DeviceCommand<?> fresh(DeviceCommand<?> command) {
         try {
             return command.getClass().getDeclaredConstructor().newInstance();
         } catch (ReflectiveOperationException e) {
@@ -414,7 +454,7 @@ public final class VhostUserRunner {
      * @param program how the command is invoked, for the usage line ("vhost-user blk")
      * @param name the name of the lines it prints ("blk")
      */
-    public static int runDevice(String program, String name, DeviceCommand command, List<String> args, PrintStream out, PrintStream err) {
+    public static int runDevice(String program, String name, DeviceCommand<?> command, List<String> args, PrintStream out, PrintStream err) {
         RunnerOptions options = new RunnerOptions();
         Flags flags = flags(command, options);
         if (flags.asksForHelp(args)) {
@@ -439,21 +479,21 @@ public final class VhostUserRunner {
         return 2;
     }
 
-    static String usage(Map<String, DeviceCommand> devices) {
+    static String usage(Map<String, DeviceCommand<?>> devices) {
         StringBuilder b = new StringBuilder("Usage: vhost-user DEVICE --socket PATH [flags]\n");
         for (String line : ABOUT) {
             b.append(line).append('\n');
         }
         b.append("\nDevices found: ").append(devices.isEmpty() ? "none" : String.join(", ", devices.keySet())).append(".\n");
         int column = 6 + devices.keySet().stream().mapToInt(String::length).max().orElse(0);
-        for (DeviceCommand d : devices.values()) {
+        for (DeviceCommand<?> d : devices.values()) {
             Flags.appendWrapped(b, "  " + d.name(), d.description().lines().findFirst().orElse(""), column);
         }
         b.append("\nvhost-user DEVICE --help lists a device's flags.\n");
         return b.toString();
     }
 
-    static String deviceHelp(String program, DeviceCommand command, Flags flags) {
+    static String deviceHelp(String program, DeviceCommand<?> command, Flags flags) {
         StringBuilder b = new StringBuilder("Usage: " + program + " --socket PATH [flags]\n");
         command.description().lines().forEach(l -> b.append(l).append('\n'));
         b.append('\n').append(flags.help());

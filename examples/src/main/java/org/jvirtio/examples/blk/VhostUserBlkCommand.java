@@ -4,7 +4,8 @@ import java.io.IOException;
 
 import org.jvirtio.blk.BlockBackend;
 import org.jvirtio.blk.VirtioBlkDevice;
-import org.jvirtio.runner.Flags;
+import org.jvirtio.blk.dataplane.BlkCommand;
+import org.jvirtio.command.Flags;
 import org.jvirtio.runner.VhostUserRunner;
 import org.jvirtio.transport.vhostuser.VhostUserBackend;
 
@@ -18,13 +19,13 @@ public final class VhostUserBlkCommand {
     }
 
     /** A running backend: the transport, the device and its disk. */
-    public record Running(VhostUserRunner.Running running, BlockBackend disk) implements AutoCloseable {
+    public record Running(VhostUserRunner.Running<VirtioBlkDevice> running, BlockBackend disk) implements AutoCloseable {
         public VhostUserBackend transport() {
             return running.transport();
         }
 
         public VirtioBlkDevice device() {
-            return (VirtioBlkDevice) running.device();
+            return running.device();
         }
 
         /** The --stats line. */

@@ -1,15 +1,14 @@
 package org.example.doorbell;
 
-import java.io.IOException;
+import java.util.List;
 
-import com.google.inject.AbstractModule;
 import com.google.inject.Module;
-import org.jvirtio.api.VirtioDevice;
-import org.jvirtio.runner.DeviceCommand;
-import org.jvirtio.runner.Flags;
+import com.google.inject.name.Names;
+import org.jvirtio.command.DeviceCommand;
+import org.jvirtio.command.Flags;
 
 /** {@code bin/vhost-user doorbell --socket PATH [--message TEXT]}; {@code kill -HUP} rings the bell. */
-public final class DoorbellCommand implements DeviceCommand {
+public final class DoorbellCommand implements DeviceCommand<DoorbellDevice> {
     String message;
 
     @Override
@@ -23,32 +22,31 @@ public final class DoorbellCommand implements DeviceCommand {
     }
 
     @Override
+    public Class<DoorbellDevice> deviceClass() {
+        return DoorbellDevice.class;
+    }
+
+    @Override
     public void flags(Flags flags) {
         flags.string("--message", "TEXT", "What each ring delivers.", "ding", v -> message = v);
     }
 
     @Override
-    public Module module() throws IOException {
+    public List<Module> modules() {
         if (message.isEmpty()) {
             throw new IllegalArgumentException("--message must not be empty");
         }
-        DoorbellDevice device = new DoorbellDevice(message);
-        return new AbstractModule() {
-            @Override
-            protected void configure() {
-                bind(VirtioDevice.class).toInstance(device);
-            }
-        };
+        return List.of(binder -> binder.bindConstant().annotatedWith(Names.named("message")).to(message));
     }
 
     @Override
-    public String describe() {
+    public String describe(DoorbellDevice device) {
         return "a doorbell saying \"" + message + "\"";
     }
 
     @Override
-    public String reload(VirtioDevice device) {
-        ((DoorbellDevice) device).ring();
+    public String reload(DoorbellDevice device) {
+        device.ring();
         return "the bell rang";
     }
 }

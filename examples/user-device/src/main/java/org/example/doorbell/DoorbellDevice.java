@@ -2,6 +2,8 @@ package org.example.doorbell;
 
 import java.nio.charset.StandardCharsets;
 
+import jakarta.inject.Inject;
+import jakarta.inject.Named;
 import org.jvirtio.api.AbstractVirtioDevice;
 import org.jvirtio.api.Inbox;
 import org.jvirtio.api.QueueBinding;
@@ -21,7 +23,8 @@ public final class DoorbellDevice extends AbstractVirtioDevice {
     /** Rings not yet delivered (at most 64; more are dropped and counted). */
     private final Inbox<byte[]> rings = new Inbox<>(64, Inbox.WhenFull.DROP_NEWEST);
 
-    public DoorbellDevice(String message) throws ErrnoException {
+    @Inject
+    public DoorbellDevice(@Named("message") String message) throws ErrnoException {
         super(4);
         this.message = message.getBytes(StandardCharsets.UTF_8);
     }

@@ -1,26 +1,26 @@
-package org.jvirtio.examples.blk;
+package org.jvirtio.blk.dataplane;
 
 import java.io.IOException;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Locale;
 
 import com.google.inject.Module;
-import org.jvirtio.api.VirtioDevice;
 import org.jvirtio.blk.BlkOptions;
 import org.jvirtio.blk.BlockBackend;
 import org.jvirtio.blk.FileBackend;
 import org.jvirtio.blk.NullBackend;
 import org.jvirtio.blk.RamBackend;
 import org.jvirtio.blk.VirtioBlkDevice;
-import org.jvirtio.runner.DeviceCommand;
-import org.jvirtio.runner.Flags;
+import org.jvirtio.command.DeviceCommand;
+import org.jvirtio.command.Flags;
 
 /**
  * {@code bin/vhost-user blk} (and {@code bin/vhost-user-blk}): a virtio-blk disk for QEMU's
  * vhost-user-blk-pci. The flags are checked and the disk opened before anything listens; Guice
- * then builds the device ({@link VhostUserBlkModule}) with io_uring for images.
+ * then builds the device ({@link BlkModule}) with io_uring for images.
  */
-public final class BlkCommand implements DeviceCommand {
+public final class BlkCommand implements DeviceCommand<VirtioBlkDevice> {
     Path image;
     String ram;
     String nullSize;
@@ -32,7 +32,8 @@ public final class BlkCommand implements DeviceCommand {
 
     private BlockBackend backend;
 
-    static long parseSize(String flag, String s) {
+    /** A size with an optional K, M, G or T suffix (powers of 1024), a positive multiple of 512. */
+    public static long parseSize(String flag, String s) {
         String t = s.trim().toUpperCase(Locale.ROOT);
         long mult = 1;
         if (t.endsWith("K")) {
@@ -88,7 +89,12 @@ public final class BlkCommand implements DeviceCommand {
 
     /** Checks the flags and opens the disk: every problem is one line, before anything listens. */
     @Override
-    public Module module() throws IOException {
+    public Class<VirtioBlkDevice> deviceClass() {
+        return VirtioBlkDevice.class;
+    }
+
+    @Override
+    public List<Module> modules() throws IOException {
         int disks = (image != null ? 1 : 0) + (ram != null ? 1 : 0) + (nullSize != null ? 1 : 0);
         if (disks != 1) {
             throw new IllegalArgumentException("name exactly one disk: --image FILE, --ram SIZE or --null SIZE");
@@ -104,27 +110,28 @@ public final class BlkCommand implements DeviceCommand {
         } else {
             backend = ram != null ? new RamBackend(parseSize("--ram", ram)) : new NullBackend(parseSize("--null", nullSize));
         }
-        return new VhostUserBlkModule(backend, options);
+        return List.of(new BlkModule(backend, options));
     }
 
     /** The disk, once {@link #module()} opened it. */
-    BlockBackend disk() {
+    /** The disk {@link #modules()} opened, or null before. */
+    public BlockBackend disk() {
         return backend;
     }
 
     @Override
-    public String describe() {
+    public String describe(VirtioBlkDevice device) {
         return backend.describe();
     }
 
     @Override
-    public String qemuDeviceOptions(VirtioDevice device) {
+    public String qemuDeviceOptions(VirtioBlkDevice device) {
         return ",num-queues=" + queues;
     }
 
     @Override
-    public String reload(VirtioDevice device) throws IOException {
-        return "capacity is " + ((VirtioBlkDevice) device).refreshCapacity() + " sectors";
+    public String reload(VirtioBlkDevice device) throws IOException {
+        return "capacity is " + device.refreshCapacity() + " sectors";
     }
 
     @Override

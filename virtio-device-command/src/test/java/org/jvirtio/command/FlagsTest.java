@@ -1,22 +1,14 @@
-package org.jvirtio.runner;
+package org.jvirtio.command;
 
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.io.TempDir;
 
 import static org.junit.jupiter.api.Assertions.*;
 
 /** The backends' command line: {@link Flags} and the runner's handling of it. */
 class FlagsTest {
-    @TempDir
-    Path dir;
-
     /** A command's worth of flags writing into fields, as a device declares them. */
     private static final class Target {
         String name;
@@ -145,67 +137,5 @@ class FlagsTest {
         assertEquals(6, f.end(args, 4, "+"), "--serial=+ is one flag");
         assertEquals(2, f.end(List.of("a", "b"), 0, "+"), "no separator: the end");
         assertEquals(1, f.end(List.of("a", "+"), 1, "+"));
-    }
-
-    // The runner's command line, as bin/vhost-user runs it (the test device "stall" is found
-    // through this module's test META-INF/services).
-
-    private int run(ByteArrayOutputStream out, ByteArrayOutputStream err, String... args) {
-        return VhostUserRunner.run(VhostUserRunner.devices(), args, new PrintStream(out, true, StandardCharsets.UTF_8),
-                new PrintStream(err, true, StandardCharsets.UTF_8));
-    }
-
-    @Test
-    void theRunnerListsDevicesAndEachDevicesFlags() {
-        ByteArrayOutputStream out = new ByteArrayOutputStream();
-        ByteArrayOutputStream err = new ByteArrayOutputStream();
-        assertEquals(0, run(out, err, "--help"));
-        assertTrue(out.toString().contains("Devices found: stall."), out.toString());
-        assertTrue(out.toString().contains("  stall    Test device: holds every request forever."), out.toString());
-        out.reset();
-        assertEquals(0, run(out, err, "stall", "--socket", "x", "-h"));
-        assertTrue(out.toString().startsWith("Usage: vhost-user stall --socket PATH [flags]\nTest device: holds every request forever.\n"), out.toString());
-        assertTrue(out.toString().contains("  --drain-timeout SECONDS"), out.toString());
-        assertEquals("", err.toString());
-    }
-
-    @Test
-    void theRunnerRefusesABadCommandLineWithOneLineAndListensOnNothing() {
-        Path sock = dir.resolve("x.sock");
-        String[][] cases = {
-            {},
-            {"--socket", sock.toString()},
-            {"nonesuch", "--socket", sock.toString()},
-            {"stall"},
-            {"stall", "--socket", sock.toString(), "--iothreads", "0"},
-            {"stall", "--socket", sock.toString(), "--poll-us", "-1"},
-            {"stall", "--socket", sock.toString(), "--poll-credit-ns", "-5"},
-            {"stall", "--socket", sock.toString(), "--poll-credit-ns", "2000000"},
-            {"stall", "--socket", sock.toString(), "--drain-timeout", "soon"},
-            {"stall", "--socket", dir.resolve("missing/x.sock").toString()},
-            {"stall", "--socket", sock.toString(), "--face", "4"},
-        };
-        for (String[] args : cases) {
-            ByteArrayOutputStream out = new ByteArrayOutputStream();
-            ByteArrayOutputStream err = new ByteArrayOutputStream();
-            assertEquals(2, run(out, err, args), String.join(" ", args));
-            String e = err.toString();
-            assertEquals(1, e.strip().lines().count(), e);
-            assertTrue(e.endsWith(" (see --help)\n"), e);
-            assertEquals("", out.toString());
-            assertFalse(Files.exists(sock), "nothing listens after a refused start");
-        }
-    }
-
-    @Test
-    void startParsesTheDevicesAndTheCommonFlags() throws Exception {
-        Path sock = dir.resolve("s.sock");
-        try (VhostUserRunner.Running r = VhostUserRunner.start(VhostUserRunner.devices(), "stall", "--socket", sock.toString(),
-                "--thread-per-queue", "--stats=0")) {
-            assertTrue(Files.exists(sock));
-            assertEquals(0x3e, r.device().deviceId());
-        }
-        assertFalse(Files.exists(sock));
-        assertThrows(Flags.FlagException.class, () -> VhostUserRunner.start(VhostUserRunner.devices(), "--socket", sock.toString()));
     }
 }

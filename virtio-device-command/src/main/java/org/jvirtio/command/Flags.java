@@ -1,4 +1,4 @@
-package org.jvirtio.runner;
+package org.jvirtio.command;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -268,11 +268,11 @@ public final class Flags {
         return b.toString();
     }
 
-    static final int COLUMN = 28;
+    public static final int COLUMN = 28;
     static final int WIDTH = 100;
 
     /** {@code left} then {@code text} from {@code column} on, wrapped at {@link #WIDTH}. */
-    static void appendWrapped(StringBuilder b, String left, String text, int column) {
+    public static void appendWrapped(StringBuilder b, String left, String text, int column) {
         b.append(left);
         int col = left.length();
         if (col >= column - 1) {
@@ -315,7 +315,7 @@ public final class Flags {
     }
 
     /** The arguments as a list (a convenience for callers holding an array). */
-    static List<String> list(String[] args, int from) {
+    public static List<String> list(String[] args, int from) {
         List<String> l = new ArrayList<>(args.length);
         for (int i = from; i < args.length; i++) {
             l.add(args[i]);
