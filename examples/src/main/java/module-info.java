@@ -13,6 +13,7 @@ module org.jvirtio.examples {
     requires org.jvirtio.command;
     requires org.jvirtio.runner;
     requires org.jvirtio.transport.mmio;
+    requires org.jvirtio.proxy;
     requires org.jvirtio.rng;
     requires com.google.guice;
     requires info.picocli;

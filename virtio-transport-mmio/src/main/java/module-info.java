@@ -3,7 +3,6 @@ module org.jvirtio.transport.mmio {
     requires transitive org.jvirtio.api;
     requires transitive org.jvirtio.ring;
     requires transitive org.jvirtio.host;
-    requires org.jvirtio.transport.vhostuser;
     requires org.slf4j;
 
     exports org.jvirtio.transport.mmio;

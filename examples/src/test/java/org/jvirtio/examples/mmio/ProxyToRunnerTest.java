@@ -14,7 +14,7 @@ import org.jvirtio.runner.VhostUserRunner;
 import org.jvirtio.transport.mmio.InterruptLine;
 import org.jvirtio.transport.mmio.MmioDriver;
 import org.jvirtio.transport.mmio.MmioTransport;
-import org.jvirtio.transport.mmio.VhostUserProxy;
+import org.jvirtio.proxy.VhostUserProxy;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 

@@ -3,6 +3,7 @@ package org.jvirtio.transport.mmio;
 import java.lang.foreign.MemorySegment;
 import java.util.concurrent.atomic.AtomicInteger;
 
+import org.jvirtio.testkit.EchoDevice;
 import org.jvirtio.api.DeviceStatus;
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.GuestRegion;
@@ -40,7 +41,7 @@ class MmioTransportTest {
         MemoryMapping m = MemoryMapping.memfd("guest", MEM);
         mem = GuestMemory.of(GuestRegion.of(0, m));
         m.release();
-        device = new EchoDevice(2);
+        device = new EchoDevice(2).queueSizeLimit(64).configBytes(8);
         t = new MmioTransport(device, mem, QueueHost.THREAD_PER_QUEUE, new InterruptLine() {
             @Override
             public void raise() {
@@ -220,7 +221,7 @@ class MmioTransportTest {
             t.w(DRIVER_FEATURES, -1);
             SplitQueueDriver d = t.queue(0, RING, 16);
             t.driverOk();
-            assertEquals(VirtioFeatures.RING_FEATURES, t.device.ctx.negotiatedFeatures());
+            assertEquals(VirtioFeatures.RING_FEATURES, t.device.context.negotiatedFeatures());
             t.echo(d, 0, 3);
         });
         add.accept("features without VERSION_1", t -> assertEquals(0, t.negotiate(VirtioFeatures.bit(0)) & DeviceStatus.FEATURES_OK));
@@ -414,7 +415,7 @@ class MmioTransportTest {
     void fullInitializationAndIoOnTwoQueues() throws Exception {
         initAndEcho();
         assertEquals(1, device.activations.get());
-        assertEquals(ALL_FEATURES, device.ctx.negotiatedFeatures());
+        assertEquals(ALL_FEATURES, device.context.negotiatedFeatures());
     }
 
     @Test
@@ -433,7 +434,7 @@ class MmioTransportTest {
         w(DRIVER_FEATURES, -1);
         SplitQueueDriver d = queue(0, RING, 16);
         driverOk();
-        assertEquals(VirtioFeatures.RING_FEATURES, device.ctx.negotiatedFeatures());
+        assertEquals(VirtioFeatures.RING_FEATURES, device.context.negotiatedFeatures());
         echo(d, 0, 5);
         initAndEcho();
     }
@@ -454,7 +455,7 @@ class MmioTransportTest {
         Thread.sleep(20);
         assertEquals(INT_VRING, r(INTERRUPT_STATUS), "still set: nobody acknowledged");
         // A configuration change arrives between the driver's read and its ACK of the vring bit.
-        device.ctx.notifyConfigChange();
+        device.context.notifyConfigChange();
         w(INTERRUPT_ACK, INT_VRING);
         assertEquals(INT_CONFIG, r(INTERRUPT_STATUS), "the config bit stays pending");
         assertTrue(level, "and keeps the line raised");
@@ -479,7 +480,7 @@ class MmioTransportTest {
         assertEquals(0xbeef0000, t.read(CONFIG, 4));
         assertNotEquals(g, r(CONFIG_GENERATION), "a config write changes the generation");
         int g2 = r(CONFIG_GENERATION);
-        device.ctx.notifyConfigChange(); // a resize, say
+        device.context.notifyConfigChange(); // a resize, say
         assertNotEquals(g2, r(CONFIG_GENERATION));
         assertEquals(INT_CONFIG, r(INTERRUPT_STATUS) & INT_CONFIG, "with a configuration interrupt");
         // Past the end, misaligned, 8 bytes: refused.
@@ -495,7 +496,7 @@ class MmioTransportTest {
     @Test
     void writingZeroToStatusResetsEverything() throws Exception {
         initAndEcho();
-        device.ctx.notifyConfigChange();
+        device.context.notifyConfigChange();
         assertNotEquals(0, r(INTERRUPT_STATUS));
         w(STATUS, 0);
         assertEquals(0, r(STATUS));

@@ -2,6 +2,7 @@ package org.jvirtio.transport.mmio;
 
 import com.code_intelligence.jazzer.api.FuzzedDataProvider;
 import com.code_intelligence.jazzer.junit.FuzzTest;
+import org.jvirtio.testkit.EchoDevice;
 import org.jvirtio.api.DeviceStatus;
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.GuestRegion;
@@ -33,7 +34,7 @@ class RegisterFileFuzzTest {
         SHM_BASE_LOW, QUEUE_RESET, CONFIG_GENERATION, CONFIG, CONFIG + 4};
     static final GuestMemory MEMORY;
     /** One device, host and window for every input (each input starts with a reset): creating them per input is slow. */
-    static final EchoDevice DEVICE = new EchoDevice(2);
+    static final EchoDevice DEVICE = new EchoDevice(2).queueSizeLimit(64).configBytes(8);
     static final org.jvirtio.host.IoThreads HOST = new org.jvirtio.host.IoThreads(1, 0);
     static final MmioTransport T;
 

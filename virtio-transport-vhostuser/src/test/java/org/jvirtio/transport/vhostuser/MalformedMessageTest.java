@@ -1,5 +1,6 @@
 package org.jvirtio.transport.vhostuser;
 
+import org.jvirtio.testkit.EchoDevice;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Files;

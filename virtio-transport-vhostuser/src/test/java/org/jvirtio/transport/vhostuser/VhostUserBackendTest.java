@@ -1,5 +1,6 @@
 package org.jvirtio.transport.vhostuser;
 
+import org.jvirtio.testkit.EchoDevice;
 import java.io.IOException;
 import org.jvirtio.api.linux.Libc;
 import java.nio.file.Files;

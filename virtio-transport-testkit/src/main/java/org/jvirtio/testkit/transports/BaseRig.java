@@ -1,4 +1,4 @@
-package org.jvirtio.testkit;
+package org.jvirtio.testkit.transports;
 
 import org.jvirtio.api.GuestMemory;
 

@@ -10,7 +10,7 @@ import org.jvirtio.api.GuestRegion;
 import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.api.VirtioFeatures;
 import org.jvirtio.ring.SplitQueueDriver;
-import org.jvirtio.testkit.TransportRig;
+import org.jvirtio.testkit.transports.TransportRig;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;

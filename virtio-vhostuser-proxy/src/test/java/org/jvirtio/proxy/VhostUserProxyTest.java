@@ -1,4 +1,4 @@
-package org.jvirtio.transport.mmio;
+package org.jvirtio.proxy;
 
 import java.io.RandomAccessFile;
 import java.lang.foreign.MemorySegment;
@@ -12,10 +12,14 @@ import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.GuestRegion;
 import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.blk.BlkOptions;
+import org.jvirtio.blk.BlkOverMmio;
 import org.jvirtio.blk.RamBackend;
 import org.jvirtio.blk.VirtioBlk;
 import org.jvirtio.blk.VirtioBlkDevice;
 import org.jvirtio.host.QueueHost;
+import org.jvirtio.transport.mmio.InterruptLine;
+import org.jvirtio.transport.mmio.MmioDriver;
+import org.jvirtio.transport.mmio.MmioTransport;
 import org.jvirtio.transport.vhostuser.VhostUserBackend;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -156,7 +160,7 @@ class VhostUserProxyTest {
             long hdr = d.allocate(16, 16);
             long data = d.allocate(4096, 4096);
             long status = d.allocate(1, 1);
-            assertEquals(VirtioBlk.S_IOERR, MmioBlk.request(mem, d, q, hdr, VirtioBlk.T_IN, before / 512, data, 4096, status),
+            assertEquals(VirtioBlk.S_IOERR, BlkOverMmio.request(mem, d, q, hdr, VirtioBlk.T_IN, before / 512, data, 4096, status),
                     "past the end before the resize");
             assertEquals(0, d.configChanges());
             resize.run();
@@ -167,7 +171,7 @@ class VhostUserProxyTest {
             }
             assertNotEquals(generation, t.read(MmioTransport.CONFIG_GENERATION, 4), "ConfigGeneration moved on");
             assertEquals(after / 512, capacity(d), "the new capacity, read from the backend");
-            assertEquals(VirtioBlk.S_OK, MmioBlk.request(mem, d, q, hdr, VirtioBlk.T_IN, before / 512, data, 4096, status),
+            assertEquals(VirtioBlk.S_OK, BlkOverMmio.request(mem, d, q, hdr, VirtioBlk.T_IN, before / 512, data, 4096, status),
                     "the new sectors are served");
             d.reset();
         }
@@ -265,27 +269,27 @@ class VhostUserProxyTest {
             byte[] pattern = new byte[16384];
             new Random(11).nextBytes(pattern);
             mem.write(data, MemorySegment.ofArray(pattern));
-            assertEquals(VirtioBlk.S_OK, MmioBlk.request(mem, d, q, hdr, VirtioBlk.T_OUT, 100, data, 16384, status));
-            assertEquals(VirtioBlk.S_OK, MmioBlk.request(mem, d, q, hdr, VirtioBlk.T_FLUSH, 0, data, 0, status));
+            assertEquals(VirtioBlk.S_OK, BlkOverMmio.request(mem, d, q, hdr, VirtioBlk.T_OUT, 100, data, 16384, status));
+            assertEquals(VirtioBlk.S_OK, BlkOverMmio.request(mem, d, q, hdr, VirtioBlk.T_FLUSH, 0, data, 0, status));
             mem.write(data, MemorySegment.ofArray(new byte[16384]));
-            assertEquals(VirtioBlk.S_OK, MmioBlk.request(mem, d, q, hdr, VirtioBlk.T_IN, 100, data, 16384, status));
+            assertEquals(VirtioBlk.S_OK, BlkOverMmio.request(mem, d, q, hdr, VirtioBlk.T_IN, 100, data, 16384, status));
             byte[] back = new byte[16384];
             mem.read(data, MemorySegment.ofArray(back));
             assertArrayEquals(pattern, back, "read back what was written");
             if (serial != null) {
-                assertEquals(VirtioBlk.S_OK, MmioBlk.request(mem, d, q, hdr, VirtioBlk.T_GET_ID, 0, data, VirtioBlk.ID_BYTES, status));
+                assertEquals(VirtioBlk.S_OK, BlkOverMmio.request(mem, d, q, hdr, VirtioBlk.T_GET_ID, 0, data, VirtioBlk.ID_BYTES, status));
                 byte[] id = new byte[serial.length()];
                 mem.read(data, MemorySegment.ofArray(id));
                 assertEquals(serial, new String(id, java.nio.charset.StandardCharsets.US_ASCII));
             }
-            assertEquals(VirtioBlk.S_IOERR, MmioBlk.request(mem, d, q, hdr, VirtioBlk.T_IN, diskBytes / 512, data, 4096, status),
+            assertEquals(VirtioBlk.S_IOERR, BlkOverMmio.request(mem, d, q, hdr, VirtioBlk.T_IN, diskBytes / 512, data, 4096, status),
                     "past the end");
             // A reset stops the backend's rings; a second session works.
             d.reset();
             d.negotiate(~0L);
             MmioDriver.Queue q2 = d.setupQueue(0, 64);
             d.driverOk();
-            assertEquals(VirtioBlk.S_OK, MmioBlk.request(mem, d, q2, hdr, VirtioBlk.T_IN, 100, data, 4096, status));
+            assertEquals(VirtioBlk.S_OK, BlkOverMmio.request(mem, d, q2, hdr, VirtioBlk.T_IN, 100, data, 4096, status));
             d.reset();
             return pattern;
         }

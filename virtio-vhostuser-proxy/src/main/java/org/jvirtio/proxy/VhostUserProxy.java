@@ -1,4 +1,4 @@
-package org.jvirtio.transport.mmio;
+package org.jvirtio.proxy;
 
 import java.io.IOException;
 import java.lang.foreign.Arena;

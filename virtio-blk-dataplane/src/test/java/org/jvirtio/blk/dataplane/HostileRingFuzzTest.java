@@ -15,7 +15,7 @@ import org.jvirtio.blk.VirtioBlkDevice;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
-import org.jvirtio.testkit.TransportRig;
+import org.jvirtio.testkit.transports.TransportRig;
 import org.jvirtio.ring.SplitRingLayout;
 
 import static org.jvirtio.blk.VirtioBlk.*;

@@ -1,4 +1,4 @@
-package org.jvirtio.testkit;
+package org.jvirtio.testkit.transports;
 
 import java.io.IOException;
 import java.util.function.BooleanSupplier;
