@@ -184,13 +184,90 @@ class UserDeviceTest {
         assertTrue(read(log).contains("doorbell: the bell rang"), read(log));
     }
 
+    /** Selects (select, subsel) as QEMU's front-end does: the whole space read, the two bytes changed, the whole space written. */
+    private static byte[] select(DriverSession s, int select, int subsel) throws IOException {
+        byte[] cfg = s.frontend().getConfig(0, 136);
+        cfg[0] = (byte) select;
+        cfg[1] = (byte) subsel;
+        s.frontend().setConfig(0, cfg);
+        byte[] now = s.frontend().getConfig(0, 136);
+        return java.util.Arrays.copyOfRange(now, 8, 8 + (now[2] & 0xff)); // the union, size bytes of it
+    }
+
+    /**
+     * The user's keyboard (virtio-input, VIRTIO 1.3, 5.8), checked as Linux's virtio_input probes
+     * it: its name, ids, the events it sends (EV_SYN, EV_KEY with the keys it has) and none it
+     * does not; then SIGHUP types "hi" into the event queue's buffers (press, report, release,
+     * report per key) and the status queue takes an LED change. (QEMU 7.2's vhost-user-input-pci
+     * needs KVM, so no guest here: docs/FEATURES.md.)
+     */
+    @Test
+    void theKeyboardDescribesItselfAndTypesIntoTheEventQueue() throws Exception {
+        Path sock = work.resolve("kbd.sock");
+        Path log = work.resolve("kbd.log");
+        Process p = runner(log, "keyboard", "--socket", sock.toString(), "--text", "hi");
+        try {
+            awaitSocket(sock, p, log);
+            try (DriverSession s = DriverSession.connect(sock, 1 << 20)) {
+                s.negotiate(~0L);
+                assertEquals("jvirtio keyboard", new String(select(s, 0x01, 0), java.nio.charset.StandardCharsets.UTF_8));
+                assertEquals("jvirtio-0", new String(select(s, 0x02, 0), java.nio.charset.StandardCharsets.UTF_8));
+                assertEquals(8, select(s, 0x03, 0).length, "ID_DEVIDS: bustype, vendor, product, version");
+                assertArrayEquals(new byte[] {1}, select(s, 0x11, 0), "EV_SYN: SYN_REPORT");
+                byte[] keys = select(s, 0x11, 1);
+                assertTrue((keys[35 / 8] & (1 << (35 % 8))) != 0, "KEY_H (35)");
+                assertTrue((keys[23 / 8] & (1 << (23 % 8))) != 0, "KEY_I (23)");
+                assertEquals(0, select(s, 0x11, 2).length, "no EV_REL");
+                assertEquals(0, select(s, 0x12, 0).length, "no ABS_INFO");
+                assertEquals(0, select(s, 0x10, 0).length, "no PROP_BITS");
+                assertEquals(0, select(s, 0x00, 0).length, "UNSET");
+                DriverQueue events = s.queue(0, 64);
+                DriverQueue status = s.queue(1, 8);
+                long buf = s.allocate(64 * 8, 8);
+                for (int i = 0; i < 64; i++) {
+                    assertTrue(events.ring().add(new long[] {buf + 8L * i}, new int[] {8}, 1, 0, i) >= 0);
+                }
+                events.publish();
+                assertEquals(0, events.awaitUsed((h, t, l) -> fail("an event before any key"), 300));
+                assertEquals(0, new ProcessBuilder("kill", "-HUP", Long.toString(p.pid())).start().waitFor());
+                List<long[]> got = new ArrayList<>();
+                long deadline = System.nanoTime() + 10_000_000_000L;
+                while (got.size() < 8) {
+                    assertTrue(System.nanoTime() < deadline, "events: " + got.size() + " of 8: " + read(log));
+                    events.awaitUsed((h, t, l) -> {
+                        assertEquals(8, l);
+                        long a = buf + 8 * t;
+                        got.add(new long[] {s.memory().readU16(a), s.memory().readU16(a + 2), s.memory().readU32(a + 4)});
+                    }, 100);
+                }
+                long[][] want = {{1, 35, 1}, {0, 0, 0}, {1, 35, 0}, {0, 0, 0}, {1, 23, 1}, {0, 0, 0}, {1, 23, 0}, {0, 0, 0}};
+                for (int i = 0; i < want.length; i++) {
+                    assertArrayEquals(want[i], got.get(i), "event " + i + " (type, code, value)");
+                }
+                long led = s.allocate(8, 8);
+                s.memory().writeU16(led, 0x11); // EV_LED
+                s.memory().writeU16(led + 2, 1); // LED_CAPSL
+                s.memory().writeU32(led + 4, 1);
+                assertTrue(status.ring().add(new long[] {led}, new int[] {8}, 1, 1, 7) >= 0);
+                status.publish();
+                int[] len = {-1};
+                assertEquals(1, status.awaitUsed((h, t, l) -> len[0] = l, 5000), "the status queue takes the LED change");
+                assertEquals(0, len[0]);
+            }
+        } finally {
+            p.destroy();
+        }
+        assertTrue(p.waitFor(10, TimeUnit.SECONDS));
+        assertTrue(read(log).contains("keyboard: typed 2 characters"), read(log));
+    }
+
     @Test
     void helpListsTheUsersDevicesAndABadFlagIsOneLine() throws Exception {
         Path log = work.resolve("help.log");
         Process p = runner(log, "--help");
         assertTrue(p.waitFor(30, TimeUnit.SECONDS));
         String help = read(log);
-        assertTrue(help.contains("Devices found: blk, dice, doorbell, rng, secure-rng."), help);
+        assertTrue(help.contains("Devices found: blk, dice, doorbell, keyboard, rng, secure-rng."), help);
         p = runner(log, "dice", "--socket", work.resolve("x.sock").toString(), "--face", "9");
         assertTrue(p.waitFor(30, TimeUnit.SECONDS));
         assertEquals(2, p.exitValue());

@@ -1,20 +1,29 @@
 package org.jvirtio.api;
 
 /**
- * A {@link VirtioDevice} with the defaults: no device features, no configuration space, one
- * queue of up to 1024 entries. A device states only what it is (its id, and whatever of the
- * above differs) and implements {@link #openQueue}. The negotiated features and the way back
- * to the driver are at {@link #context()} once the driver session started.
+ * A {@link VirtioDevice} with the defaults: no device features, no configuration space (or the
+ * {@link ConfigSpace} given), one queue of up to 1024 entries. A device states only what it is
+ * (its id, and whatever of the above differs) and implements {@link #openQueue}. The negotiated
+ * features and the way back to the driver are at {@link #context()} once the driver session
+ * started.
  */
 public abstract class AbstractVirtioDevice implements VirtioDevice {
     private final int deviceId;
+    private final ConfigSpace config;
     private volatile DeviceContext context;
 
+    /** A device without a configuration space. */
     protected AbstractVirtioDevice(int deviceId) {
+        this(deviceId, new ConfigSpace(0));
+    }
+
+    /** A device whose configuration space is {@code config}: its size, reads, writes and generation. */
+    protected AbstractVirtioDevice(int deviceId, ConfigSpace config) {
         if (deviceId <= 0 || deviceId > 0xffff) {
             throw new IllegalArgumentException("device id " + deviceId + " is not in [1, 65535]");
         }
         this.deviceId = deviceId;
+        this.config = java.util.Objects.requireNonNull(config, "config");
     }
 
     @Override
@@ -29,21 +38,22 @@ public abstract class AbstractVirtioDevice implements VirtioDevice {
 
     @Override
     public int configSize() {
-        return 0;
+        return config.size();
     }
 
     @Override
     public byte[] readConfig(int offset, int length) {
-        return new byte[length];
+        return config.read(offset, length);
     }
 
     @Override
     public void writeConfig(int offset, byte[] data) {
+        config.write(offset, data);
     }
 
     @Override
     public int configGeneration() {
-        return 0;
+        return config.generation();
     }
 
     @Override
@@ -66,6 +76,11 @@ public abstract class AbstractVirtioDevice implements VirtioDevice {
     @Override
     public void reset() {
         this.context = null;
+    }
+
+    /** The configuration space: declare fields in it from a subclass's field initializers ({@code config().u64(0)}). */
+    protected final ConfigSpace config() {
+        return config;
     }
 
     /** The current driver session, or null between sessions. */

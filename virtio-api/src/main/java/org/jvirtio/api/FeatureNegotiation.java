@@ -3,6 +3,10 @@ package org.jvirtio.api;
 /**
  * Feature negotiation (VIRTIO 1.3, 2.2 and 3.1.1): the driver accepts a subset of what the
  * device offers, and a modern device requires VERSION_1.
+ *
+ * <p>A bit the driver acknowledges without its having been offered is refused, with the bit named
+ * ({@link VirtioFeatures#describe}), except where a transport tolerates it: vhost-user tolerates
+ * {@link #VHOST_USER_TOLERATED} (see {@link #negotiate(long, long, boolean, long)}).
  */
 public final class FeatureNegotiation {
     private FeatureNegotiation() {
@@ -16,8 +20,21 @@ public final class FeatureNegotiation {
         VERSION_1_MISSING
     }
 
-    /** Outcome: the negotiated set, or the refusal with the offending bits. */
-    public record Result(long features, Refusal refusal, long offendingBits) {
+    /**
+     * Bits a vhost-user front-end may acknowledge without the backend having offered them, which
+     * are dropped (the device never sees them negotiated) with a warning instead of refusing the
+     * driver: VIRTIO_F_RING_RESET, which QEMU 7.2's vhost-user-input-pci passes on from its own
+     * PCI transport although no vhost-user message could ever reset a ring (as libvhost-user, which
+     * takes any bit). Every other bit not offered is refused.
+     */
+    public static final long VHOST_USER_TOLERATED = VirtioFeatures.bit(VirtioFeatures.RING_RESET);
+
+    /**
+     * Outcome: the negotiated set, or the refusal with the offending bits.
+     *
+     * @param ignoredBits tolerated bits the driver acknowledged without an offer, dropped from {@code features}
+     */
+    public record Result(long features, Refusal refusal, long offendingBits, long ignoredBits) {
         public boolean accepted() {
             return refusal == null;
         }
@@ -27,9 +44,15 @@ public final class FeatureNegotiation {
                 return "accepted features 0x" + Long.toHexString(features);
             }
             return switch (refusal) {
-                case NOT_OFFERED -> "driver acknowledged features the device does not offer: 0x" + Long.toHexString(offendingBits);
+                case NOT_OFFERED -> "driver acknowledged features the device does not offer: " + VirtioFeatures.describe(offendingBits)
+                        + remedy(offendingBits);
                 case VERSION_1_MISSING -> "driver did not accept VIRTIO_F_VERSION_1 (bit 32); legacy drivers are not supported";
             };
+        }
+
+        private static String remedy(long bits) {
+            return VirtioFeatures.has(bits, VirtioFeatures.RING_RESET)
+                    ? " (QEMU 7.2 adds VIRTIO_F_RING_RESET of its own; add queue_reset=off to the -device options)" : "";
         }
     }
 
@@ -50,13 +73,24 @@ public final class FeatureNegotiation {
      *                        way but may be asked separately)
      */
     public static Result negotiate(long offered, long acknowledged, boolean requireVersion1) {
+        return negotiate(offered, acknowledged, requireVersion1, 0);
+    }
+
+    /**
+     * As {@link #negotiate(long, long, boolean)}, dropping instead of refusing the bits of
+     * {@code tolerated} the driver acknowledged without an offer (reported in
+     * {@link Result#ignoredBits()}).
+     */
+    public static Result negotiate(long offered, long acknowledged, boolean requireVersion1, long tolerated) {
         long extra = acknowledged & ~offered;
+        long ignored = extra & tolerated;
+        extra &= ~tolerated;
         if (extra != 0) {
-            return new Result(0, Refusal.NOT_OFFERED, extra);
+            return new Result(0, Refusal.NOT_OFFERED, extra, 0);
         }
         if (requireVersion1 && !VirtioFeatures.has(acknowledged, VirtioFeatures.VERSION_1)) {
-            return new Result(0, Refusal.VERSION_1_MISSING, VirtioFeatures.bit(VirtioFeatures.VERSION_1));
+            return new Result(0, Refusal.VERSION_1_MISSING, VirtioFeatures.bit(VirtioFeatures.VERSION_1), 0);
         }
-        return new Result(acknowledged, null, 0);
+        return new Result(acknowledged & ~ignored, null, 0, ignored);
     }
 }

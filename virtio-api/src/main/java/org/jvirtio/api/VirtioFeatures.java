@@ -31,6 +31,45 @@ public final class VirtioFeatures {
     public static final int RING_RESET = 40;
     public static final int ADMIN_VQ = 41;
 
+    /** The spec's name of a device-independent feature bit ("VIRTIO_F_RING_RESET"), or null for a device-type or unknown bit. */
+    public static String name(int bit) {
+        return switch (bit) {
+            case NOTIFY_ON_EMPTY -> "VIRTIO_F_NOTIFY_ON_EMPTY";
+            case ANY_LAYOUT -> "VIRTIO_F_ANY_LAYOUT";
+            case INDIRECT_DESC -> "VIRTIO_F_INDIRECT_DESC";
+            case EVENT_IDX -> "VIRTIO_F_EVENT_IDX";
+            case VHOST_USER_F_PROTOCOL_FEATURES -> "VHOST_USER_F_PROTOCOL_FEATURES";
+            case VERSION_1 -> "VIRTIO_F_VERSION_1";
+            case ACCESS_PLATFORM -> "VIRTIO_F_ACCESS_PLATFORM";
+            case RING_PACKED -> "VIRTIO_F_RING_PACKED";
+            case IN_ORDER -> "VIRTIO_F_IN_ORDER";
+            case ORDER_PLATFORM -> "VIRTIO_F_ORDER_PLATFORM";
+            case SR_IOV -> "VIRTIO_F_SR_IOV";
+            case NOTIFICATION_DATA -> "VIRTIO_F_NOTIFICATION_DATA";
+            case NOTIF_CONFIG_DATA -> "VIRTIO_F_NOTIF_CONFIG_DATA";
+            case RING_RESET -> "VIRTIO_F_RING_RESET";
+            case ADMIN_VQ -> "VIRTIO_F_ADMIN_VQ";
+            default -> null;
+        };
+    }
+
+    /** The bits of {@code features}, each as "bit N (NAME)" or "bit N": "bit 40 (VIRTIO_F_RING_RESET), bit 50". */
+    public static String describe(long features) {
+        StringBuilder b = new StringBuilder();
+        for (long f = features; f != 0; f &= f - 1) {
+            int bit = Long.numberOfTrailingZeros(f);
+            if (b.length() > 0) {
+                b.append(", ");
+            }
+            String name = name(bit);
+            b.append("bit ").append(bit);
+            if (name != null) {
+                b.append(" (").append(name).append(')');
+            }
+        }
+        return b.toString();
+    }
+
     /** Mask of one bit. */
     public static long bit(int feature) {
         if (feature < 0 || feature > 63) {

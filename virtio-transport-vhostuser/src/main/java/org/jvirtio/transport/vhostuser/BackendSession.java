@@ -336,10 +336,16 @@ final class BackendSession implements DeviceContext, AutoCloseable {
     // ---------------------------------------------------------------- features and reset
 
     private void setFeatures(String name, long f) throws VhostUserProtocolException {
-        FeatureNegotiation.Result r = FeatureNegotiation.negotiate(offeredFeatures(), f, true);
+        FeatureNegotiation.Result r = FeatureNegotiation.negotiate(offeredFeatures(), f, true, FeatureNegotiation.VHOST_USER_TOLERATED);
         if (!r.accepted()) {
             throw new VhostUserProtocolException(name + ": " + r.message());
         }
+        if (r.ignoredBits() != 0 && (r.features() & ~F_LOG_ALL) != (features & ~F_LOG_ALL)) {
+            LOG.warn("vhost-user: the front-end acknowledged {}, which this backend does not offer; ignored (QEMU 7.2 passes"
+                    + " VIRTIO_F_RING_RESET on from its own transport: queue_reset=off in the -device options stops it)",
+                    org.jvirtio.api.VirtioFeatures.describe(r.ignoredBits()));
+        }
+        f = r.features();
         if (activated && (f & ~F_LOG_ALL) == (features & ~F_LOG_ALL)) {
             // Only VHOST_F_LOG_ALL changed: migration starts or ends (QEMU toggles it while the
             // rings run); the running rings start or stop logging, nothing else changes.

@@ -150,6 +150,28 @@ class VhostUserBackendTest {
     }
 
     /**
+     * QEMU 7.2's vhost-user-input-pci acknowledges VIRTIO_F_RING_RESET, which the backend never
+     * offered: tolerated (the device sees it not negotiated) and the rings run; any other bit not
+     * offered is still refused, named.
+     */
+    @Test
+    void ringResetAcknowledgedWithoutAnOfferIsIgnoredAndTheRingsRun() throws Exception {
+        try (FrontendRig rig = new FrontendRig(socket)) {
+            long offered = rig.fe.getFeatures();
+            assertFalse(VirtioFeatures.has(offered, VirtioFeatures.RING_RESET));
+            rig.fe.setProtocolFeatures(rig.fe.getProtocolFeatures() & VhostUserProtocol.BACKEND_PROTOCOL_FEATURES);
+            rig.fe.setFeatures(EchoDevice.FEATURES | VirtioFeatures.RING_FEATURES | VhostUserProtocol.F_PROTOCOL_FEATURES
+                    | VirtioFeatures.bit(VirtioFeatures.RING_RESET));
+            rig.features = EchoDevice.FEATURES | VirtioFeatures.RING_FEATURES;
+            rig.fe.setMemTable(rig.memory);
+            rig.queue(0, 64);
+            assertEquals(9, rig.echo(0, new byte[9]));
+            assertFalse(device.context.hasFeature(VirtioFeatures.RING_RESET), "the device never sees it negotiated");
+            assertEquals(EchoDevice.FEATURES | VirtioFeatures.RING_FEATURES, device.context.negotiatedFeatures());
+        }
+    }
+
+    /**
      * A minimal device (one queue, no config space) is offered neither PROTOCOL_F_CONFIG (QEMU's
      * vhost-user-rng warns about it) nor PROTOCOL_F_MQ, and is served on the epoll I/O threads
      * as well as on a thread per queue.
