@@ -4,7 +4,6 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.concurrent.TimeUnit;
 
-import org.jvirtio.api.DeviceContext;
 import org.jvirtio.api.FeatureNegotiation;
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.GuestRegion;
@@ -20,6 +19,7 @@ import org.jvirtio.host.QueueEngine;
 import org.jvirtio.ring.SplitQueue;
 import org.jvirtio.ring.SplitQueueDriver;
 import org.jvirtio.ring.SplitRingLayout;
+import org.jvirtio.testkit.RecordingContext;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Fork;
@@ -52,6 +52,7 @@ import static org.jvirtio.api.GuestMemory.LE_U16;
 @Measurement(iterations = 5, time = 1)
 @Fork(value = 1, jvmArgsAppend = "--enable-native-access=ALL-UNNAMED")
 public class BlkQueueBenchmark {
+    private RecordingContext context;
     private static final int SIZE = 256;
     private static final int BATCH = 32;
 
@@ -74,21 +75,8 @@ public class BlkQueueBenchmark {
         memory = GuestMemory.of(GuestRegion.of(0, MemoryMapping.ofSegment(seg)));
         device = new VirtioBlkDevice(new NullBackend(1L << 30), new BlkOptions(1, SIZE, "bench", false), BlkIoFactory.INLINE);
         long features = FeatureNegotiation.offered(device);
-        device.activate(new DeviceContext() {
-            @Override
-            public long negotiatedFeatures() {
-                return features;
-            }
-
-            @Override
-            public void notifyConfigChange() {
-            }
-
-            @Override
-            public void needsReset(int q, String reason) {
-                throw new IllegalStateException(reason);
-            }
-        });
+        context = new RecordingContext(features);
+        device.activate(context);
         SplitRingLayout.Placement p = SplitRingLayout.place(0, SIZE);
         SplitQueueDriver driver = new SplitQueueDriver(memory, SIZE, p.desc(), p.avail(), p.used(), features, 0, 0);
         int t = type.equals("in") ? VirtioBlk.T_IN : VirtioBlk.T_OUT;
@@ -111,6 +99,9 @@ public class BlkQueueBenchmark {
 
     @TearDown(Level.Trial)
     public void tearDown() {
+        if (!context.resets.isEmpty()) {
+            throw new IllegalStateException("the ring broke during the benchmark: " + context.resets);
+        }
         queue.close();
         device.reset();
         memory.release();

@@ -8,9 +8,11 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
+import java.time.Duration;
 
 import org.jvirtio.transport.vhostuser.DriverQueue;
 import org.jvirtio.transport.vhostuser.DriverSession;
+import org.jvirtio.testkit.Await;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -62,12 +64,10 @@ class UserDeviceTest {
     }
 
     private static void awaitSocket(Path sock, Process p, Path log) throws Exception {
-        long deadline = System.nanoTime() + 30_000_000_000L;
-        while (!Files.exists(sock)) {
+        Await.await(() -> {
             assertTrue(p.isAlive(), () -> "runner exited: " + read(log));
-            assertTrue(System.nanoTime() < deadline, () -> "no socket after 30 s: " + read(log));
-            Thread.sleep(20);
-        }
+            return Files.exists(sock);
+        }, Duration.ofSeconds(30), () -> "no socket after 30 s: " + read(log));
     }
 
     private static String read(Path log) {

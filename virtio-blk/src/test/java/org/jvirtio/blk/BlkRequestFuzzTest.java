@@ -6,7 +6,6 @@ import java.lang.foreign.ValueLayout;
 
 import com.code_intelligence.jazzer.api.FuzzedDataProvider;
 import com.code_intelligence.jazzer.junit.FuzzTest;
-import org.jvirtio.api.DeviceContext;
 import org.jvirtio.api.FeatureNegotiation;
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.GuestRegion;
@@ -16,6 +15,7 @@ import org.jvirtio.api.QueueBinding;
 import org.jvirtio.host.QueueEngine;
 import org.jvirtio.ring.SplitQueue;
 import org.jvirtio.ring.SplitQueueDriver;
+import org.jvirtio.testkit.RecordingContext;
 
 import static org.jvirtio.blk.VirtioBlk.*;
 import static org.junit.jupiter.api.Assertions.*;
@@ -53,20 +53,7 @@ class BlkRequestFuzzTest {
         m.release();
         DEVICE = new VirtioBlkDevice(new RamBackend(DISK), BlkOptions.defaults());
         FEATURES = FeatureNegotiation.offered(DEVICE);
-        DEVICE.activate(new DeviceContext() {
-            @Override
-            public long negotiatedFeatures() {
-                return FEATURES;
-            }
-
-            @Override
-            public void notifyConfigChange() {
-            }
-
-            @Override
-            public void needsReset(int q, String reason) {
-            }
-        });
+        DEVICE.activate(new RecordingContext(FEATURES));
     }
 
     @FuzzTest(maxDuration = "3h", maxExecutions = 10_000_000)

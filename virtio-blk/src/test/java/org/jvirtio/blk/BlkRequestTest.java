@@ -6,11 +6,10 @@ import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 
 import org.jvirtio.api.GuestMemory;
-import org.jvirtio.api.GuestRegion;
-import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.api.VirtioFeatures;
 import org.jvirtio.ring.SplitQueueDriver;
 import org.jvirtio.testkit.transports.TransportRig;
+import org.jvirtio.testkit.TestMemory;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -45,9 +44,7 @@ class BlkRequestTest {
 
     @BeforeEach
     void setUp() throws Exception {
-        MemoryMapping m = MemoryMapping.memfd("guest", 2 << 20);
-        mem = GuestMemory.of(GuestRegion.of(0, m));
-        m.release();
+        mem = TestMemory.memfd(2 << 20);
         use(new RamBackend(DISK), BlkOptions.defaults());
     }
 

@@ -6,11 +6,9 @@ import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.concurrent.atomic.AtomicInteger;
 
 import org.jvirtio.api.Interrupt;
 import org.jvirtio.api.QueueBinding;
-import org.jvirtio.api.DeviceContext;
 import org.jvirtio.api.FeatureNegotiation;
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.GuestRegion;
@@ -19,6 +17,8 @@ import org.jvirtio.api.VirtioFeatures;
 import org.jvirtio.host.QueueEngine;
 import org.jvirtio.ring.SplitQueue;
 import org.jvirtio.ring.SplitQueueDriver;
+import org.jvirtio.testkit.TestMemory;
+import org.jvirtio.testkit.RecordingContext;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -46,13 +46,11 @@ class VirtioBlkRequestTest {
     SplitQueue queue;
     VirtioBlkDevice device;
     QueueEngine proc;
-    AtomicInteger configChanges = new AtomicInteger();
+    RecordingContext context;
 
     @BeforeEach
     void setUp() throws Exception {
-        MemoryMapping m = MemoryMapping.memfd("guest", 2 << 20);
-        mem = GuestMemory.of(GuestRegion.of(0, m));
-        m.release();
+        mem = TestMemory.memfd(2 << 20);
         use(new RamBackend(DISK), BlkOptions.defaults());
     }
 
@@ -65,22 +63,8 @@ class VirtioBlkRequestTest {
         driver = SplitQueueDriver.at(mem, 0x1000, 256, f, 0x10000, 32);
         queue = new SplitQueue(0);
         queue.activate(mem, 256, driver.descAddr(), driver.availAddr(), driver.usedAddr(), f, 0, 0);
-        device.activate(new DeviceContext() {
-            @Override
-            public long negotiatedFeatures() {
-                return f;
-            }
-
-            @Override
-            public void notifyConfigChange() {
-                configChanges.incrementAndGet();
-            }
-
-            @Override
-            public void needsReset(int q, String reason) {
-                fail(reason);
-            }
-        });
+        context = new RecordingContext(f);
+        device.activate(context);
         QueueBinding binding = new QueueBinding(0, queue, null, Interrupt.NONE);
         proc = new QueueEngine(binding, device.openQueue(binding));
         proc.open();
@@ -88,6 +72,7 @@ class VirtioBlkRequestTest {
 
     @AfterEach
     void tearDown() throws Exception {
+        assertEquals(java.util.List.of(), context.resets, "no request to be reset");
         proc.close();
         device.backend().close();
         mem.release();
@@ -189,11 +174,11 @@ class VirtioBlkRequestTest {
             raf.setLength(DISK * 2);
         }
         assertEquals(DISK * 2 / 512, device.refreshCapacity());
-        assertEquals(1, configChanges.get());
+        assertEquals(1, context.configChanges.get());
         assertEquals(2, device.configGeneration());
         assertEquals(S_OK, rw(T_IN, DISK / 512, 512)[0], "the new space is readable");
         assertEquals(DISK * 2 / 512, device.refreshCapacity());
-        assertEquals(1, configChanges.get(), "no change, no message");
+        assertEquals(1, context.configChanges.get(), "no change, no message");
     }
 
     @Test

@@ -7,13 +7,12 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.time.Duration;
 
 import org.jvirtio.api.DescriptorChain;
 import org.jvirtio.api.EventFd;
 import org.jvirtio.api.GuestMemory;
-import org.jvirtio.api.GuestRegion;
 import org.jvirtio.api.Interrupt;
-import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.api.QueueBinding;
 import org.jvirtio.api.QueueCompletions;
 import org.jvirtio.api.QueueHandler;
@@ -23,6 +22,8 @@ import org.jvirtio.api.VirtioFeatures;
 import org.jvirtio.api.linux.ErrnoException;
 import org.jvirtio.ring.SplitQueue;
 import org.jvirtio.ring.SplitQueueDriver;
+import org.jvirtio.testkit.TestMemory;
+import org.jvirtio.testkit.Await;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -48,9 +49,7 @@ class QueueEngineTest {
 
     @BeforeEach
     void setUp() throws Exception {
-        MemoryMapping m = MemoryMapping.memfd("guest", 1 << 20);
-        mem = GuestMemory.of(GuestRegion.of(0, m));
-        m.release();
+        mem = TestMemory.memfd(1 << 20);
         long f = VirtioFeatures.RING_FEATURES;
         driver = SplitQueueDriver.at(mem, 0x1000, SIZE, f, 0, 0);
         queue = new SplitQueue(0);
@@ -266,10 +265,7 @@ class QueueEngineTest {
             handler.hold = true;
             add(5);
             kick.signal();
-            long deadline = System.nanoTime() + 5_000_000_000L;
-            while (handler.started.get() < handler.completed.get() + 5 && System.nanoTime() < deadline) {
-                Thread.onSpinWait();
-            }
+            Await.await(() -> handler.started.get() >= handler.completed.get() + 5, Duration.ofSeconds(5), "the five chains started");
             Thread stopper = Thread.ofPlatform().start(run::stop);
             Thread.sleep(50);
             assertTrue(stopper.isAlive(), "stop waits for chains in flight");
@@ -441,10 +437,7 @@ class QueueEngineTest {
             }
             assertTrue(h.turnedAway.get() > 0, "the device ran out of input at least once");
             // Resting with 32 buffers offered and no input: a stop has nothing to wait for.
-            long waitFrom = System.nanoTime();
-            while (!engine.resting() && System.nanoTime() - waitFrom < 5_000_000_000L) {
-                Thread.sleep(1);
-            }
+            Await.await(engine::resting, Duration.ofSeconds(5), "the queue rests");
             assertTrue(run.stop(60_000_000_000L));
             assertEquals(0, engine.inFlight());
             assertEquals(32, driver.inFlight(), "the buffers are still the driver's, in the ring");
@@ -555,11 +548,7 @@ class QueueEngineTest {
         try {
             add(3);
             kick.signal();
-            long deadline = System.nanoTime() + 5_000_000_000L;
-            while (handler.started.get() < 3) {
-                assertTrue(System.nanoTime() < deadline, "the chains were never started");
-                Thread.sleep(1);
-            }
+            Await.await(() -> handler.started.get() >= 3, Duration.ofSeconds(5), "the chains were started");
             int usedIdx = mem.readU16(driver.usedAddr() + 2);
             int interruptsBefore = interrupts.get();
             java.util.concurrent.atomic.AtomicBoolean closedSeen = new java.util.concurrent.atomic.AtomicBoolean();
@@ -572,11 +561,7 @@ class QueueEngineTest {
             assertFalse(closedSeen.get(), "the engine stays open while its chains are out");
             assertFalse(handler.closed);
             handler.release();
-            deadline = System.nanoTime() + 5_000_000_000L;
-            while (!closedSeen.get()) {
-                assertTrue(System.nanoTime() < deadline, "the engine never closed after the late completions");
-                Thread.sleep(1);
-            }
+            Await.await(closedSeen::get, Duration.ofSeconds(5), "the engine closed after the late completions");
             assertEquals(3, handler.completed.get(), "the device finished its requests");
             assertTrue(handler.closed, "then the handler was closed");
             assertEquals(usedIdx, mem.readU16(driver.usedAddr() + 2), "late completions were not published");

@@ -5,19 +5,20 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
 import java.util.concurrent.atomic.AtomicLong;
+import java.time.Duration;
 
 import org.jvirtio.api.DescriptorChain;
 import org.jvirtio.api.EventFd;
 import org.jvirtio.api.GuestMemory;
-import org.jvirtio.api.GuestRegion;
 import org.jvirtio.api.Inbox;
-import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.api.QueueBinding;
 import org.jvirtio.api.QueueCompletions;
 import org.jvirtio.api.QueueHandler;
 import org.jvirtio.api.VirtioFeatures;
 import org.jvirtio.ring.SplitQueue;
 import org.jvirtio.ring.SplitQueueDriver;
+import org.jvirtio.testkit.TestMemory;
+import org.jvirtio.testkit.Await;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -43,9 +44,7 @@ class WaitingDevicesTest {
 
     @BeforeEach
     void setUp() throws Exception {
-        MemoryMapping m = MemoryMapping.memfd("guest", 1 << 20);
-        mem = GuestMemory.of(GuestRegion.of(0, m));
-        m.release();
+        mem = TestMemory.memfd(1 << 20);
         long f = VirtioFeatures.RING_FEATURES;
         driver = SplitQueueDriver.at(mem, 0x1000, SIZE, f, 0, 0);
         queue = new SplitQueue(0);
@@ -148,10 +147,7 @@ class WaitingDevicesTest {
         QueueHost.Started run = host.start(engine);
         try {
             give(0);
-            long waitFrom = System.nanoTime();
-            while (!engine.resting() && System.nanoTime() - waitFrom < 5_000_000_000L) {
-                Thread.sleep(1);
-            }
+            Await.await(engine::resting, Duration.ofSeconds(5), "the queue rests");
             long t0 = System.nanoTime();
             assertTrue(run.stop(10_000_000_000L));
             assertTrue(System.nanoTime() - t0 < 250_000_000L, "the stop did not wait for the timer");
@@ -238,10 +234,7 @@ class WaitingDevicesTest {
                 }
             }
             assertEquals(3 * 2_000, accepted.get() + inbox.dropped(), "every offer delivered or counted as dropped");
-            long rested = System.nanoTime();
-            while (!engine.resting() && System.nanoTime() - rested < 5_000_000_000L) {
-                Thread.sleep(1);
-            }
+            Await.await(engine::resting, Duration.ofSeconds(5), "the queue rests");
             assertTrue(run.stop(10_000_000_000L), "resting with nothing in flight: the stop is immediate");
             assertEquals(8, driver.inFlight(), "the 8 buffers offered last are still the driver's");
         } finally {

@@ -5,6 +5,7 @@ import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.GuestRegion;
 import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.ring.RingViolation.Reason;
+import org.jvirtio.testkit.TestMemory;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
@@ -296,9 +297,7 @@ class HostileRingTest {
      */
     private static RingViolation twoDescriptorsOver4GiB(long len0, int flags0, long len1, int flags1) throws Exception {
         long big = 0x1_0000_0000L + 0x10000;
-        MemoryMapping m = MemoryMapping.memfd("big", big);
-        GuestMemory mem = GuestMemory.of(GuestRegion.of(0, m));
-        m.release();
+        GuestMemory mem = TestMemory.memfd(big);
         try {
             SplitQueue q = new SplitQueue(0);
             SplitRingLayout.Placement p = SplitRingLayout.place(0x1_0000_0000L, 8);

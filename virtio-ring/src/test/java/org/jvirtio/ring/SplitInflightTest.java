@@ -8,9 +8,8 @@ import java.util.List;
 
 import org.jvirtio.api.DescriptorChain;
 import org.jvirtio.api.GuestMemory;
-import org.jvirtio.api.GuestRegion;
-import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.api.VirtioFeatures;
+import org.jvirtio.testkit.TestMemory;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -32,9 +31,7 @@ class SplitInflightTest {
 
     @BeforeEach
     void setUp() throws Exception {
-        MemoryMapping m = MemoryMapping.memfd("guest", 1 << 20);
-        mem = GuestMemory.of(GuestRegion.of(0, m));
-        m.release();
+        mem = TestMemory.memfd(1 << 20);
         driver = SplitQueueDriver.at(mem, 0x1000, SIZE, f, 0, 0);
         region = Arena.ofAuto().allocate(SplitInflight.queueRegionSize(SIZE), 64);
     }

@@ -5,9 +5,8 @@ import java.lang.foreign.Arena;
 import org.jvirtio.api.DescriptorChain;
 import org.jvirtio.api.DirtyLog;
 import org.jvirtio.api.GuestMemory;
-import org.jvirtio.api.GuestRegion;
-import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.api.VirtioFeatures;
+import org.jvirtio.testkit.TestMemory;
 import org.junit.jupiter.api.Test;
 
 import static org.junit.jupiter.api.Assertions.*;
@@ -21,9 +20,7 @@ import static org.junit.jupiter.api.Assertions.*;
 class SplitQueueDirtyLogTest {
     @Test
     void aUsedElementMarksTheWrittenPagesAndTheUsedRing() throws Exception {
-        MemoryMapping m = MemoryMapping.memfd("guest", 1 << 20);
-        GuestMemory mem = GuestMemory.of(GuestRegion.of(0, m));
-        m.release();
+        GuestMemory mem = TestMemory.memfd(1 << 20);
         try {
             long f = VirtioFeatures.RING_FEATURES;
             SplitQueueDriver d = SplitQueueDriver.at(mem, 0x1000, 16, f, 0, 0);
@@ -69,9 +66,7 @@ class SplitQueueDirtyLogTest {
     void longChainsUsedWhileThePoolTrimsStillMarkTheirPages() throws Exception {
         int chains = 140;
         int buffers = 300; // grows a chain's arrays to 512 entries: 140 of them pass the pool's bound
-        MemoryMapping m = MemoryMapping.memfd("guest", 8 << 20);
-        GuestMemory mem = GuestMemory.of(GuestRegion.of(0, m));
-        m.release();
+        GuestMemory mem = TestMemory.memfd(8 << 20);
         try {
             long f = VirtioFeatures.RING_FEATURES;
             SplitRingLayout.Placement p = SplitRingLayout.place(0x1000, 256);

@@ -5,9 +5,8 @@ import java.util.List;
 
 import org.jvirtio.api.DescriptorChain;
 import org.jvirtio.api.GuestMemory;
-import org.jvirtio.api.GuestRegion;
-import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.api.VirtioFeatures;
+import org.jvirtio.testkit.TestMemory;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -24,9 +23,7 @@ class SplitQueueDriverTest {
 
     @BeforeEach
     void setUp() throws Exception {
-        MemoryMapping m = MemoryMapping.memfd("driver", 1 << 20);
-        memory = GuestMemory.of(GuestRegion.of(0, m));
-        m.release();
+        memory = TestMemory.memfd(1 << 20);
     }
 
     @AfterEach

@@ -9,9 +9,7 @@ import java.util.Map;
 
 import org.jvirtio.api.FeatureNegotiation;
 import org.jvirtio.api.GuestMemory;
-import org.jvirtio.api.GuestRegion;
 import org.jvirtio.api.Interrupt;
-import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.api.QueueBinding;
 import org.jvirtio.host.QueueEngine;
 import org.jvirtio.ring.SplitQueue;
@@ -20,6 +18,7 @@ import org.jvirtio.runner.VhostUserRunner;
 import org.jvirtio.transport.vhostuser.DriverQueue;
 import org.jvirtio.transport.vhostuser.DriverSession;
 import org.jvirtio.transport.vhostuser.VhostUserProtocol;
+import org.jvirtio.testkit.TestMemory;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -40,9 +39,7 @@ class VirtioRngTest {
 
     @BeforeEach
     void setUp() throws Exception {
-        MemoryMapping m = MemoryMapping.memfd("guest", 1 << 20);
-        mem = GuestMemory.of(GuestRegion.of(0, m));
-        m.release();
+        mem = TestMemory.memfd(1 << 20);
     }
 
     @AfterEach

@@ -1,8 +1,6 @@
 package org.jvirtio.testkit;
 
 import java.time.Duration;
-import java.util.function.BooleanSupplier;
-import java.util.function.Supplier;
 
 /**
  * Waits for a condition a test cannot be told about directly (another thread's work, a process's
@@ -13,29 +11,36 @@ public final class Await {
     private Await() {
     }
 
+    /** A condition; it may throw (an assertion failing at once, an I/O error reading a log). */
+    @FunctionalInterface
+    public interface Condition {
+        boolean holds() throws Exception;
+    }
+
+    /** The failure's text, made when it fails (the state then). */
+    @FunctionalInterface
+    public interface Message {
+        String get() throws Exception;
+    }
+
     /**
      * Polls {@code condition} (every millisecond) until it holds.
      *
      * @param what what is awaited, for the failure ("the queue rests")
      * @throws AssertionError when it did not hold within {@code timeout}
      */
-    public static void await(BooleanSupplier condition, Duration timeout, String what) {
+    public static void await(Condition condition, Duration timeout, String what) throws Exception {
         await(condition, timeout, () -> what);
     }
 
-    /** As {@link #await(BooleanSupplier, Duration, String)}, with the failure's text made when it fails (the state then). */
-    public static void await(BooleanSupplier condition, Duration timeout, Supplier<String> what) {
+    /** As {@link #await(Condition, Duration, String)}, with the failure's text made when it fails. */
+    public static void await(Condition condition, Duration timeout, Message what) throws Exception {
         long deadline = System.nanoTime() + timeout.toNanos();
-        while (!condition.getAsBoolean()) {
+        while (!condition.holds()) {
             if (System.nanoTime() - deadline > 0) {
                 throw new AssertionError("not within " + timeout.toMillis() + " ms: " + what.get());
             }
-            try {
-                Thread.sleep(1);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                throw new AssertionError("interrupted while waiting for: " + what.get(), e);
-            }
+            Thread.sleep(1);
         }
     }
 

@@ -6,11 +6,10 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Random;
 import java.util.concurrent.TimeUnit;
+import java.time.Duration;
 
 import org.jvirtio.api.EventFd;
 import org.jvirtio.api.GuestMemory;
-import org.jvirtio.api.GuestRegion;
-import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.blk.BlkOptions;
 import org.jvirtio.blk.BlkOverMmio;
 import org.jvirtio.blk.RamBackend;
@@ -21,6 +20,8 @@ import org.jvirtio.transport.mmio.InterruptLine;
 import org.jvirtio.transport.mmio.MmioDriver;
 import org.jvirtio.transport.mmio.MmioTransport;
 import org.jvirtio.transport.vhostuser.VhostUserBackend;
+import org.jvirtio.testkit.TestMemory;
+import org.jvirtio.testkit.Await;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -46,9 +47,7 @@ class VhostUserProxyTest {
 
     @BeforeEach
     void setUp() throws Exception {
-        MemoryMapping m = MemoryMapping.memfd("guest", MEM);
-        mem = GuestMemory.of(GuestRegion.of(0, m));
-        m.release();
+        mem = TestMemory.memfd(MEM);
         irq = EventFd.create(true);
     }
 
@@ -214,12 +213,10 @@ class VhostUserProxyTest {
     }
 
     private void awaitSocket(Process qsd, Path socket) throws Exception {
-        long deadline = System.nanoTime() + 20_000_000_000L;
-        while (!Files.exists(socket)) {
+        Await.await(() -> {
             assertTrue(qsd.isAlive(), "qemu-storage-daemon exited: " + Files.readString(dir.resolve("qsd.log")));
-            assertTrue(System.nanoTime() < deadline, "qemu-storage-daemon did not create its socket");
-            Thread.sleep(20);
-        }
+            return Files.exists(socket);
+        }, Duration.ofSeconds(20), () -> "qemu-storage-daemon did not create its socket");
     }
 
     private static int qsdMajorVersion() throws Exception {

@@ -9,8 +9,10 @@ import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import java.util.spi.ToolProvider;
+import java.time.Duration;
 
 import org.jvirtio.blk.VirtioBlk;
+import org.jvirtio.testkit.Await;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -165,12 +167,11 @@ class BackendJvmOptionsTest {
         Process backend = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
         boolean served = false;
         try {
-            long deadline = System.nanoTime() + 30_000_000_000L;
-            while (!Files.exists(socket)) {
+            Await.await(() -> {
                 assertTrue(backend.isAlive(), "the backend exited with the launcher's options: " + Files.readString(log));
-                assertTrue(System.nanoTime() < deadline, "no socket: " + Files.readString(log));
-                Thread.sleep(20);
-            }
+                return Files.exists(socket);
+            }, Duration.ofSeconds(30), () -> "no socket: " + Files.readString(log));
+            long deadline = System.nanoTime() + 30_000_000_000L;
             try (BlkClient c = new BlkClient(socket, 32, 4096)) {
                 for (int pass = 0; pass < 2; pass++) {
                     int type = pass == 0 ? VirtioBlk.T_OUT : VirtioBlk.T_IN;

@@ -14,13 +14,12 @@ import java.util.concurrent.TimeUnit;
 
 import org.jvirtio.api.EventFd;
 import org.jvirtio.api.GuestMemory;
-import org.jvirtio.api.GuestRegion;
-import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.blk.VirtioBlk;
 import org.jvirtio.ring.SplitQueueDriver;
 import org.jvirtio.ring.SplitRingLayout;
 import org.jvirtio.transport.vhostuser.VhostUserFrontend;
 import org.jvirtio.transport.vhostuser.VhostUserProtocol;
+import org.jvirtio.testkit.TestMemory;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -64,9 +63,7 @@ class BackendRestartTest {
             f.setLength(BLOCKS * 4096L);
         }
         socket = dir.resolve("blk.sock");
-        MemoryMapping m = MemoryMapping.memfd("guest", 8 << 20);
-        mem = GuestMemory.of(GuestRegion.of(0, m));
-        m.release();
+        mem = TestMemory.memfd(8 << 20);
         kick = EventFd.create(true);
         call = EventFd.create(true);
         try {

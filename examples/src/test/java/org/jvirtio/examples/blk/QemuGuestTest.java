@@ -4,6 +4,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import java.time.Duration;
 
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -11,6 +12,7 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.api.io.TempDir;
 import org.jvirtio.runner.VhostUserRunner;
+import org.jvirtio.testkit.Await;
 
 import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
@@ -384,12 +386,10 @@ class QemuGuestTest {
     private static Process startBackend(List<String> cmd, Path log, Path sock) throws Exception {
         long before = listening(log);
         Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile())).start();
-        long deadline = System.nanoTime() + 30_000_000_000L;
-        while (listening(log) <= before) {
+        Await.await(() -> {
             assertTrue(p.isAlive(), "the backend exited: " + Files.readString(log));
-            assertTrue(System.nanoTime() < deadline, "the backend did not listen on " + sock + " within 30 s");
-            Thread.sleep(20);
-        }
+            return listening(log) > before;
+        }, Duration.ofSeconds(30), () -> "the backend did not listen on " + sock + " within 30 s");
         return p;
     }
 

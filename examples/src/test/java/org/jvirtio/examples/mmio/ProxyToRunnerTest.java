@@ -6,8 +6,6 @@ import java.util.Random;
 
 import org.jvirtio.api.EventFd;
 import org.jvirtio.api.GuestMemory;
-import org.jvirtio.api.GuestRegion;
-import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.blk.VirtioBlk;
 import org.jvirtio.ring.SplitQueueDriver;
 import org.jvirtio.runner.VhostUserRunner;
@@ -15,6 +13,7 @@ import org.jvirtio.transport.mmio.InterruptLine;
 import org.jvirtio.transport.mmio.MmioDriver;
 import org.jvirtio.transport.mmio.MmioTransport;
 import org.jvirtio.proxy.VhostUserProxy;
+import org.jvirtio.testkit.TestMemory;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -36,9 +35,7 @@ class ProxyToRunnerTest {
             f.setLength(4 << 20);
         }
         Path sock = dir.resolve("blk.sock");
-        MemoryMapping m = MemoryMapping.memfd("guest", 8 << 20);
-        GuestMemory mem = GuestMemory.of(GuestRegion.of(0, m));
-        m.release();
+        GuestMemory mem = TestMemory.memfd(8 << 20);
         try (var backend = VhostUserRunner.start(VhostUserRunner.devices(), "blk", "--socket", sock.toString(), "--image", img.toString());
              EventFd irq = EventFd.create(true);
              VhostUserProxy proxy = VhostUserProxy.connect(sock, VirtioBlk.DEVICE_ID, mem, 60);

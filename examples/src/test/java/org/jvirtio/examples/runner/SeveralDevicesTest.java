@@ -9,12 +9,14 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.Random;
 import java.util.concurrent.TimeUnit;
+import java.time.Duration;
 
 import org.jvirtio.blk.VirtioBlk;
 import org.jvirtio.examples.blk.BlkClient;
 import org.jvirtio.runner.VhostUserRunner;
 import org.jvirtio.transport.vhostuser.DriverQueue;
 import org.jvirtio.transport.vhostuser.DriverSession;
+import org.jvirtio.testkit.Await;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -55,12 +57,10 @@ class SeveralDevicesTest {
         Path log = dir.resolve("out.txt");
         Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
         try {
-            long deadline = System.nanoTime() + 30_000_000_000L;
-            while (!(Files.exists(a) && Files.exists(b) && Files.exists(c))) {
+            Await.await(() -> {
                 assertTrue(p.isAlive(), "the runner ended: " + Files.readString(log));
-                assertTrue(System.nanoTime() < deadline, "not all sockets within 30 s: " + Files.readString(log));
-                Thread.sleep(20);
-            }
+                return Files.exists(a) && Files.exists(b) && Files.exists(c);
+            }, Duration.ofSeconds(30), () -> "not all sockets within 30 s: " + Files.readString(log));
             // The two disks at once, each verified; "+" after --serial was the serial, not a separator.
             try (BlkClient ca = new BlkClient(a, 8, 65536); BlkClient cb = new BlkClient(b, 8, 65536, 2)) {
                 assertEquals((4 << 20) / 512, ca.capacitySectors());
@@ -128,11 +128,7 @@ class SeveralDevicesTest {
 
     /** Waits up to 10 s for {@code line} in the runner's output. */
     private static void awaitLine(Path log, String line) throws Exception {
-        long deadline = System.nanoTime() + 10_000_000_000L;
-        while (!Files.readAllLines(log).contains(line)) {
-            assertTrue(System.nanoTime() < deadline, "no line '" + line + "' in: " + Files.readString(log));
-            Thread.sleep(20);
-        }
+        Await.await(() -> Files.readAllLines(log).contains(line), Duration.ofSeconds(10), () -> "no line '" + line + "' in: " + Files.readString(log));
     }
 
     private static int run(ByteArrayOutputStream err, String... args) {

@@ -7,16 +7,14 @@ import java.util.List;
 import java.util.Map;
 import java.util.Random;
 
-import org.jvirtio.api.DeviceContext;
 import org.jvirtio.api.EventFd;
 import org.jvirtio.api.FeatureNegotiation;
 import org.jvirtio.api.GuestMemory;
-import org.jvirtio.api.GuestRegion;
-import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.api.QueueBinding;
 import org.jvirtio.host.DeviceQueues;
 import org.jvirtio.ring.SplitQueue;
 import org.jvirtio.ring.SplitQueueDriver;
+import org.jvirtio.testkit.TestMemory;
 
 import static org.jvirtio.blk.VirtioBlk.*;
 import static org.junit.jupiter.api.Assertions.*;
@@ -66,34 +64,8 @@ final class BlkRig implements AutoCloseable {
     }
 
     static GuestMemory memory() throws Exception {
-        MemoryMapping m = MemoryMapping.memfd("guest", 2 * SIZE * (long) MAX_DATA + DATA * 2);
-        GuestMemory g = GuestMemory.of(GuestRegion.of(0, m));
-        m.release();
+        GuestMemory g = TestMemory.memfd(2 * SIZE * (long) MAX_DATA + DATA * 2);
         return g;
-    }
-
-    /** A context whose needsReset fails the test. */
-    static DeviceContext context(long features) {
-        return context(features, (q, reason) -> fail(reason));
-    }
-
-    /** A context that hands needsReset to {@code onReset}. */
-    static DeviceContext context(long features, java.util.function.BiConsumer<Integer, String> onReset) {
-        return new DeviceContext() {
-            @Override
-            public long negotiatedFeatures() {
-                return features;
-            }
-
-            @Override
-            public void notifyConfigChange() {
-            }
-
-            @Override
-            public void needsReset(int q, String reason) {
-                onReset.accept(q, reason);
-            }
-        };
     }
 
     long header(int slot) {

@@ -7,6 +7,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
+import java.time.Duration;
 
 import org.jvirtio.api.FeatureNegotiation;
 import org.jvirtio.api.GuestMemory;
@@ -19,6 +20,8 @@ import org.jvirtio.blk.VirtioBlkDevice;
 import org.jvirtio.host.DeviceQueues;
 import org.jvirtio.host.IoThreads;
 import org.jvirtio.host.QueueHost;
+import org.jvirtio.testkit.RecordingContext;
+import org.jvirtio.testkit.Await;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -86,7 +89,7 @@ class DataplaneTest {
         backend = b;
         device = new VirtioBlkDevice(b, new BlkOptions(queues, BlkRig.SIZE, "dp", false), io);
         this.queues = new DeviceQueues(device, host);
-        device.activate(BlkRig.context(FeatureNegotiation.offered(device)));
+        device.activate(new RecordingContext(FeatureNegotiation.offered(device)));
         for (int q = 0; q < queues; q++) {
             rigs.add(new BlkRig(mem, q, BlkRig.RINGS + 0x10000L * q, this.queues));
         }
@@ -458,7 +461,7 @@ class DataplaneTest {
         }
         device = new VirtioBlkDevice(backend, new BlkOptions(1, BlkRig.SIZE, "dp", false), new UringIoFactory());
         queues = new DeviceQueues(device, host);
-        device.activate(BlkRig.context(FeatureNegotiation.offered(device)));
+        device.activate(new RecordingContext(FeatureNegotiation.offered(device)));
         BlkRig rig = new BlkRig(mem, 0, BlkRig.RINGS, queues, false);
         rigs.add(rig);
         byte[] shadow = new byte[(int) DISK];
@@ -545,10 +548,8 @@ class DataplaneTest {
         }
         rig.publishAndKick();
         // stop once the I/O thread has popped something (a stop before the first pop rightly serves nothing)
-        long deadline = System.nanoTime() + 10_000_000_000L;
-        while (device.stats(0).inFlight() == 0 && device.stats(0).requests() == 0 && System.nanoTime() < deadline) {
-            Thread.onSpinWait();
-        }
+        Await.await(() -> device.stats(0).inFlight() != 0 || device.stats(0).requests() != 0, Duration.ofSeconds(10),
+                "the I/O thread popped a request");
         queues.stop(0);
         // stop returned: nothing may still be in flight, everything popped went back to the driver
         rig.collect();

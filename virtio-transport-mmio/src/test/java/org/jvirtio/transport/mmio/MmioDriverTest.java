@@ -7,13 +7,12 @@ import java.util.concurrent.atomic.AtomicReference;
 
 import org.jvirtio.api.EventFd;
 import org.jvirtio.api.GuestMemory;
-import org.jvirtio.api.GuestRegion;
-import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.api.VirtioFeatures;
 import org.jvirtio.host.IoThreads;
 import org.jvirtio.host.QueueHost;
 import org.jvirtio.ring.SplitQueueDriver;
 import org.jvirtio.testkit.EchoDevice;
+import org.jvirtio.testkit.TestMemory;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -32,9 +31,7 @@ class MmioDriverTest {
 
     @BeforeEach
     void setUp() throws Exception {
-        MemoryMapping m = MemoryMapping.memfd("guest", MEM);
-        mem = GuestMemory.of(GuestRegion.of(0, m));
-        m.release();
+        mem = TestMemory.memfd(MEM);
         irq = EventFd.create(true);
     }
 

@@ -2,15 +2,16 @@ package org.jvirtio.transport.mmio;
 
 import java.lang.foreign.MemorySegment;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.time.Duration;
 
 import org.jvirtio.testkit.EchoDevice;
 import org.jvirtio.api.DeviceStatus;
 import org.jvirtio.api.GuestMemory;
-import org.jvirtio.api.GuestRegion;
-import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.api.VirtioFeatures;
 import org.jvirtio.host.QueueHost;
 import org.jvirtio.ring.SplitQueueDriver;
+import org.jvirtio.testkit.TestMemory;
+import org.jvirtio.testkit.Await;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -38,9 +39,7 @@ class MmioTransportTest {
 
     @BeforeEach
     void setUp() throws Exception {
-        MemoryMapping m = MemoryMapping.memfd("guest", MEM);
-        mem = GuestMemory.of(GuestRegion.of(0, m));
-        m.release();
+        mem = TestMemory.memfd(MEM);
         device = new EchoDevice(2).queueSizeLimit(64).configBytes(8);
         t = new MmioTransport(device, mem, QueueHost.THREAD_PER_QUEUE, new InterruptLine() {
             @Override
@@ -327,11 +326,7 @@ class MmioTransportTest {
             t.w(QUEUE_NOTIFY, 0);
             // The queue's thread sets DEVICE_NEEDS_RESET, then raises the interrupt: wait for the
             // line too (a driver may read the status before the interrupt arrives).
-            long deadline = System.nanoTime() + 5_000_000_000L;
-            while ((t.r(STATUS) & DeviceStatus.DEVICE_NEEDS_RESET) == 0 || !t.level) {
-                assertTrue(System.nanoTime() < deadline, "no DEVICE_NEEDS_RESET with the line raised within 5 s");
-                Thread.sleep(1);
-            }
+            Await.await(() -> (t.r(STATUS) & DeviceStatus.DEVICE_NEEDS_RESET) != 0 && t.level, Duration.ofSeconds(5), () -> "no DEVICE_NEEDS_RESET with the line raised within 5 s");
             t.assertNeedsResetWithConfigInterrupt();
         });
         return all.stream();
@@ -447,11 +442,7 @@ class MmioTransportTest {
         assertTrue(d.add(new long[] {BUF}, new int[] {4}, 1, 1, 1) >= 0);
         d.publish();
         w(QUEUE_NOTIFY, 0);
-        long deadline = System.nanoTime() + 5_000_000_000L;
-        while ((r(INTERRUPT_STATUS) & INT_VRING) == 0) {
-            assertTrue(System.nanoTime() < deadline, "no interrupt");
-            Thread.sleep(1);
-        }
+        Await.await(() -> (r(INTERRUPT_STATUS) & INT_VRING) != 0, Duration.ofSeconds(5), () -> "no interrupt");
         Thread.sleep(20);
         assertEquals(INT_VRING, r(INTERRUPT_STATUS), "still set: nobody acknowledged");
         // A configuration change arrives between the driver's read and its ACK of the vring bit.
@@ -587,11 +578,7 @@ class MmioTransportTest {
         driverOk();
         mem.writeU16(d.availAddr() + 2, 1000); // avail->idx far ahead
         w(QUEUE_NOTIFY, 0);
-        long deadline = System.nanoTime() + 5_000_000_000L;
-        while ((r(STATUS) & DeviceStatus.DEVICE_NEEDS_RESET) == 0) {
-            assertTrue(System.nanoTime() < deadline, "no DEVICE_NEEDS_RESET");
-            Thread.sleep(1);
-        }
+        Await.await(() -> (r(STATUS) & DeviceStatus.DEVICE_NEEDS_RESET) != 0, Duration.ofSeconds(5), () -> "no DEVICE_NEEDS_RESET");
         assertEquals(INT_CONFIG, r(INTERRUPT_STATUS) & INT_CONFIG);
         assertTrue(level);
         initAndEcho();

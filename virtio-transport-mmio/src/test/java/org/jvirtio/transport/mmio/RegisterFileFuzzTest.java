@@ -5,10 +5,9 @@ import com.code_intelligence.jazzer.junit.FuzzTest;
 import org.jvirtio.testkit.EchoDevice;
 import org.jvirtio.api.DeviceStatus;
 import org.jvirtio.api.GuestMemory;
-import org.jvirtio.api.GuestRegion;
-import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.api.VirtioFeatures;
 import org.jvirtio.ring.SplitQueueDriver;
+import org.jvirtio.testkit.TestMemory;
 
 import static org.jvirtio.transport.mmio.MmioTransport.*;
 import static org.junit.jupiter.api.Assertions.*;
@@ -40,9 +39,7 @@ class RegisterFileFuzzTest {
 
     static {
         try {
-            MemoryMapping m = MemoryMapping.memfd("fuzz-guest", MEM);
-            MEMORY = GuestMemory.of(GuestRegion.of(0, m));
-            m.release();
+            MEMORY = TestMemory.memfd(MEM);
             T = new MmioTransport(DEVICE, MEMORY, HOST, InterruptLine.NONE);
         } catch (Exception e) {
             throw new ExceptionInInitializerError(e);

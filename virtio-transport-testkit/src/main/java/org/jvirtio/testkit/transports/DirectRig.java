@@ -3,7 +3,6 @@ package org.jvirtio.testkit.transports;
 import java.io.IOException;
 import java.util.function.BooleanSupplier;
 
-import org.jvirtio.api.DeviceContext;
 import org.jvirtio.api.FeatureNegotiation;
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.Interrupt;
@@ -12,6 +11,7 @@ import org.jvirtio.api.VirtioDevice;
 import org.jvirtio.host.QueueEngine;
 import org.jvirtio.ring.RingConfigurationException;
 import org.jvirtio.ring.SplitQueue;
+import org.jvirtio.testkit.RecordingContext;
 
 /** The queue engine on the caller's thread: the device as it is, without a transport. */
 final class DirectRig extends BaseRig {
@@ -19,6 +19,7 @@ final class DirectRig extends BaseRig {
     private final SplitQueue[] rings;
     private final QueueEngine[] engines;
     private volatile boolean needsReset;
+    private volatile RecordingContext context = new RecordingContext(0);
     private boolean active;
 
     DirectRig(VirtioDevice device, GuestMemory memory, long wanted) {
@@ -33,21 +34,8 @@ final class DirectRig extends BaseRig {
     public void restart(long wanted) {
         features = FeatureNegotiation.offered(device) & wanted;
         needsReset = false;
-        device.activate(new DeviceContext() {
-            @Override
-            public long negotiatedFeatures() {
-                return features;
-            }
-
-            @Override
-            public void notifyConfigChange() {
-            }
-
-            @Override
-            public void needsReset(int queue, String reason) {
-                needsReset = true;
-            }
-        });
+        context = new RecordingContext(features);
+        device.activate(context);
         active = true;
     }
 
@@ -119,7 +107,7 @@ final class DirectRig extends BaseRig {
 
     @Override
     public boolean needsReset() {
-        return needsReset;
+        return needsReset || !context.resets.isEmpty();
     }
 
     @Override

@@ -5,10 +5,12 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import java.time.Duration;
 
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.VirtioFeatures;
 import org.jvirtio.ring.SplitQueueDriver;
+import org.jvirtio.testkit.Await;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -56,12 +58,10 @@ class QemuStorageDaemonInteropTest {
                 "--blockdev", "driver=file,node-name=file0,filename=" + image,
                 "--export", "type=vhost-user-blk,id=exp0,node-name=file0,addr.type=unix,addr.path=" + socket + ",writable=on,num-queues=1")
                 .redirectErrorStream(true).redirectOutput(dir.resolve("qsd.log").toFile()).start();
-        long deadline = System.nanoTime() + 20_000_000_000L;
-        while (!Files.exists(socket)) {
+        Await.await(() -> {
             assertTrue(qsd.isAlive(), () -> "qemu-storage-daemon exited: " + log());
-            assertTrue(System.nanoTime() < deadline, "qemu-storage-daemon did not create its socket");
-            Thread.sleep(20);
-        }
+            return Files.exists(socket);
+        }, Duration.ofSeconds(20), () -> "qemu-storage-daemon did not create its socket");
     }
 
     private String log() {

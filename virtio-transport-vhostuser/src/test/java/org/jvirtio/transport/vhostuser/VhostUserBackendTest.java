@@ -8,6 +8,7 @@ import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import java.time.Duration;
 
 import org.jvirtio.api.DeviceStatus;
 import org.jvirtio.api.EventFd;
@@ -16,6 +17,7 @@ import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.GuestRegion;
 import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.ring.SplitQueueDriver;
+import org.jvirtio.testkit.Await;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -669,11 +671,7 @@ class VhostUserBackendTest {
         disconnected.get(10, TimeUnit.SECONDS);
         assertTrue(guestMappings() >= 1, "the backend keeps the memory the held request may still be written into");
         device.unstall();
-        long deadline = System.nanoTime() + 5_000_000_000L;
-        while (guestMappings() > 0) {
-            assertTrue(System.nanoTime() < deadline, "the memory was never unmapped after the storage finished");
-            Thread.sleep(5);
-        }
+        Await.await(() -> guestMappings() == 0, Duration.ofSeconds(5), () -> "the memory was never unmapped after the storage finished");
     }
 
     /** SIGTERM's path: closing the backend ends within seconds although the storage never answers. */
@@ -988,16 +986,12 @@ class VhostUserBackendTest {
     }
 
     /** Makes the device hold requests, puts one (token 99) on queue 0, and waits until the device has it. */
-    private void holdOneRequest(FrontendRig rig, SplitQueueDriver d) throws InterruptedException {
+    private void holdOneRequest(FrontendRig rig, SplitQueueDriver d) throws Exception {
         device.stall = true;
         assertTrue(d.add(new long[] {FrontendRig.DATA}, new int[] {8}, 1, 0, 99) >= 0);
         d.publish();
         rig.kicks.get(0).signal();
-        long deadline = System.nanoTime() + 5_000_000_000L;
-        while (device.stalled.get() == 0) {
-            assertTrue(System.nanoTime() < deadline, "the request never reached the device");
-            Thread.sleep(1);
-        }
+        Await.await(() -> device.stalled.get() != 0, Duration.ofSeconds(5), () -> "the request never reached the device");
     }
 
     @Test
