@@ -94,9 +94,35 @@ public final class IoThreads implements QueueHost {
 
     @Override
     public Started start(QueueEngine queue) {
-        QueueRun run = new QueueRun(queue, loopOf(queue.index()), groups[queue.index() % loops.length]);
+        return start(queue, 0, pollMicros, pollCreditNanos);
+    }
+
+    private Started start(QueueEngine queue, int offset, long micros, long creditNanos) {
+        int at = Math.floorMod(offset + queue.index(), loops.length);
+        QueueRun run = new QueueRun(queue, loops[at], groups[at], micros, creditNanos);
         run.begin();
         return run;
+    }
+
+    /** Devices given a share of these threads so far: the next one's queues start on the next thread. */
+    private final AtomicInteger shares = new AtomicInteger();
+
+    /**
+     * A share of these threads for one device among several in a process (as qemu-storage-daemon's
+     * iothread objects are shared by its exports): its queue i runs on thread (k + i) mod n, k
+     * counting the devices given a share before it, so that single-queue devices spread over the
+     * threads; with its own polling settings. Closing the share does nothing: the threads are
+     * closed with this object, after every device stopped.
+     *
+     * @param pollMicros      the device's busy-polling window (0: off)
+     * @param pollCreditNanos the device's polling credit per request (0: none)
+     */
+    public QueueHost share(long pollMicros, long pollCreditNanos) {
+        if (pollMicros < 0 || pollCreditNanos < 0) {
+            throw new IllegalArgumentException("negative poll window or credit: " + pollMicros + ", " + pollCreditNanos);
+        }
+        int offset = shares.getAndIncrement();
+        return engine -> start(engine, offset, pollMicros, pollCreditNanos);
     }
 
     @Override
@@ -137,10 +163,15 @@ public final class IoThreads implements QueueHost {
         private final java.util.function.BooleanSupplier reap;
         private final java.util.function.BooleanSupplier timer;
 
-        QueueRun(QueueEngine queue, IoEventLoop loop, PollGroup pollGroup) {
+        private final long micros;
+        private final long creditNanos;
+
+        QueueRun(QueueEngine queue, IoEventLoop loop, PollGroup pollGroup, long micros, long creditNanos) {
             this.queue = queue;
             this.loop = loop;
             this.pollGroup = pollGroup;
+            this.micros = micros;
+            this.creditNanos = creditNanos;
             this.kick = queue.binding().kick();
             this.serve = queue::serve;
             this.reap = queue::reapCompletions;
@@ -149,8 +180,8 @@ public final class IoThreads implements QueueHost {
 
         void begin() {
             await(loop.submit(() -> {
-                queue.pollMicros(pollMicros);
-                queue.pollCredit(pollCreditNanos);
+                queue.pollMicros(micros);
+                queue.pollCredit(creditNanos);
                 queue.timer(nanos -> loop.schedule(this::onTimer, nanos, TimeUnit.NANOSECONDS));
                 queue.open();
                 pollGroup.add(queue);
@@ -222,7 +253,7 @@ public final class IoThreads implements QueueHost {
         }
 
         @Override
-        public boolean stop(long limitNanos) {
+        public void requestStop() {
             loop.execute(() -> {
                 if (stopping) {
                     return;
@@ -237,6 +268,11 @@ public final class IoThreads implements QueueHost {
                 }
                 finishIfIdle();
             });
+        }
+
+        @Override
+        public boolean stop(long limitNanos) {
+            requestStop();
             long started = System.nanoTime();
             if (StopWait.await(done, limitNanos, queue, LOG)) {
                 return true;

@@ -18,6 +18,12 @@ public interface QueueHost extends AutoCloseable {
     /** A queue being served. */
     interface Started {
         /**
+         * Stops taking chains, without waiting: the first half of {@link #stop(long)}, for a
+         * caller that stops many queues and then waits for them all. Idempotent.
+         */
+        void requestStop();
+
+        /**
          * Stops taking chains and waits until every chain in flight has completed and been
          * returned to the driver, then closes the engine. Idempotent.
          *

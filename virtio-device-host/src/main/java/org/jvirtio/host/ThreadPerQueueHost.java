@@ -64,8 +64,22 @@ final class ThreadPerQueueHost implements QueueHost.Started {
     }
 
     @Override
+    public void requestStop() {
+        synchronized (stopped) {
+            if (!stopped.get() && !stopping) {
+                stopping = true;
+                stopFd.signal(); // still open: stop() closes it, and stop() has not begun
+            }
+        }
+    }
+
+    @Override
     public boolean stop(long limitNanos) {
-        if (stopped.getAndSet(true)) {
+        boolean again;
+        synchronized (stopped) {
+            again = stopped.getAndSet(true);
+        }
+        if (again) {
             awaitClosed(limitNanos);
             return closed.isDone();
         }

@@ -18,9 +18,11 @@ import com.google.inject.Guice;
 import org.jvirtio.api.VirtioDevice;
 import org.jvirtio.command.DeviceCommand;
 import org.jvirtio.command.Flags;
+import org.jvirtio.host.IoThreads;
 import org.jvirtio.host.QueueHost;
 import org.jvirtio.api.QueueStats;
 import org.jvirtio.transport.vhostuser.BackendOptions;
+import org.jvirtio.transport.vhostuser.ControlLoop;
 import org.jvirtio.transport.vhostuser.VhostUserBackend;
 
 /**
@@ -88,7 +90,7 @@ public final class VhostUserRunner {
 
     /** Checks the flags, composes the device and starts serving it. Nothing listens if anything fails. */
     public static <D extends VirtioDevice> Running<D> start(DeviceCommand<D> command, RunnerOptions options) throws IOException {
-        return listen(command, options, compose(command, options));
+        return listen(command, options, compose(command, options), null);
     }
 
     /**
@@ -115,12 +117,43 @@ public final class VhostUserRunner {
         return messages.isEmpty() ? e.getMessage() : messages.iterator().next().getMessage().lines().findFirst().orElse("");
     }
 
-    /** Serves a composed device on its socket; closes the command if that fails. */
-    private static <D extends VirtioDevice> Running<D> listen(DeviceCommand<D> command, RunnerOptions options, D device) throws IOException {
-        QueueHost host = options.host(device.queueCount());
+    /**
+     * The threads the devices of one process share ({@code bin/vhost-user A + B + ...}): one
+     * control loop for their sockets, one set of I/O threads for their queues (as many as the
+     * most any part asks for with {@code --iothreads}). Closed after every device stopped.
+     */
+    record Shared(ControlLoop control, IoThreads io) implements AutoCloseable {
+        static Shared forParts(List<RunnerOptions> parts) {
+            int threads = 1;
+            for (RunnerOptions o : parts) {
+                threads = Math.max(threads, o.iothreads);
+            }
+            return new Shared(new ControlLoop(), new IoThreads(threads, 0, 0));
+        }
+
+        /** The queue host for one part: its own thread per queue if it asks for that, else a share of the I/O threads. */
+        QueueHost host(RunnerOptions o) {
+            return o.threadPerQueue ? QueueHost.threadPerQueue(o.pollUs, o.pollCreditNs) : io.share(o.pollUs, o.pollCreditNs);
+        }
+
+        @Override
+        public void close() {
+            try {
+                io.close();
+            } finally {
+                control.close();
+            }
+        }
+    }
+
+    /** Serves a composed device on its socket (on threads of its own, or {@code shared}'s); closes the command if that fails. */
+    private static <D extends VirtioDevice> Running<D> listen(DeviceCommand<D> command, RunnerOptions options, D device, Shared shared)
+            throws IOException {
+        QueueHost host = shared == null ? options.host(device.queueCount()) : shared.host(options);
         try {
             return new Running<>(VhostUserBackend.start(options.socket, device, host,
-                    new BackendOptions(options.allowUnsealedMemory, Duration.ofSeconds(options.drainTimeoutSeconds))), device, host, command);
+                    new BackendOptions(options.allowUnsealedMemory, Duration.ofSeconds(options.drainTimeoutSeconds)),
+                    shared == null ? null : shared.control()), device, host, command);
         } catch (IOException | RuntimeException e) {
             host.close();
             command.close();
@@ -389,9 +422,10 @@ public final class VhostUserRunner {
                 why = e.getMessage();
             }
         }
+        Shared shared = failed < 0 ? Shared.forParts(options) : null;
         for (int i = 0; i < composed.size() && failed < 0; i++) {
             try {
-                started.add(composed.get(i).listen()); // closes its command if it fails
+                started.add(composed.get(i).listen(shared)); // closes its command if it fails
             } catch (IllegalArgumentException | IOException e) {
                 failed = i;
                 why = e.getMessage();
@@ -416,9 +450,12 @@ public final class VhostUserRunner {
                     // as above
                 }
             }
+            if (shared != null) {
+                shared.close();
+            }
             return refuse(err, commands.get(failed).name() + " (device " + (failed + 1) + ")", why);
         }
-        try {
+        try (shared) {
             return serveAll(started, out);
         } catch (IOException e) {
             return refuse(err, "vhost-user", e.getMessage());
@@ -434,8 +471,8 @@ public final class VhostUserRunner {
             return new Composed<>(command, options, compose(command, options));
         }
 
-        Served<D> listen() throws IOException {
-            return new Served<>(command.name(), options, VhostUserRunner.listen(command, options, device));
+        Served<D> listen(Shared shared) throws IOException {
+            return new Served<>(command.name(), options, VhostUserRunner.listen(command, options, device, shared));
         }
     }
 

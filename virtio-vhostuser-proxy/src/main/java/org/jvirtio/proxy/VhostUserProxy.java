@@ -259,6 +259,11 @@ public final class VhostUserProxy implements VirtioDevice, AutoCloseable {
         return new QueueHost.Started() {
             private boolean stopped;
 
+            /** Nothing to do first: the backend's GET_VRING_BASE stops and drains in one step. */
+            @Override
+            public void requestStop() {
+            }
+
             @Override
             public boolean stop(long limitNanos) {
                 if (!stopped) {

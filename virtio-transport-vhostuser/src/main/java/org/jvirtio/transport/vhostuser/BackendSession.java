@@ -48,6 +48,8 @@ final class BackendSession implements DeviceContext, AutoCloseable {
     private volatile int status;
     private boolean activated;
     private boolean closed;
+    /** Set on the control loop when the backend shuts down: tasks the queue threads hand it from then on do nothing. */
+    private volatile boolean closing;
 
     BackendSession(DeviceQueues queues, int connFd, Executor control, BackendOptions options) {
         this.memory = new MemoryTable(options.allowUnsealedMemory());
@@ -417,7 +419,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
     @Override
     public void notifyConfigChange() {
         control.execute(() -> {
-            if (closed || !channel.isOpen() || !protocol(PROTOCOL_F_CONFIG) || !protocol(PROTOCOL_F_BACKEND_REQ)) {
+            if (closed || closing || !channel.isOpen() || !protocol(PROTOCOL_F_CONFIG) || !protocol(PROTOCOL_F_BACKEND_REQ)) {
                 LOG.info("vhost-user: config changed; the front-end has no backend request channel to be told on");
                 return;
             }
@@ -434,7 +436,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
     @Override
     public void needsReset(int queue, String reason) {
         control.execute(() -> {
-            if (closed) {
+            if (closed || closing) {
                 return;
             }
             status |= DeviceStatus.DEVICE_NEEDS_RESET;
@@ -460,9 +462,20 @@ final class BackendSession implements DeviceContext, AutoCloseable {
     }
 
     /**
-     * Closes for a backend that is shutting down (SIGTERM): every queue gets {@code limit} in
-     * all to drain, and what is still in flight then is abandoned (its guest memory stays mapped
-     * until the process ends, which tears its io_uring down first).
+     * The first half of shutting down, on the control loop: the queues take nothing new, and the
+     * tasks queue threads hand the loop from now on ({@link #needsReset}, {@link #notifyConfigChange})
+     * do nothing, so that {@link #shutdown} may run off the loop.
+     */
+    void prepareShutdown() {
+        closing = true;
+        queues.requestStopAll();
+    }
+
+    /**
+     * Closes for a backend that is shutting down (SIGTERM), after {@link #prepareShutdown} (on any
+     * thread then): every queue gets {@code limit} in all to drain, and what is still in flight
+     * then is abandoned (its guest memory stays mapped until the process ends, which tears its
+     * io_uring down first).
      */
     void shutdown(java.time.Duration limit) {
         if (closed) {

@@ -16,9 +16,7 @@ import java.util.concurrent.atomic.AtomicLong;
 import io.netty.channel.IoEvent;
 import io.netty.channel.IoEventLoop;
 import io.netty.channel.IoRegistration;
-import io.netty.channel.MultiThreadIoEventLoopGroup;
 import io.netty.channel.epoll.EpollIoHandle;
-import io.netty.channel.epoll.EpollIoHandler;
 import io.netty.channel.epoll.EpollIoOps;
 import io.netty.channel.unix.FileDescriptor;
 import org.jvirtio.api.VirtioDevice;
@@ -54,7 +52,9 @@ public final class VhostUserBackend implements AutoCloseable {
     private final QueueHost host;
     private final BackendOptions options;
     private final QueueStats[] stats;
-    private final MultiThreadIoEventLoopGroup group;
+    private final ControlLoop control;
+    /** Whether {@link #control} is this backend's own (closed with it) or shared with others. */
+    private final boolean ownsControl;
     private final IoEventLoop loop;
     private final int listenFd;
     /** The inode of the socket file this backend created: only that file is removed on close. */
@@ -66,7 +66,8 @@ public final class VhostUserBackend implements AutoCloseable {
     private volatile CompletableFuture<String> nextDisconnect = new CompletableFuture<>();
     private volatile boolean closed;
 
-    private VhostUserBackend(Path socketPath, VirtioDevice device, QueueHost host, BackendOptions options, int listenFd, long socketInode) {
+    private VhostUserBackend(Path socketPath, VirtioDevice device, QueueHost host, BackendOptions options, int listenFd, long socketInode,
+                             ControlLoop control, boolean ownsControl) {
         this.socketInode = socketInode;
         this.options = options;
         this.stats = QueueStats.forQueues(device.queueCount());
@@ -74,8 +75,9 @@ public final class VhostUserBackend implements AutoCloseable {
         this.device = device;
         this.host = host;
         this.listenFd = listenFd;
-        this.group = new MultiThreadIoEventLoopGroup(1, EpollIoHandler.newFactory());
-        this.loop = (IoEventLoop) group.next();
+        this.control = control;
+        this.ownsControl = ownsControl;
+        this.loop = control.loop();
     }
 
     /** As {@link #start(Path, VirtioDevice, QueueHost)} with a thread per queue. */
@@ -96,6 +98,16 @@ public final class VhostUserBackend implements AutoCloseable {
 
     /** As {@link #start(Path, VirtioDevice, QueueHost)}, with {@code options} (unsealable guest memory, ...). */
     public static VhostUserBackend start(Path socketPath, VirtioDevice device, QueueHost host, BackendOptions options) throws IOException {
+        return start(socketPath, device, host, options, null);
+    }
+
+    /**
+     * As {@link #start(Path, VirtioDevice, QueueHost, BackendOptions)}, on {@code control}, a
+     * control loop shared with other backends of the process (the caller closes it after them), or
+     * null for a loop of its own.
+     */
+    public static VhostUserBackend start(Path socketPath, VirtioDevice device, QueueHost host, BackendOptions options, ControlLoop control)
+            throws IOException {
         Path dir = socketPath.toAbsolutePath().getParent();
         if (dir == null || !Files.isDirectory(dir)) {
             throw new IOException("socket directory " + dir + " does not exist");
@@ -123,7 +135,8 @@ public final class VhostUserBackend implements AutoCloseable {
         } finally {
             Files.deleteIfExists(privateDir);
         }
-        VhostUserBackend b = new VhostUserBackend(socketPath, device, host, options, fd, inode);
+        VhostUserBackend b = new VhostUserBackend(socketPath, device, host, options, fd, inode,
+                control != null ? control : new ControlLoop(), control == null);
         try {
             b.listenRegistration = b.register(b.new Listener());
         } catch (IOException e) {
@@ -284,7 +297,7 @@ public final class VhostUserBackend implements AutoCloseable {
             }
             closed = true;
             lastDisconnectReason = reason;
-            if (registration != null) {
+            if (registration != null && registration.isValid()) {
                 registration.cancel();
             }
             try {
@@ -312,6 +325,21 @@ public final class VhostUserBackend implements AutoCloseable {
             close("backend shut down");
         }
 
+        /**
+         * The first half of shutting down, on the control loop: no more messages are read, and
+         * the queues take nothing new. After it the loop no longer touches this connection, so
+         * the second half ({@link #shutdown}) may run on any thread, and the backends sharing a
+         * loop shut down side by side.
+         */
+        void prepareShutdown() {
+            if (!closed) {
+                if (registration != null) {
+                    registration.cancel();
+                }
+                session.prepareShutdown();
+            }
+        }
+
         /** The backend shuts down: queues get {@link #SHUTDOWN_DRAIN} in all, then the connection closes. */
         void shutdown() {
             if (!closed) {
@@ -332,17 +360,26 @@ public final class VhostUserBackend implements AutoCloseable {
             return;
         }
         closed = true;
+        Connection c = null;
         try {
-            loop.submit(() -> {
-                if (connection != null) {
-                    connection.shutdown();
+            // On the loop: nothing more is read or accepted, the queues take nothing new ...
+            c = loop.submit(() -> {
+                Connection now = connection;
+                if (now != null) {
+                    now.prepareShutdown();
                 }
                 if (listenRegistration != null) {
                     listenRegistration.cancel();
                 }
+                return now;
             }).get(30, TimeUnit.SECONDS);
         } catch (Exception e) {
-            LOG.warn("vhost-user: shutting down the control loop: {}", e.toString());
+            LOG.warn("vhost-user: shutting down on the control loop: {}", e.toString());
+        }
+        if (c != null) {
+            // ... and here, off the loop (which other backends may share), the bounded drain, the
+            // device reset, and every fd and mapping of the connection released.
+            c.shutdown();
         }
         Libc.closeQuietly(listenFd);
         try {
@@ -356,8 +393,8 @@ public final class VhostUserBackend implements AutoCloseable {
         } catch (IOException e) {
             LOG.warn("vhost-user: cannot remove {}: {}", socketPath, e.getMessage());
         }
-        if (!group.shutdownGracefully(0, 2, TimeUnit.SECONDS).awaitUninterruptibly(3, TimeUnit.SECONDS)) {
-            LOG.warn("vhost-user: the control loop did not end within 3 s; left to the end of the process");
+        if (ownsControl) {
+            control.close();
         }
     }
 }
