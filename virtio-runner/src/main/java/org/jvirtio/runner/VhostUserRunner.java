@@ -3,26 +3,20 @@ package org.jvirtio.runner;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.ServiceLoader;
 import java.util.TreeMap;
-import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.Executors;
-import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.TimeUnit;
 import java.util.regex.Pattern;
+
 
 import com.google.inject.Guice;
 import org.jvirtio.api.VirtioDevice;
 import org.jvirtio.command.DeviceCommand;
 import org.jvirtio.command.Flags;
-import org.jvirtio.host.IoThreads;
 import org.jvirtio.host.QueueHost;
 import org.jvirtio.api.QueueStats;
 import org.jvirtio.transport.vhostuser.BackendOptions;
-import org.jvirtio.transport.vhostuser.ControlLoop;
 import org.jvirtio.transport.vhostuser.VhostUserBackend;
 
 /**
@@ -117,37 +111,8 @@ public final class VhostUserRunner {
         return messages.isEmpty() ? e.getMessage() : messages.iterator().next().getMessage().lines().findFirst().orElse("");
     }
 
-    /**
-     * The threads the devices of one process share ({@code bin/vhost-user A + B + ...}): one
-     * control loop for their sockets, one set of I/O threads for their queues (as many as the
-     * most any part asks for with {@code --iothreads}). Closed after every device stopped.
-     */
-    record Shared(ControlLoop control, IoThreads io) implements AutoCloseable {
-        static Shared forParts(List<RunnerOptions> parts) {
-            int threads = 1;
-            for (RunnerOptions o : parts) {
-                threads = Math.max(threads, o.iothreads);
-            }
-            return new Shared(new ControlLoop(), new IoThreads(threads, 0, 0));
-        }
-
-        /** The queue host for one part: its own thread per queue if it asks for that, else a share of the I/O threads. */
-        QueueHost host(RunnerOptions o) {
-            return o.threadPerQueue ? QueueHost.threadPerQueue(o.pollUs, o.pollCreditNs) : io.share(o.pollUs, o.pollCreditNs);
-        }
-
-        @Override
-        public void close() {
-            try {
-                io.close();
-            } finally {
-                control.close();
-            }
-        }
-    }
-
     /** Serves a composed device on its socket (on threads of its own, or {@code shared}'s); closes the command if that fails. */
-    private static <D extends VirtioDevice> Running<D> listen(DeviceCommand<D> command, RunnerOptions options, D device, Shared shared)
+    static <D extends VirtioDevice> Running<D> listen(DeviceCommand<D> command, RunnerOptions options, D device, SeveralDevices.Shared shared)
             throws IOException {
         QueueHost host = shared == null ? options.host(device.queueCount()) : shared.host(options);
         try {
@@ -217,114 +182,7 @@ public final class VhostUserRunner {
     public static <D extends VirtioDevice> int serve(String name, DeviceCommand<D> command, RunnerOptions options, PrintStream out)
             throws IOException, InterruptedException {
         Running<D> running = start(command, options);
-        return serveAll(List.of(new Served<>(name, options, running)), out);
-    }
-
-    /** A device of this process, started, and the name its lines go under. */
-    private record Served<D extends VirtioDevice>(String name, RunnerOptions options, Running<D> running) {
-        /** Where its lines start: the name, and with several devices the socket that tells them apart. */
-        String prefix(boolean several) {
-            return several ? name + " (" + options.socket.getFileName() + "): " : name + ": ";
-        }
-
-        String describe() {
-            return running.command().describe(running.device());
-        }
-
-        String qemuFragment() {
-            return VhostUserRunner.qemuFragment(name, running.command(), running.device(), options);
-        }
-
-        String reload() throws IOException {
-            return running.command().reload(running.device());
-        }
-    }
-
-    /** Prints each device's first lines, serves them all until SIGTERM or SIGINT, then stops them all. */
-    private static int serveAll(List<Served<?>> all, PrintStream out) throws IOException, InterruptedException {
-        boolean several = all.size() > 1;
-        for (Served<?> d : all) {
-            String what = d.describe();
-            out.println(d.name + ": serving " + (what.isEmpty() ? "" : what + " ") + "on " + d.options.socket.toAbsolutePath());
-            out.println("attach with QEMU:");
-            out.println("  " + d.qemuFragment());
-        }
-        out.flush();
-        CountDownLatch stop = new CountDownLatch(1);
-        for (String sig : new String[] {"TERM", "INT"}) {
-            sun.misc.Signal.handle(new sun.misc.Signal(sig), s -> stop.countDown());
-        }
-        sun.misc.Signal.handle(new sun.misc.Signal("HUP"), s -> {
-            for (Served<?> d : all) {
-                try {
-                    String line = d.reload();
-                    if (line != null) {
-                        out.println(d.prefix(several) + line);
-                    }
-                } catch (IOException | RuntimeException e) {
-                    out.println(d.prefix(several) + "reload failed: " + e.getMessage());
-                }
-            }
-            out.flush();
-        });
-        ScheduledExecutorService stats = Executors.newSingleThreadScheduledExecutor(
-                r -> Thread.ofPlatform().daemon().name("stats").unstarted(r));
-        for (Served<?> d : all) {
-            if (d.options.statsSeconds > 0) {
-                stats.scheduleAtFixedRate(() -> {
-                    out.println(several ? d.prefix(true) + d.running.stats() : d.running.stats());
-                    out.flush();
-                }, d.options.statsSeconds, d.options.statsSeconds, TimeUnit.SECONDS);
-            }
-        }
-        try {
-            stop.await();
-        } finally {
-            stats.shutdownNow();
-            IOException failed = stopAll(all);
-            for (Served<?> d : all.reversed()) {
-                out.println(d.name + ": stopped");
-            }
-            out.flush();
-            if (failed != null) {
-                throw failed;
-            }
-        }
-        return 0;
-    }
-
-    /**
-     * Stops every device at once, each on a thread of its own: a stop gives a device's queues a
-     * few seconds for storage that does not answer, and several devices one after the other would
-     * add those up. Returns the first failure.
-     */
-    private static IOException stopAll(List<Served<?>> all) {
-        List<IOException> failures = java.util.Collections.synchronizedList(new ArrayList<>());
-        List<Thread> stopping = new ArrayList<>();
-        for (Served<?> d : all) {
-            stopping.add(Thread.ofPlatform().name("stop " + d.options.socket.getFileName()).start(() -> {
-                try {
-                    d.running.close();
-                } catch (IOException e) {
-                    failures.add(e);
-                }
-            }));
-        }
-        for (Thread t : stopping) {
-            boolean interrupted = false;
-            while (true) {
-                try {
-                    t.join();
-                    break;
-                } catch (InterruptedException e) {
-                    interrupted = true; // the devices are stopping: wait for them all the same
-                }
-            }
-            if (interrupted) {
-                Thread.currentThread().interrupt();
-            }
-        }
-        return failures.isEmpty() ? null : failures.get(0);
+        return Serving.serveAll(List.of(new Serving.Served<>(name, options, running)), out);
     }
 
     /** The devices found on the class path, by subcommand name (a new instance of each per call). */
@@ -363,126 +221,7 @@ public final class VhostUserRunner {
         if (flags(command, new RunnerOptions()).end(all, 1, AND) == all.size()) {
             return runDevice("vhost-user " + command.name(), command.name(), command, all.subList(1, all.size()), out, err);
         }
-        return runSeveral(devices, all, out, err);
-    }
-
-    /**
-     * Several devices in one process ({@code DEVICE FLAGS + DEVICE FLAGS ...}): every part is
-     * parsed and every device composed before any listens; a bad part, or two parts on one
-     * socket, is one line and exit 2 with nothing listening.
-     */
-    private static int runSeveral(Map<String, DeviceCommand<?>> devices, List<String> args, PrintStream out, PrintStream err) {
-        List<DeviceCommand<?>> commands = new ArrayList<>();
-        List<RunnerOptions> options = new ArrayList<>();
-        java.util.Set<java.nio.file.Path> sockets = new java.util.HashSet<>();
-        int at = 0;
-        while (at <= args.size()) {
-            int part = commands.size() + 1;
-            if (at == args.size() || args.get(at).startsWith("-") || args.get(at).equals(AND)) {
-                return refuse(err, "vhost-user", "device " + part + " after '" + AND + "': name a device first: "
-                        + String.join(", ", devices.keySet()));
-            }
-            DeviceCommand<?> known = devices.get(args.get(at));
-            if (known == null) {
-                return refuse(err, "vhost-user", "device " + part + ": no device named '" + args.get(at) + "'; found: "
-                        + String.join(", ", devices.keySet()));
-            }
-            DeviceCommand<?> command = fresh(known);
-            RunnerOptions o = new RunnerOptions();
-            Flags flags = flags(command, o);
-            int end = flags.end(args, at + 1, AND);
-            List<String> own = args.subList(at + 1, end);
-            if (flags.asksForHelp(own)) {
-                out.print(deviceHelp("vhost-user " + command.name(), command, flags));
-                out.flush();
-                return 0;
-            }
-            try {
-                flags.parse(own);
-                o.check();
-            } catch (IllegalArgumentException e) {
-                return refuse(err, command.name() + " (device " + part + ")", e.getMessage());
-            }
-            if (!sockets.add(o.socket.toAbsolutePath().normalize())) {
-                return refuse(err, command.name() + " (device " + part + ")", "--socket " + o.socket + " is another device's too");
-            }
-            commands.add(command);
-            options.add(o);
-            at = end + 1;
-        }
-        List<Composed<?>> composed = new ArrayList<>();
-        List<Served<?>> started = new ArrayList<>();
-        int failed = -1;
-        String why = null;
-        for (int i = 0; i < commands.size() && failed < 0; i++) {
-            try {
-                composed.add(Composed.of(commands.get(i), options.get(i))); // closes its command if it fails
-            } catch (IllegalArgumentException | IOException e) {
-                failed = i;
-                why = e.getMessage();
-            }
-        }
-        Shared shared = failed < 0 ? Shared.forParts(options) : null;
-        for (int i = 0; i < composed.size() && failed < 0; i++) {
-            try {
-                started.add(composed.get(i).listen(shared)); // closes its command if it fails
-            } catch (IllegalArgumentException | IOException e) {
-                failed = i;
-                why = e.getMessage();
-            }
-        }
-        if (failed >= 0) {
-            // Nothing serves: the started stop, the composed and not started release what modules() opened.
-            for (Served<?> d : started.reversed()) {
-                try {
-                    d.running.close();
-                } catch (IOException | RuntimeException e) {
-                    // stopping anyway; the refusal below says why
-                }
-            }
-            // Composing failed (nothing started; the one that failed closed its own command), or
-            // listening did (those before it started; it closed its own).
-            boolean composedAll = composed.size() == commands.size();
-            for (int i = composedAll ? failed + 1 : 0; i < composed.size(); i++) {
-                try {
-                    commands.get(i).close();
-                } catch (IOException | RuntimeException e) {
-                    // as above
-                }
-            }
-            if (shared != null) {
-                shared.close();
-            }
-            return refuse(err, commands.get(failed).name() + " (device " + (failed + 1) + ")", why);
-        }
-        try (shared) {
-            return serveAll(started, out);
-        } catch (IOException e) {
-            return refuse(err, "vhost-user", e.getMessage());
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            return 1;
-        }
-    }
-
-    /** A device composed and not yet listening: the typed pair the runner carries between the two steps. */
-    private record Composed<D extends VirtioDevice>(DeviceCommand<D> command, RunnerOptions options, D device) {
-        static <D extends VirtioDevice> Composed<D> of(DeviceCommand<D> command, RunnerOptions options) throws IOException {
-            return new Composed<>(command, options, compose(command, options));
-        }
-
-        Served<D> listen(Shared shared) throws IOException {
-            return new Served<>(command.name(), options, VhostUserRunner.listen(command, options, device, shared));
-        }
-    }
-
-    /** A new instance of {@code command}'s class (the runner makes one per device it starts). */
-    private static DeviceCommand<?> fresh(DeviceCommand<?> command) {
-        try {
-            return command.getClass().getDeclaredConstructor().newInstance();
-        } catch (ReflectiveOperationException e) {
-            throw new IllegalStateException(command.getClass().getName() + " needs a public no-argument constructor", e);
-        }
+        return SeveralDevices.run(devices, all, out, err);
     }
 
     /**
@@ -510,7 +249,7 @@ public final class VhostUserRunner {
         }
     }
 
-    private static int refuse(PrintStream err, String name, String message) {
+    static int refuse(PrintStream err, String name, String message) {
         err.println(name + ": " + (message == null ? "" : message.replace('\n', ' ')) + " (see --help)");
         err.flush();
         return 2;
