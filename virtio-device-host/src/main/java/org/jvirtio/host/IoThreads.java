@@ -48,7 +48,7 @@ public final class IoThreads implements QueueHost {
      * @param pollMicros adaptive busy-polling window per queue (0: off)
      */
     public IoThreads(int threads, long pollMicros) {
-        this(threads, pollMicros, QueueEngine.DEFAULT_POLL_CREDIT_NANOS);
+        this(threads, pollMicros, PollingPolicy.DEFAULT_POLL_CREDIT_NANOS);
     }
 
     /**

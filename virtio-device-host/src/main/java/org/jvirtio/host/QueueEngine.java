@@ -49,10 +49,6 @@ public final class QueueEngine implements QueueCompletions {
     public static final int PUBLISH_EVERY = 8;
     /** How long one {@link #serve()} may keep its thread while work keeps coming (vhost's "weight"). */
     public static final long SERVE_BUDGET_NANOS = 2_000_000;
-    /** The default of {@link #pollCredit(long)}: see {@link PollingPolicy#DEFAULT_POLL_CREDIT_NANOS}. */
-    public static final long DEFAULT_POLL_CREDIT_NANOS = PollingPolicy.DEFAULT_POLL_CREDIT_NANOS;
-    /** See {@link PollingPolicy#POLL_CREDIT_CAP_NANOS}. */
-    public static final long POLL_CREDIT_CAP_NANOS = PollingPolicy.POLL_CREDIT_CAP_NANOS;
 
     private final QueueBinding binding;
     private final QueueStats stats;
@@ -61,12 +57,10 @@ public final class QueueEngine implements QueueCompletions {
     /** The handler's asynchronous side ({@link QueueHandler#io()}), once open. */
     private QueueIo io = QueueIo.NONE;
     private final String name;
-    /** The chain each slot holds, null when the slot is free. */
-    private final DescriptorChain[] chains;
-    private final int[] free;
-    private int freeTop;
-    private boolean unpublished;
-    private int unpublishedCount;
+    /** The request slots: the chain each holds, and the one count of what is in flight. */
+    private final Slots slots;
+    /** Used elements written and not yet published. */
+    private final UsedBatch used;
     /** How long to busy-poll before sleeping. */
     private final PollingPolicy polling = new PollingPolicy();
     /** The other queues of this thread, or null when it has no other. */
@@ -78,12 +72,8 @@ public final class QueueEngine implements QueueCompletions {
     /** Every slot was in use when the ring still had chains: serve again on completion. */
     private boolean starved;
     private boolean quiescing;
-    /** The device turned a chain away ({@link QueueHandler#NOT_NOW}): no chains until it resumes the queue. */
-    private boolean resting;
-    /** When the device asked to be resumed ({@link #resumeAfter}), on the engine's clock; 0 for never. */
-    private long resumeAt;
-    /** How the host wakes the queue at {@link #resumeAt}; null: the host asks {@link #timerDeadline()}. */
-    private QueueTimer timer;
+    /** The device turned a chain away ({@link QueueHandler#NOT_NOW}): no chains until it (or the timer) resumes the queue. */
+    private final Rest rest = new Rest();
     /**
      * The ring is no longer ours ({@link #abandon()}): completions free their slots but are not
      * returned to the driver. Volatile because a stop that gave up waiting sets it from the
@@ -93,7 +83,6 @@ public final class QueueEngine implements QueueCompletions {
     private volatile boolean abandoned;
     private boolean opened;
     private boolean closed;
-    private boolean warnedLength;
 
     /**
      * @param binding the running queue; its counters ({@link QueueBinding#stats()}) are the queue's
@@ -105,13 +94,8 @@ public final class QueueEngine implements QueueCompletions {
         this.q = binding.queue();
         this.handler = handler;
         this.name = "queue " + binding.index();
-        int n = q.size();
-        this.chains = new DescriptorChain[n];
-        this.free = new int[n];
-        for (int i = 0; i < n; i++) {
-            free[i] = n - 1 - i;
-        }
-        this.freeTop = n;
+        this.slots = new Slots(q.size(), stats);
+        this.used = new UsedBatch(binding, name);
     }
 
     public int index() {
@@ -135,7 +119,7 @@ public final class QueueEngine implements QueueCompletions {
      * Polling paid for by the work it serves: each request taken from the ring earns the queue
      * {@code nanosPerRequest} of busy-polling past the {@link #pollMicros} window, spent while the
      * thread's other queues have nothing in flight (see {@link PollingPolicy}). 0 turns it off;
-     * {@link #DEFAULT_POLL_CREDIT_NANOS} by default.
+     * {@link PollingPolicy#DEFAULT_POLL_CREDIT_NANOS} by default.
      */
     public void pollCredit(long nanosPerRequest) {
         polling.creditPerRequest(nanosPerRequest);
@@ -161,17 +145,17 @@ public final class QueueEngine implements QueueCompletions {
      * stopping and has free slots). For the other queues of its thread, on that thread.
      */
     boolean wantsThread() {
-        return !quiescing && !resting && freeTop > 0 && q.available() > 0;
+        return !quiescing && !rest.resting() && slots.anyFree() && q.available() > 0;
     }
 
     /** Whether the queue has nothing in flight and nothing waiting in its ring that it would take. */
     boolean idle() {
-        return freeTop == chains.length && (quiescing || resting || q.available() == 0);
+        return slots.allFree() && (quiescing || rest.resting() || q.available() == 0);
     }
 
     /** Whether the device turned a chain away and has not resumed the queue yet. */
     public boolean resting() {
-        return resting;
+        return rest.resting();
     }
 
     /** Opens the handler; on the owning thread, before anything else. */
@@ -193,12 +177,12 @@ public final class QueueEngine implements QueueCompletions {
      * the owning thread, before the first serve; a host without one asks {@link #timerDeadline()}.
      */
     public void timer(QueueTimer t) {
-        this.timer = t;
+        rest.timer(t);
     }
 
     /** When the device wants to be resumed ({@link #resumeAfter}), on the engine's clock; 0 for no such time. */
     public long timerDeadline() {
-        return resumeAt;
+        return rest.deadline();
     }
 
     /**
@@ -208,27 +192,12 @@ public final class QueueEngine implements QueueCompletions {
      * @return like {@link #serve()}: true when work is left for another call
      */
     public boolean timerExpired() {
-        if (resumeAt == 0 || quiescing) {
-            return false;
-        }
-        long left = resumeAt - clock.getAsLong();
-        if (left > 0) {
-            if (timer != null) {
-                timer.arm(left);
-            }
-            return false;
-        }
-        resumeAt = 0;
-        if (!resting) {
-            return false;
-        }
-        resting = false;
-        return serve();
+        return !quiescing && rest.due(clock.getAsLong()) && serve();
     }
 
     /** Chains started and not yet returned to the driver. */
     public int inFlight() {
-        return chains.length - freeTop;
+        return slots.inFlight();
     }
 
     /** Chains taken from the ring, as its {@link QueueStats} counts them (across restarts when the stats are shared). */
@@ -248,7 +217,7 @@ public final class QueueEngine implements QueueCompletions {
      *         (or waiting for completions to free slots)
      */
     public boolean serve() {
-        if (quiescing || resting) {
+        if (quiescing || rest.resting()) {
             return false; // resting: notifications stay off; the device's resume() serves again
         }
         long entered = clock.getAsLong();
@@ -257,10 +226,10 @@ public final class QueueEngine implements QueueCompletions {
         while (true) {
             q.disableNotifications();
             int n = drain();
-            if (resting) {
+            if (rest.resting()) {
                 return false;
             }
-            if (freeTop == 0) {
+            if (!slots.anyFree()) {
                 // Cannot take more until something completes; reapCompletions() comes back here.
                 starved = true;
                 return false;
@@ -272,7 +241,7 @@ public final class QueueEngine implements QueueCompletions {
             if (polling.wantsPoll() && spin()) {
                 continue; // work arrived within the window: the sweet spot, nothing to adjust
             }
-            if (resting) {
+            if (rest.resting()) {
                 return false;
             }
             if (!q.enableNotifications()) {
@@ -300,7 +269,7 @@ public final class QueueEngine implements QueueCompletions {
                 polling.polled(clock.getAsLong() - start);
                 return true;
             }
-            if (resting || (group != null && group.otherWantsThread(this))) {
+            if (rest.resting() || (group != null && group.otherWantsThread(this))) {
                 now = clock.getAsLong();
                 break;
             }
@@ -353,15 +322,15 @@ public final class QueueEngine implements QueueCompletions {
      * @return like {@link #serve()}: true when work is left for another call
      */
     public boolean reapCompletions() {
-        boolean wasResting = resting;
+        boolean wasResting = rest.resting();
         try {
             io.reap();
         } catch (RuntimeException | Error e) {
             LOG.error("{}: the device failed delivering completions: {}", name, e.toString(), e);
         }
         publish();
-        boolean resumed = wasResting && !resting;
-        if ((resumed || (starved && freeTop > 0)) && !quiescing) {
+        boolean resumed = wasResting && !rest.resting();
+        if ((resumed || (starved && slots.anyFree())) && !quiescing) {
             starved = false;
             return serve();
         }
@@ -375,14 +344,14 @@ public final class QueueEngine implements QueueCompletions {
         }
         int n = 0;
         DescriptorChain c;
-        while (freeTop > 0 && !resting && (c = q.pop()) != null) {
+        while (slots.anyFree() && !rest.resting() && (c = q.pop()) != null) {
             if (!start(c)) {
                 break; // put back: the queue rests
             }
             if (++n % SUBMIT_EVERY == 0) {
                 submit();
             }
-            if (unpublishedCount >= PUBLISH_EVERY) {
+            if (used.size() >= PUBLISH_EVERY) {
                 publish();
             }
             if (n % PUBLISH_EVERY == 0 && clock.getAsLong() - budgetEnd > 0) {
@@ -399,9 +368,7 @@ public final class QueueEngine implements QueueCompletions {
 
     /** Hands a popped chain to the device; false when the device put it back ({@link QueueHandler#NOT_NOW}). */
     private boolean start(DescriptorChain c) {
-        int slot = free[--freeTop];
-        chains[slot] = c;
-        stats.inFlight(chains.length - freeTop);
+        int slot = slots.take(c);
         int written;
         try {
             written = handler.start(c, slot);
@@ -411,17 +378,15 @@ public final class QueueEngine implements QueueCompletions {
             HANDLER_FAILURES.warn("{}: the device failed on chain {}: {}", name, c.head(), e.toString());
             written = 0;
         }
-        if (written == QueueHandler.NOT_NOW && chains[slot] == c) {
-            chains[slot] = null;
-            free[freeTop++] = slot;
-            stats.inFlight(chains.length - freeTop);
+        if (written == QueueHandler.NOT_NOW && slots.chain(slot) == c) {
+            slots.release(slot);
             q.unpop(c);
-            resting = true;
+            rest.begin();
             stats.addRest();
             return false;
         }
         stats.addRequest();
-        if (written >= 0 && chains[slot] == c) {
+        if (written >= 0 && slots.chain(slot) == c) {
             complete(slot, written);
         }
         return true;
@@ -433,8 +398,7 @@ public final class QueueEngine implements QueueCompletions {
      */
     @Override
     public void resume() {
-        resting = false;
-        resumeAt = 0;
+        rest.end();
     }
 
     /**
@@ -443,16 +407,7 @@ public final class QueueEngine implements QueueCompletions {
      */
     @Override
     public void resumeAfter(long nanos) {
-        if (nanos < 0) {
-            throw new IllegalArgumentException("negative delay: " + nanos);
-        }
-        resumeAt = clock.getAsLong() + Math.max(1, nanos);
-        if (resumeAt == 0) {
-            resumeAt = 1; // 0 means "none"
-        }
-        if (timer != null) {
-            timer.arm(Math.max(1, nanos));
-        }
+        rest.resumeAfter(clock.getAsLong(), nanos);
     }
 
     private void submit() {
@@ -469,42 +424,20 @@ public final class QueueEngine implements QueueCompletions {
      */
     @Override
     public void complete(int slot, int writtenLength) {
-        DescriptorChain c = slot >= 0 && slot < chains.length ? chains[slot] : null;
+        DescriptorChain c = slots.chain(slot);
         if (c == null) {
             LOG.error("{}: the device completed slot {}, which holds no chain; ignored", name, slot);
             return;
         }
-        chains[slot] = null;
-        if (abandoned) {
-            free[freeTop++] = slot;
-            stats.inFlight(chains.length - freeTop);
-            return;
+        slots.release(slot);
+        if (!abandoned) {
+            used.add(c, writtenLength);
         }
-        long writable = c.writableLength();
-        int n = writtenLength;
-        if (n < 0 || n > writable) {
-            // A device bug: the driver would read past the chain's buffers. Clamped, and said once.
-            if (!warnedLength) {
-                warnedLength = true;
-                LOG.warn("{}: the device reported {} bytes written into chain {} of {} writable bytes; clamped", name,
-                        writtenLength, c.head(), writable);
-            }
-            n = (int) Math.max(0, Math.min(Math.max(0, writtenLength), writable));
-        }
-        q.addUsed(c, n);
-        free[freeTop++] = slot;
-        stats.inFlight(chains.length - freeTop);
-        unpublished = true;
-        unpublishedCount++;
     }
 
     private void publish() {
-        if (unpublished && !abandoned) {
-            unpublished = false;
-            unpublishedCount = 0;
-            if (q.publishUsed()) {
-                binding.call().signal();
-            }
+        if (!abandoned) {
+            used.publish();
         }
     }
 

@@ -65,7 +65,7 @@ public interface QueueHost extends AutoCloseable {
      * @param pollMicros adaptive busy-polling window per queue (0: off)
      */
     static QueueHost threadPerQueue(long pollMicros) {
-        return threadPerQueue(pollMicros, QueueEngine.DEFAULT_POLL_CREDIT_NANOS);
+        return threadPerQueue(pollMicros, PollingPolicy.DEFAULT_POLL_CREDIT_NANOS);
     }
 
     /**

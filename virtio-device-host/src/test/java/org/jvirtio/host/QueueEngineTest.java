@@ -776,7 +776,7 @@ class QueueEngineTest {
         long[] now = {0};
         QueueEngine e = pollingEngine(now, 1_000_000);
         long t = serveBatch(e, now, 40);
-        long cap = QueueEngine.POLL_CREDIT_CAP_NANOS / 1_000;
+        long cap = PollingPolicy.POLL_CREDIT_CAP_NANOS / 1_000;
         assertTrue(t >= cap && t < cap + 20, "polled for " + t + " us with a cap of " + cap);
         e.close();
     }

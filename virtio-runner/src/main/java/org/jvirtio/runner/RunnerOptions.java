@@ -13,7 +13,7 @@ public final class RunnerOptions {
     public int iothreads = 1;
     public boolean threadPerQueue;
     public int pollUs = 32;
-    public int pollCreditNs = (int) org.jvirtio.host.QueueEngine.DEFAULT_POLL_CREDIT_NANOS;
+    public int pollCreditNs = (int) org.jvirtio.host.PollingPolicy.DEFAULT_POLL_CREDIT_NANOS;
     public boolean allowUnsealedMemory;
     public int drainTimeoutSeconds = 10;
     public int statsSeconds;
@@ -30,7 +30,7 @@ public final class RunnerOptions {
                 32, v -> pollUs = v);
         flags.integer("--poll-credit-ns", "NS",
                 "Each request served earns its queue this much busy-polling past the --poll-us window (banked up to 200 us), so the extra polling costs at most NS of CPU per request; keeps a busy queue polling across a guest's slow round trips (0: off; only while polling is on).",
-                (int) org.jvirtio.host.QueueEngine.DEFAULT_POLL_CREDIT_NANOS, v -> pollCreditNs = v);
+                (int) org.jvirtio.host.PollingPolicy.DEFAULT_POLL_CREDIT_NANOS, v -> pollCreditNs = v);
         flags.toggle("--allow-unsealed-memory",
                 "Accept guest memory the front-end cannot be kept from shrinking (memory-backend-file on tmpfs or hugetlbfs, memfd with seal=off). A truncation then faults the backend's access: the queue breaks or the connection closes.",
                 () -> allowUnsealedMemory = true);
