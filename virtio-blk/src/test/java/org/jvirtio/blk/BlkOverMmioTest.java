@@ -9,6 +9,7 @@ import org.jvirtio.host.QueueHost;
 import org.jvirtio.testkit.TestMemory;
 import org.jvirtio.transport.mmio.InterruptLine;
 import org.jvirtio.transport.mmio.MmioDriver;
+import org.jvirtio.transport.mmio.MmioRegisters;
 import org.jvirtio.transport.mmio.MmioTransport;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -81,23 +82,23 @@ class BlkOverMmioTest {
             MmioDriver d = MmioDriver.probe(t, mem, 0x100000, MEM - 0x100000, irq);
             d.negotiate(~0L);
             MmioDriver.Queue q = d.setupQueue(0, 128);
-            int before = t.read(MmioTransport.CONFIG_GENERATION, 4);
+            int before = t.read(MmioRegisters.CONFIG_GENERATION, 4);
             d.driverOk();
             long hdr = d.allocate(16, 16);
             long data = d.allocate(4096, 4096);
             long status = d.allocate(1, 1);
             assertEquals(VirtioBlk.S_OK, BlkOverMmio.request(mem, d, q, hdr, VirtioBlk.T_IN, 0, data, 4096, status));
-            assertEquals(before, t.read(MmioTransport.CONFIG_GENERATION, 4), "no change at DRIVER_OK or from I/O");
+            assertEquals(before, t.read(MmioRegisters.CONFIG_GENERATION, 4), "no change at DRIVER_OK or from I/O");
             try (java.io.RandomAccessFile f = new java.io.RandomAccessFile(img.toFile(), "rw")) {
                 f.setLength(2 << 20);
             }
             assertEquals(4096, blk.refreshCapacity());
-            assertNotEquals(before, t.read(MmioTransport.CONFIG_GENERATION, 4), "the generation moved");
-            assertEquals(MmioTransport.INT_CONFIG, d.awaitInterrupt(2000) & MmioTransport.INT_CONFIG, "a configuration interrupt");
+            assertNotEquals(before, t.read(MmioRegisters.CONFIG_GENERATION, 4), "the generation moved");
+            assertEquals(MmioRegisters.INT_CONFIG, d.awaitInterrupt(2000) & MmioRegisters.INT_CONFIG, "a configuration interrupt");
             byte[] cap = d.readConfig(VirtioBlk.CFG_CAPACITY, 8);
             assertEquals(4096, java.nio.ByteBuffer.wrap(cap).order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong());
-            int after = t.read(MmioTransport.CONFIG_GENERATION, 4);
-            assertEquals(after, t.read(MmioTransport.CONFIG_GENERATION, 4), "and holds still");
+            int after = t.read(MmioRegisters.CONFIG_GENERATION, 4);
+            assertEquals(after, t.read(MmioRegisters.CONFIG_GENERATION, 4), "and holds still");
         } finally {
             blk.backend().close();
         }

@@ -18,6 +18,7 @@ import org.jvirtio.blk.VirtioBlkDevice;
 import org.jvirtio.host.QueueHost;
 import org.jvirtio.transport.mmio.InterruptLine;
 import org.jvirtio.transport.mmio.MmioDriver;
+import org.jvirtio.transport.mmio.MmioRegisters;
 import org.jvirtio.transport.mmio.MmioTransport;
 import org.jvirtio.transport.vhostuser.VhostUserBackend;
 import org.jvirtio.testkit.TestMemory;
@@ -154,7 +155,7 @@ class VhostUserProxyTest {
             d.negotiate(~0L);
             MmioDriver.Queue q = d.setupQueue(0, 128);
             d.driverOk();
-            int generation = t.read(MmioTransport.CONFIG_GENERATION, 4);
+            int generation = t.read(MmioRegisters.CONFIG_GENERATION, 4);
             assertEquals(before / 512, capacity(d));
             long hdr = d.allocate(16, 16);
             long data = d.allocate(4096, 4096);
@@ -168,7 +169,7 @@ class VhostUserProxyTest {
                 assertTrue(System.nanoTime() < deadline, "no configuration interrupt after the resize");
                 d.awaitInterrupt(100);
             }
-            assertNotEquals(generation, t.read(MmioTransport.CONFIG_GENERATION, 4), "ConfigGeneration moved on");
+            assertNotEquals(generation, t.read(MmioRegisters.CONFIG_GENERATION, 4), "ConfigGeneration moved on");
             assertEquals(after / 512, capacity(d), "the new capacity, read from the backend");
             assertEquals(VirtioBlk.S_OK, BlkOverMmio.request(mem, d, q, hdr, VirtioBlk.T_IN, before / 512, data, 4096, status),
                     "the new sectors are served");

@@ -3,6 +3,7 @@ package org.jvirtio.examples.mmio;
 import java.util.Map;
 import java.util.TreeMap;
 
+import org.jvirtio.transport.mmio.MmioRegisters;
 import org.jvirtio.transport.mmio.MmioTransport;
 import org.jvirtio.transport.mmio.MmioWindow;
 
@@ -23,7 +24,7 @@ final class MmioBus {
 
     int read(long gpa, int width) {
         Map.Entry<Long, MmioTransport> e = windows.floorEntry(gpa);
-        if (e == null || gpa - e.getKey() >= MmioTransport.WINDOW) {
+        if (e == null || gpa - e.getKey() >= MmioRegisters.WINDOW) {
             return -1;
         }
         return e.getValue().read(gpa - e.getKey(), width);
@@ -31,7 +32,7 @@ final class MmioBus {
 
     void write(long gpa, int width, int value) {
         Map.Entry<Long, MmioTransport> e = windows.floorEntry(gpa);
-        if (e != null && gpa - e.getKey() < MmioTransport.WINDOW) {
+        if (e != null && gpa - e.getKey() < MmioRegisters.WINDOW) {
             e.getValue().write(gpa - e.getKey(), width, value);
         }
     }

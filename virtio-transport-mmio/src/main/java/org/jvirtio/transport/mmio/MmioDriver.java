@@ -11,7 +11,7 @@ import org.jvirtio.api.linux.ErrnoException;
 import org.jvirtio.ring.SplitQueueDriver;
 import org.jvirtio.ring.SplitRingLayout;
 
-import static org.jvirtio.transport.mmio.MmioTransport.*;
+import static org.jvirtio.transport.mmio.MmioRegisters.*;
 
 /**
  * The driver side of virtio-mmio, as Linux's {@code drivers/virtio/virtio_mmio.c} and

@@ -1,5 +1,7 @@
 package org.jvirtio.transport.mmio;
 
+import static org.jvirtio.transport.mmio.MmioRegisters.*;
+
 import java.util.concurrent.atomic.AtomicInteger;
 
 import org.jvirtio.api.DeviceContext;
@@ -7,15 +9,12 @@ import org.jvirtio.api.DeviceStatus;
 import org.jvirtio.api.EventFd;
 import org.jvirtio.api.FeatureNegotiation;
 import org.jvirtio.api.GuestMemory;
-import org.jvirtio.api.QueueBinding;
 import org.jvirtio.api.RateLimitedLog;
 import org.jvirtio.api.VirtioDevice;
 import org.jvirtio.api.VirtioFeatures;
 import org.jvirtio.api.linux.ErrnoException;
 import org.jvirtio.host.DeviceQueues;
 import org.jvirtio.host.QueueHost;
-import org.jvirtio.ring.RingConfigurationException;
-import org.jvirtio.ring.RingGeometry;
 import org.jvirtio.ring.SplitQueue;
 import org.jvirtio.ring.SplitRingLayout;
 import org.slf4j.Logger;
@@ -42,7 +41,7 @@ import org.slf4j.LoggerFactory;
  *             public void lower() { irqChip.setLevel(5, false); }
  *         });
  * // in the MMIO exit handler, for an access at guest physical address gpa of width bytes:
- * if (gpa >= 0xd000_0000L && gpa < 0xd000_0000L + MmioTransport.WINDOW) {
+ * if (gpa >= 0xd000_0000L && gpa < 0xd000_0000L + MmioRegisters.WINDOW) {
  *     if (isWrite) blk.write(gpa - 0xd000_0000L, width, value);
  *     else value = blk.read(gpa - 0xd000_0000L, width);
  * }
@@ -68,57 +67,12 @@ public final class MmioTransport implements MmioWindow, AutoCloseable {
     /** The guest decides what it touches: bad accesses are logged at a rate, not each. */
     private static final RateLimitedLog BAD_ACCESS = RateLimitedLog.perSecond(LOG);
 
-    public static final int MAGIC = 0x74726976; // "virt"
-    public static final int VERSION = 2;
-    /** The vendor id this transport reports ("jvio"); drivers do not check it. */
-    public static final int VENDOR = 0x6f69766a;
-    /** Size of the window: registers up to 0x100, then the device's configuration space. */
-    public static final int WINDOW = 0x200;
-
-    // Register offsets (VIRTIO 1.3, 4.2.2).
-    public static final int MAGIC_VALUE = 0x000;
-    public static final int VERSION_REG = 0x004;
-    public static final int DEVICE_ID = 0x008;
-    public static final int VENDOR_ID = 0x00c;
-    public static final int DEVICE_FEATURES = 0x010;
-    public static final int DEVICE_FEATURES_SEL = 0x014;
-    public static final int DRIVER_FEATURES = 0x020;
-    public static final int DRIVER_FEATURES_SEL = 0x024;
-    public static final int QUEUE_SEL = 0x030;
-    public static final int QUEUE_NUM_MAX = 0x034;
-    public static final int QUEUE_NUM = 0x038;
-    public static final int QUEUE_READY = 0x044;
-    public static final int QUEUE_NOTIFY = 0x050;
-    public static final int INTERRUPT_STATUS = 0x060;
-    public static final int INTERRUPT_ACK = 0x064;
-    public static final int STATUS = 0x070;
-    public static final int QUEUE_DESC_LOW = 0x080;
-    public static final int QUEUE_DESC_HIGH = 0x084;
-    public static final int QUEUE_DRIVER_LOW = 0x090;
-    public static final int QUEUE_DRIVER_HIGH = 0x094;
-    public static final int QUEUE_DEVICE_LOW = 0x0a0;
-    public static final int QUEUE_DEVICE_HIGH = 0x0a4;
-    public static final int SHM_SEL = 0x0ac;
-    public static final int SHM_LEN_LOW = 0x0b0;
-    public static final int SHM_LEN_HIGH = 0x0b4;
-    public static final int SHM_BASE_LOW = 0x0b8;
-    public static final int SHM_BASE_HIGH = 0x0bc;
-    public static final int QUEUE_RESET = 0x0c0;
-    public static final int CONFIG_GENERATION = 0x0fc;
-    public static final int CONFIG = 0x100;
-
-    /** InterruptStatus bits. */
-    public static final int INT_VRING = 1;
-    public static final int INT_CONFIG = 2;
-
     private final VirtioDevice device;
     private final GuestMemory memory;
     private final DeviceQueues queues;
-    private final InterruptLine line;
     private final long offered;
     private final MmioQueue[] q;
-    private final AtomicInteger interruptStatus = new AtomicInteger();
-    private final Object lineLock = new Object();
+    private final InterruptStatus interrupts;
     private final AtomicInteger status = new AtomicInteger();
     /** Moves with every configuration change the device announces, on top of its own generation. */
     private final AtomicInteger configChanges = new AtomicInteger();
@@ -134,34 +88,6 @@ public final class MmioTransport implements MmioWindow, AutoCloseable {
     private boolean activated;
     private boolean closed;
 
-    /** One queue's registers and ring. */
-    private static final class MmioQueue {
-        final int index;
-        final int max;
-        final EventFd kick;
-        SplitQueue ring;
-        int num;
-        long desc;
-        long driver;
-        long device;
-        boolean ready;
-        boolean running;
-
-        MmioQueue(int index, int max, EventFd kick) {
-            this.index = index;
-            this.max = max;
-            this.kick = kick;
-        }
-
-        void clear() {
-            num = 0;
-            desc = 0;
-            driver = 0;
-            device = 0;
-            ready = false;
-        }
-    }
-
     /**
      * @param device the device behind the window
      * @param memory the guest's memory, as the VMM mapped it (kept mapped by the caller while
@@ -172,14 +98,13 @@ public final class MmioTransport implements MmioWindow, AutoCloseable {
     public MmioTransport(VirtioDevice device, GuestMemory memory, QueueHost host, InterruptLine line) {
         this.device = device;
         this.memory = memory;
-        this.line = line;
+        this.interrupts = new InterruptStatus(line);
         this.queues = new DeviceQueues(device, host);
         this.offered = FeatureNegotiation.offered(device) | VirtioFeatures.bit(VirtioFeatures.RING_RESET);
         this.q = new MmioQueue[device.queueCount()];
         try {
             for (int i = 0; i < q.length; i++) {
-                q[i] = new MmioQueue(i, Math.min(device.maxQueueSize(i), SplitRingLayout.MAX_SIZE), EventFd.create(true));
-                q[i].ring = newRing(i);
+                q[i] = new MmioQueue(i, Math.min(device.maxQueueSize(i), SplitRingLayout.MAX_SIZE), EventFd.create(true), this::newRing);
             }
         } catch (ErrnoException e) {
             for (MmioQueue m : q) {
@@ -212,7 +137,7 @@ public final class MmioTransport implements MmioWindow, AutoCloseable {
 
     /** The InterruptStatus bits now (for a VMM that samples the line). */
     public int interruptStatus() {
-        return interruptStatus.get();
+        return interrupts.get();
     }
 
     // ------------------------------------------------------------------ accesses
@@ -225,7 +150,7 @@ public final class MmioTransport implements MmioWindow, AutoCloseable {
     public synchronized int read(long offset, int width) {
         try {
             if (offset >= CONFIG && offset < WINDOW) {
-                return readConfig((int) (offset - CONFIG), width);
+                return ConfigWindow.read(device, (int) (offset - CONFIG), width);
             }
             if (!register(offset, width, "read")) {
                 return 0;
@@ -237,8 +162,8 @@ public final class MmioTransport implements MmioWindow, AutoCloseable {
                 case VENDOR_ID -> VENDOR;
                 case DEVICE_FEATURES -> deviceFeaturesSel == 0 ? (int) offered : deviceFeaturesSel == 1 ? (int) (offered >>> 32) : 0;
                 case QUEUE_NUM_MAX -> selected() == null ? 0 : selected().max;
-                case QUEUE_READY -> selected() != null && selected().ready ? 1 : 0;
-                case INTERRUPT_STATUS -> interruptStatus.get();
+                case QUEUE_READY -> selected() != null && selected().ready() ? 1 : 0;
+                case INTERRUPT_STATUS -> interrupts.get();
                 case STATUS -> status.get();
                 case SHM_LEN_LOW, SHM_LEN_HIGH, SHM_BASE_LOW, SHM_BASE_HIGH -> -1; // no shared memory regions
                 case QUEUE_RESET -> 0; // a reset completes before the write returns
@@ -259,7 +184,7 @@ public final class MmioTransport implements MmioWindow, AutoCloseable {
     public synchronized void write(long offset, int width, int value) {
         try {
             if (offset >= CONFIG && offset < WINDOW) {
-                writeConfig((int) (offset - CONFIG), width, value);
+                ConfigWindow.write(device, (int) (offset - CONFIG), width, value);
                 return;
             }
             if (!register(offset, width, "write")) {
@@ -273,7 +198,7 @@ public final class MmioTransport implements MmioWindow, AutoCloseable {
                 case QUEUE_NUM -> writeQueue("QueueNum", m -> m.num = value);
                 case QUEUE_READY -> writeQueueReady(value);
                 case QUEUE_NOTIFY -> notify(value);
-                case INTERRUPT_ACK -> acknowledge(value);
+                case INTERRUPT_ACK -> interrupts.acknowledge(value);
                 case STATUS -> writeStatus(value);
                 case QUEUE_DESC_LOW -> writeQueue("QueueDescLow", m -> m.desc = low(m.desc, value));
                 case QUEUE_DESC_HIGH -> writeQueue("QueueDescHigh", m -> m.desc = high(m.desc, value));
@@ -364,7 +289,7 @@ public final class MmioTransport implements MmioWindow, AutoCloseable {
         int now = status.updateAndGet(s -> set | (s & DeviceStatus.DEVICE_NEEDS_RESET));
         if ((next & DeviceStatus.DRIVER_OK) != 0 && (current & DeviceStatus.DRIVER_OK) == 0) {
             if ((now & DeviceStatus.DEVICE_NEEDS_RESET) != 0) {
-                interrupt(INT_CONFIG); // owed since before DRIVER_OK: see Context.needsReset
+                interrupts.raise(INT_CONFIG); // owed since before DRIVER_OK: see Context.needsReset
             }
             if (!activated) {
                 device.activate(context);
@@ -379,8 +304,7 @@ public final class MmioTransport implements MmioWindow, AutoCloseable {
     /** Status 0: every queue stops, the device resets, every register returns to its initial value. */
     private void reset() {
         for (MmioQueue m : q) {
-            stop(m);
-            m.clear();
+            m.reset(queues);
         }
         if (activated) {
             device.reset();
@@ -393,10 +317,7 @@ public final class MmioTransport implements MmioWindow, AutoCloseable {
         queueSel = 0;
         shmSel = 0;
         status.set(0);
-        synchronized (lineLock) {
-            interruptStatus.set(0);
-            line.lower();
-        }
+        interrupts.clear();
     }
 
     // ------------------------------------------------------------------ queues
@@ -407,7 +328,7 @@ public final class MmioTransport implements MmioWindow, AutoCloseable {
             BAD_ACCESS.warn("virtio-mmio: {} for queue {}, which the device does not have; ignored", name, Integer.toUnsignedString(queueSel));
             return;
         }
-        if (m.ready) {
+        if (m.ready()) {
             BAD_ACCESS.warn("virtio-mmio: {} of queue {} written while it is ready; ignored", name, m.index);
             return;
         }
@@ -421,61 +342,30 @@ public final class MmioTransport implements MmioWindow, AutoCloseable {
             return;
         }
         if (value == 0) {
-            stop(m);
-            m.ready = false;
+            m.stop(queues);
             return;
         }
         if (value != 1) {
             BAD_ACCESS.warn("virtio-mmio: QueueReady of queue {} written with {}; ignored", m.index, Integer.toUnsignedString(value));
             return;
         }
-        if (m.ready) {
+        if (m.ready()) {
             return;
         }
-        String why = activate(m);
+        String why = m.makeReady(memory, negotiated != 0 ? negotiated : driverFeatures & offered);
         if (why != null) {
             context.needsReset(m.index, why);
             return;
         }
-        m.ready = true;
         if ((status.get() & DeviceStatus.DRIVER_OK) != 0) {
             startIfReady(m);
         }
     }
 
-    /** Validates and activates the ring of {@code m} as the driver placed it; why not, or null. */
-    private String activate(MmioQueue m) {
-        if (!SplitRingLayout.isValidSize(m.num) || m.num > m.max) {
-            return "queue " + m.index + " size " + Integer.toUnsignedString(m.num) + " is not a power of two in [1, " + m.max + "]";
-        }
-        RingGeometry g;
-        try {
-            g = RingGeometry.of(m.index, memory, m.num, m.desc, m.driver, m.device);
-        } catch (RingConfigurationException e) {
-            return e.getMessage();
-        }
-        long features = negotiated != 0 ? negotiated : driverFeatures & offered;
-        m.ring.activate(g, features, 0, 0);
-        return null;
-    }
-
     private void startIfReady(MmioQueue m) {
-        if (m.running || !m.ready || (status.get() & DeviceStatus.DRIVER_OK) == 0) {
-            return;
+        if ((status.get() & DeviceStatus.DRIVER_OK) != 0) {
+            m.start(queues, memory, () -> interrupts.raise(INT_VRING));
         }
-        queues.start(new QueueBinding(m.index, m.ring, m.kick, () -> interrupt(INT_VRING)), memory);
-        m.running = true;
-    }
-
-    /** Stops the queue's processing (bounded drain); a queue that gave up on requests gets a fresh ring object. */
-    private void stop(MmioQueue m) {
-        if (m.running) {
-            m.running = false;
-            if (!queues.stop(m.index)) {
-                m.ring = newRing(m.index);
-            }
-        }
-        m.ring.deactivate();
     }
 
     private void resetQueue(int value) {
@@ -488,8 +378,7 @@ public final class MmioTransport implements MmioWindow, AutoCloseable {
             BAD_ACCESS.warn("virtio-mmio: QueueReset of queue {} with {}; ignored", Integer.toUnsignedString(queueSel), value);
             return;
         }
-        stop(m);
-        m.clear();
+        m.reset(queues);
     }
 
     private void notify(int value) {
@@ -499,69 +388,11 @@ public final class MmioTransport implements MmioWindow, AutoCloseable {
             return;
         }
         MmioQueue m = q[index];
-        if (!m.ready) {
+        if (!m.ready()) {
             BAD_ACCESS.warn("virtio-mmio: QueueNotify for queue {}, which is not ready; ignored", index);
             return;
         }
         m.kick.signal();
-    }
-
-    // ------------------------------------------------------------------ interrupts
-
-    /** Sets {@code bits} in InterruptStatus and raises the line; from any thread. */
-    private void interrupt(int bits) {
-        synchronized (lineLock) {
-            interruptStatus.getAndUpdate(s -> s | bits);
-            line.raise();
-        }
-    }
-
-    /** InterruptACK: clears exactly the bits written; the line goes low only when none is left. */
-    private void acknowledge(int bits) {
-        synchronized (lineLock) {
-            if (interruptStatus.updateAndGet(s -> s & ~bits) == 0) {
-                line.lower();
-            }
-        }
-    }
-
-    // ------------------------------------------------------------------ configuration space
-
-    private int readConfig(int offset, int width) {
-        if (!configAccess(offset, width, "read")) {
-            return 0;
-        }
-        byte[] b = device.readConfig(offset, width);
-        int v = 0;
-        for (int i = 0; i < width; i++) {
-            v |= (b[i] & 0xff) << (8 * i);
-        }
-        return v;
-    }
-
-    private void writeConfig(int offset, int width, int value) {
-        if (!configAccess(offset, width, "write")) {
-            return;
-        }
-        byte[] b = new byte[width];
-        for (int i = 0; i < width; i++) {
-            b[i] = (byte) (value >>> (8 * i));
-        }
-        device.writeConfig(offset, b);
-    }
-
-    private boolean configAccess(int offset, int width, String what) {
-        if (width != 1 && width != 2 && width != 4 || (offset & (width - 1)) != 0) {
-            BAD_ACCESS.warn("virtio-mmio: config {} of {} bytes at 0x{}: accesses of 1, 2 or 4 bytes, aligned; ignored", what, width,
-                    Integer.toHexString(offset));
-            return false;
-        }
-        if (offset + width > device.configSize()) {
-            BAD_ACCESS.warn("virtio-mmio: config {} at 0x{} past the device's {} bytes; ignored", what, Integer.toHexString(offset),
-                    device.configSize());
-            return false;
-        }
-        return true;
     }
 
     /** Stops every queue and resets the device; the kick eventfds are closed. */
@@ -588,7 +419,7 @@ public final class MmioTransport implements MmioWindow, AutoCloseable {
         public void notifyConfigChange() {
             configChanges.incrementAndGet();
             if ((status.get() & DeviceStatus.DRIVER_OK) != 0) {
-                interrupt(INT_CONFIG); // as QEMU's virtio_notify_config: nothing before DRIVER_OK
+                interrupts.raise(INT_CONFIG); // as QEMU's virtio_notify_config: nothing before DRIVER_OK
             }
         }
 
@@ -603,7 +434,7 @@ public final class MmioTransport implements MmioWindow, AutoCloseable {
             LOG.warn("virtio-mmio: queue {}: {}; DEVICE_NEEDS_RESET", queue, reason);
             int was = status.getAndUpdate(s -> s | DeviceStatus.DEVICE_NEEDS_RESET);
             if ((was & DeviceStatus.DRIVER_OK) != 0) {
-                interrupt(INT_CONFIG);
+                interrupts.raise(INT_CONFIG);
             }
         }
     }

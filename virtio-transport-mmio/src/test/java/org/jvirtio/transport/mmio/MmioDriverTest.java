@@ -68,7 +68,7 @@ class MmioDriverTest {
             d.writeConfig(0, new byte[] {1, 2, 3, 4, 5, 6, 7, 8});
             assertArrayEquals(new byte[] {3, 4, 5, 6, 7}, d.readConfig(2, 5));
             dev.context.notifyConfigChange();
-            assertEquals(MmioTransport.INT_CONFIG, d.awaitInterrupt(1000) & MmioTransport.INT_CONFIG);
+            assertEquals(MmioRegisters.INT_CONFIG, d.awaitInterrupt(1000) & MmioRegisters.INT_CONFIG);
             assertEquals(1, d.configChanges());
             d.deleteQueue(0);
             d.reset();
@@ -81,7 +81,7 @@ class MmioDriverTest {
         MmioWindow empty = new MmioWindow() {
             @Override
             public int read(long offset, int width) {
-                return offset == MmioTransport.MAGIC_VALUE ? MmioTransport.MAGIC : offset == MmioTransport.VERSION_REG ? 1 : 0;
+                return offset == MmioRegisters.MAGIC_VALUE ? MmioRegisters.MAGIC : offset == MmioRegisters.VERSION_REG ? 1 : 0;
             }
 
             @Override

@@ -16,7 +16,7 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
-import static org.jvirtio.transport.mmio.MmioTransport.*;
+import static org.jvirtio.transport.mmio.MmioRegisters.*;
 import static org.junit.jupiter.api.Assertions.*;
 
 /**

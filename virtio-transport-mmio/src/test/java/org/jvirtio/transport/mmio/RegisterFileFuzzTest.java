@@ -9,7 +9,7 @@ import org.jvirtio.api.VirtioFeatures;
 import org.jvirtio.ring.SplitQueueDriver;
 import org.jvirtio.testkit.TestMemory;
 
-import static org.jvirtio.transport.mmio.MmioTransport.*;
+import static org.jvirtio.transport.mmio.MmioRegisters.*;
 import static org.junit.jupiter.api.Assertions.*;
 
 /**

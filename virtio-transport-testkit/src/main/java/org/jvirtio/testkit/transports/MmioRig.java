@@ -9,7 +9,7 @@ import org.jvirtio.host.QueueHost;
 import org.jvirtio.transport.mmio.InterruptLine;
 import org.jvirtio.transport.mmio.MmioTransport;
 
-import static org.jvirtio.transport.mmio.MmioTransport.*;
+import static org.jvirtio.transport.mmio.MmioRegisters.*;
 
 /** An MMIO register window, driven register by register in the order Linux's virtio_mmio.c uses. */
 final class MmioRig extends BaseRig {

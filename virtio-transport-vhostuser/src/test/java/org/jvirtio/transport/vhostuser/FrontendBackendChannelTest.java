@@ -25,8 +25,14 @@ class FrontendBackendChannelTest {
     @TempDir
     Path dir;
 
+    /** The next message; the reader may be non-blocking (an accepted socket is), so AGAIN waits a little. */
     private static VhostUserMessage read(MessageReader r) throws Exception {
-        assertEquals(MessageReader.Status.MESSAGE, r.read());
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        MessageReader.Status s;
+        while ((s = r.read()) == MessageReader.Status.AGAIN && System.nanoTime() - deadline < 0) {
+            Thread.sleep(1);
+        }
+        assertEquals(MessageReader.Status.MESSAGE, s);
         return r.message();
     }
 
@@ -51,7 +57,7 @@ class FrontendBackendChannelTest {
         int channel;
         VhostUserFrontend fe = VhostUserFrontend.connect(socket);
         int conn = UnixSocket.accept(listen);
-        try (MessageReader main = new MessageReader(conn, false)) {
+        try (MessageReader main = new MessageReader(conn, true)) { // accept() gives a non-blocking socket
             fe.openBackendChannel(() -> {
                 if (heard.incrementAndGet() == 2) {
                     throw new IllegalStateException("a listener that fails");
