@@ -96,6 +96,23 @@ public final class BlockRequest {
         return iov;
     }
 
+    /**
+     * Fills the request's buffers with zeros from byte {@code from} of the transfer on (a read
+     * that met the end of a shrunken image: the rest reads as zeros).
+     */
+    public void zeroFrom(long from) {
+        long skip = from;
+        for (int i = 0; i < pieces; i++) {
+            long len = lengths[i];
+            if (skip >= len) {
+                skip -= len;
+                continue;
+            }
+            regions[i].asSlice(offsets[i] + skip, len - skip).fill((byte) 0);
+            skip = 0;
+        }
+    }
+
     /** Reports the result of one operation: bytes transferred, 0, or {@code -errno}. */
     public void complete(long result) {
         owner.completed(this, result);

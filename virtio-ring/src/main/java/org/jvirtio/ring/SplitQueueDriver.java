@@ -321,6 +321,36 @@ public final class SplitQueueDriver {
         return ((short) U16.getAcquire(used, (long) USED_IDX) & 0xffff) != lastUsed;
     }
 
+    /** How a driver sleeps until the device's interrupt (or {@code millis} pass). */
+    @FunctionalInterface
+    public interface InterruptWait {
+        void await(int millis) throws java.io.IOException;
+    }
+
+    /**
+     * Takes the used elements the device returned, waiting as a guest does when there are none:
+     * ask for an interrupt (EVENT_IDX used_event, or clearing NO_INTERRUPT), re-check, sleep on
+     * the interrupt; so no interrupt is missed.
+     *
+     * @return how many were handed to {@code handler}: 0 when none came within {@code timeoutMillis}
+     */
+    public int awaitUsed(UsedHandler handler, long timeoutMillis, InterruptWait interrupt) throws java.io.IOException {
+        long deadline = System.nanoTime() + timeoutMillis * 1_000_000;
+        while (true) {
+            int n = pollUsed(handler);
+            if (n > 0) {
+                return n;
+            }
+            long left = (deadline - System.nanoTime()) / 1_000_000;
+            if (left <= 0) {
+                return 0;
+            }
+            if (!enableInterrupts()) {
+                interrupt.await((int) Math.min(left, Integer.MAX_VALUE));
+            }
+        }
+    }
+
     /** Tells the device that interrupts are not needed while the driver polls. */
     public void disableInterrupts() {
         if (!eventIdx) {

@@ -6,6 +6,7 @@ import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
 
 import org.jvirtio.blk.VirtioBlk;
+import org.jvirtio.examples.cli.Cli;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -160,18 +161,7 @@ public final class BlkBench implements Callable<Integer> {
     }
 
     public static void main(String[] args) {
-        CommandLine cmd = new CommandLine(new BlkBench());
-        cmd.setParameterExceptionHandler((ex, a) -> {
-            cmd.getErr().println("bench: " + ex.getMessage() + " (see --help)");
-            cmd.getErr().flush();
-            return 2;
-        });
         // A backend that is not there or stops answering: one line, not a stack trace.
-        cmd.setExecutionExceptionHandler((ex, c, parsed) -> {
-            c.getErr().println("bench: " + ex.getMessage());
-            c.getErr().flush();
-            return 1;
-        });
-        System.exit(cmd.execute(args));
+        System.exit(Cli.oneLineFailures("bench", new BlkBench()).execute(args));
     }
 }

@@ -7,6 +7,7 @@ import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
 
 import org.jvirtio.blk.VirtioBlk;
+import org.jvirtio.examples.cli.Cli;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -172,13 +173,7 @@ public final class BlkDemo implements Callable<Integer> {
     }
 
     static CommandLine commandLine() {
-        CommandLine cmd = new CommandLine(new BlkDemo());
-        cmd.setParameterExceptionHandler((ex, a) -> {
-            cmd.getErr().println("demo: " + ex.getMessage() + " (see --help)");
-            cmd.getErr().flush();
-            return 2;
-        });
-        return cmd;
+        return Cli.of("demo", new BlkDemo());
     }
 
     public static void main(String[] args) {

@@ -25,6 +25,7 @@ import org.jvirtio.rng.VirtioRng;
 import org.jvirtio.transport.mmio.InterruptLine;
 import org.jvirtio.transport.mmio.MmioDriver;
 import org.jvirtio.transport.mmio.MmioTransport;
+import org.jvirtio.examples.cli.Cli;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -190,7 +191,7 @@ public final class MmioDemo implements Callable<Integer> {
     }
 
     public static CommandLine commandLine() {
-        return new CommandLine(new MmioDemo());
+        return Cli.of("mmio-demo", new MmioDemo());
     }
 
     public static void main(String[] args) {

@@ -2,6 +2,7 @@ package org.jvirtio.examples.ringdemo;
 
 import java.util.concurrent.Callable;
 
+import org.jvirtio.examples.cli.Cli;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -51,13 +52,7 @@ public final class RingDemo implements Callable<Integer> {
 
     /** The command line with jvirtio's convention: a bad flag is one line on stderr and exit code 2. */
     static CommandLine commandLine() {
-        CommandLine cmd = new CommandLine(new RingDemo());
-        cmd.setParameterExceptionHandler((ex, a) -> {
-            cmd.getErr().println("ring-demo: " + ex.getMessage() + " (see --help)");
-            cmd.getErr().flush();
-            return 2;
-        });
-        return cmd;
+        return Cli.of("ring-demo", new RingDemo());
     }
 
     public static void main(String[] args) {

@@ -28,8 +28,12 @@ class MmioDemoTest {
     @Test
     void aBadFlagExitsWith2() {
         CommandLine cmd = MmioDemo.commandLine();
-        cmd.setErr(new PrintWriter(new StringWriter()));
+        StringWriter err = new StringWriter();
+        cmd.setErr(new PrintWriter(err));
         assertEquals(2, cmd.execute("--requests", "0"));
         assertEquals(2, cmd.execute("--requests", "many"));
+        String[] lines = err.toString().strip().split("\n");
+        assertEquals(2, lines.length, "one line per bad flag: " + err);
+        assertTrue(lines[0].startsWith("mmio-demo: --requests must be in [1, 1024]"), lines[0]);
     }
 }

@@ -43,9 +43,6 @@ final class UringQueueIo implements BlockQueueIo {
     private static final int K_WRITE_DSYNC = 3;
     private static final int K_FSYNC = 4;
     private static final int K_FALLOC = 5;
-    /** Deallocation arguments kept per request so an -EAGAIN can be retried. */
-    private static final int MAX_DEALLOC = 64;
-
 
     private final IoUring ring;
     private final boolean inlineBufferedWrites;
@@ -57,8 +54,8 @@ final class UringQueueIo implements BlockQueueIo {
     private final long[] done;
     /** Per tag: operations queued and not finished, and the next deallocation slot. */
     private final int[] ops;
-    private final int[] deallocNext;
-    private final long[] deallocArgs;
+    /** Each deallocation's range and mode, kept so that an -EAGAIN can be retried. */
+    private final DeallocRanges dealloc;
     /** Tests only: rewrites each completion's result (see {@link #filterResults}). */
     private java.util.function.IntUnaryOperator filter;
     private final IoUring.Completions sink = (userData, res) -> completed(userData, this.filter == null ? res : this.filter.applyAsInt(res));
@@ -93,8 +90,7 @@ final class UringQueueIo implements BlockQueueIo {
         this.byTag = new BlockRequest[depth];
         this.done = new long[depth];
         this.ops = new int[depth];
-        this.deallocNext = new int[depth];
-        this.deallocArgs = new long[depth * MAX_DEALLOC * 3];
+        this.dealloc = new DeallocRanges(depth);
     }
 
     /**
@@ -235,19 +231,11 @@ final class UringQueueIo implements BlockQueueIo {
 
     @Override
     public void deallocate(BlockRequest r, long offset, long length, int mode) {
-        int tag = r.tag();
-        if (ops[tag] == 0) {
-            deallocNext[tag] = 0; // nothing of this tag in flight: the slots are free again
-        }
-        int i = deallocNext[tag]++;
-        if (i >= MAX_DEALLOC) {
+        int i = dealloc.add(r.tag(), ops[r.tag()] == 0, offset, length, mode);
+        if (i < 0) {
             r.complete(-EINVAL); // more ranges than the device ever allows in one request
             return;
         }
-        int base = (r.tag() * MAX_DEALLOC + i) * 3;
-        deallocArgs[base] = offset;
-        deallocArgs[base + 1] = length;
-        deallocArgs[base + 2] = mode;
         track(r);
         queueFallocate(r, i);
     }
@@ -260,17 +248,17 @@ final class UringQueueIo implements BlockQueueIo {
     }
 
     private void queueFallocate(BlockRequest r, int i) {
-        int base = (r.tag() * MAX_DEALLOC + i) * 3;
-        int mode = fallocMode((int) deallocArgs[base + 2]);
+        int tag = r.tag();
+        int mode = fallocMode(dealloc.mode(tag, i));
         if (mode < 0) {
             // This file system cannot zero a range: write zeros synchronously (rare; correct).
             pending--;
-            r.complete(zeroSlowly(deallocArgs[base], deallocArgs[base + 1]));
+            r.complete(zeroSlowly(dealloc.offset(tag, i), dealloc.length(tag, i)));
             return;
         }
         long s = sqe();
         // IORING_OP_FALLOCATE: off = offset, addr = length, len = mode
-        ring.prep(s, IoUring.OP_FALLOCATE, IoUring.IOSQE_FIXED_FILE, 0, deallocArgs[base], deallocArgs[base + 1], mode, 0,
+        ring.prep(s, IoUring.OP_FALLOCATE, IoUring.IOSQE_FIXED_FILE, 0, dealloc.offset(tag, i), dealloc.length(tag, i), mode, 0,
                 userData(r, K_FALLOC, i));
     }
 
@@ -354,7 +342,7 @@ final class UringQueueIo implements BlockQueueIo {
                         return;
                     }
                     // End of a shrunken image: the rest reads as zeros.
-                    zeroFrom(r, done[tag]);
+                    r.zeroFrom(done[tag]);
                     finish(r, r.length());
                     return;
                 }
@@ -367,11 +355,10 @@ final class UringQueueIo implements BlockQueueIo {
             }
             case K_FALLOC -> {
                 if (res == -EOPNOTSUPP || res == -EINVAL) {
-                    int base = (tag * MAX_DEALLOC + index) * 3;
-                    int mode = (int) deallocArgs[base + 2];
+                    int mode = dealloc.mode(tag, index);
                     if (mode == DEALLOC_ZERO) {
                         zeroRangeUnsupported = true;
-                        finish(r, zeroSlowly(deallocArgs[base], deallocArgs[base + 1]));
+                        finish(r, zeroSlowly(dealloc.offset(tag, index), dealloc.length(tag, index)));
                         return;
                     }
                     if (mode == DEALLOC_DISCARD) {
@@ -416,19 +403,6 @@ final class UringQueueIo implements BlockQueueIo {
             IO_FAILURES.warn("virtio-blk: I/O at byte {} failed: {}", r.offset(), Libc.strerror((int) -result));
         }
         r.complete(result);
-    }
-
-    private static void zeroFrom(BlockRequest r, long from) {
-        long skip = from;
-        for (int i = 0; i < r.pieceCount(); i++) {
-            long len = r.pieceLength(i);
-            if (skip >= len) {
-                skip -= len;
-                continue;
-            }
-            r.pieceRegion(i).asSlice(r.pieceOffset(i) + skip, len - skip).fill((byte) 0);
-            skip = 0;
-        }
     }
 
     @Override

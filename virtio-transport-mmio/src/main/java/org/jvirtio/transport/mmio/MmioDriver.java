@@ -306,20 +306,7 @@ public final class MmioDriver {
          * @return how many were taken: 0 when none came within {@code timeoutMillis}
          */
         public int awaitUsed(SplitQueueDriver.UsedHandler handler, long timeoutMillis) throws IOException {
-            long deadline = System.nanoTime() + timeoutMillis * 1_000_000;
-            while (true) {
-                int n = ring.pollUsed(handler);
-                if (n > 0) {
-                    return n;
-                }
-                long left = (deadline - System.nanoTime()) / 1_000_000;
-                if (left <= 0) {
-                    return 0;
-                }
-                if (!ring.enableInterrupts()) {
-                    awaitInterrupt((int) Math.min(left, 100));
-                }
-            }
+            return ring.awaitUsed(handler, timeoutMillis, millis -> awaitInterrupt(Math.min(millis, 100)));
         }
     }
 }

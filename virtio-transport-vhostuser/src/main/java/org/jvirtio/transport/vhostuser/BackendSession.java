@@ -9,10 +9,8 @@ import org.jvirtio.api.FeatureNegotiation;
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.VirtioDevice;
 import org.jvirtio.api.linux.ErrnoException;
-import org.jvirtio.api.linux.Libc;
 import org.jvirtio.host.DeviceQueues;
 import org.jvirtio.transport.vhostuser.FrontendRequest.*;
-import org.jvirtio.transport.vhostuser.VhostUserCodec.Config;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -162,7 +160,8 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         // that negotiates REPLY_ACK with NEED_REPLY on that very message (the Linux kernel's
         // vhost-user driver does) waits for the ack, as libvhost-user gives it.
         boolean ack = m.needsReply() && protocol(PROTOCOL_F_REPLY_ACK);
-        String refused = request instanceof Unsupported ? null : gate(VhostUserRequest.of(m.request()));
+        String refused = request instanceof Unsupported ? null
+                : VhostUserRequest.of(m.request()).refusal(offeredProtocolFeatures, protocolFeatures);
         if (refused != null) {
             throw new VhostUserProtocolException(name + " " + refused);
         }
@@ -229,9 +228,9 @@ final class BackendSession implements DeviceContext, AutoCloseable {
                 channel.set(s.fds().take(0));
                 yield null;
             }
-            case GetConfig g -> getConfig(g.config());
+            case GetConfig g -> ConfigMessages.read(device, g.config());
             case SetConfig s -> {
-                setConfig(name, s.config());
+                ConfigMessages.write(device, name, s.config());
                 yield null;
             }
             case SetStatus s -> {
@@ -252,13 +251,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
             }
             case GetStatus g -> VhostUserMessage.u64(status);
             case GetInflightFd g -> {
-                int fd = inflight.create(name, g);
-                try {
-                    UnixSocket.send(connFd, VhostUserMessage.encode(m.request(), VERSION | FLAG_REPLY, InflightTracking.describe(g)),
-                            new int[] {fd});
-                } finally {
-                    Libc.closeQuietly(fd);
-                }
+                inflight.create(name, g, connFd);
                 yield null;
             }
             case SetInflightFd i -> {
@@ -285,23 +278,6 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         } else if (ack && !(request instanceof Unsupported)) {
             send(m.request(), VhostUserMessage.u64(0));
         }
-    }
-
-    /**
-     * Why {@code request} may not be sent on this connection, or null. vhost-user.rst gates some
-     * requests on a protocol feature having been negotiated
-     * ({@link VhostUserRequest#gatingProtocolFeature}), GET_QUEUE_NUM on MQ having been offered;
-     * a front-end that sends one anyway is refused as for any failed check.
-     */
-    private String gate(VhostUserRequest req) {
-        if (req == VhostUserRequest.GET_QUEUE_NUM && (offeredProtocolFeatures & (1L << PROTOCOL_F_MQ)) == 0) {
-            return "is only for a back-end that offers PROTOCOL_F_MQ, and this device has one queue";
-        }
-        int bit = req.gatingProtocolFeature();
-        if (bit >= 0 && !protocol(bit)) {
-            return "needs protocol feature " + VhostUserProtocol.protocolFeatureName(bit) + ", which was not negotiated";
-        }
-        return null;
     }
 
     /**
@@ -386,29 +362,6 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         status = 0;
     }
 
-    // ---------------------------------------------------------------- config space
-
-    private byte[] getConfig(Config c) {
-        byte[] data = new byte[c.size()];
-        int have = device.configSize();
-        if (c.offset() < have) {
-            int n = Math.min(c.size(), have - c.offset());
-            byte[] part = device.readConfig(c.offset(), n);
-            System.arraycopy(part, 0, data, 0, n);
-        }
-        // Bytes past the device's config space read as zero: fields a newer front-end knows and
-        // this device does not offer.
-        return VhostUserCodec.encodeConfig(c.offset(), c.flags(), data);
-    }
-
-    private void setConfig(String name, Config c) throws VhostUserProtocolException {
-        if (c.offset() + c.size() > device.configSize()) {
-            throw new VhostUserProtocolException(name + ": range offset " + c.offset() + " size " + c.size()
-                    + " exceeds the device's " + device.configSize() + "-byte config space");
-        }
-        device.writeConfig(c.offset(), c.data());
-    }
-
     // ---------------------------------------------------------------- DeviceContext
 
     @Override
@@ -454,6 +407,10 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         if (closed) {
             return;
         }
+        release();
+    }
+
+    private void release() {
         resetDevice();
         closed = true;
         dirtyLog.close();
@@ -484,10 +441,6 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         if (!queues.stopAll(limit)) {
             LOG.warn("vhost-user: shutting down with requests still in flight at the device (abandoned after {} ms)", limit.toMillis());
         }
-        resetDevice();
-        closed = true;
-        dirtyLog.close();
-        channel.close();
-        memory.close();
+        release();
     }
 }

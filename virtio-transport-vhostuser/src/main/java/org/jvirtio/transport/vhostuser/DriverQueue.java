@@ -64,20 +64,7 @@ public final class DriverQueue implements AutoCloseable {
      *         passed without any
      */
     public int awaitUsed(SplitQueueDriver.UsedHandler handler, long timeoutMillis) throws IOException {
-        long deadline = System.nanoTime() + timeoutMillis * 1_000_000;
-        while (true) {
-            int n = ring.pollUsed(handler);
-            if (n > 0) {
-                return n;
-            }
-            long left = (deadline - System.nanoTime()) / 1_000_000;
-            if (left <= 0) {
-                return 0;
-            }
-            if (!ring.enableInterrupts()) {
-                call.await((int) Math.min(left, Integer.MAX_VALUE));
-            }
-        }
+        return ring.awaitUsed(handler, timeoutMillis, call::await);
     }
 
     /** Closes the eventfds. */

@@ -3,6 +3,7 @@ package org.jvirtio.transport.vhostuser;
 import java.lang.foreign.MemorySegment;
 
 import org.jvirtio.api.linux.ErrnoException;
+import org.jvirtio.api.linux.Libc;
 import org.jvirtio.transport.vhostuser.FrontendRequest.GetInflightFd;
 import org.jvirtio.transport.vhostuser.FrontendRequest.SetInflightFd;
 import org.slf4j.Logger;
@@ -33,19 +34,19 @@ final class InflightTracking implements AutoCloseable {
 
     /**
      * GET_INFLIGHT_FD: a new zeroed region for the queues the front-end names, sealed against
-     * shrinking and growing.
-     *
-     * @return the region's fd (the caller sends it and closes it)
+     * shrinking and growing, sent in the reply on {@code connFd} (and closed here).
      */
-    int create(String name, GetInflightFd g) throws VhostUserProtocolException, ErrnoException {
+    void create(String name, GetInflightFd g, int connFd) throws VhostUserProtocolException, ErrnoException {
         InflightRegion.check(name, g.numQueues(), g.queueSize(), deviceQueues);
-        return InflightRegion.create(g.numQueues(), g.queueSize());
-    }
-
-    /** The GET_INFLIGHT_FD reply's payload for a region made by {@link #create}. */
-    static byte[] describe(GetInflightFd g) {
-        return VhostUserCodec.encodeInflight(new VhostUserCodec.Inflight(InflightRegion.size(g.numQueues(), g.queueSize()), 0,
-                g.numQueues(), g.queueSize()));
+        int fd = InflightRegion.create(g.numQueues(), g.queueSize());
+        try {
+            byte[] reply = VhostUserCodec.encodeInflight(new VhostUserCodec.Inflight(InflightRegion.size(g.numQueues(), g.queueSize()),
+                    0, g.numQueues(), g.queueSize()));
+            UnixSocket.send(connFd, VhostUserMessage.encode(VhostUserRequest.GET_INFLIGHT_FD.code(),
+                    VhostUserProtocol.VERSION | VhostUserProtocol.FLAG_REPLY, reply), new int[] {fd});
+        } finally {
+            Libc.closeQuietly(fd);
+        }
     }
 
     /** SET_INFLIGHT_FD: maps the region the front-end kept, in place of any before it; no ring may run. */

@@ -50,6 +50,15 @@ final class UnixSocket {
         return Native.unexpected(t);
     }
 
+    /** Closes the socket {@code fd} a call failed on and rethrows what it failed with. */
+    private static RuntimeException closing(int fd, Throwable t) throws ErrnoException {
+        closeQuietly(fd);
+        if (t instanceof ErrnoException e) {
+            throw e;
+        }
+        throw rethrow(t);
+    }
+
     private static MemorySegment sockaddr(Arena arena, Path path) {
         byte[] p = path.toString().getBytes(StandardCharsets.UTF_8);
         if (p.length > SUN_PATH_MAX) {
@@ -92,11 +101,7 @@ final class UnixSocket {
             }
             return fd;
         } catch (Throwable t) {
-            closeQuietly(fd);
-            if (t instanceof ErrnoException e) {
-                throw e;
-            }
-            throw rethrow(t);
+            throw closing(fd, t);
         }
     }
 
@@ -135,11 +140,7 @@ final class UnixSocket {
             }
             return fd;
         } catch (Throwable t) {
-            closeQuietly(fd);
-            if (t instanceof ErrnoException e) {
-                throw e;
-            }
-            throw rethrow(t);
+            throw closing(fd, t);
         }
     }
 

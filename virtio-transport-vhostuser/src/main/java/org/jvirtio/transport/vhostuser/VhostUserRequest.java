@@ -85,6 +85,25 @@ public enum VhostUserRequest {
         };
     }
 
+    /**
+     * Why this request may not be sent on a connection, or null: vhost-user.rst gates some
+     * requests on a protocol feature having been negotiated ({@link #gatingProtocolFeature}),
+     * GET_QUEUE_NUM on MQ having been offered.
+     *
+     * @param offered    the protocol features the back-end offers
+     * @param negotiated the protocol features the front-end set
+     */
+    String refusal(long offered, long negotiated) {
+        if (this == GET_QUEUE_NUM && (offered & (1L << VhostUserProtocol.PROTOCOL_F_MQ)) == 0) {
+            return "is only for a back-end that offers PROTOCOL_F_MQ, and this device has one queue";
+        }
+        int bit = gatingProtocolFeature();
+        if (bit >= 0 && (negotiated & (1L << bit)) == 0) {
+            return "needs protocol feature " + VhostUserProtocol.protocolFeatureName(bit) + ", which was not negotiated";
+        }
+        return null;
+    }
+
     /** Whether the request is answered with a reply of its own (REPLY_ACK changes nothing for it). */
     boolean solicitsReply() {
         return switch (this) {
