@@ -35,7 +35,6 @@ import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Warmup;
 
-import static org.jvirtio.api.GuestMemory.LE_U16;
 
 /**
  * Device-side CPU cost of one virtio-blk request on the null device, single thread, no
@@ -61,10 +60,7 @@ public class BlkQueueBenchmark {
 
     private Arena arena;
     private GuestMemory memory;
-    private MemorySegment avail;
-    private int[] heads;
-    private int availIdx;
-    private int next;
+    private AvailReplay driverSide;
     private VirtioBlkDevice device;
     private QueueEngine queue;
 
@@ -88,8 +84,7 @@ public class BlkQueueBenchmark {
             memory.writeU64(base + 8, 8L * c);
             hs.add(driver.add(new long[] {base, base + 0x1000, base + 16}, new int[] {16, 4096, 1}, 3, t == VirtioBlk.T_IN ? 1 : 2, c));
         }
-        heads = hs.stream().mapToInt(Integer::intValue).toArray();
-        avail = memory.slice(p.avail(), SplitRingLayout.availBytes(SIZE));
+        driverSide = new AvailReplay(memory, p.avail(), SIZE, hs.stream().mapToInt(Integer::intValue).toArray());
         SplitQueue ring = new SplitQueue(0);
         ring.activate(memory, SIZE, p.desc(), p.avail(), p.used(), features, 0, 0);
         QueueBinding binding = new QueueBinding(0, ring, null, Interrupt.NONE);
@@ -111,12 +106,7 @@ public class BlkQueueBenchmark {
     @Benchmark
     @OperationsPerInvocation(BATCH)
     public int serve32() {
-        for (int i = 0; i < BATCH; i++) {
-            avail.set(LE_U16, 4 + 2L * (availIdx & (SIZE - 1)), (short) heads[next]);
-            next = next + 1 == heads.length ? 0 : next + 1;
-            availIdx = (availIdx + 1) & 0xffff;
-        }
-        avail.set(LE_U16, 2, (short) availIdx);
+        driverSide.offer(BATCH);
         queue.serve();
         return queue.inFlight();
     }

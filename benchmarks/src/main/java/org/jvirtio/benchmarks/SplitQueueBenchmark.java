@@ -27,7 +27,6 @@ import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Warmup;
 
-import static org.jvirtio.api.GuestMemory.LE_U16;
 
 /**
  * Device-side cost of one request: pop (with full validation and translation) + add-used +
@@ -59,10 +58,7 @@ public class SplitQueueBenchmark {
     private Arena arena;
     private GuestMemory memory;
     private SplitQueue queue;
-    private MemorySegment avail;
-    private int[] heads;
-    private int availIdx;
-    private int next;
+    private AvailReplay driverSide;
 
     @Setup(Level.Trial)
     public void setUp() throws Exception {
@@ -94,9 +90,8 @@ public class SplitQueueBenchmark {
             }
             hs.add(indirect ? driver.addIndirect(addrs, lens, n, 1, c) : driver.add(addrs, lens, n, 1, c));
         }
-        heads = hs.stream().mapToInt(Integer::intValue).toArray();
         // Forget the driver's avail entries: the benchmark republishes heads itself.
-        avail = memory.slice(p.avail(), SplitRingLayout.availBytes(SIZE));
+        driverSide = new AvailReplay(memory, p.avail(), SIZE, hs.stream().mapToInt(Integer::intValue).toArray());
         queue = new SplitQueue(0);
         queue.activate(memory, SIZE, p.desc(), p.avail(), p.used(), features, 0, 0);
         if (inflight) {
@@ -112,12 +107,7 @@ public class SplitQueueBenchmark {
     }
 
     private void offer(int count) {
-        for (int i = 0; i < count; i++) {
-            avail.set(LE_U16, 4 + 2L * (availIdx & (SIZE - 1)), (short) heads[next]);
-            next = next + 1 == heads.length ? 0 : next + 1;
-            availIdx = (availIdx + 1) & 0xffff;
-        }
-        avail.set(LE_U16, 2, (short) availIdx);
+        driverSide.offer(count);
     }
 
     @Benchmark
