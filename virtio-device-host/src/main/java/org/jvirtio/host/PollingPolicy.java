@@ -9,7 +9,8 @@ package org.jvirtio.host;
  * <p><b>The window.</b> Up to {@link #window(long) the maximum}; after a wait that polling did
  * not cover, it grows (doubling from {@link #INITIAL_POLL_NANOS}) if a window up to the maximum
  * would have covered it, and halves (to 0 below {@link #MIN_POLL_NANOS}) if even the maximum would
- * not have.
+ * not have, unless the polls before it kept finding work (a straggler: the window holds). A poll
+ * on credit that finds work past the window but within the maximum grows the window to cover it.
  *
  * <p><b>The credit.</b> Each request taken from the ring earns the queue
  * {@link #creditPerRequest(long) nanosPerRequest} of busy-polling, banked up to
@@ -42,7 +43,17 @@ public final class PollingPolicy {
      */
     public static final long POLL_CREDIT_MIN_NANOS = 64_000;
 
+    /**
+     * Polls that must find work in a row before a wait longer than the maximum is taken for a
+     * straggler (a guest slow this once) rather than a queue that has gone quiet: then the window
+     * holds. A straggler costs one poll; at most one in this many, that is an eighth of a window
+     * per request found.
+     */
+    static final int FOUND_BEFORE_A_STRAGGLER = 8;
+
     private long maxNanos;
+    /** Polls in a row that found work (since the last wait longer than the maximum). */
+    private int foundInARow;
     private long windowNanos;
     private long creditPerRequest = DEFAULT_POLL_CREDIT_NANOS;
     /** Polling paid for by the requests served, in ns. */
@@ -58,6 +69,7 @@ public final class PollingPolicy {
         this.maxNanos = micros * 1000;
         this.windowNanos = maxNanos;
         this.waitStart = 0;
+        this.foundInARow = 0;
     }
 
     /** Polling each request served earns, in ns; 0 turns the credit off. */
@@ -107,14 +119,22 @@ public final class PollingPolicy {
     /**
      * QEMU's rule: after a wait of {@code blockedNanos} (polling included) that polling did not
      * cover, poll longer if a window up to the maximum would have covered it, shorter if even the
-     * maximum would not have.
+     * maximum would not have; except that a wait longer than the maximum right after
+     * {@link #FOUND_BEFORE_A_STRAGGLER} polls in a row found work is a straggler, and the window
+     * holds. (QEMU's rule alone is bistable for a guest whose round trip is near the maximum and
+     * whose device wakes slowly: one straggler shrinks the window below the round trip, and every
+     * wait after it, the wake-up included, looks longer than the maximum.)
      */
     private void adjust(long blockedNanos) {
         if (blockedNanos <= windowNanos) {
             return;
         }
         if (blockedNanos > maxNanos) {
-            windowNanos = windowNanos / 2 < MIN_POLL_NANOS ? 0 : windowNanos / 2;
+            boolean straggler = foundInARow >= FOUND_BEFORE_A_STRAGGLER;
+            foundInARow = 0;
+            if (!straggler) {
+                windowNanos = windowNanos / 2 < MIN_POLL_NANOS ? 0 : windowNanos / 2;
+            }
         } else if (windowNanos < maxNanos) {
             windowNanos = Math.min(maxNanos, windowNanos == 0 ? INITIAL_POLL_NANOS : 2 * windowNanos);
         }
@@ -147,10 +167,21 @@ public final class PollingPolicy {
         return elapsed > windowNanos;
     }
 
-    /** A poll lasted {@code nanos}: the part past the window uses up credit. */
-    void polled(long nanos) {
+    /**
+     * A poll lasted {@code nanos} and found work or not: the part past the window uses up credit.
+     * One that ran past the window (on credit) and found work within the maximum is the measure
+     * QEMU's rule lacks when sleeps are slow: a window that long would have found it, so the
+     * window grows to twice that (up to the maximum); a closed window opens again this way.
+     */
+    void polled(long nanos, boolean found) {
         if (nanos > windowNanos) {
             credit = Math.max(0, credit - (nanos - windowNanos));
+            if (found && nanos <= maxNanos) {
+                windowNanos = Math.min(maxNanos, Math.max(INITIAL_POLL_NANOS, 2 * nanos));
+            }
+        }
+        if (found) {
+            foundInARow = Math.min(foundInARow + 1, FOUND_BEFORE_A_STRAGGLER);
         }
     }
 }

@@ -266,7 +266,7 @@ public final class QueueEngine implements QueueCompletions {
                 reapCompletions();
             }
             if (drain() > 0) {
-                polling.polled(clock.getAsLong() - start);
+                polling.polled(clock.getAsLong() - start, true);
                 return true;
             }
             if (rest.resting() || (group != null && group.otherWantsThread(this))) {
@@ -283,7 +283,7 @@ public final class QueueEngine implements QueueCompletions {
                 Thread.onSpinWait();
             }
         } while ((now = clock.getAsLong()) - deadline < 0);
-        polling.polled(now - start);
+        polling.polled(now - start, false);
         return false;
     }
 

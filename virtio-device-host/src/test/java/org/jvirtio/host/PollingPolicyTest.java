@@ -88,11 +88,11 @@ class PollingPolicyTest {
         assertEquals(10 * US, p.pollNanos(false), "another queue of the thread is busy: the window only");
         assertFalse(p.pastWindow(10 * US));
         assertTrue(p.pastWindow(11 * US), "past the window the poll runs on credit");
-        p.polled(8 * US);
+        p.polled(8 * US, false);
         assertEquals(100 * US, p.creditNanos(), "a poll within the window costs no credit");
-        p.polled(70 * US);
+        p.polled(70 * US, false);
         assertEquals(40 * US, p.creditNanos(), "60 us past the window");
-        p.polled(1_000 * US);
+        p.polled(1_000 * US, false);
         assertEquals(0, p.creditNanos(), "never below 0");
     }
 
@@ -114,5 +114,99 @@ class PollingPolicyTest {
         PollingPolicy p = new PollingPolicy();
         assertThrows(IllegalArgumentException.class, () -> p.window(-1));
         assertThrows(IllegalArgumentException.class, () -> p.creditPerRequest(-1));
+    }
+
+    /**
+     * A queue of depth 1 driven by a guest that waits for interrupts, as the engine drives the
+     * policy: after each request the device polls if the policy wants it, and finds the next
+     * request after the guest's round trip {@code roundTrip[i]} if the poll lasts that long;
+     * otherwise it sleeps, and the guest's kick reaches it {@code wake} later (a wake-up on a
+     * virtual machine's host). Returns the share of requests a poll found, in percent.
+     */
+    static int depthOne(PollingPolicy p, long[] roundTrip, long wake) {
+        long t = 1;
+        int found = 0;
+        for (long r : roundTrip) {
+            p.served(1);
+            long arrival = t + r;
+            if (p.wantsPoll()) {
+                long poll = p.pollNanos(true);
+                if (r <= poll) {
+                    p.polled(r, true);
+                    found++;
+                    t = arrival + 2 * US;
+                    continue;
+                }
+                p.polled(poll, false);
+            }
+            p.sleeping(t);
+            p.woke(arrival + wake);
+            t = arrival + wake + 2 * US;
+        }
+        return 100 * found / roundTrip.length;
+    }
+
+    /**
+     * Round trips of 18 us; one in {@code every} a straggler of 45 us (a guest's slow wake-up),
+     * one in 10 times that many one of 300 us (the guest's vCPU descheduled a while: longer than
+     * the credit bank covers).
+     */
+    static long[] roundTrips(int n, int every) {
+        long[] r = new long[n];
+        for (int i = 0; i < n; i++) {
+            r[i] = i % (10 * every) == 10 * every - 1 ? 300 * US : i % every == every - 1 ? 45 * US : 18 * US;
+        }
+        return r;
+    }
+
+    /**
+     * Depth-1 reads of an image in the page cache: the guest's round trip (18 us) fits the
+     * window, but now and then the guest is slow, once in a while longer than the credit bank
+     * covers, and a sleeping device is woken 45 us after the kick. QEMU's rule alone halves the
+     * window at such a straggler and, once the window is below the round trip, at every request
+     * after it (each sleep now looks longer than the maximum, because of the wake-up), down to
+     * 0; the credit then pays for one poll in ten: a round that started polling ends up
+     * sleeping, and which one a round lands in is chance (issue 29: p50 19 us in some rounds,
+     * 65-88 us in others). A straggler among polls that keep finding work costs one poll and is
+     * not taken for an idle queue, so the window holds.
+     */
+    @Test
+    void depthOneRoundTripsKeepTheWindowDespiteAStragglerNowAndThen() {
+        PollingPolicy p = policy(32, 2_000);
+        int found = depthOne(p, roundTrips(10_000, 50), 45 * US);
+        assertEquals(32 * US, p.windowNanos(), "the window holds");
+        assertTrue(found >= 97, "polls found " + found + "% of the requests");
+    }
+
+    /**
+     * A window that closed (the queue was idle) opens again when a depth-1 load comes back,
+     * although every sleep then lasts longer than the maximum (the guest's round trip plus the
+     * device's wake-up): the credit the requests earn pays for a poll, the poll finds the next
+     * request within the maximum, and that is what the window grows to cover.
+     */
+    @Test
+    void aClosedWindowOpensAgainWhenAPollOnCreditFindsTheRoundTripWithinTheMaximum() {
+        PollingPolicy p = policy(32, 2_000);
+        long t = 1;
+        for (int i = 0; i < 7; i++) {
+            t = waitFor(p, t, 1_000 * US); // idle: closed
+        }
+        assertEquals(0, p.windowNanos());
+        depthOne(p, roundTrips(100, 1_000), 45 * US);
+        assertEquals(32 * US, p.windowNanos(), "open again within 100 requests");
+        int found = depthOne(p, roundTrips(10_000, 50), 45 * US);
+        assertTrue(found >= 97, "polls found " + found + "% of the requests");
+    }
+
+    /** An idle queue still stops polling at once: requests 1 ms apart, each poll a miss. */
+    @Test
+    void requestsFarApartStillCloseTheWindow() {
+        PollingPolicy p = policy(32, 2_000);
+        long[] far = new long[20];
+        java.util.Arrays.fill(far, 1_000 * US);
+        int found = depthOne(p, far, 45 * US);
+        assertEquals(0, found);
+        assertEquals(0, p.windowNanos());
+        assertEquals(0, p.creditNanos(), "waits longer than the cap forfeit the credit");
     }
 }

@@ -48,15 +48,19 @@ public final class BlkBench implements Callable<Integer> {
     @Option(names = "--think-us", defaultValue = "0", description = "Pause this many microseconds (parked, so plus the kernel's timer slack) before replacing each completed request: a guest that does other work between I/Os, for the CPU cost of a lightly loaded queue (default: ${DEFAULT-VALUE}).")
     int thinkUs;
 
+    @Option(names = "--poll-us", defaultValue = "0", description = "Poll the used ring up to this many microseconds before waiting for the interrupt, as a guest kernel that polls (haltpoll) does; 0 waits at once, as a plain guest (default: ${DEFAULT-VALUE}).")
+    int pollUs;
+
     @Override
     public Integer call() throws Exception {
         if (depth < 1 || depth > 128 || bs < 512 || bs % 512 != 0 || bs > (1 << 20) || readPercent < 0 || readPercent > 100 || seconds < 1 || warmup < 0
-                || queues < 1 || queues > BlkClient.MAX_QUEUES || thinkUs < 0 || thinkUs > 1_000_000) {
+                || queues < 1 || queues > BlkClient.MAX_QUEUES || thinkUs < 0 || thinkUs > 1_000_000 || pollUs < 0 || pollUs > 1_000_000) {
             throw new CommandLine.ParameterException(new CommandLine(this),
-                    "need --depth 1-128, --bs a multiple of 512 up to 1 MiB, --read-percent 0-100, --seconds >= 1, --think-us 0-1000000, --queues 1-"
+                    "need --depth 1-128, --bs a multiple of 512 up to 1 MiB, --read-percent 0-100, --seconds >= 1, --think-us 0-1000000, --poll-us 0-1000000, --queues 1-"
                             + BlkClient.MAX_QUEUES);
         }
         try (BlkClient c = new BlkClient(socket, depth, bs, queues, inflight)) {
+            c.pollBeforeWaiting(pollUs);
             long blocks = Math.min(c.capacitySectors() * 512, VhostUserBlkCommand.parseSize("--span", span)) / bs;
             if (blocks < 1) {
                 throw new CommandLine.ParameterException(new CommandLine(this), "the disk is smaller than one block");

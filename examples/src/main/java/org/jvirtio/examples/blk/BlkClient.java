@@ -72,6 +72,8 @@ public final class BlkClient implements AutoCloseable {
     private final int maxBytes;
     private final long capacitySectors;
     private final long features;
+    /** How long {@link #reap} polls the used ring before it waits for the interrupt, in ns (0: waits at once). */
+    private volatile long pollNanos;
 
     /** One queue. @param maxBytes largest data transfer per request */
     public BlkClient(Path socket, int depth, int maxBytes) throws IOException {
@@ -230,6 +232,18 @@ public final class BlkClient implements AutoCloseable {
     }
 
     /**
+     * Polls the used ring up to {@code micros} before waiting for the interrupt, as a guest
+     * kernel with (haltpoll-style) polling does; 0, the default, waits at once as a plain guest
+     * does.
+     */
+    public void pollBeforeWaiting(long micros) {
+        if (micros < 0) {
+            throw new IllegalArgumentException("negative poll time: " + micros);
+        }
+        this.pollNanos = micros * 1000;
+    }
+
+    /**
      * Waits (up to {@code timeoutMillis}) for at least one completion on queue {@code q} and
      * reports all that are there.
      *
@@ -239,9 +253,13 @@ public final class BlkClient implements AutoCloseable {
         Queue qu = queues[q];
         qu.sink = c;
         long deadline = System.nanoTime() + timeoutMillis * 1_000_000L;
+        long poll = pollNanos;
         while (true) {
             int n = qu.driver.pollUsed(qu.handler);
             if (n > 0) {
+                return n;
+            }
+            if (poll > 0 && (n = pollFor(qu, poll)) > 0) {
                 return n;
             }
             if (qu.driver.enableInterrupts()) {
@@ -256,6 +274,18 @@ public final class BlkClient implements AutoCloseable {
             qu.call.await((int) Math.min(left, Integer.MAX_VALUE));
             qu.driver.disableInterrupts();
         }
+    }
+
+    private static int pollFor(Queue qu, long nanos) {
+        long end = System.nanoTime() + nanos;
+        do {
+            int n = qu.driver.pollUsed(qu.handler);
+            if (n > 0) {
+                return n;
+            }
+            Thread.onSpinWait();
+        } while (System.nanoTime() - end < 0);
+        return 0;
     }
 
     public int depth() {
