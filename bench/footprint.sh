@@ -129,10 +129,11 @@ fi
 # One process serving FOOTPRINT_SHARED (default 10) null disks, each on its own socket, as a host
 # that puts its VMs' disks in one backend process would (jvirtio: bin/vhost-user blk ... + blk ...;
 # qemu-storage-daemon: one --blockdev and --export per disk): resident memory of the process, per
-# disk, idle and after S seconds of the depth-32 read load on each disk in turn.
+# disk, idle and after S seconds of the depth-32 read load on each disk in turn; threads idle and
+# after the load.
 shared=${FOOTPRINT_SHARED:-10}
 if [ "$shared" -gt 0 ]; then
-  printf '\n%-8s %5s %14s %14s %8s %16s\n' backend disks idle_rss_MB idle_MB_each threads loaded_MB_each
+  printf '\n%-8s %5s %14s %14s %8s %16s %14s %14s\n' backend disks idle_rss_MB idle_MB_each threads loaded_MB_each loaded_rss_MB loaded_threads
   for kind in jvirtio qsd; do
     args=()
     for i in $(seq "$shared"); do
@@ -165,9 +166,10 @@ if [ "$shared" -gt 0 ]; then
         --span 256M >"$work/bench.out" 2>&1 || { echo "footprint: bench failed: $(cat "$work/bench.out")" >&2; exit 1; }
     done
     loaded=$(status_kb "$spid" VmRSS)
+    lthr=$(status_kb "$spid" Threads)
     kill "$spid" 2>/dev/null || true
     wait "$spid" 2>/dev/null || true
-    awk -v k="$kind" -v n="$shared" -v i="$idle" -v t="$thr" -v l="$loaded" \
-      'BEGIN {printf "%-8s %5d %14.1f %14.1f %8d %16.1f\n", k, n, i / 1024, i / n / 1024, t, l / n / 1024}'
+    awk -v k="$kind" -v n="$shared" -v i="$idle" -v t="$thr" -v l="$loaded" -v lt="$lthr" \
+      'BEGIN {printf "%-8s %5d %14.1f %14.1f %8d %16.1f %14.1f %14d\n", k, n, i / 1024, i / n / 1024, t, l / n / 1024, l / 1024, lt}'
   done
 fi

@@ -25,7 +25,8 @@ import static org.junit.jupiter.api.Assertions.*;
 /**
  * Several devices in one runner process ({@code bin/vhost-user blk ... + blk ... + rng ...}), as
  * qemu-storage-daemon serves several exports: each on its own socket, driven at the same time,
- * reloaded together on SIGHUP and stopped together on SIGTERM; a bad part starts none.
+ * reloaded together on SIGHUP and stopped together on SIGTERM, sharing one control thread and
+ * the I/O threads; a bad part starts none.
  */
 class SeveralDevicesTest {
     @TempDir
@@ -102,6 +103,11 @@ class SeveralDevicesTest {
                 s.memory().read(buf, MemorySegment.ofArray(bytes));
                 assertFalse(java.util.Arrays.equals(bytes, new byte[512]), "entropy");
             }
+            // The three share the process's threads: one control loop, one I/O thread (--iothreads
+            // defaults to 1 and no part asks for more), after every queue has served.
+            List<String> threads = threadNames(p.pid());
+            assertEquals(1, threads.stream().filter(t -> t.startsWith("jvirtio-control")).count(), threads.toString());
+            assertEquals(1, threads.stream().filter(t -> t.startsWith("jvirtio-io")).count(), threads.toString());
             // SIGHUP reloads each device; the disk grown under b announces its new size.
             try (var f = new java.io.RandomAccessFile(img.toFile(), "rw")) {
                 f.setLength(16 << 20);
@@ -124,6 +130,19 @@ class SeveralDevicesTest {
             assertFalse(Files.exists(s), s + " removed on exit");
         }
         assertEquals(3, seen.stream().filter(x -> x.startsWith("  -object memory-backend-memfd")).count(), "a QEMU fragment each");
+    }
+
+    /** The names of the process's threads (/proc/PID/task/N/comm). */
+    private static List<String> threadNames(long pid) throws Exception {
+        try (var tasks = Files.list(Path.of("/proc", Long.toString(pid), "task"))) {
+            return tasks.map(t -> {
+                try {
+                    return Files.readString(t.resolve("comm")).strip();
+                } catch (java.io.IOException e) {
+                    return ""; // the thread ended meanwhile
+                }
+            }).toList();
+        }
     }
 
     /** Waits up to 10 s for {@code line} in the runner's output. */
