@@ -24,6 +24,10 @@ public final class Libc {
     public static final int PROT_READ = 0x1;
     public static final int PROT_WRITE = 0x2;
     public static final int MAP_SHARED = 0x01;
+    /** mmap: fault the mapping in now (io_uring's rings, touched on every request). */
+    public static final int MAP_POPULATE = 0x8000;
+    /** preadv2/pwritev2 and io_uring read/write flags: this write is durable when it returns (O_DSYNC for one call). */
+    public static final int RWF_DSYNC = 0x2;
     public static final int MFD_CLOEXEC = 0x0001;
     public static final int MFD_ALLOW_SEALING = 0x0002;
     public static final int EFD_CLOEXEC = 0x80000;

@@ -44,7 +44,6 @@ public final class IoUring implements AutoCloseable {
 
     public static final int IOSQE_FIXED_FILE = 1;
     public static final int FSYNC_DATASYNC = 1;
-    public static final int RWF_DSYNC = 2;
 
     private static final int SETUP_CLAMP = 1 << 4;
     private static final int SETUP_SUBMIT_ALL = 1 << 7;
@@ -53,7 +52,6 @@ public final class IoUring implements AutoCloseable {
     private static final int REGISTER_FILES = 2;
     private static final int REGISTER_EVENTFD = 4;
     private static final long OFF_SQES = 0x10000000L;
-    private static final int MAP_POPULATE = 0x8000;
 
     private static final int SQE = 64;
     private static final int CQE = 16;
@@ -134,10 +132,10 @@ public final class IoUring implements AutoCloseable {
             long cqMaskOff = p.get(JAVA_INT, 88);
             this.cqesOff = p.get(JAVA_INT, 100);
             this.ringSize = Math.max(sqArrayOff + 4L * sqEntries, cqesOff + (long) CQE * cqEntries);
-            this.ring = Libc.mmap(ringSize, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_SHARED | MAP_POPULATE, fd, 0).reinterpret(ringSize);
+            this.ring = Libc.mmap(ringSize, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_SHARED | Libc.MAP_POPULATE, fd, 0).reinterpret(ringSize);
             MemorySegment s;
             try {
-                s = Libc.mmap((long) SQE * sqEntries, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_SHARED | MAP_POPULATE, fd, OFF_SQES)
+                s = Libc.mmap((long) SQE * sqEntries, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_SHARED | Libc.MAP_POPULATE, fd, OFF_SQES)
                         .reinterpret((long) SQE * sqEntries);
             } catch (ErrnoException e) {
                 Libc.munmap(ring.address(), ringSize);

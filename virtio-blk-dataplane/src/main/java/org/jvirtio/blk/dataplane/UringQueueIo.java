@@ -213,7 +213,7 @@ final class UringQueueIo implements BlockQueueIo {
         }
         long s = sqe();
         int op = kind == K_READ ? IoUring.OP_READV : IoUring.OP_WRITEV;
-        int rwFlags = kind == K_WRITE_DSYNC ? IoUring.RWF_DSYNC : 0;
+        int rwFlags = kind == K_WRITE_DSYNC ? Libc.RWF_DSYNC : 0;
         ring.prep(s, op, IoUring.IOSQE_FIXED_FILE, 0, r.offset() + resumeAt, iov.address(), count, rwFlags,
                 userData(r, kind, 0));
     }
