@@ -58,6 +58,14 @@ public abstract class DescriptorChain {
     }
 
     /**
+     * Sets the chain's id once it is known: a packed ring's buffer id comes with the chain's last
+     * descriptor. For queue implementations.
+     */
+    protected final void setHead(int head) {
+        this.head = head;
+    }
+
+    /**
      * Appends a buffer: {@code length} bytes at {@code offset} in region {@code region} of the
      * chain's memory. Readable buffers must all come before writable ones; the queue
      * implementation checks that before calling. For queue implementations.
@@ -111,7 +119,7 @@ public abstract class DescriptorChain {
 
     // ---- read by devices ----
 
-    /** The head descriptor id: what goes into the used ring. */
+    /** The head descriptor id (a packed ring's buffer id): what goes into the used ring. */
     public final int head() {
         return head;
     }

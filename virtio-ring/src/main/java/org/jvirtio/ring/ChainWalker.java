@@ -9,8 +9,10 @@ import static org.jvirtio.api.GuestMemory.LE_U64;
 import static org.jvirtio.ring.SplitRingLayout.*;
 
 /**
- * Walks one descriptor chain of a ring into a {@link RingChain}: follows NEXT through the
- * descriptor table, reads an indirect table in place (or through {@link GuestMemory} when it
+ * Walks one descriptor chain of a ring into a {@link RingChain}. For a split ring it follows NEXT
+ * through the descriptor table itself ({@link #walk}); a packed ring's queue steps through its
+ * ring and hands each descriptor over ({@link #begin}, {@link #descriptor},
+ * {@link #packedIndirect}). Either way it reads an indirect table in place (or through {@link GuestMemory} when it
  * crosses a region boundary), checks every descriptor against the chain so far, and translates
  * each buffer into guest memory regions, splitting it where it crosses one. Every descriptor field
  * is read once into a local (TOCTOU). A walk that meets a violation stops and says why
@@ -112,6 +114,70 @@ final class ChainWalker {
             }
             id = next;
         }
+    }
+
+    /**
+     * Starts a chain that the ring's own protocol walks (packed: descriptors in ring order): its
+     * descriptors follow through {@link #descriptor} or {@link #packedIndirect}.
+     */
+    void begin(RingChain chain, int head) {
+        violation = null;
+        chain.start(memory, head);
+        seenWritable = false;
+    }
+
+    /** One direct descriptor of a chain begun with {@link #begin}, found at ring position {@code pos}. */
+    boolean descriptor(RingChain chain, long addr, int len, boolean writable, int pos) {
+        return take(chain, addr, len, writable ? DESC_F_WRITE : 0, pos);
+    }
+
+    /**
+     * A packed ring's indirect table (VIRTIO 1.3, 2.8.7) for a chain begun with {@link #begin}:
+     * {@code tableLen / 16} descriptors in order, WRITE the only flag they may carry (an INDIRECT
+     * one is refused: a nested table). Read in place, or through {@link GuestMemory} when it
+     * crosses a region boundary; each entry read once.
+     */
+    boolean packedIndirect(RingChain chain, long tableAddr, long tableLen) {
+        if (tableLen == 0) {
+            return fail(Reason.INDIRECT_TABLE_EMPTY, tableAddr, 0, 0);
+        }
+        if ((tableLen & (DESC_SIZE - 1)) != 0) {
+            return fail(Reason.INDIRECT_TABLE_LENGTH, tableLen, tableAddr, 0);
+        }
+        long entries = tableLen / DESC_SIZE;
+        if (entries > MAX_SIZE) {
+            return fail(Reason.INDIRECT_TABLE_TOO_LARGE, entries, MAX_SIZE, 0);
+        }
+        MemorySegment seg = null;
+        long segBase = 0;
+        int r = memory.findRegion(tableAddr);
+        if (r >= 0 && tableLen <= memory.regionSize(r) - (tableAddr - memory.regionStart(r))) {
+            seg = memory.regionSegment(r);
+            segBase = tableAddr - memory.regionStart(r);
+        } else if (!memory.contains(tableAddr, tableLen)) {
+            return fail(Reason.INDIRECT_TABLE_OUTSIDE_MEMORY, tableAddr, tableLen, 0);
+        }
+        for (int i = 0; i < (int) entries; i++) {
+            long off = (long) i * DESC_SIZE;
+            long addr;
+            long word;
+            if (seg != null) {
+                addr = seg.get(LE_U64, segBase + off + PackedRingLayout.DESC_ADDR);
+                word = seg.get(LE_U64, segBase + off + PackedRingLayout.DESC_LEN);
+            } else {
+                addr = memory.readU64(tableAddr + off + PackedRingLayout.DESC_ADDR);
+                word = memory.readU64(tableAddr + off + PackedRingLayout.DESC_LEN);
+            }
+            int len = (int) word;
+            int flags = (int) (word >>> 48);
+            if ((flags & PackedRingLayout.DESC_F_INDIRECT) != 0) {
+                return fail(Reason.NESTED_INDIRECT, i, 0, 0);
+            }
+            if (!take(chain, addr, len, flags & DESC_F_WRITE, i)) {
+                return false;
+            }
+        }
+        return true;
     }
 
     private boolean walkIndirect(RingChain chain, long tableAddr, long tableLen) {
@@ -234,6 +300,11 @@ final class ChainWalker {
             left -= n;
         }
         return true;
+    }
+
+    /** Records why a chain the ring's own protocol walks is refused; returns false. */
+    boolean refuse(Reason reason, long a, long b, long c) {
+        return fail(reason, a, b, c);
     }
 
     private boolean fail(Reason reason, long a, long b, long c) {

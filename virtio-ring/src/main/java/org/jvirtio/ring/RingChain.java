@@ -3,7 +3,7 @@ package org.jvirtio.ring;
 import org.jvirtio.api.DescriptorChain;
 import org.jvirtio.api.GuestMemory;
 
-/** A chain of a {@link SplitQueue}'s pool: the queue fills it in; devices only read it. */
+/** A chain of a ring queue's pool: the queue fills it in; devices only read it. */
 final class RingChain extends DescriptorChain {
     /** This chain's index in its queue's pool. */
     final int slot;
@@ -15,6 +15,11 @@ final class RingChain extends DescriptorChain {
 
     void start(GuestMemory memory, int head) {
         reset(memory, head);
+    }
+
+    /** The packed ring's buffer id, known at the chain's last descriptor. */
+    void id(int id) {
+        setHead(id);
     }
 
     /** Chains of up to this many buffers are never trimmed: what large guest I/O needs. */

@@ -12,13 +12,13 @@ import org.slf4j.LoggerFactory;
  * What the device side of every ring layout shares, whatever its index protocol: the chain walker
  * ({@link ChainWalker}) and pool ({@link ChainPool}), the violation that breaks the queue and the
  * listener told of it, faults touching guest memory turned into a violation, and the dirty log the
- * queue marks while the front-end migrates. A subclass ({@link SplitQueue}) adds the layout:
+ * queue marks while the front-end migrates. A subclass ({@link SplitQueue}, {@link PackedQueue}) adds the layout:
  * where heads come from, where used elements go, how notifications are suppressed.
  *
  * <p>One thread owns a queue and makes every call; there are no locks. No exception leaves a
  * queue because of guest data, and no access leaves guest memory.
  */
-public abstract sealed class RingQueue implements Virtqueue permits SplitQueue {
+public abstract sealed class RingQueue implements Virtqueue permits SplitQueue, PackedQueue {
     private static final Logger LOG = LoggerFactory.getLogger(RingQueue.class);
 
     /** Buffers per chain a device accepts unless told otherwise (QEMU's VIRTQUEUE_MAX_SIZE). */
@@ -82,7 +82,37 @@ public abstract sealed class RingQueue implements Virtqueue permits SplitQueue {
                                long features, int nextAvail, int nextUsed) throws RingConfigurationException {
         checkNothingInFlight();
         active = false;
-        activate(RingGeometry.of(index, memory, size, descAddr, availAddr, usedAddr), features, nextAvail, nextUsed);
+        activate(RingGeometry.of(index, memory, size, descAddr, availAddr, usedAddr, this instanceof PackedQueue), features,
+                nextAvail, nextUsed);
+    }
+
+    /**
+     * Validates and takes a ring nothing has used yet (a driver that just set it up): split from
+     * index 0, packed from position 0 with both wrap counters 1.
+     *
+     * @throws RingConfigurationException with the reason, leaving the queue inactive
+     */
+    public final void activate(GuestMemory memory, int size, long descAddr, long availAddr, long usedAddr, long features)
+            throws RingConfigurationException {
+        boolean packed = this instanceof PackedQueue;
+        activate(memory, size, descAddr, availAddr, usedAddr, features, packed ? PackedQueue.FRESH : 0, packed ? -1 : 0);
+    }
+
+    /** The ring state of a ring nothing has used yet, as {@link #activate(RingGeometry, long, int, int)} takes it. */
+    public abstract int freshState();
+
+    /**
+     * A queue of the layout {@code features} negotiated: a {@link PackedQueue} with
+     * VIRTIO_F_RING_PACKED, else a {@link SplitQueue}.
+     */
+    public static RingQueue create(int index, int maxChainBuffers, long features) {
+        return org.jvirtio.api.VirtioFeatures.has(features, org.jvirtio.api.VirtioFeatures.RING_PACKED)
+                ? new PackedQueue(index, maxChainBuffers) : new SplitQueue(index, maxChainBuffers);
+    }
+
+    /** Whether this queue speaks the packed layout. */
+    public final boolean packed() {
+        return this instanceof PackedQueue;
     }
 
     /**

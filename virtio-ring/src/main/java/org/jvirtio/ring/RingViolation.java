@@ -12,7 +12,7 @@ package org.jvirtio.ring;
  */
 public record RingViolation(Reason reason, int queue, long a, long b, long c) {
 
-    /** Every way a guest or frontend can make a split ring unusable. */
+    /** Every way a guest or frontend can make a ring unusable, split or packed. */
     public enum Reason {
         SIZE_INVALID("queue size %1$d is not a power of two in [1, %2$d]"),
         RING_MISALIGNED("ring part %3$s at 0x%1$x is not %2$d-byte aligned"),
@@ -36,6 +36,12 @@ public record RingViolation(Reason reason, int queue, long a, long b, long c) {
         INDIRECT_TABLE_OUTSIDE_MEMORY("indirect table [0x%1$x, +%2$d) is not in guest memory"),
         ADDRESS_OUT_OF_RANGE("buffer [0x%1$x, +%2$d) of descriptor %3$d is not in guest memory"),
         LENGTH_OVERFLOW("chain lengths add up to %1$d bytes, more than 2^32 - 1"),
+        PACKED_SIZE_INVALID("packed queue size %1$d is not in [1, %2$d]"),
+        PACKED_FLAGS("descriptor %1$d (wrap counter %2$d) of a chain is not available: flags 0x%3$x"),
+        BUFFER_ID_OUT_OF_RANGE("buffer id %1$d >= queue size %2$d (chain at descriptor %3$d)"),
+        BUFFER_ID_IN_FLIGHT("buffer id %1$d is already in flight (chain at descriptor %2$d)"),
+        CHAIN_LONGER_THAN_RING("chain at descriptor %1$d has more than %2$d descriptors: longer than the ring"),
+        INDIRECT_IN_CHAIN("descriptor %1$d is INDIRECT inside a chain linked by NEXT"),
         MEMORY_FAULT("guest memory faulted while the ring was accessed (the file behind it shrank under the mapping?)");
 
         private final String format;
@@ -45,8 +51,10 @@ public record RingViolation(Reason reason, int queue, long a, long b, long c) {
         }
     }
 
-    /** Names of ring parts, for the RING_* geometry reasons. */
-    static final String[] PARTS = {"descriptor table", "available ring", "used ring"};
+    /** Names of ring parts, for the RING_* geometry reasons: split's three, then packed's three. */
+    static final String[] PARTS = {"descriptor table", "available ring", "used ring", "descriptor ring", "driver area", "device area"};
+    /** Where packed's parts start in {@link #PARTS}. */
+    static final int PACKED_PARTS = 3;
 
     public String message() {
         Object third = (reason == Reason.RING_MISALIGNED || reason == Reason.RING_OUTSIDE_MEMORY || reason == Reason.RING_HOST_MISALIGNED)

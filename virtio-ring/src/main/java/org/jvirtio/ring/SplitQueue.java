@@ -121,6 +121,11 @@ public final class SplitQueue extends RingQueue {
         this.active = true;
     }
 
+    @Override
+    public int freshState() {
+        return 0;
+    }
+
     /** Stops the queue (vhost-user GET_VRING_BASE, device reset). Chains in flight stay valid until returned. */
     @Override
     public void deactivate() {
@@ -296,6 +301,10 @@ public final class SplitQueue extends RingQueue {
             if (active && violation == null) { // nothing more is written to a broken or stopped ring
                 writeUsed(rc, writtenLength);
             }
+        } catch (InternalError e) {
+            // A fault's error is delivered asynchronously: it may surface at writeUsed's return
+            // rather than inside its own catch.
+            memoryFault();
         } finally {
             // Only now: back in the pool, the chain may lose its buffers (which the log needed).
             pool.give(rc);

@@ -21,27 +21,12 @@ import static org.jvirtio.ring.SplitRingLayout.*;
  *
  * <p>The driver keeps its own record of which descriptors belong to which chain; it never
  * trusts what the device might have changed in the descriptor table. A used element that names
- * a head not in flight is a {@link DeviceMisbehaviourException}.
+ * a head not in flight is a {@link QueueDriver.DeviceMisbehaviourException}. {@link PackedQueueDriver}
+ * is the same for the packed layout.
  *
  * <p>One thread at a time (no locks); a different thread may be the device.
  */
-public final class SplitQueueDriver {
-    /** A device returned something a correct device never does. */
-    public static final class DeviceMisbehaviourException extends RuntimeException {
-        private static final long serialVersionUID = 1L;
-
-        public DeviceMisbehaviourException(String message) {
-            super(message);
-        }
-    }
-
-    /** Receives used elements from {@link #pollUsed(UsedHandler)}. */
-    @FunctionalInterface
-    public interface UsedHandler {
-        /** @param token what was passed to {@code add}; {@code length} bytes were written by the device */
-        void used(int head, long token, int length);
-    }
-
+public final class SplitQueueDriver implements QueueDriver {
     private final GuestMemory memory;
     private final int size;
     private final int mask;
@@ -118,27 +103,38 @@ public final class SplitQueueDriver {
         return new SplitQueueDriver(memory, size, p.desc(), p.avail(), p.used(), features, indirectArea, maxIndirect);
     }
 
+    @Override
+    public boolean packed() {
+        return false;
+    }
+
+    @Override
     public int size() {
         return size;
     }
 
+    @Override
     public long descAddr() {
         return descAddr;
     }
 
+    @Override
     public long availAddr() {
         return availAddr;
     }
 
+    @Override
     public long usedAddr() {
         return usedAddr;
     }
 
+    @Override
     public GuestMemory memory() {
         return memory;
     }
 
     /** Descriptors not in use. */
+    @Override
     public int freeDescriptors() {
         return numFree;
     }
@@ -147,11 +143,13 @@ public final class SplitQueueDriver {
      * The descriptor id the next {@code add} or {@code addIndirect} will use as its head, or -1
      * when none is free. Lets a caller place per-request data by head id.
      */
+    @Override
     public int nextHead() {
         return numFree == 0 ? -1 : freeHead;
     }
 
     /** Chains added and not yet returned used. */
+    @Override
     public int inFlight() {
         return inFlightCount;
     }
@@ -167,6 +165,7 @@ public final class SplitQueueDriver {
      *
      * @return the head id, or -1 when there are not enough free descriptors
      */
+    @Override
     public int add(long[] addrs, int[] lens, int count, int readable, long token) {
         if (count < 1 || count > size || readable < 0 || readable > count) {
             throw new IllegalArgumentException("bad chain: " + count + " buffers, " + readable + " readable");
@@ -194,6 +193,7 @@ public final class SplitQueueDriver {
      *
      * @return the head id, or -1 when no descriptor is free
      */
+    @Override
     public int addIndirect(long[] addrs, int[] lens, int count, int readable, long token) {
         if (maxIndirect == 0) {
             throw new IllegalStateException("this driver has no indirect area");
@@ -239,6 +239,7 @@ public final class SplitQueueDriver {
      *
      * @return whether the device wants a kick (EVENT_IDX's avail_event or the NO_NOTIFY flag)
      */
+    @Override
     public boolean publish() {
         int old = publishedAvail;
         int now = availIdx;
@@ -266,6 +267,7 @@ public final class SplitQueueDriver {
      *
      * @return how many were collected
      */
+    @Override
     public int pollUsed(UsedHandler handler) {
         // Acquire: pairs with the device's release store of used->idx (SplitQueue.publishUsed).
         int idx = (short) U16.getAcquire(used, (long) USED_IDX) & 0xffff;
@@ -308,6 +310,7 @@ public final class SplitQueueDriver {
      *
      * @return true when used elements arrived meanwhile (poll instead of sleeping)
      */
+    @Override
     public boolean enableInterrupts() {
         if (eventIdx) {
             avail.set(LE_U16, usedEventOffset, (short) lastUsed);
@@ -321,37 +324,8 @@ public final class SplitQueueDriver {
         return ((short) U16.getAcquire(used, (long) USED_IDX) & 0xffff) != lastUsed;
     }
 
-    /** How a driver sleeps until the device's interrupt (or {@code millis} pass). */
-    @FunctionalInterface
-    public interface InterruptWait {
-        void await(int millis) throws java.io.IOException;
-    }
-
-    /**
-     * Takes the used elements the device returned, waiting as a guest does when there are none:
-     * ask for an interrupt (EVENT_IDX used_event, or clearing NO_INTERRUPT), re-check, sleep on
-     * the interrupt; so no interrupt is missed.
-     *
-     * @return how many were handed to {@code handler}: 0 when none came within {@code timeoutMillis}
-     */
-    public int awaitUsed(UsedHandler handler, long timeoutMillis, InterruptWait interrupt) throws java.io.IOException {
-        long deadline = System.nanoTime() + timeoutMillis * 1_000_000;
-        while (true) {
-            int n = pollUsed(handler);
-            if (n > 0) {
-                return n;
-            }
-            long left = (deadline - System.nanoTime()) / 1_000_000;
-            if (left <= 0) {
-                return 0;
-            }
-            if (!enableInterrupts()) {
-                interrupt.await((int) Math.min(left, Integer.MAX_VALUE));
-            }
-        }
-    }
-
     /** Tells the device that interrupts are not needed while the driver polls. */
+    @Override
     public void disableInterrupts() {
         if (!eventIdx) {
             avail.set(LE_U16, (long) AVAIL_FLAGS, (short) AVAIL_F_NO_INTERRUPT);
@@ -360,6 +334,7 @@ public final class SplitQueueDriver {
     }
 
     /** Whether used elements are waiting to be collected. */
+    @Override
     public boolean hasUsed() {
         return ((short) U16.getAcquire(used, (long) USED_IDX) & 0xffff) != lastUsed;
     }
