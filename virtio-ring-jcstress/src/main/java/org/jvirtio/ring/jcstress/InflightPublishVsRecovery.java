@@ -42,7 +42,7 @@ public class InflightPublishVsRecovery {
 
         public S() {
             super(true);
-            device.attachInflight(region);
+            split().attachInflight(region);
             driver.add(addrs, lens, 2, 1, 0);
             driver.publish();
             chain = device.pop(); // marked in flight
