@@ -5,7 +5,7 @@
 # the module directory and fails the run. With --keep, the corpus is copied into the target's
 # committed regression inputs (src/test/resources/.../<Class>Inputs/<method>/), which plain
 # `bin/build verify` replays.
-# Usage: bench/fuzz.sh [--keep] [SECONDS] [TARGET...]   (targets: ring blk decode mmio; default all)
+# Usage: bench/fuzz.sh [--keep] [SECONDS] [TARGET...]   (targets: ring packed blk decode mmio; default all)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 keep=0
@@ -13,16 +13,17 @@ if [ "${1:-}" = --keep ]; then keep=1; shift; fi
 seconds=${1:-10800}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(ring blk decode mmio)
+[ ${#targets[@]} -gt 0 ] || targets=(ring packed blk decode mmio)
 cd "$root"
 bin/build -q -o install -DskipTests -pl virtio-api,virtio-ring,virtio-device-host,virtio-blk,virtio-transport-vhostuser,virtio-rng,virtio-runner,virtio-transport-mmio
 for t in "${targets[@]}"; do
   case $t in
     ring) module=virtio-ring class=org.jvirtio.ring.DescriptorWalkFuzzTest method=walkingAnyRingStaysInsideGuestMemory ;;
+    packed) module=virtio-ring class=org.jvirtio.ring.PackedRingFuzzTest method=anyPackedRingIsWalkedInsideGuestMemory ;;
     blk) module=virtio-blk class=org.jvirtio.blk.BlkRequestFuzzTest method=anyRequestIsAnsweredWithinItsBuffers ;;
     decode) module=virtio-transport-vhostuser class=org.jvirtio.transport.vhostuser.MessageDecodeFuzzTest method=decodingAnyMessageRefusesOrYieldsValidValues ;;
     mmio) module=virtio-transport-mmio class=org.jvirtio.transport.mmio.RegisterFileFuzzTest method=anyAccessSequenceLeavesAWorkingDevice ;;
-    *) echo "fuzz.sh: unknown target $t (ring, blk, decode, mmio)" >&2; exit 2 ;;
+    *) echo "fuzz.sh: unknown target $t (ring, packed, blk, decode, mmio)" >&2; exit 2 ;;
   esac
   echo "== $t: $class, up to 10^7 executions or $seconds s"
   start=$(date +%s)
