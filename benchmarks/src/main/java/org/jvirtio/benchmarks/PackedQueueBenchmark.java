@@ -55,6 +55,10 @@ public class PackedQueueBenchmark {
     @Param({"direct1", "direct3", "direct8", "indirect3"})
     public String layout;
 
+    /** With the vhost-user inflight region attached (QueueRegionPacked: every descriptor copied as taken), or without. */
+    @Param({"false", "true"})
+    public boolean inflight;
+
     private Arena arena;
     private GuestMemory memory;
     private MemorySegment ring;
@@ -124,6 +128,9 @@ public class PackedQueueBenchmark {
         }
         queue = new PackedQueue(0);
         queue.activate(memory, SIZE, p.desc(), p.driver(), p.device(), features);
+        if (inflight) {
+            queue.attachInflight(arena.allocate(org.jvirtio.ring.RingQueue.inflightRegionSize(true, SIZE), 64), SIZE);
+        }
         queue.disableNotifications();
     }
 

@@ -66,6 +66,14 @@ public final class FeatureNegotiation {
     }
 
     /**
+     * What a transport that speaks both ring layouts offers: {@link #offered} and
+     * VIRTIO_F_RING_PACKED where the device allows it ({@link VirtioDevice#allowsPackedRings}).
+     */
+    public static long offeredWithPacked(VirtioDevice device) {
+        return offered(device) | (device.allowsPackedRings() ? VirtioFeatures.bit(VirtioFeatures.RING_PACKED) : 0);
+    }
+
+    /**
      * Checks a driver's acknowledged features against the device's offer.
      *
      * @param requireVersion1 whether VERSION_1 must be among the accepted features (true for

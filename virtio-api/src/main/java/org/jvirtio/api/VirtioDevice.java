@@ -67,6 +67,16 @@ public interface VirtioDevice {
         return DEFAULT_MAX_CHAIN_LENGTH;
     }
 
+    /**
+     * Whether the transport may offer packed virtqueues (VIRTIO_F_RING_PACKED) for this device.
+     * Every device whose queues the framework's engine serves works on either layout unchanged,
+     * so the default is yes; a device that hands its rings to someone else (the vhost-user proxy)
+     * says no unless that one speaks packed too.
+     */
+    default boolean allowsPackedRings() {
+        return true;
+    }
+
     /** A driver session starts with the negotiated features. No queue runs yet. */
     void activate(DeviceContext context);
 

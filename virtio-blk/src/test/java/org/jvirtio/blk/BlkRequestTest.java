@@ -7,7 +7,7 @@ import java.nio.charset.StandardCharsets;
 
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.VirtioFeatures;
-import org.jvirtio.ring.SplitQueueDriver;
+import org.jvirtio.ring.QueueDriver;
 import org.jvirtio.testkit.transports.TransportRig;
 import org.jvirtio.testkit.TestMemory;
 import org.junit.jupiter.api.AfterEach;
@@ -15,32 +15,41 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.Parameter;
 import org.junit.jupiter.params.ParameterizedClass;
-import org.junit.jupiter.params.provider.EnumSource;
 
 import static org.jvirtio.blk.VirtioBlk.*;
 import static org.junit.jupiter.api.Assertions.*;
 
 /**
- * virtio-blk requests as a guest sends them (or a careless or hostile one), through a real split
- * ring in memfd memory, the same tests over every transport (issue 11): directly on the queue
- * engine, over vhost-user (a backend on a Unix socket, the Java front-end) and over virtio-mmio
- * (the register window). The device's engine-level behaviour (serve budget, faults, log rates)
- * is tested where the engine is, in virtio-blk's VirtioBlkRequestTest.
+ * virtio-blk requests as a guest sends them (or a careless or hostile one), through a real ring
+ * in memfd memory, the same tests over every transport (issue 11) and both ring layouts (issue
+ * 25): directly on the queue engine, over vhost-user (a backend on a Unix socket, the Java
+ * front-end) and over virtio-mmio (the register window), each split and packed. The device's
+ * engine-level behaviour (serve budget, faults, log rates) is tested where the engine is, in
+ * virtio-blk's VirtioBlkRequestTest.
  */
-@ParameterizedClass
-@EnumSource(TransportRig.Kind.class)
+@ParameterizedClass(name = "{0}, packed={1}")
+@org.junit.jupiter.params.provider.MethodSource("transportsAndLayouts")
 class BlkRequestTest {
     static final long DISK = 1 << 20;
     static final long HDR = 0x100000;
     static final long DATA = 0x110000;
     static final long STATUS = 0x1f0000;
 
-    @Parameter
+    @Parameter(0)
     TransportRig.Kind kind;
+    @Parameter(1)
+    boolean packed;
     GuestMemory mem;
-    SplitQueueDriver driver;
+    QueueDriver driver;
     VirtioBlkDevice device;
     TransportRig rig;
+
+    /** Every transport, each with either ring layout. */
+    static java.util.stream.Stream<org.junit.jupiter.params.provider.Arguments> transportsAndLayouts() {
+        return java.util.Arrays.stream(TransportRig.Kind.values())
+                .flatMap(k -> java.util.stream.Stream.of(org.junit.jupiter.params.provider.Arguments.of(k, false),
+                        org.junit.jupiter.params.provider.Arguments.of(k, true)));
+    }
 
     @BeforeEach
     void setUp() throws Exception {
@@ -54,9 +63,10 @@ class BlkRequestTest {
             rig.close();
         }
         device = new VirtioBlkDevice(backend, options);
-        rig = kind.start(device, mem, ~0L);
+        rig = kind.start(device, mem, packed ? ~0L : TransportRig.ALL_SPLIT);
+        assertEquals(packed, VirtioFeatures.has(rig.features(), VirtioFeatures.RING_PACKED), "the layout negotiated");
         mem.slice(0x1000, 0xf000).fill((byte) 0);
-        driver = SplitQueueDriver.at(mem, 0x1000, 256, rig.features(), 0x10000, 32);
+        driver = QueueDriver.at(mem, 0x1000, 256, rig.features(), 0x10000, 32);
         rig.startQueue(0, driver);
     }
 

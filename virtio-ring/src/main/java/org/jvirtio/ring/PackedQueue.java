@@ -62,6 +62,12 @@ public final class PackedQueue extends RingQueue {
     private boolean usedWrap;
     /** Per buffer id: ring descriptors its chain spans while in flight, 0 when it is not. */
     private int[] idDescs = new int[0];
+    /** The sum of {@link #idDescs}: the ring positions between the used and the avail position. */
+    private int descsInFlight;
+    /** The vhost-user inflight region's part for this queue, or null (not tracked). */
+    private PackedInflight inflight;
+    /** Whether {@link #lastPopped} was resubmitted from the inflight region, not read from the ring. */
+    private boolean lastPoppedResubmitted;
     private int signalledUsed;
     private boolean signalledUsedValid;
     private boolean notificationsEnabled = true;
@@ -121,6 +127,9 @@ public final class PackedQueue extends RingQueue {
         } else {
             java.util.Arrays.fill(idDescs, 0);
         }
+        this.descsInFlight = 0;
+        this.inflight = null;
+        this.lastPoppedResubmitted = false;
         this.signalledUsedValid = false;
         this.notificationsEnabled = true;
         this.lastPopped = null;
@@ -138,6 +147,53 @@ public final class PackedQueue extends RingQueue {
     public void deactivate() {
         super.deactivate();
         lastPopped = null;
+        inflight = null;
+    }
+
+    /**
+     * Tracks this (active) queue's requests in {@code region}, its part of the vhost-user
+     * inflight region ({@link PackedInflight}, {@code descNum} entries, at least the ring's size),
+     * and takes over what a predecessor left there: its chains still in flight are served first,
+     * in the order it took them, and the ring goes on from the positions the region gives (the
+     * front-end cannot give them after a backend crash; {@link InflightAttached#note} says when
+     * they differ from its base). Call after {@link #activate} and before the first pop.
+     */
+    @Override
+    public InflightAttached attachInflight(MemorySegment region, int descNum) {
+        if (!active) {
+            throw new IllegalStateException("queue " + index + " is not active");
+        }
+        PackedInflight.Attached a;
+        try {
+            // Plain reads of a descriptor's flags: nothing else runs on the ring yet.
+            a = PackedInflight.attach(region, descNum, size,
+                    pos -> Short.toUnsignedInt(ring.get(GuestMemory.LE_U16, (long) pos * DESC_SIZE + DESC_FLAGS)), usedState());
+        } catch (InternalError e) {
+            memoryFault();
+            return new InflightAttached(0, null, null);
+        }
+        inflight = a.tracker();
+        String note = null;
+        if (a.usedState() >= 0) {
+            if (a.usedState() != usedState() || a.availState() != availState()) {
+                note = "ring state from the inflight region: avail " + describe(a.availState()) + ", used " + describe(a.usedState())
+                        + " (the front-end's base said avail " + describe(availState()) + ", used " + describe(usedState()) + ")";
+            }
+            nextAvail = a.availState() & ~WRAP_BIT;
+            availWrap = (a.availState() & WRAP_BIT) != 0;
+            nextUsed = a.usedState() & ~WRAP_BIT;
+            usedWrap = (a.usedState() & WRAP_BIT) != 0;
+        }
+        return new InflightAttached(a.resubmitted(), a.inconsistency(), note);
+    }
+
+    /** The inflight tracker, for tests. */
+    PackedInflight inflightTracker() {
+        return inflight;
+    }
+
+    private static String describe(int state) {
+        return (state & ~WRAP_BIT) + "/" + ((state & WRAP_BIT) != 0 ? 1 : 0);
     }
 
     /** The next descriptor the device reads and the avail wrap counter, as vhost-user's GET_VRING_BASE gives them. */
@@ -195,6 +251,9 @@ public final class PackedQueue extends RingQueue {
         if (!active || violation != null) {
             return null;
         }
+        if (inflight != null && inflight.resubmitLeft() > 0) {
+            return resubmit();
+        }
         int headFlags = headFlags();
         if (headFlags < 0) {
             return null;
@@ -220,11 +279,78 @@ public final class PackedQueue extends RingQueue {
         }
         pool.handOut(chain, chain.bufferCapacity() - capacity);
         lastPopped = chain;
+        lastPoppedResubmitted = false;
         lastPoppedAvail = head;
         lastPoppedWrap = availWrap;
         nextAvail = walkEnd;
         availWrap = walkEndWrap;
         return chain;
+    }
+
+    /**
+     * The next chain a predecessor left in flight, rebuilt from the inflight region's copies of
+     * its descriptors (the ring's may be overwritten by used descriptors since). Each field read
+     * once and walked as a chain from the ring is, with the buffer id {@link PackedInflight#attach}
+     * checked; the positions do not move (the region's avail position already counts it).
+     */
+    private DescriptorChain resubmit() {
+        PackedInflight track = inflight;
+        int e = track.nextResubmit();
+        int n = track.chainLength(e);
+        int id = track.resubmitId(e);
+        RingChain chain = pool.take();
+        if (chain == null) {
+            track.unresubmit();
+            violate(Reason.TOO_MANY_IN_FLIGHT, id, size, 0);
+            return null;
+        }
+        int capacity = chain.bufferCapacity();
+        boolean ok;
+        try {
+            ok = rebuild(chain, e, n, id);
+        } catch (InternalError err) {
+            pool.putBack(chain, chain.bufferCapacity() - capacity);
+            throw err;
+        }
+        if (!ok) {
+            pool.putBack(chain, chain.bufferCapacity() - capacity);
+            violate(walker.violation());
+            return null;
+        }
+        pool.handOut(chain, chain.bufferCapacity() - capacity);
+        idDescs[id] = n;
+        descsInFlight += n;
+        chain.id(id);
+        lastPopped = chain;
+        lastPoppedResubmitted = true;
+        return chain;
+    }
+
+    private boolean rebuild(RingChain chain, int head, int n, int id) {
+        if (idDescs[id] != 0) {
+            return walker.refuse(Reason.BUFFER_ID_IN_FLIGHT, id, head, 0);
+        }
+        walker.begin(chain, head);
+        PackedInflight track = inflight;
+        int e = head;
+        for (int k = 0; k < n; k++, e = track.nextEntry(e)) {
+            long addr = track.addr(e);
+            int len = track.len(e);
+            int flags = track.flags(e);
+            if ((flags & DESC_F_INDIRECT) != 0) {
+                if (!indirect) {
+                    return walker.refuse(Reason.INDIRECT_NOT_NEGOTIATED, e, 0, 0);
+                }
+                if (n > 1) {
+                    return walker.refuse(Reason.INDIRECT_IN_CHAIN, e, 0, 0);
+                }
+                return walker.packedIndirect(chain, addr, Integer.toUnsignedLong(len));
+            }
+            if (!walker.descriptor(chain, addr, len, (flags & DESC_F_WRITE) != 0, e)) {
+                return false;
+            }
+        }
+        return true;
     }
 
     /** Where the last successful {@link #walk} ended: the descriptor after the chain, and its wrap counter. */
@@ -238,6 +364,10 @@ public final class PackedQueue extends RingQueue {
      */
     private boolean walk(RingChain chain, int head, int headFlags) {
         walker.begin(chain, head);
+        PackedInflight track = inflight;
+        if (track != null) {
+            track.begin();
+        }
         int p = head;
         boolean w = availWrap;
         int flags = headFlags;
@@ -260,6 +390,9 @@ public final class PackedQueue extends RingQueue {
                     // VIRTIO 1.3, 2.8.6: every descriptor of a chain carries its AVAIL and USED bits.
                     return walker.refuse(Reason.PACKED_FLAGS, p, w ? 1 : 0, flags);
                 }
+            }
+            if (track != null) {
+                track.descriptor(addr, len, flags, descId); // the values just read, not read again
             }
             if (++p == size) {
                 p = 0;
@@ -296,7 +429,16 @@ public final class PackedQueue extends RingQueue {
         if (idDescs[id] != 0) {
             return walker.refuse(Reason.BUFFER_ID_IN_FLIGHT, id, head, 0);
         }
+        if (descsInFlight + n > size) {
+            // The driver made available a position whose buffer the device has not used yet
+            // (2.8.21: it may not): the used position would overtake chains still in flight.
+            return walker.refuse(Reason.RING_OVERRUN, head, descsInFlight + n, size);
+        }
         idDescs[id] = n;
+        descsInFlight += n;
+        if (track != null) {
+            track.taken(id);
+        }
         chain.id(id);
         walkEnd = p;
         walkEndWrap = w;
@@ -317,8 +459,17 @@ public final class PackedQueue extends RingQueue {
         }
         RingChain rc = lastPopped;
         lastPopped = null;
-        idDescs[rc.head()] = 0;
+        int id = rc.head();
+        descsInFlight -= idDescs[id];
+        idDescs[id] = 0;
         pool.give(rc);
+        if (lastPoppedResubmitted) {
+            inflight.unresubmit(); // served again by the next pop, from the region
+            return;
+        }
+        if (inflight != null) {
+            inflight.untaken(id);
+        }
         if (!active || violation != null) {
             return;
         }
@@ -342,6 +493,7 @@ public final class PackedQueue extends RingQueue {
         int id = rc.head();
         int descs = idDescs[id];
         idDescs[id] = 0;
+        descsInFlight -= descs;
         try {
             if (active && violation == null) {
                 writeUsed(rc, id, descs, writtenLength);
@@ -359,6 +511,10 @@ public final class PackedQueue extends RingQueue {
         long base = (long) nextUsed * DESC_SIZE;
         int flags = usedFlags(usedWrap) | (writtenLength != 0 ? DESC_F_WRITE : 0);
         long word = Integer.toUnsignedLong(writtenLength) | ((long) id << 32) | ((long) flags << 48);
+        PackedInflight track = inflight;
+        if (track != null) {
+            track.returning(id);
+        }
         try {
             // Release, one 64-bit store of len, id and flags: the driver that sees the flags
             // (with its read barrier after them, virtio_rmb in Linux's virtqueue_get_buf_ctx_packed)
@@ -367,6 +523,9 @@ public final class PackedQueue extends RingQueue {
         } catch (InternalError e) {
             memoryFault();
             return;
+        }
+        if (track != null) {
+            track.returned(id);
         }
         DirtyLog log = dirtyLog();
         if (log != null) {

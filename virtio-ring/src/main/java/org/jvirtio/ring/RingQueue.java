@@ -196,6 +196,20 @@ public abstract sealed class RingQueue implements Virtqueue permits SplitQueue, 
     /** As {@link #setDirtyLog(DirtyLog, long)} with the ring area logged at its own guest address. */
     public abstract void setDirtyLog(DirtyLog log);
 
+    /**
+     * Tracks this (active) queue's requests in {@code region}, its part of the vhost-user
+     * inflight region ({@link #inflightRegionSize} bytes for {@code descNum} entries, at least the
+     * ring's size), and takes over what a predecessor left there: the requests it never
+     * completed are served first, in the order it took them (vhost-user.rst, "Inflight I/O
+     * tracking"). Call after {@link #activate} and before the first pop.
+     */
+    public abstract InflightAttached attachInflight(java.lang.foreign.MemorySegment region, int descNum);
+
+    /** Bytes of one queue's part of the inflight region, in the layout of a split or a packed ring. */
+    public static long inflightRegionSize(boolean packed, int queueSize) {
+        return packed ? PackedInflight.queueRegionSize(queueSize) : SplitInflight.queueRegionSize(queueSize);
+    }
+
     /** The dirty log now, or null: read once per used element. */
     final DirtyLog dirtyLog() {
         return dirtyLog;

@@ -42,6 +42,7 @@ public record RingViolation(Reason reason, int queue, long a, long b, long c) {
         BUFFER_ID_IN_FLIGHT("buffer id %1$d is already in flight (chain at descriptor %2$d)"),
         CHAIN_LONGER_THAN_RING("chain at descriptor %1$d has more than %2$d descriptors: longer than the ring"),
         INDIRECT_IN_CHAIN("descriptor %1$d is INDIRECT inside a chain linked by NEXT"),
+        RING_OVERRUN("the chain at descriptor %1$d would put %2$d descriptors in flight in a ring of %3$d: the driver reused positions the device has not used yet"),
         MEMORY_FAULT("guest memory faulted while the ring was accessed (the file behind it shrank under the mapping?)");
 
         private final String format;

@@ -267,12 +267,13 @@ public final class SplitQueue extends RingQueue {
      * the used index plus their number (vhost-user.rst, "Inflight I/O tracking"). Call after
      * {@link #activate} and before the first pop.
      */
-    public SplitInflight.Attached attachInflight(MemorySegment region) {
+    public InflightAttached attachInflight(MemorySegment region) {
         return attachInflight(region, size);
     }
 
     /** As {@link #attachInflight(MemorySegment)} for a region of {@code descNum} entries (at least the ring's size). */
-    public SplitInflight.Attached attachInflight(MemorySegment region, int descNum) {
+    @Override
+    public InflightAttached attachInflight(MemorySegment region, int descNum) {
         if (!active) {
             throw new IllegalStateException("queue " + index + " is not active");
         }
@@ -282,7 +283,7 @@ public final class SplitQueue extends RingQueue {
             nextAvail = (nextUsed + a.resubmitted()) & 0xffff;
             shadowAvailIdx = nextAvail;
         }
-        return a;
+        return new InflightAttached(a.resubmitted(), a.inconsistency(), null);
     }
 
     @Override

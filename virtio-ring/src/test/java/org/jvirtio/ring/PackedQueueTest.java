@@ -139,6 +139,28 @@ class PackedQueueTest {
         assertBroken(r, Reason.BUFFER_ID_IN_FLIGHT);
     }
 
+    /**
+     * A driver that makes available again a position whose buffer is still in flight (the ring
+     * wrapped onto it with the flipped wrap counter) would have the used position overtake
+     * chains not yet returned: refused, nothing else in flight disturbed.
+     */
+    @Test
+    void aDriverReusingPositionsStillInFlightOverrunsTheRing() throws Exception {
+        PackedQueue q = queue(4);
+        desc(0, DATA, 8, 0, avail(true) | DESC_F_NEXT);
+        desc(1, DATA + 8, 8, 0, avail(true));
+        desc(2, DATA + 16, 8, 1, avail(true));
+        desc(3, DATA + 24, 8, 2, avail(true));
+        DescriptorChain a = q.pop();
+        assertNotNull(a);
+        assertNotNull(q.pop());
+        assertNotNull(q.pop());
+        // Nothing used yet, yet the driver offers position 0 again for the next lap.
+        desc(0, DATA + 32, 8, 3, avail(false));
+        assertBroken(q, Reason.RING_OVERRUN);
+        assertEquals(3, q.inFlight(), "the chains in flight stay the device's to return");
+    }
+
     @Test
     void aChainLongerThanTheDeviceAllowsIsRefused() throws Exception {
         PackedQueue q = queue(8, FEATURES, 3);

@@ -46,7 +46,7 @@ class SplitInflightTest {
         SplitQueue q = new SplitQueue(0);
         int usedIdx = mem.readU16(driver.usedAddr() + 2);
         q.activate(mem, SIZE, driver.descAddr(), driver.availAddr(), driver.usedAddr(), f, usedIdx, -1);
-        SplitInflight.Attached a = q.attachInflight(region);
+        InflightAttached a = q.attachInflight(region);
         assertNull(a.inconsistency(), "consistent region");
         return q;
     }
@@ -185,7 +185,7 @@ class SplitInflightTest {
             SplitQueue second = new SplitQueue(0);
             int usedIdx = mem.readU16(driver.usedAddr() + 2);
             second.activate(mem, SIZE, driver.descAddr(), driver.availAddr(), driver.usedAddr(), f, usedIdx + 2, -1);
-            SplitInflight.Attached a = second.attachInflight(region);
+            InflightAttached a = second.attachInflight(region);
             assertNotNull(a.inconsistency(), c + ": refused");
             assertEquals(0, a.resubmitted(), c);
             assertNull(second.pop(), c + ": nothing resubmitted; the ring goes on at the front-end's base");
@@ -213,7 +213,7 @@ class SplitInflightTest {
         first.publishUsed();
         SplitQueue second = new SplitQueue(0);
         second.activate(mem, SIZE, driver.descAddr(), driver.availAddr(), driver.usedAddr(), f, 1, -1);
-        SplitInflight.Attached a = second.attachInflight(region, 4 * SIZE);
+        InflightAttached a = second.attachInflight(region, 4 * SIZE);
         assertNull(a.inconsistency());
         assertEquals(2, a.resubmitted());
         assertEquals(List.of(taken.get(0).head(), taken.get(2).head()), popAll(second).stream().map(DescriptorChain::head).toList());
@@ -221,7 +221,7 @@ class SplitInflightTest {
         region.set(ValueLayout.JAVA_BYTE, SplitInflight.DESC + 16L * (SIZE + 3), (byte) 1);
         SplitQueue third = new SplitQueue(0);
         third.activate(mem, SIZE, driver.descAddr(), driver.availAddr(), driver.usedAddr(), f, 3, -1);
-        SplitInflight.Attached b = third.attachInflight(region, 4 * SIZE);
+        InflightAttached b = third.attachInflight(region, 4 * SIZE);
         assertNotNull(b.inconsistency());
         assertTrue(b.inconsistency().contains("outside a ring of 16"), b.inconsistency());
     }

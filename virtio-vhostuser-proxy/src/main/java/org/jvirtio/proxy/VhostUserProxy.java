@@ -19,6 +19,8 @@ import org.jvirtio.api.linux.ErrnoException;
 import org.jvirtio.api.linux.Libc;
 import org.jvirtio.host.QueueEngine;
 import org.jvirtio.host.QueueHost;
+import org.jvirtio.ring.PackedQueue;
+import org.jvirtio.ring.RingQueue;
 import org.jvirtio.ring.SplitQueue;
 import org.jvirtio.transport.vhostuser.VhostUserFrontend;
 import org.jvirtio.transport.vhostuser.VhostUserProtocol;
@@ -122,6 +124,12 @@ public final class VhostUserProxy implements VirtioDevice, AutoCloseable {
     @Override
     public long deviceFeatures() {
         return backendFeatures & DEVICE_BITS;
+    }
+
+    /** Packed rings go through when the backend serves them: the rings are handed over as they are. */
+    @Override
+    public boolean allowsPackedRings() {
+        return (backendFeatures & VirtioFeatures.bit(VirtioFeatures.RING_PACKED)) != 0;
     }
 
     @Override
@@ -231,8 +239,11 @@ public final class VhostUserProxy implements VirtioDevice, AutoCloseable {
     /** Hands the queue the transport validated to the backend. */
     private QueueHost.Started forward(QueueEngine engine) {
         QueueBinding b = engine.binding();
-        SplitQueue ring = (SplitQueue) b.queue();
+        RingQueue ring = (RingQueue) b.queue();
         int i = b.index();
+        // vhost-user's ring base: the split ring's next avail index, or the packed ring's avail
+        // and used positions with their wrap counters in the low and high halves.
+        int base = ring instanceof PackedQueue p ? p.availState() | p.usedState() << 16 : ((SplitQueue) ring).nextAvail();
         EventFd call;
         try {
             call = EventFd.create(true);
@@ -241,7 +252,7 @@ public final class VhostUserProxy implements VirtioDevice, AutoCloseable {
         }
         try {
             fe.setVringNum(i, ring.size());
-            fe.setVringBase(i, ring.nextAvail());
+            fe.setVringBase(i, base);
             fe.setVringAddr(i, ring.geometry().desc(), ring.geometry().avail(), ring.geometry().used());
             fe.setVringCall(i, call);
             calls.watch(call, b.call()::signal);

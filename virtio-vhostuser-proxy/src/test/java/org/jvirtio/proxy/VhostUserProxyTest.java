@@ -256,6 +256,9 @@ class VhostUserProxyTest {
             MmioDriver d = MmioDriver.probe(t, mem, 0x100000, MEM - 0x100000, irq);
             assertEquals(VirtioBlk.DEVICE_ID, d.deviceId());
             d.negotiate(~0L);
+            // Packed rings pass through where the backend offers them (jvirtio's), split otherwise (qsd 7.2).
+            assertEquals(proxy.allowsPackedRings(), org.jvirtio.api.VirtioFeatures.has(d.features(), org.jvirtio.api.VirtioFeatures.RING_PACKED));
+            assertEquals(serial != null && serial.equals("proxied"), proxy.allowsPackedRings(), "jvirtio's backend offers packed rings");
             MmioDriver.Queue q = d.setupQueue(0, 128);
             d.driverOk();
             byte[] cap = d.readConfig(VirtioBlk.CFG_CAPACITY, 8);

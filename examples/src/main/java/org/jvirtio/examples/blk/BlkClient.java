@@ -10,7 +10,7 @@ import org.jvirtio.api.EventFd;
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.VirtioFeatures;
 import org.jvirtio.blk.VirtioBlk;
-import org.jvirtio.ring.SplitQueueDriver;
+import org.jvirtio.ring.QueueDriver;
 import org.jvirtio.transport.vhostuser.DriverQueue;
 import org.jvirtio.transport.vhostuser.DriverSession;
 import org.jvirtio.transport.vhostuser.VhostUserFrontend;
@@ -40,14 +40,14 @@ public final class BlkClient implements AutoCloseable {
     /** One queue's driver state; touched only by the thread using that queue. */
     private final class Queue {
         final int index;
-        final SplitQueueDriver driver;
+        final QueueDriver driver;
         final EventFd kick;
         final EventFd call;
         final long[] started = new long[SIZE];
         final long[] addrs = new long[MAX_SEGMENTS + 2];
         final int[] lens = new int[MAX_SEGMENTS + 2];
         Completion sink;
-        final SplitQueueDriver.UsedHandler handler = this::used;
+        final QueueDriver.UsedHandler handler = this::used;
 
         private void used(int head, long tag, int len) {
             long slot = slot(index, (int) tag);

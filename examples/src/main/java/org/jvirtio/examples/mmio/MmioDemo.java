@@ -19,7 +19,7 @@ import org.jvirtio.blk.RamBackend;
 import org.jvirtio.blk.VirtioBlk;
 import org.jvirtio.blk.VirtioBlkDevice;
 import org.jvirtio.host.IoThreads;
-import org.jvirtio.ring.SplitQueueDriver;
+import org.jvirtio.ring.QueueDriver;
 import org.jvirtio.rng.EntropySource;
 import org.jvirtio.rng.VirtioRng;
 import org.jvirtio.transport.mmio.InterruptLine;
@@ -172,7 +172,7 @@ public final class MmioDemo implements Callable<Integer> {
     }
 
     /** Waits on the interrupt line for {@code n} used elements; returns the interrupts handled. */
-    private static int awaitAll(MmioDriver d, SplitQueueDriver ring, int n) throws Exception {
+    private static int awaitAll(MmioDriver d, QueueDriver ring, int n) throws Exception {
         int got = 0;
         int interrupts = 0;
         long deadline = System.nanoTime() + 10_000_000_000L;

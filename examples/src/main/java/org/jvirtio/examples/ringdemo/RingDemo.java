@@ -23,6 +23,9 @@ public final class RingDemo implements Callable<Integer> {
     @Option(names = "--no-event-idx", description = "Use the NO_NOTIFY / NO_INTERRUPT flags instead of EVENT_IDX.")
     boolean noEventIdx;
 
+    @Option(names = "--packed", description = "A packed ring (VIRTIO 1.3, 2.8) instead of a split one.")
+    boolean packed;
+
     @Option(names = "--runs", defaultValue = "3", description = "Runs to make; the median is reported (default: ${DEFAULT-VALUE}).")
     int runs;
 
@@ -37,7 +40,7 @@ public final class RingDemo implements Callable<Integer> {
         if (runs < 1) {
             throw new CommandLine.ParameterException(new CommandLine(this), "--runs must be at least 1, got " + runs);
         }
-        RingPingPong pingPong = new RingPingPong(queueSize, !noEventIdx, 10_000);
+        RingPingPong pingPong = new RingPingPong(queueSize, !noEventIdx, 10_000, packed);
         double[] rates = new double[runs];
         for (int i = 0; i < runs; i++) {
             RingPingPong.Result r = pingPong.run(requests);

@@ -11,8 +11,8 @@ import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.api.VirtioFeatures;
 import org.jvirtio.api.linux.ErrnoException;
 import org.jvirtio.ring.RingConfigurationException;
-import org.jvirtio.ring.SplitQueue;
-import org.jvirtio.ring.SplitQueueDriver;
+import org.jvirtio.ring.QueueDriver;
+import org.jvirtio.ring.RingQueue;
 import org.jvirtio.ring.SplitRingLayout;
 
 /**
@@ -39,30 +39,37 @@ public final class RingPingPong {
     private final int queueSize;
     private final boolean eventIdx;
     private final int stallMillis;
+    private final boolean packed;
 
     public RingPingPong(int queueSize, boolean eventIdx, int stallMillis) {
+        this(queueSize, eventIdx, stallMillis, false);
+    }
+
+    /** @param packed a packed ring (VIRTIO 1.3, 2.8) instead of a split one */
+    public RingPingPong(int queueSize, boolean eventIdx, int stallMillis, boolean packed) {
         this.queueSize = queueSize;
         this.eventIdx = eventIdx;
         this.stallMillis = stallMillis;
+        this.packed = packed;
     }
 
     /** Runs {@code total} requests; throws {@link IllegalStateException} on any lost, duplicate or wrong completion, or a stall. */
     public Result run(long total) throws ErrnoException, InterruptedException, RingConfigurationException {
         long features = VirtioFeatures.mask(VirtioFeatures.VERSION_1, VirtioFeatures.INDIRECT_DESC)
-                | (eventIdx ? VirtioFeatures.bit(VirtioFeatures.EVENT_IDX) : 0);
-        SplitRingLayout.Placement p = SplitRingLayout.place(RING_BASE, queueSize);
-        long indirectArea = SplitRingLayout.align(p.end(), 16);
+                | (eventIdx ? VirtioFeatures.bit(VirtioFeatures.EVENT_IDX) : 0)
+                | (packed ? VirtioFeatures.bit(VirtioFeatures.RING_PACKED) : 0);
+        long indirectArea = SplitRingLayout.align(RING_BASE + QueueDriver.ringBytes(queueSize, features), 16);
         long dataArea = SplitRingLayout.align(indirectArea + (long) queueSize * MAX_INDIRECT * 16, 4096);
         long memSize = SplitRingLayout.align(dataArea + (long) queueSize * 32, 4096);
         MemoryMapping mapping = MemoryMapping.memfd("jvirtio-ring-demo", memSize);
         GuestMemory memory = GuestMemory.of(GuestRegion.of(0, mapping));
         mapping.release();
         try (EventFd kick = EventFd.create(true); EventFd call = EventFd.create(true)) {
-            SplitQueueDriver driver = new SplitQueueDriver(memory, queueSize, p.desc(), p.avail(), p.used(), features, indirectArea, MAX_INDIRECT);
-            SplitQueue device = new SplitQueue(0);
+            QueueDriver driver = QueueDriver.at(memory, RING_BASE, queueSize, features, indirectArea, MAX_INDIRECT);
+            RingQueue device = RingQueue.create(0, RingQueue.DEFAULT_MAX_CHAIN_BUFFERS, features);
             AtomicReference<Throwable> failure = new AtomicReference<>();
             device.setViolationListener((q, v) -> failure.compareAndSet(null, new IllegalStateException(v.message())));
-            device.activate(memory, queueSize, p.desc(), p.avail(), p.used(), features, 0, 0);
+            device.activate(memory, queueSize, driver.descAddr(), driver.availAddr(), driver.usedAddr(), features);
             long[] counters = new long[3]; // interrupts, wakeups (device side)
             Thread deviceThread = Thread.ofPlatform().name("ring-demo-device").start(() -> {
                 try {
@@ -94,7 +101,7 @@ public final class RingPingPong {
     /** Marker the driver leaves in {@code failure} to stop the device thread. */
     private static final Throwable STOP = new Throwable("stop", null, false, false) { };
 
-    private void deviceLoop(SplitQueue q, EventFd kick, EventFd call, long[] counters, AtomicReference<Throwable> failure)
+    private void deviceLoop(RingQueue q, EventFd kick, EventFd call, long[] counters, AtomicReference<Throwable> failure)
             throws ErrnoException {
         while (failure.get() == null) {
             q.disableNotifications();
@@ -130,7 +137,7 @@ public final class RingPingPong {
         }
     }
 
-    private long driverLoop(SplitQueueDriver d, GuestMemory memory, long dataArea, long total, EventFd kick, EventFd call,
+    private long driverLoop(QueueDriver d, GuestMemory memory, long dataArea, long total, EventFd kick, EventFd call,
                             AtomicReference<Throwable> failure) throws ErrnoException {
         byte[] completed = new byte[(int) Math.min(total, Integer.MAX_VALUE - 8)];
         long[] addrs = new long[2];
@@ -138,7 +145,7 @@ public final class RingPingPong {
         long submitted = 0;
         long[] done = {0};
         long kicks = 0;
-        SplitQueueDriver.UsedHandler onUsed = (head, seq, len) -> {
+        QueueDriver.UsedHandler onUsed = (head, seq, len) -> {
             long answer = memory.readU64(dataArea + 32L * head + 16);
             if (len != 8 || answer != ~seq) {
                 throw new IllegalStateException("request " + seq + " answered wrongly: len " + len + ", value " + answer);

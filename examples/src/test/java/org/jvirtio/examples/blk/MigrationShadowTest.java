@@ -22,10 +22,15 @@ import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.GuestRegion;
 import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.blk.VirtioBlk;
+import org.jvirtio.api.VirtioFeatures;
+import org.jvirtio.ring.PackedQueue;
+import org.jvirtio.ring.PackedQueueDriver;
+import org.jvirtio.ring.QueueDriver;
 import org.jvirtio.ring.SplitQueueDriver;
 import org.jvirtio.transport.vhostuser.VhostUserFrontend;
 import org.jvirtio.transport.vhostuser.VhostUserProtocol;
-import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 import org.junit.jupiter.api.io.TempDir;
 
 import static org.junit.jupiter.api.Assertions.*;
@@ -66,7 +71,7 @@ class MigrationShadowTest {
     MemorySegment shadow;
     final BitSet cpuDirty = new BitSet();
     final BitSet firstUse = new BitSet();
-    final SplitQueueDriver[] drivers = new SplitQueueDriver[QUEUES];
+    final QueueDriver[] drivers = new QueueDriver[QUEUES];
     final long[] expected = new long[BLOCKS]; // seq of the last write answered per block; -1: the image's first content
     final BitSet busy = new BitSet(BLOCKS);
     final List<Long> freePages = new ArrayList<>();
@@ -81,8 +86,12 @@ class MigrationShadowTest {
     record Slot(boolean write, int block, int pages, long[] bufs, long seq) {
     }
 
-    @Test
-    void theShadowCopyEqualsGuestMemoryAtSwitchOver() throws Exception {
+    @ParameterizedTest(name = "packed={0}")
+    @ValueSource(booleans = {false, true})
+    void theShadowCopyEqualsGuestMemoryAtSwitchOver(boolean packed) throws Exception {
+        // Split rings unless packed: the layout is what the front-end accepts of the offer.
+        long layout = packed ? ~0L : ~VirtioFeatures.bit(VirtioFeatures.RING_PACKED);
+        int freshBase = packed ? PackedQueue.FRESH | PackedQueue.FRESH << 16 : 0;
         Path image = dir.resolve("disk.img");
         try (RandomAccessFile f = new RandomAccessFile(image.toFile(), "rw")) {
             for (int b = 0; b < BLOCKS; b++) {
@@ -109,7 +118,7 @@ class MigrationShadowTest {
             shadow = arena.allocate(MEM, 4096);
             startBackend(socket, image);
             fe = connect(socket);
-            long features = fe.negotiate(~VhostUserProtocol.F_LOG_ALL,
+            long features = fe.negotiate(~VhostUserProtocol.F_LOG_ALL & layout,
                     VhostUserProtocol.BACKEND_PROTOCOL_FEATURES | (1L << VhostUserProtocol.PROTOCOL_F_LOG_SHMFD));
             assertNotEquals(0, fe.getFeatures() & VhostUserProtocol.F_LOG_ALL, "dirty logging offered");
             inflight = fe.getInflightFd(QUEUES, SIZE);
@@ -118,10 +127,14 @@ class MigrationShadowTest {
             for (int q = 0; q < QUEUES; q++) {
                 long ring = 0x10000 + 0x4000L * q;
                 // the used ring on a page of its own: a page the guest never writes
-                drivers[q] = new SplitQueueDriver(mem, SIZE, ring, ring + 0x800, ring + 0x1000, features, 0x20000 + 0x4000L * q, MAX_SEG + 2);
+                // (packed: the device area; the device also writes used descriptors into the descriptor ring)
+                drivers[q] = packed
+                        ? new PackedQueueDriver(mem, SIZE, ring, ring + 0x800, ring + 0x1000, features, 0x20000 + 0x4000L * q, MAX_SEG + 2)
+                        : new SplitQueueDriver(mem, SIZE, ring, ring + 0x800, ring + 0x1000, features, 0x20000 + 0x4000L * q, MAX_SEG + 2);
+                assertEquals(packed, drivers[q].packed());
                 kicks[q] = EventFd.create(true);
                 fe.setVringNum(q, SIZE);
-                fe.setVringBase(q, 0);
+                fe.setVringBase(q, freshBase);
                 fe.setVringAddr(q, drivers[q].descAddr(), drivers[q].availAddr(), drivers[q].usedAddr());
                 fe.setVringCall(q, call);
                 fe.setVringKick(q, kicks[q]);
@@ -184,9 +197,11 @@ class MigrationShadowTest {
             assertEquals(0, pages, pages + " pages of guest memory differ from the migrated copy (" + copied + " pages copied after the first pass, "
                     + answered + " requests answered):" + diff + "\nbackend log:\n" + Files.readString(dir.resolve("backend.log")));
             for (int q = 0; q < QUEUES; q++) {
-                int usedIdx = mem.readU16(drivers[q].usedAddr() + 2);
-                assertEquals(base[q], usedIdx, "queue " + q + ": every request taken from the ring (GET_VRING_BASE " + base[q]
-                        + ") was answered before the device said it stopped");
+                // Every request taken from the ring was answered before the device said it stopped:
+                // split, the used index is GET_VRING_BASE's; packed, its used half is its avail half.
+                int usedIdx = packed ? base[q] >>> 16 : mem.readU16(drivers[q].usedAddr() + 2);
+                assertEquals(packed ? base[q] & 0xffff : base[q], usedIdx, "queue " + q + ": every request taken from the ring (GET_VRING_BASE 0x"
+                        + Integer.toHexString(base[q]) + ") was answered before the device said it stopped");
                 drivers[q].pollUsed((head, token, len) -> complete(token));
             }
             long atSwitchOver = answered;
@@ -197,7 +212,7 @@ class MigrationShadowTest {
             Path socketB = dir.resolve("blk-b.sock");
             startBackend(socketB, image);
             feB = connect(socketB);
-            feB.negotiate(~VhostUserProtocol.F_LOG_ALL, VhostUserProtocol.BACKEND_PROTOCOL_FEATURES);
+            feB.negotiate(~VhostUserProtocol.F_LOG_ALL & layout, VhostUserProtocol.BACKEND_PROTOCOL_FEATURES);
             inflightB = feB.getInflightFd(QUEUES, SIZE);
             feB.setInflightFd(inflightB);
             feB.setMemTable(mem);
@@ -252,7 +267,7 @@ class MigrationShadowTest {
     private String what(long gpa) {
         for (int q = 0; q < QUEUES; q++) {
             if (gpa == drivers[q].usedAddr()) {
-                return "used ring of queue " + q;
+                return (drivers[q].packed() ? "device area" : "used ring") + " of queue " + q;
             }
         }
         if (gpa == STATUS) {

@@ -83,7 +83,8 @@ class QemuGuestTest {
     }
 
     @ParameterizedTest(name = "{0} queue(s) {1}")
-    @CsvSource({"1, ''", "1, ',indirect_desc=off,event_idx=off'", "2, ',queue-size=1024'"})
+    @CsvSource({"1, ''", "1, ',indirect_desc=off,event_idx=off'", "2, ',queue-size=1024'", "1, ',packed=on'",
+        "2, ',packed=on,queue-size=1024,indirect_desc=off'"})
     void guestUsesTheDisk(int queues, String deviceOptions) throws Exception {
         Path img = dir.resolve("disk.img");
         try (var f = new java.io.RandomAccessFile(img.toFile(), "rw")) {
@@ -99,6 +100,7 @@ class QemuGuestTest {
                     "-device", "vhost-user-blk-pci,chardev=vublk0,num-queues=" + queues + deviceOptions);
             assertTrue(out.contains("GUEST: disk /dev/vda sectors 131072 queues " + queues), out);
             assertTrue(out.contains("GUEST: serial jvirtio-guest"), out);
+            assertTrue(out.contains("GUEST: packed " + (deviceOptions.contains("packed=on") ? 1 : 0)), out);
             assertTrue(out.contains("GUEST: RW OK"), out);
             assertTrue(out.contains("GUEST: PARALLEL OK"), out);
             assertTrue(out.contains("GUEST: DISCARD OK"), out);
@@ -128,8 +130,9 @@ class QemuGuestTest {
      * writes all complete (no I/O error, no hung task), and after a flush every region reads back
      * as the last pattern written to it.
      */
-    @Test
-    void aBackendKilledUnderTheGuestsWritesLosesNothing() throws Exception {
+    @ParameterizedTest(name = "packed={0}")
+    @org.junit.jupiter.params.provider.ValueSource(booleans = {false, true})
+    void aBackendKilledUnderTheGuestsWritesLosesNothing(boolean packed) throws Exception {
         Path img = dir.resolve("disk.img");
         try (var f = new java.io.RandomAccessFile(img.toFile(), "rw")) {
             f.setLength(64 << 20);
@@ -145,7 +148,7 @@ class QemuGuestTest {
                 "-object", "memory-backend-memfd,id=mem,size=256M,share=on", "-nographic", "-kernel", kernel.toString(), "-initrd", initrd.toString(),
                 "-smp", "2", "-append", "console=ttyS0 quiet panic=-1 jvirtio=restart",
                 "-chardev", "socket,id=vublk0,path=" + sock + ",reconnect=1",
-                "-device", "vhost-user-blk-pci,chardev=vublk0,num-queues=2")
+                "-device", "vhost-user-blk-pci,chardev=vublk0,num-queues=2" + (packed ? ",packed=on" : ""))
                 .redirectErrorStream(true).redirectOutput(log.toFile()).start();
         int kills = 0;
         try {
@@ -171,7 +174,7 @@ class QemuGuestTest {
             // one boot: a guest that oopsed reboots (panic=-1) and would run all its rounds anew
             assertEquals(out.indexOf("GUEST: init"), out.lastIndexOf("GUEST: init"), "the guest rebooted: " + out);
             assertFalse(out.contains("Call Trace") || out.contains("Kernel panic"), "the guest crashed: " + out);
-            assertTrue(out.contains("GUEST: disk /dev/vda queues 2"), out);
+            assertTrue(out.contains("GUEST: disk /dev/vda queues 2 packed " + (packed ? 1 : 0)), out);
             assertTrue(out.contains("GUEST: ROUND 6 WRITTEN"), out);
             assertTrue(out.contains("GUEST: RESTART DATA OK"), out);
             assertTrue(out.contains("GUEST: DONE"), out);
@@ -202,8 +205,10 @@ class QemuGuestTest {
      * times, and when all three lose pages the test is aborted (reported as skipped, not
      * passed); {@link MigrationShadowTest} checks the device's side of it exactly, without TCG.
      */
-    @Test
-    void liveMigrationBetweenTwoQemusOnTwoBackends() throws Exception {
+    @ParameterizedTest(name = "packed={0}")
+    @org.junit.jupiter.params.provider.ValueSource(booleans = {false, true})
+    void liveMigrationBetweenTwoQemusOnTwoBackends(boolean packed) throws Exception {
+        migrationDeviceOptions = packed ? ",packed=on" : "";
         Path img = dir.resolve("disk.img");
         try (var f = new java.io.RandomAccessFile(img.toFile(), "rw")) {
             f.setLength(64 << 20);
@@ -251,11 +256,13 @@ class QemuGuestTest {
         Process dst = qemu(sockB, logB, "-monitor", "unix:" + monB + ",server=on,wait=off", "-incoming", "unix:" + mig, "-S");
         boolean passed = false;
         try {
+            String packedLine = "GUEST: disk /dev/vda queues 2 packed " + (migrationDeviceOptions.contains("packed=on") ? 1 : 0);
             while (!Files.readString(logA).contains("GUEST: ROUND 2 WRITING")) {
                 assertTrue(src.isAlive(), "the source QEMU exited: " + Files.readString(logA));
                 assertTrue(System.nanoTime() < deadline, "the guest never reached round 2: " + Files.readString(logA));
                 Thread.sleep(20);
             }
+            assertTrue(Files.readString(logA).contains(packedLine), packedLine + ": " + Files.readString(logA));
             try (var chA = monitor(monA); var chB = monitor(monB)) {
                 hmp(chA, "migrate -d unix:" + mig);
                 String info = "";
@@ -357,11 +364,14 @@ class QemuGuestTest {
         }
     }
 
+    /** The migration test's extra -device options (packed rings or not). */
+    private String migrationDeviceOptions = "";
+
     private Process qemu(Path sock, Path log, String... extra) throws java.io.IOException {
         java.util.List<String> cmd = new java.util.ArrayList<>(List.of(QEMU.toString(), "-machine", "q35,accel=tcg,memory-backend=mem", "-m", "256M",
                 "-object", "memory-backend-memfd,id=mem,size=256M,share=on", "-nographic", "-kernel", kernel.toString(), "-initrd", initrd.toString(),
                 "-smp", "2", "-append", "console=ttyS0 quiet panic=-1 jvirtio=restart",
-                "-chardev", "socket,id=vublk0,path=" + sock, "-device", "vhost-user-blk-pci,chardev=vublk0,num-queues=2"));
+                "-chardev", "socket,id=vublk0,path=" + sock, "-device", "vhost-user-blk-pci,chardev=vublk0,num-queues=2" + migrationDeviceOptions));
         cmd.addAll(List.of(extra));
         return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
     }
@@ -403,9 +413,9 @@ class QemuGuestTest {
      * data; QEMU does not warn about protocol features (no PROTOCOL_F_CONFIG offered). Also under
      * a rate limit (1 KiB per 100 ms), which makes the queue rest between periods.
      */
-    @ParameterizedTest(name = "rng {0}")
-    @CsvSource({"''", "'--max-bytes 1024 --period-ms 100'"})
-    void guestReadsTheEntropyDevice(String flags) throws Exception {
+    @ParameterizedTest(name = "rng {0}{1}")
+    @CsvSource({"'', ''", "'--max-bytes 1024 --period-ms 100', ''", "'', ',packed=on'"})
+    void guestReadsTheEntropyDevice(String flags, String deviceOptions) throws Exception {
         Path sock = dir.resolve("vurng.sock");
         // Rate-limited, the queue turns the guest's buffers away (NOT_NOW) until each period starts.
         List<String> args = new java.util.ArrayList<>(List.of("rng", "--socket", sock.toString()));
@@ -416,8 +426,9 @@ class QemuGuestTest {
             assertEquals(4, backend.device().deviceId());
             String out = runGuest(120, "-append", "console=ttyS0 quiet panic=-1 jvirtio=rng",
                     "-chardev", "socket,id=vurng0,path=" + sock,
-                    "-device", "vhost-user-rng-pci,chardev=vurng0");
+                    "-device", "vhost-user-rng-pci,chardev=vurng0" + deviceOptions);
             assertTrue(out.contains("GUEST: rng_current virtio_rng"), out);
+            assertTrue(out.contains("GUEST: rng packed " + (deviceOptions.contains("packed=on") ? 1 : 0)), out);
             assertTrue(out.contains("GUEST: HWRNG READ 4096 BYTES OK"), out);
             assertTrue(out.contains("GUEST: DONE"), out);
             assertFalse(out.contains("PROTOCOL_F") || out.contains("FAILED") || out.contains("NOT LOADED"), out);

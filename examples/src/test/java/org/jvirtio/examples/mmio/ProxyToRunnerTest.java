@@ -89,7 +89,7 @@ class ProxyToRunnerTest {
         }
     }
 
-    private static void awaitAll(MmioDriver d, SplitQueueDriver ring, int n) throws Exception {
+    private static void awaitAll(MmioDriver d, org.jvirtio.ring.QueueDriver ring, int n) throws Exception {
         int got = 0;
         long deadline = System.nanoTime() + 10_000_000_000L;
         while (got < n) {

@@ -29,6 +29,19 @@ class RingPingPongTest {
     }
 
     @Test
+    @Timeout(value = 120, unit = TimeUnit.SECONDS)
+    void oneMillionRequestsOnAPackedRingWithEventIdxAndWithFlags() throws Exception {
+        RingPingPong.Result r = new RingPingPong(256, true, 10_000, true).run(1_000_000);
+        assertEquals(1_000_000, r.requests());
+        assertTrue(r.kicks() < r.requests(), "EVENT_IDX's off_wrap suppresses most kicks: " + r.kicks());
+        r = new RingPingPong(64, false, 10_000, true).run(1_000_000);
+        assertEquals(1_000_000, r.requests());
+        // An odd size, which only the packed layout allows: positions and wrap counters meet unevenly.
+        r = new RingPingPong(7, true, 10_000, true).run(300_000);
+        assertEquals(300_000, r.requests());
+    }
+
+    @Test
     @Timeout(value = 60, unit = TimeUnit.SECONDS)
     void smallRingWrapsManyTimes() throws Exception {
         // size 2: every request wraps the slot index; 300k requests wrap the 16-bit indices 4 times

@@ -97,7 +97,8 @@ class HostileRingFuzzTest {
         log.setLevel(ch.qos.logback.classic.Level.ERROR);
         int broken = 0;
         int answered = 0;
-        TransportRig rig = transport.start(device, mem, ~0L);
+        // Split rings: this fuzz writes split ring structures (PackedRingFuzzTest is the packed one).
+        TransportRig rig = transport.start(device, mem, TransportRig.ALL_SPLIT);
         try {
             for (int round = 0; round < rounds; round++) {
                 if (minutes > 0 && round % 20_000 == 0) {
@@ -133,7 +134,7 @@ class HostileRingFuzzTest {
                 if (isBroken) {
                     broken++;
                     rig.reset(); // a broken device stays broken until the driver resets it
-                    rig.restart(~0L);
+                    rig.restart(TransportRig.ALL_SPLIT);
                 } else if (!usedNamed) {
                     int used = mem.readU16(USED + 2);
                     for (int i = 0; i < used; i++) {

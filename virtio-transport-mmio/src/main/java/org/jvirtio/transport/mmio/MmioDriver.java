@@ -8,8 +8,7 @@ import org.jvirtio.api.DeviceStatus;
 import org.jvirtio.api.EventFd;
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.linux.ErrnoException;
-import org.jvirtio.ring.SplitQueueDriver;
-import org.jvirtio.ring.SplitRingLayout;
+import org.jvirtio.ring.QueueDriver;
 
 import static org.jvirtio.transport.mmio.MmioRegisters.*;
 
@@ -149,7 +148,7 @@ public final class MmioDriver {
 
     /**
      * Sets up queue {@code index} as vm_setup_vq does, with {@code size} entries (or the device's
-     * maximum if smaller).
+     * maximum if smaller), split or packed as the negotiated features say.
      *
      * @throws IOException when the queue is already set up or the device does not have it
      */
@@ -162,9 +161,11 @@ public final class MmioDriver {
         if (max == 0) {
             throw new IOException("the device has no queue " + index);
         }
+        // A split ring's size is a power of two; a packed ring may have any size (Linux still
+        // rounds, as vring_create_virtqueue does for both).
         int num = Integer.highestOneBit(Math.min(size, max));
-        long base = allocate(SplitRingLayout.place(0, num).end(), 4096);
-        SplitQueueDriver ring = SplitQueueDriver.at(memory, base, num, features, 0, 0);
+        long base = allocate(QueueDriver.ringBytes(num, features), 4096);
+        QueueDriver ring = QueueDriver.at(memory, base, num, features, 0, 0);
         wr(QUEUE_NUM, num);
         wr(QUEUE_DESC_LOW, (int) ring.descAddr());
         wr(QUEUE_DESC_HIGH, (int) (ring.descAddr() >>> 32));
@@ -272,9 +273,9 @@ public final class MmioDriver {
     /** One set-up queue: its driver-side ring, and the doorbell. */
     public final class Queue {
         private final int index;
-        private final SplitQueueDriver ring;
+        private final QueueDriver ring;
 
-        private Queue(int index, SplitQueueDriver ring) {
+        private Queue(int index, QueueDriver ring) {
             this.index = index;
             this.ring = ring;
         }
@@ -283,7 +284,7 @@ public final class MmioDriver {
             return index;
         }
 
-        public SplitQueueDriver ring() {
+        public QueueDriver ring() {
             return ring;
         }
 
@@ -305,7 +306,7 @@ public final class MmioDriver {
          *
          * @return how many were taken: 0 when none came within {@code timeoutMillis}
          */
-        public int awaitUsed(SplitQueueDriver.UsedHandler handler, long timeoutMillis) throws IOException {
+        public int awaitUsed(QueueDriver.UsedHandler handler, long timeoutMillis) throws IOException {
             return ring.awaitUsed(handler, timeoutMillis, millis -> awaitInterrupt(Math.min(millis, 100)));
         }
     }

@@ -4,22 +4,24 @@ import org.jvirtio.api.EventFd;
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.Interrupt;
 import org.jvirtio.api.QueueBinding;
+import org.jvirtio.api.VirtioFeatures;
 import org.jvirtio.host.DeviceQueues;
 import org.jvirtio.ring.RingConfigurationException;
 import org.jvirtio.ring.RingGeometry;
-import org.jvirtio.ring.SplitQueue;
+import org.jvirtio.ring.RingQueue;
 import org.jvirtio.ring.SplitRingLayout;
 
 /**
  * One queue of a virtio-mmio device: its registers as the driver wrote them (QueueNum and the
  * three ring addresses, QueueReady), its kick eventfd and its ring, which is judged and activated
- * at QueueReady and handed to the device's queue host once DRIVER_OK is set too. Guarded by the
- * transport's lock.
+ * at QueueReady and handed to the device's queue host once DRIVER_OK is set too. The ring is
+ * split or packed as the negotiated features say (the same three address registers: descriptor
+ * area, driver area, device area). Guarded by the transport's lock.
  */
 final class MmioQueue {
-    /** Makes the ring object of a queue (with the transport's violation listener). */
+    /** Makes the ring object of a queue for the negotiated features (with the transport's violation listener). */
     interface RingFactory {
-        SplitQueue ring(int index);
+        RingQueue ring(int index, long features);
     }
 
     final int index;
@@ -27,7 +29,7 @@ final class MmioQueue {
     final int max;
     final EventFd kick;
     private final RingFactory rings;
-    private SplitQueue ring;
+    private RingQueue ring;
     int num;
     long desc;
     long driver;
@@ -40,7 +42,7 @@ final class MmioQueue {
         this.max = max;
         this.kick = kick;
         this.rings = rings;
-        this.ring = rings.ring(index);
+        this.ring = rings.ring(index, 0);
     }
 
     /** QueueReady as the driver reads it. */
@@ -53,16 +55,21 @@ final class MmioQueue {
      * it in {@code memory}; null when the queue is now ready, else why it is refused.
      */
     String makeReady(GuestMemory memory, long features) {
-        if (!SplitRingLayout.isValidSize(num) || num > max) {
-            return "queue " + index + " size " + Integer.toUnsignedString(num) + " is not a power of two in [1, " + max + "]";
+        boolean packed = VirtioFeatures.has(features, VirtioFeatures.RING_PACKED);
+        if (packed ? num < 1 || num > max : !SplitRingLayout.isValidSize(num) || num > max) {
+            return "queue " + index + " size " + Integer.toUnsignedString(num) + (packed ? " is not in [1, " : " is not a power of two in [1, ")
+                    + max + "]";
         }
         RingGeometry g;
         try {
-            g = RingGeometry.of(index, memory, num, desc, driver, device);
+            g = RingGeometry.of(index, memory, num, desc, driver, device, packed);
         } catch (RingConfigurationException e) {
             return e.getMessage();
         }
-        ring.activate(g, features, 0, 0);
+        if (ring.packed() != packed) {
+            ring = rings.ring(index, features); // stopped, nothing in flight: the layout the driver chose
+        }
+        ring.activate(g, features, ring.freshState(), packed ? -1 : 0);
         ready = true;
         return null;
     }
@@ -85,7 +92,7 @@ final class MmioQueue {
         if (running) {
             running = false;
             if (!queues.stop(index)) {
-                ring = rings.ring(index);
+                ring = rings.ring(index, ring.packed() ? VirtioFeatures.bit(VirtioFeatures.RING_PACKED) : 0);
             }
         }
         ring.deactivate();

@@ -15,7 +15,7 @@ import org.jvirtio.api.VirtioFeatures;
 import org.jvirtio.api.linux.ErrnoException;
 import org.jvirtio.host.DeviceQueues;
 import org.jvirtio.host.QueueHost;
-import org.jvirtio.ring.SplitQueue;
+import org.jvirtio.ring.RingQueue;
 import org.jvirtio.ring.SplitRingLayout;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -100,7 +100,7 @@ public final class MmioTransport implements MmioWindow, AutoCloseable {
         this.memory = memory;
         this.interrupts = new InterruptStatus(line);
         this.queues = new DeviceQueues(device, host);
-        this.offered = FeatureNegotiation.offered(device) | VirtioFeatures.bit(VirtioFeatures.RING_RESET);
+        this.offered = FeatureNegotiation.offeredWithPacked(device) | VirtioFeatures.bit(VirtioFeatures.RING_RESET);
         this.q = new MmioQueue[device.queueCount()];
         try {
             for (int i = 0; i < q.length; i++) {
@@ -116,8 +116,8 @@ public final class MmioTransport implements MmioWindow, AutoCloseable {
         }
     }
 
-    private SplitQueue newRing(int index) {
-        SplitQueue r = new SplitQueue(index, device.maxChainLength());
+    private RingQueue newRing(int index, long features) {
+        RingQueue r = RingQueue.create(index, device.maxChainLength(), features);
         r.setViolationListener((queue, v) -> context.needsReset(queue.index(), v.message()));
         return r;
     }

@@ -28,8 +28,11 @@ class MmioTransportTest {
     static final long MEM = 1 << 20;
     static final long RING = 0x1000;
     static final long BUF = 0x80000;
+    /** What the tests' drivers take: everything offered but the packed layout (its own tests are PackedMmioTest). */
     static final long ALL_FEATURES = VirtioFeatures.RING_FEATURES | VirtioFeatures.bit(0) | VirtioFeatures.bit(3)
             | VirtioFeatures.bit(VirtioFeatures.RING_RESET);
+    /** What the transport offers: also VIRTIO_F_RING_PACKED. */
+    static final long OFFERED = ALL_FEATURES | VirtioFeatures.bit(VirtioFeatures.RING_PACKED);
 
     GuestMemory mem;
     EchoDevice device;
@@ -84,10 +87,15 @@ class MmioTransportTest {
 
     /** Sets up queue {@code index} at {@code base} with {@code size} entries, as vm_setup_vq does. */
     SplitQueueDriver queue(int index, long base, int size) {
+        return (SplitQueueDriver) queue(index, base, size, VirtioFeatures.RING_FEATURES);
+    }
+
+    /** As {@link #queue(int, long, int)}, split or packed as {@code features} say. */
+    org.jvirtio.ring.QueueDriver queue(int index, long base, int size, long features) {
         w(QUEUE_SEL, index);
         assertEquals(0, r(QUEUE_READY), "queue " + index + " not ready before setup");
         assertTrue(r(QUEUE_NUM_MAX) >= size);
-        SplitQueueDriver d = SplitQueueDriver.at(mem, base, size, VirtioFeatures.RING_FEATURES, 0, 0);
+        org.jvirtio.ring.QueueDriver d = org.jvirtio.ring.QueueDriver.at(mem, base, size, features, 0, 0);
         w(QUEUE_NUM, size);
         w(QUEUE_DESC_LOW, (int) d.descAddr());
         w(QUEUE_DESC_HIGH, (int) (d.descAddr() >>> 32));
@@ -104,7 +112,7 @@ class MmioTransportTest {
     }
 
     /** One echo request on queue {@code index}, notified, answered and interrupted. */
-    void echo(SplitQueueDriver d, int index, int n) throws Exception {
+    void echo(org.jvirtio.ring.QueueDriver d, int index, int n) throws Exception {
         byte[] data = new byte[n];
         for (int i = 0; i < n; i++) {
             data[i] = (byte) (i * 7 + index);
@@ -385,9 +393,9 @@ class MmioTransportTest {
         assertEquals(0x3f, r(DEVICE_ID));
         assertEquals(VENDOR, r(VENDOR_ID));
         w(DEVICE_FEATURES_SEL, 0);
-        assertEquals((int) ALL_FEATURES, r(DEVICE_FEATURES));
+        assertEquals((int) OFFERED, r(DEVICE_FEATURES));
         w(DEVICE_FEATURES_SEL, 1);
-        assertEquals((int) (ALL_FEATURES >>> 32), r(DEVICE_FEATURES));
+        assertEquals((int) (OFFERED >>> 32), r(DEVICE_FEATURES));
         w(DEVICE_FEATURES_SEL, 2);
         assertEquals(0, r(DEVICE_FEATURES), "feature words past the second are 0");
         w(QUEUE_SEL, 1);
@@ -569,6 +577,51 @@ class MmioTransportTest {
         assertNeedsResetWithConfigInterrupt();
         w(INTERRUPT_ACK, INT_CONFIG);
         initAndEcho();
+    }
+
+    /**
+     * Packed rings over MMIO (issue 25): VIRTIO_F_RING_PACKED offered and taken, the same queue
+     * registers naming the descriptor ring, driver area and device area; any size up to
+     * QueueNumMax (not only powers of two); sizes beyond it or 0, and misaligned or outside
+     * areas, refused as for split (queue not ready, DEVICE_NEEDS_RESET); laps around both rings.
+     */
+    @Test
+    void packedRingsOverMmio() throws Exception {
+        long packed = ALL_FEATURES | VirtioFeatures.bit(VirtioFeatures.RING_PACKED);
+        assertEquals(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK, negotiate(packed));
+        for (int num : new int[] {0, 65}) {
+            w(QUEUE_SEL, 0);
+            w(QUEUE_NUM, num);
+            w(QUEUE_DESC_LOW, (int) RING);
+            w(QUEUE_DRIVER_LOW, (int) RING + 0x400);
+            w(QUEUE_DEVICE_LOW, (int) RING + 0x800);
+            w(QUEUE_READY, 1);
+            assertEquals(0, r(QUEUE_READY), "packed size " + num + " refused");
+        }
+        long[][] places = {{RING + 8, RING + 0x400, RING + 0x800}, {RING, RING + 0x402, RING + 0x800}, {RING, RING + 0x400, RING + 0x801},
+            {MEM - 0x10, RING + 0x400, RING + 0x800}};
+        for (long[] p : places) {
+            w(QUEUE_SEL, 0);
+            w(QUEUE_NUM, 12);
+            w(QUEUE_DESC_LOW, (int) p[0]);
+            w(QUEUE_DRIVER_LOW, (int) p[1]);
+            w(QUEUE_DEVICE_LOW, (int) p[2]);
+            w(QUEUE_READY, 1);
+            assertEquals(0, r(QUEUE_READY), "packed ring at " + java.util.Arrays.toString(p) + " refused");
+        }
+        assertEquals(DeviceStatus.DEVICE_NEEDS_RESET, r(STATUS) & DeviceStatus.DEVICE_NEEDS_RESET);
+        // The driver resets and starts again, correctly this time: sizes 12 and 64.
+        assertEquals(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK, negotiate(packed));
+        org.jvirtio.ring.QueueDriver d0 = queue(0, RING, 12, packed);
+        org.jvirtio.ring.QueueDriver d1 = queue(1, RING + 0x4000, 64, packed);
+        assertTrue(d0.packed() && d1.packed());
+        driverOk();
+        assertEquals(0, r(STATUS) & DeviceStatus.DEVICE_NEEDS_RESET);
+        for (int i = 0; i < 40; i++) { // each echo is two descriptors: several laps of the 12-entry ring
+            echo(d0, 0, 1 + i);
+            echo(d1, 1, 100 + i);
+        }
+        initAndEcho(); // and split again after a reset
     }
 
     @Test

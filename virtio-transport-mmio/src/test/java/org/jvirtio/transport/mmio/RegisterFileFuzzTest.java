@@ -94,7 +94,7 @@ class RegisterFileFuzzTest {
         assertEquals(0, d.status() & DeviceStatus.DEVICE_NEEDS_RESET);
         long buf = d.allocate(64, 64);
         MEMORY.writeU32(buf, 0x12345678);
-        SplitQueueDriver ring = q.ring();
+        org.jvirtio.ring.QueueDriver ring = q.ring();
         assertTrue(ring.add(new long[] {buf, buf + 32}, new int[] {4, 4}, 2, 1, 1) >= 0);
         q.publish();
         long deadline = System.nanoTime() + 5_000_000_000L;

@@ -10,13 +10,15 @@ import org.jvirtio.api.QueueBinding;
 import org.jvirtio.api.VirtioDevice;
 import org.jvirtio.host.QueueEngine;
 import org.jvirtio.ring.RingConfigurationException;
+import org.jvirtio.ring.PackedQueue;
+import org.jvirtio.ring.RingQueue;
 import org.jvirtio.ring.SplitQueue;
 import org.jvirtio.testkit.RecordingContext;
 
 /** The queue engine on the caller's thread: the device as it is, without a transport. */
 final class DirectRig extends BaseRig {
     private final VirtioDevice device;
-    private final SplitQueue[] rings;
+    private final RingQueue[] rings;
     private final QueueEngine[] engines;
     private volatile boolean needsReset;
     private volatile RecordingContext context = new RecordingContext(0);
@@ -25,14 +27,14 @@ final class DirectRig extends BaseRig {
     DirectRig(VirtioDevice device, GuestMemory memory, long wanted) {
         super(Kind.DIRECT, memory);
         this.device = device;
-        this.rings = new SplitQueue[device.queueCount()];
+        this.rings = new RingQueue[device.queueCount()];
         this.engines = new QueueEngine[device.queueCount()];
         restart(wanted);
     }
 
     @Override
     public void restart(long wanted) {
-        features = FeatureNegotiation.offered(device) & wanted;
+        features = FeatureNegotiation.offeredWithPacked(device) & wanted;
         needsReset = false;
         context = new RecordingContext(features);
         device.activate(context);
@@ -41,10 +43,10 @@ final class DirectRig extends BaseRig {
 
     @Override
     public void startQueue(int index, int size, long desc, long avail, long used) throws IOException {
-        SplitQueue q = new SplitQueue(index, device.maxChainLength());
+        RingQueue q = RingQueue.create(index, device.maxChainLength(), features);
         q.setViolationListener((queue, v) -> needsReset = true);
         try {
-            q.activate(memory, size, desc, avail, used, features, 0, 0);
+            q.activate(memory, size, desc, avail, used, features);
         } catch (RingConfigurationException e) {
             needsReset = true;
             return;
@@ -99,7 +101,7 @@ final class DirectRig extends BaseRig {
         }
         e.close();
         engines[index] = null;
-        int next = rings[index].nextAvail();
+        int next = rings[index] instanceof PackedQueue p ? p.availState() : ((SplitQueue) rings[index]).nextAvail();
         rings[index].deactivate();
         rings[index] = null;
         return next;

@@ -6,6 +6,7 @@ import java.util.function.BooleanSupplier;
 
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.VirtioDevice;
+import org.jvirtio.api.VirtioFeatures;
 import org.jvirtio.host.QueueHost;
 
 /**
@@ -22,7 +23,7 @@ import org.jvirtio.host.QueueHost;
  * @EnumSource(TransportRig.Kind.class)
  * void echoes(TransportRig.Kind kind) throws Exception {
  *     try (TransportRig rig = kind.start(new MyDevice(), memory, ~0L)) {
- *         SplitQueueDriver d = SplitQueueDriver.at(memory, 0x1000, 64, rig.features(), 0, 0);
+ *         QueueDriver d = QueueDriver.at(memory, 0x1000, 64, rig.features(), 0, 0); // split or packed, as negotiated
  *         rig.startQueue(0, d);
  *         d.add(...);
  *         d.publish();
@@ -32,6 +33,9 @@ import org.jvirtio.host.QueueHost;
  * }</pre>
  */
 public interface TransportRig extends AutoCloseable {
+    /** Every feature but VIRTIO_F_RING_PACKED: for a {@code wanted} mask that keeps the rings split. */
+    long ALL_SPLIT = ~VirtioFeatures.bit(VirtioFeatures.RING_PACKED);
+
     /** The transports a rig can put a device behind. */
     enum Kind {
         /** The queue engine on the caller's thread: what the device does, without a transport. */
@@ -70,14 +74,14 @@ public interface TransportRig extends AutoCloseable {
 
     /**
      * Starts queue {@code index} with {@code size} entries at these guest addresses (descriptor
-     * table, avail ring, used ring), from index 0. Hostile placements are the transport's to
+     * table, avail ring, used ring; packed: descriptor ring, driver and device areas), fresh. Hostile placements are the transport's to
      * refuse: then the device is left needing a reset ({@link #needsReset()}) or the queue
      * never runs, as the transport has it.
      */
     void startQueue(int index, int size, long desc, long avail, long used) throws IOException;
 
-    /** {@link #startQueue(int, int, long, long, long)} where {@code ring} lies. */
-    default void startQueue(int index, org.jvirtio.ring.SplitQueueDriver ring) throws IOException {
+    /** {@link #startQueue(int, int, long, long, long)} where {@code ring} lies (a driver of the negotiated layout). */
+    default void startQueue(int index, org.jvirtio.ring.QueueDriver ring) throws IOException {
         startQueue(index, ring.size(), ring.descAddr(), ring.availAddr(), ring.usedAddr());
     }
 
@@ -91,7 +95,8 @@ public interface TransportRig extends AutoCloseable {
 
     /**
      * Stops queue {@code index} (GET_VRING_BASE, QueueReady 0, or the engine's quiesce): returns
-     * once nothing of it is in flight, with the next avail index it reached.
+     * once nothing of it is in flight, with where it stopped (split: the next avail index; packed:
+     * the avail position and wrap counter, vhost-user adding the used half; MMIO cannot say: -1).
      */
     int stopQueue(int index) throws IOException;
 

@@ -49,7 +49,8 @@ final class VhostUserRig extends BaseRig {
             throw new IOException(e.getMessage(), e);
         }
         fe.setVringNum(index, size);
-        fe.setVringBase(index, 0);
+        boolean packed = org.jvirtio.api.VirtioFeatures.has(features, org.jvirtio.api.VirtioFeatures.RING_PACKED);
+        fe.setVringBase(index, packed ? org.jvirtio.ring.PackedQueue.FRESH | org.jvirtio.ring.PackedQueue.FRESH << 16 : 0);
         fe.setVringAddr(index, desc, avail, used);
         fe.setVringCall(index, calls[index]);
         fe.setVringKick(index, kicks[index]);

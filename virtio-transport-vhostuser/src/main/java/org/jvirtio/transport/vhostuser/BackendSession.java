@@ -8,6 +8,7 @@ import org.jvirtio.api.EventFd;
 import org.jvirtio.api.FeatureNegotiation;
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.VirtioDevice;
+import org.jvirtio.api.VirtioFeatures;
 import org.jvirtio.api.linux.ErrnoException;
 import org.jvirtio.host.DeviceQueues;
 import org.jvirtio.transport.vhostuser.FrontendRequest.*;
@@ -71,8 +72,8 @@ final class BackendSession implements DeviceContext, AutoCloseable {
             }
 
             @Override
-            public java.lang.foreign.MemorySegment inflight(int index, int size) {
-                return inflight.queue(index, size);
+            public java.lang.foreign.MemorySegment inflight(int index, int size, boolean packed) {
+                return inflight.queue(index, size, packed);
             }
 
             @Override
@@ -251,7 +252,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
             }
             case GetStatus g -> VhostUserMessage.u64(status);
             case GetInflightFd g -> {
-                inflight.create(name, g, connFd);
+                inflight.create(name, g, connFd, VirtioFeatures.has(features, VirtioFeatures.RING_PACKED));
                 yield null;
             }
             case SetInflightFd i -> {
@@ -345,9 +346,12 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         features = f;
     }
 
-    /** The virtio features offered: the device's, the ring's, PROTOCOL_FEATURES, and LOG_ALL when dirty logging is offered. */
+    /**
+     * The virtio features offered: the device's, the rings' (packed too, where the device allows
+     * it), PROTOCOL_FEATURES, and LOG_ALL when dirty logging is offered.
+     */
     private long offeredFeatures() {
-        return FeatureNegotiation.offered(device) | F_PROTOCOL_FEATURES | (offerDirtyLog ? F_LOG_ALL : 0);
+        return FeatureNegotiation.offeredWithPacked(device) | F_PROTOCOL_FEATURES | (offerDirtyLog ? F_LOG_ALL : 0);
     }
 
     private void resetDevice() {

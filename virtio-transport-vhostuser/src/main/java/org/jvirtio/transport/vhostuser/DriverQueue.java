@@ -3,26 +3,27 @@ package org.jvirtio.transport.vhostuser;
 import java.io.IOException;
 
 import org.jvirtio.api.EventFd;
-import org.jvirtio.ring.SplitQueueDriver;
+import org.jvirtio.ring.QueueDriver;
 
 /**
- * One queue of a {@link DriverSession}: the driver side of the ring, the kick eventfd the device
+ * One queue of a {@link DriverSession}: the driver side of the ring (split or packed, as the
+ * session negotiated), the kick eventfd the device
  * waits on and the call eventfd it interrupts. Used by one thread at a time.
  */
 public final class DriverQueue implements AutoCloseable {
     private final int index;
-    private final SplitQueueDriver ring;
+    private final QueueDriver ring;
     private final EventFd kick;
     private final EventFd call;
 
-    private DriverQueue(int index, SplitQueueDriver ring, EventFd kick, EventFd call) {
+    private DriverQueue(int index, QueueDriver ring, EventFd kick, EventFd call) {
         this.index = index;
         this.ring = ring;
         this.kick = kick;
         this.call = call;
     }
 
-    static DriverQueue create(int index, SplitQueueDriver ring) throws IOException {
+    static DriverQueue create(int index, QueueDriver ring) throws IOException {
         EventFd kick = EventFd.create(false);
         try {
             return new DriverQueue(index, ring, kick, EventFd.create(false));
@@ -37,7 +38,7 @@ public final class DriverQueue implements AutoCloseable {
     }
 
     /** The driver side of the ring: add chains, reap used ones. */
-    public SplitQueueDriver ring() {
+    public QueueDriver ring() {
         return ring;
     }
 
@@ -63,7 +64,7 @@ public final class DriverQueue implements AutoCloseable {
      * @return the number of used chains handed to {@code handler}; 0 when {@code timeoutMillis}
      *         passed without any
      */
-    public int awaitUsed(SplitQueueDriver.UsedHandler handler, long timeoutMillis) throws IOException {
+    public int awaitUsed(QueueDriver.UsedHandler handler, long timeoutMillis) throws IOException {
         return ring.awaitUsed(handler, timeoutMillis, call::await);
     }
 

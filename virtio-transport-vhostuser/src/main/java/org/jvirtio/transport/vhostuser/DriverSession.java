@@ -8,7 +8,8 @@ import java.util.List;
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.GuestRegion;
 import org.jvirtio.api.MemoryMapping;
-import org.jvirtio.ring.SplitQueueDriver;
+import org.jvirtio.ring.PackedQueue;
+import org.jvirtio.ring.QueueDriver;
 import org.jvirtio.ring.SplitRingLayout;
 
 /**
@@ -127,18 +128,19 @@ public final class DriverSession implements AutoCloseable {
 
     /**
      * Lays out queue {@code index} of {@code size} entries in guest memory and starts it:
-     * SET_VRING_NUM, _BASE (0), _ADDR, _KICK, _CALL, _ENABLE. With {@code maxIndirect} above 0,
-     * each head gets room for an indirect table of that many descriptors.
+     * SET_VRING_NUM, _BASE (0, or for a packed ring both wrap counters 1), _ADDR, _KICK, _CALL,
+     * _ENABLE. The layout is the one the session negotiated (VIRTIO_F_RING_PACKED or not). With
+     * {@code maxIndirect} above 0, each chain gets room for an indirect table of that many
+     * descriptors.
      */
     public DriverQueue queue(int index, int size, int maxIndirect) throws IOException {
-        SplitRingLayout.Placement p = SplitRingLayout.place(0, size);
-        long base = allocate(p.end(), 4096);
+        long base = allocate(QueueDriver.ringBytes(size, features), 4096);
         long indirect = maxIndirect > 0 ? allocate((long) size * maxIndirect * SplitRingLayout.DESC_SIZE, 16) : -1;
-        SplitQueueDriver ring = SplitQueueDriver.at(memory, base, size, features, indirect, maxIndirect);
+        QueueDriver ring = QueueDriver.at(memory, base, size, features, indirect, maxIndirect);
         DriverQueue q = DriverQueue.create(index, ring);
         try {
             frontend.setVringNum(index, size);
-            frontend.setVringBase(index, 0);
+            frontend.setVringBase(index, ring.packed() ? PackedQueue.FRESH | PackedQueue.FRESH << 16 : 0);
             frontend.setVringAddr(index, ring.descAddr(), ring.availAddr(), ring.usedAddr());
             frontend.setVringKick(index, q.kick());
             frontend.setVringCall(index, q.call());

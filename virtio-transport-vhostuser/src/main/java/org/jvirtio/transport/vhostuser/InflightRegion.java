@@ -5,8 +5,8 @@ import java.lang.foreign.MemorySegment;
 import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.api.linux.ErrnoException;
 import org.jvirtio.api.linux.Libc;
-import org.jvirtio.ring.SplitInflight;
-import org.jvirtio.ring.SplitRingLayout;
+import org.jvirtio.ring.PackedRingLayout;
+import org.jvirtio.ring.RingQueue;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -14,8 +14,11 @@ import org.slf4j.LoggerFactory;
  * The inflight region of one connection (VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD): shared memory,
  * made by the backend at GET_INFLIGHT_FD and kept by the front-end, which hands it to every
  * backend after it (SET_INFLIGHT_FD) so that one started after a crash resubmits what its
- * predecessor never completed. One {@link SplitInflight} region per queue, back to back. Mapped
- * for as long as the session holds it; replaced only while no ring runs.
+ * predecessor never completed. One region per queue, back to back, in the layout of the
+ * negotiated rings: {@code SplitInflight}'s or {@code PackedInflight}'s (a packed queue's part
+ * is twice as large). The layout is known when a ring starts; the whole region the front-end
+ * gave is mapped (up to the packed size) so that either fits. Mapped for as long as the session
+ * holds it; replaced only while no ring runs.
  */
 final class InflightRegion implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(InflightRegion.class);
@@ -31,17 +34,22 @@ final class InflightRegion implements AutoCloseable {
         this.queueSize = queueSize;
     }
 
-    /** Bytes a region for {@code numQueues} queues of {@code queueSize} entries takes. */
-    static long size(int numQueues, int queueSize) {
-        return numQueues * SplitInflight.queueRegionSize(queueSize);
+    /** Bytes a region for {@code numQueues} queues of {@code queueSize} entries takes, packed or split. */
+    static long size(int numQueues, int queueSize, boolean packed) {
+        return numQueues * RingQueue.inflightRegionSize(packed, queueSize);
     }
 
+    /**
+     * The region's queue size is the most entries a ring may have, not a ring's size: any in
+     * [1, 32768] (QEMU asks with its queue-size, 1000 say, for packed rings; and asks before
+     * firmware such as SeaBIOS, which does not take packed rings, runs split ones smaller).
+     */
     static void check(String name, int numQueues, int queueSize, int deviceQueues) throws VhostUserProtocolException {
         if (numQueues < 1 || numQueues > deviceQueues) {
             throw new VhostUserProtocolException(name + ": " + numQueues + " queues, the device has " + deviceQueues);
         }
-        if (!SplitRingLayout.isValidSize(queueSize)) {
-            throw new VhostUserProtocolException(name + ": queue size " + queueSize + " is not a power of two in [1, 32768]");
+        if (queueSize < 1 || queueSize > PackedRingLayout.MAX_SIZE) {
+            throw new VhostUserProtocolException(name + ": queue size " + queueSize + " is not in [1, " + PackedRingLayout.MAX_SIZE + "]");
         }
     }
 
@@ -50,10 +58,10 @@ final class InflightRegion implements AutoCloseable {
      *
      * @return the fd (the caller sends it and closes it)
      */
-    static int create(int numQueues, int queueSize) throws ErrnoException {
+    static int create(int numQueues, int queueSize, boolean packed) throws ErrnoException {
         int fd = Libc.memfdCreate("jvirtio-inflight");
         try {
-            Libc.ftruncate(fd, size(numQueues, queueSize));
+            Libc.ftruncate(fd, size(numQueues, queueSize, packed));
             Libc.fcntl(fd, Libc.F_ADD_SEALS, Libc.F_SEAL_SHRINK | Libc.F_SEAL_GROW | Libc.F_SEAL_SEAL);
             return fd;
         } catch (ErrnoException e) {
@@ -71,12 +79,14 @@ final class InflightRegion implements AutoCloseable {
         int fd = s.fds().take(0);
         try {
             check(name, s.numQueues(), s.queueSize(), deviceQueues);
-            long need = size(s.numQueues(), s.queueSize());
+            // Either layout's: the rings' is known when they start (queue() checks it fits).
+            long need = size(s.numQueues(), s.queueSize(), false);
             if (s.mmapSize() < need || s.mmapOffset() < 0 || s.mmapOffset() + s.mmapSize() < 0) {
                 throw new VhostUserProtocolException(name + ": region of " + Long.toUnsignedString(s.mmapSize()) + " bytes at offset "
                         + Long.toUnsignedString(s.mmapOffset()) + "; " + s.numQueues() + " queues of " + s.queueSize() + " need " + need);
             }
-            MemoryMapping mapping = SharedFiles.mapSealed(name, fd, s.mmapOffset(), need, allowUnsealed, "the inflight region's file");
+            long map = Math.min(s.mmapSize(), size(s.numQueues(), s.queueSize(), true));
+            MemoryMapping mapping = SharedFiles.mapSealed(name, fd, s.mmapOffset(), map, allowUnsealed, "the inflight region's file");
             return new InflightRegion(mapping, s.numQueues(), s.queueSize());
         } finally {
             Libc.closeQuietly(fd);
@@ -88,8 +98,17 @@ final class InflightRegion implements AutoCloseable {
      * entries may be more: a guest's driver can make its ring smaller than the queue size the
      * front-end asked for), or null when the region does not cover it.
      */
-    MemorySegment queue(int index, int size) {
+    MemorySegment queue(int index, int size, boolean packed) {
         if (index >= numQueues) {
+            return null;
+        }
+        long bytes = RingQueue.inflightRegionSize(packed, queueSize);
+        if (numQueues * bytes > mapping.segment().byteSize()) {
+            if (!warnedSize) {
+                warnedSize = true;
+                LOG.warn("vhost-user: the inflight region's {} bytes are too few for {} {} queues of {}: their requests are not tracked",
+                        mapping.segment().byteSize(), numQueues, packed ? "packed" : "split", queueSize);
+            }
             return null;
         }
         if (size > queueSize) {
@@ -100,7 +119,6 @@ final class InflightRegion implements AutoCloseable {
             }
             return null;
         }
-        long bytes = SplitInflight.queueRegionSize(queueSize);
         return mapping.segment().asSlice(index * bytes, bytes);
     }
 

@@ -33,14 +33,15 @@ final class InflightTracking implements AutoCloseable {
     }
 
     /**
-     * GET_INFLIGHT_FD: a new zeroed region for the queues the front-end names, sealed against
+     * GET_INFLIGHT_FD: a new zeroed region for the queues the front-end names, in the layout of
+     * the negotiated rings ({@code packed}: QEMU sets the features first), sealed against
      * shrinking and growing, sent in the reply on {@code connFd} (and closed here).
      */
-    void create(String name, GetInflightFd g, int connFd) throws VhostUserProtocolException, ErrnoException {
+    void create(String name, GetInflightFd g, int connFd, boolean packed) throws VhostUserProtocolException, ErrnoException {
         InflightRegion.check(name, g.numQueues(), g.queueSize(), deviceQueues);
-        int fd = InflightRegion.create(g.numQueues(), g.queueSize());
+        int fd = InflightRegion.create(g.numQueues(), g.queueSize(), packed);
         try {
-            byte[] reply = VhostUserCodec.encodeInflight(new VhostUserCodec.Inflight(InflightRegion.size(g.numQueues(), g.queueSize()),
+            byte[] reply = VhostUserCodec.encodeInflight(new VhostUserCodec.Inflight(InflightRegion.size(g.numQueues(), g.queueSize(), packed),
                     0, g.numQueues(), g.queueSize()));
             UnixSocket.send(connFd, VhostUserMessage.encode(VhostUserRequest.GET_INFLIGHT_FD.code(),
                     VhostUserProtocol.VERSION | VhostUserProtocol.FLAG_REPLY, reply), new int[] {fd});
@@ -60,9 +61,9 @@ final class InflightTracking implements AutoCloseable {
         LOG.info("vhost-user: inflight region for {} queues of {} entries taken over", next.numQueues(), next.queueSize());
     }
 
-    /** Queue {@code index}'s part for a ring of {@code size} entries, or null (no region, or it does not cover it). */
-    MemorySegment queue(int index, int size) {
-        return region == null ? null : region.queue(index, size);
+    /** Queue {@code index}'s part for a packed or split ring of {@code size} entries, or null (no region, or it does not cover it). */
+    MemorySegment queue(int index, int size, boolean packed) {
+        return region == null ? null : region.queue(index, size, packed);
     }
 
     /** Entries per queue of the region (its queue size, at least the ring's), or 0 without one. */

@@ -5,10 +5,14 @@ import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.GuestMemoryException;
 import org.jvirtio.api.QueueBinding;
 import org.jvirtio.host.DeviceQueues;
+import org.jvirtio.api.VirtioFeatures;
+import org.jvirtio.ring.InflightAttached;
+import org.jvirtio.ring.PackedQueue;
+import org.jvirtio.ring.PackedRingLayout;
 import org.jvirtio.ring.RingConfigurationException;
 import org.jvirtio.ring.RingGeometry;
+import org.jvirtio.ring.RingQueue;
 import org.jvirtio.ring.RingViolation;
-import org.jvirtio.ring.SplitInflight;
 import org.jvirtio.ring.SplitQueue;
 import org.jvirtio.ring.SplitRingLayout;
 import org.jvirtio.transport.vhostuser.VhostUserCodec.VringAddr;
@@ -31,6 +35,11 @@ import org.slf4j.LoggerFactory;
  * ring addresses) the queue is stopped (drained), changed, and started again. Ring geometry is
  * the ring's to judge ({@link RingGeometry}), once per change: this class translates the
  * front-end's addresses ({@link #place}) and keeps the judgement.
+ *
+ * <p>The layout is the negotiated features' (VIRTIO_F_RING_PACKED): the queue object is a
+ * {@link SplitQueue} or a {@link PackedQueue}, made again when the features change it. A packed
+ * ring's base is vhost-user's packed encoding: bits 0-14 the next descriptor to read, bit 15 its
+ * wrap counter, bits 16-30 and 31 the same for the next used one.
  */
 final class Vring {
     private static final Logger LOG = LoggerFactory.getLogger(Vring.class);
@@ -54,13 +63,16 @@ final class Vring {
     private final int index;
     private final DeviceQueues queues;
     private final Vrings.Session session;
-    private final SplitQueue.ViolationListener onViolation;
-    /** Replaced when a stop abandoned requests: the old one stays with them (see {@link #stop}). */
-    private SplitQueue queue;
+    private final RingQueue.ViolationListener onViolation;
+    /** Replaced when a stop abandoned requests (the old one stays with them, see {@link #stop}) or the layout changed. */
+    private RingQueue queue;
     private State state = State.STOPPED;
     private int num;
     private VringAddr addr;
-    /** The next avail index to read when the ring is next activated (SET_VRING_BASE, or where it stopped). */
+    /**
+     * Where the ring continues when next activated (SET_VRING_BASE, or where it stopped): split,
+     * the next avail index; packed, the vhost-user encoding of both positions and wrap counters.
+     */
     private int base;
     /** The used index to continue from when next activated, or -1 to read it from the ring. */
     private int used = -1;
@@ -71,7 +83,7 @@ final class Vring {
     /** How the running queue interrupts the driver; its call fd can change under it. */
     private CallFd interrupt;
 
-    Vring(int index, DeviceQueues queues, Vrings.Session session, SplitQueue.ViolationListener onViolation) {
+    Vring(int index, DeviceQueues queues, Vrings.Session session, RingQueue.ViolationListener onViolation) {
         this.index = index;
         this.queues = queues;
         this.session = session;
@@ -79,10 +91,31 @@ final class Vring {
         this.queue = newQueue();
     }
 
-    private SplitQueue newQueue() {
-        SplitQueue q = new SplitQueue(index, queues.device().maxChainLength());
+    private RingQueue newQueue() {
+        RingQueue q = RingQueue.create(index, queues.device().maxChainLength(), session.features());
         q.setViolationListener(onViolation);
         return q;
+    }
+
+    /** Whether the negotiated features make the ring packed. */
+    private boolean packed() {
+        return VirtioFeatures.has(session.features(), VirtioFeatures.RING_PACKED);
+    }
+
+    /** The queue object, of the negotiated layout (a stopped ring's is made again if the layout changed). */
+    private RingQueue queue() {
+        if (queue.packed() != packed() && !queue.isActive() && queue.inFlight() == 0) {
+            queue = newQueue();
+        }
+        return queue;
+    }
+
+    /** Where the active queue stands, in the encoding of {@link #base}. */
+    private int standing() {
+        if (queue instanceof PackedQueue p) {
+            return p.availState() | p.usedState() << 16;
+        }
+        return ((SplitQueue) queue).nextAvail();
     }
 
     State state() {
@@ -97,9 +130,9 @@ final class Vring {
 
     void setNum(String name, int n) throws VhostUserProtocolException {
         int max = Math.min(queues.device().maxQueueSize(index), SplitRingLayout.MAX_SIZE);
-        if (!SplitRingLayout.isValidSize(n) || n > max) {
+        if (packed() ? n < 1 || n > max : !SplitRingLayout.isValidSize(n) || n > max) {
             throw new VhostUserProtocolException(name + ": queue " + index + " size " + Integer.toUnsignedString(n)
-                    + " is not a power of two in [1, " + max + "]");
+                    + (packed() ? " is not in [1, " : " is not a power of two in [1, ") + max + "]");
         }
         if (state != State.STOPPED) {
             throw new VhostUserProtocolException(name + ": queue " + index + " size changed while the ring is started");
@@ -110,6 +143,13 @@ final class Vring {
     void setBase(String name, int b) throws VhostUserProtocolException {
         if (state != State.STOPPED) {
             throw new VhostUserProtocolException(name + ": queue " + index + " base changed while the ring is started");
+        }
+        if (!packed() && Integer.compareUnsigned(b, 0xffff) > 0) {
+            throw new VhostUserProtocolException(name + ": queue " + index + " base " + Integer.toUnsignedString(b) + " exceeds 16 bits");
+        }
+        if (packed() && num > 0 && ((b & 0x7fff) >= num || (b >>> 16 & 0x7fff) >= num)) {
+            throw new VhostUserProtocolException(name + ": queue " + index + " packed base 0x" + Integer.toHexString(b)
+                    + " names a descriptor past the ring's " + num);
         }
         base = b;
     }
@@ -145,13 +185,12 @@ final class Vring {
     int getBase() {
         stop();
         boolean active = queue.isActive();
-        int b = active ? queue.nextAvail() : base;
-        int u = active ? queue.nextUsed() : used;
+        int b = active ? standing() : base;
         queue.deactivate();
         state = State.STOPPED;
         base = b;
         used = -1;
-        LOG.debug("vhost-user: queue {} stopped at avail index {}, used index {}", index, b, u);
+        LOG.debug("vhost-user: queue {} stopped at 0x{}", index, Integer.toHexString(b));
         // The ring is stopped: its kick and call are done with (as libvhost-user).
         closeKickAndCall();
         return b;
@@ -281,10 +320,11 @@ final class Vring {
         interrupt.closeRetired();
         interrupt = null;
         if (!drained) {
-            SplitQueue old = queue;
+            RingQueue old = queue;
+            int at = old.isActive() ? standing() : 0;
             queue = newQueue();
             if (old.isActive()) {
-                queue.activate(old.geometry(), session.features(), old.nextAvail(), old.nextUsed());
+                activateAt(old.geometry(), at, old instanceof SplitQueue s ? s.nextUsed() : -1);
                 applyDirtyLog();
             }
         }
@@ -336,16 +376,17 @@ final class Vring {
         long d;
         long av;
         long u;
+        boolean packed = packed();
         try {
-            d = memory.userToGuest(a.desc(), SplitRingLayout.descTableBytes(num));
-            av = memory.userToGuest(a.avail(), SplitRingLayout.availBytes(num));
-            u = memory.userToGuest(a.used(), SplitRingLayout.usedBytes(num));
+            d = memory.userToGuest(a.desc(), packed ? PackedRingLayout.ringBytes(num) : SplitRingLayout.descTableBytes(num));
+            av = memory.userToGuest(a.avail(), packed ? PackedRingLayout.EVENT_SIZE : SplitRingLayout.availBytes(num));
+            u = memory.userToGuest(a.used(), packed ? PackedRingLayout.EVENT_SIZE : SplitRingLayout.usedBytes(num));
         } catch (GuestMemoryException e) {
             throw new RingConfigurationException(new RingViolation(RingViolation.Reason.RING_OUTSIDE_MEMORY, index, a.desc(), num, 0),
                     "vring addresses outside guest memory: " + e.getMessage());
         }
         try {
-            return RingGeometry.of(index, memory, num, d, av, u);
+            return RingGeometry.of(index, memory, num, d, av, u, packed);
         } catch (RingConfigurationException e) {
             throw new RingConfigurationException(e.violation(), "vring addresses refused by the ring: " + e.getMessage());
         }
@@ -358,11 +399,25 @@ final class Vring {
      */
     private void rejudge(RingGeometry judged) {
         if (queue.isActive()) {
-            base = queue.nextAvail();
-            used = queue.nextUsed();
+            base = standing();
+            used = queue instanceof SplitQueue s ? s.nextUsed() : -1;
             queue.deactivate();
         }
         activate(judged);
+    }
+
+    /**
+     * Activates the queue object at {@code at} (the encoding of {@link #base}); {@code splitUsed}
+     * is a split ring's used index to continue from, or -1 for the one in the ring.
+     */
+    private void activateAt(RingGeometry g, int at, int splitUsed) {
+        if (queue instanceof PackedQueue p) {
+            int usedState = at >>> 16;
+            // A front-end that sends the avail half alone (as DPDK's does) has nothing in flight.
+            p.activate(g, session.features(), at & 0xffff, usedState == 0 ? -1 : usedState);
+        } else {
+            queue.activate(g, session.features(), at, splitUsed);
+        }
     }
 
     /**
@@ -379,18 +434,22 @@ final class Vring {
         }
         try {
             RingGeometry g = judged != null ? judged : place(addr);
-            queue.activate(g, session.features(), base, used);
+            RingQueue q = queue();
+            activateAt(g, base, used);
             used = -1;
-            LOG.debug("vhost-user: queue {} active: size {}, next avail {}, next used {}", index, num, queue.nextAvail(), queue.nextUsed());
+            LOG.debug("vhost-user: queue {} active: {}", index, q);
             applyDirtyLog();
-            java.lang.foreign.MemorySegment region = session.inflight(index, num);
+            java.lang.foreign.MemorySegment region = session.inflight(index, num, q.packed());
             if (region != null) {
-                SplitInflight.Attached at = queue.attachInflight(region, session.inflightEntries());
+                InflightAttached at = q.attachInflight(region, session.inflightEntries());
                 if (at.inconsistency() != null) {
                     LOG.warn("vhost-user: queue {}: the inflight region is inconsistent ({}); started afresh, nothing resubmitted",
                             index, at.inconsistency());
                 } else if (at.resubmitted() > 0) {
                     LOG.info("vhost-user: queue {}: resubmitting {} requests a previous backend left in flight", index, at.resubmitted());
+                }
+                if (at.note() != null) {
+                    LOG.info("vhost-user: queue {}: {}", index, at.note());
                 }
             }
         } catch (RingConfigurationException e) {

@@ -8,7 +8,6 @@ import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.linux.ErrnoException;
 import org.jvirtio.api.linux.Libc;
 import org.jvirtio.host.DeviceQueues;
-import org.jvirtio.ring.SplitQueue;
 import org.jvirtio.transport.vhostuser.FrontendRequest.VringFdKind;
 import org.jvirtio.transport.vhostuser.VhostUserCodec.VringAddr;
 
@@ -28,8 +27,8 @@ final class Vrings {
         /** Called before the first queue of a driver session starts. */
         void beforeFirstStart();
 
-        /** Queue {@code index}'s part of the inflight region for a ring of {@code size}, or null. */
-        java.lang.foreign.MemorySegment inflight(int index, int size);
+        /** Queue {@code index}'s part of the inflight region for a (packed or split) ring of {@code size}, or null. */
+        java.lang.foreign.MemorySegment inflight(int index, int size, boolean packed);
 
         /** Entries per queue of the inflight region (its queue size, at least the ring's). */
         int inflightEntries();
@@ -40,7 +39,7 @@ final class Vrings {
 
     private final Vring[] vrings;
 
-    Vrings(DeviceQueues queues, Session session, SplitQueue.ViolationListener onViolation) {
+    Vrings(DeviceQueues queues, Session session, org.jvirtio.ring.RingQueue.ViolationListener onViolation) {
         this.vrings = new Vring[queues.device().queueCount()];
         for (int i = 0; i < vrings.length; i++) {
             vrings[i] = new Vring(i, queues, session, onViolation);

@@ -7,7 +7,7 @@ import java.util.List;
 import org.jvirtio.api.EventFd;
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.VirtioFeatures;
-import org.jvirtio.ring.SplitQueueDriver;
+import org.jvirtio.ring.QueueDriver;
 
 /**
  * A Java front-end with its own memfd guest memory and driver-side rings: what QEMU plus a guest
@@ -22,7 +22,7 @@ final class FrontendRig implements AutoCloseable {
     final DriverSession session;
     final VhostUserFrontend fe;
     final GuestMemory memory;
-    final List<SplitQueueDriver> drivers = new ArrayList<>();
+    final List<QueueDriver> drivers = new ArrayList<>();
     final List<EventFd> kicks = new ArrayList<>();
     final List<EventFd> calls = new ArrayList<>();
     long features;
@@ -33,14 +33,23 @@ final class FrontendRig implements AutoCloseable {
         memory = session.memory();
     }
 
-    /** Negotiates everything offered (memory is shared separately, as the tests choose). */
+    /** Every feature but the packed layout: what the split-ring tests negotiate. */
+    static final long ALL_SPLIT = ~org.jvirtio.api.VirtioFeatures.bit(org.jvirtio.api.VirtioFeatures.RING_PACKED);
+
+    /** Negotiates everything offered but packed rings (memory is shared separately, as the tests choose). */
     FrontendRig negotiate() throws IOException {
+        features = fe.negotiate(ALL_SPLIT, VhostUserProtocol.BACKEND_PROTOCOL_FEATURES);
+        return this;
+    }
+
+    /** Negotiates everything offered, packed rings included. */
+    FrontendRig negotiatePacked() throws IOException {
         features = fe.negotiate(~0L, VhostUserProtocol.BACKEND_PROTOCOL_FEATURES);
         return this;
     }
 
     /** Sets up queue {@code q} of {@code size} entries with room for indirect tables of 4. */
-    SplitQueueDriver queue(int q, int size) throws IOException {
+    QueueDriver queue(int q, int size) throws IOException {
         session.useFeatures(features);
         DriverQueue dq = session.queue(q, size, 4);
         drivers.add(dq.ring());
@@ -51,7 +60,7 @@ final class FrontendRig implements AutoCloseable {
 
     /** Sends one request of {@code n} bytes on queue q and waits for the echo; returns the used length. */
     int echo(int q, byte[] data) throws Exception {
-        SplitQueueDriver d = drivers.get(q);
+        QueueDriver d = drivers.get(q);
         long in = DATA + q * 0x10000L;
         long out = in + 0x8000;
         memory.write(in, java.lang.foreign.MemorySegment.ofArray(data));

@@ -98,7 +98,7 @@ class QemuStorageDaemonInteropTest {
             assertTrue(rig.fe.getQueueNum() >= 1);
 
             rig.fe.setMemTable(rig.memory);
-            SplitQueueDriver q = rig.queue(0, 128);
+            org.jvirtio.ring.QueueDriver q = rig.queue(0, 128);
             GuestMemory m = rig.memory;
             byte[] pattern = new byte[4096];
             for (int i = 0; i < pattern.length; i++) {
@@ -126,7 +126,7 @@ class QemuStorageDaemonInteropTest {
     }
 
     /** One virtio-blk request: header, optional data, status; returns the status byte. */
-    private static int request(FrontendRig rig, SplitQueueDriver q, int type, long sector, int len, boolean deviceWrites) throws Exception {
+    private static int request(FrontendRig rig, org.jvirtio.ring.QueueDriver q, int type, long sector, int len, boolean deviceWrites) throws Exception {
         GuestMemory m = rig.memory;
         m.writeU32(HDR, type);
         m.writeU32(HDR + 4, 0);

@@ -128,7 +128,8 @@ class VhostUserBackendTest {
         try (FrontendRig rig = new FrontendRig(socket)) {
             // The transport adds the ring features to the device's own.
             // Dirty logging (VHOST_F_LOG_ALL) is offered by default, for live migration.
-            assertEquals(EchoDevice.FEATURES | VirtioFeatures.RING_FEATURES | VhostUserProtocol.F_PROTOCOL_FEATURES | VhostUserProtocol.F_LOG_ALL,
+            assertEquals(EchoDevice.FEATURES | VirtioFeatures.RING_FEATURES | VirtioFeatures.bit(VirtioFeatures.RING_PACKED)
+                    | VhostUserProtocol.F_PROTOCOL_FEATURES | VhostUserProtocol.F_LOG_ALL,
                     rig.fe.getFeatures());
             // Two queues and a config space: everything the backend implements is offered.
             assertEquals(VhostUserProtocol.BACKEND_PROTOCOL_FEATURES | (1L << PROTOCOL_F_LOG_SHMFD), rig.fe.getProtocolFeatures());
@@ -202,7 +203,8 @@ class VhostUserBackendTest {
                 assertEquals(0, pf & (1L << PROTOCOL_F_CONFIG), "no config space: no PROTOCOL_F_CONFIG");
                 assertEquals(0, pf & (1L << PROTOCOL_F_MQ), "one queue: no PROTOCOL_F_MQ");
                 assertEquals((BACKEND_PROTOCOL_FEATURES | (1L << PROTOCOL_F_LOG_SHMFD)) & ~(1L << PROTOCOL_F_CONFIG) & ~(1L << PROTOCOL_F_MQ), pf);
-                assertEquals(VirtioFeatures.RING_FEATURES | F_PROTOCOL_FEATURES | F_LOG_ALL, rig.fe.getFeatures());
+                assertEquals(VirtioFeatures.RING_FEATURES | VirtioFeatures.bit(VirtioFeatures.RING_PACKED) | F_PROTOCOL_FEATURES | F_LOG_ALL,
+                        rig.fe.getFeatures());
                 rig.negotiate();
                 rig.fe.setMemTable(rig.memory);
                 rig.queue(0, 4);
@@ -261,7 +263,7 @@ class VhostUserBackendTest {
         try (FrontendRig rig = new FrontendRig(socket)) {
             rig.negotiate();
             rig.fe.setMemTable(rig.memory);
-            SplitQueueDriver d = SplitQueueDriver.at(rig.memory, 0x1000, 16, rig.features, -1, 0);
+            org.jvirtio.ring.QueueDriver d = SplitQueueDriver.at(rig.memory, 0x1000, 16, rig.features, -1, 0);
             EventFd kick = EventFd.create(false);
             EventFd call = EventFd.create(false);
             rig.kicks.add(kick);
@@ -359,7 +361,7 @@ class VhostUserBackendTest {
             var refused = backend.nextDisconnect();
             try (VhostUserFrontend fe = VhostUserFrontend.connect(socket)) {
                 // without REPLY_ACK the refusal closes the connection, with its reason
-                fe.negotiate(~0L, BACKEND_PROTOCOL_FEATURES & ~(1L << PROTOCOL_F_REPLY_ACK));
+                fe.negotiate(FrontendRig.ALL_SPLIT, BACKEND_PROTOCOL_FEATURES & ~(1L << PROTOCOL_F_REPLY_ACK));
                 fe.setMemTable(unsealable);
                 fe.getQueueNum(); // a request after it: answered by a closed connection
             } catch (IOException closed) {
@@ -379,9 +381,9 @@ class VhostUserBackendTest {
             long fdsBefore = openFds();
             var faulted = backend.nextDisconnect();
             try (VhostUserFrontend fe = VhostUserFrontend.connect(socket)) {
-                long features = fe.negotiate(~0L, BACKEND_PROTOCOL_FEATURES);
+                long features = fe.negotiate(FrontendRig.ALL_SPLIT, BACKEND_PROTOCOL_FEATURES);
                 fe.setMemTable(unsealable);
-                SplitQueueDriver d = SplitQueueDriver.at(unsealable, 0x1000, 16, features, -1, 0);
+                org.jvirtio.ring.QueueDriver d = SplitQueueDriver.at(unsealable, 0x1000, 16, features, -1, 0);
                 fe.setVringNum(0, 16);
                 fe.setVringBase(0, 0);
                 fe.setVringAddr(0, d.descAddr(), d.availAddr(), d.usedAddr());
@@ -518,7 +520,7 @@ class VhostUserBackendTest {
         // 1. No REPLY_ACK: CONFIG_CHANGE_MSGs are fire-and-forget; the front-end never reads them.
         try (FrontendRig rig = new FrontendRig(socket)) {
             VhostUserFrontend fe = rig.fe;
-            rig.features = fe.negotiate(~0L, BACKEND_PROTOCOL_FEATURES & ~(1L << PROTOCOL_F_REPLY_ACK));
+            rig.features = fe.negotiate(FrontendRig.ALL_SPLIT, BACKEND_PROTOCOL_FEATURES & ~(1L << PROTOCOL_F_REPLY_ACK));
             fe.setMemTable(rig.memory);
             rig.queue(0, 16);
             rig.echo(0, new byte[4]); // the device is active: it has a context to announce changes on
@@ -573,7 +575,7 @@ class VhostUserBackendTest {
         try (FrontendRig rig = new FrontendRig(socket)) {
             rig.negotiate();
             rig.fe.setMemTable(rig.memory);
-            SplitQueueDriver d = rig.queue(0, 16);
+            org.jvirtio.ring.QueueDriver d = rig.queue(0, 16);
             rig.calls.get(0).read(); // the backend signals a call fd once when it takes it
             assertEquals(0, org.jvirtio.api.linux.Libc.eventfdWrite(rig.calls.get(0).fd(), 0xffff_ffff_ffff_fffeL));
             for (int i = 0; i < 3; i++) {
@@ -623,7 +625,7 @@ class VhostUserBackendTest {
             rig.negotiate();
             rig.fe.setStatus(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK);
             rig.fe.setMemTable(rig.memory);
-            SplitQueueDriver d = rig.queue(0, 16);
+            org.jvirtio.ring.QueueDriver d = rig.queue(0, 16);
             rig.fe.setVringErr(0, err);
             rig.fe.setStatus(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK);
             // A hostile guest: avail->idx far ahead.
@@ -655,7 +657,7 @@ class VhostUserBackendTest {
         try (FrontendRig rig = new FrontendRig(socket)) {
             rig.negotiate();
             rig.fe.setMemTable(rig.memory);
-            SplitQueueDriver d = rig.queue(0, 16);
+            org.jvirtio.ring.QueueDriver d = rig.queue(0, 16);
             assertEquals(4, rig.echo(0, new byte[4]));
             holdOneRequest(rig, d);
             long t0 = System.nanoTime();
@@ -683,7 +685,7 @@ class VhostUserBackendTest {
         try (FrontendRig rig = new FrontendRig(socket)) {
             rig.negotiate();
             rig.fe.setMemTable(rig.memory);
-            SplitQueueDriver d = rig.queue(0, 16);
+            org.jvirtio.ring.QueueDriver d = rig.queue(0, 16);
             holdOneRequest(rig, d);
             long t0 = System.nanoTime();
             backend.close();
@@ -751,7 +753,7 @@ class VhostUserBackendTest {
         try (FrontendRig rig = new FrontendRig(socket); EventFd newCall = EventFd.create(true)) {
             rig.negotiate();
             rig.fe.setMemTable(rig.memory);
-            SplitQueueDriver d = rig.queue(0, 16);
+            org.jvirtio.ring.QueueDriver d = rig.queue(0, 16);
             rig.echo(0, new byte[2]);
             long fdsBefore = count(Path.of("/proc/self/fd"));
             holdOneRequest(rig, d);
@@ -772,14 +774,19 @@ class VhostUserBackendTest {
     /**
      * Issue 12: GET_INFLIGHT_FD gives a sealed memfd of the spec's size; SET_INFLIGHT_FD with a
      * region that does not add up (too small for its queues, two queues' regions overlapping,
-     * more queues than the device has, a size that is not a power of two, a file shorter than the
+     * more queues than the device has, a queue size of 0 or above 32768, a file shorter than the
      * region, a file that could still shrink) is refused with a failed REPLY_ACK and the session
-     * goes on; a good one is taken and the ring served with it.
+     * goes on; a good one is taken and the ring served with it. A queue size that is not a power
+     * of two is a maximum, not a ring's size (QEMU's queue-size=1000 for packed rings, asked while
+     * SeaBIOS runs split ones): a region is made for it.
      */
     @Test
     void inflightRegionsAreCheckedBeforeTheyAreMapped() throws Exception {
         try (FrontendRig rig = new FrontendRig(socket)) {
             rig.negotiate();
+            VhostUserFrontend.InflightFd odd = rig.fe.getInflightFd(2, 1000);
+            assertEquals(2 * org.jvirtio.ring.SplitInflight.queueRegionSize(1000), odd.mmapSize(), "a split region for rings of up to 1000");
+            org.jvirtio.api.linux.Libc.close(odd.fd());
             VhostUserFrontend.InflightFd good = rig.fe.getInflightFd(2, 16);
             try {
                 long region = org.jvirtio.ring.SplitInflight.queueRegionSize(16);
@@ -790,7 +797,8 @@ class VhostUserBackendTest {
                 VhostUserFrontend.InflightFd[] bad = {
                     new VhostUserFrontend.InflightFd(good.fd(), region, 0, 2, 16),          // two queues in one queue's bytes: they would overlap
                     new VhostUserFrontend.InflightFd(good.fd(), 2 * region, 0, 3, 16),      // more queues than the device
-                    new VhostUserFrontend.InflightFd(good.fd(), 2 * region, 0, 2, 12),      // not a power of two
+                    new VhostUserFrontend.InflightFd(good.fd(), 2 * region, 0, 2, 0),       // queues of no entries
+                    new VhostUserFrontend.InflightFd(good.fd(), 2 * region, 0, 2, 32769),   // more than any ring has
                     new VhostUserFrontend.InflightFd(good.fd(), 2 * region, 4096, 2, 16),   // runs past the end of the file
                     new VhostUserFrontend.InflightFd(good.fd(), 2 * region, -4096, 2, 16),  // negative offset
                     new VhostUserFrontend.InflightFd(good.fd(), 2 * region, 0, 0, 16),      // no queue
@@ -842,7 +850,7 @@ class VhostUserBackendTest {
             long features = negotiateForLogging(rig);
             assertNotEquals(0, rig.fe.getFeatures() & F_LOG_ALL, "offered");
             rig.fe.setMemTable(rig.memory);
-            SplitQueueDriver d = rig.queue(0, 16);
+            org.jvirtio.ring.QueueDriver d = rig.queue(0, 16);
             assertEquals(8, rig.echo(0, new byte[8]));
             MemoryMapping logMem = MemoryMapping.memfd("vhost-log", 64); // 512 pages: all 2 MiB of guest memory
             try {
@@ -888,7 +896,7 @@ class VhostUserBackendTest {
         try (FrontendRig rig = new FrontendRig(socket)) {
             long features = negotiateForLogging(rig);
             rig.fe.setMemTable(rig.memory);
-            SplitQueueDriver d = rig.queue(0, 16);
+            org.jvirtio.ring.QueueDriver d = rig.queue(0, 16);
             assertEquals(2, rig.echo(0, new byte[2]));
             MemoryMapping logMem = MemoryMapping.memfd("vhost-log", 64); // 512 pages: all 2 MiB of guest memory
             try {
@@ -946,7 +954,7 @@ class VhostUserBackendTest {
             for (Object[] c : cases) {
                 var disconnect = backend.nextDisconnect();
                 try (FrontendRig rig = new FrontendRig(socket)) {
-                    rig.fe.negotiate(~0L, VhostUserProtocol.BACKEND_PROTOCOL_FEATURES | (1L << PROTOCOL_F_LOG_SHMFD));
+                    rig.fe.negotiate(FrontendRig.ALL_SPLIT, VhostUserProtocol.BACKEND_PROTOCOL_FEATURES | (1L << PROTOCOL_F_LOG_SHMFD));
                     assertThrows(java.io.IOException.class, () -> rig.fe.setLogBase((int) c[0], (long) c[1], (long) c[2]));
                 }
                 String reason = disconnect.get(10, TimeUnit.SECONDS);
@@ -986,7 +994,7 @@ class VhostUserBackendTest {
     }
 
     /** Makes the device hold requests, puts one (token 99) on queue 0, and waits until the device has it. */
-    private void holdOneRequest(FrontendRig rig, SplitQueueDriver d) throws Exception {
+    private void holdOneRequest(FrontendRig rig, org.jvirtio.ring.QueueDriver d) throws Exception {
         device.stall = true;
         assertTrue(d.add(new long[] {FrontendRig.DATA}, new int[] {8}, 1, 0, 99) >= 0);
         d.publish();
