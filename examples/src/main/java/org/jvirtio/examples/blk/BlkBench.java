@@ -42,6 +42,9 @@ public final class BlkBench implements Callable<Integer> {
     @Option(names = "--inflight", description = "Set up inflight tracking as QEMU does for vhost-user-blk (the backend then marks and clears every request).")
     boolean inflight;
 
+    @Option(names = "--packed", description = "Take packed virtqueues where the backend offers them (QEMU's packed=on); split otherwise.")
+    boolean packed;
+
     @Option(names = "--queues", defaultValue = "1", description = "Queues, each driven by its own thread at --depth (default: ${DEFAULT-VALUE}).")
     int queues;
 
@@ -59,7 +62,7 @@ public final class BlkBench implements Callable<Integer> {
                     "need --depth 1-128, --bs a multiple of 512 up to 1 MiB, --read-percent 0-100, --seconds >= 1, --think-us 0-1000000, --poll-us 0-1000000, --queues 1-"
                             + BlkClient.MAX_QUEUES);
         }
-        try (BlkClient c = new BlkClient(socket, depth, bs, queues, inflight)) {
+        try (BlkClient c = new BlkClient(socket, depth, bs, queues, inflight, packed)) {
             c.pollBeforeWaiting(pollUs);
             long blocks = Math.min(c.capacitySectors() * 512, VhostUserBlkCommand.parseSize("--span", span)) / bs;
             if (blocks < 1) {

@@ -94,6 +94,14 @@ public final class BlkClient implements AutoCloseable {
      *                 SET_INFLIGHT_FD), so that the backend marks and clears every request
      */
     public BlkClient(Path socket, int depth, int maxBytes, int queues, boolean inflight) throws IOException {
+        this(socket, depth, maxBytes, queues, inflight, false);
+    }
+
+    /**
+     * @param packed take packed virtqueues (VIRTIO_F_RING_PACKED) where the backend offers them,
+     *               as QEMU does with {@code packed=on}; split rings otherwise
+     */
+    public BlkClient(Path socket, int depth, int maxBytes, int queues, boolean inflight, boolean packed) throws IOException {
         if (depth < 1 || depth > 128) {
             throw new IllegalArgumentException("queue depth must be in [1, 128]: " + depth);
         }
@@ -107,7 +115,7 @@ public final class BlkClient implements AutoCloseable {
         this.memory = session.memory();
         long wanted = VirtioFeatures.mask(VirtioFeatures.VERSION_1, VirtioFeatures.EVENT_IDX, VirtioFeatures.INDIRECT_DESC,
                 VirtioBlk.BLK_FLUSH, VirtioBlk.BLK_SEG_MAX, VirtioBlk.BLK_BLK_SIZE, VirtioBlk.BLK_DISCARD,
-                VirtioBlk.BLK_WRITE_ZEROES, VirtioBlk.BLK_RO, VirtioBlk.BLK_MQ);
+                VirtioBlk.BLK_WRITE_ZEROES, VirtioBlk.BLK_RO, VirtioBlk.BLK_MQ) | (packed ? VirtioFeatures.bit(VirtioFeatures.RING_PACKED) : 0);
         this.features = fe.negotiate(wanted, VhostUserProtocol.BACKEND_PROTOCOL_FEATURES);
         byte[] cfg = fe.getConfig(0, VirtioBlk.CONFIG_SIZE);
         ByteBuffer b = ByteBuffer.wrap(cfg).order(ByteOrder.LITTLE_ENDIAN);

@@ -27,6 +27,9 @@ public final class BlkDemo implements Callable<Integer> {
     @Option(names = "--depth", defaultValue = "16", description = "Requests in flight, 1 to 128 (default: ${DEFAULT-VALUE}).")
     int depth;
 
+    @Option(names = "--packed", description = "Drive the disk through packed virtqueues instead of split ones.")
+    boolean packed;
+
     @Option(names = "--disk", defaultValue = "64M", description = "RAM disk size (default: ${DEFAULT-VALUE}).")
     String disk;
 
@@ -46,7 +49,7 @@ public final class BlkDemo implements Callable<Integer> {
         Path dir = Files.createTempDirectory("jvirtio-demo");
         Path socket = dir.resolve("vublk.sock");
         try (VhostUserBlkCommand.Running backend = VhostUserBlkCommand.start("--socket", socket.toString(), "--ram", Long.toString(diskBytes));
-             BlkClient client = new BlkClient(socket, depth, BLOCK)) {
+             BlkClient client = new BlkClient(socket, depth, BLOCK, 1, false, packed)) {
             long blocks = Math.min(client.capacitySectors() * 512 / BLOCK, 4096);
             System.out.printf("backend: %s; front-end negotiated features 0x%x%n", backend.disk().describe(), client.features());
             // Phase 1: write every block of the working set, read all back, verify.

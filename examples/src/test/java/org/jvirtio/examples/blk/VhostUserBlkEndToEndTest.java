@@ -64,11 +64,11 @@ class VhostUserBlkEndToEndTest {
     /**
      * Random writes and reads of mixed sizes (512 B to 128 KiB) split into up to 64 buffers, on
      * four queues spread over two I/O threads at once, through io_uring on a real image; then
-     * FLUSH, and the image holds exactly what was written.
+     * FLUSH, and the image holds exactly what was written. Split and packed rings.
      */
-    @org.junit.jupiter.params.ParameterizedTest(name = "poll-us {0}")
-    @org.junit.jupiter.params.provider.ValueSource(ints = {0, 50})
-    void multiqueueRandomMixedSizesManySegmentsVerified(int pollUs) throws Exception {
+    @org.junit.jupiter.params.ParameterizedTest(name = "poll-us {0} packed {1}")
+    @org.junit.jupiter.params.provider.CsvSource({"0, false", "50, false", "0, true", "50, true"})
+    void multiqueueRandomMixedSizesManySegmentsVerified(int pollUs, boolean packed) throws Exception {
         int queues = 4;
         int disk = 32 << 20;
         Path img = dir.resolve("mq.img");
@@ -79,7 +79,8 @@ class VhostUserBlkEndToEndTest {
         byte[] shadow = new byte[disk];
         try (var backend = start("--socket", sock.toString(), "--image", img.toString(), "--queues", "4", "--iothreads", "2",
                 "--poll-us", Integer.toString(pollUs));
-             BlkClient c = new BlkClient(sock, 16, 128 << 10, queues)) {
+             BlkClient c = new BlkClient(sock, 16, 128 << 10, queues, false, packed)) {
+            assertEquals(packed, org.jvirtio.api.VirtioFeatures.has(c.features(), org.jvirtio.api.VirtioFeatures.RING_PACKED));
             Thread[] threads = new Thread[queues];
             Throwable[] failed = new Throwable[1];
             for (int q = 0; q < queues; q++) {
