@@ -351,6 +351,21 @@ class MmioTransportTest {
         h.run(this);
         assertEquals(MAGIC, r(MAGIC_VALUE), name);
         initAndEcho();
+        initAndEchoPacked(); // and a driver that takes packed rings next, after the same sequence
+    }
+
+    /** {@link #initAndEcho} with packed rings: a reset, features with RING_PACKED, two queues of 12 and 64, verified I/O. */
+    void initAndEchoPacked() throws Exception {
+        long packed = ALL_FEATURES | VirtioFeatures.bit(VirtioFeatures.RING_PACKED);
+        assertEquals(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK, negotiate(packed));
+        org.jvirtio.ring.QueueDriver d0 = queue(0, RING + 0x8000, 12, packed);
+        org.jvirtio.ring.QueueDriver d1 = queue(1, RING + 0xC000, 64, packed);
+        assertTrue(d0.packed() && d1.packed());
+        driverOk();
+        assertEquals(0, r(STATUS) & DeviceStatus.DEVICE_NEEDS_RESET);
+        echo(d0, 0, 100);
+        echo(d1, 1, 33);
+        echo(d0, 0, 7);
     }
 
     /** Programs queue {@code index}'s registers (not ready). */
