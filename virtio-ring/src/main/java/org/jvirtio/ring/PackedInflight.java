@@ -68,31 +68,31 @@ public final class PackedInflight {
     private static final VarHandle BYTE = ValueLayout.JAVA_BYTE.varHandle();
     private static final VarHandle SHORT = ValueLayout.JAVA_SHORT.withOrder(java.nio.ByteOrder.nativeOrder()).varHandle();
 
-    private final MemorySegment r;
+    final MemorySegment r;
     /** Entries of the region: the queue size the front-end made it for. */
-    private final int descNum;
+    final int descNum;
     /** The ring's size (at most descNum): buffer ids and used positions are below it. */
-    private final int ringSize;
+    final int ringSize;
     /** Per entry: the next entry (free list, or the rest of a chain); descNum ends a list. */
-    private final int[] next;
+    final int[] next;
     /** Per head entry: its chain's last entry and length. */
-    private final int[] last;
-    private final int[] num;
+    final int[] last;
+    final int[] num;
     /** Per buffer id: the head entry of its chain while in flight. */
-    private final int[] entryOf;
+    final int[] entryOf;
     /** Per head entry of a chain to resubmit: its buffer id, as {@link #attach} checked it. */
-    private final int[] idOf;
-    private int freeHead;
-    private int usedIdx;
-    private boolean usedWrap;
-    private long counter;
+    final int[] idOf;
+    int freeHead;
+    int usedIdx;
+    boolean usedWrap;
+    long counter;
     /** The chain being recorded ({@link #begin}): the entry for its next descriptor, its last, its length. */
     private int cursor;
     private int lastEntry;
     private int count;
     /** Head entries to serve again, in the order they were first taken. */
-    private final int[] resubmit;
-    private int resubmitCount;
+    final int[] resubmit;
+    int resubmitCount;
     private int resubmitNext;
 
     private PackedInflight(MemorySegment r, int descNum, int ringSize) {
@@ -140,7 +140,7 @@ public final class PackedInflight {
             t.initialize(usedState);
             return new Attached(t, 0, null, -1, -1);
         }
-        String why = t.recover(version, ringFlags);
+        String why = PackedInflightRecovery.recover(t, version, ringFlags);
         if (why != null) {
             PackedInflight fresh = new PackedInflight(region, descNum, ringSize);
             fresh.initialize(usedState);
@@ -178,7 +178,7 @@ public final class PackedInflight {
         SHORT.setRelease(r, VERSION_OFF, (short) VERSION);
     }
 
-    private void writeHeader() {
+    void writeHeader() {
         r.set(U16, FREE_HEAD, (short) freeHead);
         r.set(U16, OLD_FREE_HEAD, (short) freeHead);
         r.set(ValueLayout.JAVA_BYTE, USED_WRAP, (byte) (usedWrap ? 1 : 0));
@@ -187,144 +187,15 @@ public final class PackedInflight {
         r.set(U16, OLD_USED_IDX, (short) usedIdx);
     }
 
-    private int u16(long off) {
+    int u16(long off) {
         return Short.toUnsignedInt(r.get(U16, off));
     }
 
-    private int u8(long off) {
+    int u8(long off) {
         return Byte.toUnsignedInt(r.get(ValueLayout.JAVA_BYTE, off));
     }
 
-    private String recover(int version, IntUnaryOperator ringFlags) {
-        if (version != VERSION) {
-            return "version " + version;
-        }
-        long features = r.get(U64, FEATURES);
-        if (features != 0) {
-            return "features 0x" + Long.toHexString(features);
-        }
-        int n = u16(DESC_NUM);
-        if (n != descNum) {
-            return "desc_num " + n + " for a queue of " + descNum;
-        }
-        int fh = u16(FREE_HEAD);
-        int ofh = u16(OLD_FREE_HEAD);
-        int ui = u16(USED_IDX);
-        int oui = u16(OLD_USED_IDX);
-        int uw = u8(USED_WRAP);
-        int ouw = u8(OLD_USED_WRAP);
-        if (fh > descNum || ofh > descNum) {
-            return "free_head " + fh + ", old_free_head " + ofh + " in a region of " + descNum;
-        }
-        if (ui >= ringSize || oui >= ringSize || uw > 1 || ouw > 1) {
-            return "used_idx " + ui + "/" + uw + ", old_used_idx " + oui + "/" + ouw + " for a ring of " + ringSize;
-        }
-        if (ui != oui || uw != ouw) {
-            // The predecessor died while returning a buffer. If the descriptor at old_used_idx no
-            // longer says available for old_used_wrap_counter, its used descriptor reached the
-            // ring (the driver may have seen it): commit. Otherwise roll back.
-            int flags = ringFlags.applyAsInt(oui);
-            if (!PackedRingLayout.isAvailable(flags, ouw == 1)) {
-                ofh = fh;
-                oui = ui;
-                ouw = uw;
-            }
-        }
-        usedIdx = oui;
-        usedWrap = ouw == 1;
-        // Entries on the free list are not in flight, whatever their flag says (a chain the
-        // predecessor was taking when it died, rolled back; a buffer it returned, committed).
-        boolean[] held = new boolean[descNum];
-        for (int e = ofh; e < descNum; e = u16(desc(e) + D_NEXT)) {
-            if (held[e]) {
-                return "the free list runs in a circle at entry " + e;
-            }
-            held[e] = true;
-        }
-        boolean[] free = held.clone();
-        int[] heads = new int[descNum];
-        long[] counters = new long[descNum];
-        int nHeads = 0;
-        int inFlight = 0;
-        for (int h = 0; h < descNum; h++) {
-            int f = u8(desc(h) + D_INFLIGHT);
-            if (f > 1) {
-                return "entry " + h + " inflight flag " + f;
-            }
-            if (f == 0 || free[h]) {
-                continue;
-            }
-            int len = u16(desc(h) + D_NUM);
-            if (len < 1 || len > ringSize) {
-                return "the chain at entry " + h + " has " + len + " descriptors, for a ring of " + ringSize;
-            }
-            int e = h;
-            for (int k = 0; ; k++) {
-                if (e >= descNum || held[e]) {
-                    return "descriptor " + k + " of the chain at entry " + h + " is entry " + e + ", out of range, free or another chain's";
-                }
-                held[e] = true;
-                if (k == len - 1) {
-                    break;
-                }
-                int to = u16(desc(e) + D_NEXT);
-                next[e] = to;
-                e = to;
-            }
-            if (u16(desc(h) + D_LAST) != e) {
-                return "the chain at entry " + h + " ends at entry " + e + ", its last says " + u16(desc(h) + D_LAST);
-            }
-            int id = u16(desc(e) + D_ID);
-            if (id >= ringSize) {
-                return "the chain at entry " + h + " has buffer id " + id + ", for a ring of " + ringSize;
-            }
-            if (entryOf[id] >= 0) {
-                return "buffer id " + id + " in flight twice (entries " + entryOf[id] + " and " + h + ")";
-            }
-            entryOf[id] = h;
-            idOf[h] = id;
-            num[h] = len;
-            last[h] = e;
-            inFlight += len;
-            counters[nHeads] = r.get(U64, desc(h) + D_COUNTER);
-            heads[nHeads++] = h;
-        }
-        if (inFlight > ringSize) {
-            return inFlight + " descriptors in flight in a ring of " + ringSize;
-        }
-        Integer[] order = new Integer[nHeads];
-        for (int k = 0; k < nHeads; k++) {
-            order[k] = k;
-        }
-        Arrays.sort(order, (a, b) -> Long.compareUnsigned(counters[a], counters[b]));
-        long max = -1;
-        for (int k = 0; k < nHeads; k++) {
-            long c = counters[order[k]];
-            if (k > 0 && c == counters[order[k - 1]]) {
-                return "two chains taken at the same count " + Long.toUnsignedString(c);
-            }
-            resubmit[k] = heads[order[k]];
-            max = c;
-        }
-        resubmitCount = nHeads;
-        counter = nHeads == 0 ? 0 : max + 1;
-        // Every entry no chain holds goes back on the free list, flag cleared: nothing leaks.
-        int tail = descNum;
-        for (int e = descNum - 1; e >= 0; e--) {
-            boolean inChain = held[e] && !free[e];
-            if (!inChain) {
-                r.set(ValueLayout.JAVA_BYTE, desc(e) + D_INFLIGHT, (byte) 0);
-                next[e] = tail;
-                r.set(U16, desc(e) + D_NEXT, (short) tail);
-                tail = e;
-            }
-        }
-        freeHead = tail;
-        writeHeader();
-        return null;
-    }
-
-    private static long desc(int entry) {
+    static long desc(int entry) {
         return DESC + DESC_SIZE * entry;
     }
 
