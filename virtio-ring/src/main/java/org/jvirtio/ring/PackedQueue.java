@@ -515,6 +515,13 @@ public final class PackedQueue extends RingQueue {
         if (track != null) {
             track.returning(id);
         }
+        DirtyLog log = dirtyLog();
+        if (log != null) {
+            // The bytes the device wrote are marked before the driver can see them returned (as
+            // the split ring marks them before it publishes the used index): a front-end that
+            // syncs the log when it sees the buffer back finds them marked.
+            logWritten(log, chain, writtenLength);
+        }
         try {
             // Release, one 64-bit store of len, id and flags: the driver that sees the flags
             // (with its read barrier after them, virtio_rmb in Linux's virtqueue_get_buf_ctx_packed)
@@ -527,10 +534,8 @@ public final class PackedQueue extends RingQueue {
         if (track != null) {
             track.returned(id);
         }
-        DirtyLog log = dirtyLog();
         if (log != null) {
-            logWritten(log, chain, writtenLength);
-            log.mark(geometry.desc() + base, DESC_SIZE);
+            log.mark(geometry.desc() + base, DESC_SIZE); // after the store: a sync in between copies it again
         }
         nextUsed += descs;
         if (nextUsed >= size) {
