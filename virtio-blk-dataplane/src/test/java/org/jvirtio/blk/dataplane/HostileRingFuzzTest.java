@@ -159,7 +159,7 @@ class HostileRingFuzzTest {
         assertTrue(answered > rounds, "answered chains: " + answered + ", broken rings: " + broken);
     }
 
-    private static boolean needsReset(TransportRig rig) {
+    static boolean needsReset(TransportRig rig) {
         try {
             return rig.needsReset();
         } catch (java.io.IOException e) {
@@ -419,11 +419,11 @@ class HostileRingFuzzTest {
         mem.writeU16(at + 14, next & 0xffff);
     }
 
-    private static int pick(Random rnd, int[] from) {
+    static int pick(Random rnd, int[] from) {
         return from[rnd.nextInt(from.length)];
     }
 
-    private static long pickLong(Random rnd, long[] from) {
+    static long pickLong(Random rnd, long[] from) {
         return from[rnd.nextInt(from.length)];
     }
 

@@ -19,6 +19,9 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
 import static org.jvirtio.blk.VirtioBlk.*;
+import static org.jvirtio.blk.dataplane.HostileRingFuzzTest.needsReset;
+import static org.jvirtio.blk.dataplane.HostileRingFuzzTest.pick;
+import static org.jvirtio.blk.dataplane.HostileRingFuzzTest.pickLong;
 import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -137,14 +140,6 @@ class PackedHostileRingFuzzTest {
         assertTrue(broken > rounds / 20, "broken rings: " + broken);
         assertTrue(answered > rounds, "answered chains: " + answered);
         assertTrue(whole > rounds / 5, "well-formed batches answered whole: " + whole);
-    }
-
-    private static boolean needsReset(TransportRig rig) {
-        try {
-            return rig.needsReset();
-        } catch (java.io.IOException e) {
-            throw new java.io.UncheckedIOException(e);
-        }
     }
 
     /** One round's ring: chains made available, their descriptor counts and writable bytes by buffer id (-1: not known). */
@@ -312,11 +307,7 @@ class PackedHostileRingFuzzTest {
         for (long[] area : new long[][] {{RING, RING + 16L * QSIZE}, {TABLES, TABLES + 0x1000}}) {
             for (long e = area[0]; e < area[1]; e += 16) {
                 boolean writable = (mem.readU16(e + 14) & 2) != 0;
-                long addr = mem.readU64(e);
-                long l = mem.readU32(e + 8);
-                boolean overlaps = Long.compareUnsigned(addr, start + len) < 0 && Long.compareUnsigned(addr + l, start) > 0
-                        && Long.compareUnsigned(addr + l, addr) >= 0;
-                if ((writable || !writableOnly) && overlaps) {
+                if ((writable || !writableOnly) && HostileRingFuzzTest.overlaps(mem.readU64(e), mem.readU32(e + 8), start, len)) {
                     return true;
                 }
             }
@@ -329,13 +320,5 @@ class PackedHostileRingFuzzTest {
         mem.writeU32(at + 8, Integer.toUnsignedLong(len));
         mem.writeU16(at + 12, id & 0xffff);
         mem.writeU16(at + 14, flags & 0xffff);
-    }
-
-    private static int pick(Random rnd, int[] from) {
-        return from[rnd.nextInt(from.length)];
-    }
-
-    private static long pickLong(Random rnd, long[] from) {
-        return from[rnd.nextInt(from.length)];
     }
 }
