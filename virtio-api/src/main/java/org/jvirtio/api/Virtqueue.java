@@ -25,10 +25,12 @@ public interface Virtqueue {
     DescriptorChain pop();
 
     /**
-     * Puts back the chain the last {@link #pop()} returned, untaken: the next pop returns the same
-     * head again, and the driver never sees it used. For a device that has nothing for the chain
-     * yet (no input to fill it with); only the chain of the most recent pop, while it is in
-     * flight and before another chain is popped or the ring stops.
+     * Puts back a chain untaken: the next pop returns the same head again, and the driver never
+     * sees it used. For a device that has nothing for the chain yet (no input to fill it with).
+     * Several chains may be put back, the most recent pop first (a network device that took
+     * receive buffers for a frame and found too few, as vhost-net's discard does); each while it
+     * is in flight, not returned with {@link #addUsed} and nothing popped after it returned, and
+     * before the ring stops.
      *
      * @throws IllegalStateException for any other chain (nothing changes then)
      */

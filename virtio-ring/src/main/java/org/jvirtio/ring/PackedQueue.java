@@ -66,16 +66,9 @@ public final class PackedQueue extends RingQueue {
     private int descsInFlight;
     /** The vhost-user inflight region's part for this queue, or null (not tracked). */
     private PackedInflight inflight;
-    /** Whether {@link #lastPopped} was resubmitted from the inflight region, not read from the ring. */
-    private boolean lastPoppedResubmitted;
     private int signalledUsed;
     private boolean signalledUsedValid;
     private boolean notificationsEnabled = true;
-
-    /** The chain the last pop returned (the one {@link #unpop} may put back), and where it began. */
-    private RingChain lastPopped;
-    private int lastPoppedAvail;
-    private boolean lastPoppedWrap;
 
     public PackedQueue(int index) {
         this(index, DEFAULT_MAX_CHAIN_BUFFERS);
@@ -129,10 +122,8 @@ public final class PackedQueue extends RingQueue {
         }
         this.descsInFlight = 0;
         this.inflight = null;
-        this.lastPoppedResubmitted = false;
         this.signalledUsedValid = false;
         this.notificationsEnabled = true;
-        this.lastPopped = null;
         this.violation = null;
         pool.reset(size);
         this.active = true;
@@ -146,7 +137,6 @@ public final class PackedQueue extends RingQueue {
     @Override
     public void deactivate() {
         super.deactivate();
-        lastPopped = null;
         inflight = null;
     }
 
@@ -278,10 +268,7 @@ public final class PackedQueue extends RingQueue {
             return null;
         }
         pool.handOut(chain, chain.bufferCapacity() - capacity);
-        lastPopped = chain;
-        lastPoppedResubmitted = false;
-        lastPoppedAvail = head;
-        lastPoppedWrap = availWrap;
+        popped(chain, head, availWrap, false);
         nextAvail = walkEnd;
         availWrap = walkEndWrap;
         return chain;
@@ -321,8 +308,7 @@ public final class PackedQueue extends RingQueue {
         idDescs[id] = n;
         descsInFlight += n;
         chain.id(id);
-        lastPopped = chain;
-        lastPoppedResubmitted = true;
+        popped(chain, nextAvail, availWrap, true);
         return chain;
     }
 
@@ -446,24 +432,20 @@ public final class PackedQueue extends RingQueue {
     }
 
     /**
-     * Puts back the chain the last {@link #pop()} returned: the next pop reads the same
-     * descriptors again. Safe although used descriptors may have been written since: those go
-     * to positions before the chain's first one (the used position trails the descriptors of
-     * every chain still in flight, this one included).
+     * Puts back a chain the device does not want yet: the next pop reads the same descriptors
+     * again. Several chains can be put back, the latest first, each while in flight and before
+     * the ring stops. Safe although used descriptors may have been written since: those go to
+     * positions before the chain's first one (the used position trails the descriptors of every
+     * chain still in flight, this one included).
      */
     @Override
     public void unpop(DescriptorChain chain) {
-        if (chain == null || chain != lastPopped || !pool.handedOut(lastPopped)) {
-            throw new IllegalStateException("chain " + chain + " is not the last chain popped from queue " + index
-                    + " (only that one can be put back, before anything else happens on the queue)");
-        }
-        RingChain rc = lastPopped;
-        lastPopped = null;
+        RingChain rc = unpopping(chain);
         int id = rc.head();
         descsInFlight -= idDescs[id];
         idDescs[id] = 0;
         pool.give(rc);
-        if (lastPoppedResubmitted) {
+        if (rc.resubmitted) {
             inflight.unresubmit(); // served again by the next pop, from the region
             return;
         }
@@ -473,8 +455,8 @@ public final class PackedQueue extends RingQueue {
         if (!active || violation != null) {
             return;
         }
-        nextAvail = lastPoppedAvail;
-        availWrap = lastPoppedWrap;
+        nextAvail = rc.popAvail;
+        availWrap = rc.popWrap;
     }
 
     @Override
@@ -487,9 +469,6 @@ public final class PackedQueue extends RingQueue {
                     + chain.writableLength() + " writable bytes of chain " + chain.head() + " on queue " + index);
         }
         RingChain rc = (RingChain) chain;
-        if (rc == lastPopped) {
-            lastPopped = null;
-        }
         int id = rc.head();
         int descs = idDescs[id];
         idDescs[id] = 0;

@@ -7,6 +7,17 @@ import org.jvirtio.api.GuestMemory;
 final class RingChain extends DescriptorChain {
     /** This chain's index in its queue's pool. */
     final int slot;
+    /**
+     * Where this chain stands among the pops that may still be undone: {@link RingQueue}'s pop
+     * count when it was popped (a chain can be put back only while its number is the latest).
+     */
+    long popSeq;
+    /** The ring position its pop began at (the avail index; the packed ring's descriptor position). */
+    int popAvail;
+    /** The packed ring's driver wrap counter at {@link #popAvail}. */
+    boolean popWrap;
+    /** Whether it came from the inflight region's resubmissions, not the ring. */
+    boolean resubmitted;
 
     RingChain(int owner, int slot) {
         super(owner);

@@ -126,6 +126,38 @@ public abstract sealed class RingQueue implements Virtqueue permits SplitQueue, 
     /** Stops the queue (vhost-user GET_VRING_BASE, device reset). Chains in flight stay valid until returned. */
     public void deactivate() {
         active = false;
+        pops = (pops | 0xffff_ffffL) + 1; // a new era: no chain popped before the stop can be put back
+    }
+
+    /**
+     * Pops that {@link #unpop} may still undo, counted: each pop takes the next number, each
+     * put-back gives the latest one back. The high 32 bits change at every stop, so a chain from
+     * before a stop never matches.
+     */
+    private long pops;
+
+    /** Records that {@code c} was just popped from {@code avail} (wrap {@code wrap}), or resubmitted. */
+    final void popped(RingChain c, int avail, boolean wrap, boolean resubmitted) {
+        c.popSeq = ++pops;
+        c.popAvail = avail;
+        c.popWrap = wrap;
+        c.resubmitted = resubmitted;
+    }
+
+    /**
+     * The chain to put back, checked: it must be this queue's, in flight, and the latest pop not
+     * yet undone (pops are undone last first; a chain returned with addUsed, or any chain popped
+     * before one that was, cannot come back).
+     *
+     * @throws IllegalStateException otherwise (nothing changes then)
+     */
+    final RingChain unpopping(org.jvirtio.api.DescriptorChain chain) {
+        if (!(chain instanceof RingChain rc) || rc.owner() != index || !pool.handedOut(rc) || rc.popSeq != pops) {
+            throw new IllegalStateException("chain " + chain + " is not the latest chain popped from queue " + index
+                    + " and not put back (chains are put back latest first, while in flight, before the ring stops)");
+        }
+        pops--;
+        return rc;
     }
 
     public final boolean isActive() {

@@ -57,13 +57,6 @@ public final class SplitQueue extends RingQueue {
     private boolean signalledUsedValid;
     private boolean notificationsEnabled = true;
 
-    /**
-     * The chain the last successful pop returned: the one chain {@link #unpop} may put back while
-     * it is still in flight. Null once put back, or when the ring stops.
-     */
-    private RingChain lastPopped;
-    /** Whether {@link #lastPopped} came from the inflight region's resubmissions, not the avail ring. */
-    private boolean lastPoppedResubmitted;
     /** The vhost-user inflight region's part for this queue, or null (not tracked). */
     private SplitInflight inflight;
 
@@ -131,7 +124,6 @@ public final class SplitQueue extends RingQueue {
     public void deactivate() {
         super.deactivate();
         inflight = null;
-        lastPopped = null;
     }
 
     /** The next avail slot the device will read: vhost-user GET_VRING_BASE's answer. */
@@ -205,8 +197,9 @@ public final class SplitQueue extends RingQueue {
             // made the head available. Its avail slot is behind nextAvail already; its flag and
             // counter stay as they are.
             RingChain chain = take(inflight.nextResubmit(), size);
-            lastPopped = chain;
-            lastPoppedResubmitted = true;
+            if (chain != null) {
+                popped(chain, nextAvail, false, true);
+            }
             return chain;
         }
         if (nextAvail == shadowAvailIdx && !refreshAvailIdx()) {
@@ -218,42 +211,34 @@ public final class SplitQueue extends RingQueue {
         if (chain == null) {
             return null;
         }
+        popped(chain, nextAvail, false, false);
         nextAvail = (nextAvail + 1) & 0xffff;
         if (inflight != null) {
             inflight.popped(head);
-        }
-        lastPopped = chain;
-        if (lastPoppedResubmitted) {
-            lastPoppedResubmitted = false; // a read, not a store, per pop once the resubmissions are done
         }
         return chain;
     }
 
     /**
-     * Puts back the chain the last {@link #pop()} returned, which the device does not want yet:
-     * the ring is as if it had never been popped (the avail index steps back one, the inflight
-     * region forgets it, or a resubmitted head waits to be resubmitted again), and the next pop
-     * returns the same head, walked again. Only that chain, while it is in flight and before
-     * another chain is popped or the ring stops.
+     * Puts back a chain the device does not want yet: the ring is as if it had never been popped
+     * (the avail index steps back one, the inflight region forgets it, or a resubmitted head
+     * waits to be resubmitted again), and the next pop returns the same head, walked again.
+     * Several chains can be put back, the latest first (a network device that took buffers for
+     * a frame and found too few), each while it is in flight and before the ring stops.
      *
      * @throws IllegalStateException for any other chain (nothing changes then)
      */
     @Override
     public void unpop(DescriptorChain chain) {
-        if (chain == null || chain != lastPopped || !pool.handedOut(lastPopped)) {
-            throw new IllegalStateException("chain " + chain + " is not the last chain popped from queue " + index
-                    + " (only that one can be put back, before anything else happens on the queue)");
-        }
-        RingChain rc = lastPopped;
-        lastPopped = null;
+        RingChain rc = unpopping(chain);
         pool.give(rc);
         if (!active || violation != null) {
             return; // a stopped or broken ring keeps its indices
         }
-        if (lastPoppedResubmitted) {
+        if (rc.resubmitted) {
             inflight.unresubmit();
         } else {
-            nextAvail = (nextAvail - 1) & 0xffff;
+            nextAvail = rc.popAvail;
             if (inflight != null) {
                 inflight.unpopped(rc.head());
             }

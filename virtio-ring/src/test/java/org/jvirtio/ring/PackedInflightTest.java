@@ -314,6 +314,33 @@ class PackedInflightTest {
         assertEquals(List.of(1L, 2L), returned);
     }
 
+    /** Chains put back latest first leave the region as it was: a successor finds only what was really taken. */
+    @Test
+    void severalChainsPutBackLeaveTheRegionAsBefore() throws Exception {
+        PackedQueue first = backend(FRESH);
+        add(1, 2, false);
+        add(2, 1, false);
+        add(3, 3, false);
+        DescriptorChain c1 = first.pop();
+        DescriptorChain c2 = first.pop();
+        DescriptorChain c3 = first.pop();
+        first.unpop(c3);
+        first.unpop(c2);
+        DescriptorChain again = first.pop();
+        assertEquals(2L, tokenOf(again));
+        first.unpop(again);
+        first.addUsed(c1, 0);
+        reap();
+        PackedQueue second = new PackedQueue(0);
+        second.activate(mem, SIZE, driver.descAddr(), driver.availAddr(), driver.usedAddr(), f, PackedQueue.FRESH, PackedQueue.FRESH);
+        InflightAttached a = second.attachInflight(region, SIZE);
+        assertNull(a.inconsistency());
+        assertEquals(0, a.resubmitted(), "nothing put back is in flight");
+        assertEquals(2L, tokenOf(second.pop()));
+        assertEquals(3L, tokenOf(second.pop()));
+        assertNull(second.pop());
+    }
+
     /** Many laps around a ring with the region attached: every return lands, and a successor finds nothing in flight. */
     @Test
     void manyLapsKeepTheRegionConsistent() throws Exception {

@@ -245,6 +245,50 @@ class QueueDriverTest {
         assertFalse(q.isBroken());
     }
 
+    /**
+     * Several chains put back, latest first (a network device that took buffers for a frame and
+     * found too few): the ring is as before they were popped, and they come again in order. A
+     * chain popped before one that was returned cannot come back.
+     */
+    @Test
+    void severalChainsArePutBackLatestFirst() throws Exception {
+        long feat = features(true);
+        QueueDriver d = QueueDriver.at(memory, RING, SIZE, feat, INDIRECT, 4);
+        RingQueue q = device(d, feat);
+        for (int i = 0; i < 4; i++) {
+            assertTrue(d.add(new long[] {DATA + 64L * i, DATA + 64L * i + 16}, new int[] {16, 16 + i}, 2, 1, i) >= 0);
+        }
+        d.publish();
+        DescriptorChain a = q.pop();
+        DescriptorChain b = q.pop();
+        DescriptorChain c = q.pop();
+        assertThrows(IllegalStateException.class, () -> q.unpop(b), "c first");
+        q.unpop(c);
+        assertThrows(IllegalStateException.class, () -> q.unpop(c), "only once");
+        q.unpop(b);
+        assertEquals(1, q.inFlight());
+        DescriptorChain b2 = q.pop();
+        DescriptorChain c2 = q.pop();
+        assertEquals(17, b2.writableLength(), "b again");
+        assertEquals(18, c2.writableLength(), "then c");
+        q.addUsed(c2, 0);
+        assertThrows(IllegalStateException.class, () -> q.unpop(b2), "popped before a chain that was returned");
+        q.addUsed(b2, 0);
+        assertThrows(IllegalStateException.class, () -> q.unpop(a), "chains popped after it were returned");
+        DescriptorChain last = q.pop();
+        assertEquals(19, last.writableLength());
+        q.unpop(last);
+        q.addUsed(a, 0);
+        q.publishUsed();
+        List<Long> tokens = new ArrayList<>();
+        d.pollUsed((h, t, n) -> tokens.add(t));
+        assertEquals(List.of(2L, 1L, 0L), tokens);
+        DescriptorChain again = q.pop();
+        assertEquals(19, again.writableLength(), "the last chain put back is the driver's still");
+        assertNull(q.pop());
+        assertFalse(q.isBroken());
+    }
+
     @Test
     void aFullRingRefusesMoreChains() throws Exception {
         QueueDriver d = QueueDriver.at(memory, RING, 4, features(false), -1, 0);
