@@ -1,0 +1,71 @@
+package org.jvirtio.net;
+
+import java.util.concurrent.atomic.AtomicInteger;
+
+import org.jvirtio.api.DescriptorChain;
+
+/**
+ * A frame a port sent, on its way through the switch: the sender's transmit chain (the frame
+ * stays in the sender's guest memory until every destination copied it), the header and
+ * addresses read from it once, and a count of the destinations not done with it. One per
+ * transmit slot, reused: nothing is allocated per frame.
+ */
+final class Frame {
+    final TxQueue owner;
+    final int slot;
+    final NetHeader hdr = new NetHeader();
+    DescriptorChain chain;
+    SwitchPort from;
+    /** The sender's queue pair: receivers use the same one (modulo theirs), so a flow stays on one queue. */
+    int pair;
+    /** Bytes of the frame (after the virtio header). */
+    int length;
+    long dst;
+    long src;
+    private final AtomicInteger refs = new AtomicInteger();
+
+    Frame(TxQueue owner, int slot) {
+        this.owner = owner;
+        this.slot = slot;
+    }
+
+    /** Starts the life of a frame: the sender holds the one reference. */
+    void begin(DescriptorChain c, SwitchPort from, int pair, int length) {
+        this.chain = c;
+        this.from = from;
+        this.pair = pair;
+        this.length = length;
+        refs.set(1);
+    }
+
+    /** One more destination holds the frame. */
+    void retain() {
+        refs.incrementAndGet();
+    }
+
+    /**
+     * A holder is done with the frame (copied or dropped); the last one returns the sender's
+     * chain to its driver. Any thread.
+     *
+     * @return whether that was the last reference
+     */
+    boolean release() {
+        int n = refs.decrementAndGet();
+        if (n == 0) {
+            owner.sent(this);
+            return true;
+        }
+        if (n < 0) {
+            throw new IllegalStateException("frame of slot " + slot + " released once too often");
+        }
+        return false;
+    }
+
+    /** The sender drops its own reference (on its thread); true when nobody else holds the frame, which is then done. */
+    boolean releaseOwn() {
+        return refs.decrementAndGet() == 0;
+    }
+
+    /** The frame's bytes start this far into the chain's readable bytes. */
+    static final int DATA = VirtioNet.HDR_SIZE;
+}

@@ -1,0 +1,106 @@
+package org.jvirtio.net;
+
+import java.util.List;
+import java.util.concurrent.ThreadLocalRandom;
+
+import com.google.inject.Module;
+
+import org.jvirtio.command.DeviceCommand;
+import org.jvirtio.command.Flags;
+
+/**
+ * {@code bin/vhost-user net}: a virtio-net device for QEMU's {@code -netdev vhost-user}, as one
+ * port of a named switch. Every {@code net} part of one process naming the same {@code --switch}
+ * is a port of that switch.
+ */
+public final class NetCommand implements DeviceCommand<VirtioNetDevice> {
+    String switchName;
+    String mac;
+    int mtu;
+    int pairs;
+    String offloads;
+    String mergeable;
+    private SwitchPort port;
+
+    @Override
+    public String name() {
+        return "net";
+    }
+
+    @Override
+    public String description() {
+        return "virtio-net, one port of a learning switch: QEMU's -netdev vhost-user with virtio-net-pci.";
+    }
+
+    @Override
+    public Class<VirtioNetDevice> deviceClass() {
+        return VirtioNetDevice.class;
+    }
+
+    @Override
+    public void flags(Flags flags) {
+        flags.string("--switch", "NAME", "The switch this port is on: ports naming the same switch forward to each other.", "default",
+                v -> switchName = v);
+        flags.string("--mac", "MAC", "The MAC address offered in the configuration space (default: a random local address).", "",
+                v -> mac = v);
+        flags.integer("--mtu", "BYTES", "The MTU offered to the driver (VIRTIO_NET_F_MTU), 68 to 65535.", 1500, v -> mtu = v);
+        flags.integer("--queue-pairs", "N", "Receive/transmit queue pairs (MQ above 1; QEMU's -netdev ...,queues=N).", 1, v -> pairs = v);
+        flags.string("--offloads", "on|off", "Offer checksum and TCP segmentation offloads (CSUM, GUEST_CSUM, HOST_/GUEST_TSO4/6).", "on",
+                v -> offloads = v);
+        flags.string("--mrg-rxbuf", "on|off", "Offer merged receive buffers (MRG_RXBUF).", "on", v -> mergeable = v);
+    }
+
+    private static boolean onOff(String flag, String v) {
+        return switch (v) {
+            case "on" -> true;
+            case "off" -> false;
+            default -> throw new IllegalArgumentException(flag + " must be on or off, got " + v);
+        };
+    }
+
+    @Override
+    public List<Module> modules() {
+        if (switchName.isEmpty()) {
+            throw new IllegalArgumentException("--switch must name a switch");
+        }
+        long m = mac.isEmpty() ? randomMac() : NetOptions.parseMac(mac);
+        NetOptions options = new NetOptions(m, mtu, pairs, onOff("--offloads", offloads), onOff("--mrg-rxbuf", mergeable));
+        SwitchPort p = NetSwitch.named(switchName).join(NetOptions.formatMac(m));
+        port = p;
+        return List.of(b -> {
+            b.bind(SwitchPort.class).toInstance(p);
+            b.bind(NetOptions.class).toInstance(options);
+        });
+    }
+
+    /** A random locally administered unicast address. */
+    static long randomMac() {
+        long m = ThreadLocalRandom.current().nextLong() & 0xffff_ffff_ffffL;
+        return (m & ~0x0100_0000_0000L) | 0x0200_0000_0000L;
+    }
+
+    @Override
+    public String describe(VirtioNetDevice device) {
+        NetOptions o = device.options();
+        return "port " + device.port().id() + " of switch " + switchName + ", mac " + NetOptions.formatMac(o.mac()) + ", mtu " + o.mtu()
+                + ", " + o.pairs() + " queue pair" + (o.pairs() == 1 ? "" : "s") + ", offloads " + offloads + ", mrg_rxbuf " + mergeable;
+    }
+
+    @Override
+    public String qemuDeviceOptions(VirtioNetDevice device) {
+        return pairs > 1 ? ",mq=on" : "";
+    }
+
+    @Override
+    public String stats(VirtioNetDevice device) {
+        return device.port().stats();
+    }
+
+    @Override
+    public void close() {
+        if (port != null) {
+            port.owner().leave(port);
+            port = null;
+        }
+    }
+}

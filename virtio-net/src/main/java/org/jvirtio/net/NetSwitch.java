@@ -1,0 +1,139 @@
+package org.jvirtio.net;
+
+import java.util.Arrays;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+
+/**
+ * A learning Ethernet switch whose ports are virtio-net devices (and, in time, a host's tap):
+ * frames a port sends go to the port their destination address was learned on, or to every
+ * other port when the destination is unknown, broadcast or multicast. Learning by source address
+ * with aging ({@link MacTable}); per-port counters ({@link SwitchPort}).
+ *
+ * <p>No thread of its own: a frame is forwarded on the sending port's transmit thread, which
+ * hands it to each destination's receive queue ({@link RxQueue#offer}); the destination's own
+ * thread copies it from the sender's guest memory into the receiver's, once, and the sender's
+ * buffer goes back to its driver when every destination is done with it.
+ *
+ * <p>Switches are found by name ({@link #named}): every {@code net} part of one process that
+ * names the same switch is a port of it.
+ */
+public final class NetSwitch {
+    /** How long a learned address lasts without being seen again (Linux's bridge default). */
+    public static final int DEFAULT_AGING_SECONDS = 300;
+    private static final Map<String, NetSwitch> SWITCHES = new ConcurrentHashMap<>();
+    private static final long EPOCH = System.nanoTime();
+
+    private final String name;
+    private final MacTable macs;
+    /** The ports, indexed by id (0 unused); replaced whole when a port joins or leaves. */
+    private volatile SwitchPort[] ports = new SwitchPort[1];
+    private int nextId = 1;
+
+    public NetSwitch(String name) {
+        this(name, 4096, DEFAULT_AGING_SECONDS);
+    }
+
+    NetSwitch(String name, int tableSize, int agingSeconds) {
+        this.name = name;
+        this.macs = new MacTable(tableSize, agingSeconds);
+    }
+
+    /** The switch of this process called {@code name}, made on first use. */
+    public static NetSwitch named(String name) {
+        return SWITCHES.computeIfAbsent(name, NetSwitch::new);
+    }
+
+    public String name() {
+        return name;
+    }
+
+    /** Seconds since this process's switches started (the table's clock). */
+    static int now() {
+        return (int) ((System.nanoTime() - EPOCH) / 1_000_000_000L);
+    }
+
+    /** Adds a port; its id is fixed for its life. */
+    synchronized SwitchPort join(String portName) {
+        SwitchPort[] cur = ports;
+        int id = nextId;
+        while (id < cur.length && cur[id] != null) {
+            id++;
+        }
+        if (id > 0xffff) {
+            throw new IllegalStateException("switch " + name + " has 65535 ports");
+        }
+        SwitchPort p = new SwitchPort(this, id, portName);
+        SwitchPort[] next = Arrays.copyOf(cur, Math.max(cur.length, id + 1));
+        next[id] = p;
+        ports = next;
+        nextId = id + 1;
+        return p;
+    }
+
+    /** Removes a port: no frame is forwarded to it from now on, and what it taught the table is forgotten. */
+    synchronized void leave(SwitchPort p) {
+        SwitchPort[] next = ports.clone();
+        if (p.id() < next.length && next[p.id()] == p) {
+            next[p.id()] = null;
+        }
+        ports = next;
+        macs.forget(p.id());
+        if (p.id() < nextId) {
+            nextId = p.id();
+        }
+    }
+
+    /** The ports now (a snapshot; index = id, nulls for ids not in use). */
+    SwitchPort[] ports() {
+        return ports;
+    }
+
+    /** Learns the frame's source, then hands it to its destination port(s); returns how many took it. */
+    int forward(Frame f) {
+        SwitchPort from = f.from;
+        int now = now();
+        if ((f.src & 0x0100_0000_0000L) == 0) {
+            macs.learn(f.src, from.id(), now); // a multicast source is never learned (checked by the port as well)
+        }
+        SwitchPort[] ps = ports;
+        if ((f.dst & 0x0100_0000_0000L) == 0) {
+            int to = macs.lookup(f.dst, now);
+            if (to != 0) {
+                if (to == from.id()) {
+                    from.countFiltered(); // the destination sits behind the sender's own port
+                    return 0;
+                }
+                SwitchPort p = to < ps.length ? ps[to] : null;
+                if (p != null) {
+                    return p.deliver(f) ? 1 : 0;
+                }
+            }
+        }
+        int n = 0;
+        for (int i = 1; i < ps.length; i++) {
+            SwitchPort p = ps[i];
+            if (p != null && p != from && p.deliver(f)) {
+                n++;
+            }
+        }
+        return n;
+    }
+
+    /** The port {@code mac} was last seen on, or null (for tests and statistics). */
+    SwitchPort portOf(long mac) {
+        int id = macs.lookup(mac, now());
+        SwitchPort[] ps = ports;
+        return id > 0 && id < ps.length ? ps[id] : null;
+    }
+
+    /** Addresses learned and not aged. */
+    public int learned() {
+        return macs.size(now());
+    }
+
+    @Override
+    public String toString() {
+        return "switch " + name;
+    }
+}

@@ -1,0 +1,341 @@
+package org.jvirtio.net;
+
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.ArrayDeque;
+import java.util.concurrent.atomic.AtomicBoolean;
+
+import org.jvirtio.api.DescriptorChain;
+import org.jvirtio.api.EventFd;
+import org.jvirtio.api.QueueBinding;
+import org.jvirtio.api.QueueCompletions;
+import org.jvirtio.api.QueueHandler;
+import org.jvirtio.api.QueueIo;
+import org.jvirtio.api.QueueStats;
+import org.jvirtio.api.Virtqueue;
+
+/**
+ * A port's receive queue: frames other ports sent wait here (a few, bounded, each sender held to
+ * its share), and go into the driver's buffers on this queue's thread as the driver offers them,
+ * copied once from the sender's guest memory.
+ *
+ * <p>A switch never holds a frame against its sender: a frame that finds no buffer now is
+ * dropped and counted. So when the ring has no buffer at the end of a drain (or when a frame
+ * wakes a queue whose ring is empty) the frames waiting are dropped, and a sender's chain goes
+ * back to its driver within one wake-up of the receiver's thread.
+ *
+ * <p>With MRG_RXBUF a frame spans as many chains as it needs: the first is the one the engine
+ * started; the others are taken from the ring here, and when the ring has too few they are put
+ * back (latest first) and the frame is dropped. Their used elements are written in ring order
+ * (the first chain's, with num_buffers, first) and published together. Without it, a frame must
+ * fit one chain or it is dropped.
+ *
+ * <p>Offloads: a frame with a partial checksum goes to a driver that negotiated GUEST_CSUM as it
+ * is (NEEDS_CSUM with the same start and offset), and is finished here (the checksum computed
+ * over the sender's bytes and written into the copy) for one that did not. A GSO frame goes as
+ * it is to a driver that negotiated the GSO type; for one that did not, it is dropped and counted
+ * (segmentation in software is not done yet).
+ */
+final class RxQueue implements QueueHandler, QueueIo {
+    /** Frames that wait for one receive queue at most. */
+    static final int CAPACITY = 256;
+
+    private final VirtioNetDevice device;
+    private final SwitchPort port;
+    private final int pair;
+    private final QueueStats stats;
+    private final Virtqueue q;
+    private final boolean mergeable;
+    private final boolean guestCsum;
+    private final boolean guestTso4;
+    private final boolean guestTso6;
+    private final Copier copier = new Copier();
+    private final MemorySegment hdr = MemorySegment.ofArray(new byte[VirtioNet.HDR_SIZE]);
+    private final MemorySegment csum = MemorySegment.ofArray(new byte[2]);
+    /** The chains of a frame that spans several (the first is the engine's); reused. */
+    private final DescriptorChain[] extra;
+    private final int[] extraLength;
+
+    // ---- the frames waiting, guarded by 'waiting' ----
+    private final ArrayDeque<Frame> waiting = new ArrayDeque<>(CAPACITY);
+    /** Frames waiting per sending port id (grown as ports with larger ids send). */
+    private int[] waitingFrom = new int[16];
+    private int senders;
+    private boolean open;
+    /** Set by this queue's thread when it will not look at the frames again without a wake-up. */
+    private final AtomicBoolean wanted = new AtomicBoolean();
+    private final EventFd wake;
+    private QueueCompletions completions;
+
+    RxQueue(VirtioNetDevice device, SwitchPort port, int pair, QueueBinding binding, long negotiated) throws IOException {
+        this.device = device;
+        this.port = port;
+        this.pair = pair;
+        this.stats = binding.stats();
+        this.q = binding.queue();
+        this.mergeable = (negotiated & (1L << VirtioNet.F_MRG_RXBUF)) != 0;
+        this.guestCsum = (negotiated & (1L << VirtioNet.F_GUEST_CSUM)) != 0;
+        this.guestTso4 = (negotiated & (1L << VirtioNet.F_GUEST_TSO4)) != 0;
+        this.guestTso6 = (negotiated & (1L << VirtioNet.F_GUEST_TSO6)) != 0;
+        this.extra = new DescriptorChain[q.size()];
+        this.extraLength = new int[q.size()];
+        this.wake = EventFd.create(true);
+    }
+
+    int pair() {
+        return pair;
+    }
+
+    // ---- any thread ----
+
+    /** Takes a frame for this queue (retaining it); false when it cannot wait here (closed, full, the sender over its share). */
+    boolean offer(Frame f) {
+        int from = f.from.id();
+        synchronized (waiting) {
+            if (!open || waiting.size() >= CAPACITY) {
+                return false;
+            }
+            if (from >= waitingFrom.length) {
+                waitingFrom = java.util.Arrays.copyOf(waitingFrom, Math.max(from + 1, waitingFrom.length * 2));
+            }
+            int mine = waitingFrom[from];
+            // Each sender gets an equal share of the room (the room for one more sender counted):
+            // a port flooding the switch fills its share, not everybody's.
+            int share = Math.max(8, CAPACITY / (senders + (mine == 0 ? 1 : 0)));
+            if (mine >= share) {
+                return false;
+            }
+            if (mine == 0) {
+                senders++;
+            }
+            waitingFrom[from] = mine + 1;
+            f.retain();
+            waiting.addLast(f);
+        }
+        // After the add: this queue's thread sets 'wanted' before it looks again.
+        if (wanted.getAndSet(false)) {
+            wake.signal();
+        }
+        return true;
+    }
+
+    private Frame next() {
+        synchronized (waiting) {
+            Frame f = waiting.pollFirst();
+            if (f != null) {
+                int from = f.from.id();
+                if (--waitingFrom[from] == 0) {
+                    senders--;
+                }
+            }
+            return f;
+        }
+    }
+
+    private boolean nothingWaits() {
+        synchronized (waiting) {
+            return waiting.isEmpty();
+        }
+    }
+
+    // ---- the queue's thread ----
+
+    @Override
+    public void open(QueueCompletions c) {
+        completions = c;
+        synchronized (waiting) {
+            open = true;
+        }
+        // Nothing served yet (the ring may stay empty): the first frame wakes the queue, to be
+        // placed or dropped.
+        wanted.set(true);
+        port.receiveQueue(pair, this);
+    }
+
+    @Override
+    public QueueIo io() {
+        return this;
+    }
+
+    @Override
+    public int completionFd() {
+        return wake.fd();
+    }
+
+    /** A frame came for a queue that said it would not look: serve it, or drop what waits if the ring has no buffer now. */
+    @Override
+    public int reap() {
+        completions.resume();
+        dropIfNoBuffer();
+        return 0;
+    }
+
+    /** The end of a drain (the engine submits after each): a ring without buffers drops what waits. */
+    @Override
+    public void submit() {
+        dropIfNoBuffer();
+    }
+
+    private void dropIfNoBuffer() {
+        if (q.available() > 0) {
+            return;
+        }
+        // Say so first, then look: a frame offered in between sees 'wanted' and wakes the queue.
+        wanted.set(true);
+        Frame f;
+        while ((f = next()) != null) {
+            dropped(f, "no receive buffer");
+            f.release();
+        }
+    }
+
+    @Override
+    public int start(DescriptorChain chain, int slot) {
+        if (chain.writableLength() < VirtioNet.HDR_SIZE + VirtioNet.ETH_HLEN) {
+            // Holds no frame, ever: answered empty so the ring moves on (the driver counts an error).
+            stats.addError();
+            return 0;
+        }
+        while (true) {
+            Frame f = next();
+            if (f == null) {
+                wanted.set(true);
+                f = next();
+                if (f == null) {
+                    return NOT_NOW;
+                }
+            }
+            int n;
+            try {
+                n = place(f, chain, slot);
+            } finally {
+                f.release();
+            }
+            if (n != DROPPED) {
+                return n;
+            }
+        }
+    }
+
+    private static final int DROPPED = -3;
+
+    /** Puts {@code f} into {@code first} (and more chains with MRG_RXBUF); the bytes written, {@link #PENDING}, or {@link #DROPPED}. */
+    private int place(Frame f, DescriptorChain first, int slot) {
+        NetHeader h = f.hdr;
+        int kind = h.gsoKind();
+        boolean gso = h.gsoType != VirtioNet.GSO_NONE;
+        if (gso && !(kind == VirtioNet.GSO_TCPV4 ? guestTso4 : guestTso6)) {
+            dropped(f, "GSO the receiver did not negotiate");
+            return DROPPED;
+        }
+        boolean partial = h.needsCsum();
+        boolean finish = partial && !guestCsum;
+        long total = VirtioNet.HDR_SIZE + (long) f.length;
+        int chains = 1;
+        long room = first.writableLength();
+        if (room < total) {
+            if (!mergeable) {
+                dropped(f, "receive buffer too small");
+                return DROPPED;
+            }
+            int k = 0;
+            while (room < total) {
+                DescriptorChain c = k < extra.length ? q.pop() : null;
+                if (c == null) {
+                    while (k > 0) {
+                        q.unpop(extra[--k]); // latest first: the ring is as it was
+                    }
+                    dropped(f, "not enough receive buffers");
+                    return DROPPED;
+                }
+                extra[k++] = c;
+                room += c.writableLength();
+            }
+            chains = 1 + k;
+        }
+        NetHeader.write(hdr, 0, finish ? 0 : (partial ? VirtioNet.HDR_F_NEEDS_CSUM : 0), gso ? h.gsoType : 0, gso ? h.hdrLen : 0,
+                gso ? h.gsoSize : 0, partial && !finish ? h.csumStart : 0, partial && !finish ? h.csumOffset : 0,
+                mergeable ? chains : 0);
+        int csumAt = -1;
+        if (finish) {
+            int sum = Copier.sum(f.chain, Frame.DATA + (long) h.csumStart, f.length - h.csumStart);
+            int v = ~sum & 0xffff;
+            csum.set(ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(java.nio.ByteOrder.BIG_ENDIAN), 0, (short) (v == 0 ? 0xffff : v));
+            csumAt = h.csumStart + h.csumOffset;
+        }
+        copier.source(f.chain, Frame.DATA);
+        copier.destination(first);
+        copier.write(hdr, 0, VirtioNet.HDR_SIZE);
+        long done = 0; // frame bytes copied
+        int firstLength = 0;
+        for (int i = 0; i < chains; i++) {
+            if (i > 0) {
+                copier.destination(extra[i - 1]);
+            }
+            long before = done;
+            done = fill(done, f.length, csumAt);
+            if (i == 0) {
+                firstLength = (int) (done - before) + VirtioNet.HDR_SIZE;
+            } else {
+                extraLength[i - 1] = (int) (done - before);
+            }
+        }
+        port.rxFrames.incrementAndGet();
+        port.rxBytes.addAndGet(f.length);
+        stats.addBytes(f.length);
+        if (chains == 1) {
+            return firstLength;
+        }
+        // The first chain's used element (it carries num_buffers), then the others in ring
+        // order, published together with the engine's next publish.
+        completions.complete(slot, firstLength);
+        for (int i = 0; i < chains - 1; i++) {
+            q.addUsed(extra[i], extraLength[i]);
+        }
+        return PENDING;
+    }
+
+    /**
+     * Copies frame bytes from {@code done} on into the destination until it is full or the frame
+     * ends, the two bytes at {@code csumAt} (when not -1) from the checksum computed instead of
+     * the sender's; returns where it stopped.
+     */
+    private long fill(long done, long length, int csumAt) {
+        while (done < length && copier.room() > 0) {
+            if (csumAt >= 0 && (done == csumAt || done == csumAt + 1)) {
+                copier.write(csum, done - csumAt, 1);
+                copier.skipSource(1);
+                done++;
+                continue;
+            }
+            long until = csumAt >= 0 && done < csumAt ? csumAt : length;
+            long k = copier.copy(Math.min(until - done, copier.room()));
+            if (k == 0) {
+                break; // the sender's chain ended early: cannot happen, its length was measured
+            }
+            done += k;
+        }
+        return done;
+    }
+
+    private void dropped(Frame f, String why) {
+        port.rxDropped.incrementAndGet();
+        device.dropped(port, why);
+    }
+
+    @Override
+    public void close() {
+        port.receiveQueue(pair, null);
+        synchronized (waiting) {
+            open = false;
+        }
+        Frame f;
+        while ((f = next()) != null) {
+            port.rxDropped.incrementAndGet();
+            f.release();
+        }
+        wanted.set(false);
+        wake.close();
+    }
+}

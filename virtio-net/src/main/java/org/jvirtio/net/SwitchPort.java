@@ -1,0 +1,125 @@
+package org.jvirtio.net;
+
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReferenceArray;
+
+/**
+ * One port of a {@link NetSwitch}: a virtio-net device's receive queues (where frames for it
+ * go) and its counters. Frames reach it on whichever thread forwards them; it hands each to the
+ * receive queue of the sender's queue pair (modulo the pairs it has running), or drops it and
+ * counts why.
+ */
+public final class SwitchPort {
+    /** The most receive queues a port has (VIRTIO's limit on queue pairs is 0x8000). */
+    static final int MAX_PAIRS = 256;
+
+    private final NetSwitch sw;
+    private final int id;
+    private final String name;
+    /** Its receive queues by pair, set while each runs. */
+    private final AtomicReferenceArray<RxQueue> rx = new AtomicReferenceArray<>(MAX_PAIRS);
+    private volatile int pairsRunning;
+    private volatile boolean adminUp = true;
+
+    // Counters: written by the port's own threads and by every sender's (drops on the way in).
+    final AtomicLong txFrames = new AtomicLong();
+    final AtomicLong txBytes = new AtomicLong();
+    final AtomicLong txDropped = new AtomicLong();
+    final AtomicLong rxFrames = new AtomicLong();
+    final AtomicLong rxBytes = new AtomicLong();
+    /** Frames for this port dropped: no receive queue running, its queue full, no buffer, a buffer too small. */
+    final AtomicLong rxDropped = new AtomicLong();
+    final AtomicLong filtered = new AtomicLong();
+
+    SwitchPort(NetSwitch sw, int id, String name) {
+        this.sw = sw;
+        this.id = id;
+        this.name = name;
+    }
+
+    public int id() {
+        return id;
+    }
+
+    public String name() {
+        return name;
+    }
+
+    public NetSwitch owner() {
+        return sw;
+    }
+
+    /** Whether the port forwards (administratively up); a port that is down neither sends nor receives. */
+    public boolean adminUp() {
+        return adminUp;
+    }
+
+    void adminUp(boolean up) {
+        adminUp = up;
+    }
+
+    /** A receive queue started ({@code q}) or stopped (null) for pair {@code pair}. */
+    void receiveQueue(int pair, RxQueue q) {
+        rx.set(pair, q);
+        int n = 0;
+        while (n < MAX_PAIRS && rx.get(n) != null) {
+            n++;
+        }
+        pairsRunning = n;
+    }
+
+    /** Hands {@code f} to one of this port's receive queues; false (counted) when none takes it. */
+    boolean deliver(Frame f) {
+        int pairs = pairsRunning;
+        if (!adminUp || pairs == 0) {
+            rxDropped.incrementAndGet();
+            return false;
+        }
+        RxQueue q = rx.get(f.pair < pairs ? f.pair : f.pair % pairs);
+        if (q == null || !q.offer(f)) {
+            rxDropped.incrementAndGet();
+            return false;
+        }
+        return true;
+    }
+
+    void countFiltered() {
+        filtered.incrementAndGet();
+    }
+
+    public long txFrames() {
+        return txFrames.get();
+    }
+
+    public long txBytes() {
+        return txBytes.get();
+    }
+
+    public long txDropped() {
+        return txDropped.get();
+    }
+
+    public long rxFrames() {
+        return rxFrames.get();
+    }
+
+    public long rxBytes() {
+        return rxBytes.get();
+    }
+
+    public long rxDropped() {
+        return rxDropped.get();
+    }
+
+    /** One line of counters. */
+    public String stats() {
+        return "port " + id + " (" + name + ") on " + sw.name() + ": tx " + txFrames.get() + " frames " + txBytes.get() + " bytes, "
+                + txDropped.get() + " dropped; rx " + rxFrames.get() + " frames " + rxBytes.get() + " bytes, " + rxDropped.get()
+                + " dropped";
+    }
+
+    @Override
+    public String toString() {
+        return "port " + id + " (" + name + ")";
+    }
+}

@@ -1,0 +1,160 @@
+package org.jvirtio.net;
+
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+
+import org.jvirtio.api.CompletionMailbox;
+import org.jvirtio.api.DescriptorChain;
+import org.jvirtio.api.QueueBinding;
+import org.jvirtio.api.QueueCompletions;
+import org.jvirtio.api.QueueHandler;
+import org.jvirtio.api.QueueIo;
+import org.jvirtio.api.QueueStats;
+
+/**
+ * A port's transmit queue: each chain is one frame (a virtio header, then the frame), checked
+ * once, learned from and forwarded by the switch on this thread. The chain stays in flight while
+ * destinations copy from it, and goes back to the driver (through a {@link CompletionMailbox},
+ * since the last destination may be on any thread) when the last one is done; a frame nobody
+ * takes goes back at once.
+ *
+ * <p>What a guest may not send is dropped and counted, never thrown, never forwarded: a chain
+ * shorter than the header and an Ethernet header, a frame longer than the MTU allows (or 64 KiB
+ * with GSO), GSO or a partial checksum the port did not negotiate, a GSO type with size 0, a
+ * checksum position or header length past the frame, a multicast source address.
+ */
+final class TxQueue implements QueueHandler {
+    private final VirtioNetDevice device;
+    private final SwitchPort port;
+    private final int pair;
+    private final QueueStats stats;
+    private final Frame[] frames;
+    /** The header and both addresses, read once into here. */
+    private final MemorySegment head = MemorySegment.ofArray(new byte[VirtioNet.HDR_SIZE + 12]);
+    private final long negotiated;
+    private final int maxFrame;
+    private CompletionMailbox mailbox;
+
+    TxQueue(VirtioNetDevice device, SwitchPort port, int pair, QueueBinding binding, long negotiated) {
+        this.device = device;
+        this.port = port;
+        this.pair = pair;
+        this.stats = binding.stats();
+        this.negotiated = negotiated;
+        int size = binding.queue().size();
+        this.frames = new Frame[size];
+        for (int i = 0; i < size; i++) {
+            frames[i] = new Frame(this, i);
+        }
+        this.maxFrame = device.mtu() + VirtioNet.ETH_HLEN + 4; // one VLAN tag
+    }
+
+    private boolean has(int bit) {
+        return (negotiated & (1L << bit)) != 0;
+    }
+
+    @Override
+    public void open(QueueCompletions completions) throws IOException {
+        mailbox = new CompletionMailbox(frames.length, completions);
+    }
+
+    @Override
+    public QueueIo io() {
+        return mailbox;
+    }
+
+    @Override
+    public int start(DescriptorChain chain, int slot) {
+        long readable = chain.readableLength();
+        if (readable < VirtioNet.HDR_SIZE + VirtioNet.ETH_HLEN || readable > VirtioNet.HDR_SIZE + VirtioNet.MAX_GSO_FRAME) {
+            return drop(readable < VirtioNet.HDR_SIZE + VirtioNet.ETH_HLEN ? "shorter than a header" : "longer than 64 KiB");
+        }
+        int length = (int) (readable - VirtioNet.HDR_SIZE);
+        chain.reader().read(head);
+        Frame f = frames[slot];
+        NetHeader h = f.hdr;
+        h.read(head, 0);
+        String bad = check(h, length);
+        if (bad != null) {
+            return drop(bad);
+        }
+        long dst = mac(head, VirtioNet.HDR_SIZE);
+        long src = mac(head, VirtioNet.HDR_SIZE + 6);
+        if ((src & 0x0100_0000_0000L) != 0) {
+            return drop("multicast source address");
+        }
+        if (!port.adminUp()) {
+            return drop("port down");
+        }
+        f.begin(chain, port, pair, length);
+        f.dst = dst;
+        f.src = src;
+        port.txFrames.incrementAndGet();
+        port.txBytes.addAndGet(length);
+        stats.addBytes(length);
+        port.owner().forward(f);
+        // The sender's own reference: if no destination holds the frame now, the chain is done.
+        return f.releaseOwn() ? 0 : PENDING;
+    }
+
+    /** Why the header is not one this port may send, or null. */
+    private String check(NetHeader h, int length) {
+        int kind = h.gsoKind();
+        if (h.gsoType != VirtioNet.GSO_NONE) {
+            if ((h.gsoType & VirtioNet.GSO_ECN) != 0) {
+                return "GSO with ECN, not negotiated";
+            }
+            if (kind == VirtioNet.GSO_TCPV4 ? !has(VirtioNet.F_HOST_TSO4) : kind == VirtioNet.GSO_TCPV6 ? !has(VirtioNet.F_HOST_TSO6) : true) {
+                return "GSO type " + h.gsoType + " not negotiated";
+            }
+            if (h.gsoSize == 0) {
+                return "GSO with size 0";
+            }
+            if (!h.needsCsum()) {
+                return "GSO without a partial checksum";
+            }
+        } else if (length > maxFrame) {
+            return "frame of " + length + " bytes over the MTU";
+        }
+        if (h.needsCsum()) {
+            if (!has(VirtioNet.F_CSUM)) {
+                return "partial checksum not negotiated";
+            }
+            if (h.csumStart < VirtioNet.ETH_HLEN || h.csumStart + h.csumOffset + 2 > length) {
+                return "checksum at " + h.csumStart + "+" + h.csumOffset + " outside a frame of " + length;
+            }
+        }
+        if (h.hdrLen > length) {
+            return "header length " + h.hdrLen + " past a frame of " + length;
+        }
+        return null;
+    }
+
+    private int drop(String why) {
+        port.txDropped.incrementAndGet();
+        stats.addError();
+        device.dropped(port, why);
+        return 0;
+    }
+
+    /** The last destination is done with {@code f} (any thread): its chain goes back to the driver. */
+    void sent(Frame f) {
+        mailbox.complete(f.slot, 0);
+    }
+
+    static long mac(MemorySegment s, long at) {
+        long m = 0;
+        for (int i = 0; i < 6; i++) {
+            m = (m << 8) | (s.get(ValueLayout.JAVA_BYTE, at + i) & 0xff);
+        }
+        return m;
+    }
+
+    @Override
+    public void close() {
+        if (mailbox != null) {
+            mailbox.close();
+        }
+    }
+}

@@ -1,0 +1,135 @@
+package org.jvirtio.net;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+
+import com.google.inject.Inject;
+
+import org.jvirtio.api.AbstractVirtioDevice;
+import org.jvirtio.api.ConfigSpace;
+import org.jvirtio.api.DeviceContext;
+import org.jvirtio.api.QueueBinding;
+import org.jvirtio.api.QueueHandler;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * virtio-net (VIRTIO 1.3, 5.1) as one port of a {@link NetSwitch}: queue pairs (receiveq 2n,
+ * transmitq 2n+1; no control queue: QEMU keeps vhost-user-net's to itself), the 12-byte
+ * header of VERSION_1, MAC, STATUS, MTU and MRG_RXBUF, and the checksum and TCP segmentation
+ * offloads passed between guests as they are.
+ */
+public final class VirtioNetDevice extends AbstractVirtioDevice {
+    private static final Logger LOG = LoggerFactory.getLogger(VirtioNetDevice.class);
+    /** The largest queue a driver may give a port. */
+    public static final int MAX_QUEUE_SIZE = 4096;
+
+    private final SwitchPort port;
+    private final NetOptions options;
+    private final ConfigSpace.Field mac = config().bytes(VirtioNet.CONFIG_MAC, 6);
+    private final ConfigSpace.Field status = config().u16(VirtioNet.CONFIG_STATUS);
+    private final ConfigSpace.Field maxPairs = config().u16(VirtioNet.CONFIG_MAX_PAIRS);
+    private final ConfigSpace.Field mtu = config().u16(VirtioNet.CONFIG_MTU);
+    private volatile long negotiated;
+
+    @Inject
+    public VirtioNetDevice(SwitchPort port, NetOptions options) {
+        super(VirtioNet.DEVICE_ID, new ConfigSpace(VirtioNet.CONFIG_SIZE));
+        this.port = port;
+        this.options = options;
+        byte[] m = new byte[6];
+        for (int i = 0; i < 6; i++) {
+            m[i] = (byte) (options.mac() >>> (8 * (5 - i)));
+        }
+        mac.set(m);
+        status.set(port.adminUp() ? VirtioNet.S_LINK_UP : 0);
+        maxPairs.set(options.pairs());
+        mtu.set(options.mtu());
+    }
+
+    public SwitchPort port() {
+        return port;
+    }
+
+    public NetOptions options() {
+        return options;
+    }
+
+    int mtu() {
+        return options.mtu();
+    }
+
+    @Override
+    public long deviceFeatures() {
+        long f = bit(VirtioNet.F_MAC) | bit(VirtioNet.F_STATUS) | bit(VirtioNet.F_MTU);
+        if (options.mergeable()) {
+            f |= bit(VirtioNet.F_MRG_RXBUF);
+        }
+        if (options.offloads()) {
+            f |= bit(VirtioNet.F_CSUM) | bit(VirtioNet.F_GUEST_CSUM) | bit(VirtioNet.F_HOST_TSO4) | bit(VirtioNet.F_HOST_TSO6)
+                    | bit(VirtioNet.F_GUEST_TSO4) | bit(VirtioNet.F_GUEST_TSO6);
+        }
+        if (options.pairs() > 1) {
+            f |= bit(VirtioNet.F_MQ);
+        }
+        return f;
+    }
+
+    private static long bit(int b) {
+        return 1L << b;
+    }
+
+    @Override
+    public int queueCount() {
+        return 2 * options.pairs();
+    }
+
+    @Override
+    public int maxQueueSize(int index) {
+        return MAX_QUEUE_SIZE;
+    }
+
+    @Override
+    public void activate(DeviceContext context) {
+        super.activate(context);
+        negotiated = context.negotiatedFeatures();
+    }
+
+    @Override
+    public QueueHandler openQueue(QueueBinding queue) {
+        int pair = queue.index() / 2;
+        if (queue.index() % 2 == 1) {
+            return new TxQueue(this, port, pair, queue, negotiated);
+        }
+        try {
+            return new RxQueue(this, port, pair, queue, negotiated);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    /**
+     * Takes the port administratively down or up: a port that is down forwards nothing either
+     * way, and its driver sees the link go down (STATUS, with a configuration change).
+     */
+    public void adminUp(boolean up) {
+        port.adminUp(up);
+        status.set(up ? VirtioNet.S_LINK_UP : 0);
+        DeviceContext c = context();
+        if (c != null) {
+            c.notifyConfigChange();
+        }
+    }
+
+    /** A frame was dropped at {@code where}; the counters have it, the log says why (at most once a second). */
+    void dropped(SwitchPort where, String why) {
+        if (LOG.isDebugEnabled()) {
+            LOG.debug("{}: frame dropped: {}", where, why);
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "virtio-net " + port;
+    }
+}

@@ -1,0 +1,308 @@
+package org.jvirtio.net;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicInteger;
+
+import org.jvirtio.api.VirtioFeatures;
+import org.jvirtio.runner.VhostUserRunner;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.Parameter;
+import org.junit.jupiter.params.ParameterizedClass;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * Ports of one switch served over vhost-user in this process, driven by the driver kit as guests
+ * drive them: forwarding, learning, flooding, merged buffers, checksums finished for a driver
+ * without GUEST_CSUM, and what a hostile driver sends dropped and counted. On both ring layouts.
+ */
+@ParameterizedClass(name = "packed={0}")
+@ValueSource(booleans = {false, true})
+class NetSwitchTest {
+    static final long A = 0x5254_0000_000aL;
+    static final long B = 0x5254_0000_000bL;
+    static final long C = 0x5254_0000_000cL;
+    static final long BROADCAST = 0xffff_ffff_ffffL;
+    static final AtomicInteger SWITCHES = new AtomicInteger();
+
+    @Parameter
+    boolean packed;
+    @TempDir
+    Path dir;
+    final List<AutoCloseable> open = new ArrayList<>();
+    final String sw = "test" + SWITCHES.incrementAndGet();
+
+    @AfterEach
+    void tearDown() throws Exception {
+        for (int i = open.size() - 1; i >= 0; i--) {
+            open.get(i).close();
+        }
+    }
+
+    long wanted(long notWanted) {
+        long all = ~0L & ~notWanted;
+        return packed ? all : all & ~(1L << VirtioFeatures.RING_PACKED);
+    }
+
+    VhostUserRunner.Running<?> port(String name, String... extra) throws Exception {
+        List<String> args = new ArrayList<>(List.of("net", "--socket", dir.resolve(name).toString(), "--switch", sw, "--poll-us", "0"));
+        args.addAll(Arrays.asList(extra));
+        VhostUserRunner.Running<?> r = VhostUserRunner.start(VhostUserRunner.devices(), args.toArray(String[]::new));
+        open.add(r);
+        return r;
+    }
+
+    NetDriver driver(String name, long notWanted, int rxBufSize) throws Exception {
+        NetDriver d = new NetDriver(dir.resolve(name), wanted(notWanted), rxBufSize);
+        open.add(d);
+        assertEquals(packed, d.has(VirtioFeatures.RING_PACKED));
+        return d;
+    }
+
+    static SwitchPort portOf(VhostUserRunner.Running<?> r) {
+        return ((VirtioNetDevice) r.device()).port();
+    }
+
+    @Test
+    void broadcastIsFloodedAndTheReplyIsLearnedAndSentToOnePort() throws Exception {
+        var pa = port("a.sock");
+        var pb = port("b.sock");
+        var pc = port("c.sock");
+        NetDriver a = driver("a.sock", 0, 2048);
+        NetDriver b = driver("b.sock", 0, 2048);
+        NetDriver c = driver("c.sock", 0, 2048);
+        a.post(8);
+        b.post(8);
+        c.post(8);
+        byte[] hello = NetDriver.frame(BROADCAST, A, 100);
+        a.send(hello);
+        assertEquals(1, a.sent(1, 5000), "the sender's chain came back");
+        List<NetDriver.Received> atB = b.receive(1, 5000);
+        List<NetDriver.Received> atC = c.receive(1, 5000);
+        assertEquals(1, atB.size());
+        assertArrayEquals(hello, atB.get(0).frame());
+        assertEquals(1, atB.get(0).numBuffers());
+        assertEquals(0, atB.get(0).flags());
+        assertArrayEquals(hello, atC.get(0).frame());
+        // B answers A: A was learned on its port, so C does not see it.
+        byte[] reply = NetDriver.frame(A, B, 1400);
+        b.send(reply);
+        assertArrayEquals(reply, a.receive(1, 5000).get(0).frame());
+        assertEquals(0, c.receive(1, 300).size(), "unicast to a learned address goes to its port alone");
+        // A to B: learned from the reply.
+        byte[] data = NetDriver.frame(B, A, 60);
+        a.send(data);
+        assertArrayEquals(data, b.receive(1, 5000).get(0).frame());
+        assertEquals(0, c.receive(1, 300).size());
+        assertEquals(2, portOf(pa).txFrames());
+        assertEquals(1, portOf(pc).rxFrames());
+        assertEquals(2, portOf(pb).rxFrames());
+        assertSame(portOf(pa), portOf(pa).owner().portOf(A));
+    }
+
+    @Test
+    void aFrameForAPortWithoutBuffersIsDroppedAndNotHeldAgainstTheSender() throws Exception {
+        port("a.sock");
+        var pb = port("b.sock");
+        NetDriver a = driver("a.sock", 0, 2048);
+        NetDriver b = driver("b.sock", 0, 2048);
+        for (int i = 0; i < 10; i++) {
+            a.send(NetDriver.frame(B, A, 100));
+        }
+        assertEquals(10, a.sent(10, 5000), "every chain back although B offered no buffer");
+        assertEquals(10, portOf(pb).rxDropped());
+        b.post(4);
+        byte[] later = NetDriver.frame(B, A, 77);
+        a.send(later);
+        List<NetDriver.Received> got = b.receive(2, 2000);
+        assertEquals(1, got.size(), "only the frame sent after the buffers came");
+        assertArrayEquals(later, got.get(0).frame());
+    }
+
+    @Test
+    void aLargeFrameSpansMergedBuffersAndIsDroppedWhenTooFewAreThere() throws Exception {
+        port("a.sock", "--mtu", "9000");
+        var pb = port("b.sock", "--mtu", "9000");
+        NetDriver a = driver("a.sock", 0, 2048);
+        NetDriver b = driver("b.sock", 0, 1024);
+        assertTrue(b.has(VirtioNet.F_MRG_RXBUF));
+        b.post(2);
+        byte[] big = NetDriver.frame(B, A, 3000);
+        a.send(big);
+        assertEquals(1, a.sent(1, 5000));
+        assertEquals(0, b.receive(1, 300).size(), "two buffers of 1 KiB cannot hold 3 KiB");
+        assertEquals(1, portOf(pb).rxDropped());
+        byte[] small = NetDriver.frame(B, A, 500);
+        a.send(small);
+        List<NetDriver.Received> got = b.receive(1, 5000);
+        assertArrayEquals(small, got.get(0).frame(), "the buffers were put back, not used");
+        b.post(6);
+        a.send(big);
+        got = b.receive(1, 5000);
+        assertEquals(1, got.size());
+        assertEquals(3, got.get(0).numBuffers(), "12 + 3014 bytes in buffers of 1024");
+        assertArrayEquals(big, got.get(0).frame());
+        a.send(small);
+        assertArrayEquals(small, b.receive(1, 5000).get(0).frame(), "and the ring goes on after them");
+    }
+
+    @Test
+    void withoutMergedBuffersAFrameLargerThanABufferIsDropped() throws Exception {
+        port("a.sock", "--mtu", "9000");
+        var pb = port("b.sock", "--mtu", "9000");
+        NetDriver a = driver("a.sock", 0, 2048);
+        NetDriver b = driver("b.sock", 1L << VirtioNet.F_MRG_RXBUF, 1024);
+        b.post(4);
+        a.send(NetDriver.frame(B, A, 3000));
+        assertEquals(1, a.sent(1, 5000));
+        byte[] small = NetDriver.frame(B, A, 900);
+        a.send(small);
+        List<NetDriver.Received> got = b.receive(2, 2000);
+        assertEquals(1, got.size());
+        assertArrayEquals(small, got.get(0).frame());
+        assertEquals(0, got.get(0).numBuffers(), "num_buffers is the driver's field only with MRG_RXBUF");
+        assertEquals(1, portOf(pb).rxDropped());
+    }
+
+    /** A UDP/IPv4 datagram with a partial checksum (the pseudo-header sum in the field), as Linux sends with CSUM. */
+    static byte[] udp(long dst, long src, int payload) {
+        byte[] f = NetDriver.frame(dst, src, 20 + 8 + payload);
+        int ip = 14;
+        f[ip] = 0x45;
+        int total = 20 + 8 + payload;
+        f[ip + 2] = (byte) (total >> 8);
+        f[ip + 3] = (byte) total;
+        f[ip + 8] = 64;
+        f[ip + 9] = 17;
+        byte[] sa = {10, 0, 0, 1};
+        byte[] da = {10, 0, 0, 2};
+        System.arraycopy(sa, 0, f, ip + 12, 4);
+        System.arraycopy(da, 0, f, ip + 16, 4);
+        int udp = ip + 20;
+        f[udp] = 0x13;
+        f[udp + 1] = (byte) 0x88;
+        f[udp + 2] = 0x17;
+        f[udp + 3] = 0x70;
+        f[udp + 4] = (byte) ((8 + payload) >> 8);
+        f[udp + 5] = (byte) (8 + payload);
+        f[udp + 6] = 0;
+        f[udp + 7] = 0;
+        long pseudo = 0x0a00 + 0x0001 + 0x0a00 + 0x0002 + 17 + 8 + payload;
+        while ((pseudo >> 16) != 0) {
+            pseudo = (pseudo & 0xffff) + (pseudo >> 16);
+        }
+        f[udp + 6] = (byte) (pseudo >> 8);
+        f[udp + 7] = (byte) pseudo;
+        return f;
+    }
+
+    /** The ones'-complement sum of the UDP datagram with its pseudo-header: 0xffff when the checksum is right. */
+    static int udpCheck(byte[] f) {
+        int ip = 14;
+        int udp = ip + 20;
+        int len = f.length - udp;
+        long sum = 0x0a00 + 0x0001 + 0x0a00 + 0x0002 + 17 + len;
+        for (int i = udp; i < f.length; i += 2) {
+            int hi = f[i] & 0xff;
+            int lo = i + 1 < f.length ? f[i + 1] & 0xff : 0;
+            sum += (hi << 8) | lo;
+        }
+        while ((sum >> 16) != 0) {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        return (int) sum;
+    }
+
+    @Test
+    void aPartialChecksumIsFinishedForADriverWithoutGuestCsumAndPassedToOneWithIt() throws Exception {
+        port("a.sock");
+        port("b.sock");
+        port("c.sock");
+        NetDriver a = driver("a.sock", 0, 2048);
+        NetDriver b = driver("b.sock", 1L << VirtioNet.F_GUEST_CSUM | 1L << VirtioNet.F_GUEST_TSO4 | 1L << VirtioNet.F_GUEST_TSO6, 2048);
+        NetDriver c = driver("c.sock", 0, 2048);
+        assertTrue(a.has(VirtioNet.F_CSUM));
+        assertFalse(b.has(VirtioNet.F_GUEST_CSUM));
+        b.post(4);
+        c.post(4);
+        for (int payload : new int[] {0, 1, 333, 1400}) {
+            byte[] d = udp(BROADCAST, A, payload);
+            assertNotEquals(0xffff, udpCheck(d), "partial: not a valid checksum yet");
+            a.send(d, VirtioNet.HDR_F_NEEDS_CSUM, 0, 0, 0, 34, 6);
+            NetDriver.Received atB = b.receive(1, 5000).get(0);
+            assertEquals(0, atB.flags(), "finished: nothing left for B to do");
+            assertEquals(0xffff, udpCheck(atB.frame()), "the checksum is right, payload " + payload);
+            byte[] rest = atB.frame().clone();
+            rest[40] = d[40];
+            rest[41] = d[41];
+            assertArrayEquals(d, rest, "nothing but the checksum changed");
+            NetDriver.Received atC = c.receive(1, 5000).get(0);
+            assertEquals(VirtioNet.HDR_F_NEEDS_CSUM, atC.flags(), "C finishes it itself");
+            assertEquals(34, atC.csumStart());
+            assertEquals(6, atC.csumOffset());
+            assertArrayEquals(d, atC.frame());
+            b.post(1);
+            c.post(1);
+        }
+    }
+
+    @Test
+    void whatAHostileDriverSendsIsDroppedCountedAndNeverForwarded() throws Exception {
+        var pa = port("a.sock");
+        var pb = port("b.sock");
+        NetDriver a = driver("a.sock", 1L << VirtioNet.F_HOST_TSO6, 2048);
+        NetDriver b = driver("b.sock", 0, 2048);
+        b.post(16);
+        byte[] ok = NetDriver.frame(B, A, 100);
+        a.sendRaw(new byte[5]);                                                 // shorter than the header
+        a.sendRaw(new byte[VirtioNet.HDR_SIZE + 10]);                           // no room for an Ethernet header
+        a.send(ok, VirtioNet.HDR_F_NEEDS_CSUM, VirtioNet.GSO_TCPV4, 54, 0, 34, 16); // GSO size 0
+        a.send(ok, VirtioNet.HDR_F_NEEDS_CSUM, VirtioNet.GSO_TCPV6, 74, 1000, 54, 16); // TSO6 not negotiated
+        a.send(ok, 0, VirtioNet.GSO_TCPV4, 54, 1000, 0, 0);                     // GSO without a partial checksum
+        a.send(ok, VirtioNet.HDR_F_NEEDS_CSUM, VirtioNet.GSO_TCPV4 | VirtioNet.GSO_ECN, 54, 1000, 34, 16); // ECN
+        a.send(ok, VirtioNet.HDR_F_NEEDS_CSUM, 0, 0, 0, 100, 16);               // checksum past the frame
+        a.send(ok, VirtioNet.HDR_F_NEEDS_CSUM, 0, 0, 0, 34, 200);               // offset past the frame
+        a.send(ok, VirtioNet.HDR_F_NEEDS_CSUM, 0, 0, 0, 4, 0);                  // checksum inside the Ethernet header
+        a.send(ok, 0, 0, 5000, 0, 0, 0);                                        // hdr_len past the frame
+        a.send(ok, 0, VirtioNet.GSO_UDP, 54, 1000, 34, 6);                      // UFO, never offered
+        a.send(NetDriver.frame(B, A, 1600));                                    // over the MTU without GSO
+        a.send(NetDriver.frame(B, 0x0100_0000_0001L, 100));                    // multicast source
+        assertEquals(13, a.sent(13, 5000), "every chain came back");
+        assertEquals(13, portOf(pa).txDropped());
+        assertEquals(0, b.receive(1, 300).size(), "nothing was forwarded");
+        assertEquals(0, portOf(pa).txFrames());
+        a.send(ok);
+        assertArrayEquals(ok, b.receive(1, 5000).get(0).frame(), "the port works on");
+        assertEquals(0, portOf(pb).rxDropped());
+    }
+
+    @Test
+    void aGsoFrameGoesAsItIsToADriverThatNegotiatedTsoAndIsDroppedForOneThatDidNot() throws Exception {
+        port("a.sock");
+        var pb = port("b.sock");
+        port("c.sock");
+        NetDriver a = driver("a.sock", 0, 2048);
+        NetDriver b = driver("b.sock", 1L << VirtioNet.F_GUEST_TSO4, 4096);
+        NetDriver c = driver("c.sock", 0, 4096);
+        b.post(32);
+        c.post(32);
+        byte[] f = NetDriver.frame(BROADCAST, A, 20_000);
+        a.send(f, VirtioNet.HDR_F_NEEDS_CSUM, VirtioNet.GSO_TCPV4, 54, 1448, 34, 16);
+        assertEquals(1, a.sent(1, 5000));
+        NetDriver.Received atC = c.receive(1, 5000).get(0);
+        assertEquals(VirtioNet.GSO_TCPV4, atC.gsoType());
+        assertEquals(1448, atC.gsoSize());
+        assertEquals(54, atC.hdrLen());
+        assertEquals(VirtioNet.HDR_F_NEEDS_CSUM, atC.flags());
+        assertEquals(5, atC.numBuffers());
+        assertArrayEquals(f, atC.frame());
+        assertEquals(0, b.receive(1, 300).size());
+        assertEquals(1, portOf(pb).rxDropped());
+    }
+}
