@@ -13,6 +13,14 @@ public interface QueueCompletions {
     void complete(int slot, int writtenLength);
 
     /**
+     * The chain started with {@code slot} is done together with more chains the handler took from
+     * the queue itself ({@link Virtqueue#pop()} within {@code start}; a frame over merged receive
+     * buffers): {@code chains[0]} is the slot's chain, the rest follow it in the ring, and the
+     * driver sees them all at once ({@link Virtqueue#addUsedTogether}). On the queue's thread.
+     */
+    void completeTogether(int slot, DescriptorChain[] chains, int[] writtenLengths, int n);
+
+    /**
      * The device has something for the chains it turned away with {@link QueueHandler#NOT_NOW}:
      * the queue takes chains from the ring again (starting with the one put back). Call it from
      * the handler's {@link QueueIo#reap()}, woken through its {@link QueueIo#completionFd()} by

@@ -46,6 +46,23 @@ public interface Virtqueue {
     void addUsed(DescriptorChain chain, int writtenLength);
 
     /**
+     * Returns the first {@code n} of {@code chains}, in that order, so that the driver sees none
+     * of them before all are written: a frame over merged receive buffers, where the driver reads
+     * num_buffers in the first and takes the others right after it. As {@link #addUsed} for each
+     * (the split ring's used elements are published together by {@link #publishUsed} anyway); the
+     * packed ring writes the first used descriptor last, since each is visible once written.
+     * Every chain and length is checked before anything is written.
+     *
+     * @throws IllegalArgumentException or IllegalStateException as {@link #addUsed}, for any of
+     *                                  them (nothing changes then)
+     */
+    default void addUsedTogether(DescriptorChain[] chains, int[] writtenLengths, int n) {
+        for (int i = 0; i < n; i++) {
+            addUsed(chains[i], writtenLengths[i]);
+        }
+    }
+
+    /**
      * Publishes all used elements added since the last publish with one release-store of
      * {@code used->idx}.
      *

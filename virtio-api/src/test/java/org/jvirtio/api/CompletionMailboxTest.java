@@ -29,6 +29,11 @@ class CompletionMailboxTest {
         }
 
         @Override
+        public void completeTogether(int slot, DescriptorChain[] chains, int[] writtenLengths, int n) {
+            fail("not used");
+        }
+
+        @Override
         public void resume() {
             fail("not used");
         }

@@ -435,6 +435,24 @@ public final class QueueEngine implements QueueCompletions {
         }
     }
 
+    /**
+     * Returns the chain of {@code slot} with more chains the handler took from the ring itself, in
+     * order and visible to the driver together; published with the next batch. On the queue's
+     * thread.
+     */
+    @Override
+    public void completeTogether(int slot, DescriptorChain[] chains, int[] writtenLengths, int n) {
+        DescriptorChain c = slots.chain(slot);
+        if (c == null || n < 1 || chains[0] != c) {
+            LOG.error("{}: the device completed slot {} together with chains it does not hold first; ignored", name, slot);
+            return;
+        }
+        slots.release(slot);
+        if (!abandoned) {
+            used.addTogether(chains, writtenLengths, n);
+        }
+    }
+
     private void publish() {
         if (!abandoned) {
             used.publish();

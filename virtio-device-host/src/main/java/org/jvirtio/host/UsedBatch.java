@@ -49,6 +49,23 @@ final class UsedBatch {
         count++;
     }
 
+    /** Writes the used elements of {@code n} chains, the driver seeing them together ({@link Virtqueue#addUsedTogether}). */
+    void addTogether(DescriptorChain[] chains, int[] writtenLengths, int n) {
+        for (int i = 0; i < n; i++) {
+            long writable = chains[i].writableLength();
+            if (writtenLengths[i] < 0 || writtenLengths[i] > writable) {
+                if (!warnedLength) {
+                    warnedLength = true;
+                    LOG.warn("{}: the device reported {} bytes written into chain {} of {} writable bytes; clamped", name,
+                            writtenLengths[i], chains[i].head(), writable);
+                }
+                writtenLengths[i] = (int) Math.max(0, Math.min(Math.max(0, writtenLengths[i]), writable));
+            }
+        }
+        q.addUsedTogether(chains, writtenLengths, n);
+        count += n;
+    }
+
     /** Publishes what was added (nothing when nothing was) and interrupts the driver if it wants that. */
     void publish() {
         if (count > 0) {

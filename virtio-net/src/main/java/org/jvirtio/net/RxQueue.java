@@ -27,8 +27,9 @@ import org.jvirtio.api.Virtqueue;
  *
  * <p>With MRG_RXBUF a frame spans as many chains as it needs: the first is the one the engine
  * started; the others are taken from the ring here, and when the ring has too few they are put
- * back (latest first) and the frame is dropped. Their used elements are written in ring order
- * (the first chain's, with num_buffers, first) and published together. Without it, a frame must
+ * back (latest first) and the frame is dropped. They go back to the driver together, the first
+ * (with num_buffers) first in the ring ({@code completeTogether}: on a packed ring the first used
+ * descriptor is written last, so the driver never finds num_buffers before the buffers). Without it, a frame must
  * fit one chain or it is dropped.
  *
  * <p>Offloads: a frame with a partial checksum goes to a driver that negotiated GUEST_CSUM as it
@@ -53,9 +54,9 @@ final class RxQueue implements QueueHandler, QueueIo {
     private final Copier copier = new Copier();
     private final MemorySegment hdr = MemorySegment.ofArray(new byte[VirtioNet.HDR_SIZE]);
     private final MemorySegment csum = MemorySegment.ofArray(new byte[2]);
-    /** The chains of a frame that spans several (the first is the engine's); reused. */
-    private final DescriptorChain[] extra;
-    private final int[] extraLength;
+    /** The chains of a frame that spans several (the first is the engine's, the rest popped here); reused. */
+    private final DescriptorChain[] group;
+    private final int[] groupLength;
 
     // ---- the frames waiting, guarded by 'waiting' ----
     private final ArrayDeque<Frame> waiting = new ArrayDeque<>(CAPACITY);
@@ -78,8 +79,8 @@ final class RxQueue implements QueueHandler, QueueIo {
         this.guestCsum = (negotiated & (1L << VirtioNet.F_GUEST_CSUM)) != 0;
         this.guestTso4 = (negotiated & (1L << VirtioNet.F_GUEST_TSO4)) != 0;
         this.guestTso6 = (negotiated & (1L << VirtioNet.F_GUEST_TSO6)) != 0;
-        this.extra = new DescriptorChain[q.size()];
-        this.extraLength = new int[q.size()];
+        this.group = new DescriptorChain[q.size() + 1];
+        this.groupLength = new int[q.size() + 1];
         this.wake = EventFd.create(true);
     }
 
@@ -241,15 +242,15 @@ final class RxQueue implements QueueHandler, QueueIo {
             }
             int k = 0;
             while (room < total) {
-                DescriptorChain c = k < extra.length ? q.pop() : null;
+                DescriptorChain c = k + 1 < group.length ? q.pop() : null;
                 if (c == null) {
                     while (k > 0) {
-                        q.unpop(extra[--k]); // latest first: the ring is as it was
+                        q.unpop(group[k--]); // latest first: the ring is as it was
                     }
                     dropped(f, "not enough receive buffers");
                     return DROPPED;
                 }
-                extra[k++] = c;
+                group[++k] = c;
                 room += c.writableLength();
             }
             chains = 1 + k;
@@ -268,31 +269,25 @@ final class RxQueue implements QueueHandler, QueueIo {
         copier.destination(first);
         copier.write(hdr, 0, VirtioNet.HDR_SIZE);
         long done = 0; // frame bytes copied
-        int firstLength = 0;
         for (int i = 0; i < chains; i++) {
             if (i > 0) {
-                copier.destination(extra[i - 1]);
+                copier.destination(group[i]);
             }
             long before = done;
             done = fill(done, f.length, csumAt);
-            if (i == 0) {
-                firstLength = (int) (done - before) + VirtioNet.HDR_SIZE;
-            } else {
-                extraLength[i - 1] = (int) (done - before);
-            }
+            groupLength[i] = (int) (done - before) + (i == 0 ? VirtioNet.HDR_SIZE : 0);
         }
         port.rxFrames.incrementAndGet();
         port.rxBytes.addAndGet(f.length);
         stats.addBytes(f.length);
         if (chains == 1) {
-            return firstLength;
+            return groupLength[0];
         }
-        // The first chain's used element (it carries num_buffers), then the others in ring
-        // order, published together with the engine's next publish.
-        completions.complete(slot, firstLength);
-        for (int i = 0; i < chains - 1; i++) {
-            q.addUsed(extra[i], extraLength[i]);
-        }
+        // The first chain (it carries num_buffers), then the others in ring order, seen by the
+        // driver together.
+        group[0] = first;
+        completions.completeTogether(slot, group, groupLength, chains);
+        group[0] = null;
         return PENDING;
     }
 

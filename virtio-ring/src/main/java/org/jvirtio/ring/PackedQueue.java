@@ -485,6 +485,47 @@ public final class PackedQueue extends RingQueue {
         }
     }
 
+    /**
+     * Each used descriptor is visible to the driver once written, and a driver takes them in ring
+     * order: so the others are written first, at their places after the first chain's, and the
+     * first last, with its release store making the whole group visible at once (what DPDK's
+     * batched enqueue does with its head descriptor). Without it a driver could read the first
+     * chain's num_buffers and find the next position not yet used (Linux drops the frame: "rx
+     * error: buffers missing"). With the inflight region attached, one by one: its commit is
+     * decided from the descriptor at the oldest used position, which must be written in order.
+     */
+    @Override
+    public void addUsedTogether(DescriptorChain[] chains, int[] writtenLengths, int n) {
+        checkUsed(chains, writtenLengths, n);
+        if (n <= 1 || inflight != null || !active || violation != null) {
+            for (int i = 0; i < n; i++) {
+                addUsed(chains[i], writtenLengths[i]);
+            }
+            return;
+        }
+        int start = nextUsed;
+        boolean startWrap = usedWrap;
+        advanceUsed(idDescs[chains[0].head()]);
+        for (int i = 1; i < n; i++) {
+            addUsed(chains[i], writtenLengths[i]);
+        }
+        int end = nextUsed;
+        boolean endWrap = usedWrap;
+        nextUsed = start;
+        usedWrap = startWrap;
+        addUsed(chains[0], writtenLengths[0]);
+        nextUsed = end;
+        usedWrap = endWrap;
+    }
+
+    private void advanceUsed(int descs) {
+        nextUsed += descs;
+        if (nextUsed >= size) {
+            nextUsed -= size;
+            usedWrap = !usedWrap;
+        }
+    }
+
     /** Writes the used descriptor of buffer {@code id} (its chain spanned {@code descs}) and logs what it wrote. */
     private void writeUsed(RingChain chain, int id, int descs, int writtenLength) {
         long base = (long) nextUsed * DESC_SIZE;
@@ -516,11 +557,7 @@ public final class PackedQueue extends RingQueue {
         if (log != null) {
             log.mark(geometry.desc() + base, DESC_SIZE); // after the store: a sync in between copies it again
         }
-        nextUsed += descs;
-        if (nextUsed >= size) {
-            nextUsed -= size;
-            usedWrap = !usedWrap;
-        }
+        advanceUsed(descs);
     }
 
     /**

@@ -136,6 +136,29 @@ public abstract sealed class RingQueue implements Virtqueue permits SplitQueue, 
      */
     private long pops;
 
+    /** Checks every chain and length {@link #addUsedTogether} is given before it writes anything. */
+    final void checkUsed(org.jvirtio.api.DescriptorChain[] chains, int[] writtenLengths, int n) {
+        for (int i = 0; i < n; i++) {
+            org.jvirtio.api.DescriptorChain c = chains[i];
+            if (c.owner() != index || !pool.handedOut(c)) {
+                throw new IllegalStateException("chain " + c + " is not in flight on queue " + index);
+            }
+            if (Integer.toUnsignedLong(writtenLengths[i]) > c.writableLength()) {
+                throw new IllegalArgumentException("written length " + Integer.toUnsignedString(writtenLengths[i]) + " exceeds the "
+                        + c.writableLength() + " writable bytes of chain " + c.head() + " on queue " + index);
+            }
+        }
+    }
+
+    /** Every chain checked first, then returned one by one (published together by {@link #publishUsed}). */
+    @Override
+    public void addUsedTogether(org.jvirtio.api.DescriptorChain[] chains, int[] writtenLengths, int n) {
+        checkUsed(chains, writtenLengths, n);
+        for (int i = 0; i < n; i++) {
+            addUsed(chains[i], writtenLengths[i]);
+        }
+    }
+
     /** Records that {@code c} was just popped from {@code avail} (wrap {@code wrap}), or resubmitted. */
     final void popped(RingChain c, int avail, boolean wrap, boolean resubmitted) {
         c.popSeq = ++pops;

@@ -289,6 +289,36 @@ class QueueDriverTest {
         assertFalse(q.isBroken());
     }
 
+    /** Chains returned together land in the order given, after a check of every one (a bad one: nothing written). */
+    @Test
+    void chainsReturnedTogetherLandInOrderAndABadOneChangesNothing() throws Exception {
+        long feat = features(true);
+        QueueDriver d = QueueDriver.at(memory, RING, SIZE, feat, INDIRECT, 4);
+        RingQueue q = device(d, feat);
+        for (int round = 0; round < 20; round++) { // laps: the group crosses the wrap of a packed ring
+            for (int i = 0; i < 3; i++) {
+                assertTrue(d.add(new long[] {DATA + 64L * i, DATA + 64L * i + 16}, new int[] {16, 32}, 2, 1 - i % 2, i) >= 0);
+            }
+            d.publish();
+            DescriptorChain[] c = {q.pop(), q.pop(), q.pop()};
+            int[] tooLong = {1, 2, 1000};
+            assertThrows(IllegalArgumentException.class, () -> q.addUsedTogether(c, tooLong, 3));
+            assertEquals(3, q.inFlight(), "nothing returned");
+            q.addUsedTogether(c, new int[] {5, 6, 7}, 3);
+            assertEquals(0, q.inFlight());
+            q.publishUsed();
+            List<Long> tokens = new ArrayList<>();
+            List<Integer> lengths = new ArrayList<>();
+            assertEquals(3, d.pollUsed((h, t, n) -> {
+                tokens.add(t);
+                lengths.add(n);
+            }));
+            assertEquals(List.of(0L, 1L, 2L), tokens);
+            assertEquals(List.of(5, 6, 7), lengths);
+        }
+        assertFalse(q.isBroken());
+    }
+
     @Test
     void aFullRingRefusesMoreChains() throws Exception {
         QueueDriver d = QueueDriver.at(memory, RING, 4, features(false), -1, 0);
