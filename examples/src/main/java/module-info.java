@@ -15,6 +15,7 @@ module org.jvirtio.examples {
     requires org.jvirtio.transport.mmio;
     requires org.jvirtio.proxy;
     requires org.jvirtio.rng;
+    requires org.jvirtio.net;
     requires com.google.guice;
     requires info.picocli;
     requires org.slf4j;

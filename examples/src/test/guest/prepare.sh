@@ -19,7 +19,7 @@ modules=$(ls -d kernel/lib/modules/* | head -n 1)
 if [ ! -f initrd.gz ] || [ "$here/init" -nt initrd.gz ] || [ "$here/prepare.sh" -nt initrd.gz ]; then
   rm -rf ir && mkdir -p ir/bin ir/mods ir/proc ir/sys ir/dev
   cp "$(command -v busybox)" ir/bin/busybox
-  for m in virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk virtio_rng fat vfat nls_cp437 nls_ascii crc16 crc32c_generic mbcache jbd2 ext4; do
+  for m in virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk virtio_rng failover net_failover virtio_net fat vfat nls_cp437 nls_ascii crc16 crc32c_generic mbcache jbd2 ext4; do
     # file names use dashes or underscores (virtio-rng.ko holds module virtio_rng)
     f=$(find "$modules" -name "$m.ko" -o -name "$m.ko.xz" -o -name "${m//_/-}.ko" -o -name "${m//_/-}.ko.xz" | head -n 1)
     [ -n "$f" ] || { echo "module $m not found in $modules" >&2; exit 1; }

@@ -196,12 +196,16 @@ final class BackendSession implements DeviceContext, AutoCloseable {
             }
             case AddMemReg a -> {
                 GuestMemory next = memory.with(name, a.region(), a.fds());
-                vrings.replaceMemory(() -> memory.install(next));
+                if (next != memory.memory()) {
+                    vrings.replaceMemory(() -> memory.install(next));
+                }
                 yield null;
             }
             case RemMemReg r -> {
                 GuestMemory next = memory.without(name, r.region());
-                vrings.replaceMemory(() -> memory.install(next));
+                if (next != memory.memory()) {
+                    vrings.replaceMemory(() -> memory.install(next));
+                }
                 yield null;
             }
             case SetVringNum s -> {

@@ -20,6 +20,13 @@ import static org.jvirtio.transport.vhostuser.VhostUserProtocol.MAX_MEM_SLOTS;
 final class MemoryTable implements AutoCloseable {
     private final boolean allowUnsealed;
     private GuestMemory memory = GuestMemory.empty();
+    /**
+     * Regions added more than once, with how many more times than once: QEMU's vhost-user-net
+     * with several queue pairs runs one vhost device per pair on the one connection, and each
+     * sends ADD_MEM_REG for every region (and REM_MEM_REG when one goes). A region is removed
+     * when the last of them removes it.
+     */
+    private final java.util.Map<List<Long>, Integer> duplicates = new java.util.HashMap<>();
 
     /** @param allowUnsealed accept files that cannot be sealed against shrinking ({@link BackendOptions}) */
     MemoryTable(boolean allowUnsealed) {
@@ -32,6 +39,9 @@ final class MemoryTable implements AutoCloseable {
 
     /** Makes {@code next} the memory and releases the previous one. */
     void install(GuestMemory next) {
+        if (next == memory) {
+            return;
+        }
         GuestMemory old = memory;
         memory = next;
         old.release();
@@ -39,6 +49,7 @@ final class MemoryTable implements AutoCloseable {
 
     /** SET_MEM_TABLE: a new memory of exactly these regions. */
     GuestMemory table(String name, List<MemRegion> regions, MessageFds fds) throws VhostUserProtocolException {
+        duplicates.clear();
         List<GuestRegion> mapped = new ArrayList<>();
         try {
             for (int i = 0; i < regions.size(); i++) {
@@ -57,8 +68,17 @@ final class MemoryTable implements AutoCloseable {
         }
     }
 
-    /** ADD_MEM_REG: the memory with one more region. */
+    /**
+     * ADD_MEM_REG: the memory with one more region; the memory as it is when the region is one it
+     * has already (the same guest address, size and user address: another vhost device of the
+     * same front-end adding it again; its fd is not mapped).
+     */
     GuestMemory with(String name, MemRegion r, MessageFds fds) throws VhostUserProtocolException {
+        if (has(r)) {
+            Libc.closeQuietly(fds.take(0));
+            duplicates.merge(key(r), 1, Integer::sum);
+            return memory;
+        }
         if (memory.regionCount() >= MAX_MEM_SLOTS) {
             throw new VhostUserProtocolException(name + ": all " + MAX_MEM_SLOTS + " memory slots are in use");
         }
@@ -74,6 +94,15 @@ final class MemoryTable implements AutoCloseable {
 
     /** REM_MEM_REG: the memory without the region the front-end names (its fd, if any, is not needed). */
     GuestMemory without(String name, MemRegion r) throws VhostUserProtocolException {
+        Integer more = duplicates.get(key(r));
+        if (more != null) {
+            if (more == 1) {
+                duplicates.remove(key(r));
+            } else {
+                duplicates.put(key(r), more - 1);
+            }
+            return memory; // still added by another
+        }
         for (GuestRegion g : memory.regions()) {
             if (g.guestAddress() == r.guestAddress() && g.size() == r.size() && g.userAddress() == r.userAddress()) {
                 return memory.withoutRegion(r.guestAddress(), r.size());
@@ -81,6 +110,19 @@ final class MemoryTable implements AutoCloseable {
         }
         throw new VhostUserProtocolException(name + ": no region at guest 0x" + Long.toHexString(r.guestAddress())
                 + " of size 0x" + Long.toHexString(r.size()) + " and user address 0x" + Long.toHexString(r.userAddress()));
+    }
+
+    private boolean has(MemRegion r) {
+        for (GuestRegion g : memory.regions()) {
+            if (g.guestAddress() == r.guestAddress() && g.size() == r.size() && g.userAddress() == r.userAddress()) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private static List<Long> key(MemRegion r) {
+        return List.of(r.guestAddress(), r.size(), r.userAddress());
     }
 
     /** Maps one region (sealed: see {@link SharedFiles}); the fd is closed once mapped (or refused). */
