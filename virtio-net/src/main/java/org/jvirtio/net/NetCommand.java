@@ -88,7 +88,7 @@ public final class NetCommand implements DeviceCommand<VirtioNetDevice> {
 
     @Override
     public String qemuDeviceOptions(VirtioNetDevice device) {
-        return pairs > 1 ? ",mq=on" : "";
+        return ",mac=" + NetOptions.formatMac(device.options().mac()) + (pairs > 1 ? ",mq=on" : "");
     }
 
     @Override

@@ -165,6 +165,14 @@ public final class VhostUserRunner {
     public static <D extends VirtioDevice> String qemuFragment(String name, DeviceCommand<D> command, D device, RunnerOptions options) {
         String qemu = QEMU_NAMES.get(device.deviceId());
         String id = "vu" + (qemu != null ? qemu : name) + "0";
+        if (device.deviceId() == 1) {
+            // virtio-net is QEMU's own device with a vhost-user netdev (there is no vhost-user-net-pci)
+            int pairs = device.queueCount() / 2;
+            return "-object memory-backend-memfd,id=mem,size=<guest RAM, e.g. 1G>,share=on -machine memory-backend=mem"
+                    + " -chardev socket,id=" + id + ",path=" + options.socket.toAbsolutePath()
+                    + " -netdev vhost-user,id=" + id + "n,chardev=" + id + (pairs > 1 ? ",queues=" + pairs : "")
+                    + " -device virtio-net-pci,netdev=" + id + "n" + command.qemuDeviceOptions(device);
+        }
         String dev = qemu != null ? "vhost-user-" + qemu + "-pci,chardev=" + id
                 : "vhost-user-device-pci,chardev=" + id + ",virtio-id=" + device.deviceId() + " (QEMU 10.2 or later)";
         return "-object memory-backend-memfd,id=mem,size=<guest RAM, e.g. 1G>,share=on -machine memory-backend=mem"

@@ -444,6 +444,30 @@ class VhostUserBackendTest {
     }
 
     /**
+     * QEMU's vhost-user-net with several queue pairs runs one vhost device per pair on the one
+     * connection, and each adds every memory region (and removes it): a region added again is
+     * counted, not refused, and stays until the last of them removes it.
+     */
+    @Test
+    void aRegionAddedTwiceStaysUntilRemovedTwice() throws Exception {
+        try (FrontendRig rig = new FrontendRig(socket)) {
+            rig.negotiate();
+            rig.fe.addMemReg(rig.memory.region(0), rig.memory);
+            rig.fe.addMemReg(rig.memory.region(0), rig.memory); // the second vhost device
+            rig.queue(0, 32);
+            assertEquals(10, rig.echo(0, new byte[10]));
+            rig.fe.remMemReg(rig.memory.region(0), rig.memory);
+            assertEquals(11, rig.echo(0, new byte[11]), "still mapped: the other device has it");
+            rig.fe.addMemReg(rig.memory.region(0), rig.memory);
+            rig.fe.remMemReg(rig.memory.region(0), rig.memory);
+            rig.fe.remMemReg(rig.memory.region(0), GuestMemory.empty());
+            IOException e = assertThrows(IOException.class, () -> rig.fe.remMemReg(rig.memory.region(0), GuestMemory.empty()),
+                    "removed as often as added: gone");
+            assertNotNull(e.getMessage());
+        }
+    }
+
+    /**
      * QEMU updates memory slots by removing every changed region before adding any, while the
      * rings run: a ring left without its memory for a moment must start again, with the indices
      * it had, once its memory is back (issue 29: it stalled until a new SET_VRING_ENABLE).
