@@ -99,6 +99,25 @@ final class Copier {
         }
     }
 
+    /** Reads {@code n} readable bytes of {@code c} from {@code from} on into {@code to} (fewer if the chain ends: the rest left as is). */
+    static void read(DescriptorChain c, long from, byte[] to, int n) {
+        MemorySegment dst = MemorySegment.ofArray(to);
+        int end = c.readableBufferCount();
+        long skip = from;
+        int done = 0;
+        for (int i = 0; i < end && done < n; i++) {
+            long len = Integer.toUnsignedLong(c.bufferLength(i));
+            if (skip >= len) {
+                skip -= len;
+                continue;
+            }
+            long k = Math.min(len - skip, n - done);
+            MemorySegment.copy(c.bufferRegion(i), c.bufferOffset(i) + skip, dst, done, k);
+            done += (int) k;
+            skip = 0;
+        }
+    }
+
     /**
      * The Internet checksum (RFC 1071) of {@code n} readable bytes of {@code c} from {@code from}
      * on, not complemented (a 16-bit ones'-complement sum, folded), as the bytes are now.

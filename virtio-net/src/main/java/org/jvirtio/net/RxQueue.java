@@ -35,8 +35,8 @@ import org.jvirtio.api.Virtqueue;
  * <p>Offloads: a frame with a partial checksum goes to a driver that negotiated GUEST_CSUM as it
  * is (NEEDS_CSUM with the same start and offset), and is finished here (the checksum computed
  * over the sender's bytes and written into the copy) for one that did not. A GSO frame goes as
- * it is to a driver that negotiated the GSO type; for one that did not, it is dropped and counted
- * (segmentation in software is not done yet).
+ * it is to a driver that negotiated the GSO type; for one that did not, it is segmented here
+ * ({@link Segmenter}), each segment in a chain of its own with a complete checksum.
  */
 final class RxQueue implements QueueHandler, QueueIo {
     /** Frames that wait for one receive queue at most. */
@@ -52,6 +52,7 @@ final class RxQueue implements QueueHandler, QueueIo {
     private final boolean guestTso4;
     private final boolean guestTso6;
     private final Copier copier = new Copier();
+    private final Segmenter segmenter = new Segmenter();
     private final MemorySegment hdr = MemorySegment.ofArray(new byte[VirtioNet.HDR_SIZE]);
     private final MemorySegment csum = MemorySegment.ofArray(new byte[2]);
     /** The chains of a frame that spans several (the first is the engine's, the rest popped here); reused. */
@@ -227,8 +228,7 @@ final class RxQueue implements QueueHandler, QueueIo {
         int kind = h.gsoKind();
         boolean gso = h.gsoType != VirtioNet.GSO_NONE;
         if (gso && !(kind == VirtioNet.GSO_TCPV4 ? guestTso4 : guestTso6)) {
-            dropped(f, "GSO the receiver did not negotiate");
-            return DROPPED;
+            return segment(f, first, slot);
         }
         boolean partial = h.needsCsum();
         boolean finish = partial && !guestCsum;
@@ -289,6 +289,70 @@ final class RxQueue implements QueueHandler, QueueIo {
         completions.completeTogether(slot, group, groupLength, chains);
         group[0] = null;
         return PENDING;
+    }
+
+    /**
+     * A GSO frame for a driver that did not negotiate its type: segmented here ({@link Segmenter}),
+     * one chain per segment, each segment a frame with a complete checksum. Too few chains (or one
+     * too small for its segment): the chains taken are put back and the frame is dropped.
+     */
+    private int segment(Frame f, DescriptorChain first, int slot) {
+        String bad = segmenter.parse(f);
+        if (bad != null) {
+            dropped(f, bad);
+            return DROPPED;
+        }
+        int n = segmenter.segments();
+        if (n > group.length) {
+            dropped(f, "more segments than the ring has entries");
+            return DROPPED;
+        }
+        if (first.writableLength() < VirtioNet.HDR_SIZE + segmenter.segmentLength(0)) {
+            dropped(f, "receive buffer too small for a segment");
+            return DROPPED;
+        }
+        for (int k = 1; k < n; k++) {
+            DescriptorChain c = q.pop();
+            if (c == null) {
+                putBack(k - 1);
+                dropped(f, "not enough receive buffers for the segments");
+                return DROPPED;
+            }
+            group[k] = c;
+            if (c.writableLength() < VirtioNet.HDR_SIZE + segmenter.segmentLength(k)) {
+                putBack(k);
+                dropped(f, "receive buffer too small for a segment");
+                return DROPPED;
+            }
+        }
+        group[0] = first;
+        NetHeader.write(hdr, 0, 0, 0, 0, 0, 0, 0, mergeable ? 1 : 0);
+        long bytes = 0;
+        for (int i = 0; i < n; i++) {
+            copier.destination(group[i]);
+            copier.write(hdr, 0, VirtioNet.HDR_SIZE);
+            segmenter.write(f, i, copier);
+            int len = segmenter.segmentLength(i);
+            groupLength[i] = VirtioNet.HDR_SIZE + len;
+            bytes += len;
+        }
+        port.rxFrames.addAndGet(n);
+        port.rxBytes.addAndGet(bytes);
+        stats.addBytes(bytes);
+        if (n == 1) {
+            group[0] = null;
+            return groupLength[0];
+        }
+        completions.completeTogether(slot, group, groupLength, n);
+        group[0] = null;
+        return PENDING;
+    }
+
+    /** Puts back the chains taken into {@code group[1..last]}, latest first. */
+    private void putBack(int last) {
+        for (int j = last; j >= 1; j--) {
+            q.unpop(group[j]);
+        }
     }
 
     /**

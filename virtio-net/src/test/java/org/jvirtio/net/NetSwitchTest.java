@@ -282,27 +282,153 @@ class NetSwitchTest {
         assertEquals(0, portOf(pb).rxDropped());
     }
 
+    /** A TCP segment over IPv4 (v6 false) or IPv6 with {@code payload} bytes, flags PSH|FIN|CWR|ACK, the checksum field partial as Linux leaves it. */
+    static byte[] tcp(long dst, long src, boolean v6, int payload) {
+        int l3 = 14;
+        int l4 = l3 + (v6 ? 40 : 20);
+        int tcpLen = 32; // with 12 bytes of options (timestamps)
+        byte[] f = NetDriver.frame(dst, src, l4 - 14 + tcpLen + payload);
+        f[12] = (byte) (v6 ? 0x86 : 0x08);
+        f[13] = (byte) (v6 ? 0xdd : 0x00);
+        java.util.Arrays.fill(f, l3, l4 + tcpLen, (byte) 0);
+        if (v6) {
+            f[l3] = 0x60;
+            f[l3 + 6] = 6;
+            f[l3 + 7] = 64;
+            f[l3 + 8] = (byte) 0xfd;
+            f[l3 + 23] = 1;
+            f[l3 + 24] = (byte) 0xfd;
+            f[l3 + 39] = 2;
+        } else {
+            f[l3] = 0x45;
+            f[l3 + 4] = 0x12;
+            f[l3 + 5] = 0x34;
+            f[l3 + 8] = 64;
+            f[l3 + 9] = 6;
+            f[l3 + 12] = 10;
+            f[l3 + 15] = 1;
+            f[l3 + 16] = 10;
+            f[l3 + 19] = 2;
+        }
+        f[l4] = 0x30;
+        f[l4 + 1] = 0x39;
+        f[l4 + 2] = 0x00;
+        f[l4 + 3] = 0x50;
+        f[l4 + 4] = (byte) 0xff; // a sequence number that wraps
+        f[l4 + 5] = (byte) 0xff;
+        f[l4 + 6] = (byte) 0xf0;
+        f[l4 + 12] = (byte) ((tcpLen / 4) << 4);
+        f[l4 + 13] = (byte) (0x80 | 0x10 | 0x08 | 0x01);
+        f[l4 + 14] = (byte) 0xff;
+        for (int k = 20; k < tcpLen; k++) {
+            f[l4 + k] = (byte) (k == 20 ? 1 : k); // options bytes (NOP then junk: never parsed)
+        }
+        return f;
+    }
+
+    static int u16(byte[] b, int at) {
+        return ((b[at] & 0xff) << 8) | (b[at + 1] & 0xff);
+    }
+
+    static long sum(byte[] b, int from, int n) {
+        long s = 0;
+        for (int i = 0; i < n; i += 2) {
+            s += ((b[from + i] & 0xff) << 8) | (i + 1 < n ? b[from + i + 1] & 0xff : 0);
+        }
+        return s;
+    }
+
+    static int fold(long s) {
+        while ((s >> 16) != 0) {
+            s = (s & 0xffff) + (s >> 16);
+        }
+        return (int) s;
+    }
+
+    /** Checks {@code segs} are {@code original} cut at {@code mss}: headers, checksums, sequence numbers, flags, payload. */
+    static void checkSegments(byte[] original, boolean v6, int mss, List<NetDriver.Received> segs) {
+        int l3 = 14;
+        int l4 = l3 + (v6 ? 40 : 20);
+        int hdrs = l4 + 32;
+        int payload = original.length - hdrs;
+        assertEquals((payload + mss - 1) / mss, segs.size());
+        java.io.ByteArrayOutputStream joined = new java.io.ByteArrayOutputStream();
+        for (int i = 0; i < segs.size(); i++) {
+            NetDriver.Received r = segs.get(i);
+            byte[] s = r.frame();
+            assertEquals(0, r.gsoType());
+            assertEquals(0, r.flags(), "complete checksums");
+            int len = Math.min(mss, payload - i * mss);
+            assertEquals(hdrs + len, s.length);
+            assertArrayEquals(Arrays.copyOf(original, l3), Arrays.copyOf(s, l3), "Ethernet header");
+            if (v6) {
+                assertEquals(32 + len, u16(s, l3 + 4), "payload length");
+            } else {
+                assertEquals(20 + 32 + len, u16(s, l3 + 2), "total length");
+                assertEquals(0x1234 + i, u16(s, l3 + 4), "id");
+                assertEquals(0xffff, fold(sum(s, l3, 20)), "IPv4 header checksum");
+            }
+            long seq = ((long) u16(s, l4 + 4) << 16 | u16(s, l4 + 6));
+            assertEquals((0xfffff000L + (long) i * mss) & 0xffffffffL, seq, "sequence number");
+            int flags = s[l4 + 13] & 0xff;
+            boolean last = i == segs.size() - 1;
+            assertEquals(0x10 | (last ? 0x09 : 0) | (i == 0 ? 0x80 : 0), flags, "flags of segment " + i);
+            long pseudo = v6 ? sum(s, l3 + 8, 32) : sum(s, l3 + 12, 8);
+            pseudo += 6 + (s.length - l4);
+            assertEquals(0xffff, fold(pseudo + sum(s, l4, s.length - l4)), "TCP checksum of segment " + i);
+            assertArrayEquals(Arrays.copyOfRange(original, l4 + 20, hdrs), Arrays.copyOfRange(s, l4 + 20, hdrs), "options");
+            joined.writeBytes(Arrays.copyOfRange(s, hdrs, s.length));
+        }
+        assertArrayEquals(Arrays.copyOfRange(original, hdrs, original.length), joined.toByteArray(), "the payload, in order");
+    }
+
+    /**
+     * A GSO frame goes as it is to a driver that negotiated the type, and is segmented in software
+     * (each segment with its own headers and a complete checksum) for one that did not; IPv4 and
+     * IPv6; a frame whose headers are not what its GSO type says is dropped.
+     */
     @Test
-    void aGsoFrameGoesAsItIsToADriverThatNegotiatedTsoAndIsDroppedForOneThatDidNot() throws Exception {
+    void aGsoFrameGoesAsItIsToADriverWithTsoAndIsSegmentedForOneWithout() throws Exception {
         port("a.sock");
         var pb = port("b.sock");
         port("c.sock");
         NetDriver a = driver("a.sock", 0, 2048);
-        NetDriver b = driver("b.sock", 1L << VirtioNet.F_GUEST_TSO4, 4096);
+        NetDriver b = driver("b.sock", 1L << VirtioNet.F_GUEST_TSO4 | 1L << VirtioNet.F_GUEST_TSO6, 2048);
         NetDriver c = driver("c.sock", 0, 4096);
-        b.post(32);
-        c.post(32);
-        byte[] f = NetDriver.frame(BROADCAST, A, 20_000);
-        a.send(f, VirtioNet.HDR_F_NEEDS_CSUM, VirtioNet.GSO_TCPV4, 54, 1448, 34, 16);
+        c.post(40);
+        for (boolean v6 : new boolean[] {false, true}) {
+            b.post(20);
+            byte[] f = tcp(BROADCAST, A, v6, 20_000);
+            int gso = v6 ? VirtioNet.GSO_TCPV6 : VirtioNet.GSO_TCPV4;
+            int l4 = v6 ? 54 : 34;
+            a.send(f, VirtioNet.HDR_F_NEEDS_CSUM, gso, l4 + 32, 1448, l4, 16);
+            assertEquals(1, a.sent(1, 5000));
+            NetDriver.Received atC = c.receive(1, 5000).get(0);
+            assertEquals(gso, atC.gsoType());
+            assertEquals(1448, atC.gsoSize());
+            assertEquals(l4 + 32, atC.hdrLen());
+            assertEquals(VirtioNet.HDR_F_NEEDS_CSUM, atC.flags());
+            assertArrayEquals(f, atC.frame());
+            checkSegments(f, v6, 1448, b.receive(14, 5000));
+            assertEquals(0, b.receive(1, 200).size(), "nothing more");
+            c.post(6);
+        }
+        // Too few buffers for the segments (12 left): put back, dropped; the ring goes on.
+        long before = portOf(pb).rxDropped();
+        a.send(tcp(B, A, false, 20_000), VirtioNet.HDR_F_NEEDS_CSUM, VirtioNet.GSO_TCPV4, 66, 1448, 34, 16);
         assertEquals(1, a.sent(1, 5000));
-        NetDriver.Received atC = c.receive(1, 5000).get(0);
-        assertEquals(VirtioNet.GSO_TCPV4, atC.gsoType());
-        assertEquals(1448, atC.gsoSize());
-        assertEquals(54, atC.hdrLen());
-        assertEquals(VirtioNet.HDR_F_NEEDS_CSUM, atC.flags());
-        assertEquals(5, atC.numBuffers());
-        assertArrayEquals(f, atC.frame());
-        assertEquals(0, b.receive(1, 300).size());
-        assertEquals(1, portOf(pb).rxDropped());
+        assertEquals(before + 1, portOf(pb).rxDropped());
+        byte[] small = tcp(B, A, false, 100);
+        a.send(small, VirtioNet.HDR_F_NEEDS_CSUM, VirtioNet.GSO_TCPV4, 66, 1448, 34, 16);
+        checkSegments(small, false, 1448, b.receive(1, 5000));
+        assertEquals(1, a.sent(1, 5000));
+        // GSO TCPv4 on an ARP frame: not segmentable, dropped.
+        byte[] arp = NetDriver.frame(B, A, 200);
+        arp[12] = 0x08;
+        arp[13] = 0x06;
+        a.send(arp, VirtioNet.HDR_F_NEEDS_CSUM, VirtioNet.GSO_TCPV4, 66, 100, 34, 16);
+        assertEquals(1, a.sent(1, 5000));
+        assertEquals(before + 2, portOf(pb).rxDropped());
+        assertEquals(0, b.receive(1, 200).size());
     }
 }
