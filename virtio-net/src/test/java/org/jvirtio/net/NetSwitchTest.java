@@ -431,4 +431,68 @@ class NetSwitchTest {
         assertEquals(before + 2, portOf(pb).rxDropped());
         assertEquals(0, b.receive(1, 200).size());
     }
+
+    /**
+     * One port floods broadcasts as fast as its ring allows while another sends unicast to a third:
+     * the storm takes its share of the third port's queue, not all of it, and the unicast frames
+     * keep arriving; every chain of the flooding port comes back.
+     */
+    @Test
+    void aBroadcastStormDoesNotStopForwardingBetweenTheOthers() throws Exception {
+        var pa = port("a.sock");
+        port("c.sock");
+        var pd = port("d.sock");
+        NetDriver a = driver("a.sock", 0, 2048);
+        NetDriver c = driver("c.sock", 0, 2048);
+        NetDriver d = driver("d.sock", 0, 2048);
+        long D = 0x5254_0000_000dL;
+        // D is learned first, so C's frames are unicast to it.
+        d.post(NetDriver.SIZE);
+        d.send(NetDriver.frame(BROADCAST, D, 60));
+        assertEquals(1, d.sent(1, 5000));
+        java.util.concurrent.atomic.AtomicBoolean stop = new java.util.concurrent.atomic.AtomicBoolean();
+        java.util.concurrent.atomic.AtomicLong stormSent = new java.util.concurrent.atomic.AtomicLong();
+        java.util.concurrent.atomic.AtomicReference<Throwable> failure = new java.util.concurrent.atomic.AtomicReference<>();
+        Thread storm = new Thread(() -> {
+            try {
+                while (!stop.get()) {
+                    for (int i = 0; i < NetDriver.SIZE / 2; i++) {
+                        a.send(NetDriver.frame(BROADCAST, A, 1000));
+                    }
+                    int back = a.sent(NetDriver.SIZE / 2, 5000);
+                    stormSent.addAndGet(back);
+                    if (back != NetDriver.SIZE / 2) {
+                        throw new AssertionError("the flooding port's chains did not all come back: " + back);
+                    }
+                }
+            } catch (Throwable t) {
+                failure.set(t);
+            }
+        });
+        storm.start();
+        int unicast = 0;
+        int arrived = 0;
+        try {
+            long end = System.currentTimeMillis() + 3000;
+            while (System.currentTimeMillis() < end) {
+                c.send(NetDriver.frame(D, C, 100));
+                assertEquals(1, c.sent(1, 5000));
+                unicast++;
+                for (NetDriver.Received r : d.receive(NetDriver.SIZE, 2)) {
+                    if (r.frame().length == 114 && TxQueue.mac(java.lang.foreign.MemorySegment.ofArray(r.frame()), 6) == C) {
+                        arrived++;
+                    }
+                    d.post(1);
+                }
+            }
+        } finally {
+            stop.set(true);
+            storm.join(10_000);
+        }
+        assertNull(failure.get());
+        assertTrue(stormSent.get() > 1000, "the storm ran: " + stormSent.get());
+        assertTrue(unicast > 50, "unicast frames sent: " + unicast);
+        assertTrue(arrived >= unicast / 4, arrived + " of " + unicast + " unicast frames arrived during the storm; " + portOf(pd).stats()
+                + "; " + portOf(pa).stats());
+    }
 }
