@@ -10,7 +10,7 @@ import org.jvirtio.api.DescriptorChain;
  * addresses read from it once, and a count of the destinations not done with it. One per
  * transmit slot, reused: nothing is allocated per frame.
  */
-final class Frame {
+final class Frame implements SwitchFrame {
     final TxQueue owner;
     final int slot;
     final NetHeader hdr = new NetHeader();
@@ -23,6 +23,12 @@ final class Frame {
     long dst;
     long src;
     private final AtomicInteger refs = new AtomicInteger();
+    /** The frame's first bytes, read once when it was taken (what stages decide on). */
+    final byte[] head = new byte[HEAD];
+    final java.lang.foreign.MemorySegment headSegment = java.lang.foreign.MemorySegment.ofArray(head);
+    int headLength;
+    /** A stage rewrote the Ethernet addresses: receivers take the first 12 bytes from {@link #head}. */
+    boolean rewritten;
 
     Frame(TxQueue owner, int slot) {
         this.owner = owner;
@@ -36,6 +42,66 @@ final class Frame {
         this.pair = pair;
         this.length = length;
         refs.set(1);
+        rewritten = false;
+    }
+
+    @Override
+    public SwitchPort from() {
+        return from;
+    }
+
+    @Override
+    public int length() {
+        return length;
+    }
+
+    @Override
+    public long destination() {
+        return dst;
+    }
+
+    @Override
+    public long source() {
+        return src;
+    }
+
+    @Override
+    public int etherType() {
+        int t = u16(12);
+        return t == 0x8100 && headLength >= 18 ? u16(16) : t;
+    }
+
+    private int u16(int at) {
+        return ((head[at] & 0xff) << 8) | (head[at + 1] & 0xff);
+    }
+
+    @Override
+    public int byteAt(int offset) {
+        return offset >= 0 && offset < headLength ? head[offset] & 0xff : -1;
+    }
+
+    @Override
+    public NetHeader header() {
+        return hdr;
+    }
+
+    @Override
+    public void rewriteDestination(long mac) {
+        dst = mac & 0xffff_ffff_ffffL;
+        putMac(0, dst);
+    }
+
+    @Override
+    public void rewriteSource(long mac) {
+        src = mac & 0xffff_ffff_ffffL;
+        putMac(6, src);
+    }
+
+    private void putMac(int at, long mac) {
+        for (int i = 0; i < 6; i++) {
+            head[at + i] = (byte) (mac >>> (8 * (5 - i)));
+        }
+        rewritten = true;
     }
 
     /** One more destination holds the frame. */

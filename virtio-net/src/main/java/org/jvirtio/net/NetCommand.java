@@ -20,6 +20,9 @@ public final class NetCommand implements DeviceCommand<VirtioNetDevice> {
     int pairs;
     String offloads;
     String mergeable;
+    boolean antiSpoof;
+    String allowIp;
+    long rateLimit;
     private SwitchPort port;
 
     @Override
@@ -48,6 +51,11 @@ public final class NetCommand implements DeviceCommand<VirtioNetDevice> {
         flags.string("--offloads", "on|off", "Offer checksum and TCP segmentation offloads (CSUM, GUEST_CSUM, HOST_/GUEST_TSO4/6).", "on",
                 v -> offloads = v);
         flags.string("--mrg-rxbuf", "on|off", "Offer merged receive buffers (MRG_RXBUF).", "on", v -> mergeable = v);
+        flags.toggle("--anti-spoof", "Drop frames this port sends from another MAC address than --mac (and, with --allow-ip, "
+                + "IPv4 and ARP from other addresses).", () -> antiSpoof = true);
+        flags.string("--allow-ip", "A.B.C.D[,...]", "With --anti-spoof: the IPv4 addresses this port may send from.", "", v -> allowIp = v);
+        flags.longInteger("--rate-limit", "FRAMES", "Drop what this port sends beyond this many frames a second (0: no limit).", 0,
+                v -> rateLimit = v);
     }
 
     private static boolean onOff(String flag, String v) {
@@ -65,11 +73,27 @@ public final class NetCommand implements DeviceCommand<VirtioNetDevice> {
         }
         long m = mac.isEmpty() ? randomMac() : NetOptions.parseMac(mac);
         NetOptions options = new NetOptions(m, mtu, pairs, onOff("--offloads", offloads), onOff("--mrg-rxbuf", mergeable));
+        if (!allowIp.isEmpty() && !antiSpoof) {
+            throw new IllegalArgumentException("--allow-ip needs --anti-spoof");
+        }
+        if (antiSpoof && mac.isEmpty()) {
+            throw new IllegalArgumentException("--anti-spoof needs --mac (the address the guest is given)");
+        }
+        int[] ips = allowIp.isEmpty() ? new int[0]
+                : java.util.Arrays.stream(allowIp.split(",")).mapToInt(AntiSpoofing::parseIpv4).toArray();
+        if (rateLimit < 0) {
+            throw new IllegalArgumentException("--rate-limit must not be negative, got " + rateLimit);
+        }
+        RateLimitStage limit = rateLimit > 0 ? new RateLimitStage(rateLimit) : null;
         SwitchPort p = NetSwitch.named(switchName).join(NetOptions.formatMac(m));
         port = p;
-        return List.of(b -> {
-            b.bind(SwitchPort.class).toInstance(p);
-            b.bind(NetOptions.class).toInstance(options);
+        return List.of(new NetModule(p, options), b -> {
+            if (antiSpoof) {
+                NetModule.stages(b).addBinding().toInstance(new AntiSpoofing(m, ips));
+            }
+            if (limit != null) {
+                NetModule.stages(b).addBinding().toInstance(limit);
+            }
         });
     }
 
@@ -83,7 +107,8 @@ public final class NetCommand implements DeviceCommand<VirtioNetDevice> {
     public String describe(VirtioNetDevice device) {
         NetOptions o = device.options();
         return "port " + device.port().id() + " of switch " + switchName + ", mac " + NetOptions.formatMac(o.mac()) + ", mtu " + o.mtu()
-                + ", " + o.pairs() + " queue pair" + (o.pairs() == 1 ? "" : "s") + ", offloads " + offloads + ", mrg_rxbuf " + mergeable;
+                + ", " + o.pairs() + " queue pair" + (o.pairs() == 1 ? "" : "s") + ", offloads " + offloads + ", mrg_rxbuf " + mergeable
+                + (antiSpoof ? ", anti-spoofing" : "") + (rateLimit > 0 ? ", at most " + rateLimit + " frames/s" : "");
     }
 
     @Override

@@ -269,11 +269,18 @@ final class RxQueue implements QueueHandler, QueueIo {
         copier.destination(first);
         copier.write(hdr, 0, VirtioNet.HDR_SIZE);
         long done = 0; // frame bytes copied
+        if (f.rewritten) {
+            // A stage rewrote the addresses: those 12 bytes from the frame's head, not the sender's
+            // buffer (the first chain holds at least a header and an Ethernet header).
+            copier.write(f.headSegment, 0, 12);
+            copier.skipSource(12);
+            done = 12;
+        }
         for (int i = 0; i < chains; i++) {
             if (i > 0) {
                 copier.destination(group[i]);
             }
-            long before = done;
+            long before = i == 0 ? 0 : done;
             done = fill(done, f.length, csumAt);
             groupLength[i] = (int) (done - before) + (i == 0 ? VirtioNet.HDR_SIZE : 0);
         }

@@ -39,6 +39,9 @@ final class Segmenter {
         mss = f.hdr.gsoSize;
         int n = Math.min(MAX_HEADERS, f.length);
         Copier.read(f.chain, Frame.DATA, orig, n);
+        if (f.rewritten) {
+            System.arraycopy(f.head, 0, orig, 0, 12); // a stage's addresses
+        }
         int type = u16(orig, 12);
         l3 = 14;
         if (type == 0x8100) {

@@ -30,8 +30,9 @@ final class TxQueue implements QueueHandler {
     private final int pair;
     private final QueueStats stats;
     private final Frame[] frames;
-    /** The header and both addresses, read once into here. */
-    private final MemorySegment head = MemorySegment.ofArray(new byte[VirtioNet.HDR_SIZE + 12]);
+    /** The virtio header, read once into here (the frame's first bytes go to its {@link Frame#head}). */
+    private final MemorySegment vhdr = MemorySegment.ofArray(new byte[VirtioNet.HDR_SIZE]);
+    private final FrameStage[] stages;
     private final long negotiated;
     private final int maxFrame;
     private CompletionMailbox mailbox;
@@ -48,6 +49,7 @@ final class TxQueue implements QueueHandler {
             frames[i] = new Frame(this, i);
         }
         this.maxFrame = device.mtu() + VirtioNet.ETH_HLEN + 4; // one VLAN tag
+        this.stages = device.stages();
     }
 
     private boolean has(int bit) {
@@ -71,16 +73,20 @@ final class TxQueue implements QueueHandler {
             return drop(readable < VirtioNet.HDR_SIZE + VirtioNet.ETH_HLEN ? "shorter than a header" : "longer than 64 KiB");
         }
         int length = (int) (readable - VirtioNet.HDR_SIZE);
-        chain.reader().read(head);
         Frame f = frames[slot];
+        var reader = chain.reader();
+        reader.read(vhdr);
+        int n = Math.min(SwitchFrame.HEAD, length);
+        reader.read(f.headSegment.asSlice(0, n));
+        f.headLength = n;
         NetHeader h = f.hdr;
-        h.read(head, 0);
+        h.read(vhdr, 0);
         String bad = check(h, length);
         if (bad != null) {
             return drop(bad);
         }
-        long dst = mac(head, VirtioNet.HDR_SIZE);
-        long src = mac(head, VirtioNet.HDR_SIZE + 6);
+        long dst = mac(f.headSegment, 0);
+        long src = mac(f.headSegment, 6);
         if ((src & 0x0100_0000_0000L) != 0) {
             return drop("multicast source address");
         }
@@ -90,6 +96,22 @@ final class TxQueue implements QueueHandler {
         f.begin(chain, port, pair, length);
         f.dst = dst;
         f.src = src;
+        for (FrameStage stage : stages) {
+            boolean pass;
+            try {
+                pass = stage.accept(f);
+            } catch (RuntimeException e) {
+                pass = false; // a stage that fails drops the frame, never the queue
+            }
+            if (!pass) {
+                f.releaseOwn();
+                return drop("dropped by " + stage.getClass().getSimpleName());
+            }
+        }
+        if ((f.src & 0x0100_0000_0000L) != 0) {
+            f.releaseOwn();
+            return drop("multicast source address after a rewrite");
+        }
         port.txFrames.incrementAndGet();
         port.txBytes.addAndGet(length);
         stats.addBytes(length);

@@ -31,12 +31,20 @@ public final class VirtioNetDevice extends AbstractVirtioDevice {
     private final ConfigSpace.Field maxPairs = config().u16(VirtioNet.CONFIG_MAX_PAIRS);
     private final ConfigSpace.Field mtu = config().u16(VirtioNet.CONFIG_MTU);
     private volatile long negotiated;
+    private final FrameStage[] stages;
 
-    @Inject
+    /** A port without forwarding stages. */
     public VirtioNetDevice(SwitchPort port, NetOptions options) {
+        this(port, options, java.util.Set.of());
+    }
+
+    /** @param stages the port's forwarding stages, run in the set's order on every frame it sends */
+    @Inject
+    public VirtioNetDevice(SwitchPort port, NetOptions options, java.util.Set<FrameStage> stages) {
         super(VirtioNet.DEVICE_ID, new ConfigSpace(VirtioNet.CONFIG_SIZE));
         this.port = port;
         this.options = options;
+        this.stages = stages.toArray(FrameStage[]::new);
         byte[] m = new byte[6];
         for (int i = 0; i < 6; i++) {
             m[i] = (byte) (options.mac() >>> (8 * (5 - i)));
@@ -53,6 +61,10 @@ public final class VirtioNetDevice extends AbstractVirtioDevice {
 
     public NetOptions options() {
         return options;
+    }
+
+    FrameStage[] stages() {
+        return stages;
     }
 
     int mtu() {
