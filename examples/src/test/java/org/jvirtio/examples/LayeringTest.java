@@ -43,6 +43,7 @@ class LayeringTest {
             Map.entry("virtio-blk", Layer.DEVICE),
             Map.entry("virtio-blk-dataplane", Layer.DEVICE),
             Map.entry("virtio-rng", Layer.DEVICE),
+            Map.entry("virtio-net", Layer.DEVICE),
             Map.entry("virtio-runner", Layer.RUNNER),
             Map.entry("virtio-testkit", Layer.TESTKIT),
             Map.entry("virtio-transport-testkit", Layer.TESTKIT),

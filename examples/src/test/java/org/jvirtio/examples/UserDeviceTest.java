@@ -269,7 +269,7 @@ class UserDeviceTest {
         Process p = runner(log, "--help");
         assertTrue(p.waitFor(30, TimeUnit.SECONDS));
         String help = read(log);
-        assertTrue(help.contains("Devices found: blk, dice, doorbell, keyboard, rng, secure-rng."), help);
+        assertTrue(help.contains("Devices found: blk, dice, doorbell, keyboard, net, rng, secure-rng."), help);
         p = runner(log, "dice", "--socket", work.resolve("x.sock").toString(), "--face", "9");
         assertTrue(p.waitFor(30, TimeUnit.SECONDS));
         assertEquals(2, p.exitValue());

@@ -11,7 +11,7 @@ import org.jvirtio.api.DescriptorChain;
  * transmit slot, reused: nothing is allocated per frame.
  */
 final class Frame implements SwitchFrame {
-    final TxQueue owner;
+    final FrameOwner owner;
     final int slot;
     final NetHeader hdr = new NetHeader();
     DescriptorChain chain;
@@ -30,7 +30,7 @@ final class Frame implements SwitchFrame {
     /** A stage rewrote the Ethernet addresses: receivers take the first 12 bytes from {@link #head}. */
     boolean rewritten;
 
-    Frame(TxQueue owner, int slot) {
+    Frame(FrameOwner owner, int slot) {
         this.owner = owner;
         this.slot = slot;
     }

@@ -23,7 +23,9 @@ public final class NetCommand implements DeviceCommand<VirtioNetDevice> {
     boolean antiSpoof;
     String allowIp;
     long rateLimit;
+    String tap;
     private SwitchPort port;
+    private String uplink;
 
     @Override
     public String name() {
@@ -51,6 +53,8 @@ public final class NetCommand implements DeviceCommand<VirtioNetDevice> {
         flags.string("--offloads", "on|off", "Offer checksum and TCP segmentation offloads (CSUM, GUEST_CSUM, HOST_/GUEST_TSO4/6).", "on",
                 v -> offloads = v);
         flags.string("--mrg-rxbuf", "on|off", "Offer merged receive buffers (MRG_RXBUF).", "on", v -> mergeable = v);
+        flags.string("--tap", "NAME", "Also join host tap device NAME (created if it does not exist) to the switch as its uplink "
+                + "(needs CAP_NET_ADMIN; several ports naming the same tap share it).", "", v -> tap = v);
         flags.toggle("--anti-spoof", "Drop frames this port sends from another MAC address than --mac (and, with --allow-ip, "
                 + "IPv4 and ARP from other addresses).", () -> antiSpoof = true);
         flags.string("--allow-ip", "A.B.C.D[,...]", "With --anti-spoof: the IPv4 addresses this port may send from.", "", v -> allowIp = v);
@@ -85,7 +89,16 @@ public final class NetCommand implements DeviceCommand<VirtioNetDevice> {
             throw new IllegalArgumentException("--rate-limit must not be negative, got " + rateLimit);
         }
         RateLimitStage limit = rateLimit > 0 ? new RateLimitStage(rateLimit) : null;
-        SwitchPort p = NetSwitch.named(switchName).join(NetOptions.formatMac(m));
+        NetSwitch sw = NetSwitch.named(switchName);
+        if (!tap.isEmpty()) {
+            try {
+                sw.uplink(tap);
+            } catch (java.io.IOException e) {
+                throw new IllegalArgumentException("--tap " + tap + ": " + e.getMessage());
+            }
+            uplink = tap;
+        }
+        SwitchPort p = sw.join(NetOptions.formatMac(m));
         port = p;
         return List.of(new NetModule(p, options), b -> {
             if (antiSpoof) {
@@ -108,7 +121,7 @@ public final class NetCommand implements DeviceCommand<VirtioNetDevice> {
         NetOptions o = device.options();
         return "port " + device.port().id() + " of switch " + switchName + ", mac " + NetOptions.formatMac(o.mac()) + ", mtu " + o.mtu()
                 + ", " + o.pairs() + " queue pair" + (o.pairs() == 1 ? "" : "s") + ", offloads " + offloads + ", mrg_rxbuf " + mergeable
-                + (antiSpoof ? ", anti-spoofing" : "") + (rateLimit > 0 ? ", at most " + rateLimit + " frames/s" : "");
+                + (tap.isEmpty() ? "" : ", uplink tap " + tap) + (antiSpoof ? ", anti-spoofing" : "") + (rateLimit > 0 ? ", at most " + rateLimit + " frames/s" : "");
     }
 
     @Override
@@ -125,6 +138,10 @@ public final class NetCommand implements DeviceCommand<VirtioNetDevice> {
     public void close() {
         if (port != null) {
             port.owner().leave(port);
+            if (uplink != null) {
+                port.owner().releaseUplink(uplink);
+                uplink = null;
+            }
             port = null;
         }
     }

@@ -53,6 +53,47 @@ public final class NetSwitch {
         return (int) ((System.nanoTime() - EPOCH) / 1_000_000_000L);
     }
 
+    /** The switch's tap uplinks by device name, with how many commands asked for each. */
+    private final Map<String, TapPort> taps = new java.util.HashMap<>();
+    private final Map<String, Integer> tapUsers = new java.util.HashMap<>();
+
+    /**
+     * The uplink to host tap {@code name}, opened (or created) on first use: one more port of this
+     * switch. Each call is matched by a {@link #releaseUplink}.
+     */
+    public synchronized SwitchPort uplink(String name) throws java.io.IOException {
+        TapPort t = taps.get(name);
+        if (t == null) {
+            Tap tap = Tap.open(name);
+            try {
+                t = new TapPort(join("tap " + name), tap);
+            } catch (java.io.IOException | RuntimeException e) {
+                tap.close();
+                throw e;
+            }
+            taps.put(name, t);
+        }
+        tapUsers.merge(name, 1, Integer::sum);
+        return t.port();
+    }
+
+    /** A user of uplink {@code name} is done; the last closes the tap. */
+    public synchronized void releaseUplink(String name) {
+        Integer n = tapUsers.get(name);
+        if (n == null) {
+            return;
+        }
+        if (n > 1) {
+            tapUsers.put(name, n - 1);
+            return;
+        }
+        tapUsers.remove(name);
+        TapPort t = taps.remove(name);
+        if (t != null) {
+            t.close();
+        }
+    }
+
     /** Adds a port; its id is fixed for its life. */
     synchronized SwitchPort join(String portName) {
         SwitchPort[] cur = ports;

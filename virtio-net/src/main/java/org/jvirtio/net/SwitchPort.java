@@ -20,6 +20,8 @@ public final class SwitchPort {
     private final AtomicReferenceArray<RxQueue> rx = new AtomicReferenceArray<>(MAX_PAIRS);
     private volatile int pairsRunning;
     private volatile boolean adminUp = true;
+    /** Set when this port is a switch's tap uplink: frames for it are written to the host. */
+    private volatile TapPort tap;
 
     // Counters: written by the port's own threads and by every sender's (drops on the way in).
     final AtomicLong txFrames = new AtomicLong();
@@ -68,8 +70,20 @@ public final class SwitchPort {
         pairsRunning = n;
     }
 
+    void tap(TapPort t) {
+        tap = t;
+    }
+
     /** Hands {@code f} to one of this port's receive queues; false (counted) when none takes it. */
     boolean deliver(Frame f) {
+        TapPort t = tap;
+        if (t != null) {
+            if (!adminUp || !t.write(f)) {
+                rxDropped.incrementAndGet();
+                return false;
+            }
+            return false; // written at once: nothing to wait for
+        }
         int pairs = pairsRunning;
         if (!adminUp || pairs == 0) {
             rxDropped.incrementAndGet();

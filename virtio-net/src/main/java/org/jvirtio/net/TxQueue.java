@@ -24,7 +24,7 @@ import org.jvirtio.api.QueueStats;
  * with GSO), GSO or a partial checksum the port did not negotiate, a GSO type with size 0, a
  * checksum position or header length past the frame, a multicast source address.
  */
-final class TxQueue implements QueueHandler {
+final class TxQueue implements QueueHandler, FrameOwner {
     private final VirtioNetDevice device;
     private final SwitchPort port;
     private final int pair;
@@ -50,10 +50,6 @@ final class TxQueue implements QueueHandler {
         }
         this.maxFrame = device.mtu() + VirtioNet.ETH_HLEN + 4; // one VLAN tag
         this.stages = device.stages();
-    }
-
-    private boolean has(int bit) {
-        return (negotiated & (1L << bit)) != 0;
     }
 
     @Override
@@ -122,35 +118,7 @@ final class TxQueue implements QueueHandler {
 
     /** Why the header is not one this port may send, or null. */
     private String check(NetHeader h, int length) {
-        int kind = h.gsoKind();
-        if (h.gsoType != VirtioNet.GSO_NONE) {
-            if ((h.gsoType & VirtioNet.GSO_ECN) != 0) {
-                return "GSO with ECN, not negotiated";
-            }
-            if (kind == VirtioNet.GSO_TCPV4 ? !has(VirtioNet.F_HOST_TSO4) : kind == VirtioNet.GSO_TCPV6 ? !has(VirtioNet.F_HOST_TSO6) : true) {
-                return "GSO type " + h.gsoType + " not negotiated";
-            }
-            if (h.gsoSize == 0) {
-                return "GSO with size 0";
-            }
-            if (!h.needsCsum()) {
-                return "GSO without a partial checksum";
-            }
-        } else if (length > maxFrame) {
-            return "frame of " + length + " bytes over the MTU";
-        }
-        if (h.needsCsum()) {
-            if (!has(VirtioNet.F_CSUM)) {
-                return "partial checksum not negotiated";
-            }
-            if (h.csumStart < VirtioNet.ETH_HLEN || h.csumStart + h.csumOffset + 2 > length) {
-                return "checksum at " + h.csumStart + "+" + h.csumOffset + " outside a frame of " + length;
-            }
-        }
-        if (h.hdrLen > length) {
-            return "header length " + h.hdrLen + " past a frame of " + length;
-        }
-        return null;
+        return FrameChecks.check(h, length, negotiated, maxFrame);
     }
 
     private int drop(String why) {
@@ -161,7 +129,8 @@ final class TxQueue implements QueueHandler {
     }
 
     /** The last destination is done with {@code f} (any thread): its chain goes back to the driver. */
-    void sent(Frame f) {
+    @Override
+    public void sent(Frame f) {
         mailbox.complete(f.slot, 0);
     }
 

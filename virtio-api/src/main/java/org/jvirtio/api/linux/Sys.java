@@ -17,6 +17,9 @@ public final class Sys {
         return X86 ? x86 : ARM ? arm : -1;
     }
 
+    public static final long READ = nr(0, 63);
+    public static final long WRITEV = nr(20, 66);
+    public static final long IOCTL = nr(16, 29);
     public static final long CLOSE = nr(3, 57);
     public static final long MMAP = nr(9, 222);
     public static final long MUNMAP = nr(11, 215);
