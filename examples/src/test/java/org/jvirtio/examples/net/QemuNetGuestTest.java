@@ -126,4 +126,74 @@ class QemuNetGuestTest {
             assertEquals(0, portA.txDropped(), both);
         }
     }
+
+    private static String sh(String... cmd) throws Exception {
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes());
+        assertTrue(p.waitFor(120, TimeUnit.SECONDS), String.join(" ", cmd));
+        assertEquals(0, p.exitValue(), String.join(" ", cmd) + ": " + out);
+        return out;
+    }
+
+    /**
+     * A guest reaches the host through the switch's tap uplink: the tap is moved into a network
+     * namespace the test makes, with an address and busybox's httpd serving 64 MiB; the guest pings
+     * it, fetches the data, and the namespace fetches the guest's (TSO both ways: the tap's
+     * offloads are on). All traffic stays on the machine.
+     */
+    @org.junit.jupiter.api.Test
+    void aGuestReachesTheHostThroughTheTapUplink() throws Exception {
+        boolean canTap = Files.exists(Path.of("/dev/net/tun")) && "root".equals(System.getProperty("user.name"));
+        if (System.getenv("CI") != null) {
+            assertTrue(canTap, "CI runs as root with /dev/net/tun");
+        }
+        assumeTrue(canTap, "not root or no /dev/net/tun");
+        String id = Long.toHexString(System.nanoTime() & 0xffffff);
+        String tap = "jvq" + id;
+        String ns = "jvirtio-q" + id;
+        Path www = dir.resolve("www");
+        Files.createDirectories(www);
+        byte[] data = new byte[64 << 20];
+        new java.util.Random(7).nextBytes(data);
+        Files.write(www.resolve("data"), data);
+        Files.write(www.resolve("ready"), new byte[0]);
+        String served = java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("MD5").digest(data));
+        Path a = dir.resolve("a.sock");
+        try (var pa = VhostUserRunner.start(VhostUserRunner.devices(), "net", "--socket", a.toString(), "--switch", "q" + id, "--tap", tap)) {
+            sh("ip", "netns", "add", ns);
+            Process httpd = null;
+            Process ga = null;
+            try {
+                sh("ip", "link", "set", tap, "netns", ns);
+                sh("ip", "-n", ns, "addr", "add", "10.0.0.254/24", "dev", tap);
+                sh("ip", "-n", ns, "link", "set", tap, "up");
+                sh("ip", "-n", ns, "link", "set", "lo", "up");
+                httpd = new ProcessBuilder("ip", "netns", "exec", ns, "busybox", "httpd", "-f", "-p", "80", "-h", www.toString())
+                        .redirectErrorStream(true).redirectOutput(dir.resolve("httpd.log").toFile()).start();
+                ga = guest("a", a, "10.0.0.1", "10.0.0.254", "52:54:00:00:00:0a", 1500, 1, "");
+                Path log = dir.resolve("a.log");
+                long end = System.nanoTime() + 120_000_000_000L;
+                while (!Files.readString(log).contains("GUEST: GOT") && System.nanoTime() < end && ga.isAlive()) {
+                    Thread.sleep(200);
+                }
+                String got = sh("ip", "netns", "exec", ns, "sh", "-c", "busybox wget -q -O - http://10.0.0.1/data | md5sum").split(" ")[0];
+                Files.write(www.resolve("done"), new byte[0]);
+                assertTrue(ga.waitFor(60, TimeUnit.SECONDS), "the guest did not finish: " + Files.readString(log));
+                String out = Files.readString(log);
+                assertTrue(out.contains("GUEST: PING OK"), out);
+                assertEquals(served, line(out, "GOT"), "host to guest: " + out);
+                assertEquals(line(out, "SERVING"), got, "guest to host: " + out);
+                assertTrue(out.contains("GUEST: DONE"), out);
+            } finally {
+                if (ga != null) {
+                    ga.destroyForcibly();
+                }
+                if (httpd != null) {
+                    httpd.destroyForcibly();
+                    httpd.waitFor(5, TimeUnit.SECONDS);
+                }
+                sh("ip", "netns", "del", ns);
+            }
+        }
+    }
 }
