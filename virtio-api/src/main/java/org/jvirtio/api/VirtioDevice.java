@@ -90,4 +90,22 @@ public interface VirtioDevice {
 
     /** Ends the driver session (every queue has stopped by now) and forgets per-driver state. */
     void reset();
+
+    /**
+     * Whether the device can announce a guest's address on its network after a live migration
+     * ({@link #announce}); vhost-user offers PROTOCOL_F_RARP only then. A network device says yes.
+     */
+    default boolean announces() {
+        return false;
+    }
+
+    /**
+     * After a live migration, for a guest that cannot announce itself (no GUEST_ANNOUNCE), the
+     * front-end asks the device to announce {@code mac} (48 bits) on its network, as QEMU does with
+     * vhost-user's SEND_RARP: the device sends a frame from that address (a RARP request, as QEMU's
+     * own network back-ends do) so that switches learn where the guest is now. From the transport's
+     * control thread.
+     */
+    default void announce(long mac) {
+    }
 }

@@ -161,6 +161,35 @@ public final class NetSwitch {
         return n;
     }
 
+    /**
+     * Sends {@code frame} (an Ethernet frame, no virtio header) into the switch as if port
+     * {@code from} had sent it: learned, forwarded, flooded. For frames the switch makes itself
+     * (a RARP announcing a migrated guest); rare, so it allocates.
+     */
+    void inject(SwitchPort from, byte[] frame) throws java.io.IOException {
+        int n = VirtioNet.HDR_SIZE + frame.length;
+        org.jvirtio.api.MemoryMapping m = org.jvirtio.api.MemoryMapping.memfd("jvirtio-announce", 4096);
+        org.jvirtio.api.GuestMemory mem = org.jvirtio.api.GuestMemory.of(org.jvirtio.api.GuestRegion.of(0, m));
+        m.release();
+        java.lang.foreign.MemorySegment.copy(frame, 0, m.segment(), java.lang.foreign.ValueLayout.JAVA_BYTE, VirtioNet.HDR_SIZE, frame.length);
+        TapPort.PoolChain chain = new TapPort.PoolChain();
+        chain.set(mem, 0, n);
+        Frame f = new Frame(done -> mem.release(), 0);
+        f.hdr.read(m.segment(), 0);
+        int h = Math.min(SwitchFrame.HEAD, frame.length);
+        System.arraycopy(frame, 0, f.head, 0, h);
+        f.headLength = h;
+        f.begin(chain, from, 0, frame.length);
+        f.dst = TxQueue.mac(f.headSegment, 0);
+        f.src = TxQueue.mac(f.headSegment, 6);
+        from.txFrames.incrementAndGet();
+        from.txBytes.addAndGet(frame.length);
+        forward(f);
+        if (f.releaseOwn()) {
+            mem.release();
+        }
+    }
+
     /** The port {@code mac} was last seen on, or null (for tests and statistics). */
     SwitchPort portOf(long mac) {
         int id = macs.lookup(mac, now());

@@ -133,6 +133,41 @@ public final class VirtioNetDevice extends AbstractVirtioDevice {
         }
     }
 
+    @Override
+    public boolean announces() {
+        return true;
+    }
+
+    /**
+     * vhost-user SEND_RARP after a migration: a RARP request from {@code mac}, broadcast from this
+     * port (as QEMU's own network back-ends announce a guest), so the switch and whatever lies
+     * behind its uplink learn the guest's new place at once.
+     */
+    @Override
+    public void announce(long mac) {
+        byte[] f = new byte[60];
+        for (int i = 0; i < 6; i++) {
+            byte b = (byte) (mac >>> (8 * (5 - i)));
+            f[i] = (byte) 0xff;
+            f[6 + i] = b;
+            f[22 + i] = b; // sender hardware address
+            f[32 + i] = b; // target hardware address
+        }
+        f[12] = (byte) 0x80;
+        f[13] = 0x35; // RARP
+        f[15] = 1;    // Ethernet
+        f[16] = 0x08; // IPv4
+        f[18] = 6;
+        f[19] = 4;
+        f[21] = 3;    // reverse request
+        try {
+            port.owner().inject(port, f);
+            LOG.info("{}: announced {} after a migration", port, NetOptions.formatMac(mac));
+        } catch (IOException | RuntimeException e) {
+            LOG.warn("{}: could not announce {}: {}", port, NetOptions.formatMac(mac), e.toString());
+        }
+    }
+
     /** A frame was dropped at {@code where}; the counters have it, the log says why (at most once a second). */
     void dropped(SwitchPort where, String why) {
         if (LOG.isDebugEnabled()) {

@@ -495,4 +495,39 @@ class NetSwitchTest {
         assertTrue(arrived >= unicast / 4, arrived + " of " + unicast + " unicast frames arrived during the storm; " + portOf(pd).stats()
                 + "; " + portOf(pa).stats());
     }
+
+    /**
+     * After a migration QEMU asks the port to announce the guest (SEND_RARP, for a guest without
+     * GUEST_ANNOUNCE): a RARP from the guest's address is broadcast from that port, and the switch
+     * sends the guest's traffic there at once.
+     */
+    @Test
+    void sendRarpAnnouncesTheGuestFromItsNewPort() throws Exception {
+        port("old.sock");
+        var pn = port("new.sock");
+        port("c.sock");
+        NetDriver old = driver("old.sock", 0, 2048);
+        NetDriver moved = driver("new.sock", 0, 2048);
+        NetDriver c = driver("c.sock", 0, 2048);
+        old.post(4);
+        moved.post(4);
+        c.post(4);
+        old.send(NetDriver.frame(BROADCAST, A, 60)); // A was learned on the old port
+        assertEquals(1, old.sent(1, 5000));
+        c.receive(1, 5000);
+        moved.receive(1, 5000);
+        moved.s.frontend().sendRarp(A);
+        NetDriver.Received rarp = c.receive(1, 5000).get(0);
+        byte[] f = rarp.frame();
+        assertEquals(60, f.length);
+        assertEquals(0x8035, ((f[12] & 0xff) << 8) | (f[13] & 0xff), "a RARP");
+        assertEquals(A, TxQueue.mac(java.lang.foreign.MemorySegment.ofArray(f), 6));
+        assertEquals(3, f[21], "reverse request");
+        assertEquals(1, old.receive(1, 5000).size(), "flooded to the old port too");
+        assertSame(portOf(pn), portOf(pn).owner().portOf(A), "learned on the new port");
+        byte[] toA = NetDriver.frame(A, C, 80);
+        c.send(toA);
+        assertArrayEquals(toA, moved.receive(1, 5000).get(0).frame(), "C's frames to A reach the new port");
+        assertEquals(0, old.receive(1, 300).size());
+    }
 }

@@ -273,6 +273,10 @@ final class BackendSession implements DeviceContext, AutoCloseable {
                 dirtyLog.setFd(l);
                 yield null;
             }
+            case SendRarp r -> {
+                device.announce(r.mac());
+                yield null;
+            }
             case Unsupported u -> {
                 refuse(m, u.request());
                 yield null;

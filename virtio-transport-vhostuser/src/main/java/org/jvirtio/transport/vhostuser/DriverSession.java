@@ -83,7 +83,7 @@ public final class DriverSession implements AutoCloseable {
      * @return the negotiated features
      */
     public long negotiate(long wanted) throws IOException {
-        features = frontend.negotiate(wanted, VhostUserProtocol.BACKEND_PROTOCOL_FEATURES);
+        features = frontend.negotiate(wanted, VhostUserProtocol.BACKEND_PROTOCOL_FEATURES | 1L << VhostUserProtocol.PROTOCOL_F_RARP);
         shareMemory();
         return features;
     }

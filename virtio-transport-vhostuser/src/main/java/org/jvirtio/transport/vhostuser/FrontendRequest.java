@@ -39,6 +39,10 @@ sealed interface FrontendRequest {
     record GetQueueNum() implements FrontendRequest {
     }
 
+    /** SEND_RARP: announce this MAC address (48 bits) on the device's network. */
+    record SendRarp(long mac) implements FrontendRequest {
+    }
+
     record GetMaxMemSlots() implements FrontendRequest {
     }
 

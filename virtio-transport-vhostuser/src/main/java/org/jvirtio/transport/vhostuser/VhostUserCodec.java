@@ -276,7 +276,17 @@ public final class VhostUserCodec {
                 fdCount(m, 0, 1);
                 yield new FrontendRequest.SetLogFd(fds);
             }
-            case SEND_RARP, NET_SET_MTU, IOTLB_MSG, SET_VRING_ENDIAN, CREATE_CRYPTO_SESSION,
+            case SEND_RARP -> {
+                exactSize(m, 8);
+                fdCount(m, 0, 0);
+                byte[] p = m.payload(); // the MAC address in its first six bytes, in network order
+                long mac = 0;
+                for (int i = 0; i < 6; i++) {
+                    mac = (mac << 8) | (p[i] & 0xff);
+                }
+                yield new FrontendRequest.SendRarp(mac);
+            }
+            case NET_SET_MTU, IOTLB_MSG, SET_VRING_ENDIAN, CREATE_CRYPTO_SESSION,
                  CLOSE_CRYPTO_SESSION, POSTCOPY_ADVISE, POSTCOPY_LISTEN, POSTCOPY_END,
                  GPU_SET_SOCKET, VRING_KICK, GET_SHARED_OBJECT, SET_DEVICE_STATE_FD, CHECK_DEVICE_STATE ->
                     new FrontendRequest.Unsupported(req);

@@ -314,6 +314,15 @@ public final class VhostUserFrontend implements AutoCloseable {
         request(VhostUserRequest.SET_VRING_ENABLE, VhostUserMessage.vringState(index, enable ? 1 : 0));
     }
 
+    /** SEND_RARP (PROTOCOL_F_RARP): asks the back-end to announce {@code mac} (48 bits), as QEMU does after a migration. */
+    public void sendRarp(long mac) throws IOException {
+        byte[] p = new byte[8];
+        for (int i = 0; i < 6; i++) {
+            p[i] = (byte) (mac >>> (8 * (5 - i)));
+        }
+        request(VhostUserRequest.SEND_RARP, p);
+    }
+
     // ------------------------------------------------------------ inflight tracking
 
     /** The inflight region a backend made: its fd (owned by the caller) and description. */

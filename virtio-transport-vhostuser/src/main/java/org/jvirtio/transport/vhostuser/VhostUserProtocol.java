@@ -101,6 +101,9 @@ public final class VhostUserProtocol {
         if (device.queueCount() <= 1) {
             f &= ~(1L << PROTOCOL_F_MQ);
         }
+        if (device.announces()) {
+            f |= 1L << PROTOCOL_F_RARP;
+        }
         return f;
     }
 

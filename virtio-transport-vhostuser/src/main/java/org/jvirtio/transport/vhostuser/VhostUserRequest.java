@@ -81,6 +81,7 @@ public enum VhostUserRequest {
             case SET_STATUS, GET_STATUS -> VhostUserProtocol.PROTOCOL_F_STATUS;
             case GET_INFLIGHT_FD, SET_INFLIGHT_FD -> VhostUserProtocol.PROTOCOL_F_INFLIGHT_SHMFD;
             case SET_LOG_BASE, SET_LOG_FD -> VhostUserProtocol.PROTOCOL_F_LOG_SHMFD;
+            case SEND_RARP -> VhostUserProtocol.PROTOCOL_F_RARP;
             default -> -1;
         };
     }
