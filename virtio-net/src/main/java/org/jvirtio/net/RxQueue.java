@@ -255,34 +255,43 @@ final class RxQueue implements QueueHandler, QueueIo {
             }
             chains = 1 + k;
         }
-        NetHeader.write(hdr, 0, finish ? 0 : (partial ? VirtioNet.HDR_F_NEEDS_CSUM : 0), gso ? h.gsoType : 0, gso ? h.hdrLen : 0,
-                gso ? h.gsoSize : 0, partial && !finish ? h.csumStart : 0, partial && !finish ? h.csumOffset : 0,
-                mergeable ? chains : 0);
         int csumAt = -1;
-        if (finish) {
-            int sum = Copier.sum(f.chain, Frame.DATA + (long) h.csumStart, f.length - h.csumStart);
-            int v = ~sum & 0xffff;
-            csum.set(ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(java.nio.ByteOrder.BIG_ENDIAN), 0, (short) (v == 0 ? 0xffff : v));
-            csumAt = h.csumStart + h.csumOffset;
-        }
-        copier.source(f.chain, Frame.DATA);
-        copier.destination(first);
-        copier.write(hdr, 0, VirtioNet.HDR_SIZE);
-        long done = 0; // frame bytes copied
-        if (f.rewritten) {
-            // A stage rewrote the addresses: those 12 bytes from the frame's head, not the sender's
-            // buffer (the first chain holds at least a header and an Ethernet header).
-            copier.write(f.headSegment, 0, 12);
-            copier.skipSource(12);
-            done = 12;
-        }
-        for (int i = 0; i < chains; i++) {
-            if (i > 0) {
-                copier.destination(group[i]);
+        try {
+            NetHeader.write(hdr, 0, finish ? 0 : (partial ? VirtioNet.HDR_F_NEEDS_CSUM : 0), gso ? h.gsoType : 0, gso ? h.hdrLen : 0,
+                    gso ? h.gsoSize : 0, partial && !finish ? h.csumStart : 0, partial && !finish ? h.csumOffset : 0,
+                    mergeable ? chains : 0);
+            if (finish) {
+                int sum = Copier.sum(f.chain, Frame.DATA + (long) h.csumStart, f.length - h.csumStart);
+                int v = ~sum & 0xffff;
+                csum.set(ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(java.nio.ByteOrder.BIG_ENDIAN), 0, (short) (v == 0 ? 0xffff : v));
+                csumAt = h.csumStart + h.csumOffset;
             }
-            long before = i == 0 ? 0 : done;
-            done = fill(done, f.length, csumAt);
-            groupLength[i] = (int) (done - before) + (i == 0 ? VirtioNet.HDR_SIZE : 0);
+            copier.source(f.chain, Frame.DATA);
+            copier.destination(first);
+            copier.write(hdr, 0, VirtioNet.HDR_SIZE);
+            long done = 0; // frame bytes copied
+            if (f.rewritten) {
+                // A stage rewrote the addresses: those 12 bytes from the frame's head, not the sender's
+                // buffer (the first chain holds at least a header and an Ethernet header).
+                copier.write(f.headSegment, 0, 12);
+                copier.skipSource(12);
+                done = 12;
+            }
+            for (int i = 0; i < chains; i++) {
+                if (i > 0) {
+                    copier.destination(group[i]);
+                }
+                long before = i == 0 ? 0 : done;
+                done = fill(done, f.length, csumAt);
+                groupLength[i] = (int) (done - before) + (i == 0 ? VirtioNet.HDR_SIZE : 0);
+            }
+        } catch (InternalError e) {
+            // A fault in guest memory (a sender that truncated memory that could not be sealed):
+            // the frame is dropped, the chains taken here go back into the ring (their driver
+            // never sees what was written into them) and the first serves the next frame.
+            putBack(chains - 1);
+            dropped(f, "guest memory faulted while it was copied");
+            return DROPPED;
         }
         port.rxFrames.incrementAndGet();
         port.rxBytes.addAndGet(f.length);
@@ -335,13 +344,20 @@ final class RxQueue implements QueueHandler, QueueIo {
         group[0] = first;
         NetHeader.write(hdr, 0, 0, 0, 0, 0, 0, 0, mergeable ? 1 : 0);
         long bytes = 0;
-        for (int i = 0; i < n; i++) {
-            copier.destination(group[i]);
-            copier.write(hdr, 0, VirtioNet.HDR_SIZE);
-            segmenter.write(f, i, copier);
-            int len = segmenter.segmentLength(i);
-            groupLength[i] = VirtioNet.HDR_SIZE + len;
-            bytes += len;
+        try {
+            for (int i = 0; i < n; i++) {
+                copier.destination(group[i]);
+                copier.write(hdr, 0, VirtioNet.HDR_SIZE);
+                segmenter.write(f, i, copier);
+                int len = segmenter.segmentLength(i);
+                groupLength[i] = VirtioNet.HDR_SIZE + len;
+                bytes += len;
+            }
+        } catch (InternalError e) {
+            putBack(n - 1); // as in place: a fault in guest memory
+            group[0] = null;
+            dropped(f, "guest memory faulted while it was segmented");
+            return DROPPED;
         }
         port.rxFrames.addAndGet(n);
         port.rxBytes.addAndGet(bytes);

@@ -25,6 +25,8 @@ final class NetDriver implements AutoCloseable {
     private final long rxBufs;
     private final int rxBufSize;
     private int txNext;
+    /** Used buffers too short to hold a frame (answered empty: the device failed on them). */
+    int lengthErrors;
     private int rxNext;
 
     /** A received frame: its header fields and bytes (over one chain or several). */
@@ -32,7 +34,12 @@ final class NetDriver implements AutoCloseable {
     }
 
     NetDriver(Path socket, long wanted, int rxBufSize) throws IOException {
-        s = DriverSession.connect(socket, 8 << 20);
+        this(DriverSession.connect(socket, 8 << 20), wanted, rxBufSize);
+    }
+
+    /** Over a session of the caller's (memory it made: at least 8 MiB). */
+    NetDriver(DriverSession session, long wanted, int rxBufSize) throws IOException {
+        s = session;
         features = s.negotiate(wanted);
         rx = s.queue(0, SIZE);
         tx = s.queue(1, SIZE);
@@ -58,6 +65,24 @@ final class NetDriver implements AutoCloseable {
             }
         }
         rx.publish();
+    }
+
+    /** The guest address of the transmit buffer the next send uses. */
+    long nextTxBuffer() {
+        return txBufs + (long) (txNext % SIZE) * 70_000;
+    }
+
+    /** Sends {@code frame} with a zero header, running {@code beforePublish} after it is written and before the device sees it. */
+    void sendThen(byte[] frame, Runnable beforePublish) {
+        int b = txNext++ % SIZE;
+        long at = txBufs + (long) b * 70_000;
+        s.memory().write(at, MemorySegment.ofArray(new byte[VirtioNet.HDR_SIZE]));
+        s.memory().write(at + VirtioNet.HDR_SIZE, MemorySegment.ofArray(frame));
+        if (tx.ring().add(new long[] {at}, new int[] {VirtioNet.HDR_SIZE + frame.length}, 1, 1, b) < 0) {
+            throw new IllegalStateException("transmit ring full");
+        }
+        beforePublish.run();
+        tx.publish();
     }
 
     /** Sends {@code frame} with a header (flags, gso type, hdr_len, gso size, csum start, csum offset), in one buffer. */
@@ -107,6 +132,11 @@ final class NetDriver implements AutoCloseable {
             rx.awaitUsed((h, t, len) -> used.add(new long[] {t, len}), Math.max(1, end - System.currentTimeMillis()));
             while (!used.isEmpty()) {
                 long[] first = used.get(0);
+                if (first[1] < VirtioNet.HDR_SIZE + VirtioNet.ETH_HLEN) {
+                    used.remove(0); // as Linux: "rx error: len too small", the buffer dropped
+                    lengthErrors++;
+                    continue;
+                }
                 MemorySegment hdr = read(rxBufs + first[0] * rxBufSize, VirtioNet.HDR_SIZE);
                 int nb = has(VirtioNet.F_MRG_RXBUF) ? hdr.get(LE16, 10) & 0xffff : 1;
                 if (used.size() < nb) {

@@ -62,6 +62,16 @@ public final class DriverSession implements AutoCloseable {
         }
     }
 
+    /**
+     * Connects to the backend at {@code socket} with guest memory of the caller's making (one
+     * region at guest address 0: a file that cannot be sealed, say, as DPDK's and hugepage-backed
+     * QEMU's are). The session takes the caller's reference to {@code memory} and releases it when
+     * closed.
+     */
+    public static DriverSession connect(Path socket, GuestMemory memory) throws IOException {
+        return new DriverSession(VhostUserFrontend.connect(socket), memory);
+    }
+
     /** The connection, for requests the kit does not wrap (GET_CONFIG, GET_VRING_BASE, ...). */
     public VhostUserFrontend frontend() {
         return frontend;
