@@ -11,8 +11,9 @@ import org.jvirtio.api.linux.ErrnoException;
 /**
  * Completions that come from other threads: a device that hands its requests to a pool, to a
  * network client whose callbacks run elsewhere, to a process it talks to. {@link #complete} may be
- * called from any thread; the mailbox is the handler's {@link QueueIo}: its eventfd is signalled on
- * every post, and the queue's thread delivers what was posted when it reaps.
+ * called from any thread; the mailbox is the handler's {@link QueueIo}: its eventfd is signalled by
+ * the first post after each reap (one write per wake-up, not per completion), and the queue's
+ * thread delivers what was posted when it reaps.
  *
  * <pre>{@code
  * public void open(QueueCompletions completions) throws IOException {
@@ -42,6 +43,12 @@ public final class CompletionMailbox implements QueueIo, AutoCloseable {
     /** Threads inside {@link #complete} (between taking the slot and signalling): close waits for them. */
     private final AtomicInteger posting = new AtomicInteger();
     private volatile boolean closed;
+    /**
+     * Set by the post that signalled the eventfd, cleared by {@link #reap} before it looks: posts
+     * in between find it set and write nothing (one eventfd write per wake-up of the queue's
+     * thread, not per completion). A post after the clear signals again.
+     */
+    private final java.util.concurrent.atomic.AtomicBoolean signalled = new java.util.concurrent.atomic.AtomicBoolean();
 
     /**
      * @param slots the queue's size: slots are 0 to {@code slots - 1}
@@ -82,13 +89,15 @@ public final class CompletionMailbox implements QueueIo, AutoCloseable {
             }
             // After the length (a volatile store): whoever sees the bit sees the length.
             long unused = (long) WORD.getAndBitwiseOr(posted, slot >>> 6, 1L << (slot & 63));
-            ready.signal();
+            if (!signalled.get() && !signalled.getAndSet(true)) {
+                ready.signal();
+            }
         } finally {
             posting.decrementAndGet();
         }
     }
 
-    /** The eventfd signalled on every post. */
+    /** The eventfd, signalled by a post that finds no wake-up pending since the last {@link #reap}. */
     @Override
     public int completionFd() {
         return ready.fd();
@@ -97,6 +106,9 @@ public final class CompletionMailbox implements QueueIo, AutoCloseable {
     /** Hands every posted completion to the queue's completions, on the queue's thread. Returns how many. */
     @Override
     public int reap() {
+        // Before looking: a post from here on signals again (its bit may also be seen below,
+        // which costs a wake-up that finds nothing, never a completion left waiting).
+        signalled.set(false);
         int n = 0;
         for (int w = 0; w < posted.length; w++) {
             if ((long) WORD.getVolatile(posted, w) == 0) {
