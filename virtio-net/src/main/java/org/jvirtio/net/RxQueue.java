@@ -114,10 +114,12 @@ final class RxQueue implements QueueHandler, QueueIo {
             waitingFrom[from] = mine + 1;
             f.retain();
             waiting.addLast(f);
-        }
-        // After the add: this queue's thread sets 'wanted' before it looks again.
-        if (wanted.getAndSet(false)) {
-            wake.signal();
+            // After the add: this queue's thread sets 'wanted' before it looks again. Under the
+            // lock, so that close(), which takes it first, never closes the eventfd under a
+            // signal (a closed fd's number may already be another file's).
+            if (wanted.getAndSet(false)) {
+                wake.signal();
+            }
         }
         return true;
     }
@@ -418,6 +420,8 @@ final class RxQueue implements QueueHandler, QueueIo {
             f.release();
         }
         wanted.set(false);
-        wake.close();
+        synchronized (waiting) {
+            wake.close(); // no offer is between its add and its signal now (both under the lock)
+        }
     }
 }

@@ -42,6 +42,8 @@ final class TapPort implements FrameOwner, AutoCloseable {
     private final MemorySegment vhdr = MemorySegment.ofArray(new byte[VirtioNet.HDR_SIZE]);
     private final Thread reader;
     private volatile boolean closed;
+    /** Senders inside {@link #write}: close waits for them before it closes the tap's fd. */
+    private final java.util.concurrent.atomic.AtomicInteger writing = new java.util.concurrent.atomic.AtomicInteger();
     private final ThreadLocal<Writer> writers = ThreadLocal.withInitial(Writer::new);
 
     /** A pool buffer as a chain of one readable buffer, so frames from the host travel as a guest's do. */
@@ -178,6 +180,15 @@ final class TapPort implements FrameOwner, AutoCloseable {
 
     /** Writes a frame another port sent to the host, on the sender's thread; false (counted by the caller) when it could not. */
     boolean write(Frame f) {
+        writing.incrementAndGet();
+        try {
+            return !closed && writeNow(f);
+        } finally {
+            writing.decrementAndGet();
+        }
+    }
+
+    private boolean writeNow(Frame f) {
         Writer w = writers.get();
         DescriptorChain c = f.chain;
         NetHeader h = f.hdr;
@@ -227,6 +238,9 @@ final class TapPort implements FrameOwner, AutoCloseable {
         }
         port.tap(null);
         port.owner().leave(port);
+        while (writing.get() != 0) {
+            Thread.onSpinWait(); // a sender in its writev (which never blocks: the fd is non-blocking)
+        }
         tap.close();
         // Frames from the pool may still be with receivers for a moment; the mapping stays until none is.
         long deadline = System.nanoTime() + 2_000_000_000L;
