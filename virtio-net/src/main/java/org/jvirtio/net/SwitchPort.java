@@ -60,8 +60,8 @@ public final class SwitchPort {
         adminUp = up;
     }
 
-    /** A receive queue started ({@code q}) or stopped (null) for pair {@code pair}. */
-    void receiveQueue(int pair, RxQueue q) {
+    /** A receive queue started ({@code q}) or stopped (null) for pair {@code pair}; the queues' threads call it, one at a time. */
+    synchronized void receiveQueue(int pair, RxQueue q) {
         rx.set(pair, q);
         int n = 0;
         while (n < MAX_PAIRS && rx.get(n) != null) {
@@ -74,7 +74,11 @@ public final class SwitchPort {
         tap = t;
     }
 
-    /** Hands {@code f} to one of this port's receive queues; false (counted) when none takes it. */
+    /**
+     * Hands {@code f} to one of this port's receive queues (or writes it to the host, for a tap
+     * uplink); true when a receive queue holds it now (it retained the frame), false when it was
+     * written at once or dropped (counted).
+     */
     boolean deliver(Frame f) {
         TapPort t = tap;
         if (t != null) {
