@@ -534,4 +534,30 @@ class NetSwitchTest {
         assertArrayEquals(toA, moved.receive(1, 5000).get(0).frame(), "C's frames to A reach the new port");
         assertEquals(0, old.receive(1, 300).size());
     }
+
+    /** A port taken administratively down: its link reads down in the configuration space, and it neither sends nor receives until it is up again. */
+    @Test
+    void aPortTakenDownNeitherSendsNorReceivesAndItsLinkReadsDown() throws Exception {
+        port("a.sock");
+        var pb = port("b.sock");
+        NetDriver a = driver("a.sock", 0, 2048);
+        NetDriver b = driver("b.sock", 0, 2048);
+        b.post(8);
+        VirtioNetDevice dev = (VirtioNetDevice) pb.device();
+        assertEquals(VirtioNet.S_LINK_UP, b.s.frontend().getConfig(VirtioNet.CONFIG_STATUS, 2)[0]);
+        dev.adminUp(false);
+        assertEquals(0, b.s.frontend().getConfig(VirtioNet.CONFIG_STATUS, 2)[0], "link down");
+        a.send(NetDriver.frame(BROADCAST, A, 60));
+        assertEquals(1, a.sent(1, 5000));
+        assertEquals(0, b.receive(1, 300).size());
+        assertEquals(1, portOf(pb).rxDropped());
+        b.send(NetDriver.frame(A, B, 60));
+        assertEquals(1, b.sent(1, 5000));
+        assertEquals(1, portOf(pb).txDropped(), "a port that is down does not send");
+        dev.adminUp(true);
+        assertEquals(VirtioNet.S_LINK_UP, b.s.frontend().getConfig(VirtioNet.CONFIG_STATUS, 2)[0]);
+        byte[] f = NetDriver.frame(BROADCAST, A, 70);
+        a.send(f);
+        assertArrayEquals(f, b.receive(1, 5000).get(0).frame());
+    }
 }
