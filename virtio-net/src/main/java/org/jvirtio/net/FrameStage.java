@@ -5,7 +5,8 @@ package org.jvirtio.net;
  * own checks and before the frame is forwarded, and lets it pass or drops it; it may rewrite the
  * frame's Ethernet addresses (the copy every receiver gets; the sender's buffer is never written).
  * Bound with Guice for a port (a {@code Multibinder<FrameStage>}: {@link NetModule#stages}), in
- * the order bound. Two come with jvirtio: {@link AntiSpoofing} and {@link RateLimitStage}.
+ * the order bound, or for the port's whole switch ({@link NetModule#switchStages}: every port's
+ * frames, after the port's own stages). Two come with jvirtio: {@link AntiSpoofing} and {@link RateLimitStage}.
  *
  * <pre>{@code
  * // in your DeviceCommand's modules():

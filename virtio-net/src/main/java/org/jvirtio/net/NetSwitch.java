@@ -53,6 +53,26 @@ public final class NetSwitch {
         return (int) ((System.nanoTime() - EPOCH) / 1_000_000_000L);
     }
 
+    /** Stages every frame of every port goes through (after the port's own); replaced whole when one is added. */
+    private volatile FrameStage[] stages = new FrameStage[0];
+
+    /** Adds a stage for every port's frames; a stage already there (the same instance) is not added again. */
+    public synchronized void addStage(FrameStage stage) {
+        for (FrameStage s : stages) {
+            if (s == stage) {
+                return;
+            }
+        }
+        FrameStage[] next = java.util.Arrays.copyOf(stages, stages.length + 1);
+        next[stages.length] = stage;
+        stages = next;
+    }
+
+    /** The switch-wide stages now. */
+    FrameStage[] stages() {
+        return stages;
+    }
+
     /** The switch's tap uplinks by device name, with how many commands asked for each. */
     private final Map<String, TapPort> taps = new java.util.HashMap<>();
     private final Map<String, Integer> tapUsers = new java.util.HashMap<>();

@@ -101,17 +101,13 @@ final class TxQueue implements QueueHandler, FrameOwner {
         f.begin(chain, port, pair, length);
         f.dst = dst;
         f.src = src;
-        for (FrameStage stage : stages) {
-            boolean pass;
-            try {
-                pass = stage.accept(f);
-            } catch (RuntimeException e) {
-                pass = false; // a stage that fails drops the frame, never the queue
-            }
-            if (!pass) {
-                f.releaseOwn();
-                return drop("dropped by " + stage.getClass().getSimpleName());
-            }
+        FrameStage refused = refusedBy(stages, f);
+        if (refused == null) {
+            refused = refusedBy(port.owner().stages(), f);
+        }
+        if (refused != null) {
+            f.releaseOwn();
+            return drop("dropped by " + refused.getClass().getSimpleName());
         }
         if ((f.src & 0x0100_0000_0000L) != 0) {
             f.releaseOwn();
@@ -123,6 +119,22 @@ final class TxQueue implements QueueHandler, FrameOwner {
         port.owner().forward(f);
         // The sender's own reference: if no destination holds the frame now, the chain is done.
         return f.releaseOwn() ? 0 : PENDING;
+    }
+
+    /** The first of {@code stages} that drops {@code f} (a stage that throws drops it), or null. */
+    private static FrameStage refusedBy(FrameStage[] stages, Frame f) {
+        for (FrameStage stage : stages) {
+            boolean pass;
+            try {
+                pass = stage.accept(f);
+            } catch (RuntimeException e) {
+                pass = false; // a stage that fails drops the frame, never the queue
+            }
+            if (!pass) {
+                return stage;
+            }
+        }
+        return null;
     }
 
     /** Why the header is not one this port may send, or null. */

@@ -35,16 +35,23 @@ public final class VirtioNetDevice extends AbstractVirtioDevice {
 
     /** A port without forwarding stages. */
     public VirtioNetDevice(SwitchPort port, NetOptions options) {
-        this(port, options, java.util.Set.of());
+        this(port, options, java.util.Set.of(), java.util.Set.of());
     }
 
-    /** @param stages the port's forwarding stages, run in the set's order on every frame it sends */
+    /**
+     * @param stages       the port's forwarding stages, run in the set's order on every frame it sends
+     * @param switchStages stages for the whole switch (added to it once each; run on every port's frames)
+     */
     @Inject
-    public VirtioNetDevice(SwitchPort port, NetOptions options, java.util.Set<FrameStage> stages) {
+    public VirtioNetDevice(SwitchPort port, NetOptions options, java.util.Set<FrameStage> stages,
+            @com.google.inject.name.Named(NetModule.SWITCH) java.util.Set<FrameStage> switchStages) {
         super(VirtioNet.DEVICE_ID, new ConfigSpace(VirtioNet.CONFIG_SIZE));
         this.port = port;
         this.options = options;
         this.stages = stages.toArray(FrameStage[]::new);
+        for (FrameStage s : switchStages) {
+            port.owner().addStage(s);
+        }
         byte[] m = new byte[6];
         for (int i = 0; i < 6; i++) {
             m[i] = (byte) (options.mac() >>> (8 * (5 - i)));

@@ -147,6 +147,47 @@ class NetStagesTest {
         }
     }
 
+    /** A switch-wide stage bound by two ports' compositions is added once and sees every port's frames once. */
+    @Test
+    void aSwitchWideStageRunsOnceForEveryPortsFrames() throws Exception {
+        java.util.concurrent.atomic.AtomicInteger seen = new java.util.concurrent.atomic.AtomicInteger();
+        FrameStage noIpv6 = f -> {
+            seen.incrementAndGet();
+            return f.etherType() != 0x86dd;
+        };
+        SwitchPort pa = NetSwitch.named(sw).join("a");
+        SwitchPort pb = NetSwitch.named(sw).join("b");
+        VirtioNetDevice da = com.google.inject.Guice.createInjector(new NetModule(pa, NetOptions.defaults(A)),
+                b -> NetModule.switchStages(b).addBinding().toInstance(noIpv6)).getInstance(VirtioNetDevice.class);
+        VirtioNetDevice db = com.google.inject.Guice.createInjector(new NetModule(pb, NetOptions.defaults(B)),
+                b -> NetModule.switchStages(b).addBinding().toInstance(noIpv6)).getInstance(VirtioNetDevice.class);
+        try (VhostUserBackend ba = VhostUserBackend.start(dir.resolve("a.sock"), da, QueueHost.THREAD_PER_QUEUE);
+             VhostUserBackend bb = VhostUserBackend.start(dir.resolve("b.sock"), db, QueueHost.THREAD_PER_QUEUE)) {
+            port("c.sock"); // a port composed without it is governed by it as well
+            NetDriver a = driver("a.sock");
+            NetDriver b = driver("b.sock");
+            NetDriver c = driver("c.sock");
+            a.post(4);
+            b.post(4);
+            c.post(4);
+            byte[] v4 = NetDriver.frame(0xffff_ffff_ffffL, C, 60);
+            byte[] v6 = v4.clone();
+            v6[12] = (byte) 0x86;
+            v6[13] = (byte) 0xdd;
+            c.send(v6);
+            c.send(v4);
+            assertEquals(2, c.sent(2, 5000));
+            assertArrayEquals(v4, a.receive(1, 5000).get(0).frame(), "IPv4 passes, the IPv6 frame was dropped");
+            assertArrayEquals(v4, b.receive(1, 5000).get(0).frame());
+            assertEquals(0, a.receive(1, 200).size());
+            assertEquals(2, seen.get(), "once per frame, though two compositions bound it");
+            assertEquals(1, NetSwitch.named(sw).stages().length);
+        } finally {
+            NetSwitch.named(sw).leave(pa);
+            NetSwitch.named(sw).leave(pb);
+        }
+    }
+
     @Test
     void badFlagsAreRefusedWithOneLineAndNothingListens() throws Exception {
         String[][] bad = {
