@@ -37,6 +37,8 @@ final class TapPort implements FrameOwner, AutoCloseable {
     private final GuestMemory memory;
     private final Frame[] frames = new Frame[SLOTS];
     private final PoolChain[] chains = new PoolChain[SLOTS];
+    /** Each buffer of the pool as a segment of its own, made once (a read per frame allocates nothing). */
+    private final MemorySegment[] buffers = new MemorySegment[SLOTS];
     /** One bit per buffer that is free to read into. */
     private final AtomicLong free = new AtomicLong(-1L);
     private final MemorySegment vhdr = MemorySegment.ofArray(new byte[VirtioNet.HDR_SIZE]);
@@ -75,6 +77,7 @@ final class TapPort implements FrameOwner, AutoCloseable {
         for (int i = 0; i < SLOTS; i++) {
             frames[i] = new Frame(this, i);
             chains[i] = new PoolChain();
+            buffers[i] = pool.segment().asSlice((long) i * SLOT, SLOT);
         }
         port.tap(this);
         reader = Thread.ofPlatform().name("jvirtio-" + tap.name()).daemon().start(this::readLoop);
@@ -115,7 +118,6 @@ final class TapPort implements FrameOwner, AutoCloseable {
         MemorySegment state;
         try (Arena arena = Arena.ofConfined()) {
             state = Native.errnoState(arena);
-            MemorySegment all = pool.segment();
             while (!closed) {
                 try {
                     if (!org.jvirtio.api.linux.Libc.pollIn(tap.fd(), 200)) {
@@ -131,7 +133,7 @@ final class TapPort implements FrameOwner, AutoCloseable {
                         Thread.onSpinWait(); // every buffer is with a receiver: they are copied within one wake-up
                         break;
                     }
-                    long n = tap.read(state, all.asSlice((long) slot * SLOT, SLOT));
+                    long n = tap.read(state, buffers[slot]);
                     if (n <= 0) {
                         giveSlot(slot);
                         if (n < 0) {

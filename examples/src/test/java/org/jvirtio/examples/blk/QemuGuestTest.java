@@ -28,7 +28,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
  * EVENT_IDX, and 2 queues of 1024 entries (-smp 2).
  */
 class QemuGuestTest {
-    private static final Path QEMU = Path.of("/usr/bin/qemu-system-x86_64");
+    private static final Path QEMU = org.jvirtio.examples.TestGuest.QEMU;
     private static Path kernel;
     private static Path initrd;
 
@@ -37,20 +37,9 @@ class QemuGuestTest {
 
     @BeforeAll
     static void prepareGuest() throws Exception {
-        boolean tools = Files.isExecutable(QEMU) && Files.isExecutable(Path.of("/usr/bin/cpio"))
-                && (Files.isExecutable(Path.of("/bin/busybox")) || Files.isExecutable(Path.of("/usr/bin/busybox")));
-        if (System.getenv("CI") != null) {
-            assertTrue(tools, "CI must install qemu-system-x86, busybox-static and cpio");
-        }
-        assumeTrue(tools, "qemu-system-x86_64, busybox or cpio missing");
-        Path cache = Path.of(System.getProperty("user.home"), ".cache", "jvirtio", "guest");
-        Path script = Path.of("src/test/guest/prepare.sh").toAbsolutePath();
-        Process p = new ProcessBuilder("bash", script.toString(), cache.toString()).redirectErrorStream(true).start();
-        List<String> out = new String(p.getInputStream().readAllBytes()).lines().toList();
-        assertTrue(p.waitFor(300, TimeUnit.SECONDS), "guest preparation timed out");
-        assertEquals(0, p.exitValue(), "guest preparation failed: " + out);
-        kernel = Path.of(out.get(out.size() - 2));
-        initrd = Path.of(out.get(out.size() - 1));
+        org.jvirtio.examples.TestGuest g = org.jvirtio.examples.TestGuest.prepare();
+        kernel = g.kernel();
+        initrd = g.initrd();
     }
 
     /**

@@ -30,7 +30,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
  * Linux 6.1 posts 1.5 KiB buffers whatever the MTU, so that pair is not tried at MTU 9000.
  */
 class QemuNetGuestTest {
-    private static final Path QEMU = Path.of("/usr/bin/qemu-system-x86_64");
+    private static final Path QEMU = org.jvirtio.examples.TestGuest.QEMU;
     private static Path kernel;
     private static Path initrd;
 
@@ -39,20 +39,9 @@ class QemuNetGuestTest {
 
     @BeforeAll
     static void prepareGuest() throws Exception {
-        boolean tools = Files.isExecutable(QEMU) && Files.isExecutable(Path.of("/usr/bin/cpio"))
-                && (Files.isExecutable(Path.of("/bin/busybox")) || Files.isExecutable(Path.of("/usr/bin/busybox")));
-        if (System.getenv("CI") != null) {
-            assertTrue(tools, "CI must install qemu-system-x86, busybox-static and cpio");
-        }
-        assumeTrue(tools, "qemu-system-x86_64, busybox or cpio missing");
-        Path cache = Path.of(System.getProperty("user.home"), ".cache", "jvirtio", "guest");
-        Path script = Path.of("src/test/guest/prepare.sh").toAbsolutePath();
-        Process p = new ProcessBuilder("bash", script.toString(), cache.toString()).redirectErrorStream(true).start();
-        List<String> out = new String(p.getInputStream().readAllBytes()).lines().toList();
-        assertTrue(p.waitFor(300, TimeUnit.SECONDS), "guest preparation timed out");
-        assertEquals(0, p.exitValue(), "guest preparation failed: " + out);
-        kernel = Path.of(out.get(out.size() - 2));
-        initrd = Path.of(out.get(out.size() - 1));
+        org.jvirtio.examples.TestGuest g = org.jvirtio.examples.TestGuest.prepare();
+        kernel = g.kernel();
+        initrd = g.initrd();
     }
 
     private Process guest(String name, Path sock, String ip, String peer, String mac, int mtu, int pairs, String deviceOptions)
