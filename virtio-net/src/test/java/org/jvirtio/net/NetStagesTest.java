@@ -202,6 +202,8 @@ class NetStagesTest {
             {"--mrg-rxbuf", "yes"},
             {"--rate-limit", "-1"},
             {"--switch", ""},
+            {"--tap", "no/slash"},
+            {"--tap", "a-name-longer-than-15"},
         };
         for (String[] flags : bad) {
             List<String> args = new ArrayList<>(List.of("net", "--socket", dir.resolve("x.sock").toString()));
