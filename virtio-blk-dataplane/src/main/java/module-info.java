@@ -7,6 +7,7 @@
 module org.jvirtio.blk.dataplane {
     requires transitive org.jvirtio.api;
     requires transitive org.jvirtio.blk;
+    requires org.jvirtio.blk.rbd;
     requires org.jvirtio.command;
     requires org.slf4j;
 

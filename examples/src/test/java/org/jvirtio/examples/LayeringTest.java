@@ -42,6 +42,7 @@ class LayeringTest {
             Map.entry("virtio-vhostuser-proxy", Layer.JOIN),
             Map.entry("virtio-blk", Layer.DEVICE),
             Map.entry("virtio-blk-dataplane", Layer.DEVICE),
+            Map.entry("virtio-blk-rbd", Layer.DEVICE),
             Map.entry("virtio-rng", Layer.DEVICE),
             Map.entry("virtio-net", Layer.DEVICE),
             Map.entry("virtio-runner", Layer.RUNNER),

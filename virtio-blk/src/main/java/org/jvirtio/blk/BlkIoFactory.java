@@ -15,6 +15,9 @@ public interface BlkIoFactory {
      */
     BlockQueueIo open(BlockBackend backend, int depth) throws IOException;
 
-    /** Synchronous I/O on the queue's thread. */
-    BlkIoFactory INLINE = (backend, depth) -> new InlineQueueIo(backend);
+    /** Synchronous I/O on the queue's thread (or the backend's own channel, {@link BlockBackend#openQueueIo}). */
+    BlkIoFactory INLINE = (backend, depth) -> {
+        BlockQueueIo own = backend.openQueueIo(depth);
+        return own != null ? own : new InlineQueueIo(backend);
+    };
 }

@@ -68,6 +68,26 @@ public interface BlockBackend extends Closeable {
         return false;
     }
 
+    /**
+     * The backend's own asynchronous channel for one queue (a network block store with a client
+     * library of its own, RBD), opened on the queue's thread; null (the default) for backends that
+     * the {@link BlkIoFactory} serves (files through io_uring, memory inline).
+     *
+     * @param depth the most operations that can be pending at once
+     */
+    default BlockQueueIo openQueueIo(int depth) throws IOException {
+        return null;
+    }
+
+    /**
+     * Asks to be told when the backend's size changes by itself (an image resized elsewhere):
+     * {@code listener} runs on a thread of the backend's, and the device announces the new
+     * capacity. Backends that only learn of a resize when asked ({@link #refreshSize()}, SIGHUP)
+     * ignore it (the default).
+     */
+    default void watchResize(Runnable listener) {
+    }
+
     /** A name for log lines. */
     String describe();
 }

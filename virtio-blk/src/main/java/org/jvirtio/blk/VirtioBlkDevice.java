@@ -80,6 +80,16 @@ public final class VirtioBlkDevice implements VirtioDevice {
         this.features = f;
         this.writeback = backend.volatileCache();
         this.stats = QueueStats.forQueues(options.queues());
+        backend.watchResize(this::resizedElsewhere);
+    }
+
+    /** The backend saw its size change by itself (an RBD image resized elsewhere). */
+    private void resizedElsewhere() {
+        try {
+            refreshCapacity();
+        } catch (IOException e) {
+            LOG.warn("virtio-blk: reading the new size of {} failed: {}", backend.describe(), e.getMessage());
+        }
     }
 
     @Override
@@ -183,7 +193,7 @@ public final class VirtioBlkDevice implements VirtioDevice {
      *
      * @return the capacity in sectors now
      */
-    public long refreshCapacity() throws IOException {
+    public synchronized long refreshCapacity() throws IOException {
         long sectors = backend.refreshSize() / SECTOR_SIZE;
         if (sectors != capacitySectors) {
             LOG.info("virtio-blk: capacity changed from {} to {} sectors", capacitySectors, sectors);

@@ -21,7 +21,7 @@ class VhostUserBlkEndToEndTest {
         return VhostUserBlkCommand.start(args);
     }
 
-    private static int status(BlkClient c, int tag, int type, long sector, int bytes) throws Exception {
+    static int status(BlkClient c, int tag, int type, long sector, int bytes) throws Exception {
         c.submit(tag, type, sector, bytes);
         c.flushSubmissions();
         int[] st = {-1};
@@ -110,7 +110,7 @@ class VhostUserBlkEndToEndTest {
     }
 
     /** One queue's share: a window of the disk, written and read at random with a shadow copy. */
-    private static void randomIo(BlkClient c, int q, byte[] shadow, int base, int span, int rounds) throws Exception {
+    static void randomIo(BlkClient c, int q, byte[] shadow, int base, int span, int rounds) throws Exception {
         java.util.Random rnd = new java.util.Random(100 + q);
         for (int round = 0; round < rounds; round++) {
             int n = 1 + rnd.nextInt(c.depth());
@@ -191,7 +191,7 @@ class VhostUserBlkEndToEndTest {
         }
     }
 
-    private static byte[] segments(long[]... segs) {
+    static byte[] segments(long[]... segs) {
         java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(16 * segs.length).order(java.nio.ByteOrder.LITTLE_ENDIAN);
         for (long[] s : segs) {
             b.putLong(s[0]).putInt((int) s[1]).putInt((int) s[2]);

@@ -12,6 +12,7 @@ import org.jvirtio.blk.FileBackend;
 import org.jvirtio.blk.NullBackend;
 import org.jvirtio.blk.RamBackend;
 import org.jvirtio.blk.VirtioBlkDevice;
+import org.jvirtio.blk.rbd.RbdBackend;
 import org.jvirtio.command.DeviceCommand;
 import org.jvirtio.command.Flags;
 
@@ -29,6 +30,10 @@ public final class BlkCommand implements DeviceCommand<VirtioBlkDevice> {
     boolean readOnly;
     boolean direct;
     String serial;
+    String rbd;
+    Path cephConf;
+    String cephUser;
+    int rbdTimeout;
 
     private BlockBackend backend;
 
@@ -69,7 +74,7 @@ public final class BlkCommand implements DeviceCommand<VirtioBlkDevice> {
     public String description() {
         return """
                 virtio-blk: QEMU's vhost-user-blk-pci uses the disk as a virtio-blk device.
-                Exactly one of --image, --ram, --null. Sizes take K, M, G, T suffixes (powers of 1024).
+                Exactly one of --image, --rbd, --ram, --null. Sizes take K, M, G, T suffixes (powers of 1024).
                 SIGHUP re-reads the image size and announces a resize to the front-end; SIGTERM/SIGINT stop cleanly.""";
     }
 
@@ -84,6 +89,15 @@ public final class BlkCommand implements DeviceCommand<VirtioBlkDevice> {
                 1024, v -> queueSize = v);
         flags.toggle("--read-only", "Refuse writes (the disk is offered with VIRTIO_BLK_F_RO).", () -> readOnly = true);
         flags.toggle("--direct", "Open the image with O_DIRECT (no page cache, no FLUSH needed).", () -> direct = true);
+        flags.string("--rbd", "POOL/IMAGE",
+                "An RBD image on a Ceph cluster (POOL/IMAGE or POOL/NAMESPACE/IMAGE), through librbd.", null, v -> rbd = v);
+        flags.path("--ceph-conf", "FILE", "ceph.conf for --rbd (default: librados' search, $CEPH_CONF, /etc/ceph/ceph.conf).",
+                v -> cephConf = v);
+        flags.string("--ceph-user", "NAME", "The Ceph client for --rbd, without client. (its key from the keyring ceph.conf names).",
+                null, v -> cephUser = v);
+        flags.integer("--rbd-timeout", "SECONDS",
+                "--rbd: an operation no OSD answers fails with IOERR after this long; connecting gives up after min(this, 10).",
+                30, v -> rbdTimeout = v);
         flags.string("--serial", "TEXT", "GET_ID answer, up to 20 ASCII bytes.", "jvirtio", v -> serial = v);
     }
 
@@ -95,9 +109,15 @@ public final class BlkCommand implements DeviceCommand<VirtioBlkDevice> {
 
     @Override
     public List<Module> modules() throws IOException {
-        int disks = (image != null ? 1 : 0) + (ram != null ? 1 : 0) + (nullSize != null ? 1 : 0);
+        int disks = (image != null ? 1 : 0) + (ram != null ? 1 : 0) + (nullSize != null ? 1 : 0) + (rbd != null ? 1 : 0);
         if (disks != 1) {
-            throw new IllegalArgumentException("name exactly one disk: --image FILE, --ram SIZE or --null SIZE");
+            throw new IllegalArgumentException("name exactly one disk: --image FILE, --rbd POOL/IMAGE, --ram SIZE or --null SIZE");
+        }
+        if (rbd == null && (cephConf != null || cephUser != null)) {
+            throw new IllegalArgumentException("--ceph-conf and --ceph-user only apply to --rbd");
+        }
+        if (rbdTimeout < 1 || rbdTimeout > 3600) {
+            throw new IllegalArgumentException("--rbd-timeout must be in [1, 3600] seconds, got " + rbdTimeout);
         }
         if (queues < 1 || queues > 64) {
             throw new IllegalArgumentException("--queues must be in [1, 64], got " + queues);
@@ -107,6 +127,11 @@ public final class BlkCommand implements DeviceCommand<VirtioBlkDevice> {
             backend = FileBackend.open(image, readOnly, direct);
         } else if (direct) {
             throw new IllegalArgumentException("--direct only applies to --image");
+        } else if (rbd != null) {
+            RbdBackend.ImageName name = RbdBackend.ImageName.parse(rbd);
+            RbdBackend.Options o = RbdBackend.Options.defaults().withConf(cephConf).withUser(cephUser)
+                    .withOpTimeout(rbdTimeout).withConnectTimeout(Math.min(rbdTimeout, 10));
+            backend = RbdBackend.open(name, o, readOnly, queues);
         } else {
             backend = ram != null ? new RamBackend(parseSize("--ram", ram)) : new NullBackend(parseSize("--null", nullSize));
         }

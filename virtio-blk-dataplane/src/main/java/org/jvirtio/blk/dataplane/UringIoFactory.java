@@ -63,6 +63,10 @@ public final class UringIoFactory implements BlkIoFactory {
 
     @Override
     public BlockQueueIo open(BlockBackend backend, int depth) throws IOException {
+        BlockQueueIo own = backend.openQueueIo(depth);
+        if (own != null) {
+            return own; // the backend brings its own asynchronous channel (RBD)
+        }
         if (!(backend instanceof FileBackend file)) {
             return new InlineQueueIo(backend);
         }

@@ -1,0 +1,486 @@
+package org.jvirtio.blk.rbd;
+
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Objects;
+import java.util.concurrent.TimeUnit;
+
+import org.jvirtio.api.EventFd;
+import org.jvirtio.api.linux.ErrnoException;
+import org.jvirtio.api.linux.Libc;
+import org.jvirtio.blk.BlockBackend;
+import org.jvirtio.blk.BlockQueueIo;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A virtio-blk disk that is an RBD image on a Ceph cluster, through Ceph's own client library
+ * (librbd over librados, bound with FFM in {@link Librbd}).
+ *
+ * <p>Each queue submits asynchronous reads and writes straight from and into guest memory on its
+ * own thread ({@link RbdQueueIo}). librbd signals finished operations on one eventfd per image
+ * ({@code rbd_set_image_notification}); they are collected with {@code rbd_poll_io_events}, so no
+ * librbd thread ever calls into Java. With one queue the image's eventfd is the queue's
+ * completion fd and the queue's thread collects its completions itself. With several, a small
+ * thread of this backend collects them and hands each to its queue (a mailbox and the queue's
+ * own eventfd), because one image handle serves every queue: several handles of one image in one
+ * process would pass its exclusive lock back and forth on every write.
+ *
+ * <p>librbd's cache is off (as QEMU's {@code cache.direct=on}): a write is on the OSDs when it
+ * completes, so the device reports writethrough and FLUSH is a no-op that librbd answers. The
+ * client's timeouts bound what a dead cluster costs: connecting gives up after
+ * {@link Options#connectTimeoutSeconds()} (start fails with one line), and an operation an OSD
+ * does not answer fails with {@code -ETIMEDOUT} after {@link Options#opTimeoutSeconds()}
+ * (librados' {@code rados_osd_op_timeout}; the request completes with IOERR and later requests
+ * work again once the OSD is back).
+ *
+ * <p>A resize done elsewhere ({@code rbd resize}) is noticed: librbd refreshes the image on the
+ * header's update notification, and a check each {@link Options#resizeCheckMillis()} of the
+ * size it holds ({@code rbd_get_size}, no round trip) calls the listener the device registered
+ * ({@link #watchResize}), which announces the new capacity to the guest.
+ */
+public final class RbdBackend implements BlockBackend {
+    private static final Logger LOG = LoggerFactory.getLogger(RbdBackend.class);
+    /** Queues one image serves at most (virtio-blk's --queues limit). */
+    static final int MAX_QUEUES = 64;
+
+    /**
+     * How to reach the cluster.
+     *
+     * @param conf                  ceph.conf to read, or null for librados' default search
+     *                              ({@code $CEPH_CONF}, /etc/ceph/ceph.conf, ~/.ceph/config, ./ceph.conf)
+     * @param user                  the client's name without {@code client.} (its key comes from the
+     *                              keyring the conf names), or null for {@code admin}
+     * @param connectTimeoutSeconds how long connecting to the monitors may take
+     * @param opTimeoutSeconds      how long an operation waits for an OSD (or a monitor) before it fails
+     * @param resizeCheckMillis     how often the image's size is compared with the last one (0: never)
+     */
+    public record Options(Path conf, String user, int connectTimeoutSeconds, int opTimeoutSeconds, long resizeCheckMillis) {
+        public static Options defaults() {
+            return new Options(null, null, 10, 30, 1000);
+        }
+
+        public Options withConf(Path c) {
+            return new Options(c, user, connectTimeoutSeconds, opTimeoutSeconds, resizeCheckMillis);
+        }
+
+        public Options withUser(String u) {
+            return new Options(conf, u, connectTimeoutSeconds, opTimeoutSeconds, resizeCheckMillis);
+        }
+
+        public Options withOpTimeout(int seconds) {
+            return new Options(conf, user, connectTimeoutSeconds, seconds, resizeCheckMillis);
+        }
+
+        public Options withConnectTimeout(int seconds) {
+            return new Options(conf, user, seconds, opTimeoutSeconds, resizeCheckMillis);
+        }
+
+        public Options withResizeCheck(long millis) {
+            return new Options(conf, user, connectTimeoutSeconds, opTimeoutSeconds, millis);
+        }
+    }
+
+    /** {@code pool/image} or {@code pool/namespace/image}. */
+    public record ImageName(String pool, String namespace, String image) {
+        public static ImageName parse(String s) {
+            String[] p = s.split("/", -1);
+            for (String part : p) {
+                if (part.isEmpty()) {
+                    throw new IllegalArgumentException("--rbd " + s + " is not POOL/IMAGE or POOL/NAMESPACE/IMAGE");
+                }
+                if (part.indexOf('@') >= 0 || part.indexOf('\0') >= 0) {
+                    throw new IllegalArgumentException("--rbd " + s + ": snapshots (@) are not served; name the image itself");
+                }
+            }
+            return switch (p.length) {
+                case 2 -> new ImageName(p[0], "", p[1]);
+                case 3 -> new ImageName(p[0], p[1], p[2]);
+                default -> throw new IllegalArgumentException("--rbd " + s + " is not POOL/IMAGE or POOL/NAMESPACE/IMAGE");
+            };
+        }
+
+        @Override
+        public String toString() {
+            return namespace.isEmpty() ? pool + "/" + image : pool + "/" + namespace + "/" + image;
+        }
+    }
+
+    private final ImageName name;
+    private final boolean readOnly;
+    private final Arena arena = Arena.ofShared();
+    private final MemorySegment cluster;
+    private final MemorySegment ioctx;
+    private final MemorySegment image;
+    private final long imageAddress;
+    private final EventFd events;
+    private final boolean routed;
+    private final RbdQueueIo[] queues = new RbdQueueIo[MAX_QUEUES];
+    private RbdQueueIo direct;
+    private volatile long size;
+    private volatile boolean closed;
+    private volatile Runnable resizeListener;
+    private final Thread router;
+    private final Thread resizeWatch;
+
+    private RbdBackend(ImageName name, boolean readOnly, MemorySegment cluster, MemorySegment ioctx, MemorySegment image,
+                       long size, EventFd events, boolean routed, long resizeCheckMillis) {
+        this.name = name;
+        this.readOnly = readOnly;
+        this.cluster = cluster;
+        this.ioctx = ioctx;
+        this.image = image;
+        this.imageAddress = image.address();
+        this.size = size;
+        this.events = events;
+        this.routed = routed;
+        this.router = routed ? Thread.ofPlatform().daemon().name("jvirtio-rbd-" + name.image).start(this::route) : null;
+        this.resizeWatch = resizeCheckMillis > 0
+                ? Thread.ofPlatform().daemon().name("jvirtio-rbd-size-" + name.image).start(() -> watchSize(resizeCheckMillis))
+                : null;
+    }
+
+    /**
+     * Connects to the cluster and opens the image.
+     *
+     * @param queues how many queues the device will run at once (1: the queue collects its own
+     *               completions; more: a collecting thread routes them)
+     * @throws IOException with one line: the libraries missing, the conf unreadable, the cluster
+     *                     unreachable or refusing the key, the pool or image missing
+     */
+    public static RbdBackend open(ImageName name, Options options, boolean readOnly, int queues) throws IOException {
+        Objects.requireNonNull(name);
+        Librbd.check();
+        if (options.conf() != null && !Files.isReadable(options.conf())) {
+            throw new IOException("--ceph-conf " + options.conf() + " cannot be read");
+        }
+        Arena tmp = Arena.ofConfined();
+        MemorySegment cluster = MemorySegment.NULL;
+        MemorySegment ioctx = MemorySegment.NULL;
+        MemorySegment image = MemorySegment.NULL;
+        boolean ok = false;
+        try {
+            MemorySegment out = tmp.allocate(ValueLayout.ADDRESS);
+            String user = options.user() == null ? "admin" : options.user();
+            int r = Librbd.create2(out, tmp.allocateFrom("ceph"), tmp.allocateFrom("client." + user));
+            if (r < 0) {
+                throw fail("cannot create a Ceph client for client." + user, r);
+            }
+            cluster = out.get(ValueLayout.ADDRESS, 0);
+            r = Librbd.confReadFile(cluster, options.conf() == null ? MemorySegment.NULL : tmp.allocateFrom(options.conf().toString()));
+            if (r < 0) {
+                throw fail(options.conf() == null ? "no ceph.conf found (name one with --ceph-conf)" : "cannot read " + options.conf(), r);
+            }
+            set(tmp, cluster, "client_mount_timeout", Integer.toString(options.connectTimeoutSeconds()));
+            set(tmp, cluster, "rados_mon_op_timeout", Integer.toString(options.opTimeoutSeconds()));
+            set(tmp, cluster, "rados_osd_op_timeout", Integer.toString(options.opTimeoutSeconds()));
+            set(tmp, cluster, "rbd_cache", "false");
+            r = Librbd.connect(cluster);
+            if (r < 0) {
+                throw fail("cannot connect to the Ceph cluster" + (options.conf() != null ? " of " + options.conf() : "")
+                        + " as client." + user, r);
+            }
+            r = Librbd.ioctxCreate(cluster, tmp.allocateFrom(name.pool()), out);
+            if (r < 0) {
+                throw r == -2 ? new IOException("pool " + name.pool() + " does not exist") : fail("cannot open pool " + name.pool(), r);
+            }
+            ioctx = out.get(ValueLayout.ADDRESS, 0);
+            Librbd.ioctxSetNamespace(ioctx, tmp.allocateFrom(name.namespace()));
+            r = Librbd.open(ioctx, tmp.allocateFrom(name.image()), out, readOnly);
+            if (r < 0) {
+                throw r == -2 ? new IOException("RBD image " + name + " does not exist") : fail("cannot open RBD image " + name, r);
+            }
+            image = out.get(ValueLayout.ADDRESS, 0);
+            MemorySegment sz = tmp.allocate(ValueLayout.JAVA_LONG);
+            r = Librbd.getSize(image, sz);
+            if (r < 0) {
+                throw fail("cannot read the size of " + name, r);
+            }
+            long size = sz.get(ValueLayout.JAVA_LONG, 0);
+            if (size <= 0 || size % 512 != 0) {
+                throw new IOException("RBD image " + name + " has size " + size + ": not a positive multiple of 512 bytes");
+            }
+            EventFd events = EventFd.create(true);
+            r = Librbd.setImageNotification(image, events.fd(), Librbd.EVENT_TYPE_EVENTFD);
+            if (r < 0) {
+                events.close();
+                throw fail("cannot ask librbd for completion events", r);
+            }
+            RbdBackend b = new RbdBackend(name, readOnly, cluster, ioctx, image, size, events, queues > 1, options.resizeCheckMillis());
+            ok = true;
+            return b;
+        } finally {
+            tmp.close();
+            if (!ok) {
+                if (!image.equals(MemorySegment.NULL)) {
+                    Librbd.close(image);
+                }
+                if (!ioctx.equals(MemorySegment.NULL)) {
+                    Librbd.ioctxDestroy(ioctx);
+                }
+                if (!cluster.equals(MemorySegment.NULL)) {
+                    Librbd.shutdown(cluster);
+                }
+            }
+        }
+    }
+
+    private static void set(Arena a, MemorySegment cluster, String option, String value) throws IOException {
+        int r = Librbd.confSet(cluster, a.allocateFrom(option), a.allocateFrom(value));
+        if (r < 0) {
+            throw fail("cannot set " + option + " = " + value, r);
+        }
+    }
+
+    /** What librbd or librados answered with {@code -errno}, as one line. */
+    static IOException fail(String what, int negErrno) {
+        return new IOException(what + ": " + Libc.strerror(-negErrno) + " (errno " + -negErrno + ")");
+    }
+
+    public ImageName name() {
+        return name;
+    }
+
+    long imageAddress() {
+        return imageAddress;
+    }
+
+    MemorySegment image() {
+        return image;
+    }
+
+    /** The eventfd librbd signals (the queue's completion fd when it collects its own). */
+    EventFd events() {
+        return events;
+    }
+
+    @Override
+    public long size() {
+        return size;
+    }
+
+    @Override
+    public long refreshSize() throws IOException {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment sz = a.allocate(ValueLayout.JAVA_LONG);
+            int r = Librbd.getSize(image, sz);
+            if (r < 0) {
+                throw fail("cannot read the size of " + name, r);
+            }
+            size = sz.get(ValueLayout.JAVA_LONG, 0) & ~511L;
+            return size;
+        }
+    }
+
+    /** {@code r} runs (on a thread of this backend) when the image's size changed; the device announces it. */
+    @Override
+    public void watchResize(Runnable r) {
+        this.resizeListener = r;
+    }
+
+    private void watchSize(long millis) {
+        while (!closed) {
+            try {
+                Thread.sleep(millis);
+            } catch (InterruptedException e) {
+                return;
+            }
+            if (closed) {
+                return;
+            }
+            long before = size;
+            try (Arena a = Arena.ofConfined()) {
+                MemorySegment sz = a.allocate(ValueLayout.JAVA_LONG);
+                if (closed || Librbd.getSize(image, sz) < 0) {
+                    continue;
+                }
+                long now = sz.get(ValueLayout.JAVA_LONG, 0) & ~511L;
+                Runnable l = resizeListener;
+                if (now != before && l != null) {
+                    LOG.info("RBD image {} was resized from {} to {} bytes", name, before, now);
+                    try {
+                        l.run();
+                    } catch (RuntimeException e) {
+                        LOG.warn("RBD image {}: announcing the resize failed: {}", name, e.toString());
+                    }
+                }
+            }
+        }
+    }
+
+    @Override
+    public boolean readOnly() {
+        return readOnly;
+    }
+
+    // ---- the synchronous form (InlineQueueIo, tests) ----
+
+    private static long address(MemorySegment mem, long memOffset, long length) {
+        return mem.asSlice(memOffset, length).address();
+    }
+
+    @Override
+    public void read(long offset, MemorySegment mem, long memOffset, long length) throws IOException {
+        long done = 0;
+        while (done < length) {
+            long n = Librbd.read(image, offset + done, length - done, address(mem, memOffset + done, length - done));
+            if (n < 0) {
+                throw fail("rbd_read at byte " + (offset + done), (int) n);
+            }
+            if (n == 0) {
+                mem.asSlice(memOffset + done, length - done).fill((byte) 0); // past a shrunken end
+                return;
+            }
+            done += n;
+        }
+    }
+
+    @Override
+    public void write(long offset, MemorySegment mem, long memOffset, long length) throws IOException {
+        long n = Librbd.write(image, offset, length, address(mem, memOffset, length));
+        if (n < 0) {
+            throw fail("rbd_write at byte " + offset, (int) n);
+        }
+        if (n != length) {
+            throw new IOException("rbd_write at byte " + offset + " wrote " + n + " of " + length + " bytes");
+        }
+    }
+
+    @Override
+    public void flush() throws IOException {
+        int r = Librbd.flush(image);
+        if (r < 0) {
+            throw fail("rbd_flush", r);
+        }
+    }
+
+    @Override
+    public void discard(long offset, long length) throws IOException {
+        int r = Librbd.discard(image, offset, length);
+        if (r < 0) {
+            throw fail("rbd_discard at byte " + offset, r);
+        }
+    }
+
+    @Override
+    public void writeZeroes(long offset, long length, boolean unmap) throws IOException {
+        long r = Librbd.writeZeroes(image, offset, length, unmap ? 0 : Librbd.RBD_WRITE_ZEROES_FLAG_THICK_PROVISION);
+        if (r < 0) {
+            throw fail("rbd_write_zeroes at byte " + offset, (int) r);
+        }
+    }
+
+    // ---- queues ----
+
+    @Override
+    public BlockQueueIo openQueueIo(int depth) throws IOException {
+        synchronized (queues) {
+            if (closed) {
+                throw new IOException("RBD image " + name + " is closed");
+            }
+            if (!routed) {
+                if (direct != null) {
+                    throw new IOException("RBD image " + name + " was opened for one queue and serves one already");
+                }
+                direct = new RbdQueueIo(this, 0, depth, null);
+                return direct;
+            }
+            for (int i = 0; i < queues.length; i++) {
+                if (queues[i] == null) {
+                    queues[i] = new RbdQueueIo(this, i, depth, EventFd.create(true));
+                    return queues[i];
+                }
+            }
+            throw new IOException("RBD image " + name + " serves " + MAX_QUEUES + " queues already");
+        }
+    }
+
+    /** The queue gives its slot back (closed with nothing pending). */
+    void closed(RbdQueueIo q) {
+        synchronized (queues) {
+            if (direct == q) {
+                direct = null;
+            } else if (queues[q.slot()] == q) {
+                queues[q.slot()] = null;
+            }
+        }
+    }
+
+    /** Routed mode: collects every finished completion and hands it to its queue. */
+    private void route() {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment comps = a.allocate(8L * RbdQueueIo.POLL_BATCH, 8);
+            while (!closed) {
+                try {
+                    events.await(200);
+                } catch (ErrnoException e) {
+                    LOG.error("RBD image {}: waiting for completions failed: {}", name, e.getMessage());
+                    return;
+                }
+                events.read();
+                int n;
+                do {
+                    n = Librbd.pollIoEvents(imageAddress, comps.address(), RbdQueueIo.POLL_BATCH);
+                    for (int i = 0; i < n; i++) {
+                        long c = comps.getAtIndex(ValueLayout.JAVA_LONG, i);
+                        long arg = Librbd.aioGetArg(c);
+                        RbdQueueIo q;
+                        synchronized (queues) {
+                            q = queues[RbdQueueIo.slotOf(arg)];
+                        }
+                        if (q == null) {
+                            // Cannot happen: a queue closes only with nothing pending.
+                            LOG.error("RBD image {}: a completion for a closed queue", name);
+                            Librbd.aioRelease(c);
+                            continue;
+                        }
+                        q.deliver(c);
+                    }
+                } while (n == RbdQueueIo.POLL_BATCH);
+            }
+        }
+    }
+
+    @Override
+    public String describe() {
+        return "RBD image " + name + (readOnly ? " (read-only)" : "") + ", " + size + " bytes";
+    }
+
+    @Override
+    public void close() throws IOException {
+        synchronized (queues) {
+            if (closed) {
+                return;
+            }
+            closed = true;
+        }
+        if (resizeWatch != null) {
+            resizeWatch.interrupt();
+            joinQuietly(resizeWatch);
+        }
+        if (router != null) {
+            events.signal();
+            joinQuietly(router);
+        }
+        int r = Librbd.close(image);
+        if (r < 0) {
+            LOG.warn("closing RBD image {}: {}", name, Libc.strerror(-r));
+        }
+        Librbd.ioctxDestroy(ioctx);
+        Librbd.shutdown(cluster);
+        events.close();
+        arena.close();
+    }
+
+    private static void joinQuietly(Thread t) {
+        try {
+            t.join(TimeUnit.SECONDS.toMillis(5));
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+}
