@@ -75,13 +75,54 @@ class QemuGuestTest {
     @CsvSource({"1, ''", "1, ',indirect_desc=off,event_idx=off'", "2, ',queue-size=1024'", "1, ',packed=on'",
         "2, ',packed=on,queue-size=1024,indirect_desc=off'"})
     void guestUsesTheDisk(int queues, String deviceOptions) throws Exception {
+        useTheDisk(List.of("--image", image64M().toString()), queues, deviceOptions);
+    }
+
+    /** Issue 27: the same guest workloads on an RBD image of a real Ceph cluster ({@code blk --rbd}). */
+    @ParameterizedTest(name = "rbd {0} queue(s) {1}")
+    @CsvSource({"1, ''", "2, ',packed=on'"})
+    void guestUsesAnRbdDisk(int queues, String deviceOptions) throws Exception {
+        useTheDisk(rbdDisk("guest" + queues, "64M"), queues, deviceOptions);
+    }
+
+    /** A 64 MiB raw image file in the test's directory. */
+    private Path image64M() throws java.io.IOException {
         Path img = dir.resolve("disk.img");
         try (var f = new java.io.RandomAccessFile(img.toFile(), "rw")) {
             f.setLength(64 << 20);
         }
+        return img;
+    }
+
+    private static org.jvirtio.testkit.CephCluster ceph;
+    @TempDir
+    static Path cephDir;
+
+    /** The flags of a new RBD image on this class's Ceph cluster (started on first use; the test is skipped without Ceph). */
+    private static List<String> rbdDisk(String name, String size) throws Exception {
+        String missing = org.jvirtio.testkit.CephCluster.missing();
+        org.junit.jupiter.api.Assumptions.assumeTrue(missing == null, missing);
+        if (ceph == null) {
+            ceph = org.jvirtio.testkit.CephCluster.start(cephDir.resolve("ceph"));
+        }
+        ceph.createImage("rbd/" + name, size);
+        return List.of("--rbd", "rbd/" + name, "--ceph-conf", ceph.conf().toString());
+    }
+
+    @org.junit.jupiter.api.AfterAll
+    static void stopCeph() {
+        if (ceph != null) {
+            ceph.close();
+            ceph = null;
+        }
+    }
+
+    private void useTheDisk(List<String> disk, int queues, String deviceOptions) throws Exception {
         Path sock = dir.resolve("vublk.sock");
-        try (var backend = VhostUserBlkCommand.start("--socket", sock.toString(), "--image", img.toString(),
-                "--queues", Integer.toString(queues), "--iothreads", Integer.toString(queues), "--serial", "jvirtio-guest")) {
+        List<String> args = new java.util.ArrayList<>(List.of("--socket", sock.toString()));
+        args.addAll(disk);
+        args.addAll(List.of("--queues", Integer.toString(queues), "--iothreads", Integer.toString(queues), "--serial", "jvirtio-guest"));
+        try (var backend = VhostUserBlkCommand.start(args.toArray(String[]::new))) {
             String out = runGuest(150, "-smp", "2", "-append", "console=ttyS0 quiet panic=-1",
                     "-chardev", "socket,id=vublk0,path=" + sock,
                     // QEMU's defaults; no indirect descriptors and no EVENT_IDX (chains must fit the
@@ -122,15 +163,28 @@ class QemuGuestTest {
     @ParameterizedTest(name = "packed={0}")
     @org.junit.jupiter.params.provider.ValueSource(booleans = {false, true})
     void aBackendKilledUnderTheGuestsWritesLosesNothing(boolean packed) throws Exception {
-        Path img = dir.resolve("disk.img");
-        try (var f = new java.io.RandomAccessFile(img.toFile(), "rw")) {
-            f.setLength(64 << 20);
-        }
+        killUnderTheGuestsWrites(List.of("--image", image64M().toString()), packed, new int[] {2, 4, 6});
+    }
+
+    /**
+     * Issue 27: the same on an RBD image, killed once. The killed backend's exclusive lock on the
+     * image stays with its dead client until the OSD drops its watch (osd_client_watch_timeout,
+     * 30 s by default), so the new backend's first write waits that long for the lock; the guest's
+     * writes stall, then complete, and nothing is lost.
+     */
+    @Test
+    void anRbdBackendKilledUnderTheGuestsWritesLosesNothing() throws Exception {
+        killUnderTheGuestsWrites(rbdDisk("restart", "64M"), false, new int[] {2});
+    }
+
+    private void killUnderTheGuestsWrites(List<String> disk, boolean packed, int[] killRounds) throws Exception {
         Path sock = dir.resolve("vublk.sock");
         Path backendLog = dir.resolve("backend.log");
-        List<String> backendCmd = List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(), "--enable-native-access=ALL-UNNAMED",
+        List<String> backendCmd = new java.util.ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "--enable-native-access=ALL-UNNAMED",
                 "-Djvirtio.inline_writes=off", "-cp", System.getProperty("java.class.path"), "org.jvirtio.runner.VhostUserRunner", "blk",
-                "--socket", sock.toString(), "--image", img.toString(), "--queues", "2", "--iothreads", "2");
+                "--socket", sock.toString(), "--queues", "2", "--iothreads", "2"));
+        backendCmd.addAll(disk);
         Process backend = startBackend(backendCmd, backendLog, sock);
         Path log = dir.resolve("qemu.log");
         Process qemu = new ProcessBuilder(QEMU.toString(), "-machine", "q35,accel=tcg,memory-backend=mem", "-m", "256M",
@@ -146,7 +200,7 @@ class QemuGuestTest {
             while (qemu.isAlive()) {
                 assertTrue(System.nanoTime() < deadline, "the guest did not finish within 300 s: " + Files.readString(log));
                 String out = Files.readString(log);
-                for (int round : new int[] {2, 4, 6}) {
+                for (int round : killRounds) {
                     if (!killedAt.contains(round) && out.contains("GUEST: ROUND " + round + " WRITING")) {
                         killedAt.add(round);
                         Thread.sleep(150); // into the round's writes
@@ -159,7 +213,7 @@ class QemuGuestTest {
                 Thread.sleep(20);
             }
             String out = Files.readString(log);
-            assertEquals(3, kills, out);
+            assertEquals(killRounds.length, kills, out);
             // one boot: a guest that oopsed reboots (panic=-1) and would run all its rounds anew
             assertEquals(out.indexOf("GUEST: init"), out.lastIndexOf("GUEST: init"), "the guest rebooted: " + out);
             assertFalse(out.contains("Call Trace") || out.contains("Kernel panic"), "the guest crashed: " + out);
@@ -198,17 +252,33 @@ class QemuGuestTest {
     @org.junit.jupiter.params.provider.ValueSource(booleans = {false, true})
     void liveMigrationBetweenTwoQemusOnTwoBackends(boolean packed) throws Exception {
         migrationDeviceOptions = packed ? ",packed=on" : "";
-        Path img = dir.resolve("disk.img");
-        try (var f = new java.io.RandomAccessFile(img.toFile(), "rw")) {
-            f.setLength(64 << 20);
-        }
+        migrate(List.of("--image", image64M().toString()));
+    }
+
+    /**
+     * Issue 27: migration between hosts as clouds do it, with shared storage: two backends open
+     * the same RBD image; the source's backend holds its exclusive lock while the guest writes
+     * there, and the destination's backend takes it over (librbd's cooperative lock transition)
+     * with its first write after the switch.
+     */
+    @Test
+    void liveMigrationBetweenTwoQemusOnTwoBackendsOnOneRbdImage() throws Exception {
+        migrationDeviceOptions = "";
+        migrate(rbdDisk("migrate", "64M"));
+    }
+
+    private void migrate(List<String> disk) throws Exception {
         Path sockA = dir.resolve("a.sock");
         Path sockB = dir.resolve("b.sock");
         // Inside the suite's 180 s per test, so that a guest that hangs fails with its logs.
         long deadline = System.nanoTime() + 170_000_000_000L;
         StringBuilder lost = new StringBuilder();
-        try (var backendA = VhostUserBlkCommand.start("--socket", sockA.toString(), "--image", img.toString(), "--queues", "2", "--iothreads", "2");
-             var backendB = VhostUserBlkCommand.start("--socket", sockB.toString(), "--image", img.toString(), "--queues", "2", "--iothreads", "2")) {
+        List<String> a = new java.util.ArrayList<>(List.of("--socket", sockA.toString(), "--queues", "2", "--iothreads", "2"));
+        a.addAll(disk);
+        List<String> b = new java.util.ArrayList<>(List.of("--socket", sockB.toString(), "--queues", "2", "--iothreads", "2"));
+        b.addAll(disk);
+        try (var backendA = VhostUserBlkCommand.start(a.toArray(String[]::new));
+             var backendB = VhostUserBlkCommand.start(b.toArray(String[]::new))) {
             assertTrue(backendA.device().deviceId() == 2 && backendB.device().deviceId() == 2);
             for (int attempt = 1; attempt <= 3; attempt++) {
                 String why = migrateOnce(attempt, sockA, sockB, deadline);

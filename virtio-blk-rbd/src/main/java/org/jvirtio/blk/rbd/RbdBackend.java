@@ -31,7 +31,9 @@ import org.slf4j.LoggerFactory;
  * process would pass its exclusive lock back and forth on every write.
  *
  * <p>librbd's cache is off (as QEMU's {@code cache.direct=on}): a write is on the OSDs when it
- * completes, so the device reports writethrough and FLUSH is a no-op that librbd answers. The
+ * completes. The disk is still offered as a write-back cache the guest may switch
+ * (CONFIG_WCE), as qemu-storage-daemon offers it: a FLUSH is {@code rbd_aio_flush}, which
+ * completes once every earlier write has, and costs nothing more with the cache off. The
  * client's timeouts bound what a dead cluster costs: connecting gives up after
  * {@link Options#connectTimeoutSeconds()} (start fails with one line), and an operation an OSD
  * does not answer fails with {@code -ETIMEDOUT} after {@link Options#opTimeoutSeconds()}
@@ -315,6 +317,12 @@ public final class RbdBackend implements BlockBackend {
     @Override
     public boolean readOnly() {
         return readOnly;
+    }
+
+    /** Offered as write-back (CONFIG_WCE, FLUSH forwarded), as qemu-storage-daemon offers an RBD export. */
+    @Override
+    public boolean volatileCache() {
+        return true;
     }
 
     // ---- the synchronous form (InlineQueueIo, tests) ----

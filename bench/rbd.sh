@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# RBD bench: jvirtio's `blk --rbd` and qemu-storage-daemon's `driver=rbd,cache.direct=on`, both as
+# vhost-user-blk exports of the same image on the same throw-away single-node cluster
+# (bin/ceph-cluster: one mon, one memstore OSD), driven by the same Java front-end (bin/bench,
+# waiting on the call eventfd as a guest does), rounds interleaved (jvirtio, qsd, jvirtio, ...).
+# Rows: 4 KiB random read at depth 1 and 32, random write at depth 32.
+# Per row and backend: IOPS, p50, backend CPU per request split into the backend's own threads and
+# librbd/librados' threads (by thread name: msgr-worker, io_context_pool, safe_timer, ...), and the
+# OSD's CPU per request. Medians over the rounds.
+# Usage: bench/rbd.sh [rounds] [seconds]     (needs ceph-mon ceph-osd ceph-common librbd1 qemu-block-extra)
+# Backend pinned to CPU 1 with its librbd threads, bench client and the cluster to CPU 0.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+rounds=${1:-3}
+secs=${2:-10}
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; "$root/bin/ceph-cluster" stop "$work/ceph" >/dev/null 2>&1 || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
+hz=$(getconf CLK_TCK)
+
+"$root/bin/bench" --help >/dev/null   # builds the jars once, outside the measurement
+"$root/bin/vhost-user" --help >/dev/null 2>&1 || true
+CEPH_MEMSTORE_BYTES=$((2 << 30)) taskset -c 0 "$root/bin/ceph-cluster" start "$work/ceph" >/dev/null
+conf=$work/ceph/ceph.conf
+rbd -c "$conf" create --size 256M rbd/bench
+rbd -c "$conf" bench --io-type write --io-pattern seq --io-size 4M --io-total 256M rbd/bench >/dev/null 2>&1
+osd=$(cat "$work/ceph/osd.0.pid")
+
+ceph_threads='^(safe_timer|io_context_pool|taskfin_librbd|service|msgr-worker-[0-9]+|ms_local|ms_dispatch|log|ceph_timer|admin_socket|fn_anonymous|fn-radosclient|signal_handler|finisher|tp_librbd|ms_.*)$'
+# "own librbd" -> prints "OWN LIB" CPU ticks of pid
+ticks() {
+  local own=0 lib=0 t name v
+  for t in /proc/"$1"/task/*; do
+    name=$(cat "$t/comm" 2>/dev/null) || continue
+    v=$(awk '{print $14 + $15}' "$t/stat" 2>/dev/null) || continue
+    if [[ $name =~ $ceph_threads ]]; then lib=$((lib + v)); else own=$((own + v)); fi
+  done
+  echo "$own $lib"
+}
+proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+start_backend() { # kind -> pid, sock
+  sock=$work/$1.sock
+  rm -f "$sock"
+  case $1 in
+    jvirtio) taskset -c 1 "$root/bin/vhost-user" blk --socket "$sock" --rbd rbd/bench --ceph-conf "$conf" >"$work/backend.log" 2>&1 & ;;
+    qsd) taskset -c 1 qemu-storage-daemon \
+      --blockdev "driver=rbd,node-name=d0,pool=rbd,image=bench,conf=$conf,user=admin,cache.direct=on" \
+      --export type=vhost-user-blk,id=e0,node-name=d0,addr.type=unix,addr.path="$sock",writable=on >"$work/backend.log" 2>&1 & ;;
+  esac
+  pid=$!
+  for _ in $(seq 200); do [ -S "$sock" ] && return; sleep 0.05; done
+  echo "backend $1 did not start: $(cat "$work/backend.log")" >&2; exit 1
+}
+
+results=$work/results
+: >"$results"
+for round in $(seq 1 "$rounds"); do
+  for row in "read 1" "read 32" "write 32"; do
+    set -- $row
+    rw=$1 depth=$2
+    for kind in jvirtio qsd; do
+      start_backend "$kind"
+      pct=$([ "$rw" = read ] && echo 100 || echo 0)
+      taskset -c 0 "$root/bin/bench" --socket "$sock" --depth "$depth" --read-percent "$pct" --seconds "$secs" --warmup 3 --span 256M >"$work/bench.out" &
+      bench=$!
+      sleep 3.5
+      read -r o0 l0 <<<"$(ticks "$pid")"
+      s0=$(proc_ticks "$osd")
+      wait "$bench"
+      read -r o1 l1 <<<"$(ticks "$pid")"
+      s1=$(proc_ticks "$osd")
+      kill "$pid"; wait "$pid" 2>/dev/null || true
+      out=$(cat "$work/bench.out")
+      iops=$(sed -n 's/.*reads: \([0-9,]*\) IOPS.*/\1/p; s/.*writes: \([0-9,]*\) IOPS.*/\1/p; s/.*%[a-z ]*: \([0-9,]*\) IOPS.*/\1/p' <<<"$out" | head -1 | tr -d ,)
+      reqs=$(sed -n 's/.*(\([0-9,]*\) requests.*/\1/p' <<<"$out" | tr -d ,)
+      p50=$(sed -n 's/.*p50 \([0-9.]*\) us.*/\1/p' <<<"$out")
+      awk -v k="$kind" -v rw="$rw" -v d="$depth" -v i="$iops" -v p="$p50" -v r="$reqs" -v hz="$hz" \
+          -v own=$((o1 - o0)) -v lib=$((l1 - l0)) -v osd=$((s1 - s0)) \
+        'BEGIN { printf "%s %s %s %s %s %.1f %.1f %.1f\n", k, rw, d, i, p, own / hz * 1e6 / r, lib / hz * 1e6 / r, osd / hz * 1e6 / r }' >>"$results"
+      echo "round $round: $(tail -1 "$results")" >&2
+    done
+  done
+done
+
+printf '%-8s %-6s %5s %10s %9s %12s %12s %12s %12s\n' backend rw depth IOPS p50_us own_us/req librbd_us/req total_us/req osd_us/req
+for row in "read 1" "read 32" "write 32"; do
+  set -- $row
+  for kind in jvirtio qsd; do
+    awk -v k="$kind" -v rw="$1" -v d="$2" '$1 == k && $2 == rw && $3 == d' "$results" | sort -k4 -n | awk '
+      { i[NR] = $4; p[NR] = $5; o[NR] = $6; l[NR] = $7; s[NR] = $8; t[NR] = $6 + $7 }
+      function med(a, n,   b, j, k, x) { for (j = 1; j <= n; j++) b[j] = a[j]; for (j = 1; j <= n; j++) for (k = j + 1; k <= n; k++) if (b[k] < b[j]) { x = b[j]; b[j] = b[k]; b[k] = x }; return n % 2 ? b[(n + 1) / 2] : (b[n / 2] + b[n / 2 + 1]) / 2 }
+      END { printf "%-8s %-6s %5s %10d %9.1f %12.1f %12.1f %12.1f %12.1f\n", k, rw, d, med(i, NR), med(p, NR), med(o, NR), med(l, NR), med(t, NR), med(s, NR) }' k="$kind" rw="$1" d="$2"
+  done
+done
