@@ -7,6 +7,8 @@
 # Per row and backend: IOPS, p50, backend CPU per request split into the backend's own threads and
 # librbd/librados' threads (by thread name: msgr-worker, io_context_pool, safe_timer, ...), and the
 # OSD's CPU per request. Medians over the rounds.
+# RBD_JVIRTIO_VARIANT="flags" adds rows "jvirtio_var": jvirtio with those flags too, in the same rounds
+# (e.g. RBD_JVIRTIO_VARIANT="--ceph-options rbd_non_blocking_aio=false").
 # Usage: bench/rbd.sh [rounds] [seconds]     (needs ceph-mon ceph-osd ceph-common librbd1 qemu-block-extra)
 # Backend pinned to CPU 1 with its librbd threads, bench client and the cluster to CPU 0.
 set -euo pipefail
@@ -43,6 +45,8 @@ start_backend() { # kind -> pid, sock
   rm -f "$sock"
   case $1 in
     jvirtio) taskset -c 1 "$root/bin/vhost-user" blk --socket "$sock" --rbd rbd/bench --ceph-conf "$conf" >"$work/backend.log" 2>&1 & ;;
+    jvirtio_var) read -r -a extra <<<"$RBD_JVIRTIO_VARIANT"
+      taskset -c 1 "$root/bin/vhost-user" blk --socket "$sock" --rbd rbd/bench --ceph-conf "$conf" "${extra[@]}" >"$work/backend.log" 2>&1 & ;;
     qsd) taskset -c 1 qemu-storage-daemon \
       --blockdev "driver=rbd,node-name=d0,pool=rbd,image=bench,conf=$conf,user=admin,cache.direct=on" \
       --export type=vhost-user-blk,id=e0,node-name=d0,addr.type=unix,addr.path="$sock",writable=on >"$work/backend.log" 2>&1 & ;;
@@ -52,18 +56,20 @@ start_backend() { # kind -> pid, sock
   echo "backend $1 did not start: $(cat "$work/backend.log")" >&2; exit 1
 }
 
+kinds="jvirtio qsd"
+[ -n "${RBD_JVIRTIO_VARIANT:-}" ] && kinds="jvirtio jvirtio_var qsd"
 results=$work/results
 : >"$results"
 for round in $(seq 1 "$rounds"); do
   for row in "read 1" "read 32" "write 32"; do
     set -- $row
     rw=$1 depth=$2
-    for kind in jvirtio qsd; do
+    for kind in $kinds; do
       start_backend "$kind"
       pct=$([ "$rw" = read ] && echo 100 || echo 0)
-      taskset -c 0 "$root/bin/bench" --socket "$sock" --depth "$depth" --read-percent "$pct" --seconds "$secs" --warmup 3 --span 256M >"$work/bench.out" &
+      taskset -c 0 "$root/bin/bench" --socket "$sock" --depth "$depth" --read-percent "$pct" --seconds "$secs" --warmup 5 --span 256M >"$work/bench.out" &
       bench=$!
-      sleep 3.5
+      sleep 5.5
       read -r o0 l0 <<<"$(ticks "$pid")"
       s0=$(proc_ticks "$osd")
       wait "$bench"
@@ -82,13 +88,13 @@ for round in $(seq 1 "$rounds"); do
   done
 done
 
-printf '%-8s %-6s %5s %10s %9s %12s %12s %12s %12s\n' backend rw depth IOPS p50_us own_us/req librbd_us/req total_us/req osd_us/req
+printf '%-11s %-6s %5s %10s %9s %12s %12s %12s %12s\n' backend rw depth IOPS p50_us own_us/req librbd_us/req total_us/req osd_us/req
 for row in "read 1" "read 32" "write 32"; do
   set -- $row
-  for kind in jvirtio qsd; do
+  for kind in $kinds; do
     awk -v k="$kind" -v rw="$1" -v d="$2" '$1 == k && $2 == rw && $3 == d' "$results" | sort -k4 -n | awk '
       { i[NR] = $4; p[NR] = $5; o[NR] = $6; l[NR] = $7; s[NR] = $8; t[NR] = $6 + $7 }
       function med(a, n,   b, j, k, x) { for (j = 1; j <= n; j++) b[j] = a[j]; for (j = 1; j <= n; j++) for (k = j + 1; k <= n; k++) if (b[k] < b[j]) { x = b[j]; b[j] = b[k]; b[k] = x }; return n % 2 ? b[(n + 1) / 2] : (b[n / 2] + b[n / 2 + 1]) / 2 }
-      END { printf "%-8s %-6s %5s %10d %9.1f %12.1f %12.1f %12.1f %12.1f\n", k, rw, d, med(i, NR), med(p, NR), med(o, NR), med(l, NR), med(t, NR), med(s, NR) }' k="$kind" rw="$1" d="$2"
+      END { printf "%-11s %-6s %5s %10d %9.1f %12.1f %12.1f %12.1f %12.1f\n", k, rw, d, med(i, NR), med(p, NR), med(o, NR), med(l, NR), med(t, NR), med(s, NR) }' k="$kind" rw="$1" d="$2"
   done
 done

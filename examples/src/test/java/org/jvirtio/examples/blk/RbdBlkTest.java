@@ -237,6 +237,9 @@ class RbdBlkTest {
             {"--socket", sock, "--rbd", "rbd/img", "--ceph-conf", conf, "--rbd-timeout", "0"},
             {"--socket", sock, "--ram", "1M", "--ceph-conf", conf},
             {"--socket", sock, "--rbd", "rbd/img", "--image", "/dev/null"},
+            {"--socket", sock, "--rbd", "rbd/img", "--ceph-conf", conf, "--ceph-options", "no_such_setting=1"},
+            {"--socket", sock, "--rbd", "rbd/img", "--ceph-conf", conf, "--ceph-options", "rbd_cache"},
+            {"--socket", sock, "--rbd", "rbd/img", "--ceph-conf", conf, "--ceph-options", "rbd_cache=false,rbd_cache=true"},
         };
         for (String[] args : cases) {
             ByteArrayOutputStream err = new ByteArrayOutputStream();

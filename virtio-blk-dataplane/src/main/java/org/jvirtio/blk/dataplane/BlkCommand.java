@@ -34,6 +34,7 @@ public final class BlkCommand implements DeviceCommand<VirtioBlkDevice> {
     Path cephConf;
     String cephUser;
     int rbdTimeout;
+    String cephOptions;
 
     private BlockBackend backend;
 
@@ -98,6 +99,9 @@ public final class BlkCommand implements DeviceCommand<VirtioBlkDevice> {
         flags.integer("--rbd-timeout", "SECONDS",
                 "--rbd: an operation no OSD answers fails with IOERR after this long; connecting gives up after min(this, 10).",
                 30, v -> rbdTimeout = v);
+        flags.string("--ceph-options", "KEY=VALUE,...",
+                "--rbd: librados/librbd settings applied after ceph.conf and ours (e.g. rbd_non_blocking_aio=false).", null,
+                v -> cephOptions = v);
         flags.string("--serial", "TEXT", "GET_ID answer, up to 20 ASCII bytes.", "jvirtio", v -> serial = v);
     }
 
@@ -113,8 +117,8 @@ public final class BlkCommand implements DeviceCommand<VirtioBlkDevice> {
         if (disks != 1) {
             throw new IllegalArgumentException("name exactly one disk: --image FILE, --rbd POOL/IMAGE, --ram SIZE or --null SIZE");
         }
-        if (rbd == null && (cephConf != null || cephUser != null)) {
-            throw new IllegalArgumentException("--ceph-conf and --ceph-user only apply to --rbd");
+        if (rbd == null && (cephConf != null || cephUser != null || cephOptions != null)) {
+            throw new IllegalArgumentException("--ceph-conf, --ceph-user and --ceph-options only apply to --rbd");
         }
         if (rbdTimeout < 1 || rbdTimeout > 3600) {
             throw new IllegalArgumentException("--rbd-timeout must be in [1, 3600] seconds, got " + rbdTimeout);
@@ -130,7 +134,7 @@ public final class BlkCommand implements DeviceCommand<VirtioBlkDevice> {
         } else if (rbd != null) {
             RbdBackend.ImageName name = RbdBackend.ImageName.parse(rbd);
             RbdBackend.Options o = RbdBackend.Options.defaults().withConf(cephConf).withUser(cephUser)
-                    .withOpTimeout(rbdTimeout).withConnectTimeout(Math.min(rbdTimeout, 10));
+                    .withOpTimeout(rbdTimeout).withConnectTimeout(Math.min(rbdTimeout, 10)).withSettings(cephOptions);
             backend = RbdBackend.open(name, o, readOnly, queues);
         } else {
             backend = ram != null ? new RamBackend(parseSize("--ram", ram)) : new NullBackend(parseSize("--null", nullSize));

@@ -60,30 +60,61 @@ public final class RbdBackend implements BlockBackend {
      * @param connectTimeoutSeconds how long connecting to the monitors may take
      * @param opTimeoutSeconds      how long an operation waits for an OSD (or a monitor) before it fails
      * @param resizeCheckMillis     how often the image's size is compared with the last one (0: never)
+     * @param settings              librados/librbd settings applied last ({@code rados_conf_set}), e.g.
+     *                              {@code rbd_non_blocking_aio=false}
      */
-    public record Options(Path conf, String user, int connectTimeoutSeconds, int opTimeoutSeconds, long resizeCheckMillis) {
+    public record Options(Path conf, String user, int connectTimeoutSeconds, int opTimeoutSeconds, long resizeCheckMillis,
+                          java.util.Map<String, String> settings) {
+        public Options {
+            settings = java.util.Collections.unmodifiableMap(new java.util.LinkedHashMap<>(settings));
+        }
+
+        public Options(Path conf, String user, int connectTimeoutSeconds, int opTimeoutSeconds, long resizeCheckMillis) {
+            this(conf, user, connectTimeoutSeconds, opTimeoutSeconds, resizeCheckMillis, java.util.Map.of());
+        }
+
         public static Options defaults() {
             return new Options(null, null, 10, 30, 1000);
         }
 
+        /**
+         * With {@code KEY=VALUE[,KEY=VALUE...]} settings (as QEMU's {@code rbd:pool/image:key=value});
+         * a malformed list is refused here, an unknown key when the backend opens.
+         */
+        public Options withSettings(String list) {
+            java.util.Map<String, String> m = new java.util.LinkedHashMap<>();
+            if (list != null) {
+                for (String kv : list.split(",", -1)) {
+                    int eq = kv.indexOf('=');
+                    if (eq <= 0 || eq == kv.length() - 1 || kv.indexOf('\0') >= 0) {
+                        throw new IllegalArgumentException("--ceph-options " + list + ": \"" + kv + "\" is not KEY=VALUE");
+                    }
+                    if (m.put(kv.substring(0, eq).trim(), kv.substring(eq + 1).trim()) != null) {
+                        throw new IllegalArgumentException("--ceph-options " + list + ": " + kv.substring(0, eq) + " given twice");
+                    }
+                }
+            }
+            return new Options(conf, user, connectTimeoutSeconds, opTimeoutSeconds, resizeCheckMillis, m);
+        }
+
         public Options withConf(Path c) {
-            return new Options(c, user, connectTimeoutSeconds, opTimeoutSeconds, resizeCheckMillis);
+            return new Options(c, user, connectTimeoutSeconds, opTimeoutSeconds, resizeCheckMillis, settings);
         }
 
         public Options withUser(String u) {
-            return new Options(conf, u, connectTimeoutSeconds, opTimeoutSeconds, resizeCheckMillis);
+            return new Options(conf, u, connectTimeoutSeconds, opTimeoutSeconds, resizeCheckMillis, settings);
         }
 
         public Options withOpTimeout(int seconds) {
-            return new Options(conf, user, connectTimeoutSeconds, seconds, resizeCheckMillis);
+            return new Options(conf, user, connectTimeoutSeconds, seconds, resizeCheckMillis, settings);
         }
 
         public Options withConnectTimeout(int seconds) {
-            return new Options(conf, user, seconds, opTimeoutSeconds, resizeCheckMillis);
+            return new Options(conf, user, seconds, opTimeoutSeconds, resizeCheckMillis, settings);
         }
 
         public Options withResizeCheck(long millis) {
-            return new Options(conf, user, connectTimeoutSeconds, opTimeoutSeconds, millis);
+            return new Options(conf, user, connectTimeoutSeconds, opTimeoutSeconds, millis, settings);
         }
     }
 
@@ -181,6 +212,15 @@ public final class RbdBackend implements BlockBackend {
             set(tmp, cluster, "rados_mon_op_timeout", Integer.toString(options.opTimeoutSeconds()));
             set(tmp, cluster, "rados_osd_op_timeout", Integer.toString(options.opTimeoutSeconds()));
             set(tmp, cluster, "rbd_cache", "false");
+            for (var e : options.settings().entrySet()) {
+                int rc = Librbd.confSet(cluster, tmp.allocateFrom(e.getKey()), tmp.allocateFrom(e.getValue()));
+                if (rc == -2) {
+                    throw new IOException("--ceph-options: Ceph has no setting " + e.getKey());
+                }
+                if (rc < 0) {
+                    throw fail("--ceph-options: " + e.getKey() + " = " + e.getValue() + " refused", rc);
+                }
+            }
             r = Librbd.connect(cluster);
             if (r < 0) {
                 throw fail("cannot connect to the Ceph cluster" + (options.conf() != null ? " of " + options.conf() : "")
