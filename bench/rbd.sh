@@ -6,7 +6,8 @@
 # Rows: 4 KiB random read at depth 1 and 32, random write at depth 32.
 # Per row and backend: IOPS, p50, backend CPU per request split into the backend's own threads and
 # librbd/librados' threads (by thread name: msgr-worker, io_context_pool, safe_timer, ...), and the
-# OSD's CPU per request. Medians over the rounds.
+# OSD's CPU per request. Medians over the rounds. Each backend is started once per round and warmed up
+# for WARMUP seconds (default 20) of mixed load before its three rows are measured.
 # RBD_JVIRTIO_VARIANT="flags" adds rows "jvirtio_var": jvirtio with those flags too, in the same rounds
 # (e.g. RBD_JVIRTIO_VARIANT="--ceph-options rbd_non_blocking_aio=false").
 # Usage: bench/rbd.sh [rounds] [seconds]     (needs ceph-mon ceph-osd ceph-common librbd1 qemu-block-extra)
@@ -29,14 +30,15 @@ osd=$(cat "$work/ceph/osd.0.pid")
 
 ceph_threads='^(safe_timer|io_context_pool|taskfin_librbd|service|msgr-worker-[0-9]+|ms_local|ms_dispatch|log|ceph_timer|admin_socket|fn_anonymous|fn-radosclient|signal_handler|finisher|tp_librbd|ms_.*)$'
 # "own librbd" -> prints "OWN LIB" CPU ticks of pid
-ticks() {
-  local own=0 lib=0 t name v
+ticks() {  # own = the process's CPU (ended threads included) minus librbd/librados' threads
+  local lib=0 t name v total
+  total=$(awk '{print $14 + $15}' "/proc/$1/stat")
   for t in /proc/"$1"/task/*; do
     name=$(cat "$t/comm" 2>/dev/null) || continue
     v=$(awk '{print $14 + $15}' "$t/stat" 2>/dev/null) || continue
-    if [[ $name =~ $ceph_threads ]]; then lib=$((lib + v)); else own=$((own + v)); fi
+    if [[ $name =~ $ceph_threads ]]; then lib=$((lib + v)); fi
   done
-  echo "$own $lib"
+  echo "$((total - lib)) $lib"
 }
 proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
@@ -61,23 +63,22 @@ kinds="jvirtio qsd"
 results=$work/results
 : >"$results"
 for round in $(seq 1 "$rounds"); do
-  for row in "read 1" "read 32" "write 32"; do
-    set -- $row
-    rw=$1 depth=$2
-    for kind in $kinds; do
-      start_backend "$kind"
+  for kind in $kinds; do
+    start_backend "$kind"
+    # Warm-up outside the measurement: the JVM's JIT needs tens of seconds of load before jvirtio
+    # runs at its steady cost (a backend serves a VM for days); qsd gets the same.
+    taskset -c 0 "$root/bin/bench" --socket "$sock" --depth 32 --read-percent 50 --seconds "${WARMUP:-20}" --warmup 0 --span 256M >/dev/null
+    for row in "read 1" "read 32" "write 32"; do
+      set -- $row
+      rw=$1 depth=$2
       pct=$([ "$rw" = read ] && echo 100 || echo 0)
-      taskset -c 0 "$root/bin/bench" --socket "$sock" --depth "$depth" --read-percent "$pct" --seconds "$secs" --warmup 5 --span 256M >"$work/bench.out" &
-      bench=$!
-      sleep 5.5
       read -r o0 l0 <<<"$(ticks "$pid")"
       s0=$(proc_ticks "$osd")
-      wait "$bench"
+      taskset -c 0 "$root/bin/bench" --socket "$sock" --depth "$depth" --read-percent "$pct" --seconds "$secs" --warmup 0 --span 256M >"$work/bench.out"
       read -r o1 l1 <<<"$(ticks "$pid")"
       s1=$(proc_ticks "$osd")
-      kill "$pid"; wait "$pid" 2>/dev/null || true
       out=$(cat "$work/bench.out")
-      iops=$(sed -n 's/.*reads: \([0-9,]*\) IOPS.*/\1/p; s/.*writes: \([0-9,]*\) IOPS.*/\1/p; s/.*%[a-z ]*: \([0-9,]*\) IOPS.*/\1/p' <<<"$out" | head -1 | tr -d ,)
+      iops=$(sed -n 's/.*reads: \([0-9,]*\) IOPS.*/\1/p' <<<"$out" | head -1 | tr -d ,)
       reqs=$(sed -n 's/.*(\([0-9,]*\) requests.*/\1/p' <<<"$out" | tr -d ,)
       p50=$(sed -n 's/.*p50 \([0-9.]*\) us.*/\1/p' <<<"$out")
       awk -v k="$kind" -v rw="$rw" -v d="$depth" -v i="$iops" -v p="$p50" -v r="$reqs" -v hz="$hz" \
@@ -85,6 +86,7 @@ for round in $(seq 1 "$rounds"); do
         'BEGIN { printf "%s %s %s %s %s %.1f %.1f %.1f\n", k, rw, d, i, p, own / hz * 1e6 / r, lib / hz * 1e6 / r, osd / hz * 1e6 / r }' >>"$results"
       echo "round $round: $(tail -1 "$results")" >&2
     done
+    kill "$pid"; wait "$pid" 2>/dev/null || true
   done
 done
 

@@ -219,6 +219,196 @@ class RbdBlkTest {
         }
     }
 
+    /**
+     * Random 4 KiB writes and reads at depth 8, and the OSD frozen for twice the op timeout in the
+     * middle of it, then running again, and the load goes on. Every request completes (OK or
+     * IOERR, never a hang); every read that succeeds returns what the block may hold; and at the
+     * end every block holds its last write that succeeded, or a write after it that failed (an
+     * operation that timed out on the client may still have reached the OSD): nothing that
+     * completed is lost.
+     */
+    @Test
+    void anOsdFrozenUnderLoadLosesNothingThatCompleted() throws Exception {
+        cluster.createImage("rbd/load", "4M");
+        int blocks = (4 << 20) / 4096;
+        int depth = 8;
+        long[] lastOk = new long[blocks]; // version of the last write that succeeded (0: zeros)
+        java.util.List<java.util.Set<Long>> maybe = new java.util.ArrayList<>();
+        for (int b = 0; b < blocks; b++) {
+            maybe.add(new java.util.HashSet<>());
+        }
+        int[] blockOf = new int[depth];
+        long[] versionOf = new long[depth]; // 0: a read
+        java.util.BitSet busy = new java.util.BitSet();
+        Random rnd = new Random(11);
+        long[] next = {1};
+        int[] ok = new int[1];
+        int[] failed = new int[1];
+        try (var backend = start("rbd/load", "--rbd-timeout", "2");
+             BlkClient c = new BlkClient(sock("rbd/load"), depth, 4096)) {
+            java.util.function.IntConsumer issue = tag -> {
+                int b;
+                do {
+                    b = rnd.nextInt(blocks);
+                } while (busy.get(b));
+                busy.set(b);
+                blockOf[tag] = b;
+                if (rnd.nextBoolean()) {
+                    long v = next[0]++;
+                    versionOf[tag] = v;
+                    c.put(tag, pattern(b, v));
+                    c.submit(tag, VirtioBlk.T_OUT, b * 8L, 4096);
+                } else {
+                    versionOf[tag] = 0;
+                    c.submit(tag, VirtioBlk.T_IN, b * 8L, 4096);
+                }
+            };
+            BlkClient.Completion done = (tag, st, nanos) -> {
+                int b = blockOf[tag];
+                busy.clear(b);
+                if (st == VirtioBlk.S_OK) {
+                    ok[0]++;
+                    if (versionOf[tag] != 0) {
+                        lastOk[b] = versionOf[tag];
+                        maybe.get(b).clear();
+                    } else {
+                        byte[] got = c.get(tag, 4096);
+                        assertTrue(holds(got, b, lastOk[b], maybe.get(b)), "block " + b + " read something never written to it");
+                    }
+                } else {
+                    assertEquals(VirtioBlk.S_IOERR, st);
+                    failed[0]++;
+                    if (versionOf[tag] != 0) {
+                        maybe.get(b).add(versionOf[tag]);
+                    }
+                }
+            };
+            for (int t = 0; t < depth; t++) {
+                issue.accept(t);
+            }
+            c.flushSubmissions();
+            long t0 = System.nanoTime();
+            boolean frozen = false;
+            boolean thawed = false;
+            try {
+                while (System.nanoTime() - t0 < 9_000_000_000L) {
+                    long ms = (System.nanoTime() - t0) / 1_000_000;
+                    if (!frozen && ms > 1500) {
+                        cluster.stopOsd();
+                        frozen = true;
+                    }
+                    if (frozen && !thawed && ms > 5500) {
+                        cluster.continueOsd();
+                        thawed = true;
+                    }
+                    int[] reaped = new int[depth + 1];
+                    int n = c.reap((tag, st, nanos) -> {
+                        done.done(tag, st, nanos);
+                        reaped[0]++;
+                        reaped[reaped[0]] = tag;
+                    }, 10_000);
+                    assertTrue(n > 0, "no request completed within 10 s: the backend hangs on a frozen OSD");
+                    for (int i = 1; i <= reaped[0]; i++) {
+                        issue.accept(reaped[i]);
+                    }
+                    c.flushSubmissions();
+                }
+            } finally {
+                if (frozen && !thawed) {
+                    cluster.continueOsd();
+                }
+            }
+            int left = depth;
+            while (left > 0) {
+                left -= c.reap(done, 30_000);
+            }
+            assertTrue(failed[0] >= 1, "requests failed while the OSD was frozen: " + failed[0]);
+            assertTrue(ok[0] > 100, "requests succeeded: " + ok[0]);
+            assertEquals(0, backend.device().stats(0).inFlight());
+        }
+        // Ceph's own tool reads the image: every block holds what the last successful write put
+        // there, or a later write that failed on the client.
+        byte[] image = export("rbd/load");
+        for (int b = 0; b < blocks; b++) {
+            assertTrue(holds(Arrays.copyOfRange(image, b * 4096, b * 4096 + 4096), b, lastOk[b], maybe.get(b)),
+                    "block " + b + " lost its last completed write (version " + lastOk[b] + ")");
+        }
+        System.out.println("RbdBlkTest: under load with the OSD frozen 4 s: " + ok[0] + " requests OK, " + failed[0] + " IOERR");
+    }
+
+    /** 4 KiB unique to (block, version); version 0 is the zeros of a new image. */
+    private static byte[] pattern(int block, long version) {
+        byte[] d = new byte[4096];
+        if (version != 0) {
+            new Random(block * 1_000_003L + version).nextBytes(d);
+        }
+        return d;
+    }
+
+    private static boolean holds(byte[] got, int block, long lastOk, java.util.Set<Long> maybe) {
+        if (Arrays.equals(got, pattern(block, lastOk))) {
+            return true;
+        }
+        for (long v : maybe) {
+            if (Arrays.equals(got, pattern(block, v))) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /**
+     * The front-end goes away while the OSD is frozen: the backend gives up draining the queue
+     * after --drain-timeout and abandons it with its read still at the OSD. A new front-end
+     * connects before that read ends: its queue opens beside the abandoned one (which now routes
+     * the new one's completions), it is served once the OSD runs again, and the abandoned read
+     * completes into nowhere.
+     */
+    @Test
+    void aNewFrontEndIsServedWhileAnAbandonedQueuesReadStillWaits() throws Exception {
+        cluster.createImage("rbd/abandon", "4M");
+        byte[] data = new byte[4096];
+        new Random(5).nextBytes(data);
+        try (var backend = start("rbd/abandon", "--rbd-timeout", "30", "--drain-timeout", "1")) {
+            BlkClient first = new BlkClient(sock("rbd/abandon"), 4, 4096);
+            first.put(0, data);
+            assertEquals(VirtioBlk.S_OK, status(first, 0, VirtioBlk.T_OUT, 8, 4096));
+            cluster.stopOsd();
+            try {
+                first.submit(1, VirtioBlk.T_IN, 8, 4096);
+                first.flushSubmissions();
+                Thread.sleep(300);
+                first.close();
+                Thread.sleep(2000); // past the drain limit: the queue is abandoned, its read still waits
+                try (BlkClient second = new BlkClient(sock("rbd/abandon"), 4, 4096)) {
+                    second.submit(0, VirtioBlk.T_IN, 8, 4096);
+                    second.flushSubmissions();
+                    Thread.sleep(300);
+                    cluster.continueOsd();
+                    int[] st = {-1};
+                    assertEquals(1, second.reap((t, s, n) -> st[0] = s, 20_000), "the new front-end's read did not complete");
+                    assertEquals(VirtioBlk.S_OK, st[0]);
+                    assertArrayEquals(data, second.get(0, 4096));
+                    second.put(1, data);
+                    assertEquals(VirtioBlk.S_OK, status(second, 1, VirtioBlk.T_OUT, 16, 4096));
+                }
+            } finally {
+                cluster.continueOsd();
+            }
+        }
+    }
+
+    @Test
+    void aReadOnlyRbdDiskRefusesWrites() throws Exception {
+        cluster.createImage("rbd/ro", "4M");
+        try (var backend = start("rbd/ro", "--read-only");
+             BlkClient c = new BlkClient(sock("rbd/ro"), 2, 4096)) {
+            assertTrue(org.jvirtio.api.VirtioFeatures.has(c.features(), VirtioBlk.BLK_RO));
+            assertEquals(VirtioBlk.S_IOERR, status(c, 0, VirtioBlk.T_OUT, 0, 4096));
+            assertEquals(VirtioBlk.S_OK, status(c, 1, VirtioBlk.T_IN, 0, 4096));
+        }
+    }
+
     @Test
     void badRbdStartsAreOneLineAndListenOnNothing() throws Exception {
         Path unreachable = dir.resolve("nowhere.conf");

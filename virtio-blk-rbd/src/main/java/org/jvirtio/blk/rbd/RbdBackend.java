@@ -151,13 +151,16 @@ public final class RbdBackend implements BlockBackend {
     private final MemorySegment image;
     private final long imageAddress;
     private final EventFd events;
+    /** Several queues expected: every queue gets its completions from the collecting thread. */
     private final boolean routed;
+    /** Open queue channels by slot (guarded by itself). */
     private final RbdQueueIo[] queues = new RbdQueueIo[MAX_QUEUES];
+    /** The channel that collects the image's completions on its own thread, or null (guarded by queues). */
     private RbdQueueIo direct;
     private volatile long size;
     private volatile boolean closed;
     private volatile Runnable resizeListener;
-    private final Thread router;
+    private Thread router;
     private final Thread resizeWatch;
 
     private RbdBackend(ImageName name, boolean readOnly, MemorySegment cluster, MemorySegment ioctx, MemorySegment image,
@@ -171,7 +174,11 @@ public final class RbdBackend implements BlockBackend {
         this.size = size;
         this.events = events;
         this.routed = routed;
-        this.router = routed ? Thread.ofPlatform().daemon().name("jvirtio-rbd-" + name.image).start(this::route) : null;
+        if (routed) {
+            synchronized (queues) {
+                startRouter();
+            }
+        }
         this.resizeWatch = resizeCheckMillis > 0
                 ? Thread.ofPlatform().daemon().name("jvirtio-rbd-size-" + name.image).start(() -> watchSize(resizeCheckMillis))
                 : null;
@@ -424,69 +431,118 @@ public final class RbdBackend implements BlockBackend {
 
     // ---- queues ----
 
+    /**
+     * A queue's channel. With one queue expected and none open, the channel collects the
+     * image's completions itself (its completion fd is the image's eventfd). Otherwise it gets
+     * an eventfd of its own and its completions are routed to it: by the collecting thread with
+     * several queues; by the collecting channel when a single queue's new channel opens while
+     * the one before still waits for operations (a queue abandoned at its drain limit while an
+     * OSD does not answer), and by the collecting thread once that one closed.
+     */
     @Override
     public BlockQueueIo openQueueIo(int depth) throws IOException {
         synchronized (queues) {
             if (closed) {
                 throw new IOException("RBD image " + name + " is closed");
             }
-            if (!routed) {
-                if (direct != null) {
-                    throw new IOException("RBD image " + name + " was opened for one queue and serves one already");
-                }
-                direct = new RbdQueueIo(this, 0, depth, null);
-                return direct;
-            }
+            int slot = -1;
             for (int i = 0; i < queues.length; i++) {
                 if (queues[i] == null) {
-                    queues[i] = new RbdQueueIo(this, i, depth, EventFd.create(true));
-                    return queues[i];
+                    slot = i;
+                    break;
                 }
             }
-            throw new IOException("RBD image " + name + " serves " + MAX_QUEUES + " queues already");
+            if (slot < 0) {
+                throw new IOException("RBD image " + name + " serves " + MAX_QUEUES + " queues already");
+            }
+            boolean alone = !routed && direct == null && router == null;
+            for (RbdQueueIo q : queues) {
+                alone &= q == null;
+            }
+            RbdQueueIo q;
+            if (alone) {
+                q = new RbdQueueIo(this, slot, depth, null);
+                direct = q;
+            } else {
+                q = new RbdQueueIo(this, slot, depth, EventFd.create(true));
+                if (direct == null) {
+                    startRouter();
+                }
+                // else the collecting channel routes this one's completions until it closes;
+                // then the collecting thread takes over (the two never read the eventfd at once)
+            }
+            queues[slot] = q;
+            return q;
+        }
+    }
+
+    /** Starts the collecting thread once (guarded by queues). */
+    private void startRouter() {
+        if (router == null && !closed) {
+            router = Thread.ofPlatform().daemon().name("jvirtio-rbd-" + name.image).start(this::route);
         }
     }
 
     /** The queue gives its slot back (closed with nothing pending). */
     void closed(RbdQueueIo q) {
         synchronized (queues) {
+            if (queues[q.slot()] == q) {
+                queues[q.slot()] = null;
+            }
             if (direct == q) {
                 direct = null;
-            } else if (queues[q.slot()] == q) {
-                queues[q.slot()] = null;
+                for (RbdQueueIo other : queues) {
+                    if (other != null) {
+                        startRouter(); // channels remain that the collecting channel served
+                        break;
+                    }
+                }
             }
         }
     }
 
-    /** Routed mode: collects every finished completion and hands it to its queue. */
+    /**
+     * Hands a finished completion to the channel it belongs to (from the collecting thread, or
+     * from the collecting channel when it finds another's). Returns false when no open channel
+     * has its slot (cannot happen: a channel closes only with nothing pending).
+     */
+    boolean route(long completion) {
+        RbdQueueIo q;
+        synchronized (queues) {
+            q = queues[RbdQueueIo.slotOf(Librbd.aioGetArg(completion))];
+        }
+        if (q == null) {
+            LOG.error("RBD image {}: a completion for a closed queue", name);
+            Librbd.aioRelease(completion);
+            return false;
+        }
+        q.deliver(completion);
+        return true;
+    }
+
+    /** The collecting thread: waits for the image's eventfd and hands every finished completion to its queue. */
     private void route() {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment comps = a.allocate(8L * RbdQueueIo.POLL_BATCH, 8);
+            boolean first = true;
             while (!closed) {
-                try {
-                    events.await(200);
-                } catch (ErrnoException e) {
-                    LOG.error("RBD image {}: waiting for completions failed: {}", name, e.getMessage());
-                    return;
+                if (!first) {
+                    // (the first round polls at once: a collecting channel may have closed after
+                    // reading the eventfd of completions it then left for this thread)
+                    try {
+                        events.await(200);
+                    } catch (ErrnoException e) {
+                        LOG.error("RBD image {}: waiting for completions failed: {}", name, e.getMessage());
+                        return;
+                    }
                 }
+                first = false;
                 events.read();
                 int n;
                 do {
                     n = Librbd.pollIoEvents(imageAddress, comps.address(), RbdQueueIo.POLL_BATCH);
                     for (int i = 0; i < n; i++) {
-                        long c = comps.getAtIndex(ValueLayout.JAVA_LONG, i);
-                        long arg = Librbd.aioGetArg(c);
-                        RbdQueueIo q;
-                        synchronized (queues) {
-                            q = queues[RbdQueueIo.slotOf(arg)];
-                        }
-                        if (q == null) {
-                            // Cannot happen: a queue closes only with nothing pending.
-                            LOG.error("RBD image {}: a completion for a closed queue", name);
-                            Librbd.aioRelease(c);
-                            continue;
-                        }
-                        q.deliver(c);
+                        route(comps.getAtIndex(ValueLayout.JAVA_LONG, i));
                     }
                 } while (n == RbdQueueIo.POLL_BATCH);
             }
@@ -510,9 +566,13 @@ public final class RbdBackend implements BlockBackend {
             resizeWatch.interrupt();
             joinQuietly(resizeWatch);
         }
-        if (router != null) {
+        Thread collector;
+        synchronized (queues) {
+            collector = router;
+        }
+        if (collector != null) {
             events.signal();
-            joinQuietly(router);
+            joinQuietly(collector);
         }
         int r = Librbd.close(image);
         if (r < 0) {

@@ -23,7 +23,8 @@ import org.slf4j.LoggerFactory;
  * <p>Completions come back on this queue's thread: with one queue, the image's eventfd is this
  * queue's completion fd and {@link #reap()} collects them with {@code rbd_poll_io_events};
  * with several, {@link RbdBackend}'s collecting thread puts each in this queue's mailbox
- * ({@link #deliver}) and signals the queue's own eventfd. Nothing is allocated on the Java heap
+ * ({@link #deliver}) and signals the queue's own eventfd. Either way a completion found by the
+ * wrong party goes through the mailbox of the channel whose slot its argument names. Nothing is allocated on the Java heap
  * per request (librbd allocates its completion object, as it does for every caller).
  *
  * <p>Results: a read answers the bytes it read, fewer past the end of a shrunken image (the rest
@@ -166,7 +167,11 @@ final class RbdQueueIo implements BlockQueueIo {
         return own != null ? reapMailbox() : reapImage();
     }
 
-    /** One queue: every completion of the image is this queue's. */
+    /**
+     * The collecting channel: the image's completions, each finished here if it is this
+     * channel's (with one queue, all are) or handed to its channel (a newer channel of the same
+     * queue opened while this one waits for stragglers).
+     */
     private int reapImage() {
         int total = 0;
         int n;
@@ -177,14 +182,19 @@ final class RbdQueueIo implements BlockQueueIo {
                 return total;
             }
             for (int i = 0; i < n; i++) {
-                finished(comps.getAtIndex(ValueLayout.JAVA_LONG, i));
+                long c = comps.getAtIndex(ValueLayout.JAVA_LONG, i);
+                if (slotOf(Librbd.aioGetArg(c)) == slot) {
+                    finished(c);
+                    total++;
+                } else {
+                    backend.route(c);
+                }
             }
-            total += n;
         } while (n == POLL_BATCH);
         return total;
     }
 
-    /** Several queues: what the collecting thread put in this queue's mailbox. */
+    /** What the collecting thread (or the collecting channel) put in this channel's mailbox. */
     private int reapMailbox() {
         long[] mine;
         int n;
@@ -201,7 +211,7 @@ final class RbdQueueIo implements BlockQueueIo {
         return n;
     }
 
-    /** The collecting thread hands over one of this queue's completions. */
+    /** Another thread hands over one of this (routed) channel's completions: into the mailbox, and a wake-up. */
     void deliver(long c) {
         synchronized (boxLock) {
             if (boxCount == box.length) {
