@@ -11,6 +11,7 @@ import java.util.concurrent.TimeUnit;
 
 import org.jvirtio.api.VirtioDevice;
 import org.jvirtio.runner.VhostUserRunner.Running;
+import org.jvirtio.transport.vhostuser.Systemd;
 
 /**
  * Serving started devices until a signal: their first lines (what is served, the QEMU fragment),
@@ -51,6 +52,9 @@ final class Serving {
             out.println("  " + d.qemuFragment());
         }
         out.flush();
+        // Every socket listens: tell systemd (Type=notify); close inherited sockets no device took.
+        VhostUserRunner.systemd().closeUnused();
+        Systemd.notify("READY=1\nSTATUS=serving " + all.size() + (all.size() == 1 ? " device" : " devices"));
         CountDownLatch stop = new CountDownLatch(1);
         for (String sig : new String[] {"TERM", "INT"}) {
             sun.misc.Signal.handle(new sun.misc.Signal(sig), s -> stop.countDown());
@@ -81,6 +85,7 @@ final class Serving {
         try {
             stop.await();
         } finally {
+            Systemd.notify("STOPPING=1");
             stats.shutdownNow();
             IOException failed = stopAll(all);
             for (Served<?> d : all.reversed()) {

@@ -17,6 +17,8 @@ import org.jvirtio.command.Flags;
 import org.jvirtio.host.QueueHost;
 import org.jvirtio.api.QueueStats;
 import org.jvirtio.transport.vhostuser.BackendOptions;
+import org.jvirtio.transport.vhostuser.ControlLoop;
+import org.jvirtio.transport.vhostuser.Systemd;
 import org.jvirtio.transport.vhostuser.VhostUserBackend;
 
 /**
@@ -111,14 +113,25 @@ public final class VhostUserRunner {
         return messages.isEmpty() ? e.getMessage() : messages.iterator().next().getMessage().lines().findFirst().orElse("");
     }
 
+    private static final class InheritedSockets {
+        static final Systemd SYSTEMD = Systemd.fromEnvironment();
+    }
+
+    /** The listening sockets systemd passed this process (socket activation), read once. */
+    static Systemd systemd() {
+        return InheritedSockets.SYSTEMD;
+    }
+
     /** Serves a composed device on its socket (on threads of its own, or {@code shared}'s); closes the command if that fails. */
     static <D extends VirtioDevice> Running<D> listen(DeviceCommand<D> command, RunnerOptions options, D device, SeveralDevices.Shared shared)
             throws IOException {
         QueueHost host = shared == null ? options.host(device.queueCount()) : shared.host(options);
         try {
-            return new Running<>(VhostUserBackend.start(options.socket, device, host,
-                    new BackendOptions(options.allowUnsealedMemory, Duration.ofSeconds(options.drainTimeoutSeconds)),
-                    shared == null ? null : shared.control()), device, host, command);
+            BackendOptions b = new BackendOptions(options.allowUnsealedMemory, Duration.ofSeconds(options.drainTimeoutSeconds));
+            ControlLoop control = shared == null ? null : shared.control();
+            int inherited = systemd().take(options.socket);
+            return new Running<>(inherited >= 0 ? VhostUserBackend.adopt(options.socket, inherited, device, host, b, control)
+                    : VhostUserBackend.start(options.socket, device, host, b, control), device, host, command);
         } catch (IOException | RuntimeException e) {
             host.close();
             command.close();

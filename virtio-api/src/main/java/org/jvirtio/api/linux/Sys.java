@@ -39,6 +39,9 @@ public final class Sys {
     public static final long SHUTDOWN = nr(48, 210);
     public static final long SENDMSG = nr(46, 211);
     public static final long RECVMSG = nr(47, 212);
+    public static final long SENDTO = nr(44, 206);
+    public static final long GETSOCKNAME = nr(51, 204);
+    public static final long GETSOCKOPT = nr(55, 209);
     /** The io_uring calls have the same numbers everywhere. */
     public static final long IO_URING_SETUP = 425;
     public static final long IO_URING_ENTER = 426;

@@ -135,6 +135,25 @@ public final class VhostUserBackend implements AutoCloseable {
         } finally {
             Files.deleteIfExists(privateDir);
         }
+        return serve(socketPath, device, host, options, control, fd, inode);
+    }
+
+    /**
+     * As {@link #start(Path, VirtioDevice, QueueHost, BackendOptions, ControlLoop)} on a listening
+     * socket bound to {@code socketPath} that someone else made (systemd's socket activation,
+     * {@link Systemd#take}): nothing is bound, and on close the socket file is left to its maker
+     * (only the fd is closed), so the path keeps answering while this backend restarts.
+     */
+    public static VhostUserBackend adopt(Path socketPath, int listenFd, VirtioDevice device, QueueHost host, BackendOptions options,
+                                         ControlLoop control) throws IOException {
+        return serve(socketPath, device, host, options, control, listenFd, NOT_OURS);
+    }
+
+    /** The socket inode of an adopted socket: its file is never removed. */
+    private static final long NOT_OURS = -1;
+
+    private static VhostUserBackend serve(Path socketPath, VirtioDevice device, QueueHost host, BackendOptions options, ControlLoop control,
+                                          int fd, long inode) throws IOException {
         VhostUserBackend b = new VhostUserBackend(socketPath, device, host, options, fd, inode,
                 control != null ? control : new ControlLoop(), control == null);
         try {
@@ -143,7 +162,7 @@ public final class VhostUserBackend implements AutoCloseable {
             b.close();
             throw e;
         }
-        LOG.info("vhost-user backend listening on {}", socketPath);
+        LOG.info("vhost-user backend listening on {}{}", socketPath, inode == NOT_OURS ? " (a socket passed by systemd)" : "");
         return b;
     }
 
@@ -385,7 +404,9 @@ public final class VhostUserBackend implements AutoCloseable {
         try {
             // Only the socket this backend made: in a rolling restart the path already belongs to
             // the replacement, which QEMU must be able to reconnect to.
-            if (Files.exists(socketPath, LinkOption.NOFOLLOW_LINKS) && inode(socketPath) == socketInode) {
+            if (socketInode == NOT_OURS) {
+                // systemd's socket: it keeps listening (queueing QEMU's reconnects) while we restart
+            } else if (Files.exists(socketPath, LinkOption.NOFOLLOW_LINKS) && inode(socketPath) == socketInode) {
                 Files.delete(socketPath);
             } else {
                 LOG.info("vhost-user: {} is no longer this backend's socket; left in place", socketPath);
