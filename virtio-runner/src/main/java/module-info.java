@@ -11,6 +11,9 @@ module org.jvirtio.runner {
     requires transitive org.jvirtio.transport.vhostuser;
     requires transitive com.google.guice;
     requires jdk.unsupported;
+    requires jdk.httpserver;
+    requires micrometer.core;
+    requires micrometer.registry.prometheus;
     requires org.slf4j;
 
     exports org.jvirtio.runner;

@@ -17,6 +17,8 @@ public final class RunnerOptions {
     public boolean allowUnsealedMemory;
     public int drainTimeoutSeconds = 10;
     public int statsSeconds;
+    /** --metrics HOST:PORT, or null. */
+    public String metrics;
 
     /** Declares the common flags in {@code flags}, each writing its field here. */
     public void declare(Flags flags) {
@@ -38,6 +40,9 @@ public final class RunnerOptions {
                 "How long stopping a queue waits for its requests in flight (storage that stalls) before giving up on them, so that QEMU's GET_VRING_BASE is answered; those requests never complete in the guest.",
                 10, v -> drainTimeoutSeconds = v);
         flags.integer("--stats", "SECONDS", "Print per-queue counters every SECONDS (0: never).", 0, v -> statsSeconds = v);
+        flags.string("--metrics", "HOST:PORT",
+                "Serve every device's counters for Prometheus at http://HOST:PORT/metrics (the process's, when several devices give it: the same for all).",
+                null, v -> metrics = v);
     }
 
     /** Checks the flags: each problem is one line. */
@@ -56,6 +61,9 @@ public final class RunnerOptions {
         }
         if (drainTimeoutSeconds < 1 || drainTimeoutSeconds > 3600) {
             throw new IllegalArgumentException("--drain-timeout must be in [1, 3600] seconds, got " + drainTimeoutSeconds);
+        }
+        if (metrics != null) {
+            Metrics.parseAddress(metrics);
         }
         Path dir = socket.toAbsolutePath().getParent();
         if (dir == null || !Files.isDirectory(dir)) {

@@ -42,14 +42,21 @@ final class Serving {
         }
     }
 
-    /** Prints each device's first lines, serves them all until SIGTERM or SIGINT, then stops them all. */
-    static int serveAll(List<Served<?>> all, PrintStream out) throws IOException, InterruptedException {
+    /**
+     * Prints each device's first lines, serves them all (and their metrics on {@code metrics},
+     * already bound, or null) until SIGTERM or SIGINT, then stops them all.
+     */
+    static int serveAll(List<Served<?>> all, PrintStream out, Metrics metrics) throws IOException, InterruptedException {
         boolean several = all.size() > 1;
         for (Served<?> d : all) {
             String what = d.describe();
             out.println(d.name + ": serving " + (what.isEmpty() ? "" : what + " ") + "on " + d.options.socket.toAbsolutePath());
             out.println("attach with QEMU:");
             out.println("  " + d.qemuFragment());
+        }
+        if (metrics != null) {
+            metrics.serve(all);
+            out.println("metrics: " + metrics.url());
         }
         out.flush();
         // Every socket listens: tell systemd (Type=notify); close inherited sockets no device took.
@@ -87,6 +94,9 @@ final class Serving {
         } finally {
             Systemd.notify("STOPPING=1");
             stats.shutdownNow();
+            if (metrics != null) {
+                metrics.close();
+            }
             IOException failed = stopAll(all);
             for (Served<?> d : all.reversed()) {
                 out.println(d.name + ": stopped");

@@ -97,6 +97,28 @@ final class SeveralDevices {
             options.add(o);
             at = end + 1;
         }
+        java.util.Set<String> metrics = new java.util.TreeSet<>();
+        for (RunnerOptions o : options) {
+            if (o.metrics != null) {
+                metrics.add(o.metrics);
+            }
+        }
+        if (metrics.size() > 1) {
+            return VhostUserRunner.refuse(err, "vhost-user", "--metrics is the process's: give one HOST:PORT, not " + String.join(" and ", metrics));
+        }
+        Metrics boundMetrics;
+        try {
+            boundMetrics = metrics.isEmpty() ? null : Metrics.bind(metrics.iterator().next());
+        } catch (IOException | IllegalArgumentException e) {
+            for (DeviceCommand<?> c : commands) {
+                try {
+                    c.close();
+                } catch (IOException | RuntimeException ignored) {
+                    // refusing anyway
+                }
+            }
+            return VhostUserRunner.refuse(err, "vhost-user", e.getMessage());
+        }
         List<Composed<?>> composed = new ArrayList<>();
         List<Serving.Served<?>> started = new ArrayList<>();
         int failed = -1;
@@ -140,10 +162,13 @@ final class SeveralDevices {
             if (shared != null) {
                 shared.close();
             }
+            if (boundMetrics != null) {
+                boundMetrics.close();
+            }
             return VhostUserRunner.refuse(err, commands.get(failed).name() + " (device " + (failed + 1) + ")", why);
         }
         try (shared) {
-            return Serving.serveAll(started, out);
+            return Serving.serveAll(started, out, boundMetrics);
         } catch (IOException e) {
             return VhostUserRunner.refuse(err, "vhost-user", e.getMessage());
         } catch (InterruptedException e) {

@@ -202,8 +202,17 @@ public final class VhostUserRunner {
      */
     public static <D extends VirtioDevice> int serve(String name, DeviceCommand<D> command, RunnerOptions options, PrintStream out)
             throws IOException, InterruptedException {
-        Running<D> running = start(command, options);
-        return Serving.serveAll(List.of(new Serving.Served<>(name, options, running)), out);
+        Metrics metrics = options.metrics == null ? null : Metrics.bind(options.metrics);
+        Running<D> running;
+        try {
+            running = start(command, options);
+        } catch (IOException | RuntimeException e) {
+            if (metrics != null) {
+                metrics.close();
+            }
+            throw e;
+        }
+        return Serving.serveAll(List.of(new Serving.Served<>(name, options, running)), out, metrics);
     }
 
     /** The devices found on the class path, by subcommand name (a new instance of each per call). */
