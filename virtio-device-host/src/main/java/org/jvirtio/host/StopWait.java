@@ -46,6 +46,8 @@ final class StopWait {
 
     /** Says that the queue was handed back without what the device still holds. */
     static void gaveUp(long startedNanos, QueueEngine engine, Logger log) {
+        org.jvirtio.api.jfr.DrainGaveUpEvent.emit(engine.index(), engine.inFlight(),
+                TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - startedNanos));
         log.warn("queue {}: gave up after {} ms waiting for {} requests in flight at the device: the ring is handed back without"
                 + " them (the driver never sees them complete); the device finishes them in the background and guest memory"
                 + " stays mapped until it has", engine.index(), TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - startedNanos),

@@ -405,6 +405,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
                 return;
             }
             status |= DeviceStatus.DEVICE_NEEDS_RESET;
+            org.jvirtio.api.jfr.DeviceNeedsResetEvent.emit(queue, reason);
             LOG.warn("vhost-user: device needs reset: {}", reason);
             EventFd err = vrings.errFd(queue);
             if (err != null) {

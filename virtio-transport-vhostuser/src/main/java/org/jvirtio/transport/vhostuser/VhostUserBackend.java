@@ -250,6 +250,7 @@ public final class VhostUserBackend implements AutoCloseable {
         try {
             c.registration = register(c);
             LOG.info("vhost-user: front-end connected on {}", socketPath);
+            org.jvirtio.api.jfr.FrontendConnectedEvent.emit(socketPath.toString());
         } catch (IOException e) {
             c.close("cannot register the connection: " + e.getMessage());
         }
@@ -329,6 +330,7 @@ public final class VhostUserBackend implements AutoCloseable {
             if (connection == this) {
                 connection = null;
             }
+            org.jvirtio.api.jfr.FrontendDisconnectedEvent.emit(socketPath.toString(), reason);
             if (reason.equals("front-end disconnected")) {
                 LOG.info("vhost-user: front-end disconnected from {}; waiting for the next one", socketPath);
             } else {

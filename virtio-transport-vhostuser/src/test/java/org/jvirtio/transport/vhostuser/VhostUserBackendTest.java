@@ -667,6 +667,54 @@ class VhostUserBackendTest {
     }
 
     /**
+     * Issue 28: JDK Flight Recorder events, as an operator's recording sees them: the front-end
+     * connecting, the ring violation that sets DEVICE_NEEDS_RESET (queue and reason), and the
+     * disconnect with its reason.
+     */
+    @Test
+    void flightRecorderEventsTellAFrontEndsLifeAndARingViolation() throws Exception {
+        java.nio.file.Path file = Files.createTempFile("jvirtio", ".jfr");
+        try (jdk.jfr.Recording rec = new jdk.jfr.Recording()) {
+            for (String e : new String[] {"org.jvirtio.FrontendConnected", "org.jvirtio.FrontendDisconnected", "org.jvirtio.DeviceNeedsReset"}) {
+                rec.enable(e);
+            }
+            rec.start();
+            var disconnected = backend.nextDisconnect();
+            try (FrontendRig rig = new FrontendRig(socket)) {
+                rig.negotiate();
+                rig.fe.setMemTable(rig.memory);
+                org.jvirtio.ring.QueueDriver d = rig.queue(0, 16);
+                rig.fe.setStatus(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK);
+                rig.memory.writeU16(d.availAddr() + 2, 1000); // avail->idx far ahead
+                rig.kicks.get(0).signal();
+                long deadline = System.nanoTime() + 10_000_000_000L;
+                while ((rig.fe.getStatus() & DeviceStatus.DEVICE_NEEDS_RESET) == 0 && System.nanoTime() < deadline) {
+                    Thread.sleep(10);
+                }
+            }
+            disconnected.get(10, java.util.concurrent.TimeUnit.SECONDS);
+            rec.stop();
+            rec.dump(file);
+            java.util.List<jdk.jfr.consumer.RecordedEvent> events = jdk.jfr.consumer.RecordingFile.readAllEvents(file);
+            java.util.Map<String, jdk.jfr.consumer.RecordedEvent> byName = new java.util.HashMap<>();
+            for (var e : events) {
+                byName.putIfAbsent(e.getEventType().getName(), e);
+            }
+            assertEquals(socket.toString(), byName.get("org.jvirtio.FrontendConnected").getString("socket"), events.toString());
+            var reset = byName.get("org.jvirtio.DeviceNeedsReset");
+            assertNotNull(reset, events.toString());
+            assertEquals(0, reset.getInt("queue"));
+            assertFalse(reset.getString("reason").isEmpty());
+            var gone = byName.get("org.jvirtio.FrontendDisconnected");
+            assertNotNull(gone, events.toString());
+            assertEquals(socket.toString(), gone.getString("socket"));
+            assertEquals("front-end disconnected", gone.getString("reason"));
+        } finally {
+            Files.deleteIfExists(file);
+        }
+    }
+
+    /**
      * Storage that stops answering cannot freeze the control loop (issue 14, item 3; before, the
      * GET_VRING_BASE here was never answered): the ring stop gives up at the drain limit, the
      * ring goes on without the held request, the memory it may still be written through stays
@@ -685,7 +733,20 @@ class VhostUserBackendTest {
             assertEquals(4, rig.echo(0, new byte[4]));
             holdOneRequest(rig, d);
             long t0 = System.nanoTime();
+            jdk.jfr.Recording rec = new jdk.jfr.Recording();
+            rec.enable("org.jvirtio.DrainGaveUp");
+            rec.start();
             assertEquals(2, rig.fe.getVringBase(0), "the ring stops after the held request");
+            rec.stop();
+            java.nio.file.Path jfr = Files.createTempFile("jvirtio", ".jfr");
+            rec.dump(jfr);
+            rec.close();
+            var gaveUp = jdk.jfr.consumer.RecordingFile.readAllEvents(jfr);
+            Files.delete(jfr);
+            assertEquals(1, gaveUp.size(), "a DrainGaveUp event: " + gaveUp);
+            assertEquals(0, gaveUp.get(0).getInt("queue"));
+            assertEquals(1, gaveUp.get(0).getInt("inFlight"));
+            assertTrue(gaveUp.get(0).getDuration("waited").toMillis() >= 300, gaveUp.toString());
             assertTrue(System.nanoTime() - t0 < 3_000_000_000L, "answered after the drain limit, not never");
             // The ring goes on without it, from where it was.
             device.stall = false;
