@@ -186,7 +186,12 @@ public final class NetSwitch {
      * {@code from} had sent it: learned, forwarded, flooded. For frames the switch makes itself
      * (a RARP announcing a migrated guest); rare, so it allocates.
      */
-    void inject(SwitchPort from, byte[] frame) throws java.io.IOException {
+    /**
+     * Sends a frame the device itself made (an announcement) from port {@code from}, through the
+     * port's stages and the switch's as a guest's frame goes: anti-spoofing and the like apply
+     * to it too. Returns the stage that dropped it, or null when it was forwarded.
+     */
+    FrameStage inject(SwitchPort from, byte[] frame, FrameStage[] portStages) throws java.io.IOException {
         int n = VirtioNet.HDR_SIZE + frame.length;
         org.jvirtio.api.MemoryMapping m = org.jvirtio.api.MemoryMapping.memfd("jvirtio-announce", 4096);
         org.jvirtio.api.GuestMemory mem = org.jvirtio.api.GuestMemory.of(org.jvirtio.api.GuestRegion.of(0, m));
@@ -202,12 +207,19 @@ public final class NetSwitch {
         f.begin(chain, from, 0, frame.length);
         f.dst = TxQueue.mac(f.headSegment, 0);
         f.src = TxQueue.mac(f.headSegment, 6);
-        from.txFrames.incrementAndGet();
-        from.txBytes.addAndGet(frame.length);
-        forward(f);
+        FrameStage refused = TxQueue.refusedBy(portStages, f);
+        if (refused == null) {
+            refused = TxQueue.refusedBy(stages, f);
+        }
+        if (refused == null) {
+            from.txFrames.incrementAndGet();
+            from.txBytes.addAndGet(frame.length);
+            forward(f);
+        }
         if (f.releaseOwn()) {
             mem.release();
         }
+        return refused;
     }
 
     /** The port {@code mac} was last seen on, or null (for tests and statistics). */

@@ -122,7 +122,7 @@ final class TxQueue implements QueueHandler, FrameOwner {
     }
 
     /** The first of {@code stages} that drops {@code f} (a stage that throws drops it), or null. */
-    private static FrameStage refusedBy(FrameStage[] stages, Frame f) {
+    static FrameStage refusedBy(FrameStage[] stages, Frame f) {
         for (FrameStage stage : stages) {
             boolean pass;
             try {

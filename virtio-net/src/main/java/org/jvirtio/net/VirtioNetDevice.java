@@ -152,6 +152,17 @@ public final class VirtioNetDevice extends AbstractVirtioDevice {
      */
     @Override
     public void announce(long mac) {
+        // The front-end names the address; it may not name a group address or none, and the
+        // frame goes through the port's stages like the guest's own (with --anti-spoof, an
+        // address that is not the port's is dropped there: no stealing another guest's traffic).
+        if (mac == 0 || (mac & 0x0100_0000_0000L) != 0) {
+            LOG.warn("{}: SEND_RARP for {} refused: not a unicast address", port, NetOptions.formatMac(mac));
+            return;
+        }
+        if (!port.adminUp()) {
+            LOG.info("{}: SEND_RARP for {} not sent: the port is down", port, NetOptions.formatMac(mac));
+            return;
+        }
         byte[] f = new byte[60];
         for (int i = 0; i < 6; i++) {
             byte b = (byte) (mac >>> (8 * (5 - i)));
@@ -168,7 +179,11 @@ public final class VirtioNetDevice extends AbstractVirtioDevice {
         f[19] = 4;
         f[21] = 3;    // reverse request
         try {
-            port.owner().inject(port, f);
+            FrameStage refused = port.owner().inject(port, f, stages());
+            if (refused != null) {
+                LOG.warn("{}: SEND_RARP for {} dropped by {}", port, NetOptions.formatMac(mac), refused.getClass().getSimpleName());
+                return;
+            }
             LOG.info("{}: announced {} after a migration", port, NetOptions.formatMac(mac));
         } catch (IOException | RuntimeException e) {
             LOG.warn("{}: could not announce {}: {}", port, NetOptions.formatMac(mac), e.toString());

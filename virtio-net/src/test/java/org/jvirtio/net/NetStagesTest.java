@@ -92,6 +92,44 @@ class NetStagesTest {
         }
     }
 
+    /**
+     * SEND_RARP is the front-end's word: a group address or none is refused, and with
+     * --anti-spoof an address that is not the port's is dropped as the guest's own frame would
+     * be (before, the announcement went around the stages: a front-end could move another guest's
+     * address to its port); the port's own address is announced; a malformed SEND_RARP closes the
+     * connection with its reason.
+     */
+    @Test
+    void sendRarpCannotAnnounceAnotherGuestsOrAGroupAddress() throws Exception {
+        var pa = port("a.sock", "--mac", "52:54:00:00:00:0a", "--anti-spoof");
+        var pb = port("b.sock");
+        NetDriver a = driver("a.sock");
+        NetDriver b = driver("b.sock");
+        a.post(8);
+        b.post(8);
+        b.send(NetDriver.frame(0xffff_ffff_ffffL, B, 60)); // B learned on b's port
+        assertEquals(1, a.receive(1, 5000).size());
+        SwitchPort bPort = ((VirtioNetDevice) pb.device()).port();
+        assertSame(bPort, bPort.owner().portOf(B));
+        a.s.frontend().sendRarp(B);                   // another guest's address
+        a.s.frontend().sendRarp(0xffff_ffff_ffffL);   // broadcast
+        a.s.frontend().sendRarp(0x0100_5e00_0001L);   // multicast
+        a.s.frontend().sendRarp(0);
+        assertTrue(a.s.frontend().getQueueNum() > 0, "the connection stays up");
+        assertEquals(0, b.receive(1, 500).size(), "nothing announced");
+        assertSame(bPort, bPort.owner().portOf(B), "B stays on b's port");
+        a.s.frontend().sendRarp(A);                   // the port's own
+        byte[] rarp = b.receive(1, 5000).get(0).frame();
+        assertEquals(0x8035, ((rarp[12] & 0xff) << 8) | (rarp[13] & 0xff));
+        assertEquals(A, TxQueue.mac(java.lang.foreign.MemorySegment.ofArray(rarp), 6));
+        SwitchPort aPort = ((VirtioNetDevice) pa.device()).port();
+        var gone = ((org.jvirtio.transport.vhostuser.VhostUserBackend) pa.transport()).nextDisconnect();
+        a.s.frontend().sendRaw(org.jvirtio.transport.vhostuser.VhostUserMessage.encode(19 /* SEND_RARP */, 1, new byte[6]));
+        String why = gone.get(10, java.util.concurrent.TimeUnit.SECONDS);
+        assertTrue(why.contains("SEND_RARP") && why.contains("6 bytes"), why);
+        assertSame(aPort, aPort.owner().portOf(A));
+    }
+
     @Test
     void theRateLimitDropsWhatGoesBeyondItsBurst() throws Exception {
         var pa = port("a.sock", "--rate-limit", "20");
