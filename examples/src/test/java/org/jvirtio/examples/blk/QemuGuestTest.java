@@ -177,7 +177,32 @@ class QemuGuestTest {
         killUnderTheGuestsWrites(rbdDisk("restart", "64M"), false, new int[] {2});
     }
 
+    /**
+     * Issue 27: the OSD frozen (SIGSTOP) for 5 s in the middle of the guest's writes and then
+     * continued: the guest sees a delay (the op timeout, 30 s, is not reached), no error, no hung
+     * task, the backend stays up, and every region reads back as its last pattern.
+     */
+    @Test
+    void anOsdFrozenUnderTheGuestsWritesDelaysThemAndLosesNothing() throws Exception {
+        List<String> disk = rbdDisk("frozen", "64M");
+        faultUnderTheGuestsWrites(disk, false, new int[] {2}, () -> {
+            ceph.stopOsd();
+            try {
+                Thread.sleep(5000);
+            } finally {
+                ceph.continueOsd();
+            }
+            return null;
+        });
+    }
+
     private void killUnderTheGuestsWrites(List<String> disk, boolean packed, int[] killRounds) throws Exception {
+        faultUnderTheGuestsWrites(disk, packed, killRounds, null);
+    }
+
+    /** The guest's restart workload; at each of {@code rounds}, the backend is killed and restarted, or {@code fault} runs instead. */
+    private void faultUnderTheGuestsWrites(List<String> disk, boolean packed, int[] killRounds, java.util.concurrent.Callable<Void> fault)
+            throws Exception {
         Path sock = dir.resolve("vublk.sock");
         Path backendLog = dir.resolve("backend.log");
         List<String> backendCmd = new java.util.ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
@@ -204,9 +229,14 @@ class QemuGuestTest {
                     if (!killedAt.contains(round) && out.contains("GUEST: ROUND " + round + " WRITING")) {
                         killedAt.add(round);
                         Thread.sleep(150); // into the round's writes
+                        kills++;
+                        if (fault != null) {
+                            fault.call();
+                            assertTrue(backend.isAlive(), "the backend died under the fault: " + Files.readString(backendLog));
+                            continue;
+                        }
                         backend.destroyForcibly(); // SIGKILL
                         assertTrue(backend.waitFor(10, TimeUnit.SECONDS));
-                        kills++;
                         backend = startBackend(backendCmd, backendLog, sock);
                     }
                 }
@@ -222,7 +252,8 @@ class QemuGuestTest {
             assertTrue(out.contains("GUEST: RESTART DATA OK"), out);
             assertTrue(out.contains("GUEST: DONE"), out);
             assertFalse(out.contains("WRITE FAILED") || out.contains("MISMATCH") || out.contains("KERNEL SAYS"), out);
-            System.out.println("QemuGuestTest: backend killed " + kills + " times under the guest's writes; backend said: "
+            System.out.println("QemuGuestTest: " + (fault != null ? "fault injected " : "backend killed ") + kills
+                    + " times under the guest's writes; backend said: "
                     + Files.readAllLines(backendLog).stream().filter(l -> l.contains("resubmitting")).toList());
         } finally {
             qemu.destroyForcibly();
