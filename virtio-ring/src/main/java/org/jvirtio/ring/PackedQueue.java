@@ -68,6 +68,14 @@ public final class PackedQueue extends RingQueue {
     private PackedInflight inflight;
     private int signalledUsed;
     private boolean signalledUsedValid;
+    /**
+     * Descriptors returned since the interrupt was last decided. EVENT_IDX's off_wrap names a
+     * position and a wrap counter only, so whether the driver's event was passed can be told
+     * from the old and new positions only while they are less than a lap apart; a device that
+     * returns a lap or more between two decisions (it pops while the driver recycles buffers
+     * concurrently, so one batch can go round a small ring twice) must interrupt.
+     */
+    private int usedSinceDecision;
     private boolean notificationsEnabled = true;
 
     public PackedQueue(int index) {
@@ -123,6 +131,7 @@ public final class PackedQueue extends RingQueue {
         this.descsInFlight = 0;
         this.inflight = null;
         this.signalledUsedValid = false;
+        this.usedSinceDecision = 0;
         this.notificationsEnabled = true;
         this.violation = null;
         pool.reset(size);
@@ -557,6 +566,7 @@ public final class PackedQueue extends RingQueue {
         if (log != null) {
             log.mark(geometry.desc() + base, DESC_SIZE); // after the store: a sync in between copies it again
         }
+        usedSinceDecision += descs;
         advanceUsed(descs);
     }
 
@@ -586,9 +596,10 @@ public final class PackedQueue extends RingQueue {
         VarHandle.fullFence();
         int now = offWrap(nextUsed, usedWrap);
         int old = signalledUsed;
-        boolean valid = signalledUsedValid;
+        boolean valid = signalledUsedValid && usedSinceDecision < size;
         signalledUsed = now;
         signalledUsedValid = true;
+        usedSinceDecision = 0;
         int event = driverEvent.get(LE_U32, 0); // off_wrap and flags read once, together
         int flags = (event >>> 16) & 0x3;
         if (flags == EVENT_F_DISABLE) {
@@ -651,6 +662,7 @@ public final class PackedQueue extends RingQueue {
     @Override
     public String toString() {
         return "PackedQueue[" + index + (active ? ", size=" + size + ", avail=" + nextAvail + (availWrap ? "/1" : "/0") + ", used="
-                + nextUsed + (usedWrap ? "/1" : "/0") : ", inactive") + (violation != null ? ", broken: " + violation.reason() : "") + "]";
+                + nextUsed + (usedWrap ? "/1" : "/0") + ", signalled 0x" + Integer.toHexString(signalledUsed)
+                + (notificationsEnabled ? ", notifying" : "") : ", inactive") + (violation != null ? ", broken: " + violation.reason() : "") + "]";
     }
 }

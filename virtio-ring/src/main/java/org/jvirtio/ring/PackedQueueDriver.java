@@ -321,4 +321,10 @@ public final class PackedQueueDriver implements QueueDriver {
         int flags = (short) U16.getAcquire(ring, (long) nextUsed * DESC_SIZE + DESC_FLAGS) & 0xffff;
         return inFlightCount > 0 && isUsed(flags, usedWrap);
     }
+
+    @Override
+    public String toString() {
+        return "PackedQueueDriver[size=" + size + ", avail=" + nextAvail + (availWrap ? "/1" : "/0") + ", used=" + nextUsed + (usedWrap ? "/1" : "/0")
+                + ", in flight " + inFlightCount + ", published 0x" + Integer.toHexString(publishedState) + "]";
+    }
 }

@@ -82,6 +82,8 @@ public final class RingPingPong {
             long kicks;
             try {
                 kicks = driverLoop(driver, memory, dataArea, total, kick, call, failure);
+            } catch (IllegalStateException e) {
+                throw new IllegalStateException(e.getMessage() + "; " + dump(memory, driver, device), e);
             } finally {
                 failure.compareAndSet(null, STOP);
                 kick.signal();
@@ -96,6 +98,20 @@ public final class RingPingPong {
         } finally {
             memory.release();
         }
+    }
+
+    /** Both sides' state and the ring's words, for a failure message (the sides are stuck: it holds still). */
+    private String dump(GuestMemory memory, QueueDriver driver, RingQueue device) {
+        StringBuilder b = new StringBuilder("device ").append(device).append(", driver ").append(driver);
+        if (packed) {
+            b.append(String.format(", driver event 0x%08x, device event 0x%08x, descriptors:", memory.readU32(driver.availAddr()),
+                    memory.readU32(driver.usedAddr())));
+            for (int i = 0; i < queueSize; i++) {
+                long d = driver.descAddr() + 16L * i;
+                b.append(String.format(" [%d len %d id %d flags 0x%04x]", i, memory.readU32(d + 8), memory.readU16(d + 12), memory.readU16(d + 14)));
+            }
+        }
+        return b.toString();
     }
 
     /** Marker the driver leaves in {@code failure} to stop the device thread. */
