@@ -70,7 +70,10 @@ jvirtio_train_aot() { # makes $jvirtio_aot with a training run of the blk backen
   truncate -s 1M "$dir/train.img"   # an image, not a null disk: images are what backends serve
   base=$(jvirtio_archive_base)
   echo "jvirtio: making the start-up cache (once; a few seconds)..." >&2
-  "$JAVA_HOME/bin/java" "${JVIRTIO_BACKEND_OPTS[@]}" -XX:SharedBaseAddress="$base" -XX:AOTCacheOutput="$dir/cache.aot" -cp "$JVIRTIO_BACKEND_CLASSPATH" \
+  # Not systemd's business: the training run must not say READY=1 for the service (NOTIFY_SOCKET)
+  # nor look at the sockets systemd passed the launcher (LISTEN_*).
+  env -u NOTIFY_SOCKET -u LISTEN_PID -u LISTEN_FDS -u LISTEN_FDNAMES \
+    "$JAVA_HOME/bin/java" "${JVIRTIO_BACKEND_OPTS[@]}" -XX:SharedBaseAddress="$base" -XX:AOTCacheOutput="$dir/cache.aot" -cp "$JVIRTIO_BACKEND_CLASSPATH" \
     org.jvirtio.runner.VhostUserRunner blk --socket "$dir/train.sock" --image "$dir/train.img" >"$dir/log" 2>&1 &
   pid=$!
   while [ ! -S "$dir/train.sock" ] && kill -0 "$pid" 2>/dev/null && [ $i -lt 600 ]; do
