@@ -153,9 +153,13 @@ public final class RbdBackend implements BlockBackend {
     private final EventFd events;
     /** Several queues expected: every queue gets its completions from the collecting thread. */
     private final boolean routed;
-    /** Open queue channels by slot (guarded by itself). */
-    private final RbdQueueIo[] queues = new RbdQueueIo[MAX_QUEUES];
-    /** The channel that collects the image's completions on its own thread, or null (guarded by queues). */
+    /**
+     * Open queue channels by slot: changed under {@link #lock}, read without it by whoever routes
+     * a completion (no lock per completion).
+     */
+    private final java.util.concurrent.atomic.AtomicReferenceArray<RbdQueueIo> open = new java.util.concurrent.atomic.AtomicReferenceArray<>(MAX_QUEUES);
+    private final Object lock = new Object();
+    /** The channel that collects the image's completions on its own thread, or null (guarded by lock). */
     private RbdQueueIo direct;
     private volatile long size;
     private volatile boolean closed;
@@ -175,7 +179,7 @@ public final class RbdBackend implements BlockBackend {
         this.events = events;
         this.routed = routed;
         if (routed) {
-            synchronized (queues) {
+            synchronized (lock) {
                 startRouter();
             }
         }
@@ -441,13 +445,13 @@ public final class RbdBackend implements BlockBackend {
      */
     @Override
     public BlockQueueIo openQueueIo(int depth) throws IOException {
-        synchronized (queues) {
+        synchronized (lock) {
             if (closed) {
                 throw new IOException("RBD image " + name + " is closed");
             }
             int slot = -1;
-            for (int i = 0; i < queues.length; i++) {
-                if (queues[i] == null) {
+            for (int i = 0; i < MAX_QUEUES; i++) {
+                if (open.get(i) == null) {
                     slot = i;
                     break;
                 }
@@ -456,8 +460,8 @@ public final class RbdBackend implements BlockBackend {
                 throw new IOException("RBD image " + name + " serves " + MAX_QUEUES + " queues already");
             }
             boolean alone = !routed && direct == null && router == null;
-            for (RbdQueueIo q : queues) {
-                alone &= q == null;
+            for (int i = 0; i < MAX_QUEUES; i++) {
+                alone &= open.get(i) == null;
             }
             RbdQueueIo q;
             if (alone) {
@@ -471,12 +475,12 @@ public final class RbdBackend implements BlockBackend {
                 // else the collecting channel routes this one's completions until it closes;
                 // then the collecting thread takes over (the two never read the eventfd at once)
             }
-            queues[slot] = q;
+            open.set(slot, q);
             return q;
         }
     }
 
-    /** Starts the collecting thread once (guarded by queues). */
+    /** Starts the collecting thread once (guarded by lock). */
     private void startRouter() {
         if (router == null && !closed) {
             router = Thread.ofPlatform().daemon().name("jvirtio-rbd-" + name.image).start(this::route);
@@ -485,14 +489,12 @@ public final class RbdBackend implements BlockBackend {
 
     /** The queue gives its slot back (closed with nothing pending). */
     void closed(RbdQueueIo q) {
-        synchronized (queues) {
-            if (queues[q.slot()] == q) {
-                queues[q.slot()] = null;
-            }
+        synchronized (lock) {
+            open.compareAndSet(q.slot(), q, null);
             if (direct == q) {
                 direct = null;
-                for (RbdQueueIo other : queues) {
-                    if (other != null) {
+                for (int i = 0; i < MAX_QUEUES; i++) {
+                    if (open.get(i) != null) {
                         startRouter(); // channels remain that the collecting channel served
                         break;
                     }
@@ -506,11 +508,9 @@ public final class RbdBackend implements BlockBackend {
      * from the collecting channel when it finds another's). Returns false when no open channel
      * has its slot (cannot happen: a channel closes only with nothing pending).
      */
-    boolean route(long completion) {
-        RbdQueueIo q;
-        synchronized (queues) {
-            q = queues[RbdQueueIo.slotOf(Librbd.aioGetArg(completion))];
-        }
+    boolean route(long completion, long arg) {
+        RbdQueueIo q = open.get(RbdQueueIo.slotOf(arg)); // no lock per completion
+
         if (q == null) {
             LOG.error("RBD image {}: a completion for a closed queue", name);
             Librbd.aioRelease(completion);
@@ -542,7 +542,8 @@ public final class RbdBackend implements BlockBackend {
                 do {
                     n = Librbd.pollIoEvents(imageAddress, comps.address(), RbdQueueIo.POLL_BATCH);
                     for (int i = 0; i < n; i++) {
-                        route(comps.getAtIndex(ValueLayout.JAVA_LONG, i));
+                        long c = comps.getAtIndex(ValueLayout.JAVA_LONG, i);
+                        route(c, Librbd.aioGetArg(c));
                     }
                 } while (n == RbdQueueIo.POLL_BATCH);
             }
@@ -556,7 +557,7 @@ public final class RbdBackend implements BlockBackend {
 
     @Override
     public void close() throws IOException {
-        synchronized (queues) {
+        synchronized (lock) {
             if (closed) {
                 return;
             }
@@ -567,7 +568,7 @@ public final class RbdBackend implements BlockBackend {
             joinQuietly(resizeWatch);
         }
         Thread collector;
-        synchronized (queues) {
+        synchronized (lock) {
             collector = router;
         }
         if (collector != null) {

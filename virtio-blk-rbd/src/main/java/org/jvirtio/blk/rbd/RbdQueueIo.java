@@ -183,11 +183,12 @@ final class RbdQueueIo implements BlockQueueIo {
             }
             for (int i = 0; i < n; i++) {
                 long c = comps.getAtIndex(ValueLayout.JAVA_LONG, i);
-                if (slotOf(Librbd.aioGetArg(c)) == slot) {
-                    finished(c);
+                long arg = Librbd.aioGetArg(c);
+                if (slotOf(arg) == slot) {
+                    finished(c, arg);
                     total++;
                 } else {
-                    backend.route(c);
+                    backend.route(c, arg);
                 }
             }
         } while (n == POLL_BATCH);
@@ -206,7 +207,7 @@ final class RbdQueueIo implements BlockQueueIo {
             taken = mine;
         }
         for (int i = 0; i < n; i++) {
-            finished(mine[i]);
+            finished(mine[i], Librbd.aioGetArg(mine[i]));
         }
         return n;
     }
@@ -222,8 +223,7 @@ final class RbdQueueIo implements BlockQueueIo {
         own.signal();
     }
 
-    private void finished(long c) {
-        long arg = Librbd.aioGetArg(c);
+    private void finished(long c, long arg) {
         long ret = Librbd.aioGetReturnValue(c);
         Librbd.aioRelease(c);
         int kind = (int) (arg >>> 32) & 0xff;
