@@ -94,11 +94,12 @@ public final class Systemd {
             int fd = SD_LISTEN_FDS_START + i;
             String name = i < names.length && !names[i].isEmpty() ? names[i] : "unknown";
             try {
-                setFlags(fd);
+                Native.syscallOrThrow("fcntl(F_SETFD)", Sys.FCNTL, fd, F_SETFD, FD_CLOEXEC, 0, 0, 0); // as sd_listen_fds does
                 Path path = listeningUnixPath(fd);
                 if (path == null) {
-                    others.add("fd " + fd + " (" + name + ")");
+                    others.add("fd " + fd + " (" + name + ")"); // not ours to change: its flags stay
                 } else {
+                    setNonBlocking(fd);
                     byPath.put(path.toAbsolutePath().normalize(), fd);
                     LOG.info("systemd: inherited listening socket {} as fd {} ({})", path, fd, name);
                 }
@@ -109,9 +110,8 @@ public final class Systemd {
         return new Systemd(byPath, others);
     }
 
-    /** FD_CLOEXEC (a device's helper processes must not keep it) and O_NONBLOCK (the accept loop runs until EAGAIN). */
-    private static void setFlags(int fd) throws ErrnoException {
-        Native.syscallOrThrow("fcntl(F_SETFD)", Sys.FCNTL, fd, F_SETFD, FD_CLOEXEC, 0, 0, 0);
+    /** O_NONBLOCK on a socket this process will accept on (the accept loop runs until EAGAIN). */
+    private static void setNonBlocking(int fd) throws ErrnoException {
         long fl = Native.syscallOrThrow("fcntl(F_GETFL)", Sys.FCNTL, fd, F_GETFL, 0, 0, 0, 0);
         Native.syscallOrThrow("fcntl(F_SETFL)", Sys.FCNTL, fd, F_SETFL, fl | O_NONBLOCK, 0, 0, 0);
     }
