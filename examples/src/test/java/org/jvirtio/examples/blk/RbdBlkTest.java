@@ -126,24 +126,7 @@ class RbdBlkTest {
         byte[] shadow = new byte[disk];
         try (var backend = start("rbd/two", "--queues", "2", "--iothreads", "2");
              BlkClient c = new BlkClient(sock("rbd/two"), 16, 128 << 10, 2, false, false)) {
-            Thread[] threads = new Thread[2];
-            Throwable[] failed = new Throwable[1];
-            for (int q = 0; q < 2; q++) {
-                int qq = q;
-                threads[q] = Thread.ofPlatform().start(() -> {
-                    try {
-                        VhostUserBlkEndToEndTest.randomIo(c, qq, shadow, qq * (disk / 2), disk / 2, 60);
-                    } catch (Throwable e) {
-                        failed[0] = e;
-                    }
-                });
-            }
-            for (Thread t : threads) {
-                t.join();
-            }
-            if (failed[0] != null) {
-                throw new AssertionError(failed[0]);
-            }
+            VhostUserBlkEndToEndTest.onEachQueue(2, q -> VhostUserBlkEndToEndTest.randomIo(c, q, shadow, q * (disk / 2), disk / 2, 60));
             for (int q = 0; q < 2; q++) {
                 assertTrue(backend.device().stats(q).requests() >= 60, "queue " + q);
                 assertEquals(0, backend.device().stats(q).errors());
@@ -188,7 +171,6 @@ class RbdBlkTest {
             assertEquals(VirtioBlk.S_OK, status(c, 0, VirtioBlk.T_OUT, 64, 4096));
             cluster.stopOsd();
             try {
-                long t0 = System.nanoTime();
                 for (int t = 1; t < 5; t++) {
                     c.submit(t, t % 2 == 0 ? VirtioBlk.T_IN : VirtioBlk.T_OUT, 128L * t, 4096);
                 }
@@ -197,8 +179,9 @@ class RbdBlkTest {
                 Arrays.fill(statuses, -1);
                 int got = 0;
                 while (got < 4) {
-                    got += c.reap((tag, st, n) -> statuses[tag] = st, 30_000);
-                    assertTrue(System.nanoTime() - t0 < 30_000_000_000L, "requests hang on a frozen OSD");
+                    int n = c.reap((tag, st, nanos) -> statuses[tag] = st, 30_000);
+                    assertTrue(n > 0, "requests hang on a frozen OSD");
+                    got += n;
                 }
                 for (int t = 1; t < 5; t++) {
                     assertEquals(VirtioBlk.S_IOERR, statuses[t], "request " + t);
@@ -433,11 +416,9 @@ class RbdBlkTest {
         };
         for (String[] args : cases) {
             ByteArrayOutputStream err = new ByteArrayOutputStream();
-            long t0 = System.nanoTime();
             assertEquals(2, VhostUserBlkCommand.run(args, new PrintStream(new ByteArrayOutputStream(), true), new PrintStream(err, true)),
                     String.join(" ", args));
             assertEquals(1, err.toString().strip().lines().count(), "one line: " + err);
-            assertTrue(System.nanoTime() - t0 < 20_000_000_000L, "gave up within the timeout: " + String.join(" ", args));
             assertFalse(Files.exists(dir.resolve("x.sock")), "nothing listens after a refused start");
         }
     }

@@ -81,24 +81,7 @@ class VhostUserBlkEndToEndTest {
                 "--poll-us", Integer.toString(pollUs));
              BlkClient c = new BlkClient(sock, 16, 128 << 10, queues, false, packed)) {
             assertEquals(packed, org.jvirtio.api.VirtioFeatures.has(c.features(), org.jvirtio.api.VirtioFeatures.RING_PACKED));
-            Thread[] threads = new Thread[queues];
-            Throwable[] failed = new Throwable[1];
-            for (int q = 0; q < queues; q++) {
-                int qq = q;
-                threads[q] = Thread.ofPlatform().start(() -> {
-                    try {
-                        randomIo(c, qq, shadow, qq * (disk / queues), disk / queues, 300);
-                    } catch (Throwable e) {
-                        failed[0] = e;
-                    }
-                });
-            }
-            for (Thread t : threads) {
-                t.join();
-            }
-            if (failed[0] != null) {
-                throw new AssertionError(failed[0]);
-            }
+            onEachQueue(queues, q -> randomIo(c, q, shadow, q * (disk / queues), disk / queues, 300));
             assertEquals(VirtioBlk.S_OK, status(c, 0, VirtioBlk.T_FLUSH, 0, 0));
             for (int q = 0; q < queues; q++) {
                 assertTrue(backend.device().stats(q).requests() >= 300, "queue " + q);
@@ -107,6 +90,32 @@ class VhostUserBlkEndToEndTest {
             }
         }
         assertArrayEquals(shadow, Files.readAllBytes(img));
+    }
+
+    interface QueueJob {
+        void run(int queue) throws Exception;
+    }
+
+    /** Runs {@code job} for every queue at once, each on a thread of its own; rethrows the first failure. */
+    static void onEachQueue(int queues, QueueJob job) throws InterruptedException {
+        Thread[] threads = new Thread[queues];
+        Throwable[] failed = new Throwable[1];
+        for (int q = 0; q < queues; q++) {
+            int qq = q;
+            threads[q] = Thread.ofPlatform().start(() -> {
+                try {
+                    job.run(qq);
+                } catch (Throwable e) {
+                    failed[0] = e;
+                }
+            });
+        }
+        for (Thread t : threads) {
+            t.join();
+        }
+        if (failed[0] != null) {
+            throw new AssertionError(failed[0]);
+        }
     }
 
     /** One queue's share: a window of the disk, written and read at random with a shadow copy. */

@@ -96,12 +96,10 @@ class SystemdTest {
                 assertTrue(ready.contains("READY=1"), ready);
                 assertTrue(ready.contains("STATUS=serving 2 devices"), ready);
                 // READY means served: both sockets answer now, the early one included.
-                long t0 = System.nanoTime();
                 assertNotEquals(0, early.getFeatures());
                 try (VhostUserFrontend fb = VhostUserFrontend.connect(b)) {
                     assertNotEquals(0, fb.getFeatures());
                 }
-                assertTrue(System.nanoTime() - t0 < 5_000_000_000L, "the sockets answered late after READY=1");
                 early.close();
                 // The backend served systemd's sockets; it did not bind its own over them.
                 assertEquals(inodeA, inode(a));

@@ -723,15 +723,24 @@ class DataplaneTest {
         assumeTrue(mx.isThreadAllocatedMemorySupported());
         Path img = image(DISK);
         start(uring ? FileBackend.open(img, false, false) : new RamBackend(DISK), new UringIoFactory(uring), 1, 1, 0);
+        long[] r = allocatedOnTheIoThread(mx, new Random(11), rnd -> 8L * rnd.nextInt(1000), 10000, 1250);
+        assertTrue(r[0] < r[1] / 4, r[0] + " bytes allocated on the I/O thread for " + r[1] + " requests");
+    }
+
+    /**
+     * Batches of 16 requests (writes and reads, 1-3 buffers each) on queue 0 of the started device:
+     * {@code warm} batches, then {@code measured} ones counted. Returns the bytes the I/O thread
+     * allocated over the measured batches and their requests.
+     */
+    private long[] allocatedOnTheIoThread(com.sun.management.ThreadMXBean mx, Random rnd,
+                                          java.util.function.ToLongFunction<Random> sector, int warm, int measured) throws Exception {
         long ioThread = threads.loopOf(0).submit(() -> Thread.currentThread().threadId()).get();
         BlkRig rig = rigs.get(0);
-        Random rnd = new Random(11);
         byte[] data = new byte[4096];
-        int[] total = {0};
         Runnable batch = () -> {
             long[] tokens = new long[16];
             for (int i = 0; i < 16; i++) {
-                tokens[i] = rig.add(i % 2 == 0 ? T_OUT : T_IN, 8L * rnd.nextInt(1000), i % 2 == 0 ? data : null, 4096, 1 + i % 3, rnd);
+                tokens[i] = rig.add(i % 2 == 0 ? T_OUT : T_IN, sector.applyAsLong(rnd), i % 2 == 0 ? data : null, 4096, 1 + i % 3, rnd);
             }
             rig.publishAndKick();
             try {
@@ -745,19 +754,15 @@ class DataplaneTest {
             }
             rig.status.clear();
             rig.usedLength.clear();
-            total[0] += 16;
         };
-        for (int i = 0; i < 10000; i++) {
+        for (int i = 0; i < warm; i++) {
             batch.run();
         }
         long before = mx.getThreadAllocatedBytes(ioThread);
-        int n0 = total[0];
-        for (int i = 0; i < 1250; i++) {
+        for (int i = 0; i < measured; i++) {
             batch.run();
         }
-        long bytes = mx.getThreadAllocatedBytes(ioThread) - before;
-        int requests = total[0] - n0;
-        assertTrue(bytes < requests / 4, bytes + " bytes allocated on the I/O thread for " + requests + " requests");
+        return new long[] {mx.getThreadAllocatedBytes(ioThread) - before, 16L * measured};
     }
 
     /**
@@ -777,43 +782,11 @@ class DataplaneTest {
             org.jvirtio.blk.rbd.RbdBackend rbd = org.jvirtio.blk.rbd.RbdBackend.open(org.jvirtio.blk.rbd.RbdBackend.ImageName.parse("rbd/alloc"),
                     org.jvirtio.blk.rbd.RbdBackend.Options.defaults().withConf(ceph.conf()), false, 1);
             start(rbd, new UringIoFactory(true), 1, 1, 0);
-            long ioThread = threads.loopOf(0).submit(() -> Thread.currentThread().threadId()).get();
-            BlkRig rig = rigs.get(0);
-            Random rnd = new Random(13);
-            byte[] data = new byte[4096];
-            int[] total = {0};
-            Runnable batch = () -> {
-                long[] tokens = new long[16];
-                for (int i = 0; i < 16; i++) {
-                    tokens[i] = rig.add(i % 2 == 0 ? T_OUT : T_IN, 8L * (16 * (total[0] / 16 % 100) + i), i % 2 == 0 ? data : null, 4096,
-                            1 + i % 3, rnd);
-                }
-                rig.publishAndKick();
-                try {
-                    rig.awaitAll();
-                } catch (Exception e) {
-                    throw new AssertionError(e);
-                }
-                for (long t : tokens) {
-                    assertEquals(S_OK, rig.statusOf(t));
-                    rig.take(t, 0);
-                }
-                rig.status.clear();
-                rig.usedLength.clear();
-                total[0] += 16;
-            };
-            for (int i = 0; i < 3000; i++) {
-                batch.run();
-            }
-            long before = mx.getThreadAllocatedBytes(ioThread);
-            int n0 = total[0];
-            for (int i = 0; i < 500; i++) {
-                batch.run();
-            }
-            long bytes = mx.getThreadAllocatedBytes(ioThread) - before;
-            int requests = total[0] - n0;
-            assertTrue(bytes < requests / 4, bytes + " bytes allocated on the I/O thread for " + requests + " RBD requests");
-            System.out.println("DataplaneTest: " + bytes + " bytes allocated on the I/O thread for " + requests + " RBD requests");
+            // 4 KiB blocks in turn over the first 6.25 MiB of the image
+            int[] n = {0};
+            long[] r = allocatedOnTheIoThread(mx, new Random(13), rnd -> 8L * (n[0]++ % 1600), 3000, 500);
+            assertTrue(r[0] < r[1] / 4, r[0] + " bytes allocated on the I/O thread for " + r[1] + " RBD requests");
+            System.out.println("DataplaneTest: " + r[0] + " bytes allocated on the I/O thread for " + r[1] + " RBD requests");
             // Stopped here, while the cluster still runs (closing the image talks to it).
             queues.stopAll();
             device.reset();
