@@ -15,6 +15,16 @@ module org.jvirtio.runner {
     requires micrometer.core;
     requires micrometer.registry.prometheus;
     requires org.slf4j;
+    requires io.netty.buffer;
+    requires io.netty.common;
+    requires io.netty.transport;
+    requires io.netty.transport.unix.common;
+    requires io.netty.transport.classes.epoll;
+    requires io.netty.codec;
+    requires io.netty.codec.http;
+    requires io.netty.handler;
+    requires com.fasterxml.jackson.databind;
+    requires static ch.qos.logback.classic;
 
     exports org.jvirtio.runner;
 

@@ -12,6 +12,7 @@ import com.sun.net.httpserver.HttpExchange;
 import com.sun.net.httpserver.HttpServer;
 import io.micrometer.core.instrument.FunctionCounter;
 import io.micrometer.core.instrument.Gauge;
+import io.micrometer.core.instrument.Meter;
 import io.micrometer.core.instrument.Tags;
 import io.micrometer.core.instrument.binder.jvm.JvmMemoryMetrics;
 import io.micrometer.core.instrument.binder.jvm.JvmThreadMetrics;
@@ -30,12 +31,18 @@ import org.jvirtio.api.QueueStats;
  */
 final class Metrics implements AutoCloseable {
     private final PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+    /** The HTTP endpoint ({@code --metrics}), or null for a registry the control socket alone answers from. */
     private final HttpServer server;
     private final ExecutorService executor;
 
     private Metrics(HttpServer server, ExecutorService executor) {
         this.server = server;
         this.executor = executor;
+    }
+
+    /** Meters without an HTTP endpoint of their own: scraped through the control socket's {@code GET /metrics}. */
+    static Metrics withoutEndpoint() {
+        return new Metrics(null, null);
     }
 
     /** Parses {@code HOST:PORT} ({@code [::1]:PORT} for IPv6); one line when it is not that. */
@@ -80,11 +87,22 @@ final class Metrics implements AutoCloseable {
         return new Metrics(server, executor);
     }
 
-    /** Registers {@code devices}' meters and starts answering scrapes at /metrics. */
-    void serve(List<Serving.Served<?>> devices) {
-        register(devices);
-        server.createContext("/metrics", this::scrape);
-        server.start();
+    /** Registers the process's meters (JVM memory and threads, the number of devices) and starts answering scrapes at /metrics. */
+    void serve(DeviceSet devices) {
+        new JvmMemoryMetrics().bindTo(registry);
+        new JvmThreadMetrics().bindTo(registry);
+        Gauge.builder("jvirtio.devices", devices, DeviceSet::size).description("Devices this process serves").register(registry);
+        FunctionCounter.builder("jvirtio.devices.removed", devices, DeviceSet::removedCount)
+                .description("Devices removed through the control socket").register(registry);
+        if (server != null) {
+            server.createContext("/metrics", this::scrape);
+            server.start();
+        }
+    }
+
+    /** Whether it has an HTTP endpoint of its own. */
+    boolean hasEndpoint() {
+        return server != null;
     }
 
     /** Where it answers (the port chosen for HOST:0). */
@@ -94,35 +112,51 @@ final class Metrics implements AutoCloseable {
         return "http://" + (host.contains(":") ? "[" + host + "]" : host) + ":" + a.getPort() + "/metrics";
     }
 
-    private void register(List<Serving.Served<?>> devices) {
-        new JvmMemoryMetrics().bindTo(registry);
-        new JvmThreadMetrics().bindTo(registry);
-        Gauge.builder("jvirtio.devices", devices, List::size).description("Devices this process serves").register(registry);
-        for (Serving.Served<?> d : devices) {
-            VhostUserRunner.Running<?> r = d.running();
-            Tags device = Tags.of("device", d.name(), "socket", d.options().socket.toAbsolutePath().toString());
-            FunctionCounter.builder("jvirtio.frontend.connections", r, x -> x.transport().connectionCount())
-                    .description("Front-ends that connected (a reconnect counts again)").tags(device).register(registry);
-            int queues = r.transport().queueStats().length;
-            for (int q = 0; q < queues; q++) {
-                int qi = q;
-                Tags t = device.and("queue", Integer.toString(q));
-                FunctionCounter.builder("jvirtio.queue.requests", r, x -> stats(x, qi).requests())
-                        .description("Requests (chains) the queue served").tags(t).register(registry);
-                FunctionCounter.builder("jvirtio.queue.bytes", r, x -> stats(x, qi).bytes())
-                        .description("Bytes the queue's requests moved").baseUnit("bytes").tags(t).register(registry);
-                FunctionCounter.builder("jvirtio.queue.errors", r, x -> stats(x, qi).errors())
-                        .description("Requests that failed (an error status to the guest)").tags(t).register(registry);
-                FunctionCounter.builder("jvirtio.queue.rests", r, x -> stats(x, qi).rests())
-                        .description("Times the device turned the queue's buffers away for now (NOT_NOW)").tags(t).register(registry);
-                Gauge.builder("jvirtio.queue.in.flight", r, x -> stats(x, qi).inFlight())
-                        .description("Requests taken and not yet completed").tags(t).register(registry);
-            }
+    /** Registers one device's meters, labelled with its id, name and socket; {@link #remove} takes them away with it. */
+    List<Meter> register(String id, Serving.Served<?> d) {
+        List<Meter> meters = new java.util.ArrayList<>();
+        VhostUserRunner.Running<?> r = d.running();
+        Tags device = Tags.of("id", id, "device", d.name(), "socket", d.options().socket.toAbsolutePath().toString());
+        meters.add(FunctionCounter.builder("jvirtio.frontend.connections", r, x -> x.transport().connectionCount())
+                .description("Front-ends that connected (a reconnect counts again)").tags(device).register(registry));
+        int queues = r.transport().queueStats().length;
+        for (int q = 0; q < queues; q++) {
+            int qi = q;
+            Tags t = device.and("queue", Integer.toString(q));
+            meters.add(FunctionCounter.builder("jvirtio.queue.requests", r, x -> stats(x, qi).requests())
+                    .description("Requests (chains) the queue served").tags(t).register(registry));
+            meters.add(FunctionCounter.builder("jvirtio.queue.bytes", r, x -> stats(x, qi).bytes())
+                    .description("Bytes the queue's requests moved").baseUnit("bytes").tags(t).register(registry));
+            meters.add(FunctionCounter.builder("jvirtio.queue.errors", r, x -> stats(x, qi).errors())
+                    .description("Requests that failed (an error status to the guest)").tags(t).register(registry));
+            meters.add(FunctionCounter.builder("jvirtio.queue.rests", r, x -> stats(x, qi).rests())
+                    .description("Times the device turned the queue's buffers away for now (NOT_NOW)").tags(t).register(registry));
+            meters.add(Gauge.builder("jvirtio.queue.in.flight", r, x -> stats(x, qi).inFlight())
+                    .description("Requests taken and not yet completed").tags(t).register(registry));
+        }
+        return meters;
+    }
+
+    /** Takes a removed device's meters out of the exposition. */
+    void remove(List<Meter> meters) {
+        for (Meter m : meters) {
+            registry.remove(m);
         }
     }
 
     private static QueueStats stats(VhostUserRunner.Running<?> r, int q) {
         return r.transport().queueStats()[q];
+    }
+
+    /** The exposition's content type for a scraper that sends {@code accept}: OpenMetrics when it asks for it. */
+    static String contentType(String accept) {
+        boolean openMetrics = accept != null && accept.contains("application/openmetrics-text");
+        return openMetrics ? "application/openmetrics-text; version=1.0.0; charset=utf-8" : "text/plain; version=0.0.4; charset=utf-8";
+    }
+
+    /** The exposition in {@code contentType} (from {@link #contentType}). */
+    String scrape(String contentType) {
+        return registry.scrape(contentType);
     }
 
     private void scrape(HttpExchange ex) throws IOException {
@@ -131,11 +165,8 @@ final class Metrics implements AutoCloseable {
                 ex.sendResponseHeaders(405, -1);
                 return;
             }
-            String accept = ex.getRequestHeaders().getFirst("Accept");
-            boolean openMetrics = accept != null && accept.contains("application/openmetrics-text");
-            String contentType = openMetrics ? "application/openmetrics-text; version=1.0.0; charset=utf-8"
-                    : "text/plain; version=0.0.4; charset=utf-8";
-            byte[] body = registry.scrape(contentType).getBytes(StandardCharsets.UTF_8);
+            String contentType = contentType(ex.getRequestHeaders().getFirst("Accept"));
+            byte[] body = scrape(contentType).getBytes(StandardCharsets.UTF_8);
             ex.getResponseHeaders().set("Content-Type", contentType);
             if ("HEAD".equals(ex.getRequestMethod())) {
                 ex.sendResponseHeaders(200, -1);
@@ -150,8 +181,10 @@ final class Metrics implements AutoCloseable {
 
     @Override
     public void close() {
-        server.stop(0);
-        executor.shutdownNow();
+        if (server != null) {
+            server.stop(0);
+            executor.shutdownNow();
+        }
         registry.close();
     }
 }

@@ -2,12 +2,9 @@ package org.jvirtio.runner;
 
 import java.io.IOException;
 import java.io.PrintStream;
-import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.Executors;
-import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.TimeUnit;
 
 import org.jvirtio.api.VirtioDevice;
 import org.jvirtio.runner.VhostUserRunner.Running;
@@ -37,109 +34,66 @@ final class Serving {
             return VhostUserRunner.qemuFragment(name, running.command(), running.device(), options);
         }
 
+        /** The device's own counters (its command's stats line), or null. */
+        String deviceStats() {
+            return running.command().stats(running.device());
+        }
+
         String reload() throws IOException {
             return running.command().reload(running.device());
         }
     }
 
     /**
-     * Prints each device's first lines, serves them all (and their metrics on {@code metrics},
-     * already bound, or null) until SIGTERM or SIGINT, then stops them all.
+     * Serves {@code devices} (their first lines already printed), their metrics on {@code metrics}
+     * (already bound, or null) and the control socket {@code control} (or null) until SIGTERM or
+     * SIGINT, then stops them all.
      */
-    static int serveAll(List<Served<?>> all, PrintStream out, Metrics metrics) throws IOException, InterruptedException {
-        boolean several = all.size() > 1;
-        for (Served<?> d : all) {
-            String what = d.describe();
-            out.println(d.name + ": serving " + (what.isEmpty() ? "" : what + " ") + "on " + d.options.socket.toAbsolutePath());
-            out.println("attach with QEMU:");
-            out.println("  " + d.qemuFragment());
-        }
+    static int serveAll(DeviceSet devices, PrintStream out, Metrics metrics, ControlServer control) throws IOException, InterruptedException {
         if (metrics != null) {
-            metrics.serve(all);
-            out.println("metrics: " + metrics.url());
+            metrics.serve(devices);
+            if (metrics.hasEndpoint()) {
+                out.println("metrics: " + metrics.url());
+            }
+        }
+        if (control != null) {
+            control.start();
+            out.println("control: listening on " + control.path().toAbsolutePath());
         }
         out.flush();
         // Every socket listens: tell systemd (Type=notify); close inherited sockets no device took.
         VhostUserRunner.systemd().closeUnused();
-        Systemd.notify("READY=1\nSTATUS=serving " + all.size() + (all.size() == 1 ? " device" : " devices"));
+        Systemd.notify("READY=1\nSTATUS=serving " + devices.size() + (devices.size() == 1 ? " device" : " devices"));
         CountDownLatch stop = new CountDownLatch(1);
         for (String sig : new String[] {"TERM", "INT"}) {
             sun.misc.Signal.handle(new sun.misc.Signal(sig), s -> stop.countDown());
         }
-        sun.misc.Signal.handle(new sun.misc.Signal("HUP"), s -> {
-            for (Served<?> d : all) {
-                try {
-                    String line = d.reload();
-                    if (line != null) {
-                        out.println(d.prefix(several) + line);
-                    }
-                } catch (IOException | RuntimeException e) {
-                    out.println(d.prefix(several) + "reload failed: " + e.getMessage());
-                }
-            }
-            out.flush();
-        });
-        ScheduledExecutorService stats = Executors.newSingleThreadScheduledExecutor(
-                r -> Thread.ofPlatform().daemon().name("stats").unstarted(r));
-        for (Served<?> d : all) {
-            if (d.options.statsSeconds > 0) {
-                stats.scheduleAtFixedRate(() -> {
-                    out.println(several ? d.prefix(true) + d.running.stats() : d.running.stats());
-                    out.flush();
-                }, d.options.statsSeconds, d.options.statsSeconds, TimeUnit.SECONDS);
-            }
-        }
+        sun.misc.Signal.handle(new sun.misc.Signal("HUP"), s -> devices.reloadAll());
         try {
             stop.await();
         } finally {
             Systemd.notify("STOPPING=1");
-            stats.shutdownNow();
-            if (metrics != null) {
-                metrics.close();
-            }
-            IOException failed = stopAll(all);
-            for (Served<?> d : all.reversed()) {
-                out.println(d.name + ": stopped");
-            }
-            out.flush();
-            if (failed != null) {
-                throw failed;
+            try {
+                if (control != null) {
+                    control.close(); // no change starts after this; one under way has ended
+                }
+            } finally {
+                try {
+                    devices.close();
+                } finally {
+                    if (metrics != null) {
+                        metrics.close();
+                    }
+                }
             }
         }
         return 0;
     }
 
-    /**
-     * Stops every device at once, each on a thread of its own: a stop gives a device's queues a
-     * few seconds for storage that does not answer, and several devices one after the other would
-     * add those up. Returns the first failure.
-     */
-    private static IOException stopAll(List<Served<?>> all) {
-        List<IOException> failures = java.util.Collections.synchronizedList(new ArrayList<>());
-        List<Thread> stopping = new ArrayList<>();
-        for (Served<?> d : all) {
-            stopping.add(Thread.ofPlatform().name("stop " + d.options.socket.getFileName()).start(() -> {
-                try {
-                    d.running.close();
-                } catch (IOException e) {
-                    failures.add(e);
-                }
-            }));
-        }
-        for (Thread t : stopping) {
-            boolean interrupted = false;
-            while (true) {
-                try {
-                    t.join();
-                    break;
-                } catch (InterruptedException e) {
-                    interrupted = true; // the devices are stopping: wait for them all the same
-                }
-            }
-            if (interrupted) {
-                Thread.currentThread().interrupt();
-            }
-        }
-        return failures.isEmpty() ? null : failures.get(0);
+    /** As {@link #serveAll(DeviceSet, PrintStream, Metrics, ControlServer)} for devices started together, without a control socket. */
+    static int serveAll(List<Served<?>> all, PrintStream out, Metrics metrics) throws IOException, InterruptedException {
+        DeviceSet devices = new DeviceSet(Map.of(), null, metrics, out, all.size() > 1);
+        devices.adopt(all);
+        return serveAll(devices, out, metrics, null);
     }
 }

@@ -30,8 +30,8 @@ final class SeveralDevices {
      * most any part asks for with {@code --iothreads}). Closed after every device stopped.
      */
     record Shared(ControlLoop control, IoThreads io) implements AutoCloseable {
-        static Shared forParts(List<RunnerOptions> parts) {
-            int threads = 1;
+        static Shared forParts(List<RunnerOptions> parts, int atLeast) {
+            int threads = Math.max(1, atLeast);
             for (RunnerOptions o : parts) {
                 threads = Math.max(threads, o.iothreads);
             }
@@ -54,16 +54,20 @@ final class SeveralDevices {
     }
 
     /**
-     * Several devices in one process ({@code DEVICE FLAGS + DEVICE FLAGS ...}): every part is
-     * parsed and every device composed before any listens; a bad part, or two parts on one
-     * socket, is one line and exit 2 with nothing listening.
+     * Several devices in one process ({@code DEVICE FLAGS + DEVICE FLAGS ...}), and a process
+     * with a control socket ({@code --control PATH [DEVICE FLAGS ...]}, {@code process}): every
+     * part is parsed and every device composed before any listens; a bad part, or two parts on
+     * one socket, is one line and exit 2 with nothing listening.
      */
-    static int run(Map<String, DeviceCommand<?>> devices, List<String> args, PrintStream out, PrintStream err) {
+    static int run(Map<String, DeviceCommand<?>> devices, ProcessOptions process, List<String> args, PrintStream out, PrintStream err) {
         List<DeviceCommand<?>> commands = new ArrayList<>();
         List<RunnerOptions> options = new ArrayList<>();
         java.util.Set<java.nio.file.Path> sockets = new java.util.HashSet<>();
+        if (process.control != null) {
+            sockets.add(process.control.toAbsolutePath().normalize());
+        }
         int at = 0;
-        while (at <= args.size()) {
+        while (at < args.size() || (at == args.size() && at > 0 && args.get(at - 1).equals(VhostUserRunner.AND))) {
             int part = commands.size() + 1;
             if (at == args.size() || args.get(at).startsWith("-") || args.get(at).equals(VhostUserRunner.AND)) {
                 return VhostUserRunner.refuse(err, "vhost-user", "device " + part + " after '" + VhostUserRunner.AND + "': name a device first: "
@@ -91,13 +95,18 @@ final class SeveralDevices {
                 return VhostUserRunner.refuse(err, command.name() + " (device " + part + ")", e.getMessage());
             }
             if (!sockets.add(o.socket.toAbsolutePath().normalize())) {
-                return VhostUserRunner.refuse(err, command.name() + " (device " + part + ")", "--socket " + o.socket + " is another device's too");
+                return VhostUserRunner.refuse(err, command.name() + " (device " + part + ")", "--socket " + o.socket
+                        + (o.socket.toAbsolutePath().normalize().equals(process.control == null ? null : process.control.toAbsolutePath().normalize())
+                        ? " is the control socket" : " is another device's too"));
             }
             commands.add(command);
             options.add(o);
             at = end + 1;
         }
         java.util.Set<String> metrics = new java.util.TreeSet<>();
+        if (process.metrics != null) {
+            metrics.add(process.metrics);
+        }
         for (RunnerOptions o : options) {
             if (o.metrics != null) {
                 metrics.add(o.metrics);
@@ -108,7 +117,8 @@ final class SeveralDevices {
         }
         Metrics boundMetrics;
         try {
-            boundMetrics = metrics.isEmpty() ? null : Metrics.bind(metrics.iterator().next());
+            boundMetrics = !metrics.isEmpty() ? Metrics.bind(metrics.iterator().next())
+                    : process.control != null ? Metrics.withoutEndpoint() : null;
         } catch (IOException | IllegalArgumentException e) {
             for (DeviceCommand<?> c : commands) {
                 try {
@@ -123,6 +133,7 @@ final class SeveralDevices {
         List<Serving.Served<?>> started = new ArrayList<>();
         int failed = -1;
         String why = null;
+        String who = null;
         for (int i = 0; i < commands.size() && failed < 0; i++) {
             try {
                 composed.add(Composed.of(commands.get(i), options.get(i))); // closes its command if it fails
@@ -131,7 +142,18 @@ final class SeveralDevices {
                 why = e.getMessage();
             }
         }
-        Shared shared = failed < 0 ? Shared.forParts(options) : null;
+        Shared shared = failed < 0 ? Shared.forParts(options, process.iothreads) : null;
+        DeviceSet set = shared == null ? null : new DeviceSet(devices, shared, boundMetrics, out, true);
+        ControlServer control = null;
+        if (set != null && process.control != null) {
+            try {
+                control = ControlServer.bind(process.control, set, boundMetrics);
+            } catch (IOException e) {
+                failed = 0;
+                who = "vhost-user";
+                why = e.getMessage();
+            }
+        }
         for (int i = 0; i < composed.size() && failed < 0; i++) {
             try {
                 started.add(composed.get(i).listen(shared)); // closes its command if it fails
@@ -150,14 +172,19 @@ final class SeveralDevices {
                 }
             }
             // Composing failed (nothing started; the one that failed closed its own command), or
-            // listening did (those before it started; it closed its own).
+            // listening did (those before it started; it closed its own), or the control socket
+            // (none started, none closed).
             boolean composedAll = composed.size() == commands.size();
-            for (int i = composedAll ? failed + 1 : 0; i < composed.size(); i++) {
+            int from = who != null ? 0 : composedAll ? failed + 1 : 0;
+            for (int i = from; i < composed.size(); i++) {
                 try {
                     commands.get(i).close();
                 } catch (IOException | RuntimeException e) {
                     // as above
                 }
+            }
+            if (control != null) {
+                control.close();
             }
             if (shared != null) {
                 shared.close();
@@ -165,10 +192,11 @@ final class SeveralDevices {
             if (boundMetrics != null) {
                 boundMetrics.close();
             }
-            return VhostUserRunner.refuse(err, commands.get(failed).name() + " (device " + (failed + 1) + ")", why);
+            return VhostUserRunner.refuse(err, who != null ? who : commands.get(failed).name() + " (device " + (failed + 1) + ")", why);
         }
+        set.adopt(started);
         try (shared) {
-            return Serving.serveAll(started, out, boundMetrics);
+            return Serving.serveAll(set, out, boundMetrics, control);
         } catch (IOException e) {
             return VhostUserRunner.refuse(err, "vhost-user", e.getMessage());
         } catch (InterruptedException e) {
@@ -189,7 +217,7 @@ final class SeveralDevices {
     }
 
     /** A new instance of {@code command}'s class (the runner makes one per device it starts). */
-    private static DeviceCommand<?> fresh(DeviceCommand<?> command) {
+    static DeviceCommand<?> fresh(DeviceCommand<?> command) {
         try {
             return command.getClass().getDeclaredConstructor().newInstance();
         } catch (ReflectiveOperationException e) {

@@ -54,7 +54,12 @@ public final class VhostUserRunner {
         "-Djvirtio.dirty_log=off (JVIRTIO_JAVA_OPTS) stops offering it.",
         "",
         "Several devices in one process (one JVM's memory shared by them, a socket each):",
-        "  vhost-user blk --socket vm1.sock --image vm1.img + blk --socket vm2.sock --image vm2.img + rng --socket vm3.sock"};
+        "  vhost-user blk --socket vm1.sock --image vm1.img + blk --socket vm2.sock --image vm2.img + rng --socket vm3.sock",
+        "",
+        "Devices added and removed while the process runs, through its control socket (HTTP/JSON, owner only):",
+        "  vhost-user --control ctl.sock [--metrics HOST:PORT] [--iothreads N] [DEVICE FLAGS [+ DEVICE FLAGS]...]",
+        "  vhost-user ctl --control ctl.sock add blk --socket vm4.sock --image vm4.img   (list, show, remove, stats, reload,",
+        "  log-level, metrics; vhost-user ctl --help)"};
 
     private VhostUserRunner() {
     }
@@ -240,6 +245,30 @@ public final class VhostUserRunner {
             out.flush();
             return 0;
         }
+        if (args.length > 0 && args[0].equals("ctl")) {
+            return ControlClient.run(Flags.list(args, 1), out, err);
+        }
+        List<String> given = Flags.list(args, 0);
+        int processEnd = ProcessOptions.end(given);
+        if (processEnd > 0) {
+            // The process's flags first (--control, --metrics, --iothreads), then any devices.
+            ProcessOptions process;
+            try {
+                process = ProcessOptions.parse(given.subList(0, processEnd));
+            } catch (IllegalArgumentException e) {
+                return refuse(err, "vhost-user", e.getMessage());
+            }
+            List<String> parts = given.subList(processEnd, given.size());
+            if (process.control == null && (parts.isEmpty() || parts.get(0).startsWith("-"))) {
+                return refuse(err, "vhost-user", "name a device first: " + String.join(", ", devices.keySet())
+                        + " (or give --control PATH to start with none)");
+            }
+            if (!parts.isEmpty() && parts.get(0).startsWith("-")) {
+                return refuse(err, "vhost-user", "name a device first: " + String.join(", ", devices.keySet())
+                        + " (before it only --control, --metrics and --iothreads)");
+            }
+            return SeveralDevices.run(devices, process, parts, out, err);
+        }
         if (args.length == 0 || args[0].startsWith("-")) {
             return refuse(err, "vhost-user", "name a device first: " + String.join(", ", devices.keySet()));
         }
@@ -251,7 +280,7 @@ public final class VhostUserRunner {
         if (flags(command, new RunnerOptions()).end(all, 1, AND) == all.size()) {
             return runDevice("vhost-user " + command.name(), command.name(), command, all.subList(1, all.size()), out, err);
         }
-        return SeveralDevices.run(devices, all, out, err);
+        return SeveralDevices.run(devices, new ProcessOptions(), all, out, err);
     }
 
     /**
@@ -286,7 +315,7 @@ public final class VhostUserRunner {
     }
 
     static String usage(Map<String, DeviceCommand<?>> devices) {
-        StringBuilder b = new StringBuilder("Usage: vhost-user DEVICE --socket PATH [flags]\n");
+        StringBuilder b = new StringBuilder("Usage: vhost-user [--control PATH] DEVICE --socket PATH [flags] [+ DEVICE ...]\n       vhost-user ctl --control PATH OPERATION\n");
         for (String line : ABOUT) {
             b.append(line).append('\n');
         }

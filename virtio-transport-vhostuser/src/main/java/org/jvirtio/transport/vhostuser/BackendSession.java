@@ -374,6 +374,11 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         status = 0;
     }
 
+    /** The device status byte the front-end last set (with DEVICE_NEEDS_RESET once a ring broke). */
+    int deviceStatus() {
+        return status;
+    }
+
     // ---------------------------------------------------------------- DeviceContext
 
     @Override

@@ -207,6 +207,41 @@ public final class VhostUserBackend implements AutoCloseable {
         return lastDisconnectReason;
     }
 
+    /**
+     * What the backend's connection looks like now, for an operator ({@code ctl list}).
+     *
+     * @param connected whether a front-end is connected
+     * @param features the virtio features negotiated on that connection (0 when none)
+     * @param deviceStatus the device status byte the front-end set (VIRTIO 1.3 2.1)
+     * @param connections connections accepted so far
+     * @param lastDisconnectReason why the last connection ended, or null
+     */
+    public record Status(boolean connected, long features, int deviceStatus, long connections, String lastDisconnectReason) {
+        /** Whether a ring broke (DEVICE_NEEDS_RESET) and the front-end has not reset the device since. */
+        public boolean needsReset() {
+            return (deviceStatus & org.jvirtio.api.DeviceStatus.DEVICE_NEEDS_RESET) != 0;
+        }
+    }
+
+    /**
+     * The backend's {@link Status}, read on its control thread (which may be busy for up to the
+     * drain limit answering a GET_VRING_BASE: callers bound the wait).
+     */
+    public CompletableFuture<Status> status() {
+        CompletableFuture<Status> f = new CompletableFuture<>();
+        try {
+            loop.execute(() -> {
+                Connection c = connection;
+                boolean on = c != null && !c.closed;
+                f.complete(new Status(on, on ? c.session.negotiatedFeatures() : 0, on ? c.session.deviceStatus() : 0,
+                        connections.get(), lastDisconnectReason));
+            });
+        } catch (java.util.concurrent.RejectedExecutionException e) {
+            f.complete(new Status(false, 0, 0, connections.get(), lastDisconnectReason));
+        }
+        return f;
+    }
+
     /** Completes with the reason when the current (or next) connection ends. */
     public CompletableFuture<String> nextDisconnect() {
         return nextDisconnect;
