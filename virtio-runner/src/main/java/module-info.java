@@ -23,7 +23,7 @@ module org.jvirtio.runner {
     requires io.netty.codec;
     requires io.netty.codec.http;
     requires io.netty.handler;
-    requires com.fasterxml.jackson.databind;
+    requires transitive com.fasterxml.jackson.databind;
     requires static ch.qos.logback.classic;
 
     exports org.jvirtio.runner;

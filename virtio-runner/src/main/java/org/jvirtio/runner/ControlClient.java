@@ -66,7 +66,7 @@ public final class ControlClient {
     }
 
     /** An answer: the HTTP status and the body. */
-    record Answer(int status, String contentType, String body) {
+    public record Answer(int status, String contentType, String body) {
     }
 
     /**

@@ -204,8 +204,36 @@ final class ControlServer implements AutoCloseable {
         }
         ch.pipeline().addLast(new IdleStateHandler(IDLE_SECONDS, 0, 0, TimeUnit.SECONDS),
                 new HttpServerCodec(4096, 8192, 8192),
-                new HttpObjectAggregator(MAX_BODY),
+                new Aggregator(),
                 new Requests());
+    }
+
+    /**
+     * The body limit: a request over it is answered 413, and the rest the client sends is read
+     * and dropped until it closes (or goes idle). Closing with its bytes unread would reset the
+     * connection, and the client might never read the answer.
+     */
+    private static final class Aggregator extends HttpObjectAggregator {
+        Aggregator() {
+            super(MAX_BODY);
+        }
+
+        @Override
+        protected void handleOversizedMessage(ChannelHandlerContext ctx, io.netty.handler.codec.http.HttpMessage oversized) {
+            io.netty.util.ReferenceCountUtil.release(oversized);
+            ctx.pipeline().addFirst(new io.netty.channel.ChannelInboundHandlerAdapter() {
+                @Override
+                public void channelRead(ChannelHandlerContext c, Object msg) {
+                    io.netty.util.ReferenceCountUtil.release(msg);
+                }
+            });
+            Reply r = Reply.error(HttpResponseStatus.REQUEST_ENTITY_TOO_LARGE, "the body is over " + MAX_BODY + " bytes");
+            FullHttpResponse res = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1, r.status(), Unpooled.wrappedBuffer(r.body()));
+            res.headers().set(HttpHeaderNames.CONTENT_TYPE, r.contentType());
+            res.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.CLOSE);
+            HttpUtil.setContentLength(res, r.body().length);
+            ctx.writeAndFlush(res).addListener((ChannelFutureListener) f -> ((EpollDomainSocketChannel) f.channel()).shutdownOutput());
+        }
     }
 
     /** A reply: status and a JSON body, or a text body of its own type (the metrics exposition). */
