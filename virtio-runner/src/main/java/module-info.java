@@ -14,6 +14,7 @@ module org.jvirtio.runner {
     requires jdk.httpserver;
     requires micrometer.core;
     requires micrometer.registry.prometheus;
+    requires io.prometheus.metrics.model;
     requires org.slf4j;
     requires io.netty.buffer;
     requires io.netty.common;

@@ -18,6 +18,19 @@ public final class QueueStats {
     private static final VarHandle RESTS;
     private static final VarHandle BYTES;
     private static final VarHandle ERRORS;
+    private static final VarHandle WAKEUPS;
+    private static final VarHandle POLL_HITS;
+    private static final VarHandle VIOLATIONS;
+    private static final VarHandle RESUBMITTED;
+    private static final VarHandle LATENCY_SUM;
+    private static final VarHandle BUCKET = MethodHandles.arrayElementVarHandle(long[].class);
+
+    /**
+     * Buckets of the request latency histogram: bucket i counts requests that took at most
+     * 2^i microseconds (1 us, 2 us, ... 2^22 us = 4.2 s); the last one, {@code BUCKETS - 1},
+     * those that took longer.
+     */
+    public static final int BUCKETS = 24;
 
     static {
         try {
@@ -27,6 +40,11 @@ public final class QueueStats {
             RESTS = l.findVarHandle(QueueStats.class, "rests", long.class);
             BYTES = l.findVarHandle(QueueStats.class, "bytes", long.class);
             ERRORS = l.findVarHandle(QueueStats.class, "errors", long.class);
+            WAKEUPS = l.findVarHandle(QueueStats.class, "wakeups", long.class);
+            POLL_HITS = l.findVarHandle(QueueStats.class, "pollHits", long.class);
+            VIOLATIONS = l.findVarHandle(QueueStats.class, "violations", long.class);
+            RESUBMITTED = l.findVarHandle(QueueStats.class, "resubmitted", long.class);
+            LATENCY_SUM = l.findVarHandle(QueueStats.class, "latencySumNanos", long.class);
         } catch (ReflectiveOperationException e) {
             throw new ExceptionInInitializerError(e);
         }
@@ -37,6 +55,13 @@ public final class QueueStats {
     private long rests;
     private long bytes;
     private long errors;
+    private long wakeups;
+    private long pollHits;
+    private long violations;
+    private long resubmitted;
+    private long latencySumNanos;
+    /** Non-cumulative: requests whose latency fell in each bucket. */
+    private final long[] latency = new long[BUCKETS];
 
     /** The engine took a chain from the ring. Queue thread only. */
     public void addRequest() {
@@ -61,6 +86,105 @@ public final class QueueStats {
     /** The device answered a request with an error. Queue thread only. */
     public void addError() {
         ERRORS.setOpaque(this, errors + 1);
+    }
+
+    /** The queue's thread woke to serve it (a kick, a resume, another turn after its budget). Queue thread only. */
+    public void addWakeup() {
+        WAKEUPS.setOpaque(this, wakeups + 1);
+    }
+
+    /** Busy-polling found chains before the queue went to sleep. Queue thread only. */
+    public void addPollHit() {
+        POLL_HITS.setOpaque(this, pollHits + 1);
+    }
+
+    /** The driver broke the ring (a {@code RingViolation}: the device then needs a reset). Any thread; rare. */
+    public synchronized void addViolation() {
+        VIOLATIONS.setOpaque(this, violations + 1);
+    }
+
+    /** A restarted backend resubmitted {@code n} requests a previous one left in flight. Any thread; rare. */
+    public synchronized void addResubmitted(long n) {
+        RESUBMITTED.setOpaque(this, resubmitted + n);
+    }
+
+    /**
+     * A request took {@code nanos} from being taken from the ring to being completed (measured
+     * by the batch: the clock is read once per batch taken and once per batch of completions).
+     * Queue thread only; two opaque stores, no allocation.
+     */
+    public void addLatency(long nanos) {
+        long n = Math.max(0, nanos);
+        int b = bucketOf(n);
+        BUCKET.setOpaque(latency, b, latency[b] + 1);
+        LATENCY_SUM.setOpaque(this, latencySumNanos + n);
+    }
+
+    /** The bucket of a latency of {@code nanos}: the first i with nanos <= 2^i us (1,024 ns taken as a microsecond: a power of two). */
+    public static int bucketOf(long nanos) {
+        long micros = (nanos + 1023) >>> 10;
+        int i = micros <= 1 ? 0 : 64 - Long.numberOfLeadingZeros(micros - 1);
+        return Math.min(i, BUCKETS - 1);
+    }
+
+    /** The upper bound of bucket {@code i} in seconds ({@code +Inf} for the last). */
+    public static double bucketBoundSeconds(int i) {
+        return i >= BUCKETS - 1 ? Double.POSITIVE_INFINITY : (1024.0 * (1L << i)) / 1e9;
+    }
+
+    /** Requests whose latency fell in bucket {@code i} (not cumulative). */
+    public long latencyBucket(int i) {
+        return (long) BUCKET.getOpaque(latency, i);
+    }
+
+    /** The sum of the latencies counted, in nanoseconds. */
+    public long latencySumNanos() {
+        return (long) LATENCY_SUM.getOpaque(this);
+    }
+
+    /**
+     * An estimate of the {@code q} quantile (0..1) of the latencies counted, in nanoseconds: the
+     * upper bound of the bucket it falls in (at most a factor of 2 above it); -1 when none.
+     */
+    public long latencyQuantileNanos(double q) {
+        long total = 0;
+        long[] b = new long[BUCKETS];
+        for (int i = 0; i < BUCKETS; i++) {
+            b[i] = latencyBucket(i);
+            total += b[i];
+        }
+        if (total == 0) {
+            return -1;
+        }
+        long rank = (long) Math.ceil(q * total);
+        long seen = 0;
+        for (int i = 0; i < BUCKETS; i++) {
+            seen += b[i];
+            if (seen >= Math.max(1, rank)) {
+                return i >= BUCKETS - 1 ? Long.MAX_VALUE : 1024L << i;
+            }
+        }
+        return Long.MAX_VALUE;
+    }
+
+    /** Times the queue's thread woke to serve it. */
+    public long wakeups() {
+        return (long) WAKEUPS.getOpaque(this);
+    }
+
+    /** Times busy-polling found chains. */
+    public long pollHits() {
+        return (long) POLL_HITS.getOpaque(this);
+    }
+
+    /** Ring violations the driver committed on this queue. */
+    public long violations() {
+        return (long) VIOLATIONS.getOpaque(this);
+    }
+
+    /** Requests resubmitted after a backend restart. */
+    public long resubmitted() {
+        return (long) RESUBMITTED.getOpaque(this);
     }
 
     /** Chains taken from the ring. */

@@ -57,6 +57,11 @@ public final class DeviceQueues {
         this.stats = stats;
     }
 
+    /** Queue {@code index}'s counters. */
+    public QueueStats stats(int index) {
+        return stats[index];
+    }
+
     public VirtioDevice device() {
         return device;
     }

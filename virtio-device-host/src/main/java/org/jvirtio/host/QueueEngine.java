@@ -52,6 +52,12 @@ public final class QueueEngine implements QueueCompletions {
 
     private final QueueBinding binding;
     private final QueueStats stats;
+    /**
+     * The clock of the batch being taken or completed (read once per batch): when a chain is taken
+     * and when it completes, for the latency histogram. Completions outside a reap (the device
+     * completing while it starts a chain) count the time of the batch that took it.
+     */
+    private long batchClock;
     private final Virtqueue q;
     private final QueueHandler handler;
     /** The handler's asynchronous side ({@link QueueHandler#io()}), once open. */
@@ -221,8 +227,10 @@ public final class QueueEngine implements QueueCompletions {
             return false; // resting: notifications stay off; the device's resume() serves again
         }
         long entered = clock.getAsLong();
+        stats.addWakeup();
         budgetEnd = entered + SERVE_BUDGET_NANOS;
         polling.woke(entered);
+        batchClock = entered; // when the chains drained next are taken (the clock already read, none more)
         while (true) {
             q.disableNotifications();
             int n = drain();
@@ -235,10 +243,12 @@ public final class QueueEngine implements QueueCompletions {
                 return false;
             }
             long waitFrom = clock.getAsLong();
+            batchClock = waitFrom;
             if (n > 0 && waitFrom - budgetEnd > 0) {
                 return true;
             }
             if (polling.wantsPoll() && spin()) {
+                stats.addPollHit();
                 continue; // work arrived within the window: the sweet spot, nothing to adjust
             }
             if (rest.resting()) {
@@ -265,6 +275,7 @@ public final class QueueEngine implements QueueCompletions {
             if (io.pending() > 0) {
                 reapCompletions();
             }
+            batchClock = now;
             if (drain() > 0) {
                 polling.polled(clock.getAsLong() - start, true);
                 return true;
@@ -323,6 +334,7 @@ public final class QueueEngine implements QueueCompletions {
      */
     public boolean reapCompletions() {
         boolean wasResting = rest.resting();
+        batchClock = clock.getAsLong(); // the completions' time, one clock read per reap
         try {
             io.reap();
         } catch (RuntimeException | Error e) {
@@ -368,7 +380,7 @@ public final class QueueEngine implements QueueCompletions {
 
     /** Hands a popped chain to the device; false when the device put it back ({@link QueueHandler#NOT_NOW}). */
     private boolean start(DescriptorChain c) {
-        int slot = slots.take(c);
+        int slot = slots.take(c, batchClock);
         int written;
         try {
             written = handler.start(c, slot);
@@ -379,7 +391,7 @@ public final class QueueEngine implements QueueCompletions {
             written = 0;
         }
         if (written == QueueHandler.NOT_NOW && slots.chain(slot) == c) {
-            slots.release(slot);
+            slots.putBack(slot);
             q.unpop(c);
             rest.begin();
             stats.addRest();
@@ -429,7 +441,7 @@ public final class QueueEngine implements QueueCompletions {
             LOG.error("{}: the device completed slot {}, which holds no chain; ignored", name, slot);
             return;
         }
-        slots.release(slot);
+        slots.release(slot, batchClock);
         if (!abandoned) {
             used.add(c, writtenLength);
         }
@@ -447,7 +459,7 @@ public final class QueueEngine implements QueueCompletions {
             LOG.error("{}: the device completed slot {} together with chains it does not hold first; ignored", name, slot);
             return;
         }
-        slots.release(slot);
+        slots.release(slot, batchClock);
         if (!abandoned) {
             used.addTogether(chains, writtenLengths, n);
         }

@@ -13,6 +13,8 @@ final class Slots {
     /** The chain each slot holds, null when the slot is free. */
     private final DescriptorChain[] chains;
     private final int[] free;
+    /** When each slot's chain was taken (the clock of its batch), for the latency histogram. */
+    private final long[] takenAt;
     private int freeTop;
     private final QueueStats stats;
 
@@ -20,6 +22,7 @@ final class Slots {
     Slots(int n, QueueStats stats) {
         this.chains = new DescriptorChain[n];
         this.free = new int[n];
+        this.takenAt = new long[n];
         for (int i = 0; i < n; i++) {
             free[i] = n - 1 - i;
         }
@@ -42,10 +45,11 @@ final class Slots {
         return chains.length - freeTop;
     }
 
-    /** Gives {@code c} a free slot (one must be free: {@link #anyFree}); returns it. */
-    int take(DescriptorChain c) {
+    /** Gives {@code c}, taken at {@code now}, a free slot (one must be free: {@link #anyFree}); returns it. */
+    int take(DescriptorChain c, long now) {
         int slot = free[--freeTop];
         chains[slot] = c;
+        takenAt[slot] = now;
         stats.inFlight(inFlight());
         return slot;
     }
@@ -55,8 +59,16 @@ final class Slots {
         return slot >= 0 && slot < chains.length ? chains[slot] : null;
     }
 
-    /** Frees {@code slot}, which holds a chain. */
-    void release(int slot) {
+    /** Frees {@code slot}, which holds a chain put back untouched (not a request served: no latency). */
+    void putBack(int slot) {
+        chains[slot] = null;
+        free[freeTop++] = slot;
+        stats.inFlight(inFlight());
+    }
+
+    /** Frees {@code slot}, whose chain completed at {@code now}; counts its latency. */
+    void release(int slot, long now) {
+        stats.addLatency(now - takenAt[slot]);
         chains[slot] = null;
         free[freeTop++] = slot;
         stats.inFlight(inFlight());

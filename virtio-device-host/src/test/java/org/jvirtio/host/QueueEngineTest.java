@@ -196,6 +196,75 @@ class QueueEngineTest {
         e.close();
     }
 
+    /**
+     * The latency histogram: a chain counts the time from the batch that took it to the reap that
+     * completed it (the clock read once per batch); wake-ups are counted per serve.
+     */
+    @Test
+    void latencyIsCountedFromTheBatchThatTookAChainToTheReapThatCompletedIt() throws Exception {
+        Deque<Integer> pending = new ArrayDeque<>();
+        QueueCompletions[] done = new QueueCompletions[1];
+        QueueHandler h = new QueueHandler() {
+            @Override
+            public void open(QueueCompletions completions) {
+                done[0] = completions;
+            }
+
+            @Override
+            public int start(DescriptorChain chain, int slot) {
+                pending.push(slot);
+                return PENDING;
+            }
+
+            @Override
+            public QueueIo io() {
+                return new QueueIo() {
+                    @Override
+                    public int pending() {
+                        return pending.size();
+                    }
+
+                    @Override
+                    public int reap() {
+                        int n = 0;
+                        while (!pending.isEmpty()) {
+                            done[0].complete(pending.pop(), 3);
+                            n++;
+                        }
+                        return n;
+                    }
+                };
+            }
+        };
+        QueueStats stats = new QueueStats();
+        long[] now = {0};
+        QueueEngine e = new QueueEngine(binding(false).withStats(stats), h);
+        e.clock(() -> now[0]);
+        e.open();
+        add(4);
+        e.serve();
+        now[0] += 3_000_000; // 3 ms later
+        e.reapCompletions();
+        assertEquals(4, collect().size());
+        addFrom(4, 2);
+        e.serve();
+        now[0] += 500; // half a microsecond
+        e.reapCompletions();
+        assertEquals(2, collect().size());
+        assertEquals(2, stats.wakeups());
+        assertEquals(2, stats.latencyBucket(0), "two within a microsecond");
+        int ms3 = QueueStats.bucketOf(3_000_000);
+        assertEquals(4, stats.latencyBucket(ms3), "four in the bucket of 3 ms");
+        assertTrue(QueueStats.bucketBoundSeconds(ms3) >= 0.003 && QueueStats.bucketBoundSeconds(ms3 - 1) < 0.003);
+        assertEquals(4 * 3_000_000L + 2 * 500, stats.latencySumNanos());
+        long total = 0;
+        for (int i = 0; i < QueueStats.BUCKETS; i++) {
+            total += stats.latencyBucket(i);
+        }
+        assertEquals(6, total, "every request counted once");
+        e.close();
+    }
+
     /** A handler that throws (a device bug, a fault in guest memory) loses no chain and no slot. */
     @Test
     void aThrowingHandlerStillReturnsTheChainAndFreesItsSlot() throws Exception {

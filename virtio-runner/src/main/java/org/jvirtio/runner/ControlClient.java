@@ -255,7 +255,12 @@ public final class ControlClient {
                 for (JsonNode q : o.path("queues")) {
                     out.println(o.path("id").asText() + " q" + q.path("queue").asText() + ": requests=" + q.path("requests").asText()
                             + " bytes=" + q.path("bytes").asText() + " errors=" + q.path("errors").asText()
-                            + " rests=" + q.path("rests").asText() + " in-flight=" + q.path("inFlight").asText());
+                            + " rests=" + q.path("rests").asText() + " in-flight=" + q.path("inFlight").asText()
+                            + " wakeups=" + q.path("wakeups").asText() + " poll-hits=" + q.path("pollHits").asText()
+                            + (q.path("violations").asLong() > 0 ? " violations=" + q.path("violations").asText() : "")
+                            + (q.path("resubmitted").asLong() > 0 ? " resubmitted=" + q.path("resubmitted").asText() : "")
+                            + (q.has("latencyP50Micros") ? " latency p50<=" + bound(q.path("latencyP50Micros").asLong())
+                            + " p99<=" + bound(q.path("latencyP99Micros").asLong()) + " mean=" + q.path("latencyMeanMicros").asText() + "us" : ""));
                 }
                 out.println(o.path("id").asText() + ": connections=" + o.path("connections").asText()
                         + (o.has("device") ? " " + o.path("device").asText() : ""));
@@ -265,6 +270,10 @@ public final class ControlClient {
             case "log-level" -> out.println(o.path("logger").asText() + ": " + o.path("level").asText());
             default -> out.println(a.body());
         }
+    }
+
+    private static String bound(long micros) {
+        return micros < 0 ? "4s+" : micros + "us";
     }
 
     /**

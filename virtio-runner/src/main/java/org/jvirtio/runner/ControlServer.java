@@ -569,6 +569,21 @@ final class ControlServer implements AutoCloseable {
             s.put("errors", stats[q].errors());
             s.put("rests", stats[q].rests());
             s.put("inFlight", stats[q].inFlight());
+            s.put("wakeups", stats[q].wakeups());
+            s.put("pollHits", stats[q].pollHits());
+            s.put("violations", stats[q].violations());
+            s.put("resubmitted", stats[q].resubmitted());
+            long p50 = stats[q].latencyQuantileNanos(0.5);
+            if (p50 >= 0) {
+                // bucket bounds: the true quantile is at most this, and above half of it
+                s.put("latencyP50Micros", micros(p50));
+                s.put("latencyP99Micros", micros(stats[q].latencyQuantileNanos(0.99)));
+                long n = 0;
+                for (int i = 0; i < QueueStats.BUCKETS; i++) {
+                    n += stats[q].latencyBucket(i);
+                }
+                s.put("latencyMeanMicros", Math.round(stats[q].latencySumNanos() / 1e3 / n * 10) / 10.0);
+            }
         }
         o.put("connections", d.running().transport().connectionCount());
         String own = d.deviceStats();
@@ -576,6 +591,11 @@ final class ControlServer implements AutoCloseable {
             o.put("device", own);
         }
         return o;
+    }
+
+    /** A quantile's bound in microseconds (1,024 ns each, as the buckets count them); -1 for one over the last bound. */
+    private static long micros(long nanos) {
+        return nanos == Long.MAX_VALUE ? -1 : nanos >>> 10;
     }
 
     /**

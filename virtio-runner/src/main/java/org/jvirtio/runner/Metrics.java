@@ -94,6 +94,10 @@ final class Metrics implements AutoCloseable {
         Gauge.builder("jvirtio.devices", devices, DeviceSet::size).description("Devices this process serves").register(registry);
         FunctionCounter.builder("jvirtio.devices.removed", devices, DeviceSet::removedCount)
                 .description("Devices removed through the control socket").register(registry);
+        Gauge.builder("jvirtio.frontends.connected", devices,
+                        d -> d.entries().stream().filter(e -> e.served().running().transport().connected()).count())
+                .description("Devices a front-end is connected to now").register(registry);
+        registry.getPrometheusRegistry().register(new LatencyHistogram(devices));
         if (server != null) {
             server.createContext("/metrics", this::scrape);
             server.start();
@@ -133,6 +137,14 @@ final class Metrics implements AutoCloseable {
                     .description("Times the device turned the queue's buffers away for now (NOT_NOW)").tags(t).register(registry));
             meters.add(Gauge.builder("jvirtio.queue.in.flight", r, x -> stats(x, qi).inFlight())
                     .description("Requests taken and not yet completed").tags(t).register(registry));
+            meters.add(FunctionCounter.builder("jvirtio.queue.wakeups", r, x -> stats(x, qi).wakeups())
+                    .description("Times the queue's thread woke to serve it (a kick, a resume)").tags(t).register(registry));
+            meters.add(FunctionCounter.builder("jvirtio.queue.poll.hits", r, x -> stats(x, qi).pollHits())
+                    .description("Times busy-polling found requests before the queue slept").tags(t).register(registry));
+            meters.add(FunctionCounter.builder("jvirtio.queue.ring.violations", r, x -> stats(x, qi).violations())
+                    .description("Times the driver broke the ring (the device then needed a reset)").tags(t).register(registry));
+            meters.add(FunctionCounter.builder("jvirtio.queue.resubmitted", r, x -> stats(x, qi).resubmitted())
+                    .description("Requests resubmitted after a backend restart (left in flight by the one before)").tags(t).register(registry));
         }
         return meters;
     }
@@ -141,6 +153,56 @@ final class Metrics implements AutoCloseable {
     void remove(List<Meter> meters) {
         for (Meter m : meters) {
             registry.remove(m);
+        }
+    }
+
+    /**
+     * {@code jvirtio_queue_request_latency_seconds}: each queue's request latency histogram, a
+     * Prometheus classic histogram built when scraped from the buckets the queue engine keeps
+     * ({@link QueueStats#addLatency}: powers of two from 1 us to 4.2 s). Micrometer has no meter
+     * over buckets counted elsewhere, so this goes to the Prometheus registry beneath it.
+     */
+    private static final class LatencyHistogram implements io.prometheus.metrics.model.registry.Collector {
+        private static final double[] BOUNDS = new double[QueueStats.BUCKETS];
+
+        static {
+            for (int i = 0; i < BOUNDS.length; i++) {
+                BOUNDS[i] = QueueStats.bucketBoundSeconds(i);
+            }
+        }
+
+        private final DeviceSet devices;
+
+        LatencyHistogram(DeviceSet devices) {
+            this.devices = devices;
+        }
+
+        @Override
+        public String getPrometheusName() {
+            return "jvirtio_queue_request_latency_seconds";
+        }
+
+        @Override
+        public io.prometheus.metrics.model.snapshots.MetricSnapshot collect() {
+            var h = io.prometheus.metrics.model.snapshots.HistogramSnapshot.builder().name(getPrometheusName())
+                    .help("Time from taking a request from the ring to completing it (clock read per batch)");
+            for (DeviceSet.Entry e : devices.entries()) {
+                Serving.Served<?> d = e.served();
+                QueueStats[] all = d.running().transport().queueStats();
+                for (int q = 0; q < all.length; q++) {
+                    long[] counts = new long[QueueStats.BUCKETS];
+                    for (int i = 0; i < counts.length; i++) {
+                        counts[i] = all[q].latencyBucket(i);
+                    }
+                    h.dataPoint(io.prometheus.metrics.model.snapshots.HistogramSnapshot.HistogramDataPointSnapshot.builder()
+                            .classicHistogramBuckets(io.prometheus.metrics.model.snapshots.ClassicHistogramBuckets.of(BOUNDS, counts))
+                            .sum(all[q].latencySumNanos() / 1e9)
+                            .labels(io.prometheus.metrics.model.snapshots.Labels.of("id", e.id(), "device", d.name(),
+                                    "socket", d.options().socket.toAbsolutePath().toString(), "queue", Integer.toString(q)))
+                            .build());
+                }
+            }
+            return h.build();
         }
     }
 

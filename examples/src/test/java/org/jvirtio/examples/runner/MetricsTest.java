@@ -114,6 +114,13 @@ class MetricsTest {
                 assertEquals(1, value(after, "jvirtio_frontend_connections_total", aq0), 0);
                 assertEquals(0, value(after, "jvirtio_frontend_connections_total", "socket=\"" + b + "\""), 0);
                 assertTrue(after.contains("jvm_memory_used_bytes"), "JVM memory is exported");
+                // the latency histogram: every request once, the buckets cumulative up to +Inf (a RAM
+                // disk completes as it starts a request: all within the first bucket)
+                assertEquals(writes + 1, value(after, "jvirtio_queue_request_latency_seconds_count", aq0), 0);
+                assertEquals(writes + 1, value(after, "jvirtio_queue_request_latency_seconds_bucket", aq0 + ",le=\"+Inf\""), 0);
+                assertTrue(value(after, "jvirtio_queue_wakeups_total", aq0) >= 1);
+                assertEquals(0, value(after, "jvirtio_queue_ring_violations_total", aq0), 0);
+                assertEquals(1, value(after, "jvirtio_frontends_connected", ""), 0);
                 // OpenMetrics for scrapers that ask for it
                 Reply om = get(url, "GET", "application/openmetrics-text; version=1.0.0");
                 assertTrue(om.contentType().startsWith("application/openmetrics-text"), om.contentType());

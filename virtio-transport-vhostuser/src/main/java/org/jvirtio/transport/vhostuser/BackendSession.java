@@ -93,7 +93,10 @@ final class BackendSession implements DeviceContext, AutoCloseable {
                     activated = true;
                 }
             }
-        }, (q, violation) -> needsReset(q.index(), violation.message()));
+        }, (q, violation) -> {
+            queues.stats(q.index()).addViolation();
+            needsReset(q.index(), violation.message());
+        });
     }
 
     /**

@@ -62,6 +62,8 @@ public final class VhostUserBackend implements AutoCloseable {
     private IoRegistration listenRegistration;
     private Connection connection;
     private final AtomicLong connections = new AtomicLong();
+    /** Whether a front-end is connected (written on the control thread, read by anyone: metrics). */
+    private volatile boolean connected;
     private volatile String lastDisconnectReason;
     private volatile CompletableFuture<String> nextDisconnect = new CompletableFuture<>();
     private volatile boolean closed;
@@ -197,6 +199,11 @@ public final class VhostUserBackend implements AutoCloseable {
         return stats;
     }
 
+    /** Whether a front-end is connected now. */
+    public boolean connected() {
+        return connected;
+    }
+
     /** Connections accepted so far (refused second front-ends not counted). */
     public long connectionCount() {
         return connections.get();
@@ -281,6 +288,7 @@ public final class VhostUserBackend implements AutoCloseable {
     private void accept(int fd) {
         Connection c = new Connection(fd);
         connection = c;
+        connected = true;
         connections.incrementAndGet();
         try {
             c.registration = register(c);
@@ -364,6 +372,7 @@ public final class VhostUserBackend implements AutoCloseable {
             Libc.closeQuietly(fd);
             if (connection == this) {
                 connection = null;
+                connected = false;
             }
             org.jvirtio.api.jfr.FrontendDisconnectedEvent.emit(socketPath.toString(), reason);
             if (reason.equals("front-end disconnected")) {

@@ -446,6 +446,7 @@ final class Vring {
                     LOG.warn("vhost-user: queue {}: the inflight region is inconsistent ({}); started afresh, nothing resubmitted",
                             index, at.inconsistency());
                 } else if (at.resubmitted() > 0) {
+                    queues.stats(index).addResubmitted(at.resubmitted());
                     LOG.info("vhost-user: queue {}: resubmitting {} requests a previous backend left in flight", index, at.resubmitted());
                 }
                 if (at.note() != null) {

@@ -663,7 +663,19 @@ class VhostUserBackendTest {
             assertTrue(err.await(10_000) > 0, "the error eventfd was signalled");
             // the connection is still fine
             assertEquals(2, rig.fe.getQueueNum());
+            // counted for the operator, on the queue that broke, and shown as such
+            assertEquals(1, backend.queueStats()[0].violations());
+            assertEquals(0, backend.queueStats()[1].violations());
+            VhostUserBackend.Status status = backend.status().get(10, java.util.concurrent.TimeUnit.SECONDS);
+            assertTrue(status.connected() && status.needsReset(), status.toString());
         }
+        VhostUserBackend.Status after = backend.status().get(10, java.util.concurrent.TimeUnit.SECONDS);
+        for (long deadline = System.nanoTime() + 10_000_000_000L; after.connected() && System.nanoTime() < deadline; ) {
+            Thread.sleep(10); // the backend sees the front-end go on its control thread
+            after = backend.status().get(10, java.util.concurrent.TimeUnit.SECONDS);
+        }
+        assertFalse(after.connected() || after.needsReset(), "a new front-end starts afresh: " + after);
+        assertEquals("front-end disconnected", after.lastDisconnectReason());
     }
 
     /**

@@ -1,0 +1,42 @@
+package org.jvirtio.api;
+
+import org.junit.jupiter.api.Test;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** The latency histogram's buckets (powers of two of a 1,024 ns microsecond) and its quantile estimate. */
+class QueueStatsTest {
+    @Test
+    void aLatencyFallsInTheFirstBucketWhoseBoundIsAtLeastIt() {
+        assertEquals(0, QueueStats.bucketOf(0));
+        assertEquals(0, QueueStats.bucketOf(1024));
+        assertEquals(1, QueueStats.bucketOf(1025));
+        assertEquals(1, QueueStats.bucketOf(2048));
+        assertEquals(2, QueueStats.bucketOf(2049));
+        assertEquals(QueueStats.BUCKETS - 2, QueueStats.bucketOf(1024L << (QueueStats.BUCKETS - 2)));
+        assertEquals(QueueStats.BUCKETS - 1, QueueStats.bucketOf((1024L << (QueueStats.BUCKETS - 2)) + 1));
+        assertEquals(QueueStats.BUCKETS - 1, QueueStats.bucketOf(Long.MAX_VALUE));
+        for (long n = 1; n < 1L << 40; n = n * 3 + 7) {
+            int b = QueueStats.bucketOf(n);
+            assertTrue(n <= QueueStats.bucketBoundSeconds(b) * 1e9 + 1e-3, n + " above bucket " + b);
+            assertTrue(b == 0 || n > QueueStats.bucketBoundSeconds(b - 1) * 1e9, n + " fits bucket " + (b - 1));
+        }
+        assertEquals(Double.POSITIVE_INFINITY, QueueStats.bucketBoundSeconds(QueueStats.BUCKETS - 1));
+    }
+
+    @Test
+    void theQuantileIsTheBoundOfItsBucketAndNegativeLatenciesCountAsZero() {
+        QueueStats s = new QueueStats();
+        assertEquals(-1, s.latencyQuantileNanos(0.5));
+        for (int i = 0; i < 98; i++) {
+            s.addLatency(1_500); // bucket 1 (2,048 ns)
+        }
+        s.addLatency(5_000_000);
+        s.addLatency(-7); // a clock that went back: counted as 0
+        assertEquals(2048, s.latencyQuantileNanos(0.5));
+        assertEquals(2048, s.latencyQuantileNanos(0.98));
+        assertEquals(1024L << QueueStats.bucketOf(5_000_000), s.latencyQuantileNanos(1.0));
+        assertEquals(1, s.latencyBucket(0));
+        assertEquals(98 * 1_500L + 5_000_000, s.latencySumNanos());
+    }
+}
