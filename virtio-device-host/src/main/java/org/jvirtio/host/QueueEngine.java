@@ -9,6 +9,7 @@ import org.jvirtio.api.QueueCompletions;
 import org.jvirtio.api.QueueHandler;
 import org.jvirtio.api.QueueIo;
 import org.jvirtio.api.QueueStats;
+import org.jvirtio.api.jfr.SlowRequestEvent;
 import org.jvirtio.api.RateLimitedLog;
 import org.jvirtio.api.Virtqueue;
 import org.slf4j.Logger;
@@ -441,7 +442,10 @@ public final class QueueEngine implements QueueCompletions {
             LOG.error("{}: the device completed slot {}, which holds no chain; ignored", name, slot);
             return;
         }
-        slots.release(slot, batchClock);
+        long latency = slots.release(slot, batchClock);
+        if (latency > SlowRequestEvent.THRESHOLD_NANOS) {
+            SlowRequestEvent.emit(binding.index(), c.head(), latency);
+        }
         if (!abandoned) {
             used.add(c, writtenLength);
         }
@@ -459,7 +463,10 @@ public final class QueueEngine implements QueueCompletions {
             LOG.error("{}: the device completed slot {} together with chains it does not hold first; ignored", name, slot);
             return;
         }
-        slots.release(slot, batchClock);
+        long latency = slots.release(slot, batchClock);
+        if (latency > SlowRequestEvent.THRESHOLD_NANOS) {
+            SlowRequestEvent.emit(binding.index(), c.head(), latency);
+        }
         if (!abandoned) {
             used.addTogether(chains, writtenLengths, n);
         }

@@ -66,11 +66,13 @@ final class Slots {
         stats.inFlight(inFlight());
     }
 
-    /** Frees {@code slot}, whose chain completed at {@code now}; counts its latency. */
-    void release(int slot, long now) {
-        stats.addLatency(now - takenAt[slot]);
+    /** Frees {@code slot}, whose chain completed at {@code now}; counts its latency and returns it. */
+    long release(int slot, long now) {
+        long latency = now - takenAt[slot];
+        stats.addLatency(latency);
         chains[slot] = null;
         free[freeTop++] = slot;
         stats.inFlight(inFlight());
+        return latency;
     }
 }

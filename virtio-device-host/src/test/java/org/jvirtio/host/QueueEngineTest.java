@@ -262,6 +262,32 @@ class QueueEngineTest {
             total += stats.latencyBucket(i);
         }
         assertEquals(6, total, "every request counted once");
+        // A request over the slow threshold (1 s by default) is a JFR event with its latency.
+        java.nio.file.Path file = java.nio.file.Files.createTempFile("jvirtio", ".jfr");
+        try (jdk.jfr.Recording rec = new jdk.jfr.Recording()) {
+            rec.enable("org.jvirtio.SlowRequest");
+            rec.start();
+            addFrom(6, 2);
+            e.serve();
+            now[0] += org.jvirtio.api.jfr.SlowRequestEvent.THRESHOLD_NANOS + 1; // just over
+            e.reapCompletions();
+            addFrom(8, 1);
+            e.serve();
+            now[0] += org.jvirtio.api.jfr.SlowRequestEvent.THRESHOLD_NANOS; // not over
+            e.reapCompletions();
+            rec.stop();
+            rec.dump(file);
+            var events = jdk.jfr.consumer.RecordingFile.readAllEvents(file);
+            assertEquals(2, events.size(), events.toString());
+            for (var ev : events) {
+                assertEquals("org.jvirtio.SlowRequest", ev.getEventType().getName());
+                assertEquals(org.jvirtio.api.jfr.SlowRequestEvent.THRESHOLD_NANOS + 1, ev.getDuration("latency").toNanos());
+                assertEquals(0, ev.getInt("queue"));
+            }
+        } finally {
+            java.nio.file.Files.deleteIfExists(file);
+        }
+        assertEquals(3, collect().size());
         e.close();
     }
 
