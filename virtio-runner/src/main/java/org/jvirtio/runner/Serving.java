@@ -61,8 +61,11 @@ final class Serving {
             out.println("control: listening on " + control.path().toAbsolutePath());
         }
         out.flush();
-        // Every socket listens: tell systemd (Type=notify); close inherited sockets no device took.
-        VhostUserRunner.systemd().closeUnused();
+        // Every socket listens: tell systemd (Type=notify). Inherited sockets no device took are
+        // closed; with a control socket they wait for devices added later on their paths.
+        if (control == null) {
+            VhostUserRunner.systemd().closeUnused();
+        }
         Systemd.notify("READY=1\nSTATUS=serving " + devices.size() + (devices.size() == 1 ? " device" : " devices"));
         CountDownLatch stop = new CountDownLatch(1);
         for (String sig : new String[] {"TERM", "INT"}) {

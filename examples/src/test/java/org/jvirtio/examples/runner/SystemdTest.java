@@ -120,6 +120,42 @@ class SystemdTest {
     }
 
     /**
+     * One process for many VMs under systemd, its devices added through the control socket: an
+     * inherited socket no command-line device takes is kept (not closed at READY) and served by
+     * the device added later on its path; a front-end that connected before the add is served.
+     */
+    @Test
+    void withAControlSocketInheritedSocketsWaitForTheDevicesAddedOnTheirPaths() throws Exception {
+        assumeTrue(python(), "/usr/bin/python3 is needed to pass sockets as systemd does");
+        Path a = dir.resolve("vm1.sock");
+        Path ctl = dir.resolve("ctl.sock");
+        try (NotifySocket notify = NotifySocket.bind(dir.resolve("notify"))) {
+            Process p = start(List.of(a.toString()), notify.path(), "--control", ctl.toString());
+            try {
+                String ready = notify.receive(30_000);
+                assertNotNull(ready, "no notification within 30 s: " + log());
+                assertTrue(ready.contains("READY=1") && ready.contains("STATUS=serving 0 devices"), ready);
+                long inodeA = inode(a);
+                VhostUserFrontend early = VhostUserFrontend.connect(a); // queued in systemd's socket's backlog
+                var added = org.jvirtio.runner.ControlClient.request(ctl, "POST", "/devices",
+                        new com.fasterxml.jackson.databind.ObjectMapper().readTree("{\"id\": \"vm1\", \"device\": \"rng\", \"flags\": [\"--socket\", \""
+                                + a + "\"]}"), 30);
+                assertEquals(201, added.status(), added.body());
+                assertNotEquals(0, early.getFeatures(), "the early front-end is served by the added device");
+                early.close();
+                assertEquals(inodeA, inode(a), "systemd's socket, not one bound over it");
+                assertTrue(log().contains("a socket passed by systemd"), log());
+                assertFalse(log().contains("is no device's --socket; closed"), log());
+                p.destroy();
+                assertTrue(p.waitFor(30, TimeUnit.SECONDS), "the backend did not stop");
+                assertTrue(Files.exists(a), "systemd's socket file is left for the next start");
+            } finally {
+                p.destroyForcibly();
+            }
+        }
+    }
+
+    /**
      * LISTEN_PID naming another process (a parent that did not clear it): the fds are not this
      * process's, the backend binds its own socket, and READY=1 still comes once it listens.
      */
