@@ -18,6 +18,7 @@ public final class QueueStats {
     private static final VarHandle RESTS;
     private static final VarHandle BYTES;
     private static final VarHandle ERRORS;
+    private static final VarHandle BYTES_TO_GUEST;
     private static final VarHandle WAKEUPS;
     private static final VarHandle POLL_HITS;
     private static final VarHandle VIOLATIONS;
@@ -40,6 +41,7 @@ public final class QueueStats {
             RESTS = l.findVarHandle(QueueStats.class, "rests", long.class);
             BYTES = l.findVarHandle(QueueStats.class, "bytes", long.class);
             ERRORS = l.findVarHandle(QueueStats.class, "errors", long.class);
+            BYTES_TO_GUEST = l.findVarHandle(QueueStats.class, "bytesToGuest", long.class);
             WAKEUPS = l.findVarHandle(QueueStats.class, "wakeups", long.class);
             POLL_HITS = l.findVarHandle(QueueStats.class, "pollHits", long.class);
             VIOLATIONS = l.findVarHandle(QueueStats.class, "violations", long.class);
@@ -55,6 +57,8 @@ public final class QueueStats {
     private long rests;
     private long bytes;
     private long errors;
+    private long bytesToGuest;
+    private final long[] errorsByKind = new long[ErrorKind.values().length];
     private long wakeups;
     private long pollHits;
     private long violations;
@@ -78,14 +82,62 @@ public final class QueueStats {
         IN_FLIGHT.setOpaque(this, n);
     }
 
-    /** The device moved {@code n} bytes of guest data (read from or written to its backend). Queue thread only. */
+    /** Why a request failed, for the operator: the kinds of {@link #addError(ErrorKind)}. */
+    public enum ErrorKind {
+        /** The backend failed it (storage's I/O error: blk's IOERR). */
+        IO,
+        /** A request the device does not support (blk's UNSUPP). */
+        UNSUPPORTED,
+        /** A chain the device cannot use (no status byte, a header that is not one). */
+        MALFORMED,
+        /** Dropped by the device's policy or for want of room (a switch's drops). */
+        DROPPED;
+
+        /** The name in metrics and stats: {@code io}, {@code unsupported}, ... */
+        public String label() {
+            return name().toLowerCase(java.util.Locale.ROOT);
+        }
+    }
+
+    /**
+     * The device moved {@code n} bytes of guest data (read from or written to its backend), in
+     * a direction it does not say. Queue thread only.
+     */
     public void addBytes(long n) {
         BYTES.setOpaque(this, bytes + n);
     }
 
-    /** The device answered a request with an error. Queue thread only. */
+    /**
+     * The device moved {@code n} bytes of guest data: into guest memory ({@code toGuest}: a disk
+     * read, a received frame, entropy) or out of it (a disk write, a sent frame). Queue thread only.
+     */
+    public void addBytes(long n, boolean toGuest) {
+        BYTES.setOpaque(this, bytes + n);
+        if (toGuest) {
+            BYTES_TO_GUEST.setOpaque(this, bytesToGuest + n);
+        }
+    }
+
+    /** The device answered a request with an error (of kind {@link ErrorKind#IO}). Queue thread only. */
     public void addError() {
+        addError(ErrorKind.IO);
+    }
+
+    /** The device answered a request with an error of {@code kind}. Queue thread only. */
+    public void addError(ErrorKind kind) {
         ERRORS.setOpaque(this, errors + 1);
+        int k = kind.ordinal();
+        BUCKET.setOpaque(errorsByKind, k, errorsByKind[k] + 1);
+    }
+
+    /** Bytes the device wrote into guest memory (part of {@link #bytes()}). */
+    public long bytesToGuest() {
+        return (long) BYTES_TO_GUEST.getOpaque(this);
+    }
+
+    /** Requests answered with an error of {@code kind}. */
+    public long errors(ErrorKind kind) {
+        return (long) BUCKET.getOpaque(errorsByKind, kind.ordinal());
     }
 
     /** The queue's thread woke to serve it (a kick, a resume, another turn after its budget). Queue thread only. */

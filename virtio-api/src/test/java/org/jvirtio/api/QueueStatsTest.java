@@ -39,4 +39,24 @@ class QueueStatsTest {
         assertEquals(1, s.latencyBucket(0));
         assertEquals(98 * 1_500L + 5_000_000, s.latencySumNanos());
     }
+
+    @Test
+    void errorsCountByKindAndBytesByDirection() {
+        QueueStats s = new QueueStats();
+        s.addError(QueueStats.ErrorKind.UNSUPPORTED);
+        s.addError(QueueStats.ErrorKind.UNSUPPORTED);
+        s.addError(); // IO, as devices written before the kinds say it
+        s.addError(QueueStats.ErrorKind.DROPPED);
+        assertEquals(4, s.errors());
+        assertEquals(2, s.errors(QueueStats.ErrorKind.UNSUPPORTED));
+        assertEquals(1, s.errors(QueueStats.ErrorKind.IO));
+        assertEquals(0, s.errors(QueueStats.ErrorKind.MALFORMED));
+        assertEquals(1, s.errors(QueueStats.ErrorKind.DROPPED));
+        assertEquals("unsupported", QueueStats.ErrorKind.UNSUPPORTED.label());
+        s.addBytes(4096, true);
+        s.addBytes(512, false);
+        s.addBytes(7); // no direction said
+        assertEquals(4096 + 512 + 7, s.bytes());
+        assertEquals(4096, s.bytesToGuest());
+    }
 }

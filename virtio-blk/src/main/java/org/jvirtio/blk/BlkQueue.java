@@ -103,7 +103,7 @@ public final class BlkQueue implements QueueHandler {
         long writable = c.writableLength();
         long readable = c.readableLength();
         if (writable < 1) {
-            stats.addError();
+            stats.addError(QueueStats.ErrorKind.MALFORMED);
             GUEST_MISTAKES.warn("virtio-blk: request (head {}) has no device-writable status byte; returned unanswered", c.head());
             return 0;
         }
@@ -209,10 +209,10 @@ public final class BlkQueue implements QueueHandler {
         }
         if (status == S_OK) {
             if (r.type == T_IN || r.type == T_OUT) {
-                stats.addBytes(r.length);
+                stats.addBytes(r.length, r.type == T_IN);
             }
         } else {
-            stats.addError();
+            stats.addError(status == S_UNSUPP ? QueueStats.ErrorKind.UNSUPPORTED : QueueStats.ErrorKind.IO);
         }
         r.release();
         completions.complete(r.tag(), r.written);

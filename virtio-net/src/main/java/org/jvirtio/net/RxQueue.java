@@ -198,7 +198,7 @@ final class RxQueue implements QueueHandler, QueueIo {
     public int start(DescriptorChain chain, int slot) {
         if (chain.writableLength() < VirtioNet.HDR_SIZE + VirtioNet.ETH_HLEN) {
             // Holds no frame, ever: answered empty so the ring moves on (the driver counts an error).
-            stats.addError();
+            stats.addError(org.jvirtio.api.QueueStats.ErrorKind.MALFORMED);
             return 0;
         }
         while (true) {
@@ -297,7 +297,7 @@ final class RxQueue implements QueueHandler, QueueIo {
         }
         port.rxFrames.incrementAndGet();
         port.rxBytes.addAndGet(f.length);
-        stats.addBytes(f.length);
+        stats.addBytes(f.length, true);
         if (chains == 1) {
             return groupLength[0];
         }
@@ -363,7 +363,7 @@ final class RxQueue implements QueueHandler, QueueIo {
         }
         port.rxFrames.addAndGet(n);
         port.rxBytes.addAndGet(bytes);
-        stats.addBytes(bytes);
+        stats.addBytes(bytes, true);
         if (n == 1) {
             group[0] = null;
             return groupLength[0];

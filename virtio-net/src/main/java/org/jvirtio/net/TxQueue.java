@@ -115,7 +115,7 @@ final class TxQueue implements QueueHandler, FrameOwner {
         }
         port.txFrames.incrementAndGet();
         port.txBytes.addAndGet(length);
-        stats.addBytes(length);
+        stats.addBytes(length, false);
         port.owner().forward(f);
         // The sender's own reference: if no destination holds the frame now, the chain is done.
         return f.releaseOwn() ? 0 : PENDING;
@@ -144,7 +144,7 @@ final class TxQueue implements QueueHandler, FrameOwner {
 
     private int drop(String why) {
         port.txDropped.incrementAndGet();
-        stats.addError();
+        stats.addError(org.jvirtio.api.QueueStats.ErrorKind.DROPPED);
         device.dropped(port, why);
         return 0;
     }

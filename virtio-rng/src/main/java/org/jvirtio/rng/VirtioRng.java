@@ -40,7 +40,7 @@ public final class VirtioRng extends AbstractVirtioDevice {
         QueueStats stats = queue.stats();
         RateLimitedQueue.Filler counted = (chain, max) -> {
             int n = fill(chain, max);
-            stats.addBytes(n);
+            stats.addBytes(n, true);
             return n;
         };
         return limit.isUnlimited() ? (chain, slot) -> counted.fill(chain, MAX_PER_REQUEST) : new RateLimitedQueue(counted, limit);

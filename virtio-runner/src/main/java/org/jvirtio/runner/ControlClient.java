@@ -254,7 +254,8 @@ public final class ControlClient {
             case "stats" -> {
                 for (JsonNode q : o.path("queues")) {
                     out.println(o.path("id").asText() + " q" + q.path("queue").asText() + ": requests=" + q.path("requests").asText()
-                            + " bytes=" + q.path("bytes").asText() + " errors=" + q.path("errors").asText()
+                            + " bytes=" + q.path("bytes").asText() + " to-guest=" + q.path("bytesToGuest").asText()
+                            + " errors=" + q.path("errors").asText() + kinds(q.path("errorsByKind"))
                             + " rests=" + q.path("rests").asText() + " in-flight=" + q.path("inFlight").asText()
                             + " wakeups=" + q.path("wakeups").asText() + " poll-hits=" + q.path("pollHits").asText()
                             + (q.path("violations").asLong() > 0 ? " violations=" + q.path("violations").asText() : "")
@@ -270,6 +271,17 @@ public final class ControlClient {
             case "log-level" -> out.println(o.path("logger").asText() + ": " + o.path("level").asText());
             default -> out.println(a.body());
         }
+    }
+
+    /** {@code " (io=1 unsupported=2)"} for the kinds that happened, or nothing. */
+    private static String kinds(JsonNode byKind) {
+        StringBuilder b = new StringBuilder();
+        byKind.fields().forEachRemaining(f -> {
+            if (f.getValue().asLong() > 0) {
+                b.append(b.isEmpty() ? " (" : " ").append(f.getKey()).append('=').append(f.getValue().asText());
+            }
+        });
+        return b.isEmpty() ? "" : b.append(')').toString();
     }
 
     private static String bound(long micros) {

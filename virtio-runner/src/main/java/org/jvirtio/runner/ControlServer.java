@@ -566,7 +566,12 @@ final class ControlServer implements AutoCloseable {
             s.put("queue", q);
             s.put("requests", stats[q].requests());
             s.put("bytes", stats[q].bytes());
+            s.put("bytesToGuest", stats[q].bytesToGuest());
             s.put("errors", stats[q].errors());
+            ObjectNode kinds = s.putObject("errorsByKind");
+            for (QueueStats.ErrorKind k : QueueStats.ErrorKind.values()) {
+                kinds.put(k.label(), stats[q].errors(k));
+            }
             s.put("rests", stats[q].rests());
             s.put("inFlight", stats[q].inFlight());
             s.put("wakeups", stats[q].wakeups());

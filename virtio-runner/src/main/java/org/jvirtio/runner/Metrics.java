@@ -133,6 +133,14 @@ final class Metrics implements AutoCloseable {
                     .description("Bytes the queue's requests moved").baseUnit("bytes").tags(t).register(registry));
             meters.add(FunctionCounter.builder("jvirtio.queue.errors", r, x -> stats(x, qi).errors())
                     .description("Requests that failed (an error status to the guest)").tags(t).register(registry));
+            for (QueueStats.ErrorKind kind : QueueStats.ErrorKind.values()) {
+                meters.add(FunctionCounter.builder("jvirtio.queue.errors.by.kind", r, x -> stats(x, qi).errors(kind))
+                        .description("Requests that failed, by kind: io (the backend failed), unsupported, malformed (a chain the device cannot use), dropped")
+                        .tags(t.and("kind", kind.label())).register(registry));
+            }
+            meters.add(FunctionCounter.builder("jvirtio.queue.bytes.to.guest", r, x -> stats(x, qi).bytesToGuest())
+                    .description("Bytes the queue's requests wrote into guest memory (disk reads, received frames; part of jvirtio_queue_bytes_total)")
+                    .tags(t).register(registry));
             meters.add(FunctionCounter.builder("jvirtio.queue.rests", r, x -> stats(x, qi).rests())
                     .description("Times the device turned the queue's buffers away for now (NOT_NOW)").tags(t).register(registry));
             meters.add(Gauge.builder("jvirtio.queue.in.flight", r, x -> stats(x, qi).inFlight())

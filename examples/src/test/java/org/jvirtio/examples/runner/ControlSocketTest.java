@@ -476,7 +476,7 @@ class ControlSocketTest {
             assertTrue(lines.get(2).matches("rng0 +rng +listening +1 +- +.*b\\.sock"), lines.get(2));
             out.reset();
             assertEquals(0, ctlRun(out, err, "stats", "vm1"), err.toString());
-            assertTrue(out.toString().startsWith("vm1 q0: requests=20 bytes=81920 errors=0 rests=0 in-flight=0 wakeups="), out.toString());
+            assertTrue(out.toString().startsWith("vm1 q0: requests=20 bytes=81920 to-guest=40960 errors=0 rests=0 in-flight=0 wakeups="), out.toString());
             assertTrue(out.toString().matches("(?s).* latency p50<=\\d+us p99<=\\d+us mean=[0-9.]+us\n.*"), out.toString());
             out.reset();
             // The metrics on the control socket: the device's counters, labelled with its id.

@@ -61,13 +61,14 @@ class MetricsTest {
         return new Reply(status, c.getHeaderField("Content-Type"), body);
     }
 
-    private static double value(String exposition, String metric, String labelPart) {
+    private static double value(String exposition, String metric, String... labelParts) {
         for (String line : exposition.lines().toList()) {
-            if ((line.startsWith(metric + "{") || line.startsWith(metric + " ")) && line.contains(labelPart)) {
+            if ((line.startsWith(metric + "{") || line.startsWith(metric + " "))
+                    && java.util.Arrays.stream(labelParts).allMatch(line::contains)) {
                 return Double.parseDouble(line.substring(line.lastIndexOf(' ') + 1));
             }
         }
-        throw new AssertionError(metric + " with " + labelPart + " not in:\n" + exposition);
+        throw new AssertionError(metric + " with " + String.join(", ", labelParts) + " not in:\n" + exposition);
     }
 
     @Test
@@ -110,6 +111,9 @@ class MetricsTest {
                 assertEquals(writes + 1, value(after, "jvirtio_queue_requests_total", aq0), 0);
                 assertEquals(writes * 4096.0, value(after, "jvirtio_queue_bytes_total", aq0), 0);
                 assertEquals(1, value(after, "jvirtio_queue_errors_total", aq0), 0);
+                assertEquals(1, value(after, "jvirtio_queue_errors_by_kind_total", aq0, "kind=\"unsupported\""), 0);
+                assertEquals(0, value(after, "jvirtio_queue_errors_by_kind_total", aq0, "kind=\"io\""), 0);
+                assertEquals(0, value(after, "jvirtio_queue_bytes_to_guest_total", aq0), 0); // writes only
                 assertEquals(0, value(after, "jvirtio_queue_in_flight", aq0), 0);
                 assertEquals(1, value(after, "jvirtio_frontend_connections_total", aq0), 0);
                 assertEquals(0, value(after, "jvirtio_frontend_connections_total", "socket=\"" + b + "\""), 0);
@@ -117,7 +121,7 @@ class MetricsTest {
                 // the latency histogram: every request once, the buckets cumulative up to +Inf (a RAM
                 // disk completes as it starts a request: all within the first bucket)
                 assertEquals(writes + 1, value(after, "jvirtio_queue_request_latency_seconds_count", aq0), 0);
-                assertEquals(writes + 1, value(after, "jvirtio_queue_request_latency_seconds_bucket", aq0 + ",le=\"+Inf\""), 0);
+                assertEquals(writes + 1, value(after, "jvirtio_queue_request_latency_seconds_bucket", aq0, "le=\"+Inf\""), 0);
                 assertTrue(value(after, "jvirtio_queue_wakeups_total", aq0) >= 1);
                 assertEquals(0, value(after, "jvirtio_queue_ring_violations_total", aq0), 0);
                 assertEquals(1, value(after, "jvirtio_frontends_connected", ""), 0);
