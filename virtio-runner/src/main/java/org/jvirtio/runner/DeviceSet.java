@@ -206,6 +206,7 @@ final class DeviceSet implements AutoCloseable {
             }, d.options().statsSeconds, d.options().statsSeconds, TimeUnit.SECONDS);
         }
         Entry e = new Entry(id, d, stats, metrics == null ? List.of() : metrics.register(id, d));
+        org.jvirtio.api.jfr.DeviceLifecycleEvent.emit(id, d.name(), d.options().socket.toAbsolutePath().toString(), "started");
         Map<String, Entry> next = new LinkedHashMap<>(view);
         next.put(id, e);
         view = Collections.unmodifiableMap(next);
@@ -238,6 +239,8 @@ final class DeviceSet implements AutoCloseable {
             try {
                 e.served().running().close();
             } finally {
+                org.jvirtio.api.jfr.DeviceLifecycleEvent.emit(id, e.served().name(), e.served().options().socket.toAbsolutePath().toString(),
+                        "removed");
                 out.println(e.served().name() + (several ? " (" + id + ")" : "") + ": removed");
                 out.flush();
             }
@@ -302,6 +305,8 @@ final class DeviceSet implements AutoCloseable {
             Thread.currentThread().interrupt();
         }
         for (Entry e : all.reversed()) {
+            org.jvirtio.api.jfr.DeviceLifecycleEvent.emit(e.id(), e.served().name(), e.served().options().socket.toAbsolutePath().toString(),
+                    "stopped");
             out.println(e.served().name() + ": stopped");
         }
         out.flush();
