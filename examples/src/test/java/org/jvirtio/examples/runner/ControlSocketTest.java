@@ -212,6 +212,12 @@ class ControlSocketTest {
         assertEquals(List.of("blk0"), ids());
         try (Load load = new Load(served, 1)) {
             load.advances(20);
+            // Scraped while the load runs: the served disk's counter moves, and promtool accepts it.
+            double first = requests(call("GET", "/metrics", null).body(), "blk0");
+            load.advances(20);
+            String scrape = call("GET", "/metrics", null).body();
+            assertTrue(requests(scrape, "blk0") >= first + 40, first + " then " + requests(scrape, "blk0"));
+            promtool(scrape);
             // Warm up what a first add, connection and list load once (classes and the jars they
             // come from, the I/O thread's buffers, the list's timeout thread).
             Path warmImage = dir.resolve("warm.img");
@@ -292,6 +298,29 @@ class ControlSocketTest {
             load.advances(20); // and the device that served throughout never noticed
         }
         assertTrue(log().contains("blk (d0): removed"), log());
+    }
+
+    /** {@code jvirtio_queue_requests_total} of device {@code id}'s queue 0 in a scrape. */
+    private static double requests(String exposition, String id) {
+        return exposition.lines().filter(l -> l.startsWith("jvirtio_queue_requests_total{") && l.contains("id=\"" + id + "\""))
+                .mapToDouble(l -> Double.parseDouble(l.substring(l.lastIndexOf(' ') + 1))).findFirst()
+                .orElseThrow(() -> new AssertionError("no requests of " + id + " in:\n" + exposition));
+    }
+
+    /** Debian's {@code promtool check metrics} on {@code exposition} (when installed; .ci/run installs it). */
+    private void promtool(String exposition) throws Exception {
+        Path promtool = Path.of("/usr/bin/promtool");
+        if (!Files.isExecutable(promtool)) {
+            System.out.println("ControlSocketTest: promtool not installed (package prometheus); exposition not checked by it");
+            return;
+        }
+        Path file = dir.resolve("scrape.txt");
+        Files.writeString(file, exposition);
+        Process check = new ProcessBuilder(promtool.toString(), "check", "metrics").redirectInput(file.toFile()).redirectErrorStream(true).start();
+        String said = new String(check.getInputStream().readAllBytes());
+        assertTrue(check.waitFor(30, TimeUnit.SECONDS));
+        assertEquals(0, check.exitValue(), "promtool check metrics: " + said);
+        Files.delete(file);
     }
 
     /** Sends raw bytes on a new connection and returns what comes back until the backend closes it (or 20 s pass). */
