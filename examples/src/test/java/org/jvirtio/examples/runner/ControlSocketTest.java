@@ -165,9 +165,14 @@ class ControlSocketTest {
         }
 
         @Override
-        public void close() throws Exception {
+        public void close() {
             stop = true;
-            thread.join(30_000);
+            try {
+                thread.join(30_000);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new AssertionError("interrupted waiting for the load to end", e);
+            }
             if (failure.get() != null) {
                 throw new AssertionError("the load failed", failure.get());
             }
