@@ -59,6 +59,8 @@ public class SplitQueueBenchmark {
     private GuestMemory memory;
     private SplitQueue queue;
     private AvailReplay driverSide;
+    /** The same replay into an avail ring nobody reads: where {@link #driverOnly32} writes. */
+    private AvailReplay shadowSide;
 
     @Setup(Level.Trial)
     public void setUp() throws Exception {
@@ -92,6 +94,7 @@ public class SplitQueueBenchmark {
         }
         // Forget the driver's avail entries: the benchmark republishes heads itself.
         driverSide = new AvailReplay(memory, p.avail(), SIZE, hs.stream().mapToInt(Integer::intValue).toArray());
+        shadowSide = new AvailReplay(memory, 0x200000, SIZE, hs.stream().mapToInt(Integer::intValue).toArray());
         queue = new SplitQueue(0);
         queue.activate(memory, SIZE, p.desc(), p.avail(), p.used(), features, 0, 0);
         if (inflight) {
@@ -108,6 +111,18 @@ public class SplitQueueBenchmark {
 
     private void offer(int count) {
         driverSide.offer(count);
+    }
+
+    /**
+     * The driver's part of {@link #batch32} alone (the same stores into an avail ring nobody
+     * reads), as {@code PackedQueueBenchmark.driverOnly32}: take it off {@code batch32} for the
+     * device's cost per request.
+     */
+    @Benchmark
+    @OperationsPerInvocation(BATCH)
+    public int driverOnly32() {
+        shadowSide.offer(BATCH);
+        return BATCH;
     }
 
     @Benchmark
