@@ -65,6 +65,8 @@ public final class PackedInflight {
     private static final ValueLayout.OfShort U16 = ValueLayout.JAVA_SHORT_UNALIGNED;
     private static final ValueLayout.OfInt U32 = ValueLayout.JAVA_INT_UNALIGNED;
     private static final ValueLayout.OfLong U64 = ValueLayout.JAVA_LONG_UNALIGNED;
+    /** The region is in the host's byte order (QEMU maps it as a C struct): fields are packed into one store on little-endian hosts. */
+    private static final boolean LITTLE_ENDIAN = java.nio.ByteOrder.nativeOrder() == java.nio.ByteOrder.LITTLE_ENDIAN;
     private static final VarHandle BYTE = ValueLayout.JAVA_BYTE.varHandle();
     private static final VarHandle SHORT = ValueLayout.JAVA_SHORT.withOrder(java.nio.ByteOrder.nativeOrder()).varHandle();
 
@@ -262,10 +264,16 @@ public final class PackedInflight {
             return; // more than the ring holds: the queue refuses the chain (RING_OVERRUN)
         }
         long b = desc(e);
-        r.set(U64, b + D_ADDR, addr);
-        r.set(U32, b + D_LEN, len);
-        r.set(U16, b + D_FLAGS, (short) flags);
-        r.set(U16, b + D_ID, (short) id);
+        if (LITTLE_ENDIAN) {
+            // id, flags and len are bytes 16-23 of the entry, addr 24-31: two stores, not four.
+            r.set(U64, b + D_ID, (id & 0xffffL) | (flags & 0xffffL) << 16 | (long) len << 32);
+            r.set(U64, b + D_ADDR, addr);
+        } else {
+            r.set(U64, b + D_ADDR, addr);
+            r.set(U32, b + D_LEN, len);
+            r.set(U16, b + D_FLAGS, (short) flags);
+            r.set(U16, b + D_ID, (short) id);
+        }
         lastEntry = e;
         cursor = next[e];
     }
