@@ -61,9 +61,8 @@ final class RxQueue implements QueueHandler, QueueIo {
 
     // ---- the frames waiting, guarded by 'waiting' ----
     private final ArrayDeque<Frame> waiting = new ArrayDeque<>(CAPACITY);
-    /** Frames waiting per sending port id (grown as ports with larger ids send). */
-    private int[] waitingFrom = new int[16];
-    private int senders;
+    /** Each sending port's share of the room (for a fair share of it). */
+    private final SenderShares shares = new SenderShares(CAPACITY);
     private boolean open;
     /** Set by this queue's thread when it will not look at the frames again without a wake-up. */
     private final AtomicBoolean wanted = new AtomicBoolean();
@@ -95,23 +94,11 @@ final class RxQueue implements QueueHandler, QueueIo {
     boolean offer(Frame f) {
         int from = f.from.id();
         synchronized (waiting) {
-            if (!open || waiting.size() >= CAPACITY) {
+            // Each sender gets an equal share of the room, with room kept for one more sender: a
+            // port flooding the switch fills its share, not everybody's.
+            if (!open || !shares.take(from)) {
                 return false;
             }
-            if (from >= waitingFrom.length) {
-                waitingFrom = java.util.Arrays.copyOf(waitingFrom, Math.max(from + 1, waitingFrom.length * 2));
-            }
-            int mine = waitingFrom[from];
-            // Each sender gets an equal share of the room (the room for one more sender counted):
-            // a port flooding the switch fills its share, not everybody's.
-            int share = Math.max(8, CAPACITY / (senders + (mine == 0 ? 1 : 0)));
-            if (mine >= share) {
-                return false;
-            }
-            if (mine == 0) {
-                senders++;
-            }
-            waitingFrom[from] = mine + 1;
             f.retain();
             waiting.addLast(f);
             // After the add: this queue's thread sets 'wanted' before it looks again. Under the
@@ -128,10 +115,7 @@ final class RxQueue implements QueueHandler, QueueIo {
         synchronized (waiting) {
             Frame f = waiting.pollFirst();
             if (f != null) {
-                int from = f.from.id();
-                if (--waitingFrom[from] == 0) {
-                    senders--;
-                }
+                shares.release(f.from.id());
             }
             return f;
         }
