@@ -248,7 +248,8 @@ final class ControlServer implements AutoCloseable {
 
         static Reply error(HttpResponseStatus status, String message) {
             ObjectNode o = JSON.createObjectNode();
-            o.put("error", message == null ? status.reasonPhrase() : message.replace('\n', ' '));
+            String m = message == null ? status.reasonPhrase() : message.replace('\n', ' ');
+            o.put("error", m.length() > 500 ? m.substring(0, 500) + "..." : m); // a client's text echoed back stays one short line
             return json(status, o);
         }
 
