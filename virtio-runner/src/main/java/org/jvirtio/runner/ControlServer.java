@@ -261,27 +261,52 @@ final class ControlServer implements AutoCloseable {
 
     /** One connection's requests, one at a time. */
     private final class Requests extends SimpleChannelInboundHandler<FullHttpRequest> {
+        /** Requests of a client that pipelines, read while one is in hand: answered in order, at most {@value #MAX_QUEUED}. */
+        private static final int MAX_QUEUED = 16;
+        private final java.util.ArrayDeque<Pending> queued = new java.util.ArrayDeque<>();
         private boolean busy;
+
+        /** A request as read (its body copied out of the codec's buffer), or the reason it is not one. */
+        private record Pending(HttpMethod method, String path, byte[] body, String accept, boolean keepAlive, String malformed) {
+        }
 
         @Override
         protected void channelRead0(ChannelHandlerContext ctx, FullHttpRequest req) {
-            boolean keepAlive = HttpUtil.isKeepAlive(req);
+            Pending p;
             if (!req.decoderResult().isSuccess()) {
                 Throwable cause = req.decoderResult().cause();
-                write(ctx, Reply.error(HttpResponseStatus.BAD_REQUEST, "not an HTTP request: "
-                        + (cause == null ? "malformed" : DeviceSet.shorten(String.valueOf(cause.getMessage())))), false);
+                p = new Pending(null, null, null, null, false,
+                        "not an HTTP request: " + (cause == null ? "malformed" : DeviceSet.shorten(String.valueOf(cause.getMessage()))));
+            } else {
+                p = new Pending(req.method(), new QueryStringDecoder(req.uri()).path(), ByteBufUtil.getBytes(req.content()),
+                        req.headers().get(HttpHeaderNames.ACCEPT), HttpUtil.isKeepAlive(req), null);
+            }
+            if (busy) {
+                // The codec had more bytes than the request in hand (pipelining): keep their order.
+                if (queued.size() >= MAX_QUEUED) {
+                    ctx.close();
+                    return;
+                }
+                queued.add(p);
                 return;
             }
+            handle(ctx, p);
+        }
+
+        private void handle(ChannelHandlerContext ctx, Pending p) {
             busy = true;
             ctx.channel().config().setAutoRead(false);
+            if (p.malformed() != null) {
+                write(ctx, Reply.error(HttpResponseStatus.BAD_REQUEST, p.malformed()), false);
+                return;
+            }
             CompletableFuture<Reply> reply;
             try {
-                reply = route(req.method(), new QueryStringDecoder(req.uri()).path(), ByteBufUtil.getBytes(req.content()),
-                        req.headers().get(HttpHeaderNames.ACCEPT));
+                reply = route(p.method(), p.path(), p.body(), p.accept());
             } catch (RuntimeException e) {
                 reply = CompletableFuture.completedFuture(failure(e));
             }
-            reply.whenComplete((r, t) -> ctx.executor().execute(() -> write(ctx, t != null ? failure(t) : r, keepAlive)));
+            reply.whenComplete((r, t) -> ctx.executor().execute(() -> write(ctx, t != null ? failure(t) : r, p.keepAlive())));
         }
 
         private void write(ChannelHandlerContext ctx, Reply r, boolean keepAlive) {
@@ -297,8 +322,13 @@ final class ControlServer implements AutoCloseable {
             ctx.writeAndFlush(res).addListener((ChannelFutureListener) f -> {
                 if (!keepAlive || !f.isSuccess()) {
                     f.channel().close();
+                    return;
+                }
+                busy = false;
+                Pending next = queued.poll();
+                if (next != null) {
+                    handle(ctx, next);
                 } else {
-                    busy = false;
                     f.channel().config().setAutoRead(true);
                 }
             });
