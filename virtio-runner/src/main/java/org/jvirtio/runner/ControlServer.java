@@ -79,7 +79,8 @@ import org.slf4j.LoggerFactory;
  * device refuses get a 4xx with {@code {"error": "one line"}} and change nothing. A client that
  * sends nothing for {@value #IDLE_SECONDS} s (half a request, or an idle connection) is
  * disconnected; more than {@value #MAX_CONNECTIONS} connections at once are refused. Each
- * connection has one request in hand at a time (it is not read meanwhile). Changes (add,
+ * connection has one request in hand at a time (it is not read meanwhile; requests a client
+ * pipelined wait, at most 16, and are answered in order). Changes (add,
  * remove, reload, log level) run one at a time on a thread of their own, so a removal that
  * drains for seconds holds up neither reads nor the devices; the vhost-user sockets and the
  * devices' queues are on other threads entirely.
