@@ -275,7 +275,7 @@ public final class QueueStats {
 
     /**
      * {@code "stats: q0 requests=N bytes=B errors=E in-flight=M q1 ..."} for the runner's --stats
-     * ({@code rests=R} too, once a queue rested).
+     * ({@code rests=R}, {@code violations=V} and {@code resubmitted=S} too, once there are any).
      */
     public static String describe(QueueStats[] stats) {
         StringBuilder sb = new StringBuilder("stats:");
@@ -285,6 +285,12 @@ public final class QueueStats {
                     .append(" errors=").append(s.errors()).append(" in-flight=").append(s.inFlight());
             if (s.rests() > 0) {
                 sb.append(" rests=").append(s.rests());
+            }
+            if (s.violations() > 0) {
+                sb.append(" violations=").append(s.violations());
+            }
+            if (s.resubmitted() > 0) {
+                sb.append(" resubmitted=").append(s.resubmitted());
             }
         }
         return sb.toString();

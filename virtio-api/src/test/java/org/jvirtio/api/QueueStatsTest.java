@@ -59,4 +59,16 @@ class QueueStatsTest {
         assertEquals(4096 + 512 + 7, s.bytes());
         assertEquals(4096, s.bytesToGuest());
     }
+
+    @Test
+    void theStatsLineNamesViolationsAndResubmissionsOnceThereAreAny() {
+        QueueStats a = new QueueStats();
+        QueueStats b = new QueueStats();
+        assertEquals("stats: q0 requests=0 bytes=0 errors=0 in-flight=0 q1 requests=0 bytes=0 errors=0 in-flight=0",
+                QueueStats.describe(new QueueStats[] {a, b}));
+        b.addViolation();
+        b.addResubmitted(3);
+        assertEquals("stats: q0 requests=0 bytes=0 errors=0 in-flight=0 q1 requests=0 bytes=0 errors=0 in-flight=0 violations=1 resubmitted=3",
+                QueueStats.describe(new QueueStats[] {a, b}));
+    }
 }
