@@ -290,10 +290,17 @@ public final class PackedInflight {
         num[h] = count;
         last[h] = lastEntry;
         entryOf[id] = h;
-        r.set(U16, b + D_NUM, (short) count);
-        r.set(U16, b + D_LAST, (short) lastEntry);
         r.set(U64, b + D_COUNTER, counter++);
-        r.set(ValueLayout.JAVA_BYTE, b + D_INFLIGHT, (byte) 1);
+        if (LITTLE_ENDIAN) {
+            // inflight, padding, next, last and num are the entry's first 8 bytes: one store
+            // (next rewritten with the value it has). A successor trusts none of it before it
+            // finds old_free_head moved, stored below with release.
+            r.set(U64, b + D_INFLIGHT, 1L | (next[h] & 0xffffL) << 16 | (lastEntry & 0xffffL) << 32 | (count & 0xffffL) << 48);
+        } else {
+            r.set(U16, b + D_NUM, (short) count);
+            r.set(U16, b + D_LAST, (short) lastEntry);
+            r.set(ValueLayout.JAVA_BYTE, b + D_INFLIGHT, (byte) 1);
+        }
         freeHead = cursor;
         r.set(U16, FREE_HEAD, (short) cursor);
         SHORT.setRelease(r, OLD_FREE_HEAD, (short) cursor);
