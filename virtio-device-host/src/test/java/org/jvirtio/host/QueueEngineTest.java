@@ -144,12 +144,14 @@ class QueueEngineTest {
         e.close();
     }
 
-    /** An asynchronous handler: chains stay in flight until reaped, and slots name them. */
-    @Test
-    void pendingChainsCompleteThroughTheCompletionsInAnyOrder() throws Exception {
+    /**
+     * A device whose chains stay in flight until reaped: each completes with 3 bytes written,
+     * last in first out (out of order), when the engine reaps.
+     */
+    static QueueHandler asyncHandler() {
         Deque<Integer> pending = new ArrayDeque<>();
         QueueCompletions[] done = new QueueCompletions[1];
-        QueueHandler h = new QueueHandler() {
+        return new QueueHandler() {
             @Override
             public void open(QueueCompletions completions) {
                 done[0] = completions;
@@ -181,6 +183,12 @@ class QueueEngineTest {
                 };
             }
         };
+    }
+
+    /** An asynchronous handler: chains stay in flight until reaped, and slots name them. */
+    @Test
+    void pendingChainsCompleteThroughTheCompletionsInAnyOrder() throws Exception {
+        QueueHandler h = asyncHandler();
         QueueEngine e = new QueueEngine(binding(false), h);
         e.open();
         add(10);
@@ -202,40 +210,7 @@ class QueueEngineTest {
      */
     @Test
     void latencyIsCountedFromTheBatchThatTookAChainToTheReapThatCompletedIt() throws Exception {
-        Deque<Integer> pending = new ArrayDeque<>();
-        QueueCompletions[] done = new QueueCompletions[1];
-        QueueHandler h = new QueueHandler() {
-            @Override
-            public void open(QueueCompletions completions) {
-                done[0] = completions;
-            }
-
-            @Override
-            public int start(DescriptorChain chain, int slot) {
-                pending.push(slot);
-                return PENDING;
-            }
-
-            @Override
-            public QueueIo io() {
-                return new QueueIo() {
-                    @Override
-                    public int pending() {
-                        return pending.size();
-                    }
-
-                    @Override
-                    public int reap() {
-                        int n = 0;
-                        while (!pending.isEmpty()) {
-                            done[0].complete(pending.pop(), 3);
-                            n++;
-                        }
-                        return n;
-                    }
-                };
-            }
-        };
+        QueueHandler h = asyncHandler();
         QueueStats stats = new QueueStats();
         long[] now = {0};
         QueueEngine e = new QueueEngine(binding(false).withStats(stats), h);

@@ -288,6 +288,19 @@ public final class ControlClient {
         return micros < 0 ? "4s+" : micros + "us";
     }
 
+    /** The response the codec has decoded whole, or null. */
+    private static Answer answer(EmbeddedChannel http) {
+        FullHttpResponse res = http.readInbound();
+        if (res == null) {
+            return null;
+        }
+        try {
+            return new Answer(res.status().code(), res.headers().get(HttpHeaderNames.CONTENT_TYPE, ""), res.content().toString(StandardCharsets.UTF_8));
+        } finally {
+            res.release();
+        }
+    }
+
     /**
      * One request to the control socket at {@code control} ({@code body} as JSON, or none) and
      * its answer. The connection is closed after it.
@@ -333,14 +346,9 @@ public final class ControlClient {
             }
             ByteBuffer buf = ByteBuffer.allocate(64 * 1024);
             while (true) {
-                FullHttpResponse res = http.readInbound();
-                if (res != null) {
-                    try {
-                        String type = res.headers().get(HttpHeaderNames.CONTENT_TYPE, "");
-                        return new Answer(res.status().code(), type, res.content().toString(StandardCharsets.UTF_8));
-                    } finally {
-                        res.release();
-                    }
+                Answer a = answer(http);
+                if (a != null) {
+                    return a;
                 }
                 buf.clear();
                 int n;
@@ -351,14 +359,9 @@ public final class ControlClient {
                 }
                 if (n < 0) {
                     http.finish(); // a response ended by the close
-                    res = http.readInbound();
-                    if (res != null) {
-                        try {
-                            return new Answer(res.status().code(), res.headers().get(HttpHeaderNames.CONTENT_TYPE, ""),
-                                    res.content().toString(StandardCharsets.UTF_8));
-                        } finally {
-                            res.release();
-                        }
+                    a = answer(http);
+                    if (a != null) {
+                        return a;
                     }
                     throw new IOException("the backend closed the connection without an answer");
                 }
