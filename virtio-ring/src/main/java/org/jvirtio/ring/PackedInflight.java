@@ -123,6 +123,18 @@ public final class PackedInflight {
      * @param availState the avail position: used plus the descriptors still in flight, or -1
      */
     record Attached(PackedInflight tracker, int resubmitted, String inconsistency, int usedState, int availState) {
+        /** What to log when the region's ring state differs from the front-end's base ({@code availState}, {@code usedState}), or null. */
+        String note(int baseAvail, int baseUsed) {
+            if (usedState < 0 || (usedState == baseUsed && availState == baseAvail)) {
+                return null;
+            }
+            return "ring state from the inflight region: avail " + describe(availState) + ", used " + describe(usedState)
+                    + " (the front-end's base said avail " + describe(baseAvail) + ", used " + describe(baseUsed) + ")";
+        }
+
+        private static String describe(int state) {
+            return (state & ~PackedRingLayout.WRAP_BIT) + "/" + ((state & PackedRingLayout.WRAP_BIT) != 0 ? 1 : 0);
+        }
     }
 
     /**

@@ -10,34 +10,26 @@ import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.VirtioFeatures;
 import org.jvirtio.ring.RingViolation.Reason;
 
-import static org.jvirtio.api.GuestMemory.LE_U32;
-import static org.jvirtio.api.GuestMemory.LE_U64;
 import static org.jvirtio.ring.PackedRingLayout.*;
 
 /**
  * The device side of a packed virtqueue (VIRTIO 1.3, 2.8), over untrusted guest memory: the same
  * contract as {@link SplitQueue}, so the queue engine and every device run on it unchanged.
  *
- * <p><b>State.</b> The next descriptor to read and the device's avail wrap counter; the next
- * descriptor to write used and the used wrap counter; per buffer id, how many ring descriptors
- * its chain spans while it is in flight (a used descriptor is written at the used position, which
- * then skips the whole chain of the buffer it returned). Both positions with their counters are
- * what vhost-user's ring state carries ({@link #availState()}, {@link #usedState()}).
- *
- * <p><b>Validation.</b> Every descriptor field is read once into a local and checked: the flags of
- * every descriptor of a chain must say available for the wrap counter of its position, a chain
- * may not be longer than the ring nor (after translation) than {@code maxChainBuffers}, its
- * buffer id (in its last descriptor) must be below the ring size and not in flight, an indirect
- * descriptor stands alone (no NEXT, not inside a chain) and its table is walked as
- * {@link ChainWalker#packedIndirect} says. The first violation breaks the queue, as for split.
+ * <p><b>Split by concern.</b> This class keeps the positions: the next descriptor to read and the
+ * device's avail wrap counter, the next descriptor to write used and the used wrap counter (both
+ * are what vhost-user's ring state carries: {@link #availState()}, {@link #usedState()}); a used
+ * descriptor is written at the used position, which then skips the whole chain of the buffer it
+ * returned. {@link PackedChainReader} reads and validates a chain (every field once, the first
+ * violation breaks the queue as for split) and keeps the buffer ids in flight; {@link
+ * PackedEvents} keeps the event suppression and decides interrupts; {@link PackedInflight} tracks
+ * requests in vhost-user's inflight region.
  *
  * <p><b>Ordering.</b> The head descriptor's flags are read with acquire, pairing with the driver's
  * write barrier before it stores them (virtio_wmb in Linux's virtqueue_add_packed: the driver
  * makes a chain's first descriptor available last); the rest of the chain is read after it. A
  * used descriptor's len, id and flags are one 64-bit release store: the driver that sees the
- * flags sees the rest. Full fences separate our store of the device's event suppression from the
- * re-read of the next descriptor, and our used stores from the read of the driver's event
- * suppression; each site names its pair.
+ * flags sees the rest. The fences around event suppression are {@link PackedEvents}'.
  *
  * <p>One thread owns a queue and makes every call; there are no locks.
  */
@@ -51,32 +43,15 @@ public final class PackedQueue extends RingQueue {
     private static final VarHandle U64 = ValueLayout.JAVA_LONG.varHandle();
 
     private MemorySegment ring;
-    private MemorySegment driverEvent;
-    private MemorySegment deviceEvent;
-    private boolean eventIdx;
-    private boolean indirect;
+    private final PackedChainReader reader = new PackedChainReader(walker);
+    private final PackedEvents events = new PackedEvents();
 
     private int nextAvail;
     private boolean availWrap;
     private int nextUsed;
     private boolean usedWrap;
-    /** Per buffer id: ring descriptors its chain spans while in flight, 0 when it is not. */
-    private int[] idDescs = new int[0];
-    /** The sum of {@link #idDescs}: the ring positions between the used and the avail position. */
-    private int descsInFlight;
     /** The vhost-user inflight region's part for this queue, or null (not tracked). */
     private PackedInflight inflight;
-    private int signalledUsed;
-    private boolean signalledUsedValid;
-    /**
-     * Descriptors returned since the interrupt was last decided. EVENT_IDX's off_wrap names a
-     * position and a wrap counter only, so whether the driver's event was passed can be told
-     * from the old and new positions only while they are less than a lap apart; a device that
-     * returns a lap or more between two decisions (it pops while the driver recycles buffers
-     * concurrently, so one batch can go round a small ring twice) must interrupt.
-     */
-    private int usedSinceDecision;
-    private boolean notificationsEnabled = true;
 
     public PackedQueue(int index) {
         this(index, DEFAULT_MAX_CHAIN_BUFFERS);
@@ -111,28 +86,19 @@ public final class PackedQueue extends RingQueue {
             usedState = availState;
         }
         this.ring = memory.slice(g.desc(), ringBytes(size));
-        this.driverEvent = memory.slice(g.avail(), EVENT_SIZE);
-        this.deviceEvent = memory.slice(g.used(), EVENT_SIZE);
         this.geometry = g;
         this.memory = memory;
         this.size = size;
-        this.eventIdx = VirtioFeatures.has(features, VirtioFeatures.EVENT_IDX);
-        this.indirect = VirtioFeatures.has(features, VirtioFeatures.INDIRECT_DESC);
+        boolean indirect = VirtioFeatures.has(features, VirtioFeatures.INDIRECT_DESC);
         walker.ring(memory, ring, size, indirect);
+        reader.ring(ring, size, indirect);
+        events.reset(memory.slice(g.avail(), EVENT_SIZE), memory.slice(g.used(), EVENT_SIZE),
+                VirtioFeatures.has(features, VirtioFeatures.EVENT_IDX), size);
         this.nextAvail = Math.min(availState & ~WRAP_BIT, size - 1);
         this.availWrap = (availState & WRAP_BIT) != 0;
         this.nextUsed = Math.min(usedState & ~WRAP_BIT, size - 1);
         this.usedWrap = (usedState & WRAP_BIT) != 0;
-        if (idDescs.length != size) {
-            idDescs = new int[size];
-        } else {
-            java.util.Arrays.fill(idDescs, 0);
-        }
-        this.descsInFlight = 0;
         this.inflight = null;
-        this.signalledUsedValid = false;
-        this.usedSinceDecision = 0;
-        this.notificationsEnabled = true;
         this.violation = null;
         pool.reset(size);
         this.active = true;
@@ -172,12 +138,8 @@ public final class PackedQueue extends RingQueue {
             return new InflightAttached(0, null, null);
         }
         inflight = a.tracker();
-        String note = null;
+        String note = a.note(availState(), usedState());
         if (a.usedState() >= 0) {
-            if (a.usedState() != usedState() || a.availState() != availState()) {
-                note = "ring state from the inflight region: avail " + describe(a.availState()) + ", used " + describe(a.usedState())
-                        + " (the front-end's base said avail " + describe(availState()) + ", used " + describe(usedState()) + ")";
-            }
             nextAvail = a.availState() & ~WRAP_BIT;
             availWrap = (a.availState() & WRAP_BIT) != 0;
             nextUsed = a.usedState() & ~WRAP_BIT;
@@ -189,10 +151,6 @@ public final class PackedQueue extends RingQueue {
     /** The inflight tracker, for tests. */
     PackedInflight inflightTracker() {
         return inflight;
-    }
-
-    private static String describe(int state) {
-        return (state & ~WRAP_BIT) + "/" + ((state & WRAP_BIT) != 0 ? 1 : 0);
     }
 
     /** The next descriptor the device reads and the avail wrap counter, as vhost-user's GET_VRING_BASE gives them. */
@@ -246,64 +204,39 @@ public final class PackedQueue extends RingQueue {
         }
     }
 
+    /**
+     * The next chain: one a predecessor left in flight while there are any (rebuilt from the
+     * inflight region's copies of its descriptors, the ring's may be overwritten by used ones
+     * since; the positions do not move, the region's avail position already counts it), else the
+     * ring's next available chain.
+     */
     private DescriptorChain popChain() {
         if (!active || violation != null) {
             return null;
         }
-        if (inflight != null && inflight.resubmitLeft() > 0) {
-            return resubmit();
-        }
-        int headFlags = headFlags();
-        if (headFlags < 0) {
+        PackedInflight track = inflight;
+        boolean resubmit = track != null && track.resubmitLeft() > 0;
+        int headFlags = 0;
+        int e = 0;
+        if (resubmit) {
+            e = track.nextResubmit();
+        } else if ((headFlags = headFlags()) < 0) {
             return null;
         }
         int head = nextAvail;
         RingChain chain = pool.take();
         if (chain == null) {
-            violate(Reason.TOO_MANY_IN_FLIGHT, head, size, 0);
+            if (resubmit) {
+                track.unresubmit();
+            }
+            violate(Reason.TOO_MANY_IN_FLIGHT, resubmit ? track.resubmitId(e) : head, size, 0);
             return null;
         }
         int capacity = chain.bufferCapacity();
         boolean ok;
         try {
-            ok = walk(chain, head, headFlags);
-        } catch (InternalError e) {
-            pool.putBack(chain, chain.bufferCapacity() - capacity);
-            throw e;
-        }
-        if (!ok) {
-            pool.putBack(chain, chain.bufferCapacity() - capacity);
-            violate(walker.violation());
-            return null;
-        }
-        pool.handOut(chain, chain.bufferCapacity() - capacity);
-        popped(chain, head, availWrap, false);
-        nextAvail = walkEnd;
-        availWrap = walkEndWrap;
-        return chain;
-    }
-
-    /**
-     * The next chain a predecessor left in flight, rebuilt from the inflight region's copies of
-     * its descriptors (the ring's may be overwritten by used descriptors since). Each field read
-     * once and walked as a chain from the ring is, with the buffer id {@link PackedInflight#attach}
-     * checked; the positions do not move (the region's avail position already counts it).
-     */
-    private DescriptorChain resubmit() {
-        PackedInflight track = inflight;
-        int e = track.nextResubmit();
-        int n = track.chainLength(e);
-        int id = track.resubmitId(e);
-        RingChain chain = pool.take();
-        if (chain == null) {
-            track.unresubmit();
-            violate(Reason.TOO_MANY_IN_FLIGHT, id, size, 0);
-            return null;
-        }
-        int capacity = chain.bufferCapacity();
-        boolean ok;
-        try {
-            ok = rebuild(chain, e, n, id);
+            ok = resubmit ? reader.fromRegion(chain, track, e, track.chainLength(e), track.resubmitId(e))
+                    : reader.fromRing(chain, head, availWrap, headFlags, track);
         } catch (InternalError err) {
             pool.putBack(chain, chain.bufferCapacity() - capacity);
             throw err;
@@ -314,130 +247,13 @@ public final class PackedQueue extends RingQueue {
             return null;
         }
         pool.handOut(chain, chain.bufferCapacity() - capacity);
-        idDescs[id] = n;
-        descsInFlight += n;
-        chain.id(id);
-        popped(chain, nextAvail, availWrap, true);
+        chain.id(reader.id);
+        popped(chain, head, availWrap, resubmit);
+        if (!resubmit) {
+            nextAvail = reader.end;
+            availWrap = reader.endWrap;
+        }
         return chain;
-    }
-
-    private boolean rebuild(RingChain chain, int head, int n, int id) {
-        if (idDescs[id] != 0) {
-            return walker.refuse(Reason.BUFFER_ID_IN_FLIGHT, id, head, 0);
-        }
-        walker.begin(chain, head);
-        PackedInflight track = inflight;
-        int e = head;
-        for (int k = 0; k < n; k++, e = track.nextEntry(e)) {
-            long addr = track.addr(e);
-            int len = track.len(e);
-            int flags = track.flags(e);
-            if ((flags & DESC_F_INDIRECT) != 0) {
-                if (!indirect) {
-                    return walker.refuse(Reason.INDIRECT_NOT_NEGOTIATED, e, 0, 0);
-                }
-                if (n > 1) {
-                    return walker.refuse(Reason.INDIRECT_IN_CHAIN, e, 0, 0);
-                }
-                return walker.packedIndirect(chain, addr, Integer.toUnsignedLong(len));
-            }
-            if (!walker.descriptor(chain, addr, len, (flags & DESC_F_WRITE) != 0, e)) {
-                return false;
-            }
-        }
-        return true;
-    }
-
-    /** Where the last successful {@link #walk} ended: the descriptor after the chain, and its wrap counter. */
-    private int walkEnd;
-    private boolean walkEndWrap;
-
-    /**
-     * Walks the chain whose first descriptor is at {@code head} (its flags already read: {@code
-     * headFlags}) into {@code chain}, in ring order; sets {@link #walkEnd}. False on a violation
-     * (the walker's).
-     */
-    private boolean walk(RingChain chain, int head, int headFlags) {
-        walker.begin(chain, head);
-        PackedInflight track = inflight;
-        if (track != null) {
-            track.begin();
-        }
-        int p = head;
-        boolean w = availWrap;
-        int flags = headFlags;
-        int n = 0;
-        int id;
-        while (true) {
-            if (++n > size) {
-                return walker.refuse(Reason.CHAIN_LONGER_THAN_RING, head, size, 0);
-            }
-            long base = (long) p * DESC_SIZE;
-            // Each field read once into a local (TOCTOU). len, id and flags are one 64-bit word;
-            // the head's flags are the ones read with acquire.
-            long addr = ring.get(LE_U64, base + DESC_ADDR);
-            long word = ring.get(LE_U64, base + DESC_LEN);
-            int len = (int) word;
-            int descId = (int) (word >>> 32) & 0xffff;
-            if (n > 1) {
-                flags = (int) (word >>> 48);
-                if (!isAvailable(flags, w)) {
-                    // VIRTIO 1.3, 2.8.6: every descriptor of a chain carries its AVAIL and USED bits.
-                    return walker.refuse(Reason.PACKED_FLAGS, p, w ? 1 : 0, flags);
-                }
-            }
-            if (track != null) {
-                track.descriptor(addr, len, flags, descId); // the values just read, not read again
-            }
-            if (++p == size) {
-                p = 0;
-                w = !w;
-            }
-            if ((flags & DESC_F_INDIRECT) != 0) {
-                if (!indirect) {
-                    return walker.refuse(Reason.INDIRECT_NOT_NEGOTIATED, base / DESC_SIZE, 0, 0);
-                }
-                if ((flags & DESC_F_NEXT) != 0) {
-                    return walker.refuse(Reason.INDIRECT_WITH_NEXT, base / DESC_SIZE, 0, 0);
-                }
-                if (n > 1) {
-                    // 2.8.7: no direct descriptor with INDIRECT in a list linked by NEXT.
-                    return walker.refuse(Reason.INDIRECT_IN_CHAIN, base / DESC_SIZE, 0, 0);
-                }
-                if (!walker.packedIndirect(chain, addr, Integer.toUnsignedLong(len))) {
-                    return false;
-                }
-                id = descId;
-                break;
-            }
-            if (!walker.descriptor(chain, addr, len, (flags & DESC_F_WRITE) != 0, (int) (base / DESC_SIZE))) {
-                return false;
-            }
-            if ((flags & DESC_F_NEXT) == 0) {
-                id = descId; // 2.8.6: the buffer id is in the chain's last descriptor
-                break;
-            }
-        }
-        if (id >= size) {
-            return walker.refuse(Reason.BUFFER_ID_OUT_OF_RANGE, id, size, head);
-        }
-        if (idDescs[id] != 0) {
-            return walker.refuse(Reason.BUFFER_ID_IN_FLIGHT, id, head, 0);
-        }
-        if (descsInFlight + n > size) {
-            // The driver made available a position whose buffer the device has not used yet
-            // (2.8.21: it may not): the used position would overtake chains still in flight.
-            return walker.refuse(Reason.RING_OVERRUN, head, descsInFlight + n, size);
-        }
-        idDescs[id] = n;
-        descsInFlight += n;
-        if (track != null) {
-            track.taken(id);
-        }
-        chain.id(id);
-        walkEnd = p;
-        walkEndWrap = w;
-        return true;
     }
 
     /**
@@ -451,8 +267,7 @@ public final class PackedQueue extends RingQueue {
     public void unpop(DescriptorChain chain) {
         RingChain rc = unpopping(chain);
         int id = rc.head();
-        descsInFlight -= idDescs[id];
-        idDescs[id] = 0;
+        reader.release(id);
         pool.give(rc);
         if (rc.resubmitted) {
             inflight.unresubmit(); // served again by the next pop, from the region
@@ -479,9 +294,7 @@ public final class PackedQueue extends RingQueue {
         }
         RingChain rc = (RingChain) chain;
         int id = rc.head();
-        int descs = idDescs[id];
-        idDescs[id] = 0;
-        descsInFlight -= descs;
+        int descs = reader.release(id);
         try {
             if (active && violation == null) {
                 writeUsed(rc, id, descs, writtenLength);
@@ -514,7 +327,7 @@ public final class PackedQueue extends RingQueue {
         }
         int start = nextUsed;
         boolean startWrap = usedWrap;
-        advanceUsed(idDescs[chains[0].head()]);
+        advanceUsed(reader.descs(chains[0].head()));
         for (int i = 1; i < n; i++) {
             addUsed(chains[i], writtenLengths[i]);
         }
@@ -566,7 +379,7 @@ public final class PackedQueue extends RingQueue {
         if (log != null) {
             log.mark(geometry.desc() + base, DESC_SIZE); // after the store: a sync in between copies it again
         }
-        usedSinceDecision += descs;
+        events.returned(descs);
         advanceUsed(descs);
     }
 
@@ -586,29 +399,7 @@ public final class PackedQueue extends RingQueue {
     }
 
     private boolean needsInterrupt() {
-        if (!active || violation != null) {
-            return false;
-        }
-        // Full fence: our used descriptors must be visible before we read the driver's event
-        // suppression, or we race the driver re-enabling interrupts. Pairs with the driver's
-        // virtio_mb between writing its event suppression and re-reading the next used
-        // descriptor (virtqueue_enable_cb_prepare_packed / virtqueue_poll_packed in Linux).
-        VarHandle.fullFence();
-        int now = offWrap(nextUsed, usedWrap);
-        int old = signalledUsed;
-        boolean valid = signalledUsedValid && usedSinceDecision < size;
-        signalledUsed = now;
-        signalledUsedValid = true;
-        usedSinceDecision = 0;
-        int event = driverEvent.get(LE_U32, 0); // off_wrap and flags read once, together
-        int flags = (event >>> 16) & 0x3;
-        if (flags == EVENT_F_DISABLE) {
-            return false;
-        }
-        if (flags != EVENT_F_DESC || !eventIdx) {
-            return true; // ENABLE, or DESC without EVENT_IDX / the reserved value: interrupt, the safe side
-        }
-        return !valid || needEvent(size, event & 0xffff, now, old);
+        return active && violation == null && events.needsInterrupt(offWrap(nextUsed, usedWrap));
     }
 
     @Override
@@ -625,28 +416,22 @@ public final class PackedQueue extends RingQueue {
         if (!active || violation != null) {
             return false;
         }
-        // "Kick me when you make the descriptor at nextAvail available" (EVENT_IDX), or any kick.
-        int event = eventIdx ? offWrap(nextAvail, availWrap) | (EVENT_F_DESC << 16) : EVENT_F_ENABLE << 16;
-        deviceEvent.set(LE_U32, 0, event);
+        // "Kick me when you make the descriptor at nextAvail available" (EVENT_IDX), or any kick;
+        // fenced before the re-read below (see PackedEvents#enable for the pair).
+        events.enable(offWrap(nextAvail, availWrap));
         logDeviceEvent();
-        notificationsEnabled = true;
-        // Full fence: the event suppression store must be visible before we re-read the next
-        // descriptor's flags, or the driver may read the old value, skip its kick, and both sides
-        // sleep. Pairs with the driver's virtio_mb between making descriptors available and
-        // reading the device's event suppression (virtqueue_kick_prepare_packed).
-        VarHandle.fullFence();
         return headFlags() >= 0;
     }
 
     @Override
     public void disableNotifications() {
-        if (!active || violation != null || !notificationsEnabled) {
+        if (!active || violation != null) {
             return;
         }
-        notificationsEnabled = false;
         try {
-            deviceEvent.set(LE_U32, 0, EVENT_F_DISABLE << 16);
-            logDeviceEvent();
+            if (events.disable()) {
+                logDeviceEvent();
+            }
         } catch (InternalError e) {
             memoryFault();
         }
@@ -662,7 +447,6 @@ public final class PackedQueue extends RingQueue {
     @Override
     public String toString() {
         return "PackedQueue[" + index + (active ? ", size=" + size + ", avail=" + nextAvail + (availWrap ? "/1" : "/0") + ", used="
-                + nextUsed + (usedWrap ? "/1" : "/0") + ", signalled 0x" + Integer.toHexString(signalledUsed)
-                + (notificationsEnabled ? ", notifying" : "") : ", inactive") + (violation != null ? ", broken: " + violation.reason() : "") + "]";
+                + nextUsed + (usedWrap ? "/1" : "/0") + ", " + events : ", inactive") + (violation != null ? ", broken: " + violation.reason() : "") + "]";
     }
 }
