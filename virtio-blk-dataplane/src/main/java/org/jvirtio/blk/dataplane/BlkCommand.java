@@ -13,6 +13,8 @@ import org.jvirtio.blk.NullBackend;
 import org.jvirtio.blk.RamBackend;
 import org.jvirtio.blk.VirtioBlkDevice;
 import org.jvirtio.blk.rbd.RbdBackend;
+import org.jvirtio.blk.rbd.RbdImageName;
+import org.jvirtio.blk.rbd.RbdOptions;
 import org.jvirtio.command.DeviceCommand;
 import org.jvirtio.command.Flags;
 
@@ -132,8 +134,8 @@ public final class BlkCommand implements DeviceCommand<VirtioBlkDevice> {
         } else if (direct) {
             throw new IllegalArgumentException("--direct only applies to --image");
         } else if (rbd != null) {
-            RbdBackend.ImageName name = RbdBackend.ImageName.parse(rbd);
-            RbdBackend.Options o = RbdBackend.Options.defaults().withConf(cephConf).withUser(cephUser)
+            RbdImageName name = RbdImageName.parse(rbd);
+            RbdOptions o = RbdOptions.defaults().withConf(cephConf).withUser(cephUser)
                     .withOpTimeout(rbdTimeout).withConnectTimeout(Math.min(rbdTimeout, 10)).withSettings(cephOptions);
             backend = RbdBackend.open(name, o, readOnly, queues);
         } else {

@@ -779,8 +779,8 @@ class DataplaneTest {
         assumeTrue(mx.isThreadAllocatedMemorySupported());
         try (org.jvirtio.testkit.CephCluster ceph = org.jvirtio.testkit.CephCluster.start(cephDir.resolve("c"))) {
             ceph.createImage("rbd/alloc", "16M");
-            org.jvirtio.blk.rbd.RbdBackend rbd = org.jvirtio.blk.rbd.RbdBackend.open(org.jvirtio.blk.rbd.RbdBackend.ImageName.parse("rbd/alloc"),
-                    org.jvirtio.blk.rbd.RbdBackend.Options.defaults().withConf(ceph.conf()), false, 1);
+            org.jvirtio.blk.rbd.RbdBackend rbd = org.jvirtio.blk.rbd.RbdBackend.open(org.jvirtio.blk.rbd.RbdImageName.parse("rbd/alloc"),
+                    org.jvirtio.blk.rbd.RbdOptions.defaults().withConf(ceph.conf()), false, 1);
             start(rbd, new UringIoFactory(true), 1, 1, 0);
             // 4 KiB blocks in turn over the first 6.25 MiB of the image
             int[] n = {0};

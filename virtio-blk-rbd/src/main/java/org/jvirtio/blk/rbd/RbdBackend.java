@@ -35,13 +35,13 @@ import org.slf4j.LoggerFactory;
  * (CONFIG_WCE), as qemu-storage-daemon offers it: a FLUSH is {@code rbd_aio_flush}, which
  * completes once every earlier write has, and costs nothing more with the cache off. The
  * client's timeouts bound what a dead cluster costs: connecting gives up after
- * {@link Options#connectTimeoutSeconds()} (start fails with one line), and an operation an OSD
- * does not answer fails with {@code -ETIMEDOUT} after {@link Options#opTimeoutSeconds()}
+ * {@link RbdOptions#connectTimeoutSeconds()} (start fails with one line), and an operation an OSD
+ * does not answer fails with {@code -ETIMEDOUT} after {@link RbdOptions#opTimeoutSeconds()}
  * (librados' {@code rados_osd_op_timeout}; the request completes with IOERR and later requests
  * work again once the OSD is back).
  *
  * <p>A resize done elsewhere ({@code rbd resize}) is noticed: librbd refreshes the image on the
- * header's update notification, and a check each {@link Options#resizeCheckMillis()} of the
+ * header's update notification, and a check each {@link RbdOptions#resizeCheckMillis()} of the
  * size it holds ({@code rbd_get_size}, no round trip) calls the listener the device registered
  * ({@link #watchResize}), which announces the new capacity to the guest.
  */
@@ -50,100 +50,7 @@ public final class RbdBackend implements BlockBackend {
     /** Queues one image serves at most (virtio-blk's --queues limit). */
     static final int MAX_QUEUES = 64;
 
-    /**
-     * How to reach the cluster.
-     *
-     * @param conf                  ceph.conf to read, or null for librados' default search
-     *                              ({@code $CEPH_CONF}, /etc/ceph/ceph.conf, ~/.ceph/config, ./ceph.conf)
-     * @param user                  the client's name without {@code client.} (its key comes from the
-     *                              keyring the conf names), or null for {@code admin}
-     * @param connectTimeoutSeconds how long connecting to the monitors may take
-     * @param opTimeoutSeconds      how long an operation waits for an OSD (or a monitor) before it fails
-     * @param resizeCheckMillis     how often the image's size is compared with the last one (0: never)
-     * @param settings              librados/librbd settings applied last ({@code rados_conf_set}), e.g.
-     *                              {@code rbd_non_blocking_aio=false}
-     */
-    public record Options(Path conf, String user, int connectTimeoutSeconds, int opTimeoutSeconds, long resizeCheckMillis,
-                          java.util.Map<String, String> settings) {
-        public Options {
-            settings = java.util.Collections.unmodifiableMap(new java.util.LinkedHashMap<>(settings));
-        }
-
-        public Options(Path conf, String user, int connectTimeoutSeconds, int opTimeoutSeconds, long resizeCheckMillis) {
-            this(conf, user, connectTimeoutSeconds, opTimeoutSeconds, resizeCheckMillis, java.util.Map.of());
-        }
-
-        public static Options defaults() {
-            return new Options(null, null, 10, 30, 1000);
-        }
-
-        /**
-         * With {@code KEY=VALUE[,KEY=VALUE...]} settings (as QEMU's {@code rbd:pool/image:key=value});
-         * a malformed list is refused here, an unknown key when the backend opens.
-         */
-        public Options withSettings(String list) {
-            java.util.Map<String, String> m = new java.util.LinkedHashMap<>();
-            if (list != null) {
-                for (String kv : list.split(",", -1)) {
-                    int eq = kv.indexOf('=');
-                    if (eq <= 0 || eq == kv.length() - 1 || kv.indexOf('\0') >= 0) {
-                        throw new IllegalArgumentException("--ceph-options " + list + ": \"" + kv + "\" is not KEY=VALUE");
-                    }
-                    if (m.put(kv.substring(0, eq).trim(), kv.substring(eq + 1).trim()) != null) {
-                        throw new IllegalArgumentException("--ceph-options " + list + ": " + kv.substring(0, eq) + " given twice");
-                    }
-                }
-            }
-            return new Options(conf, user, connectTimeoutSeconds, opTimeoutSeconds, resizeCheckMillis, m);
-        }
-
-        public Options withConf(Path c) {
-            return new Options(c, user, connectTimeoutSeconds, opTimeoutSeconds, resizeCheckMillis, settings);
-        }
-
-        public Options withUser(String u) {
-            return new Options(conf, u, connectTimeoutSeconds, opTimeoutSeconds, resizeCheckMillis, settings);
-        }
-
-        public Options withOpTimeout(int seconds) {
-            return new Options(conf, user, connectTimeoutSeconds, seconds, resizeCheckMillis, settings);
-        }
-
-        public Options withConnectTimeout(int seconds) {
-            return new Options(conf, user, seconds, opTimeoutSeconds, resizeCheckMillis, settings);
-        }
-
-        public Options withResizeCheck(long millis) {
-            return new Options(conf, user, connectTimeoutSeconds, opTimeoutSeconds, millis, settings);
-        }
-    }
-
-    /** {@code pool/image} or {@code pool/namespace/image}. */
-    public record ImageName(String pool, String namespace, String image) {
-        public static ImageName parse(String s) {
-            String[] p = s.split("/", -1);
-            for (String part : p) {
-                if (part.isEmpty()) {
-                    throw new IllegalArgumentException("--rbd " + s + " is not POOL/IMAGE or POOL/NAMESPACE/IMAGE");
-                }
-                if (part.indexOf('@') >= 0 || part.indexOf('\0') >= 0) {
-                    throw new IllegalArgumentException("--rbd " + s + ": snapshots (@) are not served; name the image itself");
-                }
-            }
-            return switch (p.length) {
-                case 2 -> new ImageName(p[0], "", p[1]);
-                case 3 -> new ImageName(p[0], p[1], p[2]);
-                default -> throw new IllegalArgumentException("--rbd " + s + " is not POOL/IMAGE or POOL/NAMESPACE/IMAGE");
-            };
-        }
-
-        @Override
-        public String toString() {
-            return namespace.isEmpty() ? pool + "/" + image : pool + "/" + namespace + "/" + image;
-        }
-    }
-
-    private final ImageName name;
+    private final RbdImageName name;
     private final boolean readOnly;
     private final Arena arena = Arena.ofShared();
     private final MemorySegment cluster;
@@ -151,23 +58,13 @@ public final class RbdBackend implements BlockBackend {
     private final MemorySegment image;
     private final long imageAddress;
     private final EventFd events;
-    /** Several queues expected: every queue gets its completions from the collecting thread. */
-    private final boolean routed;
-    /**
-     * Open queue channels by slot: changed under {@link #lock}, read without it by whoever routes
-     * a completion (no lock per completion).
-     */
-    private final java.util.concurrent.atomic.AtomicReferenceArray<RbdQueueIo> open = new java.util.concurrent.atomic.AtomicReferenceArray<>(MAX_QUEUES);
-    private final Object lock = new Object();
-    /** The channel that collects the image's completions on its own thread, or null (guarded by lock). */
-    private RbdQueueIo direct;
+    private final RbdChannels channels;
     private volatile long size;
     private volatile boolean closed;
     private volatile Runnable resizeListener;
-    private Thread router;
     private final Thread resizeWatch;
 
-    private RbdBackend(ImageName name, boolean readOnly, MemorySegment cluster, MemorySegment ioctx, MemorySegment image,
+    private RbdBackend(RbdImageName name, boolean readOnly, MemorySegment cluster, MemorySegment ioctx, MemorySegment image,
                        long size, EventFd events, boolean routed, long resizeCheckMillis) {
         this.name = name;
         this.readOnly = readOnly;
@@ -177,14 +74,9 @@ public final class RbdBackend implements BlockBackend {
         this.imageAddress = image.address();
         this.size = size;
         this.events = events;
-        this.routed = routed;
-        if (routed) {
-            synchronized (lock) {
-                startRouter();
-            }
-        }
+        this.channels = new RbdChannels(this, routed);
         this.resizeWatch = resizeCheckMillis > 0
-                ? Thread.ofPlatform().daemon().name("jvirtio-rbd-size-" + name.image).start(() -> watchSize(resizeCheckMillis))
+                ? Thread.ofPlatform().daemon().name("jvirtio-rbd-size-" + name.image()).start(() -> watchSize(resizeCheckMillis))
                 : null;
     }
 
@@ -196,7 +88,7 @@ public final class RbdBackend implements BlockBackend {
      * @throws IOException with one line: the libraries missing, the conf unreadable, the cluster
      *                     unreachable or refusing the key, the pool or image missing
      */
-    public static RbdBackend open(ImageName name, Options options, boolean readOnly, int queues) throws IOException {
+    public static RbdBackend open(RbdImageName name, RbdOptions options, boolean readOnly, int queues) throws IOException {
         Objects.requireNonNull(name);
         Librbd.check();
         if (options.conf() != null && !Files.isReadable(options.conf())) {
@@ -294,7 +186,7 @@ public final class RbdBackend implements BlockBackend {
         return new IOException(what + ": " + Libc.strerror(-negErrno) + " (errno " + -negErrno + ")");
     }
 
-    public ImageName name() {
+    public RbdImageName name() {
         return name;
     }
 
@@ -435,119 +327,15 @@ public final class RbdBackend implements BlockBackend {
 
     // ---- queues ----
 
-    /**
-     * A queue's channel. With one queue expected and none open, the channel collects the
-     * image's completions itself (its completion fd is the image's eventfd). Otherwise it gets
-     * an eventfd of its own and its completions are routed to it: by the collecting thread with
-     * several queues; by the collecting channel when a single queue's new channel opens while
-     * the one before still waits for operations (a queue abandoned at its drain limit while an
-     * OSD does not answer), and by the collecting thread once that one closed.
-     */
+    /** A queue's channel: see {@link RbdChannels#open}. */
     @Override
     public BlockQueueIo openQueueIo(int depth) throws IOException {
-        synchronized (lock) {
-            if (closed) {
-                throw new IOException("RBD image " + name + " is closed");
-            }
-            int slot = -1;
-            for (int i = 0; i < MAX_QUEUES; i++) {
-                if (open.get(i) == null) {
-                    slot = i;
-                    break;
-                }
-            }
-            if (slot < 0) {
-                throw new IOException("RBD image " + name + " serves " + MAX_QUEUES + " queues already");
-            }
-            boolean alone = !routed && direct == null && router == null;
-            for (int i = 0; i < MAX_QUEUES; i++) {
-                alone &= open.get(i) == null;
-            }
-            RbdQueueIo q;
-            if (alone) {
-                q = new RbdQueueIo(this, slot, depth, null);
-                direct = q;
-            } else {
-                q = new RbdQueueIo(this, slot, depth, EventFd.create(true));
-                if (direct == null) {
-                    startRouter();
-                }
-                // else the collecting channel routes this one's completions until it closes;
-                // then the collecting thread takes over (the two never read the eventfd at once)
-            }
-            open.set(slot, q);
-            return q;
-        }
+        return channels.open(depth);
     }
 
-    /** Starts the collecting thread once (guarded by lock). */
-    private void startRouter() {
-        if (router == null && !closed) {
-            router = Thread.ofPlatform().daemon().name("jvirtio-rbd-" + name.image).start(this::route);
-        }
-    }
-
-    /** The queue gives its slot back (closed with nothing pending). */
-    void closed(RbdQueueIo q) {
-        synchronized (lock) {
-            open.compareAndSet(q.slot(), q, null);
-            if (direct == q) {
-                direct = null;
-                for (int i = 0; i < MAX_QUEUES; i++) {
-                    if (open.get(i) != null) {
-                        startRouter(); // channels remain that the collecting channel served
-                        break;
-                    }
-                }
-            }
-        }
-    }
-
-    /**
-     * Hands a finished completion to the channel it belongs to (from the collecting thread, or
-     * from the collecting channel when it finds another's). Returns false when no open channel
-     * has its slot (cannot happen: a channel closes only with nothing pending).
-     */
-    boolean route(long completion, long arg) {
-        RbdQueueIo q = open.get(RbdQueueIo.slotOf(arg)); // no lock per completion
-
-        if (q == null) {
-            LOG.error("RBD image {}: a completion for a closed queue", name);
-            Librbd.aioRelease(completion);
-            return false;
-        }
-        q.deliver(completion);
-        return true;
-    }
-
-    /** The collecting thread: waits for the image's eventfd and hands every finished completion to its queue. */
-    private void route() {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment comps = a.allocate(8L * RbdQueueIo.POLL_BATCH, 8);
-            boolean first = true;
-            while (!closed) {
-                if (!first) {
-                    // (the first round polls at once: a collecting channel may have closed after
-                    // reading the eventfd of completions it then left for this thread)
-                    try {
-                        events.await(200);
-                    } catch (ErrnoException e) {
-                        LOG.error("RBD image {}: waiting for completions failed: {}", name, e.getMessage());
-                        return;
-                    }
-                }
-                first = false;
-                events.read();
-                int n;
-                do {
-                    n = Librbd.pollIoEvents(imageAddress, comps.address(), RbdQueueIo.POLL_BATCH);
-                    for (int i = 0; i < n; i++) {
-                        long c = comps.getAtIndex(ValueLayout.JAVA_LONG, i);
-                        route(c, Librbd.aioGetArg(c));
-                    }
-                } while (n == RbdQueueIo.POLL_BATCH);
-            }
-        }
+    /** Where the queues' channels are kept and their completions routed. */
+    RbdChannels channels() {
+        return channels;
     }
 
     @Override
@@ -557,24 +345,15 @@ public final class RbdBackend implements BlockBackend {
 
     @Override
     public void close() throws IOException {
-        synchronized (lock) {
-            if (closed) {
-                return;
-            }
-            closed = true;
+        if (!channels.close()) {
+            return;
         }
+        closed = true;
         if (resizeWatch != null) {
             resizeWatch.interrupt();
             joinQuietly(resizeWatch);
         }
-        Thread collector;
-        synchronized (lock) {
-            collector = router;
-        }
-        if (collector != null) {
-            events.signal();
-            joinQuietly(collector);
-        }
+        channels.stopRouter();
         int r = Librbd.close(image);
         if (r < 0) {
             LOG.warn("closing RBD image {}: {}", name, Libc.strerror(-r));
@@ -585,7 +364,7 @@ public final class RbdBackend implements BlockBackend {
         arena.close();
     }
 
-    private static void joinQuietly(Thread t) {
+    static void joinQuietly(Thread t) {
         try {
             t.join(TimeUnit.SECONDS.toMillis(5));
         } catch (InterruptedException e) {

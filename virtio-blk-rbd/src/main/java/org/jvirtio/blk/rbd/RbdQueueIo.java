@@ -188,7 +188,7 @@ final class RbdQueueIo implements BlockQueueIo {
                     finished(c, arg);
                     total++;
                 } else {
-                    backend.route(c, arg);
+                    backend.channels().route(c, arg);
                 }
             }
         } while (n == POLL_BATCH);
@@ -269,7 +269,7 @@ final class RbdQueueIo implements BlockQueueIo {
             fd.read();
             reap();
         }
-        backend.closed(this);
+        backend.channels().closed(this);
         if (own != null) {
             own.close();
         }
