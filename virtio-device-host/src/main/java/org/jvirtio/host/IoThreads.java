@@ -54,7 +54,7 @@ public final class IoThreads implements QueueHost {
     /**
      * @param threads         number of I/O threads
      * @param pollMicros      adaptive busy-polling window per queue (0: off)
-     * @param pollCreditNanos polling each request served earns ({@link QueueEngine#pollCredit}; 0: none)
+     * @param pollCreditNanos polling each request served earns ({@link PollingPolicy#creditPerRequest}; 0: none)
      */
     public IoThreads(int threads, long pollMicros, long pollCreditNanos) {
         if (pollCreditNanos < 0) {
@@ -180,8 +180,8 @@ public final class IoThreads implements QueueHost {
 
         void begin() {
             await(loop.submit(() -> {
-                queue.pollMicros(micros);
-                queue.pollCredit(creditNanos);
+                queue.polling().window(micros);
+                queue.polling().creditPerRequest(creditNanos);
                 queue.timer(nanos -> loop.schedule(this::onTimer, nanos, TimeUnit.NANOSECONDS));
                 queue.open();
                 pollGroup.add(queue);

@@ -9,7 +9,6 @@ import org.jvirtio.api.QueueCompletions;
 import org.jvirtio.api.QueueHandler;
 import org.jvirtio.api.QueueIo;
 import org.jvirtio.api.QueueStats;
-import org.jvirtio.api.jfr.SlowRequestEvent;
 import org.jvirtio.api.RateLimitedLog;
 import org.jvirtio.api.Virtqueue;
 import org.slf4j.Logger;
@@ -66,7 +65,7 @@ public final class QueueEngine implements QueueCompletions {
     private final String name;
     /** The request slots: the chain each holds, and the one count of what is in flight. */
     private final Slots slots;
-    /** Used elements written and not yet published. */
+    /** The return side: slots freed, used elements written and published. */
     private final UsedBatch used;
     /** How long to busy-poll before sleeping. */
     private final PollingPolicy polling = new PollingPolicy();
@@ -81,13 +80,6 @@ public final class QueueEngine implements QueueCompletions {
     private boolean quiescing;
     /** The device turned a chain away ({@link QueueHandler#NOT_NOW}): no chains until it (or the timer) resumes the queue. */
     private final Rest rest = new Rest();
-    /**
-     * The ring is no longer ours ({@link #abandon()}): completions free their slots but are not
-     * returned to the driver. Volatile because a stop that gave up waiting sets it from the
-     * transport's thread while the owning thread may be inside the handler; on x86 reading it
-     * is a plain load.
-     */
-    private volatile boolean abandoned;
     private boolean opened;
     private boolean closed;
 
@@ -102,7 +94,7 @@ public final class QueueEngine implements QueueCompletions {
         this.handler = handler;
         this.name = "queue " + binding.index();
         this.slots = new Slots(q.size(), stats);
-        this.used = new UsedBatch(binding, name);
+        this.used = new UsedBatch(binding, name, slots);
     }
 
     public int index() {
@@ -114,27 +106,12 @@ public final class QueueEngine implements QueueCompletions {
     }
 
     /**
-     * Busy-polls the avail ring (and outstanding completions) up to {@code micros} before the
-     * owner goes to sleep; 0 turns polling off. Adaptive like QEMU's AioContext: see
-     * {@link PollingPolicy}.
+     * How long to busy-poll before sleeping ({@link PollingPolicy#window}: up to that many µs,
+     * adaptive like QEMU's AioContext) and the credit each request earns past it
+     * ({@link PollingPolicy#creditPerRequest}); set by the host on the owning thread.
      */
-    public void pollMicros(long micros) {
-        polling.window(micros);
-    }
-
-    /**
-     * Polling paid for by the work it serves: each request taken from the ring earns the queue
-     * {@code nanosPerRequest} of busy-polling past the {@link #pollMicros} window, spent while the
-     * thread's other queues have nothing in flight (see {@link PollingPolicy}). 0 turns it off;
-     * {@link PollingPolicy#DEFAULT_POLL_CREDIT_NANOS} by default.
-     */
-    public void pollCredit(long nanosPerRequest) {
-        polling.creditPerRequest(nanosPerRequest);
-    }
-
-    /** The polling credit banked now, in ns (for tests and statistics). */
-    long pollCreditNanos() {
-        return polling.creditNanos();
+    PollingPolicy polling() {
+        return polling;
     }
 
     /** Joins the queues that share this queue's thread (null: none); on the owning thread. */
@@ -319,12 +296,12 @@ public final class QueueEngine implements QueueCompletions {
      */
     public void abandon() {
         quiescing = true;
-        abandoned = true;
+        used.abandon();
     }
 
     /** Whether {@link #abandon()} was called. */
     public boolean abandoned() {
-        return abandoned;
+        return used.abandoned();
     }
 
     /**
@@ -437,17 +414,8 @@ public final class QueueEngine implements QueueCompletions {
      */
     @Override
     public void complete(int slot, int writtenLength) {
-        DescriptorChain c = slots.chain(slot);
-        if (c == null) {
+        if (!used.complete(slot, writtenLength, null, null, 0, batchClock)) {
             LOG.error("{}: the device completed slot {}, which holds no chain; ignored", name, slot);
-            return;
-        }
-        long latency = slots.release(slot, batchClock);
-        if (latency > SlowRequestEvent.THRESHOLD_NANOS) {
-            SlowRequestEvent.emit(binding.index(), c.head(), latency);
-        }
-        if (!abandoned) {
-            used.add(c, writtenLength);
         }
     }
 
@@ -458,24 +426,13 @@ public final class QueueEngine implements QueueCompletions {
      */
     @Override
     public void completeTogether(int slot, DescriptorChain[] chains, int[] writtenLengths, int n) {
-        DescriptorChain c = slots.chain(slot);
-        if (c == null || n < 1 || chains[0] != c) {
+        if (!used.complete(slot, 0, chains, writtenLengths, n, batchClock)) {
             LOG.error("{}: the device completed slot {} together with chains it does not hold first; ignored", name, slot);
-            return;
-        }
-        long latency = slots.release(slot, batchClock);
-        if (latency > SlowRequestEvent.THRESHOLD_NANOS) {
-            SlowRequestEvent.emit(binding.index(), c.head(), latency);
-        }
-        if (!abandoned) {
-            used.addTogether(chains, writtenLengths, n);
         }
     }
 
     private void publish() {
-        if (!abandoned) {
-            used.publish();
-        }
+        used.publish();
     }
 
     /** Releases the handler; call with nothing in flight. Idempotent. */

@@ -70,7 +70,7 @@ public interface QueueHost extends AutoCloseable {
 
     /**
      * Like {@link #threadPerQueue(long)}, with the polling each request served earns
-     * ({@link QueueEngine#pollCredit}; 0: none).
+     * ({@link PollingPolicy#creditPerRequest}; 0: none).
      */
     static QueueHost threadPerQueue(long pollMicros, long pollCreditNanos) {
         if (pollMicros < 0) {

@@ -49,8 +49,8 @@ final class ThreadPerQueueHost implements QueueHost.Started {
         } catch (ErrnoException e) {
             throw new IllegalStateException("cannot start queue " + engine.index() + ": " + e.getMessage(), e);
         }
-        engine.pollMicros(pollMicros);
-        engine.pollCredit(pollCreditNanos);
+        engine.polling().window(pollMicros);
+        engine.polling().creditPerRequest(pollCreditNanos);
         h.thread.start();
         try {
             h.started.get();

@@ -3,15 +3,17 @@ package org.jvirtio.host;
 import org.jvirtio.api.DescriptorChain;
 import org.jvirtio.api.QueueBinding;
 import org.jvirtio.api.Virtqueue;
+import org.jvirtio.api.jfr.SlowRequestEvent;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The used elements a queue engine has written and not yet published: added one by one as the
- * device completes chains, published together (one release store of {@code used->idx}, at most one
- * interrupt, only when EVENT_IDX or the flags say the driver wants it). A written length the
- * chain cannot hold is a device bug; it is clamped (and said once) so the driver never reads past
- * its buffers. The queue's thread only.
+ * A queue engine's return side: a completed request's slot freed (its latency counted, a slow one
+ * recorded as a JFR event) and its chain written used, then the used elements published together
+ * (one release store of {@code used->idx}, at most one interrupt, only when EVENT_IDX or the flags
+ * say the driver wants it). A written length the chain cannot hold is a device bug; it is clamped
+ * (and said once) so the driver never reads past its buffers. After {@link #abandon()} slots are
+ * still freed but nothing is written to the ring. The queue's thread only, but for abandon.
  */
 final class UsedBatch {
     private static final Logger LOG = LoggerFactory.getLogger(UsedBatch.class);
@@ -19,13 +21,55 @@ final class UsedBatch {
     private final QueueBinding binding;
     private final Virtqueue q;
     private final String name;
+    private final Slots slots;
     private int count;
     private boolean warnedLength;
+    /**
+     * The ring is no longer ours ({@link QueueEngine#abandon()}): completions free their slots but
+     * are not returned to the driver. Volatile because a stop that gave up waiting sets it from the
+     * transport's thread while the owning thread may be inside the handler; on x86 reading it
+     * is a plain load.
+     */
+    private volatile boolean abandoned;
 
-    UsedBatch(QueueBinding binding, String name) {
+    UsedBatch(QueueBinding binding, String name, Slots slots) {
         this.binding = binding;
         this.q = binding.queue();
         this.name = name;
+        this.slots = slots;
+    }
+
+    void abandon() {
+        abandoned = true;
+    }
+
+    boolean abandoned() {
+        return abandoned;
+    }
+
+    /**
+     * Frees {@code slot} at {@code now} and writes its chain used with {@code writtenLength} bytes,
+     * or with the {@code n} chains of {@code chains} (the slot's first) seen together when
+     * {@code chains} is not null; false when the slot does not hold that chain.
+     */
+    boolean complete(int slot, int writtenLength, DescriptorChain[] chains, int[] writtenLengths, int n, long now) {
+        DescriptorChain c = slots.chain(slot);
+        if (c == null || (chains != null && (n < 1 || chains[0] != c))) {
+            return false;
+        }
+        long latency = slots.release(slot, now);
+        if (latency > SlowRequestEvent.THRESHOLD_NANOS) {
+            SlowRequestEvent.emit(binding.index(), c.head(), latency);
+        }
+        if (abandoned) {
+            return true;
+        }
+        if (chains == null) {
+            add(c, writtenLength);
+        } else {
+            addTogether(chains, writtenLengths, n);
+        }
+        return true;
     }
 
     /** Used elements written and not yet published. */
@@ -34,41 +78,36 @@ final class UsedBatch {
     }
 
     /** Writes the used element returning {@code c} with {@code writtenLength} bytes written. */
-    void add(DescriptorChain c, int writtenLength) {
-        long writable = c.writableLength();
-        int n = writtenLength;
-        if (n < 0 || n > writable) {
-            if (!warnedLength) {
-                warnedLength = true;
-                LOG.warn("{}: the device reported {} bytes written into chain {} of {} writable bytes; clamped", name,
-                        writtenLength, c.head(), writable);
-            }
-            n = (int) Math.max(0, Math.min(Math.max(0, writtenLength), writable));
-        }
-        q.addUsed(c, n);
+    private void add(DescriptorChain c, int writtenLength) {
+        q.addUsed(c, clamp(c, writtenLength));
         count++;
     }
 
     /** Writes the used elements of {@code n} chains, the driver seeing them together ({@link Virtqueue#addUsedTogether}). */
-    void addTogether(DescriptorChain[] chains, int[] writtenLengths, int n) {
+    private void addTogether(DescriptorChain[] chains, int[] writtenLengths, int n) {
         for (int i = 0; i < n; i++) {
-            long writable = chains[i].writableLength();
-            if (writtenLengths[i] < 0 || writtenLengths[i] > writable) {
-                if (!warnedLength) {
-                    warnedLength = true;
-                    LOG.warn("{}: the device reported {} bytes written into chain {} of {} writable bytes; clamped", name,
-                            writtenLengths[i], chains[i].head(), writable);
-                }
-                writtenLengths[i] = (int) Math.max(0, Math.min(Math.max(0, writtenLengths[i]), writable));
-            }
+            writtenLengths[i] = clamp(chains[i], writtenLengths[i]);
         }
         q.addUsedTogether(chains, writtenLengths, n);
         count += n;
     }
 
-    /** Publishes what was added (nothing when nothing was) and interrupts the driver if it wants that. */
+    private int clamp(DescriptorChain c, int writtenLength) {
+        long writable = c.writableLength();
+        if (writtenLength >= 0 && writtenLength <= writable) {
+            return writtenLength;
+        }
+        if (!warnedLength) {
+            warnedLength = true;
+            LOG.warn("{}: the device reported {} bytes written into chain {} of {} writable bytes; clamped", name,
+                    writtenLength, c.head(), writable);
+        }
+        return (int) Math.max(0, Math.min(Math.max(0, writtenLength), writable));
+    }
+
+    /** Publishes what was added (nothing when nothing was, or abandoned) and interrupts the driver if it wants that. */
     void publish() {
-        if (count > 0) {
+        if (count > 0 && !abandoned) {
             count = 0;
             if (q.publishUsed()) {
                 binding.call().signal();

@@ -790,8 +790,8 @@ class QueueEngineTest {
     /** A synchronous engine on this test's queue with a window of 10 us and the given credit. */
     QueueEngine pollingEngine(long[] now, long creditNanos) throws Exception {
         QueueEngine e = new QueueEngine(binding(false), (chain, slot) -> 8);
-        e.pollMicros(10);
-        e.pollCredit(creditNanos);
+        e.polling().window(10);
+        e.polling().creditPerRequest(creditNanos);
         e.clock(() -> now[0] += 1_000);
         e.open();
         return e;
@@ -822,7 +822,7 @@ class QueueEngineTest {
         // 50 requests earned 100 us: the poll after them ran about 100 us, not the 10 us window
         assertTrue(t >= 100 && t < 120, "polled for " + t + " us");
         // ... and used up what it spent past the window (90 us of the 100)
-        assertTrue(e.pollCreditNanos() <= 10_000, "credit left: " + e.pollCreditNanos());
+        assertTrue(e.polling().creditNanos() <= 10_000, "credit left: " + e.polling().creditNanos());
         // With nothing served since, the next wait polls only the window (which QEMU's rule has
         // just halved: the last wait was longer than its maximum).
         long t2 = servedFor(e, now);
@@ -836,13 +836,13 @@ class QueueEngineTest {
         QueueEngine e = pollingEngine(now, 2_000);
         long t = serveBatch(e, now, 20); // earns 40 us: less than a credit-paid poll's minimum
         assertTrue(t >= 10 && t < 20, "polled for " + t + " us");
-        assertEquals(40_000, e.pollCreditNanos(), "kept for later");
+        assertEquals(40_000, e.polling().creditNanos(), "kept for later");
         now[0] += 50_000; // a short wait: the bank stays
         servedFor(e, now);
-        assertEquals(40_000, e.pollCreditNanos());
+        assertEquals(40_000, e.polling().creditNanos());
         now[0] += 300_000; // a wait no bank could have covered: the queue is not busy
         servedFor(e, now);
-        assertEquals(0, e.pollCreditNanos(), "forfeited");
+        assertEquals(0, e.polling().creditNanos(), "forfeited");
         e.close();
     }
 
@@ -855,10 +855,10 @@ class QueueEngineTest {
         e.close();
 
         QueueEngine off = pollingEngine(now, 2_000);
-        off.pollMicros(0);
+        off.polling().window(0);
         long t0 = serveBatch(off, now, 50);
         assertTrue(t0 < 10, "polling off, yet it polled for " + t0 + " us");
-        assertEquals(0, off.pollCreditNanos(), "no credit is earned with polling off");
+        assertEquals(0, off.polling().creditNanos(), "no credit is earned with polling off");
         off.close();
     }
 
@@ -877,8 +877,8 @@ class QueueEngineTest {
         long[] now = {0};
         long[] arriveAt = {Long.MAX_VALUE};
         QueueEngine e = new QueueEngine(binding(false), (chain, slot) -> 8);
-        e.pollMicros(10);
-        e.pollCredit(2_000);
+        e.polling().window(10);
+        e.polling().creditPerRequest(2_000);
         e.clock(() -> {
             now[0] += 1_000;
             if (now[0] >= arriveAt[0]) {
@@ -893,7 +893,7 @@ class QueueEngineTest {
         long t = servedFor(e, now);
         assertEquals(58, collect().size(), "the batch that came during the poll was served in the same serve()");
         // credit: 100 us earned, about 50 us spent past the window while waiting, 16 earned by the 8
-        long credit = e.pollCreditNanos() / 1_000;
+        long credit = e.polling().creditNanos() / 1_000;
         assertTrue(credit >= 10 && credit <= 70, "credit left: " + credit + " us (served for " + t + " us)");
         e.close();
     }
@@ -911,7 +911,7 @@ class QueueEngineTest {
         other.open();
         long[] now = {0};
         QueueEngine e = pollingEngine(now, 2_000);
-        e.pollMicros(30);
+        e.polling().window(30);
         PollGroup g = new PollGroup();
         g.add(e);
         g.add(other);
@@ -927,14 +927,14 @@ class QueueEngineTest {
             // take it
         }
         assertEquals(1, other.inFlight());
-        e.pollMicros(30); // the adaptive window back at its maximum (the long wait above shrank it, QEMU's rule)
+        e.polling().window(30); // the adaptive window back at its maximum (the long wait above shrank it, QEMU's rule)
         long busy = serveBatch(e, now, 50);
         assertTrue(busy >= 30 && busy < 50, "polled for " + busy + " us");
 
         // The other queue has a chain to take: the poll gives the thread up at once.
         assertTrue(d2.add(new long[] {0x20008}, new int[] {8}, 1, 0, 2) >= 0);
         d2.publish();
-        e.pollMicros(30);
+        e.polling().window(30);
         long wanted = serveBatch(e, now, 50);
         assertTrue(wanted < 20, "polled for " + wanted + " us while another queue waited");
 
