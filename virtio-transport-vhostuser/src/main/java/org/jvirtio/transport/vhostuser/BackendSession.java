@@ -3,9 +3,7 @@ package org.jvirtio.transport.vhostuser;
 import java.util.concurrent.Executor;
 
 import org.jvirtio.api.DeviceContext;
-import org.jvirtio.api.DeviceStatus;
 import org.jvirtio.api.EventFd;
-import org.jvirtio.api.FeatureNegotiation;
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.VirtioDevice;
 import org.jvirtio.api.VirtioFeatures;
@@ -21,8 +19,9 @@ import static org.jvirtio.transport.vhostuser.VhostUserProtocol.*;
  * The backend's side of one front-end connection: decodes each message once
  * ({@link VhostUserCodec#decode}) and applies the typed request with an exhaustive switch.
  * Split by concern: {@link MemoryTable} (guest memory), {@link Vrings} (the rings' state
- * machine), {@link BackendChannel} (requests to the front-end); this class keeps the device's
- * life cycle, features, status and config space, and answers. Runs on the connection's control
+ * machine), {@link DeviceLife} (features, status, the device's activation and resets),
+ * {@link BackendChannel} (requests to the front-end), {@link InflightTracking},
+ * {@link DirtyLogging}; this class keeps the protocol features and config space, and answers. Runs on the connection's control
  * thread only; a device thread that needs something done (a ring broke, the config changed)
  * hands it over through {@code control}.
  */
@@ -38,14 +37,10 @@ final class BackendSession implements DeviceContext, AutoCloseable {
     private final MemoryTable memory;
     private final Vrings vrings;
     private final BackendChannel channel = new BackendChannel();
-    /** VHOST_F_LOG_ALL offered (BackendOptions.offerDirtyLog). */
-    private final boolean offerDirtyLog;
     private final InflightTracking inflight;
     private final DirtyLogging dirtyLog;
-    private long features;
+    private final DeviceLife life;
     private long protocolFeatures;
-    private volatile int status;
-    private boolean activated;
     private boolean closed;
     /** Set on the control loop when the backend shuts down: tasks the queue threads hand it from then on do nothing. */
     private volatile boolean closing;
@@ -56,10 +51,11 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         this.inflight = new InflightTracking(device.queueCount(), options.allowUnsealedMemory());
         this.dirtyLog = new DirtyLogging(options.allowUnsealedMemory());
         this.queues = queues;
-        this.offerDirtyLog = options.offerDirtyLog();
+        boolean offerDirtyLog = options.offerDirtyLog();
         this.offeredProtocolFeatures = VhostUserProtocol.protocolFeaturesFor(device) | (offerDirtyLog ? 1L << PROTOCOL_F_LOG_SHMFD : 0);
         this.connFd = connFd;
         this.control = control;
+        this.life = new DeviceLife(queues, this, inflight, offerDirtyLog);
         this.vrings = new Vrings(queues, new Vrings.Session() {
             @Override
             public GuestMemory memory() {
@@ -68,7 +64,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
 
             @Override
             public long features() {
-                return features;
+                return life.features();
             }
 
             @Override
@@ -78,7 +74,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
 
             @Override
             public org.jvirtio.api.DirtyLog dirtyLog() {
-                return (features & F_LOG_ALL) != 0 ? dirtyLog.log() : null;
+                return (life.features() & F_LOG_ALL) != 0 ? dirtyLog.log() : null;
             }
 
             @Override
@@ -88,15 +84,13 @@ final class BackendSession implements DeviceContext, AutoCloseable {
 
             @Override
             public void beforeFirstStart() {
-                if (!activated) {
-                    device.activate(BackendSession.this);
-                    activated = true;
-                }
+                life.beforeFirstStart();
             }
         }, (q, violation) -> {
             queues.stats(q.index()).addViolation();
             needsReset(q.index(), violation.message());
         });
+        life.vrings(vrings);
     }
 
     /**
@@ -170,14 +164,14 @@ final class BackendSession implements DeviceContext, AutoCloseable {
             throw new VhostUserProtocolException(name + " " + refused);
         }
         byte[] reply = switch (request) {
-            case GetFeatures g -> VhostUserMessage.u64(offeredFeatures());
+            case GetFeatures g -> VhostUserMessage.u64(life.offeredFeatures());
             case SetFeatures s -> {
-                setFeatures(name, s.features());
+                life.setFeatures(name, s.features());
                 yield null;
             }
             case SetOwner s -> null;
             case ResetDevice r -> {
-                resetDevice();
+                life.reset();
                 yield null;
             }
             case GetProtocolFeatures g -> VhostUserMessage.u64(offeredProtocolFeatures);
@@ -242,24 +236,12 @@ final class BackendSession implements DeviceContext, AutoCloseable {
                 yield null;
             }
             case SetStatus s -> {
-                int current = status & ~DeviceStatus.DEVICE_NEEDS_RESET;
-                if (!DeviceStatus.isLegalAggregateTransition(current, s.status())) {
-                    throw new VhostUserProtocolException(name + ": status " + DeviceStatus.describe(s.status())
-                            + " cannot follow " + DeviceStatus.describe(current));
-                }
-                if (s.status() == 0) {
-                    statusReset();
-                } else {
-                    status = s.status() | (status & DeviceStatus.DEVICE_NEEDS_RESET);
-                    if ((s.status() & DeviceStatus.DRIVER_OK) != 0) {
-                        vrings.startStopped();
-                    }
-                }
+                life.setStatus(name, s.status());
                 yield null;
             }
-            case GetStatus g -> VhostUserMessage.u64(status);
+            case GetStatus g -> VhostUserMessage.u64(life.status());
             case GetInflightFd g -> {
-                inflight.create(name, g, connFd, VirtioFeatures.has(features, VirtioFeatures.RING_PACKED));
+                inflight.create(name, g, connFd, VirtioFeatures.has(life.features(), VirtioFeatures.RING_PACKED));
                 yield null;
             }
             case SetInflightFd i -> {
@@ -292,24 +274,6 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         }
     }
 
-    /**
-     * SET_STATUS 0: the driver reset the device. Its queues stop (requests in flight complete
-     * first, within the drain limit) and the device model resets; the rings keep what the
-     * front-end set and where they stopped, because QEMU up to 7.2 sends this before the
-     * GET_VRING_BASE of each ring (8.0 on sends it after), and GET_VRING_BASE must still return
-     * the true next avail index: QEMU resumes from it after a pause or a migration, and a 0 would
-     * make the device replay every request in the ring.
-     */
-    private void statusReset() {
-        vrings.stopAll();
-        inflight.close();
-        if (activated) {
-            device.reset();
-            activated = false;
-        }
-        status = 0;
-    }
-
     /** A request jvirtio does not implement: refused with a REPLY_ACK failure, or the connection closes. */
     private void refuse(VhostUserMessage m, VhostUserRequest req) throws VhostUserProtocolException, ErrnoException {
         if (req == VhostUserRequest.SET_LOG_BASE || !(m.needsReply() && protocol(PROTOCOL_F_REPLY_ACK))) {
@@ -323,70 +287,16 @@ final class BackendSession implements DeviceContext, AutoCloseable {
         UnixSocket.send(connFd, VhostUserMessage.encode(request, VERSION | FLAG_REPLY, payload), new int[0]);
     }
 
-    // ---------------------------------------------------------------- features and reset
-
-    private void setFeatures(String name, long f) throws VhostUserProtocolException {
-        FeatureNegotiation.Result r = FeatureNegotiation.negotiate(offeredFeatures(), f, true, FeatureNegotiation.VHOST_USER_TOLERATED);
-        if (!r.accepted()) {
-            throw new VhostUserProtocolException(name + ": " + r.message());
-        }
-        if (r.ignoredBits() != 0 && (r.features() & ~F_LOG_ALL) != (features & ~F_LOG_ALL)) {
-            LOG.warn("vhost-user: the front-end acknowledged {}, which this backend does not offer; ignored (QEMU 7.2 passes"
-                    + " VIRTIO_F_RING_RESET on from its own transport: queue_reset=off in the -device options stops it)",
-                    org.jvirtio.api.VirtioFeatures.describe(r.ignoredBits()));
-        }
-        f = r.features();
-        if (activated && (f & ~F_LOG_ALL) == (features & ~F_LOG_ALL)) {
-            // Only VHOST_F_LOG_ALL changed: migration starts or ends (QEMU toggles it while the
-            // rings run); the running rings start or stop logging, nothing else changes.
-            features = f;
-            vrings.applyDirtyLog();
-            return;
-        }
-        if (activated && f != features) {
-            if (vrings.anyRunning()) {
-                throw new VhostUserProtocolException(name + ": features changed from 0x" + Long.toHexString(features)
-                        + " to 0x" + Long.toHexString(f) + " while a queue runs");
-            }
-            // A new driver session (firmware first, then the guest kernel, renegotiate): the
-            // device starts over with the new features when the next queue starts.
-            queues.stopAll();
-            device.reset();
-            activated = false;
-        }
-        features = f;
-    }
-
-    /**
-     * The virtio features offered: the device's, the rings' (packed too, where the device allows
-     * it), PROTOCOL_FEATURES, and LOG_ALL when dirty logging is offered.
-     */
-    private long offeredFeatures() {
-        return FeatureNegotiation.offeredWithPacked(device) | F_PROTOCOL_FEATURES | (offerDirtyLog ? F_LOG_ALL : 0);
-    }
-
-    private void resetDevice() {
-        vrings.reset();
-        inflight.close();
-        if (activated) {
-            queues.stopAll();
-            device.reset();
-            activated = false;
-        }
-        features = 0;
-        status = 0;
-    }
-
     /** The device status byte the front-end last set (with DEVICE_NEEDS_RESET once a ring broke). */
     int deviceStatus() {
-        return status;
+        return life.status();
     }
 
     // ---------------------------------------------------------------- DeviceContext
 
     @Override
     public long negotiatedFeatures() {
-        return features & ~(F_PROTOCOL_FEATURES | F_LOG_ALL);
+        return life.features() & ~(F_PROTOCOL_FEATURES | F_LOG_ALL);
     }
 
     @Override
@@ -412,7 +322,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
             if (closed || closing) {
                 return;
             }
-            status |= DeviceStatus.DEVICE_NEEDS_RESET;
+            life.needsReset();
             org.jvirtio.api.jfr.DeviceNeedsResetEvent.emit(queue, reason);
             LOG.warn("vhost-user: device needs reset: {}", reason);
             EventFd err = vrings.errFd(queue);
@@ -432,7 +342,7 @@ final class BackendSession implements DeviceContext, AutoCloseable {
     }
 
     private void release() {
-        resetDevice();
+        life.reset();
         closed = true;
         dirtyLog.close();
         channel.close();

@@ -1,20 +1,15 @@
 package org.jvirtio.transport.vhostuser;
 
 import org.jvirtio.api.EventFd;
-import org.jvirtio.api.GuestMemory;
-import org.jvirtio.api.GuestMemoryException;
 import org.jvirtio.api.QueueBinding;
 import org.jvirtio.host.DeviceQueues;
 import org.jvirtio.api.VirtioFeatures;
 import org.jvirtio.ring.InflightAttached;
 import org.jvirtio.ring.PackedQueue;
-import org.jvirtio.ring.PackedRingLayout;
 import org.jvirtio.ring.RingConfigurationException;
 import org.jvirtio.ring.RingGeometry;
 import org.jvirtio.ring.RingQueue;
-import org.jvirtio.ring.RingViolation;
 import org.jvirtio.ring.SplitQueue;
-import org.jvirtio.ring.SplitRingLayout;
 import org.jvirtio.transport.vhostuser.VhostUserCodec.VringAddr;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -37,9 +32,8 @@ import org.slf4j.LoggerFactory;
  * front-end's addresses ({@link #place}) and keeps the judgement.
  *
  * <p>The layout is the negotiated features' (VIRTIO_F_RING_PACKED): the queue object is a
- * {@link SplitQueue} or a {@link PackedQueue}, made again when the features change it. A packed
- * ring's base is vhost-user's packed encoding: bits 0-14 the next descriptor to read, bit 15 its
- * wrap counter, bits 16-30 and 31 the same for the next used one.
+ * {@link SplitQueue} or a {@link PackedQueue}, made again when the features change it; what
+ * differs between the two (sizes, the base's encoding, the parts' sizes) is {@link VringLayout}'s.
  */
 final class Vring {
     private static final Logger LOG = LoggerFactory.getLogger(Vring.class);
@@ -112,10 +106,7 @@ final class Vring {
 
     /** Where the active queue stands, in the encoding of {@link #base}. */
     private int standing() {
-        if (queue instanceof PackedQueue p) {
-            return p.availState() | p.usedState() << 16;
-        }
-        return ((SplitQueue) queue).nextAvail();
+        return VringLayout.standing(queue);
     }
 
     State state() {
@@ -129,11 +120,7 @@ final class Vring {
     // ---------------------------------------------------------------- what the front-end sets
 
     void setNum(String name, int n) throws VhostUserProtocolException {
-        int max = Math.min(queues.device().maxQueueSize(index), SplitRingLayout.MAX_SIZE);
-        if (packed() ? n < 1 || n > max : !SplitRingLayout.isValidSize(n) || n > max) {
-            throw new VhostUserProtocolException(name + ": queue " + index + " size " + Integer.toUnsignedString(n)
-                    + (packed() ? " is not in [1, " : " is not a power of two in [1, ") + max + "]");
-        }
+        VringLayout.checkSize(name, index, n, queues.device().maxQueueSize(index), packed());
         if (state != State.STOPPED) {
             throw new VhostUserProtocolException(name + ": queue " + index + " size changed while the ring is started");
         }
@@ -144,13 +131,7 @@ final class Vring {
         if (state != State.STOPPED) {
             throw new VhostUserProtocolException(name + ": queue " + index + " base changed while the ring is started");
         }
-        if (!packed() && Integer.compareUnsigned(b, 0xffff) > 0) {
-            throw new VhostUserProtocolException(name + ": queue " + index + " base " + Integer.toUnsignedString(b) + " exceeds 16 bits");
-        }
-        if (packed() && num > 0 && ((b & 0x7fff) >= num || (b >>> 16 & 0x7fff) >= num)) {
-            throw new VhostUserProtocolException(name + ": queue " + index + " packed base 0x" + Integer.toHexString(b)
-                    + " names a descriptor past the ring's " + num);
-        }
+        VringLayout.checkBase(name, index, b, num, packed());
         base = b;
     }
 
@@ -324,7 +305,7 @@ final class Vring {
             int at = old.isActive() ? standing() : 0;
             queue = newQueue();
             if (old.isActive()) {
-                activateAt(old.geometry(), at, old instanceof SplitQueue s ? s.nextUsed() : -1);
+                VringLayout.activate(queue, old.geometry(), session.features(), at, old instanceof SplitQueue s ? s.nextUsed() : -1);
                 applyDirtyLog();
             }
         }
@@ -365,31 +346,9 @@ final class Vring {
 
     // ---------------------------------------------------------------- placement
 
-    /**
-     * Translates the front-end's ring addresses (its user addresses) to guest addresses in the
-     * current memory and has the ring judge the placement.
-     *
-     * @throws RingConfigurationException why the ring cannot be placed there
-     */
+    /** @throws RingConfigurationException why the ring cannot be placed at {@code a} in the current memory */
     private RingGeometry place(VringAddr a) throws RingConfigurationException {
-        GuestMemory memory = session.memory();
-        long d;
-        long av;
-        long u;
-        boolean packed = packed();
-        try {
-            d = memory.userToGuest(a.desc(), packed ? PackedRingLayout.ringBytes(num) : SplitRingLayout.descTableBytes(num));
-            av = memory.userToGuest(a.avail(), packed ? PackedRingLayout.EVENT_SIZE : SplitRingLayout.availBytes(num));
-            u = memory.userToGuest(a.used(), packed ? PackedRingLayout.EVENT_SIZE : SplitRingLayout.usedBytes(num));
-        } catch (GuestMemoryException e) {
-            throw new RingConfigurationException(new RingViolation(RingViolation.Reason.RING_OUTSIDE_MEMORY, index, a.desc(), num, 0),
-                    "vring addresses outside guest memory: " + e.getMessage());
-        }
-        try {
-            return RingGeometry.of(index, memory, num, d, av, u, packed);
-        } catch (RingConfigurationException e) {
-            throw new RingConfigurationException(e.violation(), "vring addresses refused by the ring: " + e.getMessage());
-        }
+        return VringLayout.place(session.memory(), index, num, a, packed());
     }
 
     /**
@@ -407,20 +366,6 @@ final class Vring {
     }
 
     /**
-     * Activates the queue object at {@code at} (the encoding of {@link #base}); {@code splitUsed}
-     * is a split ring's used index to continue from, or -1 for the one in the ring.
-     */
-    private void activateAt(RingGeometry g, int at, int splitUsed) {
-        if (queue instanceof PackedQueue p) {
-            int usedState = at >>> 16;
-            // A front-end that sends the avail half alone (as DPDK's does) has nothing in flight.
-            p.activate(g, session.features(), at & 0xffff, usedState == 0 ? -1 : usedState);
-        } else {
-            queue.activate(g, session.features(), at, splitUsed);
-        }
-    }
-
-    /**
      * Has the ring take its placement in the current memory, at {@link #base} and {@link #used};
      * a ring that cannot be placed yet (no size, addresses or memory, or refused) stays inactive
      * and waits for the next change.
@@ -435,7 +380,7 @@ final class Vring {
         try {
             RingGeometry g = judged != null ? judged : place(addr);
             RingQueue q = queue();
-            activateAt(g, base, used);
+            VringLayout.activate(q, g, session.features(), base, used);
             used = -1;
             LOG.debug("vhost-user: queue {} active: {}", index, q);
             applyDirtyLog();
