@@ -60,7 +60,7 @@ public final class VhostUserBackend implements AutoCloseable {
     /** The inode of the socket file this backend created: only that file is removed on close. */
     private final long socketInode;
     private IoRegistration listenRegistration;
-    private Connection connection;
+    private FrontendConnection connection;
     private final AtomicLong connections = new AtomicLong();
     /** Whether a front-end is connected (written on the control thread, read by anyone: metrics). */
     private volatile boolean connected;
@@ -238,9 +238,9 @@ public final class VhostUserBackend implements AutoCloseable {
         CompletableFuture<Status> f = new CompletableFuture<>();
         try {
             loop.execute(() -> {
-                Connection c = connection;
-                boolean on = c != null && !c.closed;
-                f.complete(new Status(on, on ? c.session.negotiatedFeatures() : 0, on ? c.session.deviceStatus() : 0,
+                FrontendConnection c = connection;
+                boolean on = c != null && !c.closed();
+                f.complete(new Status(on, on ? c.session().negotiatedFeatures() : 0, on ? c.session().deviceStatus() : 0,
                         connections.get(), lastDisconnectReason));
             });
         } catch (java.util.concurrent.RejectedExecutionException e) {
@@ -286,12 +286,13 @@ public final class VhostUserBackend implements AutoCloseable {
     }
 
     private void accept(int fd) {
-        Connection c = new Connection(fd);
+        FrontendConnection c = new FrontendConnection(fd,
+                new BackendSession(new DeviceQueues(device, host, stats, options.drainLimit()), fd, loop, options), this::closed);
         connection = c;
         connected = true;
         connections.incrementAndGet();
         try {
-            c.registration = register(c);
+            c.registered(register(c));
             LOG.info("vhost-user: front-end connected on {}", socketPath);
             org.jvirtio.api.jfr.FrontendConnectedEvent.emit(socketPath.toString());
         } catch (IOException e) {
@@ -299,123 +300,22 @@ public final class VhostUserBackend implements AutoCloseable {
         }
     }
 
-    /** One front-end connection: its reader, its session, its registration. */
-    private final class Connection implements EpollIoHandle {
-        private final int fd;
-        private final FileDescriptor fdObj;
-        private final MessageReader reader;
-        private final BackendSession session;
-        private IoRegistration registration;
-        private boolean closed;
-
-        Connection(int fd) {
-            this.fd = fd;
-            this.fdObj = new FileDescriptor(fd);
-            this.reader = new MessageReader(fd, true);
-            this.session = new BackendSession(new DeviceQueues(device, host, stats, options.drainLimit()), fd, loop, options);
+    /** The connection {@code c} ended (on the control loop, or off it for a shutdown). */
+    private void closed(FrontendConnection c, String reason) {
+        lastDisconnectReason = reason;
+        if (connection == c) {
+            connection = null;
+            connected = false;
         }
-
-        @Override
-        public FileDescriptor fd() {
-            return fdObj;
+        org.jvirtio.api.jfr.FrontendDisconnectedEvent.emit(socketPath.toString(), reason);
+        if (reason.equals("front-end disconnected")) {
+            LOG.info("vhost-user: front-end disconnected from {}; waiting for the next one", socketPath);
+        } else {
+            LOG.warn("vhost-user: connection closed: {}", reason);
         }
-
-        @Override
-        public void handle(IoRegistration registration, IoEvent event) {
-            // Netty only logs what escapes from here: contain everything.
-            VhostUserMessage m = null;
-            try {
-                while (!closed) {
-                    MessageReader.Status s = reader.read();
-                    if (s == MessageReader.Status.AGAIN) {
-                        return;
-                    }
-                    if (s == MessageReader.Status.EOF) {
-                        close("front-end disconnected");
-                        return;
-                    }
-                    m = reader.message();
-                    session.handle(m);
-                    m = null;
-                }
-            } catch (VhostUserProtocolException e) {
-                close("protocol error: " + e.getMessage());
-            } catch (ErrnoException e) {
-                close("socket error" + (m != null ? " on " + m.name() : "") + ": " + e.getMessage());
-            } catch (InternalError e) {
-                // A fault touching guest memory on the control thread (SIGBUS: a memory file
-                // shrank under its mapping). Netty would rethrow an Error and end this loop, and
-                // with it every later connection: contained here, this connection only.
-                close("guest memory faulted" + (m != null ? " on " + m.name() : "") + " (a memory file shrank under its mapping?): "
-                        + e.getMessage());
-            } catch (RuntimeException | Error e) {
-                LOG.error("vhost-user: unexpected failure handling {}", m != null ? m.name() : "a message", e);
-                close("internal error" + (m != null ? " on " + m.name() : "") + ": " + e);
-            }
-        }
-
-        void close(String reason) {
-            if (closed) {
-                return;
-            }
-            closed = true;
-            lastDisconnectReason = reason;
-            if (registration != null && registration.isValid()) {
-                registration.cancel();
-            }
-            try {
-                session.close();
-            } catch (RuntimeException e) {
-                LOG.error("vhost-user: device reset failed while closing the connection", e);
-            }
-            reader.close();
-            Libc.closeQuietly(fd);
-            if (connection == this) {
-                connection = null;
-                connected = false;
-            }
-            org.jvirtio.api.jfr.FrontendDisconnectedEvent.emit(socketPath.toString(), reason);
-            if (reason.equals("front-end disconnected")) {
-                LOG.info("vhost-user: front-end disconnected from {}; waiting for the next one", socketPath);
-            } else {
-                LOG.warn("vhost-user: connection closed: {}", reason);
-            }
-            CompletableFuture<String> f = nextDisconnect;
-            nextDisconnect = new CompletableFuture<>();
-            f.complete(reason);
-        }
-
-        @Override
-        public void close() {
-            close("backend shut down");
-        }
-
-        /**
-         * The first half of shutting down, on the control loop: no more messages are read, and
-         * the queues take nothing new. After it the loop no longer touches this connection, so
-         * the second half ({@link #shutdown}) may run on any thread, and the backends sharing a
-         * loop shut down side by side.
-         */
-        void prepareShutdown() {
-            if (!closed) {
-                if (registration != null) {
-                    registration.cancel();
-                }
-                session.prepareShutdown();
-            }
-        }
-
-        /** The backend shuts down: queues get {@link #SHUTDOWN_DRAIN} in all, then the connection closes. */
-        void shutdown() {
-            if (!closed) {
-                try {
-                    session.shutdown(SHUTDOWN_DRAIN);
-                } catch (RuntimeException e) {
-                    LOG.error("vhost-user: stopping the queues failed while shutting down", e);
-                }
-                close("backend shut down");
-            }
-        }
+        CompletableFuture<String> f = nextDisconnect;
+        nextDisconnect = new CompletableFuture<>();
+        f.complete(reason);
     }
 
     /** Closes the connection (resetting the device), stops listening and removes the socket file. */
@@ -425,11 +325,11 @@ public final class VhostUserBackend implements AutoCloseable {
             return;
         }
         closed = true;
-        Connection c = null;
+        FrontendConnection c = null;
         try {
             // On the loop: nothing more is read or accepted, the queues take nothing new ...
             c = loop.submit(() -> {
-                Connection now = connection;
+                FrontendConnection now = connection;
                 if (now != null) {
                     now.prepareShutdown();
                 }
@@ -444,7 +344,7 @@ public final class VhostUserBackend implements AutoCloseable {
         if (c != null) {
             // ... and here, off the loop (which other backends may share), the bounded drain, the
             // device reset, and every fd and mapping of the connection released.
-            c.shutdown();
+            c.shutdown(SHUTDOWN_DRAIN);
         }
         Libc.closeQuietly(listenFd);
         try {
