@@ -120,6 +120,37 @@ class LayeringTest {
         assertTrue(modules.size() >= 16, "the reactor's modules were read: " + modules);
     }
 
+    /** Lines a main class may have: one job per class (issue 29 asked for about 450 at most). */
+    static final int MAX_MAIN_CLASS_LINES = 460;
+
+    /** A class that grows past the bound is split along its seams before it lands, not later. */
+    @Test
+    void noMainClassIsCrowded() throws Exception {
+        Path root = root();
+        List<String> crowded = new ArrayList<>();
+        int files = 0;
+        for (String m : modules(root)) {
+            Path src = root.resolve(m).resolve("src/main/java");
+            if (!Files.isDirectory(src)) {
+                continue;
+            }
+            try (var walk = Files.walk(src)) {
+                for (Path f : (Iterable<Path>) walk.filter(p -> p.toString().endsWith(".java"))::iterator) {
+                    files++;
+                    long lines;
+                    try (var l = Files.lines(f)) {
+                        lines = l.count();
+                    }
+                    if (lines > MAX_MAIN_CLASS_LINES) {
+                        crowded.add(root.relativize(f) + ": " + lines + " lines");
+                    }
+                }
+            }
+        }
+        assertTrue(files > 100, "the main sources were read: " + files + " files");
+        assertEquals(List.of(), crowded, "main classes over " + MAX_MAIN_CLASS_LINES + " lines");
+    }
+
     /** The directory of the root pom (the one that lists the modules). */
     static Path root() {
         Path p = Path.of("").toAbsolutePath();
