@@ -10,6 +10,8 @@
 # for WARMUP seconds (default 20) of mixed load before its three rows are measured.
 # RBD_JVIRTIO_VARIANT="flags" adds rows "jvirtio_var": jvirtio with those flags too, in the same rounds
 # (e.g. RBD_JVIRTIO_VARIANT="--ceph-options rbd_non_blocking_aio=false").
+# THREADS=1 prints, for every row, each backend thread group's CPU per request (names with their
+# digits dropped: "jvirtio-io-", "C2 CompilerThread", "msgr-worker-", ...) to stderr.
 # Usage: bench/rbd.sh [rounds] [seconds]     (needs ceph-mon ceph-osd ceph-common librbd1 qemu-block-extra)
 # Backend pinned to CPU 1 with its librbd threads, bench client and the cluster to CPU 0.
 set -euo pipefail
@@ -41,6 +43,13 @@ ticks() {  # own = the process's CPU (ended threads included) minus librbd/libra
   echo "$((total - lib)) $lib"
 }
 proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+thread_ticks() {  # pid -> "group ticks" lines, threads grouped by name without digits
+  local t name
+  for t in /proc/"$1"/task/*; do
+    name=$(tr -d '0-9' <"$t/comm" 2>/dev/null | tr ' ' '_') || continue
+    awk -v n="$name" '{print n, $14 + $15}' "$t/stat" 2>/dev/null || true
+  done | awk '{a[$1] += $2} END {for (k in a) print k, a[k]}' | sort
+}
 
 start_backend() { # kind -> pid, sock
   sock=$work/$1.sock
@@ -73,6 +82,7 @@ for round in $(seq 1 "$rounds"); do
       rw=$1 depth=$2
       pct=$([ "$rw" = read ] && echo 100 || echo 0)
       read -r o0 l0 <<<"$(ticks "$pid")"
+      [ -n "${THREADS:-}" ] && thread_ticks "$pid" >"$work/threads0"
       s0=$(proc_ticks "$osd")
       taskset -c 0 "$root/bin/bench" --socket "$sock" --depth "$depth" --read-percent "$pct" --seconds "$secs" --warmup 0 --span 256M >"$work/bench.out"
       read -r o1 l1 <<<"$(ticks "$pid")"
@@ -85,6 +95,10 @@ for round in $(seq 1 "$rounds"); do
           -v own=$((o1 - o0)) -v lib=$((l1 - l0)) -v osd=$((s1 - s0)) \
         'BEGIN { printf "%s %s %s %s %s %.1f %.1f %.1f\n", k, rw, d, i, p, own / hz * 1e6 / r, lib / hz * 1e6 / r, osd / hz * 1e6 / r }' >>"$results"
       echo "round $round: $(tail -1 "$results")" >&2
+      if [ -n "${THREADS:-}" ]; then
+        thread_ticks "$pid" | join -a 2 -e 0 -o 0,1.2,2.2 "$work/threads0" - |
+          awk -v r="$reqs" -v hz="$hz" '$3 - $2 > 0 { printf "    %-22s %8.1f us/req\n", $1, ($3 - $2) / hz * 1e6 / r }' | sort -k2 -n -r >&2
+      fi
     done
     kill "$pid"; wait "$pid" 2>/dev/null || true
   done

@@ -16,8 +16,8 @@ import static org.jvirtio.ring.PackedRingLayout.*;
  * than the ring, an indirect descriptor alone (no NEXT, not inside a chain), and its buffer id
  * (in its last descriptor) below the ring size and not in flight. It keeps the buffer ids in
  * flight, each with the ring descriptors its chain spans ({@link #release} gives them back when
- * the chain is used), and says where the last chain read ended ({@link #end}, {@link #endWrap}).
- * False from either method is the walker's violation.
+ * the chain is used), and gives the chain its id ({@link RingChain#id}). A refusal from either
+ * method is the walker's violation.
  */
 final class PackedChainReader {
     private final ChainWalker walker;
@@ -29,11 +29,6 @@ final class PackedChainReader {
     private int[] idDescs = new int[0];
     /** The sum of {@link #idDescs}: the ring positions between the used and the avail position. */
     private int descsInFlight;
-    /** The buffer id of the last chain read. */
-    int id;
-    /** Where the last successful {@link #fromRing} ended: the descriptor after the chain, and its wrap counter. */
-    int end;
-    boolean endWrap;
 
     PackedChainReader(ChainWalker walker) {
         this.walker = walker;
@@ -68,8 +63,11 @@ final class PackedChainReader {
      * Walks the chain whose first descriptor is at {@code head} (its flags already read with
      * acquire: {@code headFlags}; {@code wrap} the avail wrap counter there), copying each
      * descriptor into {@code track} when the inflight region is kept (null otherwise).
+     *
+     * @return where the chain ended: the descriptor after it and its wrap counter
+     *         ({@link PackedRingLayout#offWrap}), or -1 when it is refused
      */
-    boolean fromRing(RingChain chain, int head, boolean wrap, int headFlags, PackedInflight track) {
+    int fromRing(RingChain chain, int head, boolean wrap, int headFlags, PackedInflight track) {
         walker.begin(chain, head);
         if (track != null) {
             track.begin();
@@ -80,7 +78,7 @@ final class PackedChainReader {
         int n = 0;
         while (true) {
             if (++n > size) {
-                return walker.refuse(Reason.CHAIN_LONGER_THAN_RING, head, size, 0);
+                return refuse(Reason.CHAIN_LONGER_THAN_RING, head, size, 0);
             }
             long base = (long) p * DESC_SIZE;
             // Each field read once into a local (TOCTOU). len, id and flags are one 64-bit word;
@@ -93,7 +91,7 @@ final class PackedChainReader {
                 flags = (int) (word >>> 48);
                 if (!isAvailable(flags, w)) {
                     // VIRTIO 1.3, 2.8.6: every descriptor of a chain carries its AVAIL and USED bits.
-                    return walker.refuse(Reason.PACKED_FLAGS, p, w ? 1 : 0, flags);
+                    return refuse(Reason.PACKED_FLAGS, p, w ? 1 : 0, flags);
                 }
             }
             if (track != null) {
@@ -105,41 +103,40 @@ final class PackedChainReader {
             }
             if ((flags & DESC_F_INDIRECT) != 0) {
                 if (!indirect) {
-                    return walker.refuse(Reason.INDIRECT_NOT_NEGOTIATED, base / DESC_SIZE, 0, 0);
+                    return refuse(Reason.INDIRECT_NOT_NEGOTIATED, base / DESC_SIZE, 0, 0);
                 }
                 if ((flags & DESC_F_NEXT) != 0) {
-                    return walker.refuse(Reason.INDIRECT_WITH_NEXT, base / DESC_SIZE, 0, 0);
+                    return refuse(Reason.INDIRECT_WITH_NEXT, base / DESC_SIZE, 0, 0);
                 }
                 if (n > 1) {
                     // 2.8.7: no direct descriptor with INDIRECT in a list linked by NEXT.
-                    return walker.refuse(Reason.INDIRECT_IN_CHAIN, base / DESC_SIZE, 0, 0);
+                    return refuse(Reason.INDIRECT_IN_CHAIN, base / DESC_SIZE, 0, 0);
                 }
                 if (!walker.packedIndirect(chain, addr, Integer.toUnsignedLong(len))) {
-                    return false;
+                    return -1;
                 }
-                return claim(descId, n, head, track) && ended(p, w);
+                return claim(chain, descId, n, head, track) ? offWrap(p, w) : -1;
             }
             if (!walker.descriptor(chain, addr, len, (flags & DESC_F_WRITE) != 0, (int) (base / DESC_SIZE))) {
-                return false;
+                return -1;
             }
             if ((flags & DESC_F_NEXT) == 0) {
                 // 2.8.6: the buffer id is in the chain's last descriptor
-                return claim(descId, n, head, track) && ended(p, w);
+                return claim(chain, descId, n, head, track) ? offWrap(p, w) : -1;
             }
         }
     }
 
-    private boolean ended(int end, boolean endWrap) {
-        this.end = end;
-        this.endWrap = endWrap;
-        return true;
+    private int refuse(Reason reason, long a, long b, long c) {
+        walker.refuse(reason, a, b, c);
+        return -1;
     }
 
     /**
      * Takes buffer {@code id} for a chain of {@code n} ring descriptors read at {@code head};
      * false when the id is out of range or in flight, or the chain would overrun chains in flight.
      */
-    private boolean claim(int id, int n, int head, PackedInflight track) {
+    private boolean claim(RingChain chain, int id, int n, int head, PackedInflight track) {
         if (id >= size) {
             return walker.refuse(Reason.BUFFER_ID_OUT_OF_RANGE, id, size, head);
         }
@@ -156,7 +153,7 @@ final class PackedChainReader {
         if (track != null) {
             track.taken(id);
         }
-        this.id = id;
+        chain.id(id);
         return true;
     }
 
@@ -184,19 +181,19 @@ final class PackedChainReader {
                 if (n > 1) {
                     return walker.refuse(Reason.INDIRECT_IN_CHAIN, e, 0, 0);
                 }
-                return walker.packedIndirect(chain, addr, Integer.toUnsignedLong(len)) && resubmitted(id, n);
+                return walker.packedIndirect(chain, addr, Integer.toUnsignedLong(len)) && resubmitted(chain, id, n);
             }
             if (!walker.descriptor(chain, addr, len, (flags & DESC_F_WRITE) != 0, e)) {
                 return false;
             }
         }
-        return resubmitted(id, n);
+        return resubmitted(chain, id, n);
     }
 
-    private boolean resubmitted(int id, int n) {
+    private boolean resubmitted(RingChain chain, int id, int n) {
         idDescs[id] = n;
         descsInFlight += n;
-        this.id = id;
+        chain.id(id);
         return true;
     }
 }

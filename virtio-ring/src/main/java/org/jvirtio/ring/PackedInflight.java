@@ -69,6 +69,8 @@ public final class PackedInflight {
     private static final boolean LITTLE_ENDIAN = java.nio.ByteOrder.nativeOrder() == java.nio.ByteOrder.LITTLE_ENDIAN;
     private static final VarHandle BYTE = ValueLayout.JAVA_BYTE.varHandle();
     private static final VarHandle SHORT = ValueLayout.JAVA_SHORT.withOrder(java.nio.ByteOrder.nativeOrder()).varHandle();
+    /** free_head and old_free_head together (offset 12, 4-byte aligned): one release store. */
+    private static final VarHandle INT = ValueLayout.JAVA_INT.withOrder(java.nio.ByteOrder.nativeOrder()).varHandle();
 
     final MemorySegment r;
     /** Entries of the region: the queue size the front-end made it for. */
@@ -87,6 +89,13 @@ public final class PackedInflight {
     int freeHead;
     int usedIdx;
     boolean usedWrap;
+    /**
+     * What the region's old_free_head and old_used_idx hold (only this queue writes them): header
+     * fields that lie side by side are written in one store, the unchanged ones with the values
+     * they have.
+     */
+    private int oldFreeHead;
+    private int oldUsedIdx;
     long counter;
     /** The chain being recorded ({@link #begin}): the entry for its next descriptor, its last, its length. */
     private int cursor;
@@ -193,6 +202,8 @@ public final class PackedInflight {
     }
 
     void writeHeader() {
+        oldFreeHead = freeHead;
+        oldUsedIdx = usedIdx;
         r.set(U16, FREE_HEAD, (short) freeHead);
         r.set(U16, OLD_FREE_HEAD, (short) freeHead);
         r.set(ValueLayout.JAVA_BYTE, USED_WRAP, (byte) (usedWrap ? 1 : 0));
@@ -314,8 +325,21 @@ public final class PackedInflight {
             r.set(ValueLayout.JAVA_BYTE, b + D_INFLIGHT, (byte) 1);
         }
         freeHead = cursor;
-        r.set(U16, FREE_HEAD, (short) cursor);
-        SHORT.setRelease(r, OLD_FREE_HEAD, (short) cursor);
+        moveFreeHead(cursor);
+    }
+
+    /**
+     * free_head, then old_free_head with release, both to {@code h}: on little-endian hosts one
+     * 32-bit release store of the two (a successor finds both moved or neither).
+     */
+    private void moveFreeHead(int h) {
+        oldFreeHead = h;
+        if (LITTLE_ENDIAN) {
+            INT.setRelease(r, FREE_HEAD, (h & 0xffff) | (h & 0xffff) << 16);
+        } else {
+            r.set(U16, FREE_HEAD, (short) h);
+            SHORT.setRelease(r, OLD_FREE_HEAD, (short) h);
+        }
     }
 
     /**
@@ -329,8 +353,7 @@ public final class PackedInflight {
         next[last[h]] = freeHead;
         r.set(U16, desc(last[h]) + D_NEXT, (short) freeHead);
         freeHead = h;
-        r.set(U16, FREE_HEAD, (short) h);
-        SHORT.setRelease(r, OLD_FREE_HEAD, (short) h);
+        moveFreeHead(h);
         BYTE.setRelease(r, desc(h) + D_INFLIGHT, (byte) 0);
         counter--;
     }
@@ -346,22 +369,34 @@ public final class PackedInflight {
         next[l] = freeHead;
         r.set(U16, desc(l) + D_NEXT, (short) freeHead);
         freeHead = h;
-        r.set(U16, FREE_HEAD, (short) h);
         usedIdx += num[h];
-        if (usedIdx >= ringSize) {
+        boolean wrapped = usedIdx >= ringSize;
+        if (wrapped) {
             usedIdx -= ringSize;
             usedWrap = !usedWrap;
         }
         // Both before the ring's used store (a release): a successor that finds the descriptor
         // used finds both; one that does not rolls back to the old_ fields and ignores these.
-        r.set(ValueLayout.JAVA_BYTE, USED_WRAP, (byte) (usedWrap ? 1 : 0));
-        r.set(U16, USED_IDX, (short) usedIdx);
+        if (LITTLE_ENDIAN) {
+            // free_head, old_free_head, used_idx, old_used_idx are bytes 12-19: one store, the
+            // old_ ones rewritten with the values they have; used_wrap_counter only on a wrap.
+            r.set(U64, FREE_HEAD, (h & 0xffffL) | (oldFreeHead & 0xffffL) << 16 | (usedIdx & 0xffffL) << 32
+                    | (oldUsedIdx & 0xffffL) << 48);
+            if (wrapped) {
+                r.set(ValueLayout.JAVA_BYTE, USED_WRAP, (byte) (usedWrap ? 1 : 0));
+            }
+        } else {
+            r.set(U16, FREE_HEAD, (short) h);
+            r.set(ValueLayout.JAVA_BYTE, USED_WRAP, (byte) (usedWrap ? 1 : 0));
+            r.set(U16, USED_IDX, (short) usedIdx);
+        }
     }
 
     /**
-     * After buffer {@code id}'s used descriptor was stored: its flag is cleared and the old_
-     * fields catch up, old_used_idx last, with release (a successor that finds it equal to
-     * used_idx finds everything before it done). The store-store fence keeps the flag after the
+     * After buffer {@code id}'s used descriptor was stored: its flag is cleared, then the old_
+     * fields catch up (old_free_head and old_used_idx in one store on little-endian hosts, else
+     * old_used_idx last): a successor that finds old_used_idx equal to used_idx finds everything
+     * before it done. The store-store fence keeps the flag after the
      * ring's used store: a flag cleared before the driver could see the buffer returned would lose
      * the request if this process died in between.
      */
@@ -370,14 +405,23 @@ public final class PackedInflight {
         entryOf[id] = -1;
         VarHandle.storeStoreFence();
         r.set(ValueLayout.JAVA_BYTE, desc(h) + D_INFLIGHT, (byte) 0);
-        r.set(U16, OLD_FREE_HEAD, (short) freeHead);
         VarHandle.storeStoreFence();
         // old_used_idx, used_wrap_counter (unchanged) and old_used_wrap_counter in one store: a
         // successor never finds the old index with the new wrap counter or the reverse (it reads
         // the ring's flags at that pair to commit or roll back). The store either happened before
         // this process died or did not; no other thread writes the region.
         int w = usedWrap ? 1 : 0;
-        r.set(U32, OLD_USED_IDX, (usedIdx & 0xffff) | w << 16 | w << 24);
+        oldFreeHead = freeHead;
+        oldUsedIdx = usedIdx;
+        if (LITTLE_ENDIAN) {
+            // old_free_head with them: bytes 14-21 (used_idx unchanged between), one store.
+            r.set(U64, OLD_FREE_HEAD, (freeHead & 0xffffL) | (usedIdx & 0xffffL) << 16 | (usedIdx & 0xffffL) << 32
+                    | (long) w << 48 | (long) w << 56);
+        } else {
+            r.set(U16, OLD_FREE_HEAD, (short) freeHead);
+            VarHandle.storeStoreFence();
+            r.set(U32, OLD_USED_IDX, (usedIdx & 0xffff) | w << 16 | w << 24);
+        }
     }
 
     /** The head entry of buffer {@code id}'s chain, for tests. */

@@ -233,25 +233,24 @@ public final class PackedQueue extends RingQueue {
             return null;
         }
         int capacity = chain.bufferCapacity();
-        boolean ok;
+        int end;
         try {
-            ok = resubmit ? reader.fromRegion(chain, track, e, track.chainLength(e), track.resubmitId(e))
+            end = resubmit ? (reader.fromRegion(chain, track, e, track.chainLength(e), track.resubmitId(e)) ? 0 : -1)
                     : reader.fromRing(chain, head, availWrap, headFlags, track);
         } catch (InternalError err) {
             pool.putBack(chain, chain.bufferCapacity() - capacity);
             throw err;
         }
-        if (!ok) {
+        if (end < 0) {
             pool.putBack(chain, chain.bufferCapacity() - capacity);
             violate(walker.violation());
             return null;
         }
         pool.handOut(chain, chain.bufferCapacity() - capacity);
-        chain.id(reader.id);
         popped(chain, head, availWrap, resubmit);
         if (!resubmit) {
-            nextAvail = reader.end;
-            availWrap = reader.endWrap;
+            nextAvail = end & ~WRAP_BIT;
+            availWrap = (end & WRAP_BIT) != 0;
         }
         return chain;
     }
