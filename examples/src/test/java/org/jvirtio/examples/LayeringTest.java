@@ -28,7 +28,7 @@ import static org.junit.jupiter.api.Assertions.*;
  * device-command SPI only (and on other devices of their family), and nothing depends on
  * examples, in any scope. A new module fails this test until it is given its layer here.
  */
-class LayeringTest {
+public class LayeringTest {
     enum Layer { API, CORE, SPI, TRANSPORT, JOIN, DEVICE, RUNNER, TESTKIT, TOP }
 
     /** Every module of the build and its layer. */
@@ -151,8 +151,8 @@ class LayeringTest {
         assertEquals(List.of(), crowded, "main classes over " + MAX_MAIN_CLASS_LINES + " lines");
     }
 
-    /** The directory of the root pom (the one that lists the modules). */
-    static Path root() {
+    /** The directory of the root pom (the one that lists the modules): the repository, for tests that need its files. */
+    public static Path root() {
         Path p = Path.of("").toAbsolutePath();
         while (p != null) {
             Path pom = p.resolve("pom.xml");
