@@ -9,7 +9,8 @@
 # OSD's CPU per request. Medians over the rounds. Each backend is started once per round and warmed up
 # for WARMUP seconds (default 20) of mixed load before its three rows are measured.
 # RBD_JVIRTIO_VARIANT="flags" adds rows "jvirtio_var": jvirtio with those flags too, in the same rounds
-# (e.g. RBD_JVIRTIO_VARIANT="--ceph-options rbd_non_blocking_aio=false").
+# (e.g. RBD_JVIRTIO_VARIANT="--ceph-options rbd_non_blocking_aio=false"); RBD_JVIRTIO_VARIANT_JAVA="options"
+# gives that variant JVM options instead or as well (JVIRTIO_JAVA_OPTS, e.g. "-XX:CompileThresholdScaling=1").
 # THREADS=1 prints, for every row, each backend thread group's CPU per request (names with their
 # digits dropped: "jvirtio-io-", "C2 CompilerThread", "msgr-worker-", ...) to stderr.
 # Usage: bench/rbd.sh [rounds] [seconds]     (needs ceph-mon ceph-osd ceph-common librbd1 qemu-block-extra)
@@ -56,8 +57,8 @@ start_backend() { # kind -> pid, sock
   rm -f "$sock"
   case $1 in
     jvirtio) taskset -c 1 "$root/bin/vhost-user" blk --socket "$sock" --rbd rbd/bench --ceph-conf "$conf" >"$work/backend.log" 2>&1 & ;;
-    jvirtio_var) read -r -a extra <<<"$RBD_JVIRTIO_VARIANT"
-      taskset -c 1 "$root/bin/vhost-user" blk --socket "$sock" --rbd rbd/bench --ceph-conf "$conf" "${extra[@]}" >"$work/backend.log" 2>&1 & ;;
+    jvirtio_var) read -r -a extra <<<"${RBD_JVIRTIO_VARIANT:-}"
+      JVIRTIO_JAVA_OPTS="${RBD_JVIRTIO_VARIANT_JAVA:-}" taskset -c 1 "$root/bin/vhost-user" blk --socket "$sock" --rbd rbd/bench --ceph-conf "$conf" "${extra[@]}" >"$work/backend.log" 2>&1 & ;;
     qsd) taskset -c 1 qemu-storage-daemon \
       --blockdev "driver=rbd,node-name=d0,pool=rbd,image=bench,conf=$conf,user=admin,cache.direct=on" \
       --export type=vhost-user-blk,id=e0,node-name=d0,addr.type=unix,addr.path="$sock",writable=on >"$work/backend.log" 2>&1 & ;;
@@ -68,7 +69,7 @@ start_backend() { # kind -> pid, sock
 }
 
 kinds="jvirtio qsd"
-[ -n "${RBD_JVIRTIO_VARIANT:-}" ] && kinds="jvirtio jvirtio_var qsd"
+[ -n "${RBD_JVIRTIO_VARIANT:-}${RBD_JVIRTIO_VARIANT_JAVA:-}" ] && kinds="jvirtio jvirtio_var qsd"
 results=$work/results
 : >"$results"
 for round in $(seq 1 "$rounds"); do
