@@ -414,7 +414,7 @@ public final class QueueEngine implements QueueCompletions {
      */
     @Override
     public void complete(int slot, int writtenLength) {
-        if (!used.complete(slot, writtenLength, null, null, 0, batchClock)) {
+        if (!used.complete(slot, writtenLength, batchClock)) {
             LOG.error("{}: the device completed slot {}, which holds no chain; ignored", name, slot);
         }
     }
@@ -426,7 +426,7 @@ public final class QueueEngine implements QueueCompletions {
      */
     @Override
     public void completeTogether(int slot, DescriptorChain[] chains, int[] writtenLengths, int n) {
-        if (!used.complete(slot, 0, chains, writtenLengths, n, batchClock)) {
+        if (!used.completeTogether(slot, chains, writtenLengths, n, batchClock)) {
             LOG.error("{}: the device completed slot {} together with chains it does not hold first; ignored", name, slot);
         }
     }

@@ -48,48 +48,54 @@ final class UsedBatch {
     }
 
     /**
-     * Frees {@code slot} at {@code now} and writes its chain used with {@code writtenLength} bytes,
-     * or with the {@code n} chains of {@code chains} (the slot's first) seen together when
-     * {@code chains} is not null; false when the slot does not hold that chain.
+     * Frees {@code slot} at {@code now} and writes its chain used with {@code writtenLength}
+     * bytes; false when the slot holds no chain.
      */
-    boolean complete(int slot, int writtenLength, DescriptorChain[] chains, int[] writtenLengths, int n, long now) {
+    boolean complete(int slot, int writtenLength, long now) {
         DescriptorChain c = slots.chain(slot);
-        if (c == null || (chains != null && (n < 1 || chains[0] != c))) {
+        if (c == null) {
             return false;
         }
+        release(slot, c, now);
+        if (!abandoned) {
+            q.addUsed(c, clamp(c, writtenLength));
+            count++;
+        }
+        return true;
+    }
+
+    /**
+     * Frees {@code slot} at {@code now} and writes the used elements of {@code n} chains, the
+     * slot's first, the driver seeing them together ({@link Virtqueue#addUsedTogether}); false
+     * when the slot does not hold the first of them.
+     */
+    boolean completeTogether(int slot, DescriptorChain[] chains, int[] writtenLengths, int n, long now) {
+        DescriptorChain c = slots.chain(slot);
+        if (c == null || n < 1 || chains[0] != c) {
+            return false;
+        }
+        release(slot, c, now);
+        if (!abandoned) {
+            for (int i = 0; i < n; i++) {
+                writtenLengths[i] = clamp(chains[i], writtenLengths[i]);
+            }
+            q.addUsedTogether(chains, writtenLengths, n);
+            count += n;
+        }
+        return true;
+    }
+
+    /** The slot of chain {@code c} is free; its latency counted, a slow one recorded. */
+    private void release(int slot, DescriptorChain c, long now) {
         long latency = slots.release(slot, now);
         if (latency > SlowRequestEvent.THRESHOLD_NANOS) {
             SlowRequestEvent.emit(binding.index(), c.head(), latency);
         }
-        if (abandoned) {
-            return true;
-        }
-        if (chains == null) {
-            add(c, writtenLength);
-        } else {
-            addTogether(chains, writtenLengths, n);
-        }
-        return true;
     }
 
     /** Used elements written and not yet published. */
     int size() {
         return count;
-    }
-
-    /** Writes the used element returning {@code c} with {@code writtenLength} bytes written. */
-    private void add(DescriptorChain c, int writtenLength) {
-        q.addUsed(c, clamp(c, writtenLength));
-        count++;
-    }
-
-    /** Writes the used elements of {@code n} chains, the driver seeing them together ({@link Virtqueue#addUsedTogether}). */
-    private void addTogether(DescriptorChain[] chains, int[] writtenLengths, int n) {
-        for (int i = 0; i < n; i++) {
-            writtenLengths[i] = clamp(chains[i], writtenLengths[i]);
-        }
-        q.addUsedTogether(chains, writtenLengths, n);
-        count += n;
     }
 
     private int clamp(DescriptorChain c, int writtenLength) {
