@@ -44,6 +44,24 @@ public final class Await {
         }
     }
 
+    /**
+     * Whether a process of this network namespace listens on the Unix socket {@code path}: a line
+     * of {@code /proc/net/unix} names it with {@code __SO_ACCEPTCON} (0x10000) in its flags. A
+     * server creates the socket file when it binds and listens just after, so a connect made
+     * because the file exists can be refused; waiting for this instead cannot.
+     */
+    public static boolean listening(java.nio.file.Path path) throws java.io.IOException {
+        String suffix = " " + path.toAbsolutePath();
+        for (String line : java.nio.file.Files.readAllLines(java.nio.file.Path.of("/proc/net/unix"))) {
+            String[] f = line.trim().split("\\s+");
+            if (line.endsWith(suffix) && f.length >= 8 && !f[0].equals("Num")
+                    && (Long.parseLong(f[3], 16) & 0x10000) != 0) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     /** A timeout of {@code seconds}, for readable calls: {@code await(done, seconds(5), "done")}. */
     public static Duration seconds(long seconds) {
         return Duration.ofSeconds(seconds);

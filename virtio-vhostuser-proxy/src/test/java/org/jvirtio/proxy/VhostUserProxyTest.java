@@ -149,7 +149,7 @@ class VhostUserProxyTest {
     }
 
     private void resizeSeenByTheDriver(Path socket, long before, long after, Resize resize) throws Exception {
-        try (VhostUserProxy proxy = connectWhenListening(socket);
+        try (VhostUserProxy proxy = VhostUserProxy.connect(socket, VirtioBlk.DEVICE_ID, mem, BLK_CONFIG);
              MmioTransport t = new MmioTransport(proxy, mem, proxy.host(), InterruptLine.eventFd(irq))) {
             MmioDriver d = MmioDriver.probe(t, mem, 0x100000, MEM - 0x100000, irq);
             d.negotiate(~0L);
@@ -206,25 +206,6 @@ class VhostUserProxyTest {
         return qsd;
     }
 
-    /**
-     * Connects the proxy. qemu-storage-daemon creates its socket file when it binds and listens
-     * just after: a connect in between is refused (seen once in CI), so a refusal is tried again
-     * for a few seconds.
-     */
-    private org.jvirtio.proxy.VhostUserProxy connectWhenListening(Path socket) throws Exception {
-        long end = System.nanoTime() + 5_000_000_000L;
-        while (true) {
-            try {
-                return VhostUserProxy.connect(socket, VirtioBlk.DEVICE_ID, mem, BLK_CONFIG);
-            } catch (org.jvirtio.api.linux.ErrnoException e) {
-                if (e.errno() != 111 /* ECONNREFUSED */ || System.nanoTime() - end > 0) {
-                    throw e;
-                }
-                Thread.sleep(20);
-            }
-        }
-    }
-
     private static void stop(Process qsd) throws InterruptedException {
         qsd.destroy();
         if (!qsd.waitFor(10, TimeUnit.SECONDS)) {
@@ -232,11 +213,12 @@ class VhostUserProxyTest {
         }
     }
 
+    /** Until qemu-storage-daemon listens (its socket file exists a moment before: a connect then is refused). */
     private void awaitSocket(Process qsd, Path socket) throws Exception {
         Await.await(() -> {
             assertTrue(qsd.isAlive(), "qemu-storage-daemon exited: " + Files.readString(dir.resolve("qsd.log")));
-            return Files.exists(socket);
-        }, Duration.ofSeconds(20), () -> "qemu-storage-daemon did not create its socket");
+            return Await.listening(socket);
+        }, Duration.ofSeconds(20), () -> "qemu-storage-daemon did not listen on its socket");
     }
 
     private static int qsdMajorVersion() throws Exception {
@@ -270,7 +252,7 @@ class VhostUserProxyTest {
 
     /** The driver's whole session over the proxy; returns what it wrote at sector 100. */
     private byte[] writeFlushReadVerify(Path socket, long diskBytes, String serial) throws Exception {
-        try (VhostUserProxy proxy = connectWhenListening(socket);
+        try (VhostUserProxy proxy = VhostUserProxy.connect(socket, VirtioBlk.DEVICE_ID, mem, BLK_CONFIG);
              MmioTransport t = new MmioTransport(proxy, mem, proxy.host(), InterruptLine.eventFd(irq))) {
             MmioDriver d = MmioDriver.probe(t, mem, 0x100000, MEM - 0x100000, irq);
             assertEquals(VirtioBlk.DEVICE_ID, d.deviceId());

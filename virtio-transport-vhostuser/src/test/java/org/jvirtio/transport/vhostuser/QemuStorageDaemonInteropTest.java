@@ -60,8 +60,8 @@ class QemuStorageDaemonInteropTest {
                 .redirectErrorStream(true).redirectOutput(dir.resolve("qsd.log").toFile()).start();
         Await.await(() -> {
             assertTrue(qsd.isAlive(), () -> "qemu-storage-daemon exited: " + log());
-            return Files.exists(socket);
-        }, Duration.ofSeconds(20), () -> "qemu-storage-daemon did not create its socket");
+            return Await.listening(socket);
+        }, Duration.ofSeconds(20), () -> "qemu-storage-daemon did not listen on its socket");
     }
 
     private String log() {
