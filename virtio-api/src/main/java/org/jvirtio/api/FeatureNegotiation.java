@@ -74,6 +74,14 @@ public final class FeatureNegotiation {
     }
 
     /**
+     * What vhost-user offers: {@link #offeredWithPacked} and the features whose control queue the
+     * front-end serves ({@link VirtioDevice#frontEndControlQueueFeatures}).
+     */
+    public static long offeredOverVhostUser(VirtioDevice device) {
+        return offeredWithPacked(device) | device.frontEndControlQueueFeatures();
+    }
+
+    /**
      * Checks a driver's acknowledged features against the device's offer.
      *
      * @param requireVersion1 whether VERSION_1 must be among the accepted features (true for

@@ -77,6 +77,19 @@ public interface VirtioDevice {
         return true;
     }
 
+    /**
+     * Device-type features offered only where the front-end serves the device's control queue
+     * itself, so that the device never sees it: QEMU keeps the control queue of a vhost-user-net
+     * device (CTRL_VQ is QEMU's to offer, not the backend's), and a network device's
+     * GUEST_ANNOUNCE, which needs it, is one of these. vhost-user offers them on top of
+     * {@link #deviceFeatures()}; MMIO, which hands the device every queue, does not (a driver
+     * would see GUEST_ANNOUNCE without CTRL_VQ, which VIRTIO 1.3, 5.1.3.1 forbids and Linux
+     * refuses). None by default.
+     */
+    default long frontEndControlQueueFeatures() {
+        return 0;
+    }
+
     /** A driver session starts with the negotiated features. No queue runs yet. */
     void activate(DeviceContext context);
 

@@ -88,10 +88,20 @@ public final class VirtioNetDevice extends AbstractVirtioDevice {
             f |= bit(VirtioNet.F_CSUM) | bit(VirtioNet.F_GUEST_CSUM) | bit(VirtioNet.F_HOST_TSO4) | bit(VirtioNet.F_HOST_TSO6)
                     | bit(VirtioNet.F_GUEST_TSO4) | bit(VirtioNet.F_GUEST_TSO6);
         }
-        if (options.pairs() > 1) {
-            f |= bit(VirtioNet.F_MQ);
-        }
         return f;
+    }
+
+    /**
+     * What needs the control queue (VIRTIO 1.3, 5.1.3.1), offered over vhost-user only, where
+     * QEMU serves that queue (CTRL_VQ is QEMU's own there): GUEST_ANNOUNCE, after a migration QEMU
+     * raises ANNOUNCE in the status it serves and the guest sends its gratuitous ARPs and
+     * neighbour advertisements through its own transmit queue, from which the switch learns its
+     * new port (guests without it get SEND_RARP); and MQ with more than one pair, the pairs
+     * enabled by QEMU's SET_VRING_ENABLE after the guest's VIRTIO_NET_CTRL_MQ command.
+     */
+    @Override
+    public long frontEndControlQueueFeatures() {
+        return bit(VirtioNet.F_GUEST_ANNOUNCE) | (options.pairs() > 1 ? bit(VirtioNet.F_MQ) : 0);
     }
 
     private static long bit(int b) {

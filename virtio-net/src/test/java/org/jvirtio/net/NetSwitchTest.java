@@ -8,6 +8,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 
 import org.jvirtio.api.VirtioFeatures;
 import org.jvirtio.runner.VhostUserRunner;
+import org.jvirtio.transport.vhostuser.DriverSession;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -67,6 +68,30 @@ class NetSwitchTest {
 
     static SwitchPort portOf(VhostUserRunner.Running<?> r) {
         return ((VirtioNetDevice) r.device()).port();
+    }
+
+    /**
+     * GUEST_ANNOUNCE, and MQ with more than one pair, need the control queue (VIRTIO 1.3,
+     * 5.1.3.1): offered over vhost-user, where QEMU serves that queue (CTRL_VQ is never the
+     * backend's), and not in what a transport that hands the device every queue offers.
+     */
+    @Test
+    void guestAnnounceAndMqAreOfferedWhereTheFrontEndServesTheControlQueue() throws Exception {
+        var one = port("a.sock");
+        var two = port("b.sock", "--queue-pairs", "2");
+        NetDriver a = driver("a.sock", 0, 2048);
+        assertTrue(a.has(VirtioNet.F_GUEST_ANNOUNCE));
+        assertFalse(a.has(VirtioNet.F_MQ), "one pair: no MQ");
+        assertFalse(a.has(VirtioNet.F_CTRL_VQ), "the control queue is the front-end's");
+        try (DriverSession s = DriverSession.connect(dir.resolve("b.sock"), 1 << 20)) {
+            long offered = s.frontend().getFeatures();
+            assertEquals(1L << VirtioNet.F_GUEST_ANNOUNCE | 1L << VirtioNet.F_MQ,
+                    offered & (1L << VirtioNet.F_GUEST_ANNOUNCE | 1L << VirtioNet.F_MQ | 1L << VirtioNet.F_CTRL_VQ));
+        }
+        for (var p : List.of(one, two)) {
+            long mmio = org.jvirtio.api.FeatureNegotiation.offeredWithPacked(p.device());
+            assertEquals(0, mmio & (1L << VirtioNet.F_GUEST_ANNOUNCE | 1L << VirtioNet.F_MQ));
+        }
     }
 
     @Test

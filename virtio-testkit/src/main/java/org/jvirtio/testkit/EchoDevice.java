@@ -39,6 +39,7 @@ public final class EchoDevice extends AbstractVirtioDevice {
     private final int queues;
     private int maxQueueSize = 1024;
     private boolean resting;
+    private long frontEndControlQueueFeatures;
     /** The config space; writes land here (and move the generation on). */
     public byte[] config = new byte[16];
     private final AtomicInteger generation = new AtomicInteger();
@@ -72,6 +73,17 @@ public final class EchoDevice extends AbstractVirtioDevice {
     public EchoDevice configBytes(int n) {
         this.config = new byte[n];
         return this;
+    }
+
+    /** Also offers {@code bits} where the front-end serves the control queue ({@link #frontEndControlQueueFeatures}). */
+    public EchoDevice frontEndControlQueueFeatures(long bits) {
+        this.frontEndControlQueueFeatures = bits;
+        return this;
+    }
+
+    @Override
+    public long frontEndControlQueueFeatures() {
+        return frontEndControlQueueFeatures;
     }
 
     /** Turns every other chain away and wakes itself at once (see the class comment). */

@@ -54,6 +54,10 @@ public final class VhostUserProxy implements VirtioDevice, AutoCloseable {
     private static final long REQUIRED = VirtioFeatures.RING_FEATURES;
     /** Device-type bits (0 to 23) pass through; transport bits are the transport's. */
     private static final long DEVICE_BITS = 0xff_ffffL;
+    private static final int NET_DEVICE_ID = 1;
+    private static final int NET_F_CTRL_VQ = 17;
+    /** VIRTIO 1.3, 5.1.3.1: CTRL_GUEST_OFFLOADS, CTRL_RX, CTRL_VLAN, GUEST_ANNOUNCE, MQ, CTRL_MAC_ADDR need CTRL_VQ. */
+    private static final long NET_NEEDS_CTRL_VQ = 1L << 2 | 1L << 18 | 1L << 19 | 1L << 21 | 1L << 22 | 1L << 23;
 
     private final VhostUserFrontend fe;
     private final int deviceId;
@@ -121,9 +125,19 @@ public final class VhostUserProxy implements VirtioDevice, AutoCloseable {
         return deviceId;
     }
 
+    /**
+     * The backend's device-type bits, less a network device's bits that need the control queue
+     * when the backend does not offer CTRL_VQ itself (a vhost-user-net backend expects its
+     * front-end to serve that queue, as QEMU does; this proxy serves none, so a driver would see
+     * GUEST_ANNOUNCE or MQ without CTRL_VQ, which VIRTIO 1.3, 5.1.3.1 forbids).
+     */
     @Override
     public long deviceFeatures() {
-        return backendFeatures & DEVICE_BITS;
+        long f = backendFeatures & DEVICE_BITS;
+        if (deviceId == NET_DEVICE_ID && (f & 1L << NET_F_CTRL_VQ) == 0) {
+            f &= ~NET_NEEDS_CTRL_VQ;
+        }
+        return f;
     }
 
     /** Packed rings go through when the backend serves them: the rings are handed over as they are. */

@@ -141,7 +141,7 @@ final class DeviceLife {
      * it), PROTOCOL_FEATURES, and LOG_ALL when dirty logging is offered.
      */
     long offeredFeatures() {
-        return FeatureNegotiation.offeredWithPacked(device) | F_PROTOCOL_FEATURES | (offerDirtyLog ? F_LOG_ALL : 0);
+        return FeatureNegotiation.offeredOverVhostUser(device) | F_PROTOCOL_FEATURES | (offerDirtyLog ? F_LOG_ALL : 0);
     }
 
     /** RESET_DEVICE / RESET_OWNER, or the connection gone: the rings forget everything, the device resets. */

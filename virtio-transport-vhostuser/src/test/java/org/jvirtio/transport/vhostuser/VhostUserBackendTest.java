@@ -153,6 +153,27 @@ class VhostUserBackendTest {
     }
 
     /**
+     * What a device offers only where the front-end serves its control queue (a network device's
+     * GUEST_ANNOUNCE) is offered over vhost-user, where QEMU serves that queue, and the device
+     * sees it negotiated.
+     */
+    @Test
+    void featuresWhoseControlQueueTheFrontEndServesAreOffered() throws Exception {
+        backend.close();
+        long announce = VirtioFeatures.bit(21);
+        device = new EchoDevice(1).frontEndControlQueueFeatures(announce);
+        backend = VhostUserBackend.start(socket, device);
+        try (FrontendRig rig = new FrontendRig(socket)) {
+            assertTrue(VirtioFeatures.has(rig.fe.getFeatures(), 21), "offered: 0x" + Long.toHexString(rig.fe.getFeatures()));
+            rig.negotiate();
+            rig.fe.setMemTable(rig.memory);
+            rig.queue(0, 64);
+            assertEquals(3, rig.echo(0, new byte[3]));
+            assertEquals(EchoDevice.FEATURES | announce | VirtioFeatures.RING_FEATURES, device.context.negotiatedFeatures());
+        }
+    }
+
+    /**
      * QEMU 7.2's vhost-user-input-pci acknowledges VIRTIO_F_RING_RESET, which the backend never
      * offered: tolerated (the device sees it not negotiated) and the rings run; any other bit not
      * offered is still refused, named.
