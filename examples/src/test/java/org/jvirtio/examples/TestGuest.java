@@ -32,4 +32,33 @@ public record TestGuest(Path kernel, Path initrd) {
         assertEquals(0, p.exitValue(), "guest preparation failed: " + out);
         return new TestGuest(Path.of(out.get(out.size() - 2)), Path.of(out.get(out.size() - 1)));
     }
+
+    /** Connects to a QEMU HMP monitor socket ({@code -monitor unix:PATH,server=on,wait=off}), waiting up to 10 s for it. */
+    public static java.nio.channels.SocketChannel monitor(Path sock) throws Exception {
+        long until = System.nanoTime() + 10_000_000_000L;
+        while (true) {
+            try {
+                return java.nio.channels.SocketChannel.open(java.net.UnixDomainSocketAddress.of(sock));
+            } catch (java.io.IOException e) {
+                assertTrue(System.nanoTime() < until, "no QEMU monitor at " + sock + ": " + e);
+                Thread.sleep(20);
+            }
+        }
+    }
+
+    /** One HMP command over the monitor socket; returns what came back within a moment. */
+    public static String hmp(java.nio.channels.SocketChannel ch, String command) throws Exception {
+        ch.write(java.nio.ByteBuffer.wrap((command + "\n").getBytes(java.nio.charset.StandardCharsets.US_ASCII)));
+        Thread.sleep(300);
+        ch.configureBlocking(false);
+        java.nio.ByteBuffer buf = java.nio.ByteBuffer.allocate(65536);
+        StringBuilder sb = new StringBuilder();
+        int n;
+        while ((n = ch.read(buf)) > 0) {
+            sb.append(new String(buf.array(), 0, n, java.nio.charset.StandardCharsets.US_ASCII));
+            buf.clear();
+        }
+        ch.configureBlocking(true);
+        return sb.toString();
+    }
 }

@@ -222,8 +222,8 @@ public final class NetSwitch {
         return refused;
     }
 
-    /** The port {@code mac} was last seen on, or null (for tests and statistics). */
-    SwitchPort portOf(long mac) {
+    /** The port {@code mac} was last seen on (frames to it go there alone), or null (for tests and statistics). */
+    public SwitchPort portOf(long mac) {
         int id = macs.lookup(mac, now());
         SwitchPort[] ps = ports;
         return id > 0 && id < ps.length ? ps[id] : null;

@@ -6,6 +6,8 @@ import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.time.Duration;
 
+import org.jvirtio.examples.TestGuest;
+
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -353,28 +355,28 @@ class QemuGuestTest {
                 Thread.sleep(20);
             }
             assertTrue(Files.readString(logA).contains(packedLine), packedLine + ": " + Files.readString(logA));
-            try (var chA = monitor(monA); var chB = monitor(monB)) {
-                hmp(chA, "migrate -d unix:" + mig);
+            try (var chA = TestGuest.monitor(monA); var chB = TestGuest.monitor(monB)) {
+                TestGuest.hmp(chA, "migrate -d unix:" + mig);
                 String info = "";
                 while (!info.contains("Migration status: completed")) {
                     assertFalse(info.contains("Migration status: failed") || info.contains("Migration status: cancelled"), info);
                     assertTrue(System.nanoTime() < deadline, "migration did not complete: " + info);
                     Thread.sleep(200);
-                    info = hmp(chA, "info migrate");
+                    info = TestGuest.hmp(chA, "info migrate");
                 }
                 // the destination has loaded all of it once it is paused and no longer "inmigrate"
                 String status = "";
                 while (!status.contains("VM status: paused") || status.contains("inmigrate")) {
                     assertTrue(System.nanoTime() < deadline, "the destination did not finish loading: " + status);
                     Thread.sleep(100);
-                    status = hmp(chB, "info status");
+                    status = TestGuest.hmp(chB, "info status");
                 }
                 String differ = compareMemory(chA, chB, memA, memB);
                 if (differ != null) {
                     return differ;
                 }
-                hmp(chA, "quit");
-                hmp(chB, "cont");
+                TestGuest.hmp(chA, "quit");
+                TestGuest.hmp(chB, "cont");
             }
             assertTrue(dst.waitFor(Math.max(1, (deadline - System.nanoTime()) / 1_000_000_000L), TimeUnit.SECONDS),
                     "the guest did not finish on the destination: " + Files.readString(logB) + "\nsource: " + Files.readString(logA));
@@ -414,14 +416,14 @@ class QemuGuestTest {
             throws Exception {
         long size = 256L << 20;
         for (var e : List.of(java.util.Map.entry(chA, memA), java.util.Map.entry(chB, memB))) {
-            String r = hmp(e.getKey(), "pmemsave 0 " + size + " \"" + e.getValue() + "\"");
+            String r = TestGuest.hmp(e.getKey(), "pmemsave 0 " + size + " \"" + e.getValue() + "\"");
             long until = System.nanoTime() + 30_000_000_000L;
             while (!Files.exists(e.getValue()) || Files.size(e.getValue()) < size) {
                 assertTrue(System.nanoTime() < until, "pmemsave did not write " + e.getValue() + ": " + r);
                 Thread.sleep(50);
             }
             // the monitor runs one command at a time: an answer to the next means the dump is closed
-            while (!hmp(e.getKey(), "info status").contains("VM status")) {
+            while (!TestGuest.hmp(e.getKey(), "info status").contains("VM status")) {
                 assertTrue(System.nanoTime() < until, "the monitor did not answer after pmemsave");
             }
         }
@@ -442,18 +444,6 @@ class QemuGuestTest {
         }
     }
 
-    private static java.nio.channels.SocketChannel monitor(Path sock) throws Exception {
-        long until = System.nanoTime() + 10_000_000_000L;
-        while (true) {
-            try {
-                return java.nio.channels.SocketChannel.open(java.net.UnixDomainSocketAddress.of(sock));
-            } catch (java.io.IOException e) {
-                assertTrue(System.nanoTime() < until, "no QEMU monitor at " + sock + ": " + e);
-                Thread.sleep(20);
-            }
-        }
-    }
-
     /** The migration test's extra -device options (packed rings or not). */
     private String migrationDeviceOptions = "";
 
@@ -464,22 +454,6 @@ class QemuGuestTest {
                 "-chardev", "socket,id=vublk0,path=" + sock, "-device", "vhost-user-blk-pci,chardev=vublk0,num-queues=2" + migrationDeviceOptions));
         cmd.addAll(List.of(extra));
         return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
-    }
-
-    /** One HMP command over the monitor socket; returns what came back within a moment. */
-    private static String hmp(java.nio.channels.SocketChannel ch, String command) throws Exception {
-        ch.write(java.nio.ByteBuffer.wrap((command + "\n").getBytes(java.nio.charset.StandardCharsets.US_ASCII)));
-        Thread.sleep(300);
-        ch.configureBlocking(false);
-        java.nio.ByteBuffer buf = java.nio.ByteBuffer.allocate(65536);
-        StringBuilder sb = new StringBuilder();
-        int n;
-        while ((n = ch.read(buf)) > 0) {
-            sb.append(new String(buf.array(), 0, n, java.nio.charset.StandardCharsets.US_ASCII));
-            buf.clear();
-        }
-        ch.configureBlocking(true);
-        return sb.toString();
     }
 
     /** Starts the backend process and waits until it listens (the killed one's socket file may still be there). */

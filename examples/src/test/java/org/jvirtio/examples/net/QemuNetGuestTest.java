@@ -2,6 +2,7 @@ package org.jvirtio.examples.net;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
@@ -12,7 +13,9 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
+import org.jvirtio.examples.TestGuest;
 import org.jvirtio.runner.VhostUserRunner;
+import org.jvirtio.testkit.Await;
 
 import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
@@ -46,17 +49,24 @@ class QemuNetGuestTest {
 
     private Process guest(String name, Path sock, String ip, String peer, String mac, int mtu, int pairs, String deviceOptions)
             throws Exception {
+        return guest(name, sock, ip, peer, mac, mtu, pairs, deviceOptions, "", List.of());
+    }
+
+    /** As above, with {@code append} added to the kernel's command line and {@code extra} to QEMU's. */
+    private Process guest(String name, Path sock, String ip, String peer, String mac, int mtu, int pairs, String deviceOptions,
+            String append, List<String> extra) throws Exception {
         List<String> cmd = new ArrayList<>(List.of(QEMU.toString(), "-machine", "q35,accel=tcg,memory-backend=mem", "-m", "256M",
                 "-object", "memory-backend-memfd,id=mem,size=256M,share=on", "-nographic", "-kernel", kernel.toString(),
                 "-initrd", initrd.toString(),
                 "-append", "console=ttyS0 quiet panic=-1 jvirtio=net jvirtio_ip=" + ip + " jvirtio_peer=" + peer + " jvirtio_mtu=" + mtu
-                        + " jvirtio_mb=64",
+                        + " jvirtio_mb=64" + append,
                 "-chardev", "socket,id=c0,path=" + sock,
                 "-netdev", "vhost-user,id=n0,chardev=c0" + (pairs > 1 ? ",queues=" + pairs : ""),
                 "-device", "virtio-net-pci,netdev=n0,vectors=0,mac=" + mac + (pairs > 1 ? ",mq=on" : "") + deviceOptions));
         if (pairs > 1) {
             cmd.addAll(List.of("-smp", String.valueOf(pairs)));
         }
+        cmd.addAll(extra);
         return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(dir.resolve(name + ".log").toFile()).start();
     }
 
@@ -181,5 +191,117 @@ class QemuNetGuestTest {
                 sh("ip", "netns", "del", ns);
             }
         }
+    }
+
+    /**
+     * Issue 26: a net guest migrates live between two QEMUs, each on its own port of one switch
+     * (two backends of this process, as two hosts' ports on one network), and announces itself
+     * from the destination: it negotiated GUEST_ANNOUNCE (offered over vhost-user, where QEMU
+     * serves the control queue), so after the switch-over QEMU raises ANNOUNCE in the status it
+     * serves and the guest's own gratuitous ARP leaves through the destination's port. The switch
+     * learns the guest's new port from it at once (QEMU sends SEND_RARP as well; the test looks
+     * for the guest's ARP, which only GUEST_ANNOUNCE makes it send).
+     */
+    @org.junit.jupiter.api.Test
+    void aMigratedGuestAnnouncesItselfFromItsNewPort() throws Exception {
+        String sw = "migrate" + System.nanoTime();
+        Path a = dir.resolve("a.sock");
+        Path c = dir.resolve("c.sock");
+        long mac = 0x52_54_00_00_00_0aL;
+        int ip = 10 << 24 | 1; // 10.0.0.1
+        // every frame through the switch: its port, and whether it is the guest's gratuitous ARP
+        java.util.concurrent.ConcurrentLinkedQueue<String> garps = new java.util.concurrent.ConcurrentLinkedQueue<>();
+        org.jvirtio.net.NetSwitch.named(sw).addStage(f -> {
+            if (f.etherType() == 0x0806 && f.source() == mac && arpIp(f, 28) == ip && arpIp(f, 38) == ip) {
+                garps.add(f.from().name());
+            }
+            return true;
+        });
+        long deadline = System.nanoTime() + 170_000_000_000L;
+        Path logA = dir.resolve("a.log");
+        Path logC = dir.resolve("c.log");
+        Path monA = dir.resolve("mon-a.sock");
+        Path monC = dir.resolve("mon-c.sock");
+        Path mig = dir.resolve("mig.sock");
+        try (var pa = VhostUserRunner.start(VhostUserRunner.devices(), "net", "--socket", a.toString(), "--switch", sw);
+             var pc = VhostUserRunner.start(VhostUserRunner.devices(), "net", "--socket", c.toString(), "--switch", sw)) {
+            var portA = ((org.jvirtio.net.VirtioNetDevice) pa.device()).port();
+            var portC = ((org.jvirtio.net.VirtioNetDevice) pc.device()).port();
+            Process src = guest("a", a, "10.0.0.1", "10.0.0.2", "52:54:00:00:00:0a", 1500, 1, "", " jvirtio_idle=1",
+                    List.of("-monitor", "unix:" + monA + ",server=on,wait=off"));
+            Process dst = guest("c", c, "10.0.0.1", "10.0.0.2", "52:54:00:00:00:0a", 1500, 1, "", " jvirtio_idle=1",
+                    List.of("-monitor", "unix:" + monC + ",server=on,wait=off", "-incoming", "unix:" + mig, "-S"));
+            try {
+                while (!Files.readString(logA).contains("GUEST: ALIVE 2")) {
+                    assertTrue(src.isAlive() && System.nanoTime() < deadline, "the guest did not come up: " + Files.readString(logA));
+                    Thread.sleep(50);
+                }
+                String features = line(Files.readString(logA), "net features");
+                assertNotNull(features, Files.readString(logA));
+                assertEquals('1', features.charAt(21), "the guest negotiated GUEST_ANNOUNCE: " + features);
+                assertEquals('1', features.charAt(17), "and QEMU's control queue: " + features);
+                garps.clear(); // (Linux sends none at boot unless arp_notify is set)
+                try (var chA = TestGuest.monitor(monA); var chC = TestGuest.monitor(monC)) {
+                    TestGuest.hmp(chA, "migrate -d unix:" + mig);
+                    String info = "";
+                    while (!info.contains("Migration status: completed")) {
+                        assertFalse(info.contains("Migration status: failed") || info.contains("Migration status: cancelled"), info);
+                        assertTrue(System.nanoTime() < deadline, "migration did not complete: " + info);
+                        Thread.sleep(200);
+                        info = TestGuest.hmp(chA, "info migrate");
+                    }
+                    String status = "";
+                    while (!status.contains("VM status: paused") || status.contains("inmigrate")) {
+                        assertTrue(System.nanoTime() < deadline, "the destination did not finish loading: " + status);
+                        Thread.sleep(100);
+                        status = TestGuest.hmp(chC, "info status");
+                    }
+                    TestGuest.hmp(chA, "quit");
+                    TestGuest.hmp(chC, "cont");
+                }
+                while (!garps.contains(portC.name())) {
+                    String out = Files.readString(logC);
+                    if (out.contains("Call Trace") || out.contains("Kernel panic")) {
+                        // QEMU 7.2's TCG loses CPU-written pages in some migrations (QemuGuestTest): not the device's
+                        org.junit.jupiter.api.Assumptions.abort("the guest crashed on the destination (TCG): " + out);
+                    }
+                    assertTrue(dst.isAlive() && System.nanoTime() < deadline,
+                            "no gratuitous ARP from the guest through the destination's port: " + garps + "\n" + out);
+                    Thread.sleep(50);
+                }
+                Await.await(() -> portC.owner().portOf(mac) == portC, Duration.ofSeconds(5), "the switch learns the guest's new port");
+                assertFalse(garps.contains(portA.name()), "nothing more from the source's port: " + garps);
+                int beats = heartbeats(Files.readString(logC));
+                Await.await(() -> heartbeats(Files.readString(logC)) > beats + 1, Duration.ofSeconds(30),
+                        () -> "the guest does not go on on the destination: " + Files.readString(logC));
+            } finally {
+                src.destroyForcibly();
+                dst.destroyForcibly();
+                src.waitFor(10, TimeUnit.SECONDS);
+                dst.waitFor(10, TimeUnit.SECONDS);
+            }
+        }
+    }
+
+    /** The IPv4 address at {@code offset} of an ARP frame (28: the sender's, 38: the target's), or -1. */
+    private static int arpIp(org.jvirtio.net.SwitchFrame f, int offset) {
+        int v = 0;
+        for (int i = 0; i < 4; i++) {
+            int b = f.byteAt(offset + i);
+            if (b < 0) {
+                return -1;
+            }
+            v = v << 8 | b;
+        }
+        return v;
+    }
+
+    private static int heartbeats(String out) {
+        Matcher m = Pattern.compile("GUEST: ALIVE (\\d+)").matcher(out);
+        int last = 0;
+        while (m.find()) {
+            last = Integer.parseInt(m.group(1));
+        }
+        return last;
     }
 }
