@@ -202,8 +202,10 @@ class QemuNetGuestTest {
      * learns the guest's new port from it at once (QEMU sends SEND_RARP as well; the test looks
      * for the guest's ARP, which only GUEST_ANNOUNCE makes it send).
      */
-    @org.junit.jupiter.api.Test
-    void aMigratedGuestAnnouncesItselfFromItsNewPort() throws Exception {
+    @ParameterizedTest(name = "packed={0}")
+    @org.junit.jupiter.params.provider.ValueSource(booleans = {false, true})
+    void aMigratedGuestAnnouncesItselfFromItsNewPort(boolean packed) throws Exception {
+        String ring = packed ? ",packed=on" : "";
         String sw = "migrate" + System.nanoTime();
         Path a = dir.resolve("a.sock");
         Path c = dir.resolve("c.sock");
@@ -227,9 +229,9 @@ class QemuNetGuestTest {
              var pc = VhostUserRunner.start(VhostUserRunner.devices(), "net", "--socket", c.toString(), "--switch", sw)) {
             var portA = ((org.jvirtio.net.VirtioNetDevice) pa.device()).port();
             var portC = ((org.jvirtio.net.VirtioNetDevice) pc.device()).port();
-            Process src = guest("a", a, "10.0.0.1", "10.0.0.2", "52:54:00:00:00:0a", 1500, 1, "", " jvirtio_idle=1",
+            Process src = guest("a", a, "10.0.0.1", "10.0.0.2", "52:54:00:00:00:0a", 1500, 1, ring, " jvirtio_idle=1",
                     List.of("-monitor", "unix:" + monA + ",server=on,wait=off"));
-            Process dst = guest("c", c, "10.0.0.1", "10.0.0.2", "52:54:00:00:00:0a", 1500, 1, "", " jvirtio_idle=1",
+            Process dst = guest("c", c, "10.0.0.1", "10.0.0.2", "52:54:00:00:00:0a", 1500, 1, ring, " jvirtio_idle=1",
                     List.of("-monitor", "unix:" + monC + ",server=on,wait=off", "-incoming", "unix:" + mig, "-S"));
             try {
                 while (!Files.readString(logA).contains("GUEST: ALIVE 2")) {
@@ -240,6 +242,7 @@ class QemuNetGuestTest {
                 assertNotNull(features, Files.readString(logA));
                 assertEquals('1', features.charAt(21), "the guest negotiated GUEST_ANNOUNCE: " + features);
                 assertEquals('1', features.charAt(17), "and QEMU's control queue: " + features);
+                assertEquals(packed ? '1' : '0', features.charAt(34), "RING_PACKED: " + features);
                 garps.clear(); // (Linux sends none at boot unless arp_notify is set)
                 try (var chA = TestGuest.monitor(monA); var chC = TestGuest.monitor(monC)) {
                     TestGuest.hmp(chA, "migrate -d unix:" + mig);
