@@ -89,8 +89,8 @@ public final class CompletionMailbox implements QueueIo, AutoCloseable {
             }
             // After the length (a volatile store): whoever sees the bit sees the length.
             long unused = (long) WORD.getAndBitwiseOr(posted, slot >>> 6, 1L << (slot & 63));
-            if (!signalled.get() && !signalled.getAndSet(true)) {
-                ready.signal();
+            if (!signalled.get() && !signalled.getAndSet(true) && !to.wakeHere()) {
+                ready.signal(); // from another thread: on the queue's own, the host reaps without it
             }
         } finally {
             posting.decrementAndGet();

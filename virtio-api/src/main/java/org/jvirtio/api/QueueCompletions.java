@@ -38,4 +38,16 @@ public interface QueueCompletions {
      * one that has not fired; a stop cancels it.
      */
     void resumeAfter(long nanos);
+
+    /**
+     * Wakes this queue from another queue's handler that runs on the same thread (a frame handed
+     * from one port's transmit queue to another port's receive queue, both on one I/O thread):
+     * the host reaps it ({@link QueueIo#reap()}) and serves it before the thread next sleeps,
+     * without the completion fd's system calls, and this returns true. On any other thread, or on
+     * a host that cannot, it does nothing and returns false: signal the completion fd then. Any
+     * thread.
+     */
+    default boolean wakeHere() {
+        return false;
+    }
 }

@@ -162,6 +162,9 @@ public final class IoThreads implements QueueHost {
         private final java.util.function.BooleanSupplier serve;
         private final java.util.function.BooleanSupplier reap;
         private final java.util.function.BooleanSupplier timer;
+        /** A reap asked for by {@link #wakeHere} is among the loop's tasks. */
+        private boolean localReapPending;
+        private final Runnable localReap = this::onLocalReap;
 
         private final long micros;
         private final long creditNanos;
@@ -183,6 +186,7 @@ public final class IoThreads implements QueueHost {
                 queue.polling().window(micros);
                 queue.polling().creditPerRequest(creditNanos);
                 queue.timer(nanos -> loop.schedule(this::onTimer, nanos, TimeUnit.NANOSECONDS));
+                queue.wakeHere(this::wakeHere);
                 queue.open();
                 pollGroup.add(queue);
                 return null;
@@ -233,6 +237,33 @@ public final class IoThreads implements QueueHost {
                 return;
             }
             Libc.eventfdRead(queue.completionFd(), counter);
+            guarded(reap);
+            if (stopping) {
+                finishIfIdle();
+            }
+        }
+
+        /**
+         * Another queue's handler on this loop woke this queue: its reap runs as one of the loop's
+         * tasks, after the events at hand and before the loop sleeps (a task added on the loop
+         * wakes nothing), instead of an eventfd write, an epoll wake-up and a read.
+         */
+        private boolean wakeHere() {
+            if (!loop.inEventLoop()) {
+                return false;
+            }
+            if (!localReapPending) {
+                localReapPending = true;
+                loop.execute(localReap);
+            }
+            return true;
+        }
+
+        private void onLocalReap() {
+            localReapPending = false;
+            if (closed) {
+                return;
+            }
             guarded(reap);
             if (stopping) {
                 finishIfIdle();

@@ -51,12 +51,11 @@ public final class QueueEngine implements QueueCompletions {
     public static final long SERVE_BUDGET_NANOS = 2_000_000;
 
     private final QueueBinding binding;
+    /** The host's {@link #wakeHere}, or null (any thread reads it). */
+    private volatile java.util.function.BooleanSupplier wakeHere;
     private final QueueStats stats;
-    /**
-     * The clock of the batch being taken or completed (read once per batch): when a chain is taken
-     * and when it completes, for the latency histogram. Completions outside a reap (the device
-     * completing while it starts a chain) count the time of the batch that took it.
-     */
+    /** The clock of the batch being taken or completed (read once per batch), for the latency histogram; a
+     *  completion outside a reap (the device completing while it starts a chain) counts the batch that took it. */
     private long batchClock;
     private final Virtqueue q;
     private final QueueHandler handler;
@@ -83,10 +82,7 @@ public final class QueueEngine implements QueueCompletions {
     private boolean opened;
     private boolean closed;
 
-    /**
-     * @param binding the running queue; its counters ({@link QueueBinding#stats()}) are the queue's
-     * @param handler what the device does with its chains
-     */
+    /** The engine of {@code binding} (its counters are the queue's), serving chains with {@code handler}. */
     public QueueEngine(QueueBinding binding, QueueHandler handler) {
         this.stats = binding.stats();
         this.binding = binding;
@@ -105,11 +101,7 @@ public final class QueueEngine implements QueueCompletions {
         return binding;
     }
 
-    /**
-     * How long to busy-poll before sleeping ({@link PollingPolicy#window}: up to that many µs,
-     * adaptive like QEMU's AioContext) and the credit each request earns past it
-     * ({@link PollingPolicy#creditPerRequest}); set by the host on the owning thread.
-     */
+    /** How long to busy-poll before sleeping, and the credit each request earns past it ({@link PollingPolicy}); for the host. */
     PollingPolicy polling() {
         return polling;
     }
@@ -162,6 +154,17 @@ public final class QueueEngine implements QueueCompletions {
      */
     public void timer(QueueTimer t) {
         rest.timer(t);
+    }
+
+    /** How the host serves {@link #wakeHere} (true when called on this queue's thread); before the queue opens. */
+    public void wakeHere(java.util.function.BooleanSupplier w) {
+        wakeHere = w;
+    }
+
+    @Override
+    public boolean wakeHere() {
+        java.util.function.BooleanSupplier w = wakeHere;
+        return w != null && w.getAsBoolean();
     }
 
     /** When the device wants to be resumed ({@link #resumeAfter}), on the engine's clock; 0 for no such time. */

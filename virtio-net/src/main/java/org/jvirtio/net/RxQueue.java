@@ -104,8 +104,8 @@ final class RxQueue implements QueueHandler, QueueIo {
             // After the add: this queue's thread sets 'wanted' before it looks again. Under the
             // lock, so that close(), which takes it first, never closes the eventfd under a
             // signal (a closed fd's number may already be another file's).
-            if (wanted.getAndSet(false)) {
-                wake.signal();
+            if (wanted.getAndSet(false) && !completions.wakeHere()) {
+                wake.signal(); // from another thread: on this queue's own, the host reaps without it
             }
         }
         return true;
