@@ -6,6 +6,8 @@
 # net_vhost ports, io forwarding, its forwarding core on CPU 0).
 # Prints per round: backend, frame size, packets/s per direction (median of testpmd's 5 s
 # samples after the first) and packets per backend CPU-second.
+# BACKENDS="jvirtio jvirtio_ab dpdk" with JVIRTIO_AB=DIR (another checkout, e.g. a git worktree of an
+# earlier commit) adds that build to the same rounds, for an A/B of a change.
 # Usage: bench/net-pmd.sh [rounds] [seconds per round] [frame sizes...]
 # Needs: apt-get install dpdk dpdk-dev. Runs as root (testpmd's --no-huge memory, /var/run/dpdk).
 set -euo pipefail
@@ -22,6 +24,11 @@ ticks=$(getconf CLK_TCK)
 
 backend_jvirtio() {
   taskset -c 0 "$root/bin/vhost-user" net --socket "$dir/a.sock" --switch pmd --allow-unsealed-memory --mtu 9000 \
+      + net --socket "$dir/b.sock" --switch pmd --allow-unsealed-memory --mtu 9000 > "$dir/backend.log" 2>&1 &
+  echo $!
+}
+backend_jvirtio_ab() {   # JVIRTIO_AB=DIR: the same, from another checkout (a git worktree), for A/B in the same rounds
+  taskset -c 0 "$JVIRTIO_AB/bin/vhost-user" net --socket "$dir/a.sock" --switch pmd --allow-unsealed-memory --mtu 9000 \
       + net --socket "$dir/b.sock" --switch pmd --allow-unsealed-memory --mtu 9000 > "$dir/backend.log" 2>&1 &
   echo $!
 }

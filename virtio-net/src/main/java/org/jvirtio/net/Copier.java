@@ -77,6 +77,27 @@ final class Copier {
         return done;
     }
 
+    /**
+     * Writes a virtio-net header ({@link NetHeader#low}, {@link NetHeader#high}) into the
+     * destination: two stores when the buffer at hand holds all 12 bytes (as every driver's
+     * does), else through {@code spare} (12 bytes).
+     */
+    void writeHeader(long low, int high, MemorySegment spare) {
+        long at = dOff;
+        if (dLeft >= VirtioNet.HDR_SIZE && Integer.toUnsignedLong(dst.bufferLength(dBuf)) - at >= VirtioNet.HDR_SIZE) {
+            MemorySegment r = dst.bufferRegion(dBuf);
+            long p = dst.bufferOffset(dBuf) + at;
+            r.set(NetHeader.LE_U64, p, low);
+            r.set(NetHeader.LE_U32, p + 8, high);
+            dLeft -= VirtioNet.HDR_SIZE;
+            advanceDst(VirtioNet.HDR_SIZE);
+            return;
+        }
+        spare.set(NetHeader.LE_U64, 0, low);
+        spare.set(NetHeader.LE_U32, 8, high);
+        write(spare, 0, VirtioNet.HDR_SIZE);
+    }
+
     /** Writes {@code n} bytes of {@code from} at {@code offset} into the destination (a header, a checksum). */
     long write(MemorySegment from, long offset, long n) {
         long done = 0;

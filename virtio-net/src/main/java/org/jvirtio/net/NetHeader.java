@@ -10,6 +10,8 @@ import java.lang.foreign.ValueLayout;
  */
 public final class NetHeader {
     private static final ValueLayout.OfShort LE_U16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
+    static final ValueLayout.OfInt LE_U32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
+    static final ValueLayout.OfLong LE_U64 = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
 
     int flags;
     int gsoType;
@@ -18,13 +20,18 @@ public final class NetHeader {
     int csumStart;
     int csumOffset;
 
-    /** Reads the first ten bytes of a header at {@code offset} of {@code s} (num_buffers is the receiver's). */
+    /**
+     * Reads the first ten bytes of a header at {@code offset} of {@code s} (num_buffers is the
+     * receiver's): two loads, each field taken once (a guest rewriting its buffer meanwhile
+     * changes nothing here).
+     */
     void read(MemorySegment s, long offset) {
-        flags = s.get(ValueLayout.JAVA_BYTE, offset) & 0xff;
-        gsoType = s.get(ValueLayout.JAVA_BYTE, offset + 1) & 0xff;
-        hdrLen = s.get(LE_U16, offset + 2) & 0xffff;
-        gsoSize = s.get(LE_U16, offset + 4) & 0xffff;
-        csumStart = s.get(LE_U16, offset + 6) & 0xffff;
+        long w = s.get(LE_U64, offset);
+        flags = (int) w & 0xff;
+        gsoType = (int) (w >>> 8) & 0xff;
+        hdrLen = (int) (w >>> 16) & 0xffff;
+        gsoSize = (int) (w >>> 32) & 0xffff;
+        csumStart = (int) (w >>> 48);
         csumOffset = s.get(LE_U16, offset + 8) & 0xffff;
     }
 
@@ -36,13 +43,18 @@ public final class NetHeader {
     /** Writes the whole header (12 bytes) at {@code offset} of {@code s}. */
     static void write(MemorySegment s, long offset, int flags, int gsoType, int hdrLen, int gsoSize, int csumStart, int csumOffset,
             int numBuffers) {
-        s.set(ValueLayout.JAVA_BYTE, offset, (byte) flags);
-        s.set(ValueLayout.JAVA_BYTE, offset + 1, (byte) gsoType);
-        s.set(LE_U16, offset + 2, (short) hdrLen);
-        s.set(LE_U16, offset + 4, (short) gsoSize);
-        s.set(LE_U16, offset + 6, (short) csumStart);
-        s.set(LE_U16, offset + 8, (short) csumOffset);
-        s.set(LE_U16, offset + 10, (short) numBuffers);
+        s.set(LE_U64, offset, low(flags, gsoType, hdrLen, gsoSize, csumStart));
+        s.set(LE_U32, offset + 8, high(csumOffset, numBuffers));
+    }
+
+    /** The header's first eight bytes, as a little-endian long: flags, gso_type, hdr_len, gso_size, csum_start. */
+    static long low(int flags, int gsoType, int hdrLen, int gsoSize, int csumStart) {
+        return (flags & 0xffL) | (gsoType & 0xffL) << 8 | (hdrLen & 0xffffL) << 16 | (gsoSize & 0xffffL) << 32 | (csumStart & 0xffffL) << 48;
+    }
+
+    /** Its last four: csum_offset, num_buffers. */
+    static int high(int csumOffset, int numBuffers) {
+        return (csumOffset & 0xffff) | (numBuffers & 0xffff) << 16;
     }
 
     public int flags() {

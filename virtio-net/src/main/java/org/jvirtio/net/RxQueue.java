@@ -243,9 +243,9 @@ final class RxQueue implements QueueHandler, QueueIo {
         }
         int csumAt = -1;
         try {
-            NetHeader.write(hdr, 0, finish ? 0 : (partial ? VirtioNet.HDR_F_NEEDS_CSUM : 0), gso ? h.gsoType : 0, gso ? h.hdrLen : 0,
-                    gso ? h.gsoSize : 0, partial && !finish ? h.csumStart : 0, partial && !finish ? h.csumOffset : 0,
-                    mergeable ? chains : 0);
+            long low = NetHeader.low(finish ? 0 : (partial ? VirtioNet.HDR_F_NEEDS_CSUM : 0), gso ? h.gsoType : 0, gso ? h.hdrLen : 0,
+                    gso ? h.gsoSize : 0, partial && !finish ? h.csumStart : 0);
+            int high = NetHeader.high(partial && !finish ? h.csumOffset : 0, mergeable ? chains : 0);
             if (finish) {
                 int sum = Copier.sum(f.chain, Frame.DATA + (long) h.csumStart, f.length - h.csumStart);
                 int v = ~sum & 0xffff;
@@ -254,7 +254,7 @@ final class RxQueue implements QueueHandler, QueueIo {
             }
             copier.source(f.chain, Frame.DATA);
             copier.destination(first);
-            copier.write(hdr, 0, VirtioNet.HDR_SIZE);
+            copier.writeHeader(low, high, hdr);
             long done = 0; // frame bytes copied
             if (f.rewritten) {
                 // A stage rewrote the addresses: those 12 bytes from the frame's head, not the sender's

@@ -71,21 +71,21 @@ final class TxQueue implements QueueHandler, FrameOwner {
         int length = (int) (readable - VirtioNet.HDR_SIZE);
         Frame f = frames[slot];
         int n = Math.min(SwitchFrame.HEAD, length);
+        NetHeader h = f.hdr;
         if (Integer.toUnsignedLong(chain.bufferLength(0)) >= VirtioNet.HDR_SIZE + n) {
             // The header and the frame's first bytes in the first buffer (as Linux and DPDK send
-            // them): two plain copies instead of the chain cursor.
+            // them): the header's fields read in place (each once), the head copied once.
             MemorySegment first = chain.bufferRegion(0);
             long at = chain.bufferOffset(0);
-            MemorySegment.copy(first, at, vhdr, 0, VirtioNet.HDR_SIZE);
+            h.read(first, at);
             MemorySegment.copy(first, at + VirtioNet.HDR_SIZE, f.headSegment, 0, n);
         } else {
             var reader = chain.reader();
             reader.read(vhdr);
             reader.read(f.headSegment.asSlice(0, n));
+            h.read(vhdr, 0);
         }
         f.headLength = n;
-        NetHeader h = f.hdr;
-        h.read(vhdr, 0);
         String bad = check(h, length);
         if (bad != null) {
             return drop(bad);
