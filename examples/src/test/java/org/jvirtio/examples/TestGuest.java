@@ -61,4 +61,27 @@ public record TestGuest(Path kernel, Path initrd) {
         ch.configureBlocking(true);
         return sb.toString();
     }
+
+    /**
+     * Migrates the QEMU behind monitor {@code src} to the one behind {@code dst} (started with
+     * {@code -incoming unix:MIG -S}) and waits until the migration completed and the destination
+     * has loaded all of it (paused, no longer "inmigrate"); fails past {@code deadline} (nanoTime).
+     */
+    public static void migrate(java.nio.channels.SocketChannel src, java.nio.channels.SocketChannel dst, Path mig, long deadline)
+            throws Exception {
+        hmp(src, "migrate -d unix:" + mig);
+        String info = "";
+        while (!info.contains("Migration status: completed")) {
+            assertFalse(info.contains("Migration status: failed") || info.contains("Migration status: cancelled"), info);
+            assertTrue(System.nanoTime() < deadline, "migration did not complete: " + info);
+            Thread.sleep(200);
+            info = hmp(src, "info migrate");
+        }
+        String status = "";
+        while (!status.contains("VM status: paused") || status.contains("inmigrate")) {
+            assertTrue(System.nanoTime() < deadline, "the destination did not finish loading: " + status);
+            Thread.sleep(100);
+            status = hmp(dst, "info status");
+        }
+    }
 }

@@ -356,21 +356,7 @@ class QemuGuestTest {
             }
             assertTrue(Files.readString(logA).contains(packedLine), packedLine + ": " + Files.readString(logA));
             try (var chA = TestGuest.monitor(monA); var chB = TestGuest.monitor(monB)) {
-                TestGuest.hmp(chA, "migrate -d unix:" + mig);
-                String info = "";
-                while (!info.contains("Migration status: completed")) {
-                    assertFalse(info.contains("Migration status: failed") || info.contains("Migration status: cancelled"), info);
-                    assertTrue(System.nanoTime() < deadline, "migration did not complete: " + info);
-                    Thread.sleep(200);
-                    info = TestGuest.hmp(chA, "info migrate");
-                }
-                // the destination has loaded all of it once it is paused and no longer "inmigrate"
-                String status = "";
-                while (!status.contains("VM status: paused") || status.contains("inmigrate")) {
-                    assertTrue(System.nanoTime() < deadline, "the destination did not finish loading: " + status);
-                    Thread.sleep(100);
-                    status = TestGuest.hmp(chB, "info status");
-                }
+                TestGuest.migrate(chA, chB, mig, deadline);
                 String differ = compareMemory(chA, chB, memA, memB);
                 if (differ != null) {
                     return differ;

@@ -245,20 +245,7 @@ class QemuNetGuestTest {
                 assertEquals(packed ? '1' : '0', features.charAt(34), "RING_PACKED: " + features);
                 garps.clear(); // (Linux sends none at boot unless arp_notify is set)
                 try (var chA = TestGuest.monitor(monA); var chC = TestGuest.monitor(monC)) {
-                    TestGuest.hmp(chA, "migrate -d unix:" + mig);
-                    String info = "";
-                    while (!info.contains("Migration status: completed")) {
-                        assertFalse(info.contains("Migration status: failed") || info.contains("Migration status: cancelled"), info);
-                        assertTrue(System.nanoTime() < deadline, "migration did not complete: " + info);
-                        Thread.sleep(200);
-                        info = TestGuest.hmp(chA, "info migrate");
-                    }
-                    String status = "";
-                    while (!status.contains("VM status: paused") || status.contains("inmigrate")) {
-                        assertTrue(System.nanoTime() < deadline, "the destination did not finish loading: " + status);
-                        Thread.sleep(100);
-                        status = TestGuest.hmp(chC, "info status");
-                    }
+                    TestGuest.migrate(chA, chC, mig, deadline);
                     TestGuest.hmp(chA, "quit");
                     TestGuest.hmp(chC, "cont");
                 }
