@@ -211,7 +211,7 @@ class QemuNetGuestTest {
         Path c = dir.resolve("c.sock");
         long mac = 0x52_54_00_00_00_0aL;
         int ip = 10 << 24 | 1; // 10.0.0.1
-        // every frame through the switch: its port, and whether it is the guest's gratuitous ARP
+        // the ports the guest's gratuitous ARPs came through (a switch-wide stage sees every port's frames)
         java.util.concurrent.ConcurrentLinkedQueue<String> garps = new java.util.concurrent.ConcurrentLinkedQueue<>();
         org.jvirtio.net.NetSwitch.named(sw).addStage(f -> {
             if (f.etherType() == 0x0806 && f.source() == mac && arpIp(f, 28) == ip && arpIp(f, 38) == ip) {
