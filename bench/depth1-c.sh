@@ -19,6 +19,7 @@ shm=$(mktemp -d /dev/shm/depth1.XXXXXX)
 echo "image directories: $(df --output=fstype "$work" | tail -1) ($work), $(df --output=fstype "$shm" | tail -1) ($shm)" >&2
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work" "$shm"' EXIT
 hz=$(getconf CLK_TCK)
+. "$root/bench/lib/listening.sh"
 cc -O2 -o "$work/client" "$root/bench/vu-blk-client.c"
 "$root/bin/vhost-user" --help >/dev/null 2>&1 || true   # builds the jars once, outside the measurement
 for fs in ext4 tmpfs; do
@@ -42,8 +43,7 @@ one() { # backend fs mode round
       --export type=vhost-user-blk,id=e,node-name=f,addr.type=unix,addr.path="$sock",writable=on >"$work/backend.log" 2>&1 & ;;
   esac
   pid=$!
-  for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done
-  sleep 0.3   # qsd binds before it listens
+  await_listening "$sock" "$pid" || { cat "$work/backend.log" >&2; exit 1; }
   taskset -c 0 "$work/client" "$sock" --seconds 3 --warmup 0 "${mode[@]}" >/dev/null   # warm-up (the JIT)
   t0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
   out=$(taskset -c 0 "$work/client" "$sock" --seconds "$secs" --warmup 0 "${mode[@]}")

@@ -23,6 +23,7 @@ dd if=/dev/zero of="$img" bs=1M count=256 status=none
 dd if=/dev/zero of="$shm/disk.img" bs=1M count=256 status=none
 "$root/bin/bench" --help >/dev/null   # builds the jar once, outside the measurement
 hz=$(getconf CLK_TCK)
+. "$root/bench/lib/listening.sh"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
@@ -44,7 +45,7 @@ start_backend() { # kind disk -> sets pid, sock
       --export type=vhost-user-blk,id=e0,node-name=d0,addr.type=unix,addr.path="$sock",writable=on >"$work/backend.log" 2>&1 & ;;
   esac
   pid=$!
-  for _ in $(seq 100); do [ -S "$sock" ] && return; sleep 0.1; done
+  await_listening "$sock" "$pid" && return
   echo "backend $1-$2 did not start: $(cat "$work/backend.log")" >&2; exit 1
 }
 

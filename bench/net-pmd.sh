@@ -21,6 +21,7 @@ dir=$(mktemp -d /tmp/jvirtio-pmd.XXXXXX)
 trap 'pkill -f "file-prefix=jvb" 2>/dev/null || true; pkill -f "VhostUserRunner net --socket $dir" 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$dir"' EXIT
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 ticks=$(getconf CLK_TCK)
+. "$root/bench/lib/listening.sh"
 
 backend_jvirtio() {
   taskset -c 0 "$root/bin/vhost-user" net --socket "$dir/a.sock" --switch pmd --allow-unsealed-memory --mtu 9000 \
@@ -46,7 +47,7 @@ run() { # backend size
   local keep=$!
   local pid
   pid=$(backend_$1)
-  for _ in $(seq 1 300); do [ -S "$dir/b.sock" ] && break; sleep 0.2; done
+  await_listening "$dir/a.sock" "$pid" && await_listening "$dir/b.sock" "$pid" || { cat "$dir/backend.log" >&2; exit 1; }
   # the JVM's own pid (bin/vhost-user execs java)
   local c0; c0=$(cpu "$pid")
   timeout -s INT "$secs" stdbuf -oL dpdk-testpmd --no-huge -m 512 --no-pci -l 0,1 --file-prefix=jvf \

@@ -22,6 +22,7 @@ secs=${2:-10}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; "$root/bin/ceph-cluster" stop "$work/ceph" >/dev/null 2>&1 || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 hz=$(getconf CLK_TCK)
+. "$root/bench/lib/listening.sh"
 
 "$root/bin/bench" --help >/dev/null   # builds the jars once, outside the measurement
 "$root/bin/vhost-user" --help >/dev/null 2>&1 || true
@@ -64,7 +65,7 @@ start_backend() { # kind -> pid, sock
       --export type=vhost-user-blk,id=e0,node-name=d0,addr.type=unix,addr.path="$sock",writable=on >"$work/backend.log" 2>&1 & ;;
   esac
   pid=$!
-  for _ in $(seq 200); do [ -S "$sock" ] && return; sleep 0.05; done
+  await_listening "$sock" "$pid" && return
   echo "backend $1 did not start: $(cat "$work/backend.log")" >&2; exit 1
 }
 

@@ -46,20 +46,35 @@ public final class Await {
 
     /**
      * Whether a process of this network namespace listens on the Unix socket {@code path}: a line
-     * of {@code /proc/net/unix} names it with {@code __SO_ACCEPTCON} (0x10000) in its flags. A
-     * server creates the socket file when it binds and listens just after, so a connect made
-     * because the file exists can be refused; waiting for this instead cannot.
+     * of {@code /proc/net/unix} names it with {@code __SO_ACCEPTCON} (0x10000) in its flags, or
+     * the socket file is there and no line names it (bound under another name and renamed into
+     * place once it listened, as jvirtio's backend does: /proc keeps the name it was bound to). A
+     * server like qemu-storage-daemon creates the socket file when it binds and listens just
+     * after, so a connect made because the file exists can be refused; waiting for this cannot.
      */
     public static boolean listening(java.nio.file.Path path) throws java.io.IOException {
         String suffix = " " + path.toAbsolutePath();
+        boolean named = false;
         for (String line : java.nio.file.Files.readAllLines(java.nio.file.Path.of("/proc/net/unix"))) {
             String[] f = line.trim().split("\\s+");
-            if (line.endsWith(suffix) && f.length >= 8 && !f[0].equals("Num")
-                    && (Long.parseLong(f[3], 16) & 0x10000) != 0) {
-                return true;
+            if (line.endsWith(suffix) && f.length >= 8 && !f[0].equals("Num")) {
+                if ((Long.parseLong(f[3], 16) & 0x10000) != 0) {
+                    return true;
+                }
+                named = true;
             }
         }
-        return false;
+        return !named && isSocketFile(path);
+    }
+
+    /** Whether {@code path} is there and is neither a file, a directory nor a link (a socket). */
+    private static boolean isSocketFile(java.nio.file.Path path) {
+        try {
+            return java.nio.file.Files.readAttributes(path, java.nio.file.attribute.BasicFileAttributes.class,
+                    java.nio.file.LinkOption.NOFOLLOW_LINKS).isOther();
+        } catch (java.io.IOException e) {
+            return false;
+        }
     }
 
     /** A timeout of {@code seconds}, for readable calls: {@code await(done, seconds(5), "done")}. */
