@@ -63,16 +63,14 @@ public final class PackedRingLayout {
 
     /** Whether a descriptor's {@code flags} say it is available for wrap counter {@code wrap}. */
     public static boolean isAvailable(int flags, boolean wrap) {
-        boolean avail = (flags & DESC_F_AVAIL) != 0;
-        boolean used = (flags & DESC_F_USED) != 0;
-        return avail == wrap && used != wrap;
+        // AVAIL equal to the wrap counter and USED its inverse: the two bits against the one
+        // value the counter allows, one comparison.
+        return (flags & (DESC_F_AVAIL | DESC_F_USED)) == availFlags(wrap);
     }
 
     /** Whether a descriptor's {@code flags} say it was used with wrap counter {@code wrap}. */
     public static boolean isUsed(int flags, boolean wrap) {
-        boolean avail = (flags & DESC_F_AVAIL) != 0;
-        boolean used = (flags & DESC_F_USED) != 0;
-        return avail == wrap && used == wrap;
+        return (flags & (DESC_F_AVAIL | DESC_F_USED)) == usedFlags(wrap);
     }
 
     /** The AVAIL and USED bits a driver sets to make a descriptor available with wrap counter {@code wrap}. */
