@@ -55,6 +55,14 @@ public class SplitQueueBenchmark {
     @Param({"false", "true"})
     public boolean inflight;
 
+    /**
+     * Whether the driver writes each chain's descriptors again before offering its head, as
+     * Linux's split driver does for every request (and as a packed driver must: the packed
+     * benchmark's driver always does), or offers heads over descriptors written once.
+     */
+    @Param({"false", "true"})
+    public boolean rewrite;
+
     private Arena arena;
     private GuestMemory memory;
     private SplitQueue queue;
@@ -93,8 +101,9 @@ public class SplitQueueBenchmark {
             hs.add(indirect ? driver.addIndirect(addrs, lens, n, 1, c) : driver.add(addrs, lens, n, 1, c));
         }
         // Forget the driver's avail entries: the benchmark republishes heads itself.
-        driverSide = new AvailReplay(memory, p.avail(), SIZE, hs.stream().mapToInt(Integer::intValue).toArray());
-        shadowSide = new AvailReplay(memory, 0x200000, SIZE, hs.stream().mapToInt(Integer::intValue).toArray());
+        int[] heads = hs.stream().mapToInt(Integer::intValue).toArray();
+        driverSide = new AvailReplay(memory, p.avail(), SIZE, heads, p.desc(), rewrite ? p.desc() : -1);
+        shadowSide = new AvailReplay(memory, 0x200000, SIZE, heads, p.desc(), rewrite ? 0x210000 : -1);
         queue = new SplitQueue(0);
         queue.activate(memory, SIZE, p.desc(), p.avail(), p.used(), features, 0, 0);
         if (inflight) {
