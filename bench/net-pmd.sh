@@ -8,6 +8,8 @@
 # samples after the first) and packets per backend CPU-second.
 # BACKENDS="jvirtio jvirtio_ab dpdk" with JVIRTIO_AB=DIR (another checkout, e.g. a git worktree of an
 # earlier commit) adds that build to the same rounds, for an A/B of a change.
+# VUSER_OPTS="packed_vq=1,mrg_rxbuf=0" adds devargs to the front-end's two net_virtio_user ports
+# (packed rings; mergeable receive buffers off; both backends negotiate what the front-end offers).
 # Usage: bench/net-pmd.sh [rounds] [seconds per round] [frame sizes...]
 # Needs: apt-get install dpdk dpdk-dev. Runs as root (testpmd's --no-huge memory, /var/run/dpdk).
 set -euo pipefail
@@ -51,8 +53,8 @@ run() { # backend size
   # the JVM's own pid (bin/vhost-user execs java)
   local c0; c0=$(cpu "$pid")
   timeout -s INT "$secs" stdbuf -oL dpdk-testpmd --no-huge -m 512 --no-pci -l 0,1 --file-prefix=jvf \
-      --vdev "net_virtio_user0,path=$dir/a.sock,queues=1,queue_size=1024" \
-      --vdev "net_virtio_user1,path=$dir/b.sock,queues=1,queue_size=1024" \
+      --vdev "net_virtio_user0,path=$dir/a.sock,queues=1,queue_size=1024${VUSER_OPTS:+,$VUSER_OPTS}" \
+      --vdev "net_virtio_user1,path=$dir/b.sock,queues=1,queue_size=1024${VUSER_OPTS:+,$VUSER_OPTS}" \
       -- --forward-mode=io --nb-cores=1 --tx-first --stats-period 5 --total-num-mbufs=16384 --txpkts="$2" \
       < /dev/null > "$dir/front.log" 2>&1 || true
   local c1; c1=$(cpu "$pid")
@@ -61,7 +63,7 @@ run() { # backend size
   local total; total=$(grep -E "^  RX-packets" "$dir/front.log" | tail -1 | awk '{print $2}')
   local cpus; cpus=$(echo "scale=2; ($c1 - $c0) / $ticks" | bc)
   local per; per=$(echo "scale=0; ${total:-0} / ($cpus + 0.001)" | bc)
-  printf '%-8s %5d bytes: %9s pps per direction, backend %6s CPU-s, %9s packets per backend CPU-second\n' "$1" "$2" "$pps" "$cpus" "$per"
+  printf '%-8s %s %5d bytes: %9s pps per direction, backend %6s CPU-s, %9s packets per backend CPU-second\n' "$1" "${VUSER_OPTS:-split,mrg_rxbuf=1}" "$2" "$pps" "$cpus" "$per"
 }
 
 for r in $(seq 1 "$rounds"); do
