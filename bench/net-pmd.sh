@@ -42,7 +42,13 @@ backend_dpdk() {
   echo $!
 }
 
+await_gone() { # a testpmd of this file prefix still exiting holds its lock in /var/run/dpdk: the next one would fail
+  for _ in $(seq 150); do pgrep -f "file-prefix=$1" > /dev/null || return 0; sleep 0.2; done
+  echo "net-pmd: a testpmd with --file-prefix=$1 is still running" >&2; exit 1
+}
+
 run() { # backend size
+  await_gone jvb; await_gone jvf
   rm -f "$dir"/*.sock "$dir"/*.fifo
   mkfifo "$dir/f.fifo" "$dir/b.fifo"
   (sleep $((secs + 30))) > "$dir/b.fifo" &
@@ -59,6 +65,7 @@ run() { # backend size
       < /dev/null > "$dir/front.log" 2>&1 || true
   local c1; c1=$(cpu "$pid")
   kill "$pid" 2>/dev/null || true; kill $keep 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+  grep -q "Rx-pps" "$dir/front.log" || { echo "net-pmd: the front-end measured nothing:" >&2; grep -E "EAL|Cause|rror" "$dir/front.log" | head -5 >&2; exit 1; }
   local pps; pps=$(grep "Rx-pps" "$dir/front.log" | awk '{print $2}' | sed -n '3,$p' | sort -n | awk '{a[NR]=$1} END {if (NR == 0) print 0; else print a[int((NR + 1) / 2)]}')
   local total; total=$(grep -E "^  RX-packets" "$dir/front.log" | tail -1 | awk '{print $2}')
   local cpus; cpus=$(echo "scale=2; ($c1 - $c0) / $ticks" | bc)
