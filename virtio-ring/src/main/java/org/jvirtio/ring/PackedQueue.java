@@ -205,79 +205,54 @@ public final class PackedQueue extends RingQueue {
     }
 
     /**
-     * The next chain: one a predecessor left in flight while there are any ({@link
-     * #popResubmitted}), else the ring's next available chain.
+     * The next chain: one a predecessor left in flight while there are any (rebuilt from the
+     * inflight region's copies of its descriptors, the ring's may be overwritten by used ones
+     * since; the positions do not move, the region's avail position already counts it), else the
+     * ring's next available chain.
      */
     private DescriptorChain popChain() {
         if (!active || violation != null) {
             return null;
         }
         PackedInflight track = inflight;
-        if (track != null && track.resubmitLeft() > 0) {
-            return popResubmitted(track);
-        }
-        int headFlags = headFlags();
-        if (headFlags < 0) {
+        boolean resubmit = track != null && track.resubmitLeft() > 0;
+        int headFlags = 0;
+        int e = 0;
+        if (resubmit) {
+            e = track.nextResubmit();
+        } else if ((headFlags = headFlags()) < 0) {
             return null;
         }
         int head = nextAvail;
         RingChain chain = pool.take();
         if (chain == null) {
-            violate(Reason.TOO_MANY_IN_FLIGHT, head, size, 0);
+            if (resubmit) {
+                track.unresubmit();
+            }
+            violate(Reason.TOO_MANY_IN_FLIGHT, resubmit ? track.resubmitId(e) : head, size, 0);
             return null;
         }
         int capacity = chain.bufferCapacity();
         int end;
         try {
-            end = reader.fromRing(chain, head, availWrap, headFlags, track);
+            end = resubmit ? (reader.fromRegion(chain, track, e, track.chainLength(e), track.resubmitId(e)) ? 0 : -1)
+                    : reader.fromRing(chain, head, availWrap, headFlags, track);
         } catch (InternalError err) {
             pool.putBack(chain, chain.bufferCapacity() - capacity);
             throw err;
         }
         if (end < 0) {
-            return refused(chain, capacity);
-        }
-        pool.handOut(chain, chain.bufferCapacity() - capacity);
-        popped(chain, head, availWrap, false);
-        nextAvail = end & ~WRAP_BIT;
-        availWrap = (end & WRAP_BIT) != 0;
-        return chain;
-    }
-
-    /**
-     * The next chain a predecessor left in flight, rebuilt from the inflight region's copies of
-     * its descriptors (the ring's may be overwritten by used ones since). The positions do not
-     * move: the region's avail position already counts it.
-     */
-    private DescriptorChain popResubmitted(PackedInflight track) {
-        int e = track.nextResubmit();
-        RingChain chain = pool.take();
-        if (chain == null) {
-            track.unresubmit();
-            violate(Reason.TOO_MANY_IN_FLIGHT, track.resubmitId(e), size, 0);
+            pool.putBack(chain, chain.bufferCapacity() - capacity);
+            violate(walker.violation());
             return null;
         }
-        int capacity = chain.bufferCapacity();
-        boolean ok;
-        try {
-            ok = reader.fromRegion(chain, track, e, track.chainLength(e), track.resubmitId(e));
-        } catch (InternalError err) {
-            pool.putBack(chain, chain.bufferCapacity() - capacity);
-            throw err;
-        }
-        if (!ok) {
-            return refused(chain, capacity);
-        }
         pool.handOut(chain, chain.bufferCapacity() - capacity);
-        popped(chain, nextAvail, availWrap, true);
+        popped(chain, head, availWrap, resubmit);
+        if (!resubmit) {
+            nextAvail = end & ~WRAP_BIT;
+            availWrap = (end & WRAP_BIT) != 0;
+        }
         return chain;
-    }
-
-    /** A chain whose walk was refused goes back to the pool, and the queue breaks with the walker's violation. */
-    private DescriptorChain refused(RingChain chain, int capacity) {
-        pool.putBack(chain, chain.bufferCapacity() - capacity);
-        violate(walker.violation());
-        return null;
     }
 
     /**
