@@ -254,6 +254,7 @@ public final class IoThreads implements QueueHost {
             }
             if (!localReapPending) {
                 localReapPending = true;
+                pollGroup.woken(queue, true); // a queue of this thread polling now lets go at once
                 loop.execute(localReap);
             }
             return true;
@@ -261,6 +262,7 @@ public final class IoThreads implements QueueHost {
 
         private void onLocalReap() {
             localReapPending = false;
+            pollGroup.woken(queue, false);
             if (closed) {
                 return;
             }

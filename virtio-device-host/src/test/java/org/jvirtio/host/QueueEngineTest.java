@@ -948,6 +948,44 @@ class QueueEngineTest {
     }
 
     /**
+     * A queue of the thread woken by another's handler (a switch port's receive queue given a
+     * frame by a transmit queue: {@link QueueEngine#wakeHere}, its reap among the thread's tasks)
+     * wants the thread although its ring offers nothing new: a poll gives the thread up at once,
+     * or the frame would wait for the end of the poller's window.
+     */
+    @Test
+    void aPollGivesTheThreadUpToAQueueOfItsThreadWokenHere() throws Exception {
+        QueueDriver d2 = QueueDriver.at(mem, 0x8000, SIZE, features(), 0, 0);
+        RingQueue q2 = RingQueue.create(1, RingQueue.DEFAULT_MAX_CHAIN_BUFFERS, features());
+        q2.activate(mem, SIZE, d2.descAddr(), d2.availAddr(), d2.usedAddr(), features());
+        QueueEngine other = new QueueEngine(new QueueBinding(1, q2, null, () -> { }), (chain, slot) -> 8);
+        other.open();
+        long[] now = {0};
+        QueueEngine e = pollingEngine(now, 2_000);
+        e.polling().window(30);
+        PollGroup g = new PollGroup();
+        g.add(e);
+        g.add(other);
+
+        g.woken(other, true);
+        long woken = serveBatch(e, now, 50);
+        assertTrue(woken < 20, "polled for " + woken + " us while a wake-up of another queue waited");
+
+        g.woken(other, false); // its reap ran: idle again, the poll runs on credit past the window
+        e.polling().window(30);
+        long idle = serveBatch(e, now, 50);
+        assertTrue(idle >= 100, "polled for " + idle + " us"); // (the credit the first batch earned, too)
+
+        g.woken(other, true);
+        g.remove(other); // a removed queue's wake-up is forgotten with it
+        e.polling().window(30);
+        long alone = serveBatch(e, now, 50);
+        assertTrue(alone >= 100, "polled for " + alone + " us");
+        other.close();
+        e.close();
+    }
+
+    /**
      * A poll looks at the other queues' avail->idx: a hostile one there (1000 entries ahead of a
      * 64-entry ring) breaks that queue, as its own pop would, and nothing else. The polling
      * queue serves all its chains and still polls on credit (the broken queue has nothing to take).
