@@ -201,6 +201,11 @@ class PackedHostileRingFuzzTest {
         for (long a = RING; a < DEVICE + 8; a += 8) {
             mem.writeU64(a, 0);
         }
+        // The tables too: a stale entry of an earlier round that names the ring would exclude
+        // every later round from the counts (a long run found fewer and fewer rounds checked).
+        for (long a = TABLES; a < TABLES + 0x1000; a += 8) {
+            mem.writeU64(a, 0);
+        }
         for (int i = 0; i < GUARD_LEN; i += 8) {
             mem.writeU64(GUARD + i, 0x5a5a_0000_0000_0000L | i);
         }
