@@ -798,6 +798,19 @@ class QueueEngineTest {
     }
 
     /** Makes {@code n} chains available, serves them, checks that all came back: how long it took (fake us). */
+    /** A second queue (index 1) on its own ring at 0x8000 of the same memory, opened, with its driver: a sibling for poll-group tests. */
+    record Sibling(QueueDriver driver, RingQueue ring, QueueEngine engine) {
+    }
+
+    Sibling sibling(QueueHandler handler) throws Exception {
+        QueueDriver d2 = QueueDriver.at(mem, 0x8000, SIZE, features(), 0, 0);
+        RingQueue q2 = RingQueue.create(1, RingQueue.DEFAULT_MAX_CHAIN_BUFFERS, features());
+        q2.activate(mem, SIZE, d2.descAddr(), d2.availAddr(), d2.usedAddr(), features());
+        QueueEngine other = new QueueEngine(new QueueBinding(1, q2, null, () -> { }), handler);
+        other.open();
+        return new Sibling(d2, q2, other);
+    }
+
     long serveBatch(QueueEngine e, long[] now, int n) {
         add(n);
         long t = servedFor(e, now);
@@ -900,15 +913,13 @@ class QueueEngineTest {
 
     @Test
     void aPollStopsForAnotherQueueOfItsThreadAndPollsPastTheWindowOnlyWhileTheOthersAreIdle() throws Exception {
-        QueueDriver d2 = QueueDriver.at(mem, 0x8000, SIZE, features(), 0, 0);
-        RingQueue q2 = RingQueue.create(1, RingQueue.DEFAULT_MAX_CHAIN_BUFFERS, features());
-        q2.activate(mem, SIZE, d2.descAddr(), d2.availAddr(), d2.usedAddr(), features());
         List<Integer> pendingSlots = new ArrayList<>();
-        QueueEngine other = new QueueEngine(new QueueBinding(1, q2, null, () -> { }), (chain, slot) -> {
+        Sibling sib = sibling((chain, slot) -> {
             pendingSlots.add(slot);
             return QueueHandler.PENDING; // stays in flight
         });
-        other.open();
+        QueueDriver d2 = sib.driver();
+        QueueEngine other = sib.engine();
         long[] now = {0};
         QueueEngine e = pollingEngine(now, 2_000);
         e.polling().window(30);
@@ -955,11 +966,7 @@ class QueueEngineTest {
      */
     @Test
     void aPollGivesTheThreadUpToAQueueOfItsThreadWokenHere() throws Exception {
-        QueueDriver d2 = QueueDriver.at(mem, 0x8000, SIZE, features(), 0, 0);
-        RingQueue q2 = RingQueue.create(1, RingQueue.DEFAULT_MAX_CHAIN_BUFFERS, features());
-        q2.activate(mem, SIZE, d2.descAddr(), d2.availAddr(), d2.usedAddr(), features());
-        QueueEngine other = new QueueEngine(new QueueBinding(1, q2, null, () -> { }), (chain, slot) -> 8);
-        other.open();
+        QueueEngine other = sibling((chain, slot) -> 8).engine();
         long[] now = {0};
         QueueEngine e = pollingEngine(now, 2_000);
         e.polling().window(30);
@@ -995,11 +1002,10 @@ class QueueEngineTest {
         // A packed ring has no avail index: a poll reads only the next descriptor's flags, and a
         // hostile chain breaks the queue at its pop (PackedQueueTest).
         org.junit.jupiter.api.Assumptions.assumeFalse(packed, "split's avail index");
-        QueueDriver d2 = QueueDriver.at(mem, 0x8000, SIZE, features(), 0, 0);
-        RingQueue q2 = RingQueue.create(1, RingQueue.DEFAULT_MAX_CHAIN_BUFFERS, features());
-        q2.activate(mem, SIZE, d2.descAddr(), d2.availAddr(), d2.usedAddr(), features());
-        QueueEngine other = new QueueEngine(new QueueBinding(1, q2, null, () -> { }), (chain, slot) -> 8);
-        other.open();
+        Sibling sib = sibling((chain, slot) -> 8);
+        QueueDriver d2 = sib.driver();
+        RingQueue q2 = sib.ring();
+        QueueEngine other = sib.engine();
         long[] now = {0};
         QueueEngine e = pollingEngine(now, 2_000);
         PollGroup g = new PollGroup();
