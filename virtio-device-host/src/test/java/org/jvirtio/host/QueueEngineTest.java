@@ -802,6 +802,15 @@ class QueueEngineTest {
     record Sibling(QueueDriver driver, RingQueue ring, QueueEngine engine) {
     }
 
+    /** The queues of one thread, as the I/O-threads host groups them. */
+    static PollGroup groupOf(QueueEngine... engines) {
+        PollGroup g = new PollGroup();
+        for (QueueEngine e : engines) {
+            g.add(e);
+        }
+        return g;
+    }
+
     Sibling sibling(QueueHandler handler) throws Exception {
         QueueDriver d2 = QueueDriver.at(mem, 0x8000, SIZE, features(), 0, 0);
         RingQueue q2 = RingQueue.create(1, RingQueue.DEFAULT_MAX_CHAIN_BUFFERS, features());
@@ -923,9 +932,7 @@ class QueueEngineTest {
         long[] now = {0};
         QueueEngine e = pollingEngine(now, 2_000);
         e.polling().window(30);
-        PollGroup g = new PollGroup();
-        g.add(e);
-        g.add(other);
+        PollGroup g = groupOf(e, other);
 
         // The other queue idle: the poll runs on credit, past the window.
         long idle = serveBatch(e, now, 50);
@@ -970,9 +977,7 @@ class QueueEngineTest {
         long[] now = {0};
         QueueEngine e = pollingEngine(now, 2_000);
         e.polling().window(30);
-        PollGroup g = new PollGroup();
-        g.add(e);
-        g.add(other);
+        PollGroup g = groupOf(e, other);
 
         g.woken(other, true);
         long woken = serveBatch(e, now, 50);
@@ -1008,9 +1013,7 @@ class QueueEngineTest {
         QueueEngine other = sib.engine();
         long[] now = {0};
         QueueEngine e = pollingEngine(now, 2_000);
-        PollGroup g = new PollGroup();
-        g.add(e);
-        g.add(other);
+        PollGroup g = groupOf(e, other);
         mem.writeU16(d2.availAddr() + 2, 1000);
 
         long t = serveBatch(e, now, 50);
