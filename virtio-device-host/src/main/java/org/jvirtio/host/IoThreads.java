@@ -4,9 +4,7 @@ import java.io.IOException;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicInteger;
 
 import io.netty.channel.IoEvent;
@@ -135,14 +133,16 @@ public final class IoThreads implements QueueHost {
     }
 
     private static <T> T await(io.netty.util.concurrent.Future<T> f, String what) {
-        try {
-            return f.get(30, TimeUnit.SECONDS);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new IllegalStateException("interrupted while " + what, e);
-        } catch (ExecutionException | TimeoutException e) {
-            throw new IllegalStateException("cannot " + what + ": " + e.getMessage(), e);
+        // Uninterruptibly, the interrupt kept for the caller: a queue's start on its loop is short
+        // and bounded, and a caller interrupted half-way (a VMM thread writing DRIVER_OK) would
+        // leave the queue half-started and nobody told (the MMIO fuzz found it).
+        if (!f.awaitUninterruptibly(30, TimeUnit.SECONDS)) {
+            throw new IllegalStateException("cannot " + what + ": no answer from the I/O thread in 30 s");
         }
+        if (!f.isSuccess()) {
+            throw new IllegalStateException("cannot " + what + ": " + f.cause().getMessage(), f.cause());
+        }
+        return f.getNow();
     }
 
     /** One queue on its loop. Every field is touched on the loop only, except {@link #done}. */
