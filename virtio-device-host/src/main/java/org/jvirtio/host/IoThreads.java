@@ -98,7 +98,14 @@ public final class IoThreads implements QueueHost {
     private Started start(QueueEngine queue, int offset, long micros, long creditNanos) {
         int at = Math.floorMod(offset + queue.index(), loops.length);
         QueueRun run = new QueueRun(queue, loops[at], groups[at], micros, creditNanos);
-        run.begin();
+        try {
+            run.begin();
+        } catch (RuntimeException e) {
+            // Half begun (the device's open failed, an fd did not register): undo what was
+            // registered and close the engine, so nothing of it stays on the loop.
+            run.stop(TimeUnit.SECONDS.toNanos(1));
+            throw e;
+        }
         return run;
     }
 

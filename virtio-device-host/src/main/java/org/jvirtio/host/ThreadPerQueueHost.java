@@ -52,15 +52,27 @@ final class ThreadPerQueueHost implements QueueHost.Started {
         engine.polling().window(pollMicros);
         engine.polling().creditPerRequest(pollCreditNanos);
         h.thread.start();
+        // Uninterruptibly, the interrupt kept for the caller (as IoThreads does): a caller
+        // interrupted here (a VMM thread writing DRIVER_OK) must still learn whether the queue
+        // started, not get a queue back whose failure nobody will hear of.
+        boolean interrupted = false;
         try {
-            h.started.get();
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-        } catch (ExecutionException e) {
-            h.stop();
-            throw new IllegalStateException("cannot start queue " + engine.index() + ": " + e.getCause().getMessage(), e.getCause());
+            while (true) {
+                try {
+                    h.started.get();
+                    return h;
+                } catch (InterruptedException e) {
+                    interrupted = true;
+                } catch (ExecutionException e) {
+                    h.stop();
+                    throw new IllegalStateException("cannot start queue " + engine.index() + ": " + e.getCause().getMessage(), e.getCause());
+                }
+            }
+        } finally {
+            if (interrupted) {
+                Thread.currentThread().interrupt();
+            }
         }
-        return h;
     }
 
     @Override

@@ -55,6 +55,10 @@ public final class EchoDevice extends AbstractVirtioDevice {
     public volatile DeviceContext context;
     /** Storage that stops answering: chains are taken and held until {@link #unstall()}. */
     public volatile boolean stall;
+    /** A queue that cannot start: its handler's {@code open} fails (it releases its eventfd first). */
+    public volatile boolean failOpen;
+    /** A device that cannot start: {@code activate} throws. */
+    public volatile boolean failActivate;
     private volatile boolean released;
     private final List<EventFd> wakeFds = new CopyOnWriteArrayList<>();
 
@@ -139,6 +143,9 @@ public final class EchoDevice extends AbstractVirtioDevice {
 
     @Override
     public void activate(DeviceContext ctx) {
+        if (failActivate) {
+            throw new IllegalStateException("the echo device was told not to activate");
+        }
         super.activate(ctx);
         context = ctx;
         activations.incrementAndGet();
@@ -175,7 +182,12 @@ public final class EchoDevice extends AbstractVirtioDevice {
         }
 
         @Override
-        public void open(QueueCompletions completions) {
+        public void open(QueueCompletions completions) throws java.io.IOException {
+            if (failOpen) {
+                wakeFds.remove(wake);
+                wake.close();
+                throw new java.io.IOException("the echo device was told not to open its queue");
+            }
             done = completions;
         }
 

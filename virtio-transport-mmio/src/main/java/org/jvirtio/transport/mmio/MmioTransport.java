@@ -2,8 +2,6 @@ package org.jvirtio.transport.mmio;
 
 import static org.jvirtio.transport.mmio.MmioRegisters.*;
 
-import java.util.concurrent.atomic.AtomicInteger;
-
 import org.jvirtio.api.DeviceContext;
 import org.jvirtio.api.DeviceStatus;
 import org.jvirtio.api.EventFd;
@@ -73,9 +71,7 @@ public final class MmioTransport implements MmioWindow, AutoCloseable {
     private final long offered;
     private final MmioQueue[] q;
     private final InterruptStatus interrupts;
-    private final AtomicInteger status = new AtomicInteger();
-    /** Moves with every configuration change the device announces, on top of its own generation. */
-    private final AtomicInteger configChanges = new AtomicInteger();
+    private final StatusRegister status;
     private final Context context = new Context();
 
     // Driver-written registers; guarded by this.
@@ -99,6 +95,7 @@ public final class MmioTransport implements MmioWindow, AutoCloseable {
         this.device = device;
         this.memory = memory;
         this.interrupts = new InterruptStatus(line);
+        this.status = new StatusRegister(interrupts);
         this.queues = new DeviceQueues(device, host);
         this.offered = FeatureNegotiation.offeredWithPacked(device) | VirtioFeatures.bit(VirtioFeatures.RING_RESET);
         this.q = new MmioQueue[device.queueCount()];
@@ -167,7 +164,7 @@ public final class MmioTransport implements MmioWindow, AutoCloseable {
                 case STATUS -> status.get();
                 case SHM_LEN_LOW, SHM_LEN_HIGH, SHM_BASE_LOW, SHM_BASE_HIGH -> -1; // no shared memory regions
                 case QUEUE_RESET -> 0; // a reset completes before the write returns
-                case CONFIG_GENERATION -> device.configGeneration() + configChanges.get();
+                case CONFIG_GENERATION -> device.configGeneration() + status.configChanges();
                 case DEVICE_FEATURES_SEL, DRIVER_FEATURES, DRIVER_FEATURES_SEL, QUEUE_SEL, QUEUE_NUM, QUEUE_NOTIFY, INTERRUPT_ACK,
                      QUEUE_DESC_LOW, QUEUE_DESC_HIGH, QUEUE_DRIVER_LOW, QUEUE_DRIVER_HIGH, QUEUE_DEVICE_LOW, QUEUE_DEVICE_HIGH,
                      SHM_SEL -> bad("read of write-only register 0x%x", offset);
@@ -285,14 +282,15 @@ public final class MmioTransport implements MmioWindow, AutoCloseable {
                 negotiated = r.features();
             }
         }
-        int set = next;
-        int now = status.updateAndGet(s -> set | (s & DeviceStatus.DEVICE_NEEDS_RESET));
+        status.write(next);
         if ((next & DeviceStatus.DRIVER_OK) != 0 && (current & DeviceStatus.DRIVER_OK) == 0) {
-            if ((now & DeviceStatus.DEVICE_NEEDS_RESET) != 0) {
-                interrupts.raise(INT_CONFIG); // owed since before DRIVER_OK: see Context.needsReset
-            }
             if (!activated) {
-                device.activate(context);
+                try {
+                    device.activate(context);
+                } catch (RuntimeException e) {
+                    context.deviceNeedsReset("the device failed to activate: " + e, e);
+                    return;
+                }
                 activated = true;
             }
             for (MmioQueue m : q) {
@@ -316,7 +314,7 @@ public final class MmioTransport implements MmioWindow, AutoCloseable {
         negotiated = 0;
         queueSel = 0;
         shmSel = 0;
-        status.set(0);
+        status.clear();
         interrupts.clear();
     }
 
@@ -357,14 +355,23 @@ public final class MmioTransport implements MmioWindow, AutoCloseable {
             context.needsReset(m.index, why);
             return;
         }
-        if ((status.get() & DeviceStatus.DRIVER_OK) != 0) {
-            startIfReady(m);
-        }
+        startIfReady(m);
     }
 
+    /**
+     * Starts a ready queue once DRIVER_OK is set. A queue that cannot start (the device refused to
+     * open it, its thread or I/O could not be set up) stays unserved and sets DEVICE_NEEDS_RESET,
+     * so the driver learns of it instead of waiting on a queue nobody serves. Nothing starts on a
+     * device whose activation failed.
+     */
     private void startIfReady(MmioQueue m) {
-        if ((status.get() & DeviceStatus.DRIVER_OK) != 0) {
-            m.start(queues, memory, () -> interrupts.raise(INT_VRING));
+        if (activated && status.has(DeviceStatus.DRIVER_OK)) {
+            try {
+                m.start(queues, memory, () -> interrupts.raise(INT_VRING));
+            } catch (RuntimeException e) {
+                LOG.error("virtio-mmio: queue {} failed to start", m.index, e);
+                context.needsReset(m.index, "it failed to start: " + e.getMessage());
+            }
         }
     }
 
@@ -417,25 +424,20 @@ public final class MmioTransport implements MmioWindow, AutoCloseable {
 
         @Override
         public void notifyConfigChange() {
-            configChanges.incrementAndGet();
-            if ((status.get() & DeviceStatus.DRIVER_OK) != 0) {
-                interrupts.raise(INT_CONFIG); // as QEMU's virtio_notify_config: nothing before DRIVER_OK
-            }
+            status.configChanged();
         }
 
-        /**
-         * Sets DEVICE_NEEDS_RESET; the configuration interrupt that tells the driver only once
-         * DRIVER_OK is set (VIRTIO 1.3, 2.1.2: the device notifies nothing before DRIVER_OK, and
-         * the NEEDS_RESET notification is owed "if DRIVER_OK is set"). One set before DRIVER_OK
-         * (a queue refused at QueueReady) is announced when the driver sets DRIVER_OK.
-         */
+        /** Sets DEVICE_NEEDS_RESET, announced only once DRIVER_OK is set ({@link StatusRegister}). */
         @Override
         public void needsReset(int queue, String reason) {
             LOG.warn("virtio-mmio: queue {}: {}; DEVICE_NEEDS_RESET", queue, reason);
-            int was = status.getAndUpdate(s -> s | DeviceStatus.DEVICE_NEEDS_RESET);
-            if ((was & DeviceStatus.DRIVER_OK) != 0) {
-                interrupts.raise(INT_CONFIG);
-            }
+            status.needsReset();
+        }
+
+        /** The device as a whole cannot go on (its activation failed). */
+        void deviceNeedsReset(String reason, RuntimeException cause) {
+            LOG.error("virtio-mmio: {}; DEVICE_NEEDS_RESET", reason, cause);
+            status.needsReset();
         }
     }
 

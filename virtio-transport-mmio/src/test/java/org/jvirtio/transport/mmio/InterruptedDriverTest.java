@@ -1,10 +1,15 @@
 package org.jvirtio.transport.mmio;
 
+import org.jvirtio.api.DeviceStatus;
 import org.jvirtio.api.GuestMemory;
 import org.jvirtio.api.VirtioFeatures;
 import org.jvirtio.testkit.EchoDevice;
 import org.jvirtio.testkit.TestMemory;
+import org.jvirtio.host.IoThreads;
+import org.jvirtio.host.QueueHost;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 import static org.junit.jupiter.api.Assertions.*;
 
@@ -46,6 +51,40 @@ class InterruptedDriverTest {
         } finally {
             t.close();
             host.close();
+            mem.release();
+        }
+    }
+
+    /**
+     * The same interrupted DRIVER_OK write where the queue cannot start (its open fails): the
+     * failure still reaches the transport, which sets DEVICE_NEEDS_RESET, on either host. The
+     * thread-per-queue host used to return at the interrupt as if the queue had started.
+     */
+    @ParameterizedTest(name = "{0}")
+    @ValueSource(strings = {"thread per queue", "I/O threads"})
+    void aQueueThatCannotStartUnderAnInterruptedDriverOkSetsNeedsReset(String which) throws Exception {
+        GuestMemory mem = TestMemory.memfd(1 << 20);
+        IoThreads io = which.startsWith("I/O") ? new IoThreads(1, 0) : null;
+        QueueHost host = io != null ? io : QueueHost.THREAD_PER_QUEUE;
+        EchoDevice device = new EchoDevice(2).queueSizeLimit(64);
+        MmioTransport t = new MmioTransport(device, mem, host, InterruptLine.NONE);
+        try {
+            MmioDriver d = MmioDriver.probe(t, mem, 0x10000, 0x40000, null);
+            d.negotiate(VirtioFeatures.RING_FEATURES);
+            d.setupQueue(0, 16);
+            device.failOpen = true;
+            Thread.currentThread().interrupt();
+            try {
+                d.driverOk();
+            } finally {
+                assertTrue(Thread.interrupted(), "the interrupt is kept for the caller");
+            }
+            assertEquals(DeviceStatus.DEVICE_NEEDS_RESET, d.status() & DeviceStatus.DEVICE_NEEDS_RESET);
+        } finally {
+            t.close();
+            if (io != null) {
+                io.close();
+            }
             mem.release();
         }
     }

@@ -39,23 +39,24 @@ class MmioTransportTest {
     MmioTransport t;
     final AtomicInteger raises = new AtomicInteger();
     volatile boolean level;
+    final InterruptLine line = new InterruptLine() {
+        @Override
+        public void raise() {
+            raises.incrementAndGet();
+            level = true;
+        }
+
+        @Override
+        public void lower() {
+            level = false;
+        }
+    };
 
     @BeforeEach
     void setUp() throws Exception {
         mem = TestMemory.memfd(MEM);
         device = new EchoDevice(2).queueSizeLimit(64).configBytes(8);
-        t = new MmioTransport(device, mem, QueueHost.THREAD_PER_QUEUE, new InterruptLine() {
-            @Override
-            public void raise() {
-                raises.incrementAndGet();
-                level = true;
-            }
-
-            @Override
-            public void lower() {
-                level = false;
-            }
-        });
+        t = new MmioTransport(device, mem, QueueHost.THREAD_PER_QUEUE, line);
     }
 
     @AfterEach
@@ -681,6 +682,57 @@ class MmioTransportTest {
         assertEquals(INT_CONFIG, r(INTERRUPT_STATUS) & INT_CONFIG);
         assertTrue(level);
         initAndEcho();
+    }
+
+    /**
+     * A queue that cannot start at DRIVER_OK (its handler's open fails) or at a QueueReady after
+     * it, and a device that cannot activate, set DEVICE_NEEDS_RESET with a configuration
+     * interrupt, on either host; after the driver's reset the device works. Before, the failure
+     * was only logged: DRIVER_OK stood and nobody served the queue.
+     */
+    @org.junit.jupiter.params.ParameterizedTest(name = "{0}")
+    @org.junit.jupiter.params.provider.ValueSource(strings = {"thread per queue", "I/O threads"})
+    void aQueueOrDeviceThatCannotStartSetsNeedsReset(String host) throws Exception {
+        org.jvirtio.host.IoThreads io = host.startsWith("I/O") ? new org.jvirtio.host.IoThreads(1, 0) : null;
+        if (io != null) {
+            t.close();
+            t = new MmioTransport(device, mem, io, line);
+        }
+        try {
+            device.failOpen = true;
+            negotiate(ALL_FEATURES);
+            queue(0, RING, 16);
+            assertEquals(0, r(STATUS) & DeviceStatus.DEVICE_NEEDS_RESET, "nothing failed before DRIVER_OK");
+            driverOk();
+            assertEquals(DeviceStatus.DEVICE_NEEDS_RESET, r(STATUS) & DeviceStatus.DEVICE_NEEDS_RESET, "queue 0 did not start");
+            assertEquals(INT_CONFIG, r(INTERRUPT_STATUS) & INT_CONFIG);
+            assertTrue(level);
+            w(INTERRUPT_ACK, INT_CONFIG);
+            queue(1, RING + 0x4000, 32); // after DRIVER_OK: started at QueueReady, and fails there
+            assertEquals(INT_CONFIG, r(INTERRUPT_STATUS) & INT_CONFIG, "queue 1's failure is announced too");
+            assertEquals(1, device.activations.get(), "the device itself did activate");
+            device.failOpen = false;
+            initAndEcho();
+
+            device.failActivate = true;
+            negotiate(ALL_FEATURES);
+            queue(0, RING, 16);
+            driverOk();
+            assertEquals(DeviceStatus.DEVICE_NEEDS_RESET, r(STATUS) & DeviceStatus.DEVICE_NEEDS_RESET, "the device did not activate");
+            assertEquals(INT_CONFIG, r(INTERRUPT_STATUS) & INT_CONFIG);
+            w(INTERRUPT_ACK, INT_CONFIG);
+            int starts = device.starts.get();
+            queue(1, RING + 0x4000, 32);
+            assertEquals(starts, device.starts.get(), "no queue starts on a device that did not activate");
+            device.failActivate = false;
+            initAndEcho();
+            assertEquals(starts + 2, device.starts.get());
+        } finally {
+            if (io != null) {
+                t.close();
+                io.close();
+            }
+        }
     }
 
     @Test
