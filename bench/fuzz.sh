@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing by hand (issue 14): each Jazzer @FuzzTest target until 10^7
-# executions (the annotation's maxExecutions) or SECONDS, whichever comes first. The corpus
+# executions (the annotation's maxExecutions) or SECONDS of fuzzing, whichever comes first. The corpus
 # grows in each module's .cifuzz-corpus/ (not committed); a finding is written as crash-* in
 # the module directory and fails the run. With --keep, the corpus is copied into the target's
 # committed regression inputs (src/test/resources/.../<Class>Inputs/<method>/), which plain
@@ -28,7 +28,11 @@ for t in "${targets[@]}"; do
   echo "== $t: $class, up to 10^7 executions or $seconds s"
   start=$(date +%s)
   set +e
+  # jazzer.internal.arg.N are libFuzzer's arguments (0 is argv[0]); they come after the
+  # annotation's, so -max_total_time makes SECONDS the fuzzing time and the run ends cleanly
+  # (DONE) instead of in JUnit's or this script's timeout.
   JAZZER_FUZZ=1 timeout --signal=INT "$((seconds + 120))" bin/build -o -pl "$module" test -Dtest="${class##*.}" \
+    -Djazzer.internal.arg.0=jazzer -Djazzer.internal.arg.1=-max_total_time="$seconds" \
     -Djvirtio.test.timeout="$((seconds + 60)) s" -Djvirtio.fork.timeout="$((seconds + 100))" 2>&1 \
     | grep --line-buffered -E '^#[0-9]+.*(pulse|DONE)|Done [0-9]+ runs|Tests run:|FuzzTestFinding|crash-|BUILD'
   rc=${PIPESTATUS[0]}
