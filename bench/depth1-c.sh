@@ -8,6 +8,8 @@
 # jvirtio's IOPS per backend CPU-second over qsd's.
 # DEPTH1_SLEEPING=1 adds a third backend, "jv-sleep": jvirtio with polling off (--poll-us 0
 # --poll-credit-ns 0), its I/O thread asleep in epoll_wait between requests.
+# DEPTH1_VARIANT_JAVA="..." adds "jv-var": jvirtio with these JVM options added
+# (JVIRTIO_JAVA_OPTS), e.g. -Djvirtio.inline_reads=off for the commit before inline page-cache reads.
 # Usage: bench/depth1-c.sh [rounds] [seconds]      (needs cc, qemu-storage-daemon)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -38,6 +40,8 @@ one() { # backend fs mode round
   case $1 in
     jvirtio) taskset -c 1 "$root/bin/vhost-user" blk --socket "$sock" --image "$img" >"$work/backend.log" 2>&1 & ;;
     jv-sleep) taskset -c 1 "$root/bin/vhost-user" blk --socket "$sock" --image "$img" --poll-us 0 --poll-credit-ns 0 >"$work/backend.log" 2>&1 & ;;
+    jv-var) JVIRTIO_JAVA_OPTS="${JVIRTIO_JAVA_OPTS:-} $DEPTH1_VARIANT_JAVA" taskset -c 1 "$root/bin/vhost-user" blk --socket "$sock" \
+      --image "$img" >"$work/backend.log" 2>&1 & ;;
     qsd) taskset -c 1 qemu-storage-daemon \
       --blockdev "driver=file,node-name=f,filename=$img,aio=io_uring,cache.direct=off" \
       --export type=vhost-user-blk,id=e,node-name=f,addr.type=unix,addr.path="$sock",writable=on >"$work/backend.log" 2>&1 & ;;
@@ -62,6 +66,7 @@ for round in $(seq 1 "$rounds"); do
     for mode in irq poll; do
       one jvirtio $fs $mode "$round"
       [ "${DEPTH1_SLEEPING:-0}" = 1 ] && one jv-sleep $fs $mode "$round"
+      [ -n "${DEPTH1_VARIANT_JAVA:-}" ] && one jv-var $fs $mode "$round"
       one qsd $fs $mode "$round"
     done
   done
@@ -71,14 +76,15 @@ echo "backend fs mode round IOPS p50_us cpu_us/req IOPS_per_cpu_s" >&2
 printf '%-8s %-6s %-5s %10s %8s %11s %16s   %s\n' backend fs mode IOPS p50_us cpu_us/req IOPS/cpu-s "jvirtio/qsd IOPS per CPU-s, per round"
 for fs in ext4 tmpfs; do
   for mode in irq poll; do
-    for b in jvirtio $([ "${DEPTH1_SLEEPING:-0}" = 1 ] && echo jv-sleep) qsd; do
+    for b in jvirtio $([ "${DEPTH1_SLEEPING:-0}" = 1 ] && echo jv-sleep) $([ -n "${DEPTH1_VARIANT_JAVA:-}" ] && echo jv-var) qsd; do
       awk -v b=$b -v f=$fs -v m=$mode '$1 == b && $2 == f && $3 == m' "$results" | awk '
         function med(a, n,   x, j, k, t) { for (j = 1; j <= n; j++) x[j] = a[j]; for (j = 1; j <= n; j++) for (k = j + 1; k <= n; k++) if (x[k] < x[j]) { t = x[j]; x[j] = x[k]; x[k] = t }; return n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2 }
         { i[NR] = $5; p[NR] = $6; c[NR] = $7; e[NR] = $8 }
         END { printf "%-8s %-6s %-5s %10d %8.1f %11.2f %16d", b, f, m, med(i, NR), med(p, NR), med(c, NR), med(e, NR) }' b=$b f=$fs m=$mode
       if [ $b = qsd ]; then
         printf '   %s' "$(awk -v f=$fs -v m=$mode '$2 == f && $3 == m { e[$1 " " $4] = $8; r[$4] = 1 }
-          END { for (k in r) printf "%.2f ", e["jvirtio " k] / e["qsd " k]; if (e["jv-sleep " 1] != "") { printf "| jv-sleep/qsd "; for (k in r) printf "%.2f ", e["jv-sleep " k] / e["qsd " k] } }' "$results")"
+          END { for (k in r) printf "%.2f ", e["jvirtio " k] / e["qsd " k]; if (e["jv-sleep " 1] != "") { printf "| jv-sleep/qsd "; for (k in r) printf "%.2f ", e["jv-sleep " k] / e["qsd " k] }
+            if (e["jv-var " 1] != "") { printf "| jv-var/qsd "; for (k in r) printf "%.2f ", e["jv-var " k] / e["qsd " k] } }' "$results")"
       fi
       echo
     done

@@ -40,6 +40,10 @@ public final class FileCalls {
         static final MethodHandle H = Native.downcall("preadv",
                 FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_LONG));
     }
+    private static final class Preadv2Raw {
+        static final MethodHandle H = Native.downcall("preadv2",
+                FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT));
+    }
     private static final class Fdatasync {
         static final MethodHandle H = Native.downcallErrno("fdatasync",
                 FunctionDescriptor.of(JAVA_INT, JAVA_INT));
@@ -106,6 +110,35 @@ public final class FileCalls {
             return (long) PreadvRaw.H.invokeExact(fd, iov, iovcnt, offset);
         } catch (Throwable t) {
             throw Native.unexpected(t);
+        }
+    }
+
+    /**
+     * {@code preadv2(fd, iov, iovcnt, offset, flags)} with the iovec array at address {@code iov}:
+     * the bytes read, or -1 (errno not captured, as {@link #preadvRaw}).
+     */
+    public static long preadv2Raw(int fd, long iov, int iovcnt, long offset, int flags) {
+        try {
+            return (long) Preadv2Raw.H.invokeExact(fd, iov, iovcnt, offset, flags);
+        } catch (Throwable t) {
+            throw Native.unexpected(t);
+        }
+    }
+
+    /**
+     * Whether {@code fd}'s file system answers buffered reads with {@code RWF_NOWAIT} (from the
+     * page cache, or EAGAIN at once): ext4, xfs and btrfs do; tmpfs and others refuse the flag
+     * (EOPNOTSUPP). Probed with a one-byte read at offset 0.
+     */
+    public static boolean readsWithoutWaiting(int fd) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment buf = arena.allocate(1);
+            MemorySegment iov = arena.allocate(16, 8);
+            iov.set(JAVA_LONG, 0, buf.address());
+            iov.set(JAVA_LONG, 8, 1);
+            MemorySegment state = Native.errnoState(arena);
+            long r = Native.syscall(state, org.jvirtio.api.linux.Sys.PREADV2, fd, iov.address(), 1, 0, 0, org.jvirtio.api.linux.Libc.RWF_NOWAIT);
+            return r >= 0 || Native.errno(state) == EAGAIN;
         }
     }
 

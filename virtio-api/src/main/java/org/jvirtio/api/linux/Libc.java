@@ -28,6 +28,8 @@ public final class Libc {
     public static final int MAP_POPULATE = 0x8000;
     /** preadv2/pwritev2 and io_uring read/write flags: this write is durable when it returns (O_DSYNC for one call). */
     public static final int RWF_DSYNC = 0x2;
+    /** preadv2 flag: fail with EAGAIN instead of waiting (a buffered read answered from the page cache or not at all). */
+    public static final int RWF_NOWAIT = 0x8;
     public static final int MFD_CLOEXEC = 0x0001;
     public static final int MFD_ALLOW_SEALING = 0x0002;
     public static final int EFD_CLOEXEC = 0x80000;

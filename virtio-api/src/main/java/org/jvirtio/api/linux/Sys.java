@@ -28,6 +28,7 @@ public final class Sys {
     public static final long FCNTL = nr(72, 25);
     public static final long OPENAT = nr(257, 56);
     public static final long FSTATFS = nr(138, 44);
+    public static final long PREADV2 = nr(327, 286);
     public static final long MEMFD_CREATE = nr(319, 279);
     public static final long EVENTFD2 = nr(290, 19);
     public static final long SOCKET = nr(41, 198);

@@ -24,7 +24,8 @@ import static org.jvirtio.api.linux.Errno.*;
  * hand each to an io-wq worker, one at a time per file: half the IOPS at depth 1), reads of an
  * image on a memory-backed file system (tmpfs) copied right on the I/O thread with preadv for
  * the same reason (io_uring hands every read of such a file to io-wq: two context switches per
- * read), and an eventfd for completions in
+ * read), buffered reads of other images tried on the I/O thread with RWF_NOWAIT first (a page-cache
+ * hit is a copy; a miss goes on through io_uring, as do the next 64 reads), and an eventfd for completions in
  * the I/O thread's event loop. Completions posted during {@link #submit()} are reaped right
  * there (the eventfd then wakes the loop once more and finds nothing).
  *
@@ -38,6 +39,9 @@ final class UringQueueIo implements BlockQueueIo {
     private static final RateLimitedLog IO_FAILURES = RateLimitedLog.perSecond(LOG);
     private static final int IOV_MAX = 1024;
 
+    /** After a read that missed the page cache, this many go to io_uring without trying RWF_NOWAIT. */
+    private static final int NOWAIT_BACKOFF = 64;
+
     private static final int K_READ = 1;
     private static final int K_WRITE = 2;
     private static final int K_WRITE_DSYNC = 3;
@@ -47,6 +51,10 @@ final class UringQueueIo implements BlockQueueIo {
     private final IoUring ring;
     private final boolean inlineBufferedWrites;
     private final boolean inlineReads;
+    /** Reads tried on the I/O thread with RWF_NOWAIT first (a page-cache hit is a copy). */
+    private final boolean nowaitReads;
+    /** Reads left to send straight to io_uring after one missed the page cache. */
+    private int nowaitBackoff;
     private final EventFd eventFd;
     private final FileBackend file;
     private final BlockRequest[] byTag;
@@ -72,6 +80,7 @@ final class UringQueueIo implements BlockQueueIo {
         this.file = file;
         this.inlineBufferedWrites = inlineBufferedWrites;
         this.inlineReads = inlineMemoryReads && file.memoryBacked() && !file.direct();
+        this.nowaitReads = inlineMemoryReads && !inlineReads && !file.direct() && FileCalls.readsWithoutWaiting(file.fd());
         this.ring = IoUring.create(Math.max(depth, 8));
         try {
             ring.probe();
@@ -139,6 +148,26 @@ final class UringQueueIo implements BlockQueueIo {
             }
             if (n > 0) {
                 done[r.tag()] = n;
+            }
+        } else if (nowaitReads) {
+            if (nowaitBackoff == 0) {
+                // From the page cache or not at all (EAGAIN at once): a hit is a copy here
+                // instead of a submission, a completion posted at submit and the eventfd wake-up
+                // that follows it; a miss, or the part past a hit, goes on through io_uring.
+                MemorySegment iov = r.iovecs();
+                long n = FileCalls.preadv2Raw(file.fd(), iov.address(), r.pieceCount(), r.offset(), Libc.RWF_NOWAIT);
+                if (n == r.length()) {
+                    readsInline++;
+                    finish(r, n);
+                    return;
+                }
+                if (n > 0) {
+                    done[r.tag()] = n;
+                } else {
+                    nowaitBackoff = NOWAIT_BACKOFF; // not cached: the next reads likely are not either
+                }
+            } else {
+                nowaitBackoff--;
             }
         }
         queueRw(r, K_READ);

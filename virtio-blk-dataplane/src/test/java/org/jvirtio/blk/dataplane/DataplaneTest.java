@@ -171,14 +171,14 @@ class DataplaneTest {
     /**
      * What the kernel may answer and rarely does here: -EAGAIN, -EINTR, and transfers shorter
      * than asked (at any byte count), injected into a third of the completions of reads, writes
-     * (through io_uring: inline writes off), flushes and discards. Every request must still
+     * (through io_uring: inline reads and writes off), flushes and discards. Every request must still
      * complete once, with the right data and status.
      */
     @Test
     void eagainEintrAndShortTransfersAreRetriedToCompletion() throws Exception {
         assumeTrue(UringIoFactory.available(), "io_uring is not available here");
         Path img = image(DISK);
-        UringIoFactory uring = new UringIoFactory(true, false);
+        UringIoFactory uring = new UringIoFactory(true, false, false);
         java.util.concurrent.atomic.AtomicInteger injected = new java.util.concurrent.atomic.AtomicInteger();
         BlkIoFactory io = (b, depth) -> {
             org.jvirtio.blk.BlockQueueIo q = uring.open(b, depth);
@@ -293,6 +293,60 @@ class DataplaneTest {
         } else {
             assertEquals(0, inline);
         }
+    }
+
+    /**
+     * Reads of an image on a disk file system (ext4 here) are tried with RWF_NOWAIT on the I/O
+     * thread first: page-cache hits are answered there, and every read, hit, miss or partial,
+     * returns what was written (random I/O with odd buffer splits, a shadow copy); with inline
+     * reads off, none is answered inline.
+     */
+    @ParameterizedTest(name = "inline reads={0}")
+    @CsvSource({"true", "false"})
+    void randomIoOnADiskImageReadsPageCacheHitsInline(boolean inlineReads) throws Throwable {
+        assumeTrue(UringIoFactory.available(), "io_uring is not available here");
+        Path img = image(DISK);
+        FileBackend backend = FileBackend.open(img, false, false);
+        if (!org.jvirtio.blk.FileCalls.readsWithoutWaiting(backend.fd())) {
+            backend.close();
+            assumeTrue(false, img + "'s file system refuses RWF_NOWAIT");
+        }
+        start(backend, capturing(new UringIoFactory(true, true, inlineReads)), 1, 1, 0);
+        BlkRig rig = rigs.get(0);
+        byte[] shadow = new byte[(int) DISK];
+        randomIo(rig, shadow, 45, 40);
+        long inline = threads.loopOf(0).submit(() -> opened.get(0).readsInline()).get();
+        if (inlineReads) {
+            assertTrue(inline > 50, "reads answered inline: " + inline);
+        } else {
+            assertEquals(0, inline);
+        }
+        // Out of the page cache (written back, then dropped): a read misses, goes through
+        // io_uring, and still returns what was written.
+        long flush = rig.add(T_FLUSH, 0, new byte[0], 0, 0, new Random());
+        rig.publishAndKick();
+        rig.awaitAll();
+        assertEquals(S_OK, rig.statusOf(flush));
+        assertEquals(0, dropFromPageCache(backend.fd()));
+        Random rnd = new Random(46);
+        long t = rig.add(T_IN, 64, null, 12 * 4096, 3, rnd);
+        rig.publishAndKick();
+        rig.awaitAll();
+        assertEquals(S_OK, rig.statusOf(t));
+        assertArrayEquals(Arrays.copyOfRange(shadow, 64 * 512, 64 * 512 + 12 * 4096), rig.take(t, 12 * 4096));
+        assertEquals(inline, (long) threads.loopOf(0).submit(() -> opened.get(0).readsInline()).get(), "the read missed the cache");
+        randomIo(rig, shadow, 47, 10);
+        assertArrayEquals(shadow, Files.readAllBytes(img));
+        assertEquals(0, device.stats(0).errors());
+    }
+
+    /** posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED): clean pages of the file leave the page cache. */
+    static int dropFromPageCache(int fd) throws Throwable {
+        java.lang.foreign.Linker linker = java.lang.foreign.Linker.nativeLinker();
+        java.lang.invoke.MethodHandle h = linker.downcallHandle(linker.defaultLookup().find("posix_fadvise").orElseThrow(),
+                java.lang.foreign.FunctionDescriptor.of(java.lang.foreign.ValueLayout.JAVA_INT, java.lang.foreign.ValueLayout.JAVA_INT,
+                        java.lang.foreign.ValueLayout.JAVA_LONG, java.lang.foreign.ValueLayout.JAVA_LONG, java.lang.foreign.ValueLayout.JAVA_INT));
+        return (int) h.invokeExact(fd, 0L, 0L, 4); // POSIX_FADV_DONTNEED
     }
 
     /** virtio-blk's own default host (a thread per queue in poll(2)) runs the same engine, io_uring included. */
