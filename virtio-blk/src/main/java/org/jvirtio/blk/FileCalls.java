@@ -36,10 +36,6 @@ public final class FileCalls {
         static final MethodHandle H = Native.downcall("pwritev",
                 FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_LONG));
     }
-    private static final class PreadvRaw {
-        static final MethodHandle H = Native.downcall("preadv",
-                FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_LONG));
-    }
     private static final class Preadv2Raw {
         static final MethodHandle H = Native.downcall("preadv2",
                 FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT));
@@ -101,21 +97,9 @@ public final class FileCalls {
     }
 
     /**
-     * {@code preadv(fd, iov, iovcnt, offset)} with the iovec array at address {@code iov}: the
-     * bytes read, or -1 (errno not captured: the data path; a caller that cares repeats the read
-     * through io_uring, which reports the error).
-     */
-    public static long preadvRaw(int fd, long iov, int iovcnt, long offset) {
-        try {
-            return (long) PreadvRaw.H.invokeExact(fd, iov, iovcnt, offset);
-        } catch (Throwable t) {
-            throw Native.unexpected(t);
-        }
-    }
-
-    /**
      * {@code preadv2(fd, iov, iovcnt, offset, flags)} with the iovec array at address {@code iov}:
-     * the bytes read, or -1 (errno not captured, as {@link #preadvRaw}).
+     * the bytes read, or -1 (errno not captured: the data path; a caller that cares repeats the
+     * read through io_uring, which reports the error).
      */
     public static long preadv2Raw(int fd, long iov, int iovcnt, long offset, int flags) {
         try {

@@ -134,13 +134,15 @@ final class UringQueueIo implements BlockQueueIo {
     public void read(BlockRequest r) {
         track(r);
         done[r.tag()] = 0;
-        if (inlineReads) {
-            // A tmpfs file has no FMODE_NOWAIT, so io_uring would send this read to an io-wq
-            // worker and back (two context switches for a copy). Copy it here instead; it cannot
-            // wait for a device. A short read (the end of a shrunken image) or a failure goes on
-            // through io_uring, which reads zeros past the end or reports the error.
+        if (inlineReads || nowaitReads && nowaitBackoff == 0) {
+            // tmpfs: no FMODE_NOWAIT, so io_uring would send this read to an io-wq worker and
+            // back (two context switches for a copy); copied here instead, it cannot wait for a
+            // device. Other buffered images: from the page cache or not at all (RWF_NOWAIT, EAGAIN
+            // at once), a hit a copy here instead of a submission, a completion at submit and the
+            // eventfd wake-up after it. A miss, a short read (the end of a shrunken image) or the
+            // part past a partial hit goes on through io_uring (zeros past the end, or the error).
             MemorySegment iov = r.iovecs();
-            long n = FileCalls.preadvRaw(file.fd(), iov.address(), r.pieceCount(), r.offset());
+            long n = FileCalls.preadv2Raw(file.fd(), iov.address(), r.pieceCount(), r.offset(), inlineReads ? 0 : Libc.RWF_NOWAIT);
             if (n == r.length()) {
                 readsInline++;
                 finish(r, n);
@@ -148,27 +150,11 @@ final class UringQueueIo implements BlockQueueIo {
             }
             if (n > 0) {
                 done[r.tag()] = n;
+            } else if (!inlineReads) {
+                nowaitBackoff = NOWAIT_BACKOFF; // not cached: the next reads likely are not either
             }
-        } else if (nowaitReads) {
-            if (nowaitBackoff == 0) {
-                // From the page cache or not at all (EAGAIN at once): a hit is a copy here
-                // instead of a submission, a completion posted at submit and the eventfd wake-up
-                // that follows it; a miss, or the part past a hit, goes on through io_uring.
-                MemorySegment iov = r.iovecs();
-                long n = FileCalls.preadv2Raw(file.fd(), iov.address(), r.pieceCount(), r.offset(), Libc.RWF_NOWAIT);
-                if (n == r.length()) {
-                    readsInline++;
-                    finish(r, n);
-                    return;
-                }
-                if (n > 0) {
-                    done[r.tag()] = n;
-                } else {
-                    nowaitBackoff = NOWAIT_BACKOFF; // not cached: the next reads likely are not either
-                }
-            } else {
-                nowaitBackoff--;
-            }
+        } else if (nowaitBackoff > 0) {
+            nowaitBackoff--;
         }
         queueRw(r, K_READ);
     }
