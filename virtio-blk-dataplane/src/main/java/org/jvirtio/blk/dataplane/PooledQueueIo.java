@@ -8,14 +8,21 @@ import org.jvirtio.api.linux.ErrnoException;
 import org.jvirtio.blk.BlockBackend;
 import org.jvirtio.blk.BlockQueueIo;
 import org.jvirtio.blk.BlockRequest;
+import org.jvirtio.blk.FileBackend;
+import org.jvirtio.blk.FileCalls;
 import org.jvirtio.blk.InlineQueueIo;
 import org.jvirtio.api.linux.Errno;
+import org.jvirtio.api.linux.Libc;
 
 /**
  * The fallback where io_uring is not allowed: each operation runs as a synchronous
  * pread/pwrite/fdatasync/fallocate on a shared thread pool (qemu-storage-daemon's aio=threads),
  * so a slow disk does not stall the I/O thread. Results come back through a queue and an eventfd
  * in the I/O thread's event loop, and requests are completed there, on the queue's own thread.
+ * Reads that cannot wait are done right on the I/O thread instead, as {@link UringQueueIo} does
+ * them: an image on tmpfs, and page-cache hits of a buffered image (RWF_NOWAIT); a miss or a short
+ * read goes to the pool whole. (io_uring is refused in many containers: Docker's default seccomp
+ * profile, for one; a read the page cache holds then costs no trip through the pool.)
  *
  * <p>Allocates a task per operation; this is the degraded path, not the data path.
  */
@@ -28,11 +35,21 @@ final class PooledQueueIo implements BlockQueueIo {
     private final EventFd eventFd;
     private final ConcurrentLinkedQueue<Done> done = new ConcurrentLinkedQueue<>();
     private int pending;
+    /** The image read on the I/O thread first, or -1; with {@link #inlineFlags}. */
+    private final int inlineFd;
+    private final int inlineFlags;
+    private long readsInline;
 
-    PooledQueueIo(BlockBackend backend, Executor pool) throws ErrnoException {
+    /** @param inlineReads read on the I/O thread what cannot wait (see the class comment) */
+    PooledQueueIo(BlockBackend backend, Executor pool, boolean inlineReads) throws ErrnoException {
         this.sync = new InlineQueueIo(backend);
         this.pool = pool;
         this.eventFd = EventFd.create(true);
+        boolean memory = backend instanceof FileBackend f && f.memoryBacked();
+        boolean inline = inlineReads && backend instanceof FileBackend f && !f.direct()
+                && (f.memoryBacked() || FileCalls.readsWithoutWaiting(f.fd()));
+        this.inlineFd = inline ? ((FileBackend) backend).fd() : -1;
+        this.inlineFlags = memory ? 0 : Libc.RWF_NOWAIT;
     }
 
     private void run(BlockRequest r, java.util.function.LongSupplier op) {
@@ -51,7 +68,20 @@ final class PooledQueueIo implements BlockQueueIo {
 
     @Override
     public void read(BlockRequest r) {
+        if (inlineFd >= 0) {
+            long n = FileCalls.preadv2Raw(inlineFd, r.iovecs().address(), r.pieceCount(), r.offset(), inlineFlags);
+            if (n == r.length()) {
+                readsInline++;
+                r.complete(n);
+                return;
+            }
+        }
         run(r, () -> sync.readNow(r));
+    }
+
+    /** Reads answered on the I/O thread (tests and diagnostics). */
+    long readsInline() {
+        return readsInline;
     }
 
     @Override

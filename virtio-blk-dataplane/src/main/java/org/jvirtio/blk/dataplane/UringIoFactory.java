@@ -51,9 +51,10 @@ public final class UringIoFactory implements BlkIoFactory {
     }
 
     /**
-     * @param inlineMemoryReads read images on a memory-backed file system (tmpfs) on the I/O
-     *                          thread instead of through io_uring, which hands each such read to an
-     *                          io-wq worker ({@code -Djvirtio.inline_reads=off} turns it off)
+     * @param inlineMemoryReads read on the I/O thread what cannot wait: images on a memory-backed
+     *                          file system (tmpfs), which io_uring hands to an io-wq worker, and
+     *                          page-cache hits of other buffered images (RWF_NOWAIT), also on the
+     *                          thread-pool fallback ({@code -Djvirtio.inline_reads=off} turns it off)
      */
     public UringIoFactory(boolean enabled, boolean inlineBufferedWrites, boolean inlineMemoryReads) {
         this.enabled = enabled;
@@ -72,13 +73,13 @@ public final class UringIoFactory implements BlkIoFactory {
         }
         if (!enabled) {
             fallback("disabled with -Djvirtio.io_uring=off");
-            return new PooledQueueIo(backend, pool());
+            return new PooledQueueIo(backend, pool(), inlineMemoryReads);
         }
         try {
             return new UringQueueIo(file, depth, inlineBufferedWrites, inlineMemoryReads);
         } catch (ErrnoException e) {
             fallback(e.getMessage());
-            return new PooledQueueIo(backend, pool());
+            return new PooledQueueIo(backend, pool(), inlineMemoryReads);
         }
     }
 

@@ -241,15 +241,21 @@ class DataplaneTest {
         }
     }
 
-    /** The queue's io_uring channel, captured as the device opens it. */
-    final List<UringQueueIo> opened = new ArrayList<>();
+    /** The queues' I/O channels (io_uring or the pool), captured as the device opens them. */
+    final List<org.jvirtio.blk.BlockQueueIo> opened = new ArrayList<>();
 
     BlkIoFactory capturing(UringIoFactory uring) {
         return (b, depth) -> {
             org.jvirtio.blk.BlockQueueIo q = uring.open(b, depth);
-            opened.add((UringQueueIo) q);
+            opened.add(q);
             return q;
         };
+    }
+
+    /** Reads queue 0's channel answered on its I/O thread, asked there. */
+    long readsInline() throws Exception {
+        return threads.loopOf(0).submit(() -> opened.get(0) instanceof UringQueueIo u ? u.readsInline()
+                : ((PooledQueueIo) opened.get(0)).readsInline()).get();
     }
 
     /**
@@ -287,7 +293,7 @@ class DataplaneTest {
         assertEquals(S_OK, rigs.get(0).statusOf(t));
         assertArrayEquals(shadow, Files.readAllBytes(img));
         assertEquals(0, device.stats(0).errors());
-        long inline = threads.loopOf(0).submit(() -> opened.get(0).readsInline()).get();
+        long inline = readsInline();
         if (inlineReads) {
             assertTrue(inline > 50, "reads answered inline: " + inline);
         } else {
@@ -297,25 +303,25 @@ class DataplaneTest {
 
     /**
      * Reads of an image on a disk file system (ext4 here) are tried with RWF_NOWAIT on the I/O
-     * thread first: page-cache hits are answered there, and every read, hit, miss or partial,
-     * returns what was written (random I/O with odd buffer splits, a shadow copy); with inline
-     * reads off, none is answered inline.
+     * thread first, with io_uring and on the thread-pool fallback: page-cache hits are answered
+     * there, and every read, hit, miss or partial, returns what was written (random I/O with odd
+     * buffer splits, a shadow copy); with inline reads off, none is answered inline.
      */
-    @ParameterizedTest(name = "inline reads={0}")
-    @CsvSource({"true", "false"})
-    void randomIoOnADiskImageReadsPageCacheHitsInline(boolean inlineReads) throws Throwable {
-        assumeTrue(UringIoFactory.available(), "io_uring is not available here");
+    @ParameterizedTest(name = "io_uring={0}, inline reads={1}")
+    @CsvSource({"true, true", "true, false", "false, true", "false, false"})
+    void randomIoOnADiskImageReadsPageCacheHitsInline(boolean uring, boolean inlineReads) throws Throwable {
+        assumeTrue(!uring || UringIoFactory.available(), "io_uring is not available here");
         Path img = image(DISK);
         FileBackend backend = FileBackend.open(img, false, false);
         if (!org.jvirtio.blk.FileCalls.readsWithoutWaiting(backend.fd())) {
             backend.close();
             assumeTrue(false, img + "'s file system refuses RWF_NOWAIT");
         }
-        start(backend, capturing(new UringIoFactory(true, true, inlineReads)), 1, 1, 0);
+        start(backend, capturing(new UringIoFactory(uring, true, inlineReads)), 1, 1, 0);
         BlkRig rig = rigs.get(0);
         byte[] shadow = new byte[(int) DISK];
         randomIo(rig, shadow, 45, 40);
-        long inline = threads.loopOf(0).submit(() -> opened.get(0).readsInline()).get();
+        long inline = readsInline();
         if (inlineReads) {
             assertTrue(inline > 50, "reads answered inline: " + inline);
         } else {
@@ -334,7 +340,7 @@ class DataplaneTest {
         rig.awaitAll();
         assertEquals(S_OK, rig.statusOf(t));
         assertArrayEquals(Arrays.copyOfRange(shadow, 64 * 512, 64 * 512 + 12 * 4096), rig.take(t, 12 * 4096));
-        assertEquals(inline, (long) threads.loopOf(0).submit(() -> opened.get(0).readsInline()).get(), "the read missed the cache");
+        assertEquals(inline, readsInline(), "the read missed the cache");
         randomIo(rig, shadow, 47, 10);
         assertArrayEquals(shadow, Files.readAllBytes(img));
         assertEquals(0, device.stats(0).errors());
@@ -759,7 +765,7 @@ class DataplaneTest {
         for (int i = 0; i < 8192; i++) {
             assertEquals(i < 8192 - 4096 - 512 ? 7 : 0, got[i], "byte " + i);
         }
-        assertEquals(0L, (long) threads.loopOf(0).submit(() -> opened.get(0).readsInline()).get(), "the short read went on through io_uring");
+        assertEquals(0L, readsInline(), "the short read went on through io_uring");
     }
 
     /**
