@@ -196,6 +196,34 @@ class VhostUserBackendTest {
     }
 
     /**
+     * A queue the device cannot open (its handler's open fails) closes the connection, named in
+     * the reason, instead of leaving a ring that nobody serves; the backend takes the next
+     * connection and serves it.
+     */
+    @Test
+    void aQueueThatCannotStartClosesTheConnectionAndTheNextOneIsServed() throws Exception {
+        device.failOpen = true;
+        var disconnected = backend.nextDisconnect();
+        try (FrontendRig rig = new FrontendRig(socket)) {
+            rig.negotiate();
+            rig.fe.setMemTable(rig.memory);
+            assertThrows(java.io.IOException.class, () -> {
+                rig.queue(0, 16);
+                rig.echo(0, new byte[4]);
+            });
+        }
+        String reason = String.valueOf(disconnected.get(10, TimeUnit.SECONDS));
+        assertTrue(reason.contains("told not to open its queue"), reason);
+        device.failOpen = false;
+        try (FrontendRig rig = new FrontendRig(socket)) {
+            rig.negotiate();
+            rig.fe.setMemTable(rig.memory);
+            rig.queue(0, 16);
+            assertEquals(5, rig.echo(0, new byte[5]));
+        }
+    }
+
+    /**
      * A minimal device (one queue, no config space) is offered neither PROTOCOL_F_CONFIG (QEMU's
      * vhost-user-rng warns about it) nor PROTOCOL_F_MQ, and is served on the epoll I/O threads
      * as well as on a thread per queue.
