@@ -78,6 +78,9 @@ final class FrontendConnection implements EpollIoHandle {
             close("protocol error: " + e.getMessage());
         } catch (ErrnoException e) {
             close("socket error" + (m != null ? " on " + m.name() : "") + ": " + e.getMessage());
+        } catch (QueueStartException e) {
+            LOG.error("vhost-user: {}", e.getMessage(), e.getCause());
+            close(e.getMessage());
         } catch (InternalError e) {
             // A fault touching guest memory on the control thread (SIGBUS: a memory file
             // shrank under its mapping). Netty would rethrow an Error and end this loop, and

@@ -278,9 +278,13 @@ final class Vring {
                 return;
             }
         }
-        session.beforeFirstStart();
-        interrupt = new CallFd(call);
-        queues.start(new QueueBinding(index, queue, kick, interrupt), session.memory());
+        try {
+            session.beforeFirstStart(); // the device's activation, before its first queue
+            interrupt = new CallFd(call);
+            queues.start(new QueueBinding(index, queue, kick, interrupt), session.memory());
+        } catch (RuntimeException e) {
+            throw new QueueStartException(index, e); // the connection closes, with this reason
+        }
         state = State.RUNNING;
     }
 

@@ -196,9 +196,9 @@ class VhostUserBackendTest {
     }
 
     /**
-     * A queue the device cannot open (its handler's open fails) closes the connection, named in
-     * the reason, instead of leaving a ring that nobody serves; the backend takes the next
-     * connection and serves it.
+     * A queue the device cannot open (its handler's open fails), or a device that cannot
+     * activate, closes the connection with "queue N could not start" and the device's reason,
+     * instead of leaving a ring that nobody serves; the backend serves the next connection.
      */
     @Test
     void aQueueThatCannotStartClosesTheConnectionAndTheNextOneIsServed() throws Exception {
@@ -213,8 +213,21 @@ class VhostUserBackendTest {
             });
         }
         String reason = String.valueOf(disconnected.get(10, TimeUnit.SECONDS));
-        assertTrue(reason.contains("told not to open its queue"), reason);
+        assertTrue(reason.startsWith("queue 0 could not start: ") && reason.contains("told not to open its queue"), reason);
         device.failOpen = false;
+        device.failActivate = true;
+        disconnected = backend.nextDisconnect();
+        try (FrontendRig rig = new FrontendRig(socket)) {
+            rig.negotiate();
+            rig.fe.setMemTable(rig.memory);
+            assertThrows(java.io.IOException.class, () -> {
+                rig.queue(0, 16);
+                rig.echo(0, new byte[4]);
+            });
+        }
+        reason = String.valueOf(disconnected.get(10, TimeUnit.SECONDS));
+        assertTrue(reason.startsWith("queue 0 could not start: ") && reason.contains("told not to activate"), reason);
+        device.failActivate = false;
         try (FrontendRig rig = new FrontendRig(socket)) {
             rig.negotiate();
             rig.fe.setMemTable(rig.memory);
