@@ -22,7 +22,7 @@ import static org.jvirtio.api.linux.Errno.*;
  * DISCARD and WRITE_ZEROES, the image as a registered file, buffered writes (no O_DIRECT, not
  * writethrough) copied into the page cache right on the I/O thread with pwritev (io_uring would
  * hand each to an io-wq worker, one at a time per file: half the IOPS at depth 1), reads of an
- * image on a memory-backed file system (tmpfs) copied right on the I/O thread with preadv for
+ * image on a memory-backed file system (tmpfs) copied right on the I/O thread with preadv2 for
  * the same reason (io_uring hands every read of such a file to io-wq: two context switches per
  * read), buffered reads of other images tried on the I/O thread with RWF_NOWAIT first (a page-cache
  * hit is a copy; a miss goes on through io_uring, as do the next 64 reads), and an eventfd for completions in
