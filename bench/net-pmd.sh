@@ -10,6 +10,8 @@
 # earlier commit) adds that build to the same rounds, for an A/B of a change.
 # VUSER_OPTS="packed_vq=1,mrg_rxbuf=0" adds devargs to the front-end's two net_virtio_user ports
 # (packed rings; mergeable receive buffers off; both backends negotiate what the front-end offers).
+# FRONT_OPTS="--burst=128" adds options to the front-end testpmd (here: 128 frames per burst, so
+# --tx-first puts 128 per port in flight instead of 32).
 # Usage: bench/net-pmd.sh [rounds] [seconds per round] [frame sizes...]
 # Needs: apt-get install dpdk dpdk-dev. Runs as root (testpmd's --no-huge memory, /var/run/dpdk).
 set -euo pipefail
@@ -61,7 +63,7 @@ run() { # backend size
   timeout -s INT "$secs" stdbuf -oL dpdk-testpmd --no-huge -m 512 --no-pci -l 0,1 --file-prefix=jvf \
       --vdev "net_virtio_user0,path=$dir/a.sock,queues=1,queue_size=1024${VUSER_OPTS:+,$VUSER_OPTS}" \
       --vdev "net_virtio_user1,path=$dir/b.sock,queues=1,queue_size=1024${VUSER_OPTS:+,$VUSER_OPTS}" \
-      -- --forward-mode=io --nb-cores=1 --tx-first --stats-period 5 --total-num-mbufs=16384 --txpkts="$2" \
+      -- --forward-mode=io --nb-cores=1 --tx-first --stats-period 5 --total-num-mbufs=16384 --txpkts="$2" ${FRONT_OPTS:-} \
       < /dev/null > "$dir/front.log" 2>&1 || true
   local c1; c1=$(cpu "$pid")
   kill "$pid" 2>/dev/null || true; kill $keep 2>/dev/null || true; wait "$pid" 2>/dev/null || true
