@@ -50,4 +50,14 @@ public interface QueueCompletions {
     default boolean wakeHere() {
         return false;
     }
+
+    /**
+     * A clock reading for the chains being served now: {@code System.nanoTime()} as the engine
+     * read it for this batch (when the queue woke, finished a drain or reaped completions: at
+     * most a serve budget, 2 ms, old while a chain is being started). A timestamp at no cost for
+     * per-chain work that needs one coarsely (a MAC table's aging); on the queue's thread.
+     */
+    default long batchNanos() {
+        return System.nanoTime();
+    }
 }

@@ -40,11 +40,10 @@ public final class QueueEngine implements QueueCompletions {
     /** Chains started before the first submit of a long batch (keeps the backend busy early). */
     public static final int SUBMIT_EVERY = 32;
     /**
-     * Used elements are published in batches of this many, not only at the end of a drain: the
-     * driver can take the first completions and submit more while the rest are served (measured:
-     * about 5x the IOPS of one publish per drain at queue depth 32 on the null block device, see
-     * docs/PERFORMANCE.md). Each publish is one release store and one fence, and at most one
-     * call-eventfd write, only when EVENT_IDX says the driver wants it.
+     * Used elements are published in batches of this many, not only at the end of a drain: the driver
+     * takes the first completions and submits more while the rest are served (about 5x the IOPS at
+     * depth 32 on the null disk, docs/PERFORMANCE.md). Each publish is one release store and one
+     * fence, and at most one call-eventfd write, only when EVENT_IDX says the driver wants it.
      */
     public static final int PUBLISH_EVERY = 8;
     /** How long one {@link #serve()} may keep its thread while work keeps coming (vhost's "weight"). */
@@ -116,10 +115,7 @@ public final class QueueEngine implements QueueCompletions {
         this.clock = c;
     }
 
-    /**
-     * Whether the driver has made chains available that this queue would take now (it is not
-     * stopping and has free slots). For the other queues of its thread, on that thread.
-     */
+    /** Whether this queue would take chains now (not stopping, slots free, chains in the ring): for its thread's other queues. */
     boolean wantsThread() {
         return !quiescing && !rest.resting() && slots.anyFree() && q.available() > 0;
     }
@@ -148,9 +144,8 @@ public final class QueueEngine implements QueueCompletions {
     }
 
     /**
-     * How the host wakes this queue for {@link #resumeAfter}: told the delay whenever the device
-     * asks, it calls {@link #timerExpired()} on the queue's thread once that time has passed. On
-     * the owning thread, before the first serve; a host without one asks {@link #timerDeadline()}.
+     * How the host wakes this queue for {@link #resumeAfter}: told the delay when the device asks, it calls
+     * {@link #timerExpired()} on the queue's thread once due. Before the first serve; else see {@link #timerDeadline()}.
      */
     public void timer(QueueTimer t) {
         rest.timer(t);
@@ -165,6 +160,11 @@ public final class QueueEngine implements QueueCompletions {
     public boolean wakeHere() {
         java.util.function.BooleanSupplier w = wakeHere;
         return w != null && w.getAsBoolean();
+    }
+
+    @Override
+    public long batchNanos() {
+        return batchClock; // read once per batch already (see serve, spin, reapCompletions)
     }
 
     /** When the device wants to be resumed ({@link #resumeAfter}), on the engine's clock; 0 for no such time. */

@@ -205,6 +205,46 @@ class QueueEngineTest {
     }
 
     /**
+     * A handler asks the batch's time instead of reading the clock per chain: every chain of one
+     * drain sees the engine's reading for that batch, which no chain added to, and the next serve
+     * a later one.
+     */
+    @Test
+    void chainsOfOneBatchSeeTheBatchTimeWithoutAClockReadEach() throws Exception {
+        long[] now = {1_000};
+        int[] reads = {0};
+        java.util.List<Long> seen = new java.util.ArrayList<>();
+        QueueCompletions[] done = new QueueCompletions[1];
+        QueueEngine e = new QueueEngine(binding(false), new QueueHandler() {
+            @Override
+            public void open(QueueCompletions c) {
+                done[0] = c;
+            }
+
+            @Override
+            public int start(org.jvirtio.api.DescriptorChain chain, int slot) {
+                seen.add(done[0].batchNanos());
+                return 0;
+            }
+        });
+        e.clock(() -> {
+            reads[0]++;
+            return now[0] += 1_000;
+        });
+        e.open();
+        add(16);
+        e.serve();
+        assertEquals(16, seen.size());
+        assertEquals(1, seen.stream().distinct().count(), "one time for the batch: " + seen);
+        assertTrue(seen.get(0) > 1_000 && seen.get(0) <= now[0], "a reading the engine made: " + seen.get(0));
+        assertTrue(reads[0] < 16, "the clock was read per batch, not per chain: " + reads[0]);
+        addFrom(16, 1);
+        e.serve();
+        assertTrue(seen.get(16) > seen.get(0), "the next serve, a later time");
+        assertEquals(17, collect().size());
+    }
+
+    /**
      * The latency histogram: a chain counts the time from the batch that took it to the reap that
      * completed it (the clock read once per batch); wake-ups are counted per serve.
      */

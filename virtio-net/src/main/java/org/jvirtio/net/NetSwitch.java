@@ -50,7 +50,12 @@ public final class NetSwitch {
 
     /** Seconds since this process's switches started (the table's clock). */
     static int now() {
-        return (int) ((System.nanoTime() - EPOCH) / 1_000_000_000L);
+        return seconds(System.nanoTime());
+    }
+
+    /** The table's clock at {@code nanos} (a {@code System.nanoTime()} reading). */
+    static int seconds(long nanos) {
+        return (int) ((nanos - EPOCH) / 1_000_000_000L);
     }
 
     /** Stages every frame of every port goes through (after the port's own); replaced whole when one is added. */
@@ -152,8 +157,12 @@ public final class NetSwitch {
 
     /** Learns the frame's source, then hands it to its destination port(s); returns how many took it. */
     int forward(Frame f) {
+        return forward(f, now());
+    }
+
+    /** As {@link #forward(Frame)}, at {@code now} on the table's clock (a queue's batch time: no clock read per frame). */
+    int forward(Frame f, int now) {
         SwitchPort from = f.from;
-        int now = now();
         if ((f.src & 0x0100_0000_0000L) == 0) {
             macs.learn(f.src, from.id(), now); // a multicast source is never learned (checked by the port as well)
         }

@@ -36,6 +36,7 @@ final class TxQueue implements QueueHandler, FrameOwner {
     private final long negotiated;
     private final int maxFrame;
     private CompletionMailbox mailbox;
+    private QueueCompletions completions;
 
     TxQueue(VirtioNetDevice device, SwitchPort port, int pair, QueueBinding binding, long negotiated) {
         this.device = device;
@@ -55,6 +56,7 @@ final class TxQueue implements QueueHandler, FrameOwner {
     @Override
     public void open(QueueCompletions completions) throws IOException {
         mailbox = new CompletionMailbox(frames.length, completions);
+        this.completions = completions;
     }
 
     @Override
@@ -116,7 +118,7 @@ final class TxQueue implements QueueHandler, FrameOwner {
         port.txFrames.incrementAndGet();
         port.txBytes.addAndGet(length);
         stats.addBytes(length, false);
-        port.owner().forward(f);
+        port.owner().forward(f, NetSwitch.seconds(completions.batchNanos()));
         // The sender's own reference: if no destination holds the frame now, the chain is done.
         return f.releaseOwn() ? 0 : PENDING;
     }
