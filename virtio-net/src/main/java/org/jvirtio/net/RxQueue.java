@@ -45,6 +45,8 @@ final class RxQueue implements QueueHandler, QueueIo {
     private final VirtioNetDevice device;
     private final SwitchPort port;
     private final int pair;
+    /** This pair's received frames and bytes (this queue's thread writes them alone). */
+    private final Traffic received;
     private final QueueStats stats;
     private final Virtqueue q;
     private final boolean mergeable;
@@ -73,6 +75,7 @@ final class RxQueue implements QueueHandler, QueueIo {
         this.device = device;
         this.port = port;
         this.pair = pair;
+        this.received = port.rxTraffic(pair);
         this.stats = binding.stats();
         this.q = binding.queue();
         this.mergeable = (negotiated & (1L << VirtioNet.F_MRG_RXBUF)) != 0;
@@ -279,8 +282,7 @@ final class RxQueue implements QueueHandler, QueueIo {
             dropped(f, "guest memory faulted while it was copied");
             return DROPPED;
         }
-        port.rxFrames.incrementAndGet();
-        port.rxBytes.addAndGet(f.length);
+        received.add(1, f.length);
         stats.addBytes(f.length, true);
         if (chains == 1) {
             return groupLength[0];
@@ -345,8 +347,7 @@ final class RxQueue implements QueueHandler, QueueIo {
             dropped(f, "guest memory faulted while it was segmented");
             return DROPPED;
         }
-        port.rxFrames.addAndGet(n);
-        port.rxBytes.addAndGet(bytes);
+        received.add(n, bytes);
         stats.addBytes(bytes, true);
         if (n == 1) {
             group[0] = null;

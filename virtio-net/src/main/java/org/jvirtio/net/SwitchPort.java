@@ -24,6 +24,13 @@ public final class SwitchPort {
     private volatile TapPort tap;
 
     // Counters: written by the port's own threads and by every sender's (drops on the way in).
+    // Frames and bytes sent and received: each queue pair's transmit and receive queues count in
+    // cells of their own (one writer each, no atomic per frame); the rest (a tap's thread, frames the
+    // device makes) in the atomics below; the sums are what the port reports.
+    private final Traffic[] txByPair = new Traffic[MAX_PAIRS];
+    private final Traffic[] rxByPair = new Traffic[MAX_PAIRS];
+    private final java.util.List<Traffic> txCells = new java.util.concurrent.CopyOnWriteArrayList<>();
+    private final java.util.List<Traffic> rxCells = new java.util.concurrent.CopyOnWriteArrayList<>();
     final AtomicLong txFrames = new AtomicLong();
     final AtomicLong txBytes = new AtomicLong();
     final AtomicLong txDropped = new AtomicLong();
@@ -105,12 +112,38 @@ public final class SwitchPort {
         filtered.incrementAndGet();
     }
 
+    /** Pair {@code pair}'s transmit queue's counters (the same cell across its restarts). */
+    synchronized Traffic txTraffic(int pair) {
+        return cell(txByPair, txCells, pair);
+    }
+
+    /** Pair {@code pair}'s receive queue's counters (the same cell across its restarts). */
+    synchronized Traffic rxTraffic(int pair) {
+        return cell(rxByPair, rxCells, pair);
+    }
+
+    private static Traffic cell(Traffic[] byPair, java.util.List<Traffic> all, int pair) {
+        if (byPair[pair] == null) {
+            byPair[pair] = new Traffic();
+            all.add(byPair[pair]);
+        }
+        return byPair[pair];
+    }
+
     public long txFrames() {
-        return txFrames.get();
+        long n = txFrames.get();
+        for (Traffic t : txCells) {
+            n += t.frames();
+        }
+        return n;
     }
 
     public long txBytes() {
-        return txBytes.get();
+        long n = txBytes.get();
+        for (Traffic t : txCells) {
+            n += t.bytes();
+        }
+        return n;
     }
 
     public long txDropped() {
@@ -118,11 +151,19 @@ public final class SwitchPort {
     }
 
     public long rxFrames() {
-        return rxFrames.get();
+        long n = rxFrames.get();
+        for (Traffic t : rxCells) {
+            n += t.frames();
+        }
+        return n;
     }
 
     public long rxBytes() {
-        return rxBytes.get();
+        long n = rxBytes.get();
+        for (Traffic t : rxCells) {
+            n += t.bytes();
+        }
+        return n;
     }
 
     public long rxDropped() {
@@ -131,8 +172,8 @@ public final class SwitchPort {
 
     /** One line of counters. */
     public String stats() {
-        return "port " + id + " (" + name + ") on " + sw.name() + ": tx " + txFrames.get() + " frames " + txBytes.get() + " bytes, "
-                + txDropped.get() + " dropped; rx " + rxFrames.get() + " frames " + rxBytes.get() + " bytes, " + rxDropped.get()
+        return "port " + id + " (" + name + ") on " + sw.name() + ": tx " + txFrames() + " frames " + txBytes() + " bytes, "
+                + txDropped.get() + " dropped; rx " + rxFrames() + " frames " + rxBytes() + " bytes, " + rxDropped.get()
                 + " dropped";
     }
 

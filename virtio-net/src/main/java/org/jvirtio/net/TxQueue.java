@@ -28,6 +28,8 @@ final class TxQueue implements QueueHandler, FrameOwner {
     private final VirtioNetDevice device;
     private final SwitchPort port;
     private final int pair;
+    /** This pair's sent frames and bytes (this queue's thread writes them alone). */
+    private final Traffic sent;
     private final QueueStats stats;
     private final Frame[] frames;
     /** The virtio header, read once into here (the frame's first bytes go to its {@link Frame#head}). */
@@ -42,6 +44,7 @@ final class TxQueue implements QueueHandler, FrameOwner {
         this.device = device;
         this.port = port;
         this.pair = pair;
+        this.sent = port.txTraffic(pair);
         this.stats = binding.stats();
         this.negotiated = negotiated;
         int size = binding.queue().size();
@@ -115,8 +118,7 @@ final class TxQueue implements QueueHandler, FrameOwner {
             f.releaseOwn();
             return drop("multicast source address after a rewrite");
         }
-        port.txFrames.incrementAndGet();
-        port.txBytes.addAndGet(length);
+        sent.add(1, length);
         stats.addBytes(length, false);
         port.owner().forward(f, NetSwitch.seconds(completions.batchNanos()));
         // The sender's own reference: if no destination holds the frame now, the chain is done.
