@@ -21,6 +21,7 @@ public final class FileBackend implements BlockBackend {
     private final boolean readOnly;
     private final boolean direct;
     private final boolean memoryBacked;
+    private final int inlineReadFlags;
     private volatile long size;
 
     /** File systems whose files live in memory: a read or write is a copy and never waits for a device. */
@@ -34,6 +35,7 @@ public final class FileBackend implements BlockBackend {
         this.readOnly = readOnly;
         this.direct = direct;
         this.memoryBacked = memoryBacked;
+        this.inlineReadFlags = direct ? -1 : memoryBacked ? 0 : FileCalls.readsWithoutWaiting(fd) ? Libc.RWF_NOWAIT : -1;
         this.size = size;
     }
 
@@ -125,6 +127,16 @@ public final class FileBackend implements BlockBackend {
      */
     public boolean memoryBacked() {
         return memoryBacked;
+    }
+
+    /**
+     * How a read of this image can be done right on an I/O thread without waiting for a device:
+     * the {@code preadv2} flags for it (0 on a memory-backed file system; RWF_NOWAIT where the
+     * file system answers from the page cache or with EAGAIN at once: ext4, xfs, btrfs; probed at
+     * open), or -1 (O_DIRECT, or a file system that refuses the flag).
+     */
+    public int inlineReadFlags() {
+        return inlineReadFlags;
     }
 
     public boolean direct() {

@@ -12,7 +12,6 @@ import org.jvirtio.blk.FileBackend;
 import org.jvirtio.blk.FileCalls;
 import org.jvirtio.blk.InlineQueueIo;
 import org.jvirtio.api.linux.Errno;
-import org.jvirtio.api.linux.Libc;
 
 /**
  * The fallback where io_uring is not allowed: each operation runs as a synchronous
@@ -35,7 +34,7 @@ final class PooledQueueIo implements BlockQueueIo {
     private final EventFd eventFd;
     private final ConcurrentLinkedQueue<Done> done = new ConcurrentLinkedQueue<>();
     private int pending;
-    /** The image read on the I/O thread first, or -1; with {@link #inlineFlags}. */
+    /** The image read on the I/O thread first, with {@link #inlineFlags} ({@link FileBackend#inlineReadFlags}), or -1. */
     private final int inlineFd;
     private final int inlineFlags;
     private long readsInline;
@@ -45,11 +44,8 @@ final class PooledQueueIo implements BlockQueueIo {
         this.sync = new InlineQueueIo(backend);
         this.pool = pool;
         this.eventFd = EventFd.create(true);
-        boolean memory = backend instanceof FileBackend f && f.memoryBacked();
-        boolean inline = inlineReads && backend instanceof FileBackend f && !f.direct()
-                && (f.memoryBacked() || FileCalls.readsWithoutWaiting(f.fd()));
-        this.inlineFd = inline ? ((FileBackend) backend).fd() : -1;
-        this.inlineFlags = memory ? 0 : Libc.RWF_NOWAIT;
+        this.inlineFlags = inlineReads && backend instanceof FileBackend f ? f.inlineReadFlags() : -1;
+        this.inlineFd = inlineFlags >= 0 ? ((FileBackend) backend).fd() : -1;
     }
 
     private void run(BlockRequest r, java.util.function.LongSupplier op) {

@@ -26,7 +26,7 @@ public final class UringIoFactory implements BlkIoFactory {
 
     private final boolean enabled;
     private final boolean inlineBufferedWrites;
-    private final boolean inlineMemoryReads;
+    private final boolean inlineReads;
     private volatile java.util.concurrent.ExecutorService pool;
     private volatile boolean warned;
     private volatile String lastFallbackReason;
@@ -51,15 +51,15 @@ public final class UringIoFactory implements BlkIoFactory {
     }
 
     /**
-     * @param inlineMemoryReads read on the I/O thread what cannot wait: images on a memory-backed
+     * @param inlineReads       read on the I/O thread what cannot wait: images on a memory-backed
      *                          file system (tmpfs), which io_uring hands to an io-wq worker, and
      *                          page-cache hits of other buffered images (RWF_NOWAIT), also on the
      *                          thread-pool fallback ({@code -Djvirtio.inline_reads=off} turns it off)
      */
-    public UringIoFactory(boolean enabled, boolean inlineBufferedWrites, boolean inlineMemoryReads) {
+    public UringIoFactory(boolean enabled, boolean inlineBufferedWrites, boolean inlineReads) {
         this.enabled = enabled;
         this.inlineBufferedWrites = inlineBufferedWrites;
-        this.inlineMemoryReads = inlineMemoryReads;
+        this.inlineReads = inlineReads;
     }
 
     @Override
@@ -73,13 +73,13 @@ public final class UringIoFactory implements BlkIoFactory {
         }
         if (!enabled) {
             fallback("disabled with -Djvirtio.io_uring=off");
-            return new PooledQueueIo(backend, pool(), inlineMemoryReads);
+            return new PooledQueueIo(backend, pool(), inlineReads);
         }
         try {
-            return new UringQueueIo(file, depth, inlineBufferedWrites, inlineMemoryReads);
+            return new UringQueueIo(file, depth, inlineBufferedWrites, inlineReads);
         } catch (ErrnoException e) {
             fallback(e.getMessage());
-            return new PooledQueueIo(backend, pool(), inlineMemoryReads);
+            return new PooledQueueIo(backend, pool(), inlineReads);
         }
     }
 

@@ -50,10 +50,9 @@ final class UringQueueIo implements BlockQueueIo {
 
     private final IoUring ring;
     private final boolean inlineBufferedWrites;
-    private final boolean inlineReads;
-    /** Reads tried on the I/O thread with RWF_NOWAIT first (a page-cache hit is a copy). */
-    private final boolean nowaitReads;
-    /** Reads left to send straight to io_uring after one missed the page cache. */
+    /** The preadv2 flags of reads done on the I/O thread ({@link FileBackend#inlineReadFlags}), or -1: all through io_uring. */
+    private final int inlineFlags;
+    /** Reads left to send straight to io_uring after one missed the page cache (RWF_NOWAIT). */
     private int nowaitBackoff;
     private final EventFd eventFd;
     private final FileBackend file;
@@ -74,13 +73,12 @@ final class UringQueueIo implements BlockQueueIo {
 
     /**
      * @param inlineBufferedWrites copy buffered writes into the page cache on the I/O thread (pwritev) instead of via io-wq
-     * @param inlineMemoryReads    read an image on a memory-backed file system on the I/O thread (preadv) instead of via io-wq
+     * @param inlineReads          read on the I/O thread what cannot wait ({@link FileBackend#inlineReadFlags}) instead of via io_uring
      */
-    UringQueueIo(FileBackend file, int depth, boolean inlineBufferedWrites, boolean inlineMemoryReads) throws ErrnoException {
+    UringQueueIo(FileBackend file, int depth, boolean inlineBufferedWrites, boolean inlineReads) throws ErrnoException {
         this.file = file;
         this.inlineBufferedWrites = inlineBufferedWrites;
-        this.inlineReads = inlineMemoryReads && file.memoryBacked() && !file.direct();
-        this.nowaitReads = inlineMemoryReads && !inlineReads && !file.direct() && FileCalls.readsWithoutWaiting(file.fd());
+        this.inlineFlags = inlineReads ? file.inlineReadFlags() : -1;
         this.ring = IoUring.create(Math.max(depth, 8));
         try {
             ring.probe();
@@ -134,7 +132,7 @@ final class UringQueueIo implements BlockQueueIo {
     public void read(BlockRequest r) {
         track(r);
         done[r.tag()] = 0;
-        if (inlineReads || nowaitReads && nowaitBackoff == 0) {
+        if (inlineFlags == 0 || inlineFlags > 0 && nowaitBackoff == 0) {
             // tmpfs: no FMODE_NOWAIT, so io_uring would send this read to an io-wq worker and
             // back (two context switches for a copy); copied here instead, it cannot wait for a
             // device. Other buffered images: from the page cache or not at all (RWF_NOWAIT, EAGAIN
@@ -142,7 +140,7 @@ final class UringQueueIo implements BlockQueueIo {
             // eventfd wake-up after it. A miss, a short read (the end of a shrunken image) or the
             // part past a partial hit goes on through io_uring (zeros past the end, or the error).
             MemorySegment iov = r.iovecs();
-            long n = FileCalls.preadv2Raw(file.fd(), iov.address(), r.pieceCount(), r.offset(), inlineReads ? 0 : Libc.RWF_NOWAIT);
+            long n = FileCalls.preadv2Raw(file.fd(), iov.address(), r.pieceCount(), r.offset(), inlineFlags);
             if (n == r.length()) {
                 readsInline++;
                 finish(r, n);
@@ -150,7 +148,7 @@ final class UringQueueIo implements BlockQueueIo {
             }
             if (n > 0) {
                 done[r.tag()] = n;
-            } else if (!inlineReads) {
+            } else if (inlineFlags > 0) {
                 nowaitBackoff = NOWAIT_BACKOFF; // not cached: the next reads likely are not either
             }
         } else if (nowaitBackoff > 0) {

@@ -26,6 +26,7 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.jvirtio.api.linux.Libc;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
@@ -261,7 +262,8 @@ class DataplaneTest {
     /**
      * FileBackend knows which images live in memory (the file system's magic number, checked
      * here against the mount table's type): tmpfs is, the test's own directory is unless it is
-     * on tmpfs too.
+     * on tmpfs too; and how a read of each can be done without waiting (plain on tmpfs, with
+     * RWF_NOWAIT where the probe says so, never with O_DIRECT).
      */
     @Test
     void memoryBackedImagesAreRecognised() throws Exception {
@@ -271,6 +273,14 @@ class DataplaneTest {
             assertTrue(a.memoryBacked(), shm.toString());
             String type = Files.getFileStore(local).type();
             assertEquals(type.equals("tmpfs") || type.equals("ramfs") || type.equals("hugetlbfs"), b.memoryBacked(), local + " on " + type);
+            assertEquals(0, a.inlineReadFlags());
+            assertEquals(b.memoryBacked() ? 0 : org.jvirtio.blk.FileCalls.readsWithoutWaiting(b.fd()) ? Libc.RWF_NOWAIT : -1,
+                    b.inlineReadFlags());
+        }
+        try (FileBackend d = FileBackend.open(local, true, true)) {
+            assertEquals(-1, d.inlineReadFlags(), "O_DIRECT reads go through io_uring");
+        } catch (java.io.IOException e) {
+            assumeTrue(false, "O_DIRECT refused on " + local + ": " + e.getMessage());
         }
     }
 
@@ -313,7 +323,7 @@ class DataplaneTest {
         assumeTrue(!uring || UringIoFactory.available(), "io_uring is not available here");
         Path img = image(DISK);
         FileBackend backend = FileBackend.open(img, false, false);
-        if (!org.jvirtio.blk.FileCalls.readsWithoutWaiting(backend.fd())) {
+        if (backend.inlineReadFlags() != Libc.RWF_NOWAIT) {
             backend.close();
             assumeTrue(false, img + "'s file system refuses RWF_NOWAIT");
         }
