@@ -27,10 +27,8 @@ public final class SwitchPort {
     // Frames and bytes sent and received: each queue pair's transmit and receive queues count in
     // cells of their own (one writer each, no atomic per frame); the rest (a tap's thread, frames the
     // device makes) in the atomics below; the sums are what the port reports.
-    private final Traffic[] txByPair = new Traffic[MAX_PAIRS];
-    private final Traffic[] rxByPair = new Traffic[MAX_PAIRS];
-    private final java.util.List<Traffic> txCells = new java.util.concurrent.CopyOnWriteArrayList<>();
-    private final java.util.List<Traffic> rxCells = new java.util.concurrent.CopyOnWriteArrayList<>();
+    private final AtomicReferenceArray<Traffic> sent = new AtomicReferenceArray<>(MAX_PAIRS);
+    private final AtomicReferenceArray<Traffic> received = new AtomicReferenceArray<>(MAX_PAIRS);
     final AtomicLong txFrames = new AtomicLong();
     final AtomicLong txBytes = new AtomicLong();
     final AtomicLong txDropped = new AtomicLong();
@@ -113,37 +111,42 @@ public final class SwitchPort {
     }
 
     /** Pair {@code pair}'s transmit queue's counters (the same cell across its restarts). */
-    synchronized Traffic txTraffic(int pair) {
-        return cell(txByPair, txCells, pair);
+    Traffic txTraffic(int pair) {
+        return cell(sent, pair);
     }
 
     /** Pair {@code pair}'s receive queue's counters (the same cell across its restarts). */
-    synchronized Traffic rxTraffic(int pair) {
-        return cell(rxByPair, rxCells, pair);
+    Traffic rxTraffic(int pair) {
+        return cell(received, pair);
     }
 
-    private static Traffic cell(Traffic[] byPair, java.util.List<Traffic> all, int pair) {
-        if (byPair[pair] == null) {
-            byPair[pair] = new Traffic();
-            all.add(byPair[pair]);
+    private static Traffic cell(AtomicReferenceArray<Traffic> byPair, int pair) {
+        Traffic t = byPair.get(pair);
+        if (t == null) {
+            byPair.compareAndSet(pair, null, new Traffic());
+            t = byPair.get(pair);
         }
-        return byPair[pair];
+        return t;
+    }
+
+    /** What the cells counted, frames or bytes. */
+    private static long sum(AtomicReferenceArray<Traffic> cells, boolean bytes) {
+        long n = 0;
+        for (int i = 0; i < cells.length(); i++) {
+            Traffic t = cells.get(i);
+            if (t != null) {
+                n += bytes ? t.bytes() : t.frames();
+            }
+        }
+        return n;
     }
 
     public long txFrames() {
-        long n = txFrames.get();
-        for (Traffic t : txCells) {
-            n += t.frames();
-        }
-        return n;
+        return txFrames.get() + sum(sent, false);
     }
 
     public long txBytes() {
-        long n = txBytes.get();
-        for (Traffic t : txCells) {
-            n += t.bytes();
-        }
-        return n;
+        return txBytes.get() + sum(sent, true);
     }
 
     public long txDropped() {
@@ -151,19 +154,11 @@ public final class SwitchPort {
     }
 
     public long rxFrames() {
-        long n = rxFrames.get();
-        for (Traffic t : rxCells) {
-            n += t.frames();
-        }
-        return n;
+        return rxFrames.get() + sum(received, false);
     }
 
     public long rxBytes() {
-        long n = rxBytes.get();
-        for (Traffic t : rxCells) {
-            n += t.bytes();
-        }
-        return n;
+        return rxBytes.get() + sum(received, true);
     }
 
     public long rxDropped() {
