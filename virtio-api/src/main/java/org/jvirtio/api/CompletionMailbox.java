@@ -28,7 +28,9 @@ import org.jvirtio.api.linux.ErrnoException;
  * }</pre>
  *
  * <p>A slot per request, as the queue names them, and a bit per slot: nothing is allocated per
- * request. Completions are delivered in slot order, not in the order they were posted (the driver
+ * request. A completion posted on the queue's own thread (a device whose request ended there, in
+ * another queue's handler of the same thread) takes no atomic instruction: each would wait for
+ * every store before it, such as the copies into guest memory that ended the request. Completions are delivered in slot order, not in the order they were posted (the driver
  * takes used elements in any order).
  */
 public final class CompletionMailbox implements QueueIo, AutoCloseable {
@@ -50,6 +52,14 @@ public final class CompletionMailbox implements QueueIo, AutoCloseable {
      */
     private final java.util.concurrent.atomic.AtomicBoolean signalled = new java.util.concurrent.atomic.AtomicBoolean();
 
+    // ---- posts on the queue's own thread: that thread alone, plain ----
+    /** The thread of the first {@link #reap} (the queue's); another thread reads null or it, never itself. */
+    private Thread owner;
+    /** One bit per slot posted on the queue's thread. */
+    private final long[] postedHere;
+    /** A wake-up is pending for what was posted on the queue's thread since the last reap. */
+    private boolean signalledHere;
+
     /**
      * @param slots the queue's size: slots are 0 to {@code slots - 1}
      * @param to    where {@link #reap} delivers (the completions the handler was opened with)
@@ -63,6 +73,7 @@ public final class CompletionMailbox implements QueueIo, AutoCloseable {
             written.set(i, NONE);
         }
         posted = new long[(slots + 63) >>> 6];
+        postedHere = new long[posted.length];
         this.to = Objects.requireNonNull(to, "to");
         ready = EventFd.create(true);
     }
@@ -78,6 +89,10 @@ public final class CompletionMailbox implements QueueIo, AutoCloseable {
         Objects.checkIndex(slot, written.length());
         if (writtenLength < 0) {
             throw new IllegalArgumentException("negative length " + writtenLength + " for slot " + slot);
+        }
+        if (Thread.currentThread() == owner) {
+            completeHere(slot, writtenLength);
+            return;
         }
         posting.incrementAndGet();
         try {
@@ -97,6 +112,24 @@ public final class CompletionMailbox implements QueueIo, AutoCloseable {
         }
     }
 
+    /** {@link #complete} on the queue's thread: the same checks, plain stores, one wake-up per reap. */
+    private void completeHere(int slot, int writtenLength) {
+        if (closed) {
+            throw new IllegalStateException("slot " + slot + " completed after the mailbox was closed");
+        }
+        if (written.getPlain(slot) != NONE) {
+            throw new IllegalStateException("slot " + slot + " completed twice");
+        }
+        written.setPlain(slot, writtenLength);
+        postedHere[slot >>> 6] |= 1L << (slot & 63);
+        if (!signalledHere) {
+            signalledHere = true;
+            if (!to.wakeHere()) {
+                ready.signal(); // a host that cannot run a task on the thread: the eventfd, as from elsewhere
+            }
+        }
+    }
+
     /** The eventfd, signalled by a post that finds no wake-up pending since the last {@link #reap}. */
     @Override
     public int completionFd() {
@@ -106,10 +139,31 @@ public final class CompletionMailbox implements QueueIo, AutoCloseable {
     /** Hands every posted completion to the queue's completions, on the queue's thread. Returns how many. */
     @Override
     public int reap() {
+        if (owner == null) {
+            owner = Thread.currentThread(); // the queue's thread: its own posts need no atomics from now on
+        }
+        signalledHere = false;
+        int n = 0;
+        for (int w = 0; w < postedHere.length; w++) {
+            long bits = postedHere[w];
+            if (bits == 0) {
+                continue;
+            }
+            postedHere[w] = 0;
+            while (bits != 0) {
+                int slot = (w << 6) | Long.numberOfTrailingZeros(bits);
+                bits &= bits - 1;
+                int length = written.getPlain(slot);
+                written.setPlain(slot, NONE); // free before the queue may reuse the slot
+                to.complete(slot, length);
+                n++;
+            }
+        }
         // Before looking: a post from here on signals again (its bit may also be seen below,
         // which costs a wake-up that finds nothing, never a completion left waiting).
-        signalled.set(false);
-        int n = 0;
+        if (signalled.get()) {
+            signalled.set(false);
+        }
         for (int w = 0; w < posted.length; w++) {
             if ((long) WORD.getVolatile(posted, w) == 0) {
                 continue;

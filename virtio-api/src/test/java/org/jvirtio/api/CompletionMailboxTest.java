@@ -19,6 +19,15 @@ class CompletionMailboxTest {
         final int[] lengths = new int[SLOTS];
         final boolean[] busy = new boolean[SLOTS];
         int completed;
+        /** What {@link #wakeHere} answers (a host that runs a task on the queue's thread, or not), and how often it was asked. */
+        boolean hostWakesHere;
+        int wakeHereCalls;
+
+        @Override
+        public boolean wakeHere() {
+            wakeHereCalls++;
+            return hostWakesHere;
+        }
 
         @Override
         public void complete(int slot, int writtenLength) {
@@ -112,5 +121,66 @@ class CompletionMailboxTest {
         box.close();
         assertThrows(IllegalStateException.class, () -> box.complete(5, 1), "after close");
         assertThrows(IllegalArgumentException.class, () -> new CompletionMailbox(0, r));
+    }
+
+    /**
+     * Once the queue's thread has reaped, its own posts go through plain stores (no atomic
+     * instruction): they are delivered at the next reap beside other threads' posts, each once,
+     * with one wake-up per reap: a loop task where the host runs one, the eventfd where it does not.
+     */
+    @Test
+    void postsOnTheQueueThreadItselfAreDeliveredBesideOtherThreadsPosts() throws Exception {
+        for (boolean hostWakesHere : new boolean[] {true, false}) {
+            Receiver r = new Receiver();
+            r.hostWakesHere = hostWakesHere;
+            try (CompletionMailbox box = new CompletionMailbox(SLOTS, r);
+                 java.lang.foreign.Arena a = java.lang.foreign.Arena.ofConfined()) {
+                java.lang.foreign.MemorySegment counter = a.allocate(8, 8);
+                assertEquals(0, box.reap(), "the first reap: this thread is the queue's from now on");
+                for (int round = 0; round < 100; round++) {
+                    java.util.Arrays.fill(r.busy, true);
+                    int base = r.completed;
+                    int roundNo = round;
+                    // odd slots from another thread, even slots from this one, at the same time
+                    Thread other = Thread.ofPlatform().start(() -> {
+                        for (int slot = 1; slot < SLOTS; slot += 2) {
+                            box.complete(slot, slot + roundNo);
+                        }
+                    });
+                    int calls = r.wakeHereCalls;
+                    for (int slot = 0; slot < SLOTS; slot += 2) {
+                        box.complete(slot, slot + 1000 + roundNo);
+                    }
+                    other.join();
+                    assertTrue(r.wakeHereCalls - calls >= 1 && r.wakeHereCalls - calls <= 2,
+                            "one wake-up per reap for this thread's posts (and perhaps one for the other's): " + (r.wakeHereCalls - calls));
+                    if (!hostWakesHere) {
+                        assertTrue(Libc.pollIn(box.completionFd(), 1000), "a host without loop tasks is woken through the eventfd");
+                        Libc.eventfdRead(box.completionFd(), counter);
+                    }
+                    assertEquals(SLOTS, box.reap(), "round " + round);
+                    assertEquals(SLOTS, r.completed - base);
+                    for (int slot = 0; slot < SLOTS; slot++) {
+                        assertEquals(slot + roundNo + (slot % 2 == 0 ? 1000 : 0), r.lengths[slot], "slot " + slot);
+                    }
+                    assertEquals(0, box.reap(), "nothing twice");
+                }
+                r.busy[7] = true;
+                box.complete(7, 1);
+                assertThrows(IllegalStateException.class, () -> box.complete(7, 2), "twice on the queue's thread");
+                AtomicReference<Throwable> elsewhere = new AtomicReference<>();
+                Thread other = Thread.ofPlatform().start(() -> {
+                    try {
+                        box.complete(7, 3);
+                    } catch (Throwable e) {
+                        elsewhere.set(e);
+                    }
+                });
+                other.join();
+                assertInstanceOf(IllegalStateException.class, elsewhere.get(), "twice, the second from elsewhere");
+                assertEquals(1, box.reap());
+                assertEquals(1, r.lengths[7]);
+            }
+        }
     }
 }

@@ -22,6 +22,17 @@ final class Frame implements SwitchFrame {
     int length;
     long dst;
     long src;
+    /**
+     * Holders on the thread that began the frame (the sender, and receive queues of that thread
+     * it was handed to): plain, that thread alone touches it.
+     */
+    private int localRefs;
+    /**
+     * Holders on other threads, plus one for the beginning thread's side while {@link #localRefs}
+     * is above 0. A frame that never leaves its thread is forwarded without an atomic
+     * instruction: each one waits for the stores before it (the copy into the receiver's guest
+     * memory, its used element), which on a busy switch costs more than the instruction itself.
+     */
     private final AtomicInteger refs = new AtomicInteger();
     /** The frame's first bytes, read once when it was taken (what stages decide on). */
     final byte[] head = new byte[HEAD];
@@ -41,7 +52,10 @@ final class Frame implements SwitchFrame {
         this.from = from;
         this.pair = pair;
         this.length = length;
-        refs.set(1);
+        localRefs = 1;
+        // Release order suffices: a receive queue on another thread gets the frame through its
+        // inbox's lock, after this store; the frame's last life ended in the sender's mailbox.
+        refs.lazySet(1);
         rewritten = false;
     }
 
@@ -104,14 +118,19 @@ final class Frame implements SwitchFrame {
         rewritten = true;
     }
 
-    /** One more destination holds the frame. */
+    /** One more destination, on another thread, holds the frame (called by the beginning thread). */
     void retain() {
         refs.incrementAndGet();
     }
 
+    /** One more destination on the beginning thread holds the frame (called on that thread). */
+    void retainHere() {
+        localRefs++;
+    }
+
     /**
-     * A holder is done with the frame (copied or dropped); the last one returns the sender's
-     * chain to its driver. Any thread.
+     * A holder on another thread is done with the frame (copied or dropped); the last one returns
+     * the sender's chain to its driver.
      *
      * @return whether that was the last reference
      */
@@ -127,9 +146,34 @@ final class Frame implements SwitchFrame {
         return false;
     }
 
+    /** As {@link #release()}, for a holder on the beginning thread ({@link #retainHere}), on that thread. */
+    boolean releaseHere() {
+        if (localDone()) {
+            owner.sent(this);
+            return true;
+        }
+        return false;
+    }
+
     /** The sender drops its own reference (on its thread); true when nobody else holds the frame, which is then done. */
     boolean releaseOwn() {
-        return refs.decrementAndGet() == 0;
+        return localDone();
+    }
+
+    /** One holder of the beginning thread let go: true when that was the last holder anywhere. */
+    private boolean localDone() {
+        int n = --localRefs;
+        if (n > 0) {
+            return false;
+        }
+        if (n < 0) {
+            throw new IllegalStateException("frame of slot " + slot + " released once too often");
+        }
+        // No holder is left on this thread, and none can come: only the sender adds holders, and
+        // it has let go. When no other thread holds the frame either (its count is this side's 1;
+        // the volatile read sees every other thread's release, and what it did before), it is
+        // done without an atomic instruction; else this side's 1 goes, and the last one out ends it.
+        return refs.get() == 1 || refs.decrementAndGet() == 0;
     }
 
     /** The frame's bytes start this far into the chain's readable bytes. */

@@ -61,15 +61,31 @@ final class RxQueue implements QueueHandler, QueueIo {
     private final DescriptorChain[] group;
     private final int[] groupLength;
 
-    // ---- the frames waiting, guarded by 'waiting' ----
+    // ---- the frames waiting from other threads, guarded by 'waiting' ----
     private final ArrayDeque<Frame> waiting = new ArrayDeque<>(CAPACITY);
     /** Each sending port's share of the room (for a fair share of it). */
     private final SenderShares shares = new SenderShares(CAPACITY);
     private boolean open;
+    /** Frames in {@link #waiting}: written under its lock, read without it (by this queue's thread, to skip the lock). */
+    private volatile int elsewhere;
     /** Set by this queue's thread when it will not look at the frames again without a wake-up. */
     private final AtomicBoolean wanted = new AtomicBoolean();
     private final EventFd wake;
     private QueueCompletions completions;
+
+    // ---- the frames waiting from this queue's own thread: that thread alone, no lock ----
+    /**
+     * The thread the queue was opened on (plain: another thread reads null or this one, never
+     * its own). A port sending on this thread hands its frames over without a lock or an atomic
+     * instruction, and they are copied without one ({@link Frame#retainHere}).
+     */
+    private Thread owner;
+    private final ArrayDeque<Frame> here = new ArrayDeque<>(CAPACITY);
+    private final SenderShares hereShares = new SenderShares(CAPACITY);
+    /** When frames wait on both sides, they are taken from each in turn. */
+    private boolean turnHere;
+    /** Where the frame {@link #next()} returned came from. */
+    private boolean tookHere;
 
     RxQueue(VirtioNetDevice device, SwitchPort port, int pair, QueueBinding binding, long negotiated) throws IOException {
         this.device = device;
@@ -95,6 +111,9 @@ final class RxQueue implements QueueHandler, QueueIo {
 
     /** Takes a frame for this queue (retaining it); false when it cannot wait here (closed, full, the sender over its share). */
     boolean offer(Frame f) {
+        if (Thread.currentThread() == owner) {
+            return offerHere(f);
+        }
         int from = f.from.id();
         synchronized (waiting) {
             // Each sender gets an equal share of the room, with room kept for one more sender: a
@@ -104,6 +123,7 @@ final class RxQueue implements QueueHandler, QueueIo {
             }
             f.retain();
             waiting.addLast(f);
+            elsewhere++;
             // After the add: this queue's thread sets 'wanted' before it looks again. Under the
             // lock, so that close(), which takes it first, never closes the eventfd under a
             // signal (a closed fd's number may already be another file's).
@@ -114,19 +134,52 @@ final class RxQueue implements QueueHandler, QueueIo {
         return true;
     }
 
+    /** {@link #offer} on this queue's own thread: the same rules, without the lock. */
+    private boolean offerHere(Frame f) {
+        if (!open || !hereShares.take(f.from.id())) {
+            return false;
+        }
+        f.retainHere();
+        here.addLast(f);
+        if (wanted.get()) {
+            // This thread is the one that sets it; another thread's offer may clear it too (both
+            // then wake the queue: one wake-up too many, never one too few).
+            wanted.lazySet(false);
+            if (!completions.wakeHere()) {
+                wake.signal();
+            }
+        }
+        return true;
+    }
+
+    /** The next frame waiting (from this thread's senders and the others' in turn), or null; {@link #tookHere} says whose. */
     private Frame next() {
+        if (!here.isEmpty() && (elsewhere == 0 || (turnHere = !turnHere))) {
+            Frame f = here.pollFirst();
+            hereShares.release(f.from.id());
+            tookHere = true;
+            return f;
+        }
+        if (elsewhere == 0) {
+            return null; // read after 'wanted' was set (both volatile): an offer after this read wakes the queue
+        }
+        tookHere = false;
         synchronized (waiting) {
             Frame f = waiting.pollFirst();
             if (f != null) {
                 shares.release(f.from.id());
+                elsewhere--;
             }
             return f;
         }
     }
 
-    private boolean nothingWaits() {
-        synchronized (waiting) {
-            return waiting.isEmpty();
+    /** This queue is done with {@code f}, which {@link #next()} returned from {@code fromHere}'s side. */
+    private static void release(Frame f, boolean fromHere) {
+        if (fromHere) {
+            f.releaseHere();
+        } else {
+            f.release();
         }
     }
 
@@ -135,6 +188,7 @@ final class RxQueue implements QueueHandler, QueueIo {
     @Override
     public void open(QueueCompletions c) {
         completions = c;
+        owner = Thread.currentThread(); // the owning thread (QueueHandler#open)
         synchronized (waiting) {
             open = true;
         }
@@ -177,7 +231,7 @@ final class RxQueue implements QueueHandler, QueueIo {
         Frame f;
         while ((f = next()) != null) {
             dropped(f, "no receive buffer");
-            f.release();
+            release(f, tookHere);
         }
     }
 
@@ -197,11 +251,12 @@ final class RxQueue implements QueueHandler, QueueIo {
                     return NOT_NOW;
                 }
             }
+            boolean fromHere = tookHere;
             int n;
             try {
                 n = place(f, chain, slot);
             } finally {
-                f.release();
+                release(f, fromHere);
             }
             if (n != DROPPED) {
                 return n;
@@ -402,7 +457,7 @@ final class RxQueue implements QueueHandler, QueueIo {
         Frame f;
         while ((f = next()) != null) {
             port.rxDropped.incrementAndGet();
-            f.release();
+            release(f, tookHere);
         }
         wanted.set(false);
         synchronized (waiting) {

@@ -64,4 +64,67 @@ class NetSharedThreadTest {
             assertEquals(0, pa.txDropped() + pb.rxDropped() + pb.txDropped() + pa.rxDropped(), pa.stats() + "; " + pb.stats());
         }
     }
+
+    /**
+     * One receive queue fed at once by a port of its own thread (handed over without a lock or an
+     * atomic instruction) and by a port on another thread (through the locked inbox): every frame
+     * arrives intact, each sender's in order, and both senders' transmit chains come back.
+     */
+    @ParameterizedTest(name = "packed={0}")
+    @ValueSource(booleans = {false, true})
+    void aReceiveQueueFedFromItsOwnThreadAndAnotherAtOnceLosesNothing(boolean packed) throws Exception {
+        NetSwitch sw = NetSwitch.named("mixed" + System.nanoTime());
+        long c = 0x5254_0000_000cL;
+        Path sa = dir.resolve("a.sock");
+        Path sb = dir.resolve("b.sock");
+        Path sc = dir.resolve("c.sock");
+        long wanted = packed ? ~0L : ~VirtioFeatures.bit(VirtioFeatures.RING_PACKED);
+        SwitchPort pa = sw.join("a");
+        SwitchPort pb = sw.join("b");
+        SwitchPort pc = sw.join("c");
+        try (IoThreads io = new IoThreads(1, 0, 0);
+             IoThreads elsewhere = new IoThreads(1, 0, 0);
+             VhostUserBackend ba = VhostUserBackend.start(sa, new VirtioNetDevice(pa, NetOptions.defaults(A)), io.share(0, 0));
+             VhostUserBackend bb = VhostUserBackend.start(sb, new VirtioNetDevice(pb, NetOptions.defaults(B)), io.share(0, 0));
+             VhostUserBackend bc = VhostUserBackend.start(sc, new VirtioNetDevice(pc, NetOptions.defaults(c)), elsewhere.share(0, 0));
+             NetDriver a = new NetDriver(sa, wanted, 2048);
+             NetDriver b = new NetDriver(sb, wanted, 2048);
+             NetDriver cd = new NetDriver(sc, wanted, 2048)) {
+            // b's address learned first, so that what follows is unicast to b alone
+            b.send(NetDriver.frame(A, B, 60));
+            assertEquals(1, b.sent(1, 5000), "b's frame went out (flooded, dropped where no buffer waited)");
+            int burst = 24;
+            for (int round = 0; round < 30; round++) {
+                b.post(2 * burst);
+                byte[][] fromA = new byte[burst][];
+                byte[][] fromC = new byte[burst][];
+                for (int i = 0; i < burst; i++) {
+                    fromA[i] = NetDriver.frame(B, A, 60 + 40 * i + round);
+                    fromA[i][20] = (byte) i;
+                    fromC[i] = NetDriver.frame(B, c, 61 + 40 * i + round);
+                    fromC[i][20] = (byte) i;
+                    a.send(fromA[i]);
+                    cd.send(fromC[i]);
+                }
+                List<NetDriver.Received> got = b.receive(2 * burst, 5000);
+                assertEquals(2 * burst, got.size(), "round " + round + ": frames received; " + pa.stats() + "; " + pb.stats() + "; " + pc.stats());
+                int nextA = 0;
+                int nextC = 0;
+                for (NetDriver.Received r : got) {
+                    long src = TxQueue.mac(java.lang.foreign.MemorySegment.ofArray(r.frame()), 6);
+                    if (src == A) {
+                        assertArrayEquals(fromA[nextA], r.frame(), "round " + round + ", a's frame " + nextA);
+                        nextA++;
+                    } else {
+                        assertEquals(c, src, "round " + round + ": a frame from nowhere");
+                        assertArrayEquals(fromC[nextC], r.frame(), "round " + round + ", c's frame " + nextC);
+                        nextC++;
+                    }
+                }
+                assertEquals(burst, a.sent(burst, 5000), "round " + round + ": a's transmit chains back");
+                assertEquals(burst, cd.sent(burst, 5000), "round " + round + ": c's transmit chains back");
+            }
+            assertEquals(0, pa.txDropped() + pb.rxDropped() + pc.txDropped(), pa.stats() + "; " + pb.stats() + "; " + pc.stats());
+        }
+    }
 }
