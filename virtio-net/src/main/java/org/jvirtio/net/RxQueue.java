@@ -66,8 +66,23 @@ final class RxQueue implements QueueHandler, QueueIo {
     /** Each sending port's share of the room (for a fair share of it). */
     private final SenderShares shares = new SenderShares(CAPACITY);
     private boolean open;
-    /** Frames in {@link #waiting}: written under its lock, read without it (by this queue's thread, to skip the lock). */
-    private volatile int elsewhere;
+    /**
+     * Frames in {@link #waiting}: written under its lock, read without it by this queue's thread
+     * (a volatile read after its volatile store of {@code wanted}) to skip the lock when no other
+     * thread has frames waiting. An offer's increment is a volatile store, before its volatile
+     * {@code wanted.getAndSet}: the hand-shake that never lets both sides miss each other; this
+     * queue's own decrement needs only release order (nobody waits on it going down).
+     */
+    private int elsewhere;
+    private static final java.lang.invoke.VarHandle ELSEWHERE;
+
+    static {
+        try {
+            ELSEWHERE = java.lang.invoke.MethodHandles.lookup().findVarHandle(RxQueue.class, "elsewhere", int.class);
+        } catch (ReflectiveOperationException e) {
+            throw new ExceptionInInitializerError(e);
+        }
+    }
     /** Set by this queue's thread when it will not look at the frames again without a wake-up. */
     private final AtomicBoolean wanted = new AtomicBoolean();
     private final EventFd wake;
@@ -123,7 +138,7 @@ final class RxQueue implements QueueHandler, QueueIo {
             }
             f.retain();
             waiting.addLast(f);
-            elsewhere++;
+            ELSEWHERE.setVolatile(this, elsewhere + 1);
             // After the add: this queue's thread sets 'wanted' before it looks again. Under the
             // lock, so that close(), which takes it first, never closes the eventfd under a
             // signal (a closed fd's number may already be another file's).
@@ -154,13 +169,14 @@ final class RxQueue implements QueueHandler, QueueIo {
 
     /** The next frame waiting (from this thread's senders and the others' in turn), or null; {@link #tookHere} says whose. */
     private Frame next() {
-        if (!here.isEmpty() && (elsewhere == 0 || (turnHere = !turnHere))) {
+        int others = (int) ELSEWHERE.getVolatile(this);
+        if (!here.isEmpty() && (others == 0 || (turnHere = !turnHere))) {
             Frame f = here.pollFirst();
             hereShares.release(f.from.id());
             tookHere = true;
             return f;
         }
-        if (elsewhere == 0) {
+        if (others == 0) {
             return null; // read after 'wanted' was set (both volatile): an offer after this read wakes the queue
         }
         tookHere = false;
@@ -168,7 +184,7 @@ final class RxQueue implements QueueHandler, QueueIo {
             Frame f = waiting.pollFirst();
             if (f != null) {
                 shares.release(f.from.id());
-                elsewhere--;
+                ELSEWHERE.setRelease(this, elsewhere - 1);
             }
             return f;
         }
