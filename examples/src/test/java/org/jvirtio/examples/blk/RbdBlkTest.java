@@ -392,6 +392,74 @@ class RbdBlkTest {
         }
     }
 
+    /**
+     * {@code --ceph-options rbd_cache=true,rbd_cache_policy=writeback}: librbd's write-back cache
+     * (qemu-storage-daemon's {@code cache.direct=off}). Once the guest has flushed (librbd writes
+     * through until then), a write completes from the cache while no OSD answers; a flush waits
+     * for the OSD, and then the cluster holds the data.
+     */
+    @Test
+    void withTheWriteBackCacheAWriteCompletesFromTheCacheAndAFlushPutsItOnTheCluster() throws Exception {
+        cluster.createImage("rbd/cached", "4M");
+        byte[] data = new byte[4096];
+        new Random(11).nextBytes(data);
+        try (var backend = start("rbd/cached", "--ceph-options", "rbd_cache=true,rbd_cache_policy=writeback");
+             BlkClient c = new BlkClient(sock("rbd/cached"), 4, 4096)) {
+            c.put(0, new byte[4096]);
+            assertEquals(VirtioBlk.S_OK, status(c, 0, VirtioBlk.T_OUT, 16, 4096)); // takes the image's lock while the OSD answers
+            assertEquals(VirtioBlk.S_OK, status(c, 1, VirtioBlk.T_FLUSH, 0, 0));
+            cluster.stopOsd();
+            int[] st = {-1};
+            try {
+                c.put(2, data);
+                assertEquals(VirtioBlk.S_OK, status(c, 2, VirtioBlk.T_OUT, 16, 4096), "a write completes from the cache while no OSD answers");
+                c.submit(3, VirtioBlk.T_FLUSH, 0, 0);
+                c.flushSubmissions();
+                assertThrows(java.io.IOException.class, () -> c.reap((t, s, n) -> st[0] = s, 2000), "a flush waits for the OSD");
+            } finally {
+                cluster.continueOsd();
+            }
+            assertEquals(1, c.reap((t, s, n) -> st[0] = s, 30_000), "the flush completes once the OSD is back");
+            assertEquals(VirtioBlk.S_OK, st[0]);
+            assertArrayEquals(data, Arrays.copyOfRange(export("rbd/cached"), 16 * 512, 16 * 512 + 4096), "on the cluster after the flush");
+        }
+    }
+
+    /** {@code --rbd POOL/IMAGE@SNAPSHOT}: the snapshot's data, read-only whether or not --read-only was given. */
+    @Test
+    void aSnapshotIsServedReadOnlyWithTheDataOfItsTime() throws Exception {
+        cluster.createImage("rbd/snapped", "4M");
+        byte[] then = new byte[4096];
+        Arrays.fill(then, (byte) 0x11);
+        byte[] now = new byte[4096];
+        Arrays.fill(now, (byte) 0x22);
+        writeAndFlush("rbd/snapped", then);
+        cluster.rbd("snap", "create", "rbd/snapped@s1");
+        writeAndFlush("rbd/snapped", now);
+        try (var backend = start("rbd/snapped@s1");
+             BlkClient c = new BlkClient(sock("rbd/snapped@s1"), 2, 4096)) {
+            assertTrue(org.jvirtio.api.VirtioFeatures.has(c.features(), VirtioBlk.BLK_RO), "a snapshot is offered read-only");
+            assertEquals((4 << 20) / 512, c.capacitySectors());
+            assertEquals(VirtioBlk.S_OK, status(c, 0, VirtioBlk.T_IN, 8, 4096));
+            assertArrayEquals(then, c.get(0, 4096), "the data of the snapshot's time");
+            c.put(1, now);
+            assertEquals(VirtioBlk.S_IOERR, status(c, 1, VirtioBlk.T_OUT, 8, 4096));
+            assertEquals(VirtioBlk.S_OK, status(c, 0, VirtioBlk.T_IN, 8, 4096));
+            assertArrayEquals(then, c.get(0, 4096));
+        }
+        assertArrayEquals(now, Arrays.copyOfRange(export("rbd/snapped"), 8 * 512, 8 * 512 + 4096), "the image itself moved on");
+        assertArrayEquals(then, Arrays.copyOfRange(export("rbd/snapped@s1"), 8 * 512, 8 * 512 + 4096));
+    }
+
+    private void writeAndFlush(String image, byte[] data) throws Exception {
+        try (var backend = start(image);
+             BlkClient c = new BlkClient(sock(image), 2, data.length)) {
+            c.put(0, data);
+            assertEquals(VirtioBlk.S_OK, status(c, 0, VirtioBlk.T_OUT, 8, data.length));
+            assertEquals(VirtioBlk.S_OK, status(c, 1, VirtioBlk.T_FLUSH, 0, 0));
+        }
+    }
+
     @Test
     void badRbdStartsAreOneLineAndListenOnNothing() throws Exception {
         Path unreachable = dir.resolve("nowhere.conf");
@@ -404,6 +472,9 @@ class RbdBlkTest {
             {"--socket", sock, "--rbd", "rbd", "--ceph-conf", conf},
             {"--socket", sock, "--rbd", "rbd/a/b/c", "--ceph-conf", conf},
             {"--socket", sock, "--rbd", "rbd/img@snap", "--ceph-conf", conf},
+            {"--socket", sock, "--rbd", "rbd/img@", "--ceph-conf", conf},
+            {"--socket", sock, "--rbd", "rbd/img@a@b", "--ceph-conf", conf},
+            {"--socket", sock, "--rbd", "rbd@a/img", "--ceph-conf", conf},
             {"--socket", sock, "--rbd", "rbd/img", "--ceph-conf", dir.resolve("none.conf").toString()},
             {"--socket", sock, "--rbd", "rbd/img", "--ceph-conf", conf, "--ceph-user", "nobody"},
             {"--socket", sock, "--rbd", "rbd/img", "--ceph-conf", unreachable.toString(), "--rbd-timeout", "2"},

@@ -93,7 +93,8 @@ public final class BlkCommand implements DeviceCommand<VirtioBlkDevice> {
         flags.toggle("--read-only", "Refuse writes (the disk is offered with VIRTIO_BLK_F_RO).", () -> readOnly = true);
         flags.toggle("--direct", "Open the image with O_DIRECT (no page cache, no FLUSH needed).", () -> direct = true);
         flags.string("--rbd", "POOL/IMAGE",
-                "An RBD image on a Ceph cluster (POOL/IMAGE or POOL/NAMESPACE/IMAGE), through librbd.", null, v -> rbd = v);
+                "An RBD image on a Ceph cluster (POOL/IMAGE or POOL/NAMESPACE/IMAGE), through librbd; POOL/IMAGE@SNAPSHOT serves a snapshot, read-only.",
+                null, v -> rbd = v);
         flags.path("--ceph-conf", "FILE", "ceph.conf for --rbd (default: librados' search, $CEPH_CONF, /etc/ceph/ceph.conf).",
                 v -> cephConf = v);
         flags.string("--ceph-user", "NAME", "The Ceph client for --rbd, without client. (its key from the keyring ceph.conf names).",

@@ -239,10 +239,11 @@ final class Librbd {
         }
     }
 
-    static int open(MemorySegment ioctx, MemorySegment name, MemorySegment image, boolean readOnly) {
+    /** {@code rbd_open}, or {@code rbd_open_read_only} when {@code readOnly}; {@code snapshot} is NULL for the image itself. */
+    static int open(MemorySegment ioctx, MemorySegment name, MemorySegment image, boolean readOnly, MemorySegment snapshot) {
         try {
-            return readOnly ? (int) OpenReadOnly.H.invokeExact(ioctx, name, image, MemorySegment.NULL)
-                    : (int) Open.H.invokeExact(ioctx, name, image, MemorySegment.NULL);
+            return readOnly ? (int) OpenReadOnly.H.invokeExact(ioctx, name, image, snapshot)
+                    : (int) Open.H.invokeExact(ioctx, name, image, snapshot);
         } catch (Throwable t) {
             throw unexpected(t);
         }

@@ -135,9 +135,13 @@ public final class RbdBackend implements BlockBackend {
             }
             ioctx = out.get(ValueLayout.ADDRESS, 0);
             Librbd.ioctxSetNamespace(ioctx, tmp.allocateFrom(name.namespace()));
-            r = Librbd.open(ioctx, tmp.allocateFrom(name.image()), out, readOnly);
+            // A snapshot cannot be written: opened read-only whatever was asked (the device then offers VIRTIO_BLK_F_RO).
+            r = Librbd.open(ioctx, tmp.allocateFrom(name.image()), out, readOnly || name.isSnapshot(),
+                    name.isSnapshot() ? tmp.allocateFrom(name.snapshot()) : MemorySegment.NULL);
             if (r < 0) {
-                throw r == -2 ? new IOException("RBD image " + name + " does not exist") : fail("cannot open RBD image " + name, r);
+                throw r == -2 ? new IOException(name.isSnapshot() ? "RBD image " + name.pool() + "/" + (name.namespace().isEmpty() ? "" : name.namespace() + "/")
+                        + name.image() + " or its snapshot " + name.snapshot() + " does not exist" : "RBD image " + name + " does not exist")
+                        : fail("cannot open RBD image " + name, r);
             }
             image = out.get(ValueLayout.ADDRESS, 0);
             MemorySegment sz = tmp.allocate(ValueLayout.JAVA_LONG);
@@ -155,7 +159,8 @@ public final class RbdBackend implements BlockBackend {
                 events.close();
                 throw fail("cannot ask librbd for completion events", r);
             }
-            RbdBackend b = new RbdBackend(name, readOnly, cluster, ioctx, image, size, events, queues > 1, options.resizeCheckMillis());
+            RbdBackend b = new RbdBackend(name, readOnly || name.isSnapshot(), cluster, ioctx, image, size, events, queues > 1,
+                    name.isSnapshot() ? 0 : options.resizeCheckMillis()); // a snapshot's size never changes
             ok = true;
             return b;
         } finally {

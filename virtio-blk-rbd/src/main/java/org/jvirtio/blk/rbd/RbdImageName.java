@@ -1,26 +1,53 @@
 package org.jvirtio.blk.rbd;
 
-/** {@code pool/image} or {@code pool/namespace/image}. */
-public record RbdImageName(String pool, String namespace, String image) {
+/**
+ * {@code pool/image} or {@code pool/namespace/image}, with {@code @snapshot} after the image for
+ * one of its snapshots (served read-only); {@code snapshot} is empty for the image itself.
+ */
+public record RbdImageName(String pool, String namespace, String image, String snapshot) {
+    /** The image itself, not a snapshot. */
+    public RbdImageName(String pool, String namespace, String image) {
+        this(pool, namespace, image, "");
+    }
+
     public static RbdImageName parse(String s) {
         String[] p = s.split("/", -1);
-        for (String part : p) {
-            if (part.isEmpty()) {
-                throw new IllegalArgumentException("--rbd " + s + " is not POOL/IMAGE or POOL/NAMESPACE/IMAGE");
-            }
-            if (part.indexOf('@') >= 0 || part.indexOf('\0') >= 0) {
-                throw new IllegalArgumentException("--rbd " + s + ": snapshots (@) are not served; name the image itself");
+        String snapshot = "";
+        String last = p[p.length - 1];
+        int at = last.indexOf('@');
+        if (at >= 0) {
+            snapshot = last.substring(at + 1);
+            p[p.length - 1] = last.substring(0, at);
+            if (snapshot.isEmpty() || snapshot.indexOf('@') >= 0) {
+                throw new IllegalArgumentException("--rbd " + s + ": a snapshot is named once, after the image: POOL/IMAGE@SNAPSHOT");
             }
         }
+        for (String part : p) {
+            if (part.isEmpty()) {
+                throw new IllegalArgumentException("--rbd " + s + " is not POOL/IMAGE or POOL/NAMESPACE/IMAGE (with @SNAPSHOT for a snapshot)");
+            }
+            if (part.indexOf('@') >= 0) {
+                throw new IllegalArgumentException("--rbd " + s + ": a snapshot is named once, after the image: POOL/IMAGE@SNAPSHOT");
+            }
+        }
+        if (s.indexOf('\0') >= 0) {
+            throw new IllegalArgumentException("--rbd: a name with a NUL byte");
+        }
         return switch (p.length) {
-            case 2 -> new RbdImageName(p[0], "", p[1]);
-            case 3 -> new RbdImageName(p[0], p[1], p[2]);
-            default -> throw new IllegalArgumentException("--rbd " + s + " is not POOL/IMAGE or POOL/NAMESPACE/IMAGE");
+            case 2 -> new RbdImageName(p[0], "", p[1], snapshot);
+            case 3 -> new RbdImageName(p[0], p[1], p[2], snapshot);
+            default -> throw new IllegalArgumentException("--rbd " + s + " is not POOL/IMAGE or POOL/NAMESPACE/IMAGE (with @SNAPSHOT for a snapshot)");
         };
+    }
+
+    /** Whether this names a snapshot (always served read-only). */
+    public boolean isSnapshot() {
+        return !snapshot.isEmpty();
     }
 
     @Override
     public String toString() {
-        return namespace.isEmpty() ? pool + "/" + image : pool + "/" + namespace + "/" + image;
+        String base = namespace.isEmpty() ? pool + "/" + image : pool + "/" + namespace + "/" + image;
+        return snapshot.isEmpty() ? base : base + "@" + snapshot;
     }
 }
