@@ -103,7 +103,7 @@ public final class BlkCommand implements DeviceCommand<VirtioBlkDevice> {
                 "--rbd: an operation no OSD answers fails with IOERR after this long; connecting gives up after min(this, 10).",
                 30, v -> rbdTimeout = v);
         flags.string("--ceph-options", "KEY=VALUE,...",
-                "--rbd: librados/librbd settings applied after ceph.conf and ours (e.g. rbd_non_blocking_aio=false).", null,
+                "--rbd: librados/librbd settings applied after ceph.conf and ours (e.g. rbd_cache=true,rbd_cache_policy=writeback for librbd's write-back cache).", null,
                 v -> cephOptions = v);
         flags.string("--serial", "TEXT", "GET_ID answer, up to 20 ASCII bytes.", "jvirtio", v -> serial = v);
     }
