@@ -28,10 +28,11 @@ import org.jvirtio.api.linux.ErrnoException;
  * }</pre>
  *
  * <p>A slot per request, as the queue names them, and a bit per slot: nothing is allocated per
- * request. A completion posted on the queue's own thread (a device whose request ended there, in
- * another queue's handler of the same thread) takes no atomic instruction: each would wait for
- * every store before it, such as the copies into guest memory that ended the request. Completions are delivered in slot order, not in the order they were posted (the driver
- * takes used elements in any order).
+ * request. Completions are delivered in slot order, not in the order they were posted (the driver
+ * takes used elements in any order). A completion posted on the queue's own thread (a request
+ * that ended there, in another queue's handler of the same thread) takes no atomic instruction:
+ * each would wait for every store before it, such as the copies into guest memory that ended the
+ * request. The mailbox learns that thread at its first {@link #reap}.
  */
 public final class CompletionMailbox implements QueueIo, AutoCloseable {
     private static final int NONE = -1;
