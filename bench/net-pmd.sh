@@ -12,6 +12,10 @@
 # (packed rings; mergeable receive buffers off; both backends negotiate what the front-end offers).
 # FRONT_OPTS="--burst=128" adds options to the front-end testpmd (here: 128 frames per burst, so
 # --tx-first puts 128 per port in flight instead of 32).
+# WARMUP=S runs the front-end S seconds longer and adds a steady-state figure: packets per backend
+# CPU-second over a window that starts S seconds in (the JVM's JIT compiles on the backend's one CPU
+# in the first seconds; DPDK has no warm-up), from testpmd's 1 s statistics and /proc at the window's
+# ends. Without it (the default) the figures are over the whole run, as before.
 # Usage: bench/net-pmd.sh [rounds] [seconds per round] [frame sizes...]
 # Needs: apt-get install dpdk dpdk-dev. Runs as root (testpmd's --no-huge memory, /var/run/dpdk).
 set -euo pipefail
@@ -53,26 +57,50 @@ run() { # backend size
   await_gone jvb; await_gone jvf
   rm -f "$dir"/*.sock "$dir"/*.fifo
   mkfifo "$dir/f.fifo" "$dir/b.fifo"
-  (sleep $((secs + 30))) > "$dir/b.fifo" &
+  (sleep $((secs + ${WARMUP:-0} + 30))) > "$dir/b.fifo" &
   local keep=$!
   local pid
   pid=$(backend_$1)
   await_listening "$dir/a.sock" "$pid" && await_listening "$dir/b.sock" "$pid" || { cat "$dir/backend.log" >&2; exit 1; }
   # the JVM's own pid (bin/vhost-user execs java)
+  local warm=${WARMUP:-0}
   local c0; c0=$(cpu "$pid")
-  timeout -s INT "$secs" stdbuf -oL dpdk-testpmd --no-huge -m 512 --no-pci -l 0,1 --file-prefix=jvf \
+  local w0 w1 wc0 wc1
+  # testpmd's lines, each stamped with the time it arrived (the steady-state window needs them)
+  timeout -s INT "$((secs + warm))" stdbuf -oL dpdk-testpmd --no-huge -m 512 --no-pci -l 0,1 --file-prefix=jvf \
       --vdev "net_virtio_user0,path=$dir/a.sock,queues=1,queue_size=1024${VUSER_OPTS:+,$VUSER_OPTS}" \
       --vdev "net_virtio_user1,path=$dir/b.sock,queues=1,queue_size=1024${VUSER_OPTS:+,$VUSER_OPTS}" \
-      -- --forward-mode=io --nb-cores=1 --tx-first --stats-period 5 --total-num-mbufs=16384 --txpkts="$2" ${FRONT_OPTS:-} \
-      < /dev/null > "$dir/front.log" 2>&1 || true
+      -- --forward-mode=io --nb-cores=1 --tx-first --stats-period "$( [ "$warm" -gt 0 ] && echo 1 || echo 5 )" --total-num-mbufs=16384 \
+      --txpkts="$2" ${FRONT_OPTS:-} < /dev/null 2>&1 | while IFS= read -r l; do printf '%s %s\n' "$EPOCHREALTIME" "$l"; done > "$dir/front.log" &
+  local front=$!
+  if [ "$warm" -gt 0 ]; then
+    # after the warm-up (the JVM's JIT compiling, on the backend's CPU), a window of secs - 1 s
+    sleep "$warm"; w0=$EPOCHREALTIME; wc0=$(cpu "$pid")
+    sleep "$((secs - 1))"; w1=$EPOCHREALTIME; wc1=$(cpu "$pid")
+  fi
+  wait "$front" || true
   local c1; c1=$(cpu "$pid")
   kill "$pid" 2>/dev/null || true; kill $keep 2>/dev/null || true; wait "$pid" 2>/dev/null || true
   grep -q "Rx-pps" "$dir/front.log" || { echo "net-pmd: the front-end measured nothing:" >&2; grep -E "EAL|Cause|rror" "$dir/front.log" | head -5 >&2; exit 1; }
-  local pps; pps=$(grep "Rx-pps" "$dir/front.log" | awk '{print $2}' | sed -n '3,$p' | sort -n | awk '{a[NR]=$1} END {if (NR == 0) print 0; else print a[int((NR + 1) / 2)]}')
-  local total; total=$(grep -E "^  RX-packets" "$dir/front.log" | tail -1 | awk '{print $2}')
+  local skip=3; [ "$warm" -gt 0 ] && skip=$((2 * warm + 1))
+  local pps; pps=$(grep "Rx-pps" "$dir/front.log" | awk '{print $3}' | sed -n "$skip,\$p" | sort -n | awk '{a[NR]=$1} END {if (NR == 0) print 0; else print a[int((NR + 1) / 2)]}')
+  local total; total=$(grep -E "^[0-9.]+   RX-packets" "$dir/front.log" | tail -1 | awk '{print $3}')
   local cpus; cpus=$(echo "scale=2; ($c1 - $c0) / $ticks" | bc)
   local per; per=$(echo "scale=0; ${total:-0} / ($cpus + 0.001)" | bc)
-  printf '%-8s %s %5d bytes: %9s pps per direction, backend %6s CPU-s, %9s packets per backend CPU-second\n' "$1" "${VUSER_OPTS:-split,mrg_rxbuf=1}" "$2" "$pps" "$cpus" "$per"
+  local steady=""
+  if [ "$warm" -gt 0 ]; then
+    # packets both ports had received at w0 and w1, interpolated between testpmd's 1 s samples
+    # (each "Port statistics" block: the two ports' cumulative RX-packets, stamped when printed)
+    local inwin; inwin=$(awk -v a="$w0" -v b="$w1" '
+        / Port statistics / { n = 0; sum = 0; next }
+        / RX-packets: / && n < 2 { sum += $3; n++; if (n == 2) { t[k] = $1; p[k] = sum; k++ } }
+        function at(x,   i) { for (i = 1; i < k; i++) if (t[i] >= x) return p[i-1] + (p[i] - p[i-1]) * (x - t[i-1]) / (t[i] - t[i-1]); return -1 }
+        END { pa = at(a); pb = at(b); if (pa < 0 || pb < 0) print 0; else printf "%d", pb - pa }' "$dir/front.log")
+    local wcpu; wcpu=$(echo "scale=2; ($wc1 - $wc0) / $ticks" | bc)
+    steady=$(printf ', after %d s: %9s per backend CPU-second (%s CPU-s in %.1f s)' "$warm" \
+        "$(echo "scale=0; $inwin / ($wcpu + 0.001)" | bc)" "$wcpu" "$(echo "$w1 - $w0" | bc)")
+  fi
+  printf '%-8s %s %5d bytes: %9s pps per direction, backend %6s CPU-s, %9s packets per backend CPU-second%s\n' "$1" "${VUSER_OPTS:-split,mrg_rxbuf=1}" "$2" "$pps" "$cpus" "$per" "$steady"
 }
 
 for r in $(seq 1 "$rounds"); do
