@@ -3,11 +3,8 @@ package org.jvirtio.net;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.util.ArrayDeque;
-import java.util.concurrent.atomic.AtomicBoolean;
 
 import org.jvirtio.api.DescriptorChain;
-import org.jvirtio.api.EventFd;
 import org.jvirtio.api.QueueBinding;
 import org.jvirtio.api.QueueCompletions;
 import org.jvirtio.api.QueueHandler;
@@ -16,9 +13,9 @@ import org.jvirtio.api.QueueStats;
 import org.jvirtio.api.Virtqueue;
 
 /**
- * A port's receive queue: frames other ports sent wait here (a few, bounded, each sender held to
- * its share), and go into the driver's buffers on this queue's thread as the driver offers them,
- * copied once from the sender's guest memory.
+ * A port's receive queue: frames other ports sent wait in its {@link RxInbox} (a few, bounded,
+ * each sender held to its share), and go into the driver's buffers on this queue's thread as the
+ * driver offers them, copied once from the sender's guest memory.
  *
  * <p>A switch never holds a frame against its sender: a frame that finds no buffer now is
  * dropped and counted. So when the ring has no buffer at the end of a drain (or when a frame
@@ -39,9 +36,6 @@ import org.jvirtio.api.Virtqueue;
  * ({@link Segmenter}), each segment in a chain of its own with a complete checksum.
  */
 final class RxQueue implements QueueHandler, QueueIo {
-    /** Frames that wait for one receive queue at most. */
-    static final int CAPACITY = 256;
-
     private final VirtioNetDevice device;
     private final SwitchPort port;
     private final int pair;
@@ -61,46 +55,9 @@ final class RxQueue implements QueueHandler, QueueIo {
     private final DescriptorChain[] group;
     private final int[] groupLength;
 
-    // ---- the frames waiting from other threads, guarded by 'waiting' ----
-    private final ArrayDeque<Frame> waiting = new ArrayDeque<>(CAPACITY);
-    /** Each sending port's share of the room (for a fair share of it). */
-    private final SenderShares shares = new SenderShares(CAPACITY);
-    private boolean open;
-    /**
-     * Frames in {@link #waiting}: written under its lock, read without it by this queue's thread
-     * (a volatile read after its volatile store of {@code wanted}) to skip the lock when no other
-     * thread has frames waiting. An offer's increment is a volatile store, before its volatile
-     * {@code wanted.getAndSet}: the hand-shake that never lets both sides miss each other; this
-     * queue's own decrement needs only release order (nobody waits on it going down).
-     */
-    private int elsewhere;
-    private static final java.lang.invoke.VarHandle ELSEWHERE;
-
-    static {
-        try {
-            ELSEWHERE = java.lang.invoke.MethodHandles.lookup().findVarHandle(RxQueue.class, "elsewhere", int.class);
-        } catch (ReflectiveOperationException e) {
-            throw new ExceptionInInitializerError(e);
-        }
-    }
-    /** Set by this queue's thread when it will not look at the frames again without a wake-up. */
-    private final AtomicBoolean wanted = new AtomicBoolean();
-    private final EventFd wake;
+    /** The frames waiting for this queue (from its own thread and from others). */
+    private final RxInbox inbox;
     private QueueCompletions completions;
-
-    // ---- the frames waiting from this queue's own thread: that thread alone, no lock ----
-    /**
-     * The thread the queue was opened on (plain: another thread reads null or this one, never
-     * its own). A port sending on this thread hands its frames over without a lock or an atomic
-     * instruction, and they are copied without one ({@link Frame#retainHere}).
-     */
-    private Thread owner;
-    private final ArrayDeque<Frame> here = new ArrayDeque<>(CAPACITY);
-    private final SenderShares hereShares = new SenderShares(CAPACITY);
-    /** When frames wait on both sides, they are taken from each in turn. */
-    private boolean turnHere;
-    /** Where the frame {@link #next()} returned came from. */
-    private boolean tookHere;
 
     RxQueue(VirtioNetDevice device, SwitchPort port, int pair, QueueBinding binding, long negotiated) throws IOException {
         this.device = device;
@@ -115,7 +72,7 @@ final class RxQueue implements QueueHandler, QueueIo {
         this.guestTso6 = (negotiated & (1L << VirtioNet.F_GUEST_TSO6)) != 0;
         this.group = new DescriptorChain[q.size() + 1];
         this.groupLength = new int[q.size() + 1];
-        this.wake = EventFd.create(true);
+        this.inbox = new RxInbox();
     }
 
     int pair() {
@@ -126,77 +83,7 @@ final class RxQueue implements QueueHandler, QueueIo {
 
     /** Takes a frame for this queue (retaining it); false when it cannot wait here (closed, full, the sender over its share). */
     boolean offer(Frame f) {
-        if (Thread.currentThread() == owner) {
-            return offerHere(f);
-        }
-        int from = f.from.id();
-        synchronized (waiting) {
-            // Each sender gets an equal share of the room, with room kept for one more sender: a
-            // port flooding the switch fills its share, not everybody's.
-            if (!open || !shares.take(from)) {
-                return false;
-            }
-            f.retain();
-            waiting.addLast(f);
-            ELSEWHERE.setVolatile(this, elsewhere + 1);
-            // After the add: this queue's thread sets 'wanted' before it looks again. Under the
-            // lock, so that close(), which takes it first, never closes the eventfd under a
-            // signal (a closed fd's number may already be another file's).
-            if (wanted.getAndSet(false) && !completions.wakeHere()) {
-                wake.signal(); // from another thread: on this queue's own, the host reaps without it
-            }
-        }
-        return true;
-    }
-
-    /** {@link #offer} on this queue's own thread: the same rules, without the lock. */
-    private boolean offerHere(Frame f) {
-        if (!open || !hereShares.take(f.from.id())) {
-            return false;
-        }
-        f.retainHere();
-        here.addLast(f);
-        if (wanted.get()) {
-            // This thread is the one that sets it; another thread's offer may clear it too (both
-            // then wake the queue: one wake-up too many, never one too few).
-            wanted.lazySet(false);
-            if (!completions.wakeHere()) {
-                wake.signal();
-            }
-        }
-        return true;
-    }
-
-    /** The next frame waiting (from this thread's senders and the others' in turn), or null; {@link #tookHere} says whose. */
-    private Frame next() {
-        int others = (int) ELSEWHERE.getVolatile(this);
-        if (!here.isEmpty() && (others == 0 || (turnHere = !turnHere))) {
-            Frame f = here.pollFirst();
-            hereShares.release(f.from.id());
-            tookHere = true;
-            return f;
-        }
-        if (others == 0) {
-            return null; // read after 'wanted' was set (both volatile): an offer after this read wakes the queue
-        }
-        tookHere = false;
-        synchronized (waiting) {
-            Frame f = waiting.pollFirst();
-            if (f != null) {
-                shares.release(f.from.id());
-                ELSEWHERE.setRelease(this, elsewhere - 1);
-            }
-            return f;
-        }
-    }
-
-    /** This queue is done with {@code f}, which {@link #next()} returned from {@code fromHere}'s side. */
-    private static void release(Frame f, boolean fromHere) {
-        if (fromHere) {
-            f.releaseHere();
-        } else {
-            f.release();
-        }
+        return inbox.offer(f);
     }
 
     // ---- the queue's thread ----
@@ -204,13 +91,7 @@ final class RxQueue implements QueueHandler, QueueIo {
     @Override
     public void open(QueueCompletions c) {
         completions = c;
-        owner = Thread.currentThread(); // the owning thread (QueueHandler#open)
-        synchronized (waiting) {
-            open = true;
-        }
-        // Nothing served yet (the ring may stay empty): the first frame wakes the queue, to be
-        // placed or dropped.
-        wanted.set(true);
+        inbox.open(c); // on the owning thread (QueueHandler#open): its senders need no lock
         port.receiveQueue(pair, this);
     }
 
@@ -221,7 +102,7 @@ final class RxQueue implements QueueHandler, QueueIo {
 
     @Override
     public int completionFd() {
-        return wake.fd();
+        return inbox.fd();
     }
 
     /** A frame came for a queue that said it would not look: serve it, or drop what waits if the ring has no buffer now. */
@@ -243,11 +124,11 @@ final class RxQueue implements QueueHandler, QueueIo {
             return;
         }
         // Say so first, then look: a frame offered in between sees 'wanted' and wakes the queue.
-        wanted.set(true);
+        inbox.lookLater();
         Frame f;
-        while ((f = next()) != null) {
+        while ((f = inbox.next()) != null) {
             dropped(f, "no receive buffer");
-            release(f, tookHere);
+            RxInbox.release(f, inbox.tookHere());
         }
     }
 
@@ -259,20 +140,20 @@ final class RxQueue implements QueueHandler, QueueIo {
             return 0;
         }
         while (true) {
-            Frame f = next();
+            Frame f = inbox.next();
             if (f == null) {
-                wanted.set(true);
-                f = next();
+                inbox.lookLater();
+                f = inbox.next();
                 if (f == null) {
                     return NOT_NOW;
                 }
             }
-            boolean fromHere = tookHere;
+            boolean fromHere = inbox.tookHere();
             int n;
             try {
                 n = place(f, chain, slot);
             } finally {
-                release(f, fromHere);
+                RxInbox.release(f, fromHere);
             }
             if (n != DROPPED) {
                 return n;
@@ -467,17 +348,12 @@ final class RxQueue implements QueueHandler, QueueIo {
     @Override
     public void close() {
         port.receiveQueue(pair, null);
-        synchronized (waiting) {
-            open = false;
-        }
+        inbox.shut();
         Frame f;
-        while ((f = next()) != null) {
+        while ((f = inbox.next()) != null) {
             port.rxDropped.incrementAndGet();
-            release(f, tookHere);
+            RxInbox.release(f, inbox.tookHere());
         }
-        wanted.set(false);
-        synchronized (waiting) {
-            wake.close(); // no offer is between its add and its signal now (both under the lock)
-        }
+        inbox.close();
     }
 }

@@ -139,9 +139,8 @@ public final class RbdBackend implements BlockBackend {
             r = Librbd.open(ioctx, tmp.allocateFrom(name.image()), out, readOnly || name.isSnapshot(),
                     name.isSnapshot() ? tmp.allocateFrom(name.snapshot()) : MemorySegment.NULL);
             if (r < 0) {
-                throw r == -2 ? new IOException(name.isSnapshot() ? "RBD image " + name.pool() + "/" + (name.namespace().isEmpty() ? "" : name.namespace() + "/")
-                        + name.image() + " or its snapshot " + name.snapshot() + " does not exist" : "RBD image " + name + " does not exist")
-                        : fail("cannot open RBD image " + name, r);
+                String missing = name.isSnapshot() ? name.withoutSnapshot() + " or its snapshot " + name.snapshot() : name.toString();
+                throw r == -2 ? new IOException("RBD image " + missing + " does not exist") : fail("cannot open RBD image " + name, r);
             }
             image = out.get(ValueLayout.ADDRESS, 0);
             MemorySegment sz = tmp.allocate(ValueLayout.JAVA_LONG);

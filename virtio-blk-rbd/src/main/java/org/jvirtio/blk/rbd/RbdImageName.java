@@ -5,11 +5,6 @@ package org.jvirtio.blk.rbd;
  * one of its snapshots (served read-only); {@code snapshot} is empty for the image itself.
  */
 public record RbdImageName(String pool, String namespace, String image, String snapshot) {
-    /** The image itself, not a snapshot. */
-    public RbdImageName(String pool, String namespace, String image) {
-        this(pool, namespace, image, "");
-    }
-
     public static RbdImageName parse(String s) {
         String[] p = s.split("/", -1);
         String snapshot = "";
@@ -38,6 +33,11 @@ public record RbdImageName(String pool, String namespace, String image, String s
             case 3 -> new RbdImageName(p[0], p[1], p[2], snapshot);
             default -> throw new IllegalArgumentException("--rbd " + s + " is not POOL/IMAGE or POOL/NAMESPACE/IMAGE (with @SNAPSHOT for a snapshot)");
         };
+    }
+
+    /** The image itself (this name without its snapshot). */
+    public RbdImageName withoutSnapshot() {
+        return new RbdImageName(pool, namespace, image, "");
     }
 
     /** Whether this names a snapshot (always served read-only). */
