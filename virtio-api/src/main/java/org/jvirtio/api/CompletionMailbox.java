@@ -143,21 +143,23 @@ public final class CompletionMailbox implements QueueIo, AutoCloseable {
         if (owner == null) {
             owner = Thread.currentThread(); // the queue's thread: its own posts need no atomics from now on
         }
-        signalledHere = false;
         int n = 0;
-        for (int w = 0; w < postedHere.length; w++) {
-            long bits = postedHere[w];
-            if (bits == 0) {
-                continue;
-            }
-            postedHere[w] = 0;
-            while (bits != 0) {
-                int slot = (w << 6) | Long.numberOfTrailingZeros(bits);
-                bits &= bits - 1;
-                int length = written.getPlain(slot);
-                written.setPlain(slot, NONE); // free before the queue may reuse the slot
-                to.complete(slot, length);
-                n++;
+        if (signalledHere) { // this thread posted since the last reap (else nothing to look at here)
+            signalledHere = false; // before looking: a post made while delivering wakes the queue again
+            for (int w = 0; w < postedHere.length; w++) {
+                long bits = postedHere[w];
+                if (bits == 0) {
+                    continue;
+                }
+                postedHere[w] = 0;
+                while (bits != 0) {
+                    int slot = (w << 6) | Long.numberOfTrailingZeros(bits);
+                    bits &= bits - 1;
+                    int length = written.getPlain(slot);
+                    written.setPlain(slot, NONE); // free before the queue may reuse the slot
+                    to.complete(slot, length);
+                    n++;
+                }
             }
         }
         // Before looking: a post from here on signals again (its bit may also be seen below,
