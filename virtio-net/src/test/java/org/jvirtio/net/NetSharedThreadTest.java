@@ -127,4 +127,56 @@ class NetSharedThreadTest {
             assertEquals(0, pa.txDropped() + pb.rxDropped() + pc.txDropped(), pa.stats() + "; " + pb.stats() + "; " + pc.stats());
         }
     }
+
+    /**
+     * The own-thread hand-over under abuse: a port floods broadcasts at a port of its thread whose
+     * ring has no buffer (every frame is dropped and counted, every transmit chain comes back: none
+     * is held), then its driver disappears with frames on their way, and a new driver on the same
+     * socket and the other port go on exchanging frames.
+     */
+    @ParameterizedTest(name = "packed={0}")
+    @ValueSource(booleans = {false, true})
+    void aFloodFromAPortOfTheSameThreadIsDroppedNotHeldAndItsDriverMayVanish(boolean packed) throws Exception {
+        NetSwitch sw = NetSwitch.named("flood" + System.nanoTime());
+        Path sa = dir.resolve("a.sock");
+        Path sb = dir.resolve("b.sock");
+        long wanted = packed ? ~0L : ~VirtioFeatures.bit(VirtioFeatures.RING_PACKED);
+        SwitchPort pa = sw.join("a");
+        SwitchPort pb = sw.join("b");
+        try (IoThreads io = new IoThreads(1, 0, 0);
+             VhostUserBackend ba = VhostUserBackend.start(sa, new VirtioNetDevice(pa, NetOptions.defaults(A)), io.share(0, 0));
+             VhostUserBackend bb = VhostUserBackend.start(sb, new VirtioNetDevice(pb, NetOptions.defaults(B)), io.share(0, 0));
+             NetDriver b = new NetDriver(sb, wanted, 2048)) {
+            long broadcast = 0xffff_ffff_ffffL;
+            try (NetDriver a = new NetDriver(sa, wanted, 2048)) {
+                for (int round = 0; round < 8; round++) {
+                    for (int i = 0; i < 64; i++) {
+                        a.send(NetDriver.frame(broadcast, A, 60 + i));
+                    }
+                    assertEquals(64, a.sent(64, 5000), "round " + round + ": every chain back although b has no buffer; " + pb.stats());
+                }
+                assertEquals(8 * 64, pb.rxDropped(), pb.stats());
+                // a burst on its way when the driver goes away
+                for (int i = 0; i < 32; i++) {
+                    a.send(NetDriver.frame(broadcast, A, 100));
+                }
+            }
+            try (NetDriver a2 = new NetDriver(sa, wanted, 2048)) {
+                for (int round = 0; round < 4; round++) {
+                    b.post(16);
+                    byte[][] frames = new byte[16][];
+                    for (int i = 0; i < 16; i++) {
+                        frames[i] = NetDriver.frame(B, A, 70 + 10 * i + round);
+                        a2.send(frames[i]);
+                    }
+                    List<NetDriver.Received> got = b.receive(16, 5000);
+                    assertEquals(16, got.size(), "round " + round + ": " + pa.stats() + "; " + pb.stats());
+                    for (int i = 0; i < 16; i++) {
+                        assertArrayEquals(frames[i], got.get(i).frame(), "round " + round + ", frame " + i);
+                    }
+                    assertEquals(16, a2.sent(16, 5000));
+                }
+            }
+        }
+    }
 }
