@@ -170,13 +170,16 @@ class QemuGuestTest {
 
     /**
      * Issue 27: the same on an RBD image, killed once. The killed backend's exclusive lock on the
-     * image stays with its dead client until the OSD drops its watch (osd_client_watch_timeout,
-     * 30 s by default), so the new backend's first write waits that long for the lock; the guest's
-     * writes stall, then complete, and nothing is lost.
+     * image stays with its dead client, whose watch the OSD keeps for osd_client_watch_timeout
+     * (30 s); the new backend finds the killed one's record in the lock directory (the default
+     * one here), sees its process gone and breaks the lock at once, so the guest's writes go on
+     * without waiting for the watch, and nothing is lost.
      */
     @Test
     void anRbdBackendKilledUnderTheGuestsWritesLosesNothing() throws Exception {
         killUnderTheGuestsWrites(rbdDisk("restart", "64M"), false, new int[] {2});
+        String log = Files.readString(dir.resolve("backend.log"));
+        assertTrue(log.contains("took the exclusive lock over from client"), "the restarted backend did not take the lock over: " + log);
     }
 
     /**

@@ -7,7 +7,9 @@ import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Random;
+import java.util.concurrent.TimeUnit;
 
 import org.jvirtio.blk.VirtioBlk;
 import org.jvirtio.testkit.CephCluster;
@@ -460,12 +462,119 @@ class RbdBlkTest {
         }
     }
 
+    /** {@code bin/vhost-user blk --rbd IMAGE} as a process of its own (to be killed), logging to {@code log}. */
+    private Process startProcess(String image, Path socket, Path log, String... more) throws Exception {
+        List<String> cmd = new java.util.ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"), "org.jvirtio.runner.VhostUserRunner",
+                "blk", "--socket", socket.toString(), "--rbd", image, "--ceph-conf", cluster.conf().toString()));
+        cmd.addAll(List.of(more));
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        while (!Files.exists(socket)) {
+            assertTrue(p.isAlive(), "the backend exited: " + Files.readString(log));
+            assertTrue(System.nanoTime() < deadline, "the backend never listened: " + Files.readString(log));
+            Thread.sleep(50);
+        }
+        return p;
+    }
+
+    private static List<Path> records(Path lockDir) throws Exception {
+        try (var s = Files.walk(lockDir)) {
+            return s.filter(Files::isRegularFile).toList();
+        }
+    }
+
+    /**
+     * A backend killed while it holds the image's exclusive lock: the OSD keeps its client's watch
+     * for its {@code osd_client_watch_timeout} (set to 300 s here; 30 s by default), during which
+     * librbd in a new backend could not take the lock. The new backend finds the killed one's record in the
+     * lock directory, sees its process gone, breaks the lock its client holds, and the first write
+     * completes at once (well inside the 300 s). The dead record is removed; the new one's is left.
+     */
+    @Test
+    void aBackendRestartedAfterACrashTakesTheLockOfItsDeadPredecessorAtOnce() throws Exception {
+        cluster.createImage("rbd/crash", "4M");
+        Path locks = dir.resolve("locks");
+        Path socket = sock("rbd/crash");
+        byte[] before = new byte[4096];
+        new Random(21).nextBytes(before);
+        cluster.ceph("tell", "osd.0", "config", "set", "osd_client_watch_timeout", "300"); // read when a watch is set up
+        try {
+            crashAndRestart(locks, socket, before);
+        } finally {
+            cluster.ceph("tell", "osd.0", "config", "set", "osd_client_watch_timeout", "30");
+        }
+    }
+
+    private void crashAndRestart(Path locks, Path socket, byte[] before) throws Exception {
+        Process first = startProcess("rbd/crash", socket, dir.resolve("first.log"), "--rbd-lock-dir", locks.toString());
+        try (BlkClient c = new BlkClient(socket, 2, 4096)) {
+            c.put(0, before);
+            assertEquals(VirtioBlk.S_OK, status(c, 0, VirtioBlk.T_OUT, 0, 4096)); // the first backend's client takes the lock
+            assertEquals(1, records(locks).size(), "the running backend recorded its client");
+        } finally {
+            first.destroyForcibly(); // SIGKILL: the lock stays with the dead client
+            assertTrue(first.waitFor(30, TimeUnit.SECONDS));
+        }
+        Files.deleteIfExists(socket);
+        byte[] after = new byte[4096];
+        new Random(22).nextBytes(after);
+        try (var second = start("rbd/crash", "--rbd-lock-dir", locks.toString());
+             BlkClient c = new BlkClient(socket, 2, 4096)) {
+            c.put(1, after);
+            c.submit(1, VirtioBlk.T_OUT, 8, 4096);
+            c.flushSubmissions();
+            int[] st = {-1};
+            assertEquals(1, c.reap((t, s, n) -> st[0] = s, 60_000), "the write waited for the dead client's watch to time out");
+            assertEquals(VirtioBlk.S_OK, st[0]);
+            List<Path> left = records(locks);
+            assertEquals(1, left.size(), left.toString());
+            assertTrue(left.get(0).getFileName().toString().startsWith(ProcessHandle.current().pid() + "-"), "only this backend's record is left");
+        }
+        assertEquals(List.of(), records(locks), "a clean stop removes the record");
+        byte[] disk = export("rbd/crash");
+        assertArrayEquals(before, Arrays.copyOfRange(disk, 0, 4096));
+        assertArrayEquals(after, Arrays.copyOfRange(disk, 8 * 512, 8 * 512 + 4096));
+    }
+
+    /**
+     * A second backend on the image while the first lives (a live migration's destination on the
+     * same host): the first's record names a process that runs, so nothing is broken and the first
+     * backend's client is not blocklisted: its writes go on (blocklisted, they would fail).
+     */
+    @Test
+    void aLiveBackendsLockIsNeverBroken() throws Exception {
+        cluster.createImage("rbd/live", "4M");
+        Path locks = dir.resolve("locks");
+        Path socket = dir.resolve("live-first.sock");
+        Process first = startProcess("rbd/live", socket, dir.resolve("first.log"), "--rbd-lock-dir", locks.toString());
+        try (BlkClient c = new BlkClient(socket, 2, 4096)) {
+            c.put(0, new byte[4096]);
+            assertEquals(VirtioBlk.S_OK, status(c, 0, VirtioBlk.T_OUT, 0, 4096)); // the first backend holds the lock
+            try (var second = start("rbd/live", "--rbd-lock-dir", locks.toString())) {
+                byte[] data = new byte[4096];
+                new Random(23).nextBytes(data);
+                c.put(1, data);
+                assertEquals(VirtioBlk.S_OK, status(c, 1, VirtioBlk.T_OUT, 8, 4096), "the live backend was fenced off");
+                assertEquals(VirtioBlk.S_OK, status(c, 0, VirtioBlk.T_FLUSH, 0, 0));
+                assertArrayEquals(data, Arrays.copyOfRange(export("rbd/live"), 8 * 512, 8 * 512 + 4096));
+                assertEquals(2, records(locks).size(), "both backends' records are kept");
+            }
+        } finally {
+            first.destroyForcibly();
+            assertTrue(first.waitFor(30, TimeUnit.SECONDS));
+        }
+    }
+
     @Test
     void badRbdStartsAreOneLineAndListenOnNothing() throws Exception {
         Path unreachable = dir.resolve("nowhere.conf");
         Files.writeString(unreachable, Files.readString(cluster.conf()).replaceAll("mon host = .*", "mon host = v2:127.0.0.1:1"));
         String sock = dir.resolve("x.sock").toString();
         String conf = cluster.conf().toString();
+        cluster.createImage("rbd/lockdir", "4M");
+        Path openDir = Files.createDirectory(dir.resolve("open-to-all"));
+        Files.setPosixFilePermissions(openDir, java.nio.file.attribute.PosixFilePermissions.fromString("rwxrwxrwx"));
         String[][] cases = {
             {"--socket", sock, "--rbd", "rbd/does-not-exist", "--ceph-conf", conf},
             {"--socket", sock, "--rbd", "nopool/img", "--ceph-conf", conf},
@@ -484,6 +593,9 @@ class RbdBlkTest {
             {"--socket", sock, "--rbd", "rbd/img", "--ceph-conf", conf, "--ceph-options", "no_such_setting=1"},
             {"--socket", sock, "--rbd", "rbd/img", "--ceph-conf", conf, "--ceph-options", "rbd_cache"},
             {"--socket", sock, "--rbd", "rbd/img", "--ceph-conf", conf, "--ceph-options", "rbd_cache=false,rbd_cache=true"},
+            {"--socket", sock, "--ram", "1M", "--rbd-lock-dir", dir.toString()},
+            {"--socket", sock, "--rbd", "rbd/img", "--ceph-conf", conf, "--rbd-lock-dir", ""},
+            {"--socket", sock, "--rbd", "rbd/lockdir", "--ceph-conf", conf, "--rbd-lock-dir", openDir.toString()},
         };
         for (String[] args : cases) {
             ByteArrayOutputStream err = new ByteArrayOutputStream();

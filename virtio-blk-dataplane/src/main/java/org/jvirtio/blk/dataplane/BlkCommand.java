@@ -37,6 +37,7 @@ public final class BlkCommand implements DeviceCommand<VirtioBlkDevice> {
     String cephUser;
     int rbdTimeout;
     String cephOptions;
+    String rbdLockDir;
 
     private BlockBackend backend;
 
@@ -105,6 +106,9 @@ public final class BlkCommand implements DeviceCommand<VirtioBlkDevice> {
         flags.string("--ceph-options", "KEY=VALUE,...",
                 "--rbd: librados/librbd settings applied after ceph.conf and ours (e.g. rbd_cache=true,rbd_cache_policy=writeback for librbd's write-back cache).", null,
                 v -> cephOptions = v);
+        flags.string("--rbd-lock-dir", "DIR|none",
+                "--rbd: where this host's backends record their Ceph clients (one file each, the directory private to the user), so that a backend restarted after a crash breaks the image's exclusive lock its dead predecessor held at once, instead of waiting for the OSD to drop the dead client's watch (osd_client_watch_timeout, 30 s). Default: $XDG_RUNTIME_DIR/jvirtio-rbd, /run/jvirtio-rbd for root, else /tmp/jvirtio-rbd-UID.",
+                null, v -> rbdLockDir = v);
         flags.string("--serial", "TEXT", "GET_ID answer, up to 20 ASCII bytes.", "jvirtio", v -> serial = v);
     }
 
@@ -120,8 +124,8 @@ public final class BlkCommand implements DeviceCommand<VirtioBlkDevice> {
         if (disks != 1) {
             throw new IllegalArgumentException("name exactly one disk: --image FILE, --rbd POOL/IMAGE, --ram SIZE or --null SIZE");
         }
-        if (rbd == null && (cephConf != null || cephUser != null || cephOptions != null)) {
-            throw new IllegalArgumentException("--ceph-conf, --ceph-user and --ceph-options only apply to --rbd");
+        if (rbd == null && (cephConf != null || cephUser != null || cephOptions != null || rbdLockDir != null)) {
+            throw new IllegalArgumentException("--ceph-conf, --ceph-user, --ceph-options and --rbd-lock-dir only apply to --rbd");
         }
         if (rbdTimeout < 1 || rbdTimeout > 3600) {
             throw new IllegalArgumentException("--rbd-timeout must be in [1, 3600] seconds, got " + rbdTimeout);
@@ -138,6 +142,12 @@ public final class BlkCommand implements DeviceCommand<VirtioBlkDevice> {
             RbdImageName name = RbdImageName.parse(rbd);
             RbdOptions o = RbdOptions.defaults().withConf(cephConf).withUser(cephUser)
                     .withOpTimeout(rbdTimeout).withConnectTimeout(Math.min(rbdTimeout, 10)).withSettings(cephOptions);
+            if (rbdLockDir != null) {
+                if (rbdLockDir.isEmpty()) {
+                    throw new IllegalArgumentException("--rbd-lock-dir needs a directory, or none");
+                }
+                o = o.withLockDir(rbdLockDir.equals("none") ? null : java.nio.file.Path.of(rbdLockDir));
+            }
             backend = RbdBackend.open(name, o, readOnly, queues);
         } else {
             backend = ram != null ? new RamBackend(parseSize("--ram", ram)) : new NullBackend(parseSize("--null", nullSize));

@@ -30,7 +30,7 @@ final class Librbd {
     static final int EVENT_TYPE_EVENTFD = 2;
     static final int RBD_WRITE_ZEROES_FLAG_THICK_PROVISION = 1;
 
-    private static final Linker LINKER = Linker.nativeLinker();
+    static final Linker LINKER = Linker.nativeLinker();
 
     /** librbd and librados, or why they cannot be loaded. */
     private static final class Libs {
@@ -64,7 +64,7 @@ final class Librbd {
         return Libs.PROBLEM == null;
     }
 
-    private static MethodHandle bind(String name, FunctionDescriptor fd) {
+    static MethodHandle bind(String name, FunctionDescriptor fd) {
         check();
         MemorySegment symbol = Libs.LOOKUP.find(name)
                 .orElseThrow(() -> new UnsatisfiedLinkError("librbd/librados has no " + name));

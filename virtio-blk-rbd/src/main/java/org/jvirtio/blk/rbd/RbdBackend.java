@@ -63,6 +63,8 @@ public final class RbdBackend implements BlockBackend {
     private volatile boolean closed;
     private volatile Runnable resizeListener;
     private final Thread resizeWatch;
+    /** This process's record of its client, for a successor after a crash (null: none kept). */
+    private RbdLockTakeover lockRecord;
 
     private RbdBackend(RbdImageName name, boolean readOnly, MemorySegment cluster, MemorySegment ioctx, MemorySegment image,
                        long size, EventFd events, boolean routed, long resizeCheckMillis) {
@@ -98,6 +100,7 @@ public final class RbdBackend implements BlockBackend {
         MemorySegment cluster = MemorySegment.NULL;
         MemorySegment ioctx = MemorySegment.NULL;
         MemorySegment image = MemorySegment.NULL;
+        RbdLockTakeover records = null;
         boolean ok = false;
         try {
             MemorySegment out = tmp.allocate(ValueLayout.ADDRESS);
@@ -152,6 +155,8 @@ public final class RbdBackend implements BlockBackend {
             if (size <= 0 || size % 512 != 0) {
                 throw new IOException("RBD image " + name + " has size " + size + ": not a positive multiple of 512 bytes");
             }
+            records = readOnly || name.isSnapshot() || options.lockDir() == null ? null
+                    : takeOverFromADeadPredecessor(name, options.lockDir(), cluster, image);
             EventFd events = EventFd.create(true);
             r = Librbd.setImageNotification(image, events.fd(), Librbd.EVENT_TYPE_EVENTFD);
             if (r < 0) {
@@ -160,11 +165,15 @@ public final class RbdBackend implements BlockBackend {
             }
             RbdBackend b = new RbdBackend(name, readOnly || name.isSnapshot(), cluster, ioctx, image, size, events, queues > 1,
                     name.isSnapshot() ? 0 : options.resizeCheckMillis()); // a snapshot's size never changes
+            b.lockRecord = records;
             ok = true;
             return b;
         } finally {
             tmp.close();
             if (!ok) {
+                if (records != null) {
+                    records.forget();
+                }
                 if (!image.equals(MemorySegment.NULL)) {
                     Librbd.close(image);
                 }
@@ -176,6 +185,39 @@ public final class RbdBackend implements BlockBackend {
                 }
             }
         }
+    }
+
+    /**
+     * Breaks the image's exclusive lock when a backend of this host died holding it, and records
+     * this process's client for a successor of its own ({@link RbdLockTakeover}). A directory that
+     * cannot be used fails the start (one line); a lock that cannot be broken is a warning (the
+     * first write then waits for the OSD to drop the dead client's watch, as without records).
+     */
+    private static RbdLockTakeover takeOverFromADeadPredecessor(RbdImageName name, Path lockDir, MemorySegment cluster,
+                                                                MemorySegment image) throws IOException {
+        String fsid = LibrbdLocks.clusterFsid(cluster);
+        String addrs = LibrbdLocks.getAddrs(cluster);
+        if (fsid == null || addrs == null) {
+            LOG.warn("RBD image {}: librados gives no fsid or client address; a successor after a crash waits for the lock", name);
+            return null;
+        }
+        RbdLockTakeover t = RbdLockTakeover.at(lockDir, fsid, name);
+        try {
+            String done = t.takeOver(() -> LibrbdLocks.lockOwners(image), owner -> LibrbdLocks.lockBreak(image, owner));
+            if (done != null) {
+                LOG.info("RBD image {}: {}", name, done);
+            }
+        } catch (IOException e) {
+            LOG.warn("RBD image {}: {}; the first write waits until the OSD drops the dead client's watch", name, e.getMessage());
+        }
+        try {
+            t.record(addrs);
+        } catch (IOException e) {
+            LOG.warn("RBD image {}: cannot record this backend's client in {} ({}); a successor after a crash waits for the lock",
+                    name, t.dir(), e.toString());
+            return null;
+        }
+        return t;
     }
 
     private static void set(Arena a, MemorySegment cluster, String option, String value) throws IOException {
@@ -361,6 +403,9 @@ public final class RbdBackend implements BlockBackend {
         int r = Librbd.close(image);
         if (r < 0) {
             LOG.warn("closing RBD image {}: {}", name, Libc.strerror(-r));
+        }
+        if (lockRecord != null) {
+            lockRecord.forget(); // the lock went with the image
         }
         Librbd.ioctxDestroy(ioctx);
         Librbd.shutdown(cluster);

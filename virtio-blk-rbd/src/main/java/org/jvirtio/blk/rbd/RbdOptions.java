@@ -14,15 +14,28 @@ import java.nio.file.Path;
  * @param resizeCheckMillis     how often the image's size is compared with the last one (0: never)
  * @param settings              librados/librbd settings applied last ({@code rados_conf_set}), e.g.
  *                              {@code rbd_non_blocking_aio=false}
+ * @param lockDir               where this host's backends record their Ceph clients, so that one
+ *                              restarted after a crash takes the image's exclusive lock from its
+ *                              dead predecessor at once ({@link RbdLockTakeover}); null: no records
  */
 public record RbdOptions(Path conf, String user, int connectTimeoutSeconds, int opTimeoutSeconds, long resizeCheckMillis,
-                         java.util.Map<String, String> settings) {
+                         java.util.Map<String, String> settings, Path lockDir) {
     public RbdOptions {
         settings = java.util.Collections.unmodifiableMap(new java.util.LinkedHashMap<>(settings));
     }
 
     public RbdOptions(Path conf, String user, int connectTimeoutSeconds, int opTimeoutSeconds, long resizeCheckMillis) {
-        this(conf, user, connectTimeoutSeconds, opTimeoutSeconds, resizeCheckMillis, java.util.Map.of());
+        this(conf, user, connectTimeoutSeconds, opTimeoutSeconds, resizeCheckMillis, java.util.Map.of(), defaultLockDir());
+    }
+
+    /** The default {@link #lockDir}: {@code $XDG_RUNTIME_DIR/jvirtio-rbd}, {@code /run/jvirtio-rbd} for root, else {@code /tmp/jvirtio-rbd-UID}. */
+    public static Path defaultLockDir() {
+        return RbdLockTakeover.defaultDir();
+    }
+
+    /** With records in {@code dir} (null: none). */
+    public RbdOptions withLockDir(Path dir) {
+        return new RbdOptions(conf, user, connectTimeoutSeconds, opTimeoutSeconds, resizeCheckMillis, settings, dir);
     }
 
     public static RbdOptions defaults() {
@@ -46,26 +59,26 @@ public record RbdOptions(Path conf, String user, int connectTimeoutSeconds, int 
                 }
             }
         }
-        return new RbdOptions(conf, user, connectTimeoutSeconds, opTimeoutSeconds, resizeCheckMillis, m);
+        return new RbdOptions(conf, user, connectTimeoutSeconds, opTimeoutSeconds, resizeCheckMillis, m, lockDir);
     }
 
     public RbdOptions withConf(Path c) {
-        return new RbdOptions(c, user, connectTimeoutSeconds, opTimeoutSeconds, resizeCheckMillis, settings);
+        return new RbdOptions(c, user, connectTimeoutSeconds, opTimeoutSeconds, resizeCheckMillis, settings, lockDir);
     }
 
     public RbdOptions withUser(String u) {
-        return new RbdOptions(conf, u, connectTimeoutSeconds, opTimeoutSeconds, resizeCheckMillis, settings);
+        return new RbdOptions(conf, u, connectTimeoutSeconds, opTimeoutSeconds, resizeCheckMillis, settings, lockDir);
     }
 
     public RbdOptions withOpTimeout(int seconds) {
-        return new RbdOptions(conf, user, connectTimeoutSeconds, seconds, resizeCheckMillis, settings);
+        return new RbdOptions(conf, user, connectTimeoutSeconds, seconds, resizeCheckMillis, settings, lockDir);
     }
 
     public RbdOptions withConnectTimeout(int seconds) {
-        return new RbdOptions(conf, user, seconds, opTimeoutSeconds, resizeCheckMillis, settings);
+        return new RbdOptions(conf, user, seconds, opTimeoutSeconds, resizeCheckMillis, settings, lockDir);
     }
 
     public RbdOptions withResizeCheck(long millis) {
-        return new RbdOptions(conf, user, connectTimeoutSeconds, opTimeoutSeconds, millis, settings);
+        return new RbdOptions(conf, user, connectTimeoutSeconds, opTimeoutSeconds, millis, settings, lockDir);
     }
 }
