@@ -29,7 +29,8 @@ import static org.jvirtio.ring.PackedRingLayout.*;
  * write barrier before it stores them (virtio_wmb in Linux's virtqueue_add_packed: the driver
  * makes a chain's first descriptor available last); the rest of the chain is read after it. A
  * used descriptor's len, id and flags are one 64-bit release store: the driver that sees the
- * flags sees the rest. The fences around event suppression are {@link PackedEvents}'.
+ * flags sees the rest; those added since the last publish are written by it, the oldest last
+ * ({@link PackedUsedBatch}). The fences around event suppression are {@link PackedEvents}'.
  *
  * <p>One thread owns a queue and makes every call; there are no locks.
  */
@@ -45,6 +46,8 @@ public final class PackedQueue extends RingQueue {
     private MemorySegment ring;
     private final PackedChainReader reader = new PackedChainReader(walker);
     private final PackedEvents events = new PackedEvents();
+    /** Used descriptors added since the last publish, written by it ({@link PackedUsedBatch}); not with the inflight region. */
+    private final PackedUsedBatch unpublished = new PackedUsedBatch();
 
     private int nextAvail;
     private boolean availWrap;
@@ -101,6 +104,7 @@ public final class PackedQueue extends RingQueue {
         this.inflight = null;
         this.violation = null;
         pool.reset(size);
+        unpublished.reset(size);
         this.active = true;
     }
 
@@ -111,6 +115,7 @@ public final class PackedQueue extends RingQueue {
 
     @Override
     public void deactivate() {
+        writeUnpublished(); // what was returned reaches the driver, as a stop after a publish would
         super.deactivate();
         inflight = null;
     }
@@ -158,8 +163,9 @@ public final class PackedQueue extends RingQueue {
         return offWrap(nextAvail, availWrap);
     }
 
-    /** The next descriptor the device writes used and the used wrap counter. */
+    /** The next descriptor the device writes used and the used wrap counter (used descriptors not yet published are written first). */
     public int usedState() {
+        writeUnpublished();
         return offWrap(nextUsed, usedWrap);
     }
 
@@ -307,36 +313,17 @@ public final class PackedQueue extends RingQueue {
     }
 
     /**
-     * Each used descriptor is visible to the driver once written, and a driver takes them in ring
-     * order: so the others are written first, at their places after the first chain's, and the
-     * first last, with its release store making the whole group visible at once (what DPDK's
-     * batched enqueue does with its head descriptor). Without it a driver could read the first
-     * chain's num_buffers and find the next position not yet used (Linux drops the frame: "rx
-     * error: buffers missing"). With the inflight region attached, one by one: its commit is
-     * decided from the descriptor at the oldest used position, which must be written in order.
+     * As {@link #addUsed} for each, in order: without the inflight region they are written at the
+     * publish, the oldest last, so the driver sees the group at once ({@link PackedUsedBatch}).
+     * With the region, one by one (its commit is decided from the descriptor at the oldest used
+     * position, which must be written in order).
      */
     @Override
     public void addUsedTogether(DescriptorChain[] chains, int[] writtenLengths, int n) {
         checkUsed(chains, writtenLengths, n);
-        if (n <= 1 || inflight != null || !active || violation != null) {
-            for (int i = 0; i < n; i++) {
-                addUsed(chains[i], writtenLengths[i]);
-            }
-            return;
-        }
-        int start = nextUsed;
-        boolean startWrap = usedWrap;
-        advanceUsed(reader.descs(chains[0].head()));
-        for (int i = 1; i < n; i++) {
+        for (int i = 0; i < n; i++) {
             addUsed(chains[i], writtenLengths[i]);
         }
-        int end = nextUsed;
-        boolean endWrap = usedWrap;
-        nextUsed = start;
-        usedWrap = startWrap;
-        addUsed(chains[0], writtenLengths[0]);
-        nextUsed = end;
-        usedWrap = endWrap;
     }
 
     private void advanceUsed(int descs) {
@@ -363,37 +350,54 @@ public final class PackedQueue extends RingQueue {
             // syncs the log when it sees the buffer back finds them marked.
             logWritten(log, chain, writtenLength);
         }
-        try {
-            // Release, one 64-bit store of len, id and flags: the driver that sees the flags
-            // (with its read barrier after them, virtio_rmb in Linux's virtqueue_get_buf_ctx_packed)
-            // sees the length and id too, and the buffers the device wrote before.
-            U64.setRelease(ring, base + DESC_LEN, word);
-        } catch (InternalError e) {
-            memoryFault();
-            return;
-        }
-        if (track != null) {
+        if (track == null) {
+            unpublished.add(nextUsed, word); // written by the publish (PackedUsedBatch)
+        } else {
+            try {
+                // Release, one 64-bit store of len, id and flags: the driver that sees the flags
+                // (with its read barrier after them, virtio_rmb in Linux's virtqueue_get_buf_ctx_packed)
+                // sees the length and id too, and the buffers the device wrote before.
+                U64.setRelease(ring, base + DESC_LEN, word);
+            } catch (InternalError e) {
+                memoryFault();
+                return;
+            }
             track.returned(id);
-        }
-        if (log != null) {
-            log.mark(geometry.desc() + base, DESC_SIZE); // after the store: a sync in between copies it again
+            if (log != null) {
+                log.mark(geometry.desc() + base, DESC_SIZE); // after the store: a sync in between copies it again
+            }
         }
         events.returned(descs);
         advanceUsed(descs);
     }
 
     /**
-     * The used descriptors are visible as soon as {@link #addUsed} wrote them (each is one
-     * release store); this decides whether the driver wants an interrupt for those written since
-     * the last call.
+     * Writes the used descriptors added since the last call (with the inflight region they are
+     * written already) and decides whether the driver wants an interrupt for them.
      */
     @Override
     public boolean publishUsed() {
+        writeUnpublished();
         try {
             return needsInterrupt();
         } catch (InternalError e) {
             memoryFault();
             return false;
+        }
+    }
+
+    private void writeUnpublished() {
+        if (unpublished.isEmpty()) {
+            return;
+        }
+        if (!active || violation != null) {
+            unpublished.clear(); // a broken ring gets nothing more
+            return;
+        }
+        try {
+            unpublished.writeTo(ring, geometry.desc(), dirtyLog());
+        } catch (InternalError e) {
+            memoryFault();
         }
     }
 

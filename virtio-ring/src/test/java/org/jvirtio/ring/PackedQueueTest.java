@@ -251,6 +251,9 @@ class PackedQueueTest {
         q.addUsed(a, 5);
         long b0 = RING;
         long b1 = RING + DESC_SIZE;
+        assertEquals(avail(true) | DESC_F_WRITE, memory.readU16(b0 + DESC_FLAGS), "nothing the driver can see before the publish");
+        assertEquals(avail(true), memory.readU16(b1 + DESC_FLAGS));
+        q.publishUsed();
         assertEquals(0, memory.readU16(b0 + DESC_ID));
         assertEquals(DESC_F_AVAIL | DESC_F_USED, memory.readU16(b0 + DESC_FLAGS), "used with wrap 1, nothing written");
         assertEquals(1, memory.readU16(b1 + DESC_ID));
@@ -262,7 +265,44 @@ class PackedQueueTest {
         DescriptorChain c = q.pop();
         assertNotNull(c);
         q.addUsed(c, 3);
+        q.publishUsed();
         assertEquals(DESC_F_WRITE, memory.readU16(b0 + DESC_FLAGS));
+    }
+
+    /**
+     * Used descriptors are written at the publish (PackedUsedBatch); taking the ring state
+     * (vhost-user's GET_VRING_BASE reads {@code usedState()}) or stopping the queue writes those
+     * not yet published first, so the state given never points past a used descriptor the
+     * driver cannot see.
+     */
+    @Test
+    void usedDescriptorsNotYetPublishedAreWrittenWhenTheStateIsTakenOrTheQueueStops() throws Exception {
+        PackedQueue q = queue(4);
+        desc(0, DATA, 8, 3, avail(true));
+        desc(1, DATA, 8, 2, avail(true));
+        q.addUsed(q.pop(), 0);
+        assertEquals(avail(true), memory.readU16(RING + DESC_FLAGS), "not yet");
+        assertEquals(offWrap(1, true), q.usedState());
+        assertEquals(DESC_F_AVAIL | DESC_F_USED, memory.readU16(RING + DESC_FLAGS), "written when the state was taken");
+        assertEquals(3, memory.readU16(RING + DESC_ID));
+        q.addUsed(q.pop(), 0);
+        assertEquals(avail(true), memory.readU16(RING + DESC_SIZE + DESC_FLAGS));
+        q.deactivate();
+        assertEquals(DESC_F_AVAIL | DESC_F_USED, memory.readU16(RING + DESC_SIZE + DESC_FLAGS), "written when the queue stopped");
+        assertEquals(2, memory.readU16(RING + DESC_SIZE + DESC_ID));
+        assertFalse(q.publishUsed(), "a stopped queue decides nothing");
+    }
+
+    /** A ring that breaks between addUsed and the publish gets nothing more written, as a split ring's unpublished used elements stay unpublished. */
+    @Test
+    void aRingThatBreaksBeforeThePublishGetsNoUsedDescriptor() throws Exception {
+        PackedQueue q = queue(4);
+        desc(0, DATA, 8, 0, avail(true));
+        q.addUsed(q.pop(), 0);
+        desc(1, 1 << 20, 8, 1, avail(true)); // outside guest memory
+        assertBroken(q, Reason.ADDRESS_OUT_OF_RANGE);
+        assertFalse(q.publishUsed());
+        assertEquals(avail(true), memory.readU16(RING + DESC_FLAGS), "nothing written into a broken ring");
     }
 
     @ParameterizedTest(name = "size {0}")
@@ -322,6 +362,9 @@ class PackedQueueTest {
     @Test
     void aLapOrMoreReturnedBetweenDecisionsInterruptsTheDriverWaitingInIt() throws Exception {
         PackedQueue q = queue(4);
+        // With the inflight region each used descriptor is written at once (without it, at the
+        // publish, so that a driver cannot take them between decisions), as here.
+        q.attachInflight(java.lang.foreign.Arena.ofAuto().allocate(RingQueue.inflightRegionSize(true, 4), 64), 4);
         PackedQueueDriver d = PackedQueueDriver.at(memory, RING, 4, FEATURES, -1, 0);
         d.add(new long[] {DATA}, new int[] {8}, 1, 1, 0);
         d.publish();
@@ -381,8 +424,10 @@ class PackedQueueTest {
         desc(0, DATA + 0x2000, 8192, 0, avail(true) | DESC_F_WRITE);
         DescriptorChain c = q.pop();
         q.addUsed(c, 100);
-        assertTrue(log.isMarked((DATA + 0x2000) / 4096), "the bytes written");
+        assertTrue(log.isMarked((DATA + 0x2000) / 4096), "the bytes written, before the driver can see them");
         assertFalse(log.isMarked((DATA + 0x3000) / 4096), "not the bytes not written");
+        assertFalse(log.isMarked(RING / 4096), "the used descriptor is not written before the publish");
+        q.publishUsed();
         assertTrue(log.isMarked(RING / 4096), "the used descriptor");
         DirtyLog after = new DirtyLog(java.lang.foreign.Arena.ofAuto().allocate(32, 8));
         q.setDirtyLog(after);
