@@ -1,7 +1,6 @@
 package org.jvirtio.ring;
 
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.lang.invoke.VarHandle;
 
 import org.jvirtio.api.DescriptorChain;
@@ -40,13 +39,11 @@ public final class PackedQueue extends RingQueue {
 
     /** Ordered 16-bit access (flags) in native order, little-endian checked by {@link SplitRingLayout}. */
     private static final VarHandle U16 = SplitRingLayout.U16;
-    /** Ordered 64-bit access (a used descriptor's len, id and flags as one store). */
-    private static final VarHandle U64 = ValueLayout.JAVA_LONG.varHandle();
 
     private MemorySegment ring;
     private final PackedChainReader reader = new PackedChainReader(walker);
     private final PackedEvents events = new PackedEvents();
-    /** Used descriptors added since the last publish, written by it ({@link PackedUsedBatch}); not with the inflight region. */
+    /** Used descriptors added since the last publish, written by it ({@link PackedUsedBatch}). */
     private final PackedUsedBatch unpublished = new PackedUsedBatch();
 
     private int nextAvail;
@@ -313,10 +310,9 @@ public final class PackedQueue extends RingQueue {
     }
 
     /**
-     * As {@link #addUsed} for each, in order: without the inflight region they are written at the
-     * publish, the oldest last, so the driver sees the group at once ({@link PackedUsedBatch}).
-     * With the region, one by one (its commit is decided from the descriptor at the oldest used
-     * position, which must be written in order).
+     * As {@link #addUsed} for each, in order: they are written at the publish, the oldest last,
+     * so the driver sees the group at once ({@link PackedUsedBatch}; with the inflight region in
+     * ring order, as its protocol needs).
      */
     @Override
     public void addUsedTogether(DescriptorChain[] chains, int[] writtenLengths, int n) {
@@ -336,13 +332,8 @@ public final class PackedQueue extends RingQueue {
 
     /** Writes the used descriptor of buffer {@code id} (its chain spanned {@code descs}) and logs what it wrote. */
     private void writeUsed(RingChain chain, int id, int descs, int writtenLength) {
-        long base = (long) nextUsed * DESC_SIZE;
         int flags = usedFlags(usedWrap) | (writtenLength != 0 ? DESC_F_WRITE : 0);
         long word = Integer.toUnsignedLong(writtenLength) | ((long) id << 32) | ((long) flags << 48);
-        PackedInflight track = inflight;
-        if (track != null) {
-            track.returning(id);
-        }
         DirtyLog log = dirtyLog();
         if (log != null) {
             // The bytes the device wrote are marked before the driver can see them returned (as
@@ -350,31 +341,16 @@ public final class PackedQueue extends RingQueue {
             // syncs the log when it sees the buffer back finds them marked.
             logWritten(log, chain, writtenLength);
         }
-        if (track == null) {
-            unpublished.add(nextUsed, word); // written by the publish (PackedUsedBatch)
-        } else {
-            try {
-                // Release, one 64-bit store of len, id and flags: the driver that sees the flags
-                // (with its read barrier after them, virtio_rmb in Linux's virtqueue_get_buf_ctx_packed)
-                // sees the length and id too, and the buffers the device wrote before.
-                U64.setRelease(ring, base + DESC_LEN, word);
-            } catch (InternalError e) {
-                memoryFault();
-                return;
-            }
-            track.returned(id);
-            if (log != null) {
-                log.mark(geometry.desc() + base, DESC_SIZE); // after the store: a sync in between copies it again
-            }
-        }
+        // Written by the publish (PackedUsedBatch): one 64-bit release store of len, id and
+        // flags, so the driver that sees the flags (with its read barrier after them, virtio_rmb
+        // in Linux's virtqueue_get_buf_ctx_packed) sees the length and id too, and the buffers
+        // the device wrote before.
+        unpublished.add(nextUsed, word, id);
         events.returned(descs);
         advanceUsed(descs);
     }
 
-    /**
-     * Writes the used descriptors added since the last call (with the inflight region they are
-     * written already) and decides whether the driver wants an interrupt for them.
-     */
+    /** Writes the used descriptors added since the last call and decides whether the driver wants an interrupt for them. */
     @Override
     public boolean publishUsed() {
         writeUnpublished();
@@ -395,7 +371,7 @@ public final class PackedQueue extends RingQueue {
             return;
         }
         try {
-            unpublished.writeTo(ring, geometry.desc(), dirtyLog());
+            unpublished.writeTo(ring, geometry.desc(), dirtyLog(), inflight);
         } catch (InternalError e) {
             memoryFault();
         }

@@ -21,7 +21,8 @@ import static org.jvirtio.ring.PackedRingLayout.DESC_SIZE;
  * they do on a split ring, and packed is level with split. It is also what {@code publishUsed}
  * promises for both layouts (nothing the driver can see before it), and groups of used
  * descriptors ({@code addUsedTogether}: a frame over merged receive buffers) become visible at
- * once without more: the driver reads the ring in order, and the oldest is written last.
+ * once without more: the driver reads the ring in order, and the oldest is written last (in
+ * order with the inflight region, whose protocol needs it: see {@link #writeTo}).
  *
  * <p>Each is one 64-bit release store of len, id and flags, as before: the driver that sees the
  * flags (with its read barrier after them) sees the length and id, and the buffers the device
@@ -32,6 +33,7 @@ final class PackedUsedBatch {
 
     private long[] words = new long[0];
     private int[] positions = new int[0];
+    private int[] ids = new int[0];
     private int count;
 
     /** Room for a ring of {@code size} descriptors (at most that many chains are in flight), nothing kept. */
@@ -39,13 +41,15 @@ final class PackedUsedBatch {
         if (words.length < size) {
             words = new long[size];
             positions = new int[size];
+            ids = new int[size];
         }
         count = 0;
     }
 
-    /** Keeps the used descriptor {@code word} (len, id, flags) for ring position {@code position}. */
-    void add(int position, long word) {
+    /** Keeps the used descriptor {@code word} (len, buffer {@code id}, flags) for ring position {@code position}. */
+    void add(int position, long word, int id) {
         words[count] = word;
+        ids[count] = id;
         positions[count++] = position;
     }
 
@@ -60,15 +64,27 @@ final class PackedUsedBatch {
 
     /**
      * Writes what is kept into {@code ring} (at guest address {@code ringAddress}, marked in
-     * {@code log} when one is set, after each store), the oldest last. A fault in guest memory
-     * leaves nothing kept and is thrown (InternalError) for the queue to break.
+     * {@code log} when one is set, after each store). Without the inflight region the oldest is
+     * written last, so the driver sees them all at once; with it ({@code track}), in ring order,
+     * each inside the region's return protocol ({@link PackedInflight#returning}, the store,
+     * {@link PackedInflight#returned}), since a successor decides from the descriptor at the
+     * oldest used position whether a return happened. A fault in guest memory leaves nothing kept
+     * and is thrown (InternalError) for the queue to break.
      */
-    void writeTo(MemorySegment ring, long ringAddress, DirtyLog log) {
+    void writeTo(MemorySegment ring, long ringAddress, DirtyLog log, PackedInflight track) {
         int n = count;
         if (n == 0) {
             return;
         }
         count = 0;
+        if (track != null) {
+            for (int i = 0; i < n; i++) {
+                track.returning(ids[i]);
+                write(ring, ringAddress, log, positions[i], words[i]);
+                track.returned(ids[i]);
+            }
+            return;
+        }
         for (int i = 1; i < n; i++) {
             write(ring, ringAddress, log, positions[i], words[i]);
         }

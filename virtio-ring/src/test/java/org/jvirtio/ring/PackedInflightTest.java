@@ -147,6 +147,7 @@ class PackedInflightTest {
         for (DescriptorChain c : List.of(again.get(2), c6, again.get(0), c7, again.get(1))) {
             second.addUsed(c, 0);
         }
+        second.publishUsed(); // written together, in ring order, each inside the region's protocol
         second.publishUsed();
         reap(); // throws if a buffer id comes back that is not in flight
         assertEquals(List.of(2L, 4L, 5L, 6L, 1L, 7L, 3L), returned, "every chain back exactly once");
@@ -171,6 +172,7 @@ class PackedInflightTest {
             }
             for (DescriptorChain c : popAll(first)) {
                 first.addUsed(c, 0);
+                first.publishUsed();
             }
             reap();
             returned.clear();
@@ -190,6 +192,7 @@ class PackedInflightTest {
                 // Everything but the old_ fields: the flag is cleared, used_idx moved.
                 MemorySegment before = snapshot();
                 first.addUsed(taken.get(0), 0);
+                first.publishUsed();
                 region.set(ValueLayout.JAVA_INT_UNALIGNED, PackedInflight.OLD_USED_IDX,
                         before.get(ValueLayout.JAVA_INT_UNALIGNED, PackedInflight.OLD_USED_IDX));
                 region.set(ValueLayout.JAVA_SHORT_UNALIGNED, PackedInflight.OLD_FREE_HEAD,
@@ -200,6 +203,7 @@ class PackedInflightTest {
                 // The ring store happened (as addUsed does it), then the death before the flag is cleared.
                 MemorySegment before = snapshot();
                 first.addUsed(taken.get(0), 0);
+                first.publishUsed();
                 restoreExceptUsed(before);
                 if (reuse) {
                     reap();
@@ -217,6 +221,7 @@ class PackedInflightTest {
         for (DescriptorChain c : popAll(second)) {
             second.addUsed(c, 0);
         }
+        second.publishUsed(); // written together, in ring order, each inside the region's protocol
         second.publishUsed();
         reap(); // a buffer returned twice throws here
         List<Long> sorted = returned.stream().sorted().toList();
@@ -278,6 +283,7 @@ class PackedInflightTest {
         for (DescriptorChain c : all) {
             second.addUsed(c, 0);
         }
+        second.publishUsed(); // written together, in ring order, each inside the region's protocol
         reap();
         assertEquals(List.of(1L, 2L), returned);
     }
@@ -292,6 +298,7 @@ class PackedInflightTest {
         DescriptorChain c2 = first.pop();
         first.unpop(c2);
         first.addUsed(c1, 0);
+        first.publishUsed();
         reap();
         PackedQueue second = new PackedQueue(0);
         second.activate(mem, SIZE, driver.descAddr(), driver.availAddr(), driver.usedAddr(), f, PackedQueue.FRESH, PackedQueue.FRESH);
@@ -310,6 +317,7 @@ class PackedInflightTest {
         assertEquals(2L, tokenOf(r2));
         assertNull(third.pop());
         third.addUsed(r2, 0);
+        third.publishUsed();
         reap();
         assertEquals(List.of(1L, 2L), returned);
     }
@@ -330,6 +338,7 @@ class PackedInflightTest {
         assertEquals(2L, tokenOf(again));
         first.unpop(again);
         first.addUsed(c1, 0);
+        first.publishUsed();
         reap();
         PackedQueue second = new PackedQueue(0);
         second.activate(mem, SIZE, driver.descAddr(), driver.availAddr(), driver.usedAddr(), f, PackedQueue.FRESH, PackedQueue.FRESH);
@@ -355,6 +364,7 @@ class PackedInflightTest {
             assertEquals(n, taken.size());
             for (int k = taken.size() - 1; k >= 0; k--) {
                 q.addUsed(taken.get(k), 0);
+                q.publishUsed();
             }
             q.publishUsed();
             reap();
@@ -446,6 +456,7 @@ class PackedInflightTest {
         add(2, 3, false);
         List<DescriptorChain> taken = popAll(first);
         first.addUsed(taken.get(1), 0);
+        first.publishUsed();
         PackedQueue second = new PackedQueue(0);
         second.activate(mem, SIZE, driver.descAddr(), driver.availAddr(), driver.usedAddr(), f, PackedQueue.FRESH, -1);
         InflightAttached a = second.attachInflight(region, 4 * SIZE);
