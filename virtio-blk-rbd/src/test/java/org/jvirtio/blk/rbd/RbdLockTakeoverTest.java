@@ -69,6 +69,14 @@ class RbdLockTakeoverTest {
         return p.pid();
     }
 
+    /** A breaker that succeeds and notes whose lock it broke. */
+    private static java.util.function.ToIntFunction<String> breakInto(List<String> broken) {
+        return owner -> {
+            broken.add(owner);
+            return 0;
+        };
+    }
+
     private void write(RbdLockTakeover t, String name, long pid, long start, String addrs) throws IOException {
         Files.writeString(t.dir().resolve(name), new RbdLockTakeover.Record(pid, start, addrs).line());
     }
@@ -79,10 +87,7 @@ class RbdLockTakeoverTest {
         long dead = deadPid();
         write(t, dead + "-a", dead, 12345, "127.0.0.1:0/111");
         List<String> broken = new ArrayList<>();
-        String done = t.takeOver(() -> List.of("127.0.0.1:0/111"), o -> {
-            broken.add(o);
-            return 0;
-        });
+        String done = t.takeOver(() -> List.of("127.0.0.1:0/111"), breakInto(broken));
         assertEquals(List.of("127.0.0.1:0/111"), broken);
         assertNotNull(done);
         assertTrue(done.contains("127.0.0.1:0/111") && done.contains(Long.toString(dead)), done);
@@ -99,14 +104,8 @@ class RbdLockTakeoverTest {
             long self = ProcessHandle.current().pid();
             write(t, self + "-b", self, 1, "127.0.0.1:0/333"); // this process's own (another image handle of it)
             List<String> broken = new ArrayList<>();
-            assertNull(t.takeOver(() -> List.of("127.0.0.1:0/222"), o -> {
-                broken.add(o);
-                return 0;
-            }));
-            assertNull(t.takeOver(() -> List.of("127.0.0.1:0/333"), o -> {
-                broken.add(o);
-                return 0;
-            }));
+            assertNull(t.takeOver(() -> List.of("127.0.0.1:0/222"), breakInto(broken)));
+            assertNull(t.takeOver(() -> List.of("127.0.0.1:0/333"), breakInto(broken)));
             assertEquals(List.of(), broken);
             assertTrue(Files.exists(t.dir().resolve(sleeper.pid() + "-a")));
             assertTrue(Files.exists(t.dir().resolve(self + "-b")));
@@ -121,20 +120,11 @@ class RbdLockTakeoverTest {
         long dead = deadPid();
         write(t, dead + "-a", dead, 12345, "127.0.0.1:0/111");
         List<String> broken = new ArrayList<>();
-        assertNull(t.takeOver(() -> List.of("127.0.0.1:0/999"), o -> {
-            broken.add(o);
-            return 0;
-        }), "another client holds the lock");
+        assertNull(t.takeOver(() -> List.of("127.0.0.1:0/999"), breakInto(broken)), "another client holds the lock");
         write(t, dead + "-a", dead, 12345, "127.0.0.1:0/111");
-        assertNull(t.takeOver(List::of, o -> {
-            broken.add(o);
-            return 0;
-        }), "nobody holds it");
+        assertNull(t.takeOver(List::of, breakInto(broken)), "nobody holds it");
         write(t, dead + "-a", dead, 12345, "127.0.0.1:0/111");
-        assertNull(t.takeOver(() -> null, o -> {
-            broken.add(o);
-            return 0;
-        }), "the owner cannot be told");
+        assertNull(t.takeOver(() -> null, breakInto(broken)), "the owner cannot be told");
         assertEquals(List.of(), broken);
         assertFalse(Files.exists(t.dir().resolve(dead + "-a")));
     }
@@ -158,10 +148,7 @@ class RbdLockTakeoverTest {
         Files.writeString(t.dir().resolve(".99-x.tmp"), "99 1 127.0.0.1:0/111\n"); // a record being written
         Files.createDirectory(t.dir().resolve("sub"));
         List<String> broken = new ArrayList<>();
-        assertNull(t.takeOver(() -> List.of("127.0.0.1:0/111"), o -> {
-            broken.add(o);
-            return 0;
-        }));
+        assertNull(t.takeOver(() -> List.of("127.0.0.1:0/111"), breakInto(broken)));
         assertEquals(List.of(), broken);
     }
 

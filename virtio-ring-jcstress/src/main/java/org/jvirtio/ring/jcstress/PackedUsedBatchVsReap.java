@@ -1,6 +1,5 @@
 package org.jvirtio.ring.jcstress;
 
-import org.jvirtio.api.DescriptorChain;
 import org.openjdk.jcstress.annotations.Actor;
 import org.openjdk.jcstress.annotations.Description;
 import org.openjdk.jcstress.annotations.Expect;
@@ -22,19 +21,9 @@ import org.openjdk.jcstress.infra.results.II_Result;
 @Outcome(id = "2, 16", expect = Expect.ACCEPTABLE, desc = "driver saw both, with their lengths")
 @Outcome(expect = Expect.FORBIDDEN, desc = "driver saw part of what one publish returned")
 public class PackedUsedBatchVsReap {
+    /** Two chains popped, as for chains returned together. */
     @State
-    public static class S extends RingState {
-        final DescriptorChain first;
-        final DescriptorChain second;
-
-        public S() {
-            super(true, true);
-            driver.add(new long[] {DATA}, new int[] {8}, 1, 0, 1);
-            driver.add(new long[] {DATA + 0x10}, new int[] {8}, 1, 0, 2);
-            driver.publish();
-            first = device.pop();
-            second = device.pop();
-        }
+    public static class S extends PackedUsedTogetherVsReap.S {
     }
 
     @Actor
