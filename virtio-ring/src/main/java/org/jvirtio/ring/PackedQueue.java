@@ -345,6 +345,9 @@ public final class PackedQueue extends RingQueue {
         // flags, so the driver that sees the flags (with its read barrier after them, virtio_rmb
         // in Linux's virtqueue_get_buf_ctx_packed) sees the length and id too, and the buffers
         // the device wrote before.
+        if (unpublished.full()) {
+            writeUnpublished(); // a hostile driver's doing (PackedUsedBatch#full): written out, never thrown
+        }
         unpublished.add(nextUsed, word, id);
         events.returned(descs);
         advanceUsed(descs);

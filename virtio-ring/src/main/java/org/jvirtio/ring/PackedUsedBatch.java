@@ -57,6 +57,15 @@ final class PackedUsedBatch {
         return count == 0;
     }
 
+    /**
+     * No room for another: more chains came back since the publish than the ring holds, which
+     * only a driver that offers a buffer id again before seeing it used can cause (the device
+     * released the id when it returned the chain).
+     */
+    boolean full() {
+        return count == words.length;
+    }
+
     /** Forgets what is kept (the ring broke or stopped: nothing more is written to it). */
     void clear() {
         count = 0;

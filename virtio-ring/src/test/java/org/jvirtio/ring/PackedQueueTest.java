@@ -293,6 +293,31 @@ class PackedQueueTest {
         assertFalse(q.publishUsed(), "a stopped queue decides nothing");
     }
 
+    /**
+     * A hostile driver that offers a buffer id again before the device published it used (the
+     * device released the id at addUsed) can have more chains returned between two publishes
+     * than the ring holds: the kept used descriptors are written out when there is no room for
+     * another, never an exception, never a write outside the ring.
+     */
+    @Test
+    void moreReturnsThanTheRingHoldsBetweenPublishesAreWrittenOutNotThrown() throws Exception {
+        PackedQueue q = queue(4);
+        boolean wrap = true;
+        for (int i = 0; i < 13; i++) {
+            int pos = i % 4;
+            if (i > 0 && pos == 0) {
+                wrap = !wrap;
+            }
+            desc(pos, DATA, 8, 0, avail(wrap)); // id 0 every time
+            DescriptorChain c = q.pop();
+            assertNotNull(c, "pop " + i + ": " + violations);
+            q.addUsed(c, 0);
+        }
+        assertFalse(q.isBroken(), String.valueOf(violations));
+        q.publishUsed();
+        assertEquals(offWrap(1, false), q.usedState());
+    }
+
     /** A ring that breaks between addUsed and the publish gets nothing more written, as a split ring's unpublished used elements stay unpublished. */
     @Test
     void aRingThatBreaksBeforeThePublishGetsNoUsedDescriptor() throws Exception {
