@@ -26,11 +26,11 @@ import org.jvirtio.ring.RingQueue;
  * <p>The device pops every available chain, marks it used with its length and publishes once per
  * batch; the driver adds requests while it has free descriptors and reaps used buffers.
  * The driver keeps at most DEPTH requests in flight (a guest's queue depth). Neither touches the
- * buffers. Layouts and chain shapes alternate in short runs (the first
- * round is a warm-up and not printed), so that a noisy machine's slow moments fall on all of
- * them; it prints each run's ns per request (elapsed time over requests completed: the pair's
- * throughput, whichever side is slower) and the chains the device found per batch (near the
- * queue's capacity: the device was the slower side; near 1: the driver was), and the medians.
+ * buffers. Layouts and chain shapes alternate in short runs (the first round is a warm-up and not
+ * printed), so that a noisy machine's slow moments fall on all of them; it prints each run's ns
+ * per request (elapsed time over requests completed: the pair's throughput, whichever side is
+ * slower) and the chains the device found per batch (DEPTH: the two sides take turns; far more:
+ * the device never ran dry, the driver refilling the ring behind it as it went), and the medians.
  *
  * <pre>
  * java -cp benchmarks.jar org.jvirtio.benchmarks.CrossCpuRing [ROUNDS] [MILLIS] [SHAPES] [DEPTH] [inflight]
