@@ -26,18 +26,28 @@ class NetSharedThreadTest {
     @TempDir
     Path dir;
 
+    /** What a driver asks for: every feature, or all but packed rings. */
+    private static long wanted(boolean packed) {
+        return packed ? ~0L : ~VirtioFeatures.bit(VirtioFeatures.RING_PACKED);
+    }
+
+    /** {@code port}'s device at {@code socket}, served on {@code io}'s (first) thread. */
+    private static VhostUserBackend serve(IoThreads io, SwitchPort port, long mac, Path socket) throws Exception {
+        return VhostUserBackend.start(socket, new VirtioNetDevice(port, NetOptions.defaults(mac)), io.share(0, 0));
+    }
+
     @ParameterizedTest(name = "packed={0}")
     @ValueSource(booleans = {false, true})
     void framesBetweenPortsOnOneThreadArriveAndTheirChainsComeBack(boolean packed) throws Exception {
         NetSwitch sw = NetSwitch.named("shared" + System.nanoTime());
         Path sa = dir.resolve("a.sock");
         Path sb = dir.resolve("b.sock");
-        long wanted = packed ? ~0L : ~VirtioFeatures.bit(VirtioFeatures.RING_PACKED);
+        long wanted = wanted(packed);
         SwitchPort pa = sw.join("a");
         SwitchPort pb = sw.join("b");
         try (IoThreads io = new IoThreads(1, 0, 0);
-             VhostUserBackend ba = VhostUserBackend.start(sa, new VirtioNetDevice(pa, NetOptions.defaults(A)), io.share(0, 0));
-             VhostUserBackend bb = VhostUserBackend.start(sb, new VirtioNetDevice(pb, NetOptions.defaults(B)), io.share(0, 0));
+             VhostUserBackend ba = serve(io, pa, A, sa);
+             VhostUserBackend bb = serve(io, pb, B, sb);
              NetDriver a = new NetDriver(sa, wanted, 2048);
              NetDriver b = new NetDriver(sb, wanted, 2048)) {
             assertEquals(packed, a.has(VirtioFeatures.RING_PACKED));
@@ -78,15 +88,15 @@ class NetSharedThreadTest {
         Path sa = dir.resolve("a.sock");
         Path sb = dir.resolve("b.sock");
         Path sc = dir.resolve("c.sock");
-        long wanted = packed ? ~0L : ~VirtioFeatures.bit(VirtioFeatures.RING_PACKED);
+        long wanted = wanted(packed);
         SwitchPort pa = sw.join("a");
         SwitchPort pb = sw.join("b");
         SwitchPort pc = sw.join("c");
         try (IoThreads io = new IoThreads(1, 0, 0);
              IoThreads elsewhere = new IoThreads(1, 0, 0);
-             VhostUserBackend ba = VhostUserBackend.start(sa, new VirtioNetDevice(pa, NetOptions.defaults(A)), io.share(0, 0));
-             VhostUserBackend bb = VhostUserBackend.start(sb, new VirtioNetDevice(pb, NetOptions.defaults(B)), io.share(0, 0));
-             VhostUserBackend bc = VhostUserBackend.start(sc, new VirtioNetDevice(pc, NetOptions.defaults(c)), elsewhere.share(0, 0));
+             VhostUserBackend ba = serve(io, pa, A, sa);
+             VhostUserBackend bb = serve(io, pb, B, sb);
+             VhostUserBackend bc = serve(elsewhere, pc, c, sc);
              NetDriver a = new NetDriver(sa, wanted, 2048);
              NetDriver b = new NetDriver(sb, wanted, 2048);
              NetDriver cd = new NetDriver(sc, wanted, 2048)) {
@@ -140,12 +150,12 @@ class NetSharedThreadTest {
         NetSwitch sw = NetSwitch.named("flood" + System.nanoTime());
         Path sa = dir.resolve("a.sock");
         Path sb = dir.resolve("b.sock");
-        long wanted = packed ? ~0L : ~VirtioFeatures.bit(VirtioFeatures.RING_PACKED);
+        long wanted = wanted(packed);
         SwitchPort pa = sw.join("a");
         SwitchPort pb = sw.join("b");
         try (IoThreads io = new IoThreads(1, 0, 0);
-             VhostUserBackend ba = VhostUserBackend.start(sa, new VirtioNetDevice(pa, NetOptions.defaults(A)), io.share(0, 0));
-             VhostUserBackend bb = VhostUserBackend.start(sb, new VirtioNetDevice(pb, NetOptions.defaults(B)), io.share(0, 0));
+             VhostUserBackend ba = serve(io, pa, A, sa);
+             VhostUserBackend bb = serve(io, pb, B, sb);
              NetDriver b = new NetDriver(sb, wanted, 2048)) {
             long broadcast = 0xffff_ffff_ffffL;
             try (NetDriver a = new NetDriver(sa, wanted, 2048)) {
