@@ -4,6 +4,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicReference;
 
 import org.jvirtio.api.DescriptorChain;
@@ -131,13 +132,12 @@ public final class CrossCpuRing {
                     lens[i] = n == 1 ? 512 : (i == 0 ? 16 : (i == n - 1 ? 1 : 512));
                 }
                 int need = indirect ? 1 : n;
-                boolean[] stop = {false};
-                long[] deviceCounts = new long[2]; // requests, idle polls
-                long[] batches = new long[1];
+                AtomicBoolean stop = new AtomicBoolean();
+                long[] counts = new long[2]; // the device's: requests, batches
                 int written = n == 1 ? 0 : 1;
                 Thread dev = Thread.ofPlatform().name("cross-cpu-device").start(() -> {
                     try {
-                        deviceLoop(device, written, stop, deviceCounts, batches);
+                        deviceLoop(device, written, stop, counts);
                     } catch (Throwable t) {
                         failure.compareAndSet(null, t);
                     }
@@ -163,23 +163,23 @@ public final class CrossCpuRing {
                     }
                 }
                 long elapsed = System.nanoTime() - t0;
-                setStopped(stop);
+                stop.setOpaque(true);
                 dev.join();
                 if (failure.get() != null) {
                     throw new IllegalStateException("the ring failed: " + failure.get().getMessage(), failure.get());
                 }
-                return new Run((double) elapsed / Math.max(1, deviceCounts[0]), (double) deviceCounts[0] / Math.max(1, batches[0]));
+                return new Run((double) elapsed / Math.max(1, counts[0]), (double) counts[0] / Math.max(1, counts[1]));
             } finally {
                 memory.release();
             }
         }
     }
 
-    private static void deviceLoop(RingQueue device, int written, boolean[] stop, long[] deviceCounts, long[] batches) {
+    /** Pops, returns and publishes until {@code stop}; leaves the requests and the batches in {@code counts}. */
+    private static void deviceLoop(RingQueue device, int written, AtomicBoolean stop, long[] counts) {
         long done = 0;
-        long idle = 0;
-        long productive = 0;
-        while (!stopped(stop)) {
+        long batches = 0;
+        while (!stop.getOpaque()) {
             int k = 0;
             DescriptorChain c;
             while ((c = device.pop()) != null) {
@@ -189,24 +189,12 @@ public final class CrossCpuRing {
             if (k > 0) {
                 device.publishUsed();
                 done += k;
-                productive++;
+                batches++;
             } else {
-                idle++;
                 Thread.onSpinWait();
             }
         }
-        deviceCounts[0] = done;
-        deviceCounts[1] = idle;
-        batches[0] = productive;
-    }
-
-    private static final java.lang.invoke.VarHandle STOP = java.lang.invoke.MethodHandles.arrayElementVarHandle(boolean[].class);
-
-    private static boolean stopped(boolean[] stop) {
-        return (boolean) STOP.getOpaque(stop, 0);
-    }
-
-    private static void setStopped(boolean[] stop) {
-        STOP.setOpaque(stop, 0, true);
+        counts[0] = done;
+        counts[1] = batches;
     }
 }

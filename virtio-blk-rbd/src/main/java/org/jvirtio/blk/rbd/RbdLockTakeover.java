@@ -248,12 +248,8 @@ final class RbdLockTakeover {
         if (s == null) {
             return false;
         }
-        int close = s.lastIndexOf(')'); // the command name may hold spaces and parentheses
-        if (close < 0) {
-            return true;
-        }
-        String[] f = s.substring(close + 1).strip().split(" +");
-        if (f.length < 20) {
+        String[] f = fieldsAfterName(s);
+        if (f == null) {
             return true;
         }
         if (f[0].equals("Z") || f[0].equals("X")) {
@@ -268,11 +264,25 @@ final class RbdLockTakeover {
 
     /** Field 22 of {@code /proc/PID/stat} (the start time in clock ticks since boot). */
     static long startTime(String stat) throws IOException {
-        if (stat == null || stat.lastIndexOf(')') < 0) {
+        String[] f = stat == null ? null : fieldsAfterName(stat);
+        if (f == null) {
             throw new IOException("cannot read this process's /proc/PID/stat");
         }
-        String[] f = stat.substring(stat.lastIndexOf(')') + 1).strip().split(" +");
         return Long.parseLong(f[19]);
+    }
+
+    /**
+     * The fields of a {@code /proc/PID/stat} line after the command name (the state first, the
+     * start time at index 19), or null when it is cut short. The name may hold spaces and
+     * parentheses, so it ends at the last ')'.
+     */
+    private static String[] fieldsAfterName(String stat) {
+        int close = stat.lastIndexOf(')');
+        if (close < 0) {
+            return null;
+        }
+        String[] f = stat.substring(close + 1).strip().split(" +");
+        return f.length < 20 ? null : f;
     }
 
     /**
