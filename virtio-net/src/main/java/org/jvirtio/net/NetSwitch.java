@@ -119,8 +119,8 @@ public final class NetSwitch {
         }
     }
 
-    /** Adds a port; its id is fixed for its life. */
-    synchronized SwitchPort join(String portName) {
+    /** Adds a port (for a {@link VirtioNetDevice} of one's own, or a {@link NetModule}); its id is fixed for its life. */
+    public synchronized SwitchPort join(String portName) {
         SwitchPort[] cur = ports;
         int id = nextId;
         while (id < cur.length && cur[id] != null) {
