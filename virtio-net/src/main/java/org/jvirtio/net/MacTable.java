@@ -78,7 +78,9 @@ final class MacTable {
                 if (w != want) {
                     WORDS.compareAndSet(words, i, w, want); // moved to another port (a migration), or a spoofer: the last wins
                 }
-                seen[i] = now;
+                if (seen[i] != now) {
+                    seen[i] = now; // once a second at most: no store to a line other ports' threads read, per frame
+                }
                 return;
             }
             if (w == 0) {

@@ -214,8 +214,8 @@ public final class NetSwitch {
         System.arraycopy(frame, 0, f.head, 0, h);
         f.headLength = h;
         f.begin(chain, from, 0, frame.length);
-        f.dst = TxQueue.mac(f.headSegment, 0);
-        f.src = TxQueue.mac(f.headSegment, 6);
+        f.dst = TxQueue.destination(f.head);
+        f.src = TxQueue.source(f.head);
         FrameStage refused = TxQueue.refusedBy(portStages, f);
         if (refused == null) {
             refused = TxQueue.refusedBy(stages, f);

@@ -28,8 +28,7 @@ final class SenderShares {
             waitingFrom = java.util.Arrays.copyOf(waitingFrom, Math.max(from + 1, waitingFrom.length * 2));
         }
         int mine = waitingFrom[from];
-        int share = Math.max(1, capacity / (senders + (mine == 0 ? 1 : 0) + 1));
-        if (mine >= share) {
+        if (atShare(mine, senders + (mine == 0 ? 1 : 0) + 1, capacity)) {
             return false;
         }
         if (mine == 0) {
@@ -38,6 +37,16 @@ final class SenderShares {
         waitingFrom[from] = mine + 1;
         total++;
         return true;
+    }
+
+    /**
+     * Whether a sender holding {@code mine} frames is at its share, {@code max(1, capacity / k)}
+     * ({@code k}: the senders counted with it, plus one), without a division per frame:
+     * {@code mine >= max(1, floor(capacity / k))} exactly when {@code mine >= 1} and
+     * {@code (mine + 1) * k > capacity}.
+     */
+    static boolean atShare(int mine, int k, int capacity) {
+        return mine >= 1 && (long) (mine + 1) * k > capacity;
     }
 
     /** A frame from port {@code from} left the queue (delivered or dropped). */

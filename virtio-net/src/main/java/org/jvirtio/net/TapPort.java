@@ -170,8 +170,8 @@ final class TapPort implements FrameOwner, AutoCloseable {
         f.headLength = h;
         chains[slot].set(memory, slot, n);
         f.begin(chains[slot], port, 0, length);
-        f.dst = TxQueue.mac(f.headSegment, 0);
-        f.src = TxQueue.mac(f.headSegment, 6);
+        f.dst = TxQueue.destination(f.head);
+        f.src = TxQueue.source(f.head);
         port.txFrames.incrementAndGet();
         port.txBytes.addAndGet(length);
         port.owner().forward(f);

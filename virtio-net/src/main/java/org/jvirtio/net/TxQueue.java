@@ -95,8 +95,8 @@ final class TxQueue implements QueueHandler, FrameOwner {
         if (bad != null) {
             return drop(bad);
         }
-        long dst = mac(f.headSegment, 0);
-        long src = mac(f.headSegment, 6);
+        long dst = destination(f.head);
+        long src = source(f.head);
         if ((src & 0x0100_0000_0000L) != 0) {
             return drop("multicast source address");
         }
@@ -157,6 +157,19 @@ final class TxQueue implements QueueHandler, FrameOwner {
     @Override
     public void sent(Frame f) {
         mailbox.complete(f.slot, 0);
+    }
+
+    private static final java.lang.invoke.VarHandle BE_LONG =
+            java.lang.invoke.MethodHandles.byteArrayViewVarHandle(long[].class, java.nio.ByteOrder.BIG_ENDIAN);
+
+    /** The destination address of the frame whose first bytes (at least 12; the array holds 8 or more) are {@code head}: one load. */
+    static long destination(byte[] head) {
+        return (long) BE_LONG.get(head, 0) >>> 16;
+    }
+
+    /** The source address in {@code head}: one load. */
+    static long source(byte[] head) {
+        return (long) BE_LONG.get(head, 4) & 0xffff_ffff_ffffL;
     }
 
     static long mac(MemorySegment s, long at) {

@@ -55,4 +55,16 @@ class SenderSharesTest {
         assertEquals(4, storm(s, 7), "the sender gone, a new one has the same half");
         assertTrue(s.take(1000), "port ids beyond the first table grow it");
     }
+
+    @Test
+    void theShareTestWithoutADivisionAgreesWithTheShareEverywhere() {
+        for (int capacity = 1; capacity <= 300; capacity++) {
+            for (int k = 1; k <= 70; k++) {
+                int share = Math.max(1, capacity / k);
+                for (int mine = 0; mine <= capacity + 1; mine++) {
+                    assertEquals(mine >= share, SenderShares.atShare(mine, k, capacity), "capacity " + capacity + ", k " + k + ", mine " + mine);
+                }
+            }
+        }
+    }
 }
