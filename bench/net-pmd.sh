@@ -12,10 +12,12 @@
 # (packed rings; mergeable receive buffers off; both backends negotiate what the front-end offers).
 # FRONT_OPTS="--burst=128" adds options to the front-end testpmd (here: 128 frames per burst, so
 # --tx-first puts 128 per port in flight instead of 32).
-# WARMUP=S runs the front-end S seconds longer and adds a steady-state figure: packets per backend
-# CPU-second over a window that starts S seconds in (the JVM's JIT compiles on the backend's one CPU
-# in the first seconds; DPDK has no warm-up), from testpmd's 1 s statistics and /proc at the window's
-# ends. Without it (the default) the figures are over the whole run, as before.
+# WARMUP=S runs the front-end S + 2 seconds longer and adds a steady-state figure: packets per
+# backend CPU-second over a window from S seconds in to a second before the run's planned end (the
+# JVM's JIT compiles on the backend's one CPU in the first seconds; DPDK has no warm-up), from
+# testpmd's 1 s statistics and /proc at the window's ends (the 2 s extra make sure a statistics
+# line comes after the window: without them a late start left none, and the figure read 0).
+# Without it (the default) the figures are over the whole run, as before.
 # Usage: bench/net-pmd.sh [rounds] [seconds per round] [frame sizes...]
 # Needs: apt-get install dpdk dpdk-dev. Runs as root (testpmd's --no-huge memory, /var/run/dpdk).
 set -euo pipefail
@@ -67,7 +69,7 @@ run() { # backend size
   local c0; c0=$(cpu "$pid")
   local w0 w1 wc0 wc1
   # testpmd's lines, each stamped with the time it arrived (the steady-state window needs them)
-  timeout -s INT "$((secs + warm))" stdbuf -oL dpdk-testpmd --no-huge -m 512 --no-pci -l 0,1 --file-prefix=jvf \
+  timeout -s INT "$((secs + warm + (warm > 0 ? 2 : 0)))" stdbuf -oL dpdk-testpmd --no-huge -m 512 --no-pci -l 0,1 --file-prefix=jvf \
       --vdev "net_virtio_user0,path=$dir/a.sock,queues=1,queue_size=1024${VUSER_OPTS:+,$VUSER_OPTS}" \
       --vdev "net_virtio_user1,path=$dir/b.sock,queues=1,queue_size=1024${VUSER_OPTS:+,$VUSER_OPTS}" \
       -- --forward-mode=io --nb-cores=1 --tx-first --stats-period "$( [ "$warm" -gt 0 ] && echo 1 || echo 5 )" --total-num-mbufs=16384 \
@@ -95,10 +97,12 @@ run() { # backend size
         / Port statistics / { n = 0; sum = 0; next }
         / RX-packets: / && n < 2 { sum += $3; n++; if (n == 2) { t[k] = $1; p[k] = sum; k++ } }
         function at(x,   i) { for (i = 1; i < k; i++) if (t[i] >= x) return p[i-1] + (p[i] - p[i-1]) * (x - t[i-1]) / (t[i] - t[i-1]); return -1 }
-        END { pa = at(a); pb = at(b); if (pa < 0 || pb < 0) print 0; else printf "%d", pb - pa }' "$dir/front.log")
+        END { pa = at(a); pb = at(b); if (pa < 0 || pb < 0) print "none"; else printf "%d", pb - pa }' "$dir/front.log")
     local wcpu; wcpu=$(echo "scale=2; ($wc1 - $wc0) / $ticks" | bc)
+    local wper=n/a # no statistics line after the window's end: no figure rather than a wrong one
+    [ "$inwin" = none ] || wper=$(echo "scale=0; $inwin / ($wcpu + 0.001)" | bc)
     steady=$(printf ', after %d s: %9s per backend CPU-second (%s CPU-s in %.1f s)' "$warm" \
-        "$(echo "scale=0; $inwin / ($wcpu + 0.001)" | bc)" "$wcpu" "$(echo "$w1 - $w0" | bc)")
+        "$wper" "$wcpu" "$(echo "$w1 - $w0" | bc)")
   fi
   printf '%-8s %s %5d bytes: %9s pps per direction, backend %6s CPU-s, %9s packets per backend CPU-second%s\n' "$1" "${VUSER_OPTS:-split,mrg_rxbuf=1}" "$2" "$pps" "$cpus" "$per" "$steady"
 }
