@@ -17,6 +17,9 @@ import org.jvirtio.net.NetOptions;
 import org.jvirtio.net.NetSwitch;
 import org.jvirtio.net.SwitchPort;
 import org.jvirtio.net.VirtioNetDevice;
+import org.jvirtio.ring.PackedQueue;
+import org.jvirtio.ring.PackedRingLayout;
+import org.jvirtio.ring.RingQueue;
 import org.jvirtio.ring.SplitQueue;
 import org.jvirtio.ring.SplitQueueDriver;
 import org.jvirtio.ring.SplitRingLayout;
@@ -38,12 +41,13 @@ import org.openjdk.jmh.annotations.Warmup;
 
 /**
  * The switch's own CPU cost per forwarded frame, single thread, no transport: two ports of one
- * {@link NetSwitch}, each a {@link VirtioNetDevice} with one queue pair on split rings, their four
+ * {@link NetSwitch}, each a {@link VirtioNetDevice} with one queue pair (split or packed rings), their four
  * {@link QueueEngine}s run as {@code bin/vhost-user net + net} runs them on one I/O thread (a
  * receive queue woken by a frame, and a transmit queue by its chains coming back, through
  * {@code wakeHere}: here a task list of this thread). Per call each port's driver offers 32
  * frames (one descriptor: the 12-byte header and the frame, as DPDK's virtio-user and Linux send
- * them) and the other's 32 receive buffers of 2 KiB; the transmit queues are served (a kick) and
+ * them) and the other's 32 receive buffers of 2 KiB, each chain's descriptor written again before
+ * it is offered (as Linux's and DPDK's split drivers do, and a packed driver must); the transmit queues are served (a kick) and
  * the tasks run until every frame was copied into the other port's buffers and every chain of
  * both rings went back. What an I/O thread spends per frame, minus its wake-ups, with every line
  * in this CPU's cache: the instructions, not the cache misses of a front-end on another CPU
@@ -67,6 +71,10 @@ public class NetSwitchBenchmark {
     @Param({"64", "1500"})
     public int frame;
 
+    /** Packed rings (VIRTIO_F_RING_PACKED) instead of split ones. */
+    @Param({"false", "true"})
+    public boolean packed;
+
     private Arena arena;
     private GuestMemory memory;
     private final Port[] ports = new Port[2];
@@ -80,8 +88,8 @@ public class NetSwitchBenchmark {
         RecordingContext context;
         QueueEngine rx;
         QueueEngine tx;
-        AvailReplay rxDriver;
-        AvailReplay txDriver;
+        Replay rxDriver;
+        Replay txDriver;
         long rxBuffers;
     }
 
@@ -107,21 +115,21 @@ public class NetSwitchBenchmark {
             long mac = i == 0 ? A : B;
             p.port = sw.join(i == 0 ? "a" : "b");
             p.device = new VirtioNetDevice(p.port, NetOptions.defaults(mac));
-            long features = FeatureNegotiation.offered(p.device) & ~VirtioFeatures.bit(VirtioFeatures.RING_PACKED);
+            long features = packed ? FeatureNegotiation.offeredWithPacked(p.device)
+                    : FeatureNegotiation.offered(p.device) & ~VirtioFeatures.bit(VirtioFeatures.RING_PACKED);
+            if (packed && (features & VirtioFeatures.bit(VirtioFeatures.RING_PACKED)) == 0) {
+                throw new IllegalStateException("the net device does not offer packed rings");
+            }
             p.context = new RecordingContext(features);
             p.device.activate(p.context);
             // rings: receiveq 0, transmitq 1
-            SplitRingLayout.Placement rxRing = SplitRingLayout.place(base, SIZE);
-            SplitRingLayout.Placement txRing = SplitRingLayout.place(align(rxRing.end()), SIZE);
-            base = align(txRing.end());
+            long[] rxRing = place(base);
+            long[] txRing = place(align(rxRing[3]));
+            base = align(txRing[3]);
             p.rxBuffers = base;
             base += (long) SIZE * RX_BUFFER;
             long txFrames = base;
             base += (long) SIZE * RX_BUFFER;
-            SplitQueueDriver rxd = new SplitQueueDriver(memory, SIZE, rxRing.desc(), rxRing.avail(), rxRing.used(), features, 0, 0);
-            SplitQueueDriver txd = new SplitQueueDriver(memory, SIZE, txRing.desc(), txRing.avail(), txRing.used(), features, 0, 0);
-            int[] rxHeads = new int[SIZE];
-            int[] txHeads = new int[SIZE];
             byte[] f = new byte[frame];
             put(f, 0, i == 0 ? B : A);
             put(f, 6, mac);
@@ -129,24 +137,51 @@ public class NetSwitchBenchmark {
             for (int k = 14; k < frame; k++) {
                 f[k] = (byte) k;
             }
+            long[] rxAddr = new long[SIZE];
+            long[] txAddr = new long[SIZE];
             for (int c = 0; c < SIZE; c++) {
-                rxHeads[c] = rxd.add(new long[] {p.rxBuffers + (long) c * RX_BUFFER}, new int[] {RX_BUFFER}, 1, 0, c);
-                long at = txFrames + (long) c * RX_BUFFER;
-                memory.slice(at, HDR).fill((byte) 0);
-                MemorySegment.copy(MemorySegment.ofArray(f), 0, memory.slice(at + HDR, frame), 0, frame);
-                txHeads[c] = txd.add(new long[] {at}, new int[] {HDR + frame}, 1, 1, c);
+                rxAddr[c] = p.rxBuffers + (long) c * RX_BUFFER;
+                txAddr[c] = txFrames + (long) c * RX_BUFFER;
+                memory.slice(txAddr[c], HDR).fill((byte) 0);
+                MemorySegment.copy(MemorySegment.ofArray(f), 0, memory.slice(txAddr[c] + HDR, frame), 0, frame);
             }
-            p.rxDriver = new AvailReplay(memory, rxRing.avail(), SIZE, rxHeads);
-            p.txDriver = new AvailReplay(memory, txRing.avail(), SIZE, txHeads);
+            p.rxDriver = replay(rxRing, features, rxAddr, RX_BUFFER, true);
+            p.txDriver = replay(txRing, features, txAddr, HDR + frame, false);
             p.rx = engine(0, rxRing, features, p);
             p.tx = engine(1, txRing, features, p);
             ports[i] = p;
         }
     }
 
-    private QueueEngine engine(int index, SplitRingLayout.Placement at, long features, Port p) throws Exception {
-        SplitQueue ring = new SplitQueue(index);
-        ring.activate(memory, SIZE, at.desc(), at.avail(), at.used(), features, 0, 0);
+    /** A ring's areas at {@code base}: descriptors, driver area (avail), device area (used), end. */
+    private long[] place(long base) {
+        if (packed) {
+            PackedRingLayout.Placement p = PackedRingLayout.place(base, SIZE);
+            return new long[] {p.desc(), p.driver(), p.device(), p.end()};
+        }
+        SplitRingLayout.Placement p = SplitRingLayout.place(base, SIZE);
+        return new long[] {p.desc(), p.avail(), p.used(), p.end()};
+    }
+
+    /** The driver's side of a ring of one-descriptor chains at {@code addr}, each {@code len} bytes. */
+    private Replay replay(long[] at, long features, long[] addr, int len, boolean writable) {
+        if (packed) {
+            return new PackedReplay(memory.slice(at[0], PackedRingLayout.ringBytes(SIZE)), addr, len, writable);
+        }
+        SplitQueueDriver d = new SplitQueueDriver(memory, SIZE, at[0], at[1], at[2], features, 0, 0);
+        int[] heads = new int[SIZE];
+        for (int c = 0; c < SIZE; c++) {
+            heads[c] = d.add(new long[] {addr[c]}, new int[] {len}, 1, writable ? 0 : 1, c);
+        }
+        // Each chain's descriptor written again before its head is offered, as Linux's and DPDK's
+        // split drivers do (and as a packed driver must): both layouts' drivers do the same work.
+        AvailReplay r = new AvailReplay(memory, at[1], SIZE, heads, at[0], at[0]);
+        return r::offer;
+    }
+
+    private QueueEngine engine(int index, long[] at, long features, Port p) throws Exception {
+        RingQueue ring = packed ? new PackedQueue(index) : new SplitQueue(index);
+        ring.activate(memory, SIZE, at[0], at[1], at[2], features); // a fresh ring of either layout
         QueueBinding binding = new QueueBinding(index, ring, null, Interrupt.NONE);
         QueueEngine e = new QueueEngine(binding, p.device.openQueue(binding));
         Woken w = new Woken(e);
@@ -159,6 +194,49 @@ public class NetSwitchBenchmark {
         });
         e.open();
         return e;
+    }
+
+    /** A driver offering its next {@code n} chains (written once, offered again and again). */
+    interface Replay {
+        void offer(int n);
+    }
+
+    /**
+     * A packed ring's driver for one-descriptor chains, buffer id = chain: each offer writes the
+     * chain's descriptor at the ring position (address, then length, id and flags with AVAIL/USED
+     * for the wrap counter, with release), as a packed driver must (the device wrote a used
+     * descriptor there); the device returns the chains in order, so the position is free again.
+     */
+    static final class PackedReplay implements Replay {
+        private static final java.lang.invoke.VarHandle U64 = java.lang.foreign.ValueLayout.JAVA_LONG.varHandle();
+        private final MemorySegment ring;
+        private final long[] addr;
+        private final int len;
+        private final int flags;
+        private int pos;
+        private boolean wrap = true;
+
+        PackedReplay(MemorySegment ring, long[] addr, int len, boolean writable) {
+            this.ring = ring;
+            this.addr = addr;
+            this.len = len;
+            this.flags = writable ? PackedRingLayout.DESC_F_WRITE : 0;
+        }
+
+        @Override
+        public void offer(int n) {
+            for (int k = 0; k < n; k++) {
+                int c = pos;
+                long b = (long) c * PackedRingLayout.DESC_SIZE;
+                ring.set(GuestMemory.LE_U64, b, addr[c]);
+                int f = flags | (wrap ? PackedRingLayout.DESC_F_AVAIL : PackedRingLayout.DESC_F_USED);
+                U64.setRelease(ring, b + 8, Integer.toUnsignedLong(len) | ((long) c << 32) | ((long) f << 48));
+                if (++pos == SIZE) {
+                    pos = 0;
+                    wrap = !wrap;
+                }
+            }
+        }
     }
 
     private static long align(long a) {

@@ -1,7 +1,7 @@
 package org.jvirtio.benchmarks;
 
 import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.ValueSource;
+import org.junit.jupiter.params.provider.CsvSource;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -10,14 +10,15 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
  * {@link NetSwitchBenchmark} measures what it says: each call forwards 32 frames each way, every
  * one arrives intact in the other port's buffers (none dropped), and every chain of the four
  * rings is back with its driver at the end of the call (the tasks ran until nothing was left).
- * Several rounds, so the replayed rings wrap.
+ * Several rounds, so the replayed rings wrap; on both ring layouts.
  */
 class NetSwitchBenchmarkTest {
-    @ParameterizedTest(name = "{0} bytes")
-    @ValueSource(ints = {64, 1500})
-    void everyFrameIsForwardedIntactAndEveryChainComesBack(int frame) throws Exception {
+    @ParameterizedTest(name = "{0} bytes, packed={1}")
+    @CsvSource({"64, false", "1500, false", "64, true", "1500, true"})
+    void everyFrameIsForwardedIntactAndEveryChainComesBack(int frame, boolean packed) throws Exception {
         NetSwitchBenchmark b = new NetSwitchBenchmark();
         b.frame = frame;
+        b.packed = packed;
         b.setUp();
         try {
             byte[] fromA = b.receivedFrame(1, 0).clone(); // nothing yet: compared after the first round
