@@ -2,7 +2,6 @@ package org.jvirtio.net;
 
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 
 import org.jvirtio.api.CompletionMailbox;
 import org.jvirtio.api.DescriptorChain;
@@ -162,7 +161,7 @@ final class TxQueue implements QueueHandler, FrameOwner {
     private static final java.lang.invoke.VarHandle BE_LONG =
             java.lang.invoke.MethodHandles.byteArrayViewVarHandle(long[].class, java.nio.ByteOrder.BIG_ENDIAN);
 
-    /** The destination address of the frame whose first bytes (at least 12; the array holds 8 or more) are {@code head}: one load. */
+    /** The destination address of the frame whose first bytes (12 at least) are {@code head}: one load. */
     static long destination(byte[] head) {
         return (long) BE_LONG.get(head, 0) >>> 16;
     }
@@ -170,14 +169,6 @@ final class TxQueue implements QueueHandler, FrameOwner {
     /** The source address in {@code head}: one load. */
     static long source(byte[] head) {
         return (long) BE_LONG.get(head, 4) & 0xffff_ffff_ffffL;
-    }
-
-    static long mac(MemorySegment s, long at) {
-        long m = 0;
-        for (int i = 0; i < 6; i++) {
-            m = (m << 8) | (s.get(ValueLayout.JAVA_BYTE, at + i) & 0xff);
-        }
-        return m;
     }
 
     @Override

@@ -121,7 +121,7 @@ class NetSharedThreadTest {
                 int nextA = 0;
                 int nextC = 0;
                 for (NetDriver.Received r : got) {
-                    long src = TxQueue.mac(java.lang.foreign.MemorySegment.ofArray(r.frame()), 6);
+                    long src = TxQueue.source(r.frame());
                     if (src == A) {
                         assertArrayEquals(fromA[nextA], r.frame(), "round " + round + ", a's frame " + nextA);
                         nextA++;

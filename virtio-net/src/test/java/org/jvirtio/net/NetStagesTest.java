@@ -121,7 +121,7 @@ class NetStagesTest {
         a.s.frontend().sendRarp(A);                   // the port's own
         byte[] rarp = b.receive(1, 5000).get(0).frame();
         assertEquals(0x8035, ((rarp[12] & 0xff) << 8) | (rarp[13] & 0xff));
-        assertEquals(A, TxQueue.mac(java.lang.foreign.MemorySegment.ofArray(rarp), 6));
+        assertEquals(A, TxQueue.source(rarp));
         SwitchPort aPort = ((VirtioNetDevice) pa.device()).port();
         var gone = ((org.jvirtio.transport.vhostuser.VhostUserBackend) pa.transport()).nextDisconnect();
         a.s.frontend().sendRaw(org.jvirtio.transport.vhostuser.VhostUserMessage.encode(19 /* SEND_RARP */, 1, new byte[6]));

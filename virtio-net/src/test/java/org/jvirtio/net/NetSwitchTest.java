@@ -508,7 +508,7 @@ class NetSwitchTest {
                 assertEquals(1, c.sent(1, 5000));
                 unicast++;
                 for (NetDriver.Received r : d.receive(NetDriver.SIZE, 2)) {
-                    if (r.frame().length == 114 && TxQueue.mac(java.lang.foreign.MemorySegment.ofArray(r.frame()), 6) == C) {
+                    if (r.frame().length == 114 && TxQueue.source(r.frame()) == C) {
                         arrived++;
                     }
                     d.post(1);
@@ -550,7 +550,7 @@ class NetSwitchTest {
         byte[] f = rarp.frame();
         assertEquals(60, f.length);
         assertEquals(0x8035, ((f[12] & 0xff) << 8) | (f[13] & 0xff), "a RARP");
-        assertEquals(A, TxQueue.mac(java.lang.foreign.MemorySegment.ofArray(f), 6));
+        assertEquals(A, TxQueue.source(f));
         assertEquals(3, f[21], "reverse request");
         assertEquals(1, old.receive(1, 5000).size(), "flooded to the old port too");
         assertSame(portOf(pn), portOf(pn).owner().portOf(A), "learned on the new port");
