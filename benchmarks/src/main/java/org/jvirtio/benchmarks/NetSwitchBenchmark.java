@@ -196,7 +196,7 @@ public class NetSwitchBenchmark {
         return e;
     }
 
-    /** A driver offering its next {@code n} chains (written once, offered again and again). */
+    /** A driver making its next {@code n} chains available again (each descriptor written again first). */
     interface Replay {
         void offer(int n);
     }
