@@ -66,6 +66,14 @@ public class NetSwitchBenchmark {
     static final int BATCH = 32;
     static final int HDR = 12;
     static final int RX_BUFFER = 2048;
+    /**
+     * Buffers lie this far apart, as DPDK's mbufs do (2 KiB of data room after 128 bytes of
+     * headroom), and each port's pools a page apart: at a power-of-two stride, with the pools a
+     * power of two apart, a frame's source and destination lines fall into the same cache sets
+     * and every copy evicts what it reads (1500-byte frames measured 60% dearer, and packed rings
+     * 15-24% dearer than split, from that alone).
+     */
+    static final int STRIDE = 2176;
 
     /** Bytes of each frame (after the virtio header). */
     @Param({"64", "1500"})
@@ -127,9 +135,9 @@ public class NetSwitchBenchmark {
             long[] txRing = place(align(rxRing[3]));
             base = align(txRing[3]);
             p.rxBuffers = base;
-            base += (long) SIZE * RX_BUFFER;
+            base = align(base + (long) SIZE * STRIDE) + 4096;
             long txFrames = base;
-            base += (long) SIZE * RX_BUFFER;
+            base = align(base + (long) SIZE * STRIDE) + 4096;
             byte[] f = new byte[frame];
             put(f, 0, i == 0 ? B : A);
             put(f, 6, mac);
@@ -140,8 +148,8 @@ public class NetSwitchBenchmark {
             long[] rxAddr = new long[SIZE];
             long[] txAddr = new long[SIZE];
             for (int c = 0; c < SIZE; c++) {
-                rxAddr[c] = p.rxBuffers + (long) c * RX_BUFFER;
-                txAddr[c] = txFrames + (long) c * RX_BUFFER;
+                rxAddr[c] = p.rxBuffers + (long) c * STRIDE;
+                txAddr[c] = txFrames + (long) c * STRIDE;
                 memory.slice(txAddr[c], HDR).fill((byte) 0);
                 MemorySegment.copy(MemorySegment.ofArray(f), 0, memory.slice(txAddr[c] + HDR, frame), 0, frame);
             }
@@ -308,7 +316,7 @@ public class NetSwitchBenchmark {
 
     /** The frame bytes in port {@code port}'s receive buffer {@code c} (after the header). */
     byte[] receivedFrame(int port, int c) {
-        return memory.slice(ports[port].rxBuffers + (long) c * RX_BUFFER + HDR, frame).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE);
+        return memory.slice(ports[port].rxBuffers + (long) c * STRIDE + HDR, frame).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE);
     }
 
     int inFlight() {
