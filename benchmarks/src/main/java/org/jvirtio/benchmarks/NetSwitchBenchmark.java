@@ -70,7 +70,7 @@ public class NetSwitchBenchmark {
      * Buffers lie this far apart, as DPDK's mbufs do (2 KiB of data room after 128 bytes of
      * headroom), and each pool a page past the one before: with 2 KiB buffers and pools a power of
      * two apart, packed rings measured 15-24% dearer than split at 1500 bytes and level with this
-     * layout (split the same in both): an artefact of which lines shared cache sets, not of the
+     * layout (split the same in both): most likely which lines shared cache sets, not the
      * ring.
      */
     static final int STRIDE = 2176;
