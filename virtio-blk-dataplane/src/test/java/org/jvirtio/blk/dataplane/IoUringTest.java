@@ -12,6 +12,7 @@ import java.util.List;
 import java.util.Map;
 
 import org.jvirtio.api.linux.Libc;
+import org.jvirtio.testkit.OpenFds;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -97,11 +98,11 @@ class IoUringTest {
 
     @Test
     void closingReleasesTheRing() throws Exception {
-        long before = openFds();
+        long before = OpenFds.count();
         for (int i = 0; i < 50; i++) {
             IoUring.create(64).close();
         }
-        assertEquals(before, openFds());
+        assertEquals(before, OpenFds.count());
     }
 
     @Test
@@ -145,9 +146,4 @@ class IoUringTest {
         }
     }
 
-    static long openFds() throws Exception {
-        try (var s = Files.list(Path.of("/proc/self/fd"))) {
-            return s.count();
-        }
-    }
 }

@@ -8,6 +8,7 @@ import java.nio.file.Path;
 import java.util.concurrent.atomic.AtomicInteger;
 
 import org.jvirtio.api.EventFd;
+import org.jvirtio.testkit.OpenFds;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -42,17 +43,12 @@ class FrontendBackendChannelTest {
         return ByteBuffer.wrap(reply.payload()).order(ByteOrder.LITTLE_ENDIAN).getLong();
     }
 
-    private static long openFds() throws Exception {
-        try (var s = Files.list(Path.of("/proc/self/fd"))) {
-            return s.count();
-        }
-    }
 
     @Test
     void aHostileBackendOnTheChannelGetsFailuresAndCannotHarmTheFrontend() throws Exception {
         Path socket = dir.resolve("fake.sock");
         int listen = UnixSocket.listen(socket, 1);
-        long fdsBefore = openFds();
+        long fdsBefore = OpenFds.count();
         AtomicInteger heard = new AtomicInteger();
         int channel;
         VhostUserFrontend fe = VhostUserFrontend.connect(socket);
@@ -111,6 +107,6 @@ class FrontendBackendChannelTest {
             Libc.closeQuietly(conn);
         }
         Libc.closeQuietly(listen);
-        assertEquals(fdsBefore - 1, openFds(), "nothing left open (the listening socket was open before)");
+        assertEquals(fdsBefore - 1, OpenFds.count(), "nothing left open (the listening socket was open before)");
     }
 }

@@ -20,6 +20,7 @@ import org.jvirtio.api.VirtioDevice;
 import org.jvirtio.host.QueueHost;
 import org.jvirtio.ring.SplitQueueDriver;
 import org.jvirtio.transport.vhostuser.VhostUserCodec.MemRegion;
+import org.jvirtio.testkit.OpenFds;
 
 import static org.jvirtio.transport.vhostuser.VhostUserProtocol.*;
 import static org.junit.jupiter.api.Assertions.*;
@@ -89,14 +90,14 @@ public final class HostileFrontendFuzz {
         ch.qos.logback.classic.Level level = log.getLevel();
         try (VhostUserBackend backend = VhostUserBackend.start(socket, device, host)) {
             servesAWellBehavedFrontend(backend, socket, features); // lazily opened fds settle before counting
-            long fdsBefore = openFds();
+            long fdsBefore = OpenFds.count();
             long mapsBefore = mappings();
             log.setLevel(ch.qos.logback.classic.Level.ERROR); // thousands of refusals otherwise
             int closedByBackend = 0;
             int messages = 0;
             for (int s = 0; s < sessions; s++) {
                 if (minutes > 0 && s % 2000 == 0) {
-                    System.out.printf("soak %s: session %d, %d fds, %d guest mappings, %d mappings in all%n", kind, s, openFds(), mappings(),
+                    System.out.printf("soak %s: session %d, %d fds, %d guest mappings, %d mappings in all%n", kind, s, OpenFds.count(), mappings(),
                             allMappings());
                     if (System.nanoTime() - until > 0) {
                         sessions = s;
@@ -165,7 +166,7 @@ public final class HostileFrontendFuzz {
             served.check(sessions);
             // Both kinds of ending must be common, or the generator explores less than it claims.
             assertTrue(closedByBackend > sessions / 5 && closedByBackend < sessions * 9 / 10, "closed by the backend: " + closedByBackend);
-            assertEquals(fdsBefore, openFds(), "fds left open by the backend");
+            assertEquals(fdsBefore, OpenFds.count(), "fds left open by the backend");
             assertEquals(mapsBefore, mappings(), "mappings left by the backend");
         } finally {
             log.setLevel(level);
@@ -408,11 +409,6 @@ public final class HostileFrontendFuzz {
         return from[rnd.nextInt(from.length)];
     }
 
-    private static long openFds() throws Exception {
-        try (var s = Files.list(Path.of("/proc/self/fd"))) {
-            return s.count();
-        }
-    }
 
     private static long mappings() throws Exception {
         return Files.readAllLines(Path.of("/proc/self/maps")).stream().filter(l -> l.contains("memfd:guest")).count();

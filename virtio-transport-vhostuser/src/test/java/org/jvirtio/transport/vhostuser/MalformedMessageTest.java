@@ -11,6 +11,7 @@ import java.util.concurrent.TimeUnit;
 import org.jvirtio.api.EventFd;
 import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.transport.vhostuser.VhostUserCodec.MemRegion;
+import org.jvirtio.testkit.OpenFds;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -40,21 +41,16 @@ class MalformedMessageTest {
         mem = MemoryMapping.memfd("guest", 1 << 20);
         // settle lazily opened fds (event loop, native library) before counting
         expectClosed("warm-up", new byte[0][], new int[0][]);
-        fdsBefore = openFds();
+        fdsBefore = OpenFds.count();
     }
 
     @AfterEach
     void stop() throws Exception {
-        assertEquals(fdsBefore, openFds(), "no fd leaked by the backend");
+        assertEquals(fdsBefore, OpenFds.count(), "no fd leaked by the backend");
         backend.close();
         mem.release();
     }
 
-    private static long openFds() throws Exception {
-        try (var s = Files.list(Path.of("/proc/self/fd"))) {
-            return s.count();
-        }
-    }
 
     private static byte[] msg(VhostUserRequest r, byte[] payload) {
         return VhostUserMessage.encode(r.code(), VERSION, payload);

@@ -18,6 +18,7 @@ import org.jvirtio.api.GuestRegion;
 import org.jvirtio.api.MemoryMapping;
 import org.jvirtio.ring.SplitQueueDriver;
 import org.jvirtio.testkit.Await;
+import org.jvirtio.testkit.OpenFds;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -393,12 +394,6 @@ class VhostUserBackendTest {
         return fd;
     }
 
-    private static long openFds() throws Exception {
-        try (var l = Files.list(Path.of("/proc/self/fd"))) {
-            return l.count();
-        }
-    }
-
     /**
      * Issue 14, item 1 (failed before: an unsealable file was only warned about; shrinking it
      * before SET_VRING_KICK made the control thread's read of used->idx fault, the InternalError
@@ -435,7 +430,7 @@ class VhostUserBackendTest {
                 warm.negotiate();
             }
             warmGone.get(10, TimeUnit.SECONDS);
-            long fdsBefore = openFds();
+            long fdsBefore = OpenFds.count();
             var faulted = backend.nextDisconnect();
             try (VhostUserFrontend fe = VhostUserFrontend.connect(socket)) {
                 long features = fe.negotiate(FrontendRig.ALL_SPLIT, BACKEND_PROTOCOL_FEATURES);
@@ -463,10 +458,10 @@ class VhostUserBackendTest {
                 assertEquals(5, next.echo(0, new byte[5]), "the control loop lives: the next front-end is served");
             }
             long deadline = System.nanoTime() + 5_000_000_000L;
-            while (openFds() > fdsBefore && System.nanoTime() < deadline) {
+            while (OpenFds.count() > fdsBefore && System.nanoTime() < deadline) {
                 Thread.sleep(20);
             }
-            assertEquals(fdsBefore, openFds(), "the faulted connection's fds and mappings were released");
+            assertEquals(fdsBefore, OpenFds.count(), "the faulted connection's fds and mappings were released");
         } finally {
             unsealable.release();
             org.jvirtio.api.linux.Libc.close(fd);
@@ -909,7 +904,7 @@ class VhostUserBackendTest {
             rig.fe.setMemTable(rig.memory);
             org.jvirtio.ring.QueueDriver d = rig.queue(0, 16);
             rig.echo(0, new byte[2]);
-            long fdsBefore = count(Path.of("/proc/self/fd"));
+            long fdsBefore = OpenFds.count();
             holdOneRequest(rig, d);
             int stops = device.stops.get();
             long t0 = System.nanoTime();
@@ -921,7 +916,7 @@ class VhostUserBackendTest {
             device.unstall();
             assertTrue(newCall.await(5000) > 0, "the completion interrupts through the new fd");
             assertEquals(1, d.pollUsed((h, t, l) -> assertEquals(99L, t)));
-            assertEquals(fdsBefore, count(Path.of("/proc/self/fd")), "the old call fd was closed (and no other leaked)");
+            assertEquals(fdsBefore, OpenFds.count(), "the old call fd was closed (and no other leaked)");
         }
     }
 
@@ -1173,7 +1168,8 @@ class VhostUserBackendTest {
     void hundredReconnectsLeakNoFdOrMapping() throws Exception {
         // warm up once so lazily created JDK/Netty fds are not counted
         cycle();
-        long fds = count(Path.of("/proc/self/fd"));
+        long fds = OpenFds.count();
+        String fdsBefore = OpenFds.describe();
         long maps = Files.lines(Path.of("/proc/self/maps")).count();
         long guestMaps = guestMappings();
         for (int i = 0; i < 100; i++) {
@@ -1183,8 +1179,9 @@ class VhostUserBackendTest {
         // releases it last: a queue's thread, when its engine has closed, which may be a moment
         // after the stop that waited for that close returned and the disconnect was reported.
         // So wait a little for the counts to settle; any fd or mapping that stays still fails.
-        Await.await(() -> count(Path.of("/proc/self/fd")) <= fds, Duration.ofSeconds(5),
-                () -> "file descriptors: " + fds + " before 100 reconnects, " + count(Path.of("/proc/self/fd")) + " after");
+        Await.await(() -> OpenFds.count() <= fds, Duration.ofSeconds(5),
+                () -> "file descriptors: " + fds + " before 100 reconnects, " + OpenFds.count() + " after: " + fdsBefore + " then "
+                        + OpenFds.describe());
         // Every cycle maps guest memory on both sides: none of those may stay. The JVM and the C
         // library add mappings of their own as threads come and go (malloc arenas, code cache),
         // so the total is only bounded loosely; 100 leaked cycles would add at least 100.
@@ -1215,9 +1212,4 @@ class VhostUserBackendTest {
         disconnected.get(10, TimeUnit.SECONDS);
     }
 
-    private static long count(Path dir) throws IOException {
-        try (var s = Files.list(dir)) {
-            return s.count();
-        }
-    }
 }
