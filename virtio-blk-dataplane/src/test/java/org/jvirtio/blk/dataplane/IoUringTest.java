@@ -145,5 +145,4 @@ class IoUringTest {
             assertEquals(List.of(0L, 1L, 2L, 3L, 10L, 11L, 12L, 13L), seen);
         }
     }
-
 }

@@ -3,7 +3,6 @@ package org.jvirtio.transport.vhostuser;
 import java.nio.ByteBuffer;
 import org.jvirtio.api.linux.Libc;
 import java.nio.ByteOrder;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.concurrent.atomic.AtomicInteger;
 
@@ -42,7 +41,6 @@ class FrontendBackendChannelTest {
         assertTrue(reply.isReply());
         return ByteBuffer.wrap(reply.payload()).order(ByteOrder.LITTLE_ENDIAN).getLong();
     }
-
 
     @Test
     void aHostileBackendOnTheChannelGetsFailuresAndCannotHarmTheFrontend() throws Exception {

@@ -409,7 +409,6 @@ public final class HostileFrontendFuzz {
         return from[rnd.nextInt(from.length)];
     }
 
-
     private static long mappings() throws Exception {
         return Files.readAllLines(Path.of("/proc/self/maps")).stream().filter(l -> l.contains("memfd:guest")).count();
     }

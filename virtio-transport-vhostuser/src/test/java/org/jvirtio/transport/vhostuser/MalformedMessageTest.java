@@ -51,7 +51,6 @@ class MalformedMessageTest {
         mem.release();
     }
 
-
     private static byte[] msg(VhostUserRequest r, byte[] payload) {
         return VhostUserMessage.encode(r.code(), VERSION, payload);
     }

@@ -1211,5 +1211,4 @@ class VhostUserBackendTest {
         }
         disconnected.get(10, TimeUnit.SECONDS);
     }
-
 }
