@@ -102,7 +102,7 @@ class HostileRingFuzzTest {
         try {
             for (int round = 0; round < rounds; round++) {
                 if (minutes > 0 && round % 20_000 == 0) {
-                    System.out.printf("soak %s %s: round %d, %d fds, %d mappings%n", transport, kind, round, count("/proc/self/fd"),
+                    System.out.printf("soak %s %s: round %d, %d fds, %d mappings%n", transport, kind, round, org.jvirtio.testkit.OpenFds.count(),
                             java.nio.file.Files.readAllLines(Path.of("/proc/self/maps")).size());
                     if (System.nanoTime() - until > 0) {
                         rounds = round;
@@ -425,11 +425,5 @@ class HostileRingFuzzTest {
 
     static long pickLong(Random rnd, long[] from) {
         return from[rnd.nextInt(from.length)];
-    }
-
-    private static long count(String dir) throws java.io.IOException {
-        try (var l = java.nio.file.Files.list(Path.of(dir))) {
-            return l.count();
-        }
     }
 }
