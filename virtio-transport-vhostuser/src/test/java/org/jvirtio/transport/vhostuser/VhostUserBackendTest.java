@@ -1170,7 +1170,7 @@ class VhostUserBackendTest {
         cycle();
         long fds = OpenFds.count();
         String fdsBefore = OpenFds.describe();
-        long maps = Files.lines(Path.of("/proc/self/maps")).count();
+        long maps = mapCount();
         long guestMaps = guestMappings();
         for (int i = 0; i < 100; i++) {
             cycle();
@@ -1187,8 +1187,15 @@ class VhostUserBackendTest {
         // so the total is only bounded loosely; 100 leaked cycles would add at least 100.
         Await.await(() -> guestMappings() == guestMaps, Duration.ofSeconds(5),
                 () -> "guest memory mappings: " + guestMaps + " before, " + guestMappings() + " after");
-        long mapsAfter = Files.lines(Path.of("/proc/self/maps")).count();
+        long mapsAfter = mapCount();
         assertTrue(mapsAfter <= maps + 40, "mappings before " + maps + ", after " + mapsAfter);
+    }
+
+    /** All of the process's mappings; the stream is closed, or its descriptor would count as a leak until a GC. */
+    private static long mapCount() throws IOException {
+        try (var lines = Files.lines(Path.of("/proc/self/maps"))) {
+            return lines.count();
+        }
     }
 
     private static long guestMappings() throws IOException {
