@@ -7,7 +7,10 @@
 # Per row and backend: IOPS, p50, backend CPU per request split into the backend's own threads and
 # librbd/librados' threads (by thread name: msgr-worker, io_context_pool, safe_timer, ...), and the
 # OSD's CPU per request. Medians over the rounds. Each backend is started once per round and warmed up
-# for WARMUP seconds (default 20) of mixed load before its three rows are measured.
+# for WARMUP seconds (default 20) of mixed load before its three rows are measured; each row's
+# front-end connects anew and runs RAMP seconds (default 3) before its measured seconds, which are
+# left out of the row (requests and CPU alike): a new connection's first requests take paths the
+# JIT had not compiled (see docs/PERFORMANCE.md, "RBD: the JIT after a reconnect").
 # RBD_JVIRTIO_VARIANT="flags" adds rows "jvirtio_var": jvirtio with those flags too, in the same rounds
 # (e.g. RBD_JVIRTIO_VARIANT="--ceph-options rbd_non_blocking_aio=false"); RBD_JVIRTIO_VARIANT_JAVA="options"
 # gives that variant JVM options instead or as well (JVIRTIO_JAVA_OPTS, e.g. "-XX:CompileThresholdScaling=1").
@@ -19,6 +22,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 rounds=${1:-3}
 secs=${2:-10}
+ramp=${RAMP:-3}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; "$root/bin/ceph-cluster" stop "$work/ceph" >/dev/null 2>&1 || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 hz=$(getconf CLK_TCK)
@@ -83,10 +87,17 @@ for round in $(seq 1 "$rounds"); do
       set -- $row
       rw=$1 depth=$2
       pct=$([ "$rw" = read ] && echo 100 || echo 0)
+      # The row's first RAMP seconds on its connection are not measured (neither the requests nor
+      # the CPU): the counters are read when the front-end says its measured seconds begin.
+      rm -f "$work/mark"
+      taskset -c 0 "$root/bin/bench" --socket "$sock" --depth "$depth" --read-percent "$pct" --seconds "$secs" --warmup "$ramp" \
+        --mark-file "$work/mark" --span 256M >"$work/bench.out" &
+      bench=$!
+      while [ ! -e "$work/mark" ] && kill -0 "$bench" 2>/dev/null; do sleep 0.01; done
       read -r o0 l0 <<<"$(ticks "$pid")"
       [ -n "${THREADS:-}" ] && thread_ticks "$pid" >"$work/threads0"
       s0=$(proc_ticks "$osd")
-      taskset -c 0 "$root/bin/bench" --socket "$sock" --depth "$depth" --read-percent "$pct" --seconds "$secs" --warmup 0 --span 256M >"$work/bench.out"
+      wait "$bench"
       read -r o1 l1 <<<"$(ticks "$pid")"
       s1=$(proc_ticks "$osd")
       out=$(cat "$work/bench.out")

@@ -1,5 +1,6 @@
 package org.jvirtio.examples.blk;
 
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.SplittableRandom;
@@ -54,6 +55,9 @@ public final class BlkBench implements Callable<Integer> {
     @Option(names = "--poll-us", defaultValue = "0", description = "Poll the used ring up to this many microseconds before waiting for the interrupt, as a guest kernel that polls (haltpoll) does; 0 waits at once, as a plain guest (default: ${DEFAULT-VALUE}).")
     int pollUs;
 
+    @Option(names = "--mark-file", description = "Create this file when the measured seconds begin (after --warmup), for a script that samples CPU counters over the measured window alone.")
+    Path markFile;
+
     @Override
     public Integer call() throws Exception {
         if (depth < 1 || depth > 128 || bs < 512 || bs % 512 != 0 || bs > (1 << 20) || readPercent < 0 || readPercent > 100 || seconds < 1 || warmup < 0
@@ -61,6 +65,10 @@ public final class BlkBench implements Callable<Integer> {
             throw new CommandLine.ParameterException(new CommandLine(this),
                     "need --depth 1-128, --bs a multiple of 512 up to 1 MiB, --read-percent 0-100, --seconds >= 1, --think-us 0-1000000, --poll-us 0-1000000, --queues 1-"
                             + BlkClient.MAX_QUEUES);
+        }
+        if (markFile != null && (Files.exists(markFile) || !Files.isDirectory(markFile.toAbsolutePath().getParent()))) {
+            throw new CommandLine.ParameterException(new CommandLine(this),
+                    "--mark-file " + markFile + ": " + (Files.exists(markFile) ? "exists already (it must appear when measuring starts)" : "its directory does not exist"));
         }
         try (BlkClient c = new BlkClient(socket, depth, bs, queues, inflight, packed)) {
             c.pollBeforeWaiting(pollUs);
@@ -82,6 +90,12 @@ public final class BlkBench implements Callable<Integer> {
                         failure[0] = e;
                     }
                 });
+            }
+            if (markFile != null) {
+                for (long left; (left = warmEnd - System.nanoTime()) > 0;) {
+                    java.util.concurrent.locks.LockSupport.parkNanos(left);
+                }
+                Files.writeString(markFile, "measuring\n");
             }
             for (Thread t : threads) {
                 t.join();

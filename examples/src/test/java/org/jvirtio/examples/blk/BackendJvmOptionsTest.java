@@ -70,6 +70,49 @@ class BackendJvmOptionsTest {
         }
     }
 
+    /** A live C2 compilation of the split ring's pop in {@code jcmd Compiler.codelist} (id, level, state 0 = in use, method). */
+    private static final Pattern C2_POP = Pattern.compile("(?m)^\\d+ 4 0 org\\.jvirtio\\.ring\\.SplitQueue\\.popChain\\(");
+
+    /**
+     * The project's own classes keep the JDK's usual compile thresholds under the launcher's
+     * tenfold scaling: after 20,000 requests (a few seconds of a disk on the network) the ring's
+     * pop is compiled by C2. With the tenfold scaling on it too, it needs 50,000 calls first (and
+     * a slow disk's request path ran profiled code for its first 25 s, and again after each
+     * front-end reconnect). Not timed: it waits for the compilation, however long it takes.
+     */
+    @Test
+    void theRequestPathReachesC2AtTheUsualThresholds() throws Exception {
+        Path log = dir.resolve("backend.log");
+        Process backend = startAndServe(scriptOptions(), List.of(), System.getProperty("java.class.path"), log);
+        try {
+            int total = 20_000;
+            try (BlkClient c = new BlkClient(dir.resolve("blk.sock"), 32, 4096)) {
+                int[] issued = {0};
+                int[] done = {0};
+                for (int t = 0; t < 32; t++) {
+                    c.submit(t, VirtioBlk.T_IN, 8L * t, 4096);
+                    issued[0]++;
+                }
+                c.flushSubmissions();
+                while (done[0] < total) {
+                    c.reap((tag, status, nanos) -> {
+                        assertEquals(VirtioBlk.S_OK, status);
+                        done[0]++;
+                        if (issued[0] < total) {
+                            c.submit(tag, VirtioBlk.T_IN, 8L * (issued[0]++ % 1024), 4096);
+                        }
+                    }, 5000);
+                    c.flushSubmissions();
+                }
+            }
+            Await.await(() -> C2_POP.matcher(jcmd(backend, "Compiler.codelist")).find(), Duration.ofSeconds(60),
+                    () -> "the ring's pop is not compiled by C2 after " + total + " requests: " + jcmd(backend, "Compiler.codelist").lines()
+                            .filter(l -> l.contains("popChain")).toList());
+        } finally {
+            stop(backend);
+        }
+    }
+
     /**
      * The start-up cache is made for an address drawn at random when it is made, and a backend
      * maps it there without relocating it (so its read-only part stays clean and shared between
