@@ -9,11 +9,13 @@
 #
 # The JIT compiles later (-XX:CompileThresholdScaling=10: a method is compiled after ten times
 # the calls and loops it otherwise needs): on one CPU the C1 and C2 threads spent more CPU than
-# the start itself compiling code that runs only at start. The project's own classes keep the
-# JDK's usual thresholds (a per-method scaling of 0.1 on top of the 10): the request path of a
-# disk that serves a few thousand requests a second (RBD) reached C2 only after 25 s at 10x, and
-# again 10 s after each front-end reconnect (a new connection takes branches the compiled code had
-# left out: an uncommon trap sends the method back to profiling); at 1x, 3 s and 1 s.
+# the start itself compiling code that runs only at start. The project's classes and Netty's
+# (the I/O threads' event loop) keep the JDK's usual thresholds (a per-method scaling of 0.1 on
+# top of the 10; none of their methods is hot during a start, so the start compiles the same):
+# the request path of a disk serving a few thousand requests a second (RBD) reached C2 only after
+# 25 s at 10x, and again 10 s after each front-end reconnect (a new connection takes branches the
+# compiled code had left out: an uncommon trap sends the method back to profiling); at 1x, 3 s and
+# 1 s. docs/PERFORMANCE.md, "RBD: the JIT after a reconnect".
 # One method is never compiled: the class-file API's StackMapGenerator.processBlock, which runs
 # only while the JDK generates classes at start (the FFM downcall stub, annotation proxies,
 # lambda forms). C1 compiling it took a 7.7 MB compiler arena, resident for the first 5-10 s of
@@ -36,7 +38,7 @@ JVIRTIO_BACKEND_OPTS=(-XX:+UseSerialGC -Xms8m -Xmx128m -XX:+UseCompactObjectHead
   -XX:CompileThresholdScaling=10 -XX:TrimNativeHeapInterval=5000 --sun-misc-unsafe-memory-access=allow
   --enable-native-access=ALL-UNNAMED -Dguice_bytecode_gen_option=DISABLED
   -XX:CompileCommand=quiet -XX:CompileCommand=exclude,jdk.internal.classfile.impl.StackMapGenerator::processBlock
-  "-XX:CompileCommand=CompileThresholdScaling,org.jvirtio.*::*,0.1")
+  "-XX:CompileCommand=CompileThresholdScaling,org.jvirtio.*::*,0.1" "-XX:CompileCommand=CompileThresholdScaling,io.netty.*::*,0.1")
 
 # The cache also holds the training run's method profiles (JEP 515), which JDK 25 replays by
 # compiling those methods early: the training run is a start, so that compiled start-up code
