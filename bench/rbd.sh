@@ -88,7 +88,8 @@ for round in $(seq 1 "$rounds"); do
       rw=$1 depth=$2
       pct=$([ "$rw" = read ] && echo 100 || echo 0)
       # The row's first RAMP seconds on its connection are not measured (neither the requests nor
-      # the CPU): the counters are read when the front-end says its measured seconds begin.
+      # the CPU): the counters are read when the front-end says its measured seconds begin, and
+      # again when it says they end (before it collects its last requests and disconnects).
       rm -f "$work/mark"
       taskset -c 0 "$root/bin/bench" --socket "$sock" --depth "$depth" --read-percent "$pct" --seconds "$secs" --warmup "$ramp" \
         --mark-file "$work/mark" --span 256M >"$work/bench.out" &
@@ -97,9 +98,11 @@ for round in $(seq 1 "$rounds"); do
       read -r o0 l0 <<<"$(ticks "$pid")"
       [ -n "${THREADS:-}" ] && thread_ticks "$pid" >"$work/threads0"
       s0=$(proc_ticks "$osd")
-      wait "$bench"
+      while [ "$(grep -c . "$work/mark" 2>/dev/null)" -lt 2 ] && kill -0 "$bench" 2>/dev/null; do sleep 0.01; done
       read -r o1 l1 <<<"$(ticks "$pid")"
       s1=$(proc_ticks "$osd")
+      [ -n "${THREADS:-}" ] && thread_ticks "$pid" >"$work/threads1"
+      wait "$bench"
       out=$(cat "$work/bench.out")
       iops=$(sed -n 's/.*reads: \([0-9,]*\) IOPS.*/\1/p' <<<"$out" | head -1 | tr -d ,)
       reqs=$(sed -n 's/.*(\([0-9,]*\) requests.*/\1/p' <<<"$out" | tr -d ,)
@@ -109,7 +112,7 @@ for round in $(seq 1 "$rounds"); do
         'BEGIN { printf "%s %s %s %s %s %.1f %.1f %.1f\n", k, rw, d, i, p, own / hz * 1e6 / r, lib / hz * 1e6 / r, osd / hz * 1e6 / r }' >>"$results"
       echo "round $round: $(tail -1 "$results")" >&2
       if [ -n "${THREADS:-}" ]; then
-        thread_ticks "$pid" | join -a 2 -e 0 -o 0,1.2,2.2 "$work/threads0" - |
+        join -a 2 -e 0 -o 0,1.2,2.2 "$work/threads0" "$work/threads1" |
           awk -v r="$reqs" -v hz="$hz" '$3 - $2 > 0 { printf "    %-22s %8.1f us/req\n", $1, ($3 - $2) / hz * 1e6 / r }' | sort -k2 -n -r >&2
       fi
     done

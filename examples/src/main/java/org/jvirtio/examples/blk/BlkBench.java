@@ -55,7 +55,7 @@ public final class BlkBench implements Callable<Integer> {
     @Option(names = "--poll-us", defaultValue = "0", description = "Poll the used ring up to this many microseconds before waiting for the interrupt, as a guest kernel that polls (haltpoll) does; 0 waits at once, as a plain guest (default: ${DEFAULT-VALUE}).")
     int pollUs;
 
-    @Option(names = "--mark-file", description = "Create this file when the measured seconds begin (after --warmup), for a script that samples CPU counters over the measured window alone.")
+    @Option(names = "--mark-file", description = "Create this file with a line \"measuring\" when the measured seconds begin (after --warmup) and add a line \"done\" when they end (before the last requests are collected and the front-end disconnects), for a script that samples CPU counters over the measured window alone.")
     Path markFile;
 
     @Override
@@ -92,10 +92,10 @@ public final class BlkBench implements Callable<Integer> {
                 });
             }
             if (markFile != null) {
-                for (long left; (left = warmEnd - System.nanoTime()) > 0;) {
-                    java.util.concurrent.locks.LockSupport.parkNanos(left);
-                }
+                parkUntil(warmEnd);
                 Files.writeString(markFile, "measuring\n");
+                parkUntil(end);
+                Files.writeString(markFile, "done\n", java.nio.file.StandardOpenOption.APPEND);
             }
             for (Thread t : threads) {
                 t.join();
@@ -175,6 +175,12 @@ public final class BlkBench implements Callable<Integer> {
     private void issue(BlkClient c, int q, int tag, SplittableRandom rnd, long blocks) {
         int type = rnd.nextInt(100) < readPercent ? VirtioBlk.T_IN : VirtioBlk.T_OUT;
         c.submit(q, tag, type, rnd.nextLong(blocks) * (bs / 512), bs, 1);
+    }
+
+    private static void parkUntil(long deadline) {
+        for (long left; (left = deadline - System.nanoTime()) > 0;) {
+            java.util.concurrent.locks.LockSupport.parkNanos(left);
+        }
     }
 
     private static double pct(long[] sorted, double p) {
