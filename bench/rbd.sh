@@ -6,7 +6,8 @@
 # Rows: 4 KiB random read at depth 1 and 32, random write at depth 32.
 # Per row and backend: IOPS, p50, backend CPU per request split into the backend's own threads and
 # librbd/librados' threads (by thread name: msgr-worker, io_context_pool, safe_timer, ...), and the
-# OSD's CPU per request. Medians over the rounds. Each backend is started once per round and warmed up
+# OSD's CPU per request. Medians over the rounds, then per row the median over the rounds of
+# jvirtio's IOPS and own CPU over qsd's in the same round. Each backend is started once per round and warmed up
 # for WARMUP seconds (default 20) of mixed load before its three rows are measured; each row's
 # front-end connects anew and runs RAMP seconds (default 3) before its measured seconds, which are
 # left out of the row (requests and CPU alike): a new connection's first requests take paths the
@@ -109,7 +110,7 @@ for round in $(seq 1 "$rounds"); do
       p50=$(sed -n 's/.*p50 \([0-9.]*\) us.*/\1/p' <<<"$out")
       awk -v k="$kind" -v rw="$rw" -v d="$depth" -v i="$iops" -v p="$p50" -v r="$reqs" -v hz="$hz" \
           -v own=$((o1 - o0)) -v lib=$((l1 - l0)) -v osd=$((s1 - s0)) \
-        'BEGIN { printf "%s %s %s %s %s %.1f %.1f %.1f\n", k, rw, d, i, p, own / hz * 1e6 / r, lib / hz * 1e6 / r, osd / hz * 1e6 / r }' >>"$results"
+        -v round="$round" 'BEGIN { printf "%s %s %s %s %s %.1f %.1f %.1f %d\n", k, rw, d, i, p, own / hz * 1e6 / r, lib / hz * 1e6 / r, osd / hz * 1e6 / r, round }' >>"$results"
       echo "round $round: $(tail -1 "$results")" >&2
       if [ -n "${THREADS:-}" ]; then
         join -a 2 -e 0 -o 0,1.2,2.2 "$work/threads0" "$work/threads1" |
@@ -129,4 +130,23 @@ for row in "read 1" "read 32" "write 32"; do
       function med(a, n,   b, j, k, x) { for (j = 1; j <= n; j++) b[j] = a[j]; for (j = 1; j <= n; j++) for (k = j + 1; k <= n; k++) if (b[k] < b[j]) { x = b[j]; b[j] = b[k]; b[k] = x }; return n % 2 ? b[(n + 1) / 2] : (b[n / 2] + b[n / 2 + 1]) / 2 }
       END { printf "%-11s %-6s %5s %10d %9.1f %12.1f %12.1f %12.1f %12.1f\n", k, rw, d, med(i, NR), med(p, NR), med(o, NR), med(l, NR), med(t, NR), med(s, NR) }' k="$kind" rw="$1" d="$2"
   done
+done
+
+# The machine's speed swings within a run, so the steadier figure is each round's jvirtio row over
+# the qsd row measured a minute later: the median of those ratios, and in how many rounds jvirtio
+# had the higher IOPS and the lower own CPU.
+echo
+printf '%-8s %5s %22s %24s\n' rw depth "IOPS jvirtio/qsd" "own CPU jvirtio/qsd"
+for row in "read 1" "read 32" "write 32"; do
+  set -- $row
+  awk -v rw="$1" -v d="$2" '
+    $2 == rw && $3 == d && ($1 == "jvirtio" || $1 == "qsd") { v[$1, $9, "i"] = $4; v[$1, $9, "o"] = $6; if ($9 > max) max = $9 }
+    function med(a, n,   b, j, k, x) { for (j = 1; j <= n; j++) b[j] = a[j]; for (j = 1; j <= n; j++) for (k = j + 1; k <= n; k++) if (b[k] < b[j]) { x = b[j]; b[j] = b[k]; b[k] = x }; return n % 2 ? b[(n + 1) / 2] : (b[n / 2] + b[n / 2 + 1]) / 2 }
+    END {
+      for (r = 1; r <= max; r++) if ((("jvirtio", r, "i") in v) && (("qsd", r, "i") in v) && v["qsd", r, "i"] > 0 && v["qsd", r, "o"] > 0) {
+        n++; ri[n] = v["jvirtio", r, "i"] / v["qsd", r, "i"]; ro[n] = v["jvirtio", r, "o"] / v["qsd", r, "o"]
+        if (ri[n] >= 1) up++; if (ro[n] < 1) down++
+      }
+      if (n) printf "%-8s %5s %14.2fx (%d of %d) %16.2fx (%d of %d)\n", rw, d, med(ri, n), up, n, med(ro, n), down, n
+    }' "$results"
 done
