@@ -4,6 +4,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.List;
 
 import org.jvirtio.blk.VirtioBlk;
 import org.junit.jupiter.api.Test;
@@ -262,6 +263,41 @@ class VhostUserBlkEndToEndTest {
                 assertEquals(VirtioBlk.S_OK, status(second, 1, VirtioBlk.T_IN, 0, 4096));
                 assertArrayEquals(d, second.get(1, 4096));
             }
+        }
+    }
+
+    /**
+     * {@code bin/bench --mark-file}: the file appears with "measuring" when the measured seconds
+     * begin and gains "done" when they end (bench/rbd.sh reads the CPU counters at the two); a
+     * file that exists already, or a directory that does not, is one line and exit 2 before any
+     * connection.
+     */
+    @Test
+    void theBenchMarksItsMeasuredSecondsAndRefusesABadMarkFile() throws Exception {
+        Path sock = dir.resolve("bench.sock");
+        Path mark = dir.resolve("mark");
+        try (var backend = start("--socket", sock.toString(), "--ram", "16M")) {
+            CommandLine ok = org.jvirtio.examples.cli.Cli.oneLineFailures("bench", new BlkBench());
+            java.io.PrintStream stdout = System.out;
+            java.io.ByteArrayOutputStream printed = new java.io.ByteArrayOutputStream();
+            System.setOut(new java.io.PrintStream(printed, true));
+            try {
+                assertEquals(0, ok.execute("--socket", sock.toString(), "--depth", "4", "--seconds", "1", "--warmup", "1",
+                        "--span", "16M", "--mark-file", mark.toString()));
+            } finally {
+                System.setOut(stdout);
+            }
+            assertEquals(List.of("measuring", "done"), Files.readAllLines(mark));
+            assertTrue(printed.toString().contains("IOPS"), printed.toString());
+            for (Path bad : new Path[] {mark, dir.resolve("missing/mark")}) {
+                java.io.StringWriter err = new java.io.StringWriter();
+                CommandLine c = org.jvirtio.examples.cli.Cli.oneLineFailures("bench", new BlkBench());
+                c.setErr(new java.io.PrintWriter(err, true));
+                assertEquals(2, c.execute("--socket", sock.toString(), "--mark-file", bad.toString()), bad.toString());
+                assertTrue(err.toString().startsWith("bench: --mark-file " + bad), err.toString());
+                assertEquals(1, err.toString().strip().lines().count(), err.toString());
+            }
+            assertEquals(List.of("measuring", "done"), Files.readAllLines(mark), "a refused run leaves the file alone");
         }
     }
 
