@@ -7,11 +7,12 @@
 # Per row and backend: IOPS, p50, backend CPU per request split into the backend's own threads and
 # librbd/librados' threads (by thread name: msgr-worker, io_context_pool, safe_timer, ...), and the
 # OSD's CPU per request. Medians over the rounds, then per row the median over the rounds of
-# jvirtio's IOPS and own CPU over qsd's in the same round. Each backend is started once per round and warmed up
-# for WARMUP seconds (default 20) of mixed load before its three rows are measured; each row's
-# front-end connects anew and runs RAMP seconds (default 3) before its measured seconds, which are
-# left out of the row (requests and CPU alike): a new connection's first requests take paths the
-# JIT had not compiled (see docs/PERFORMANCE.md, "RBD: the JIT after a reconnect").
+# jvirtio's IOPS and own CPU over qsd's in the same round. Each backend is started once per round
+# and warmed up for WARMUP seconds (default 20) of mixed load before its three rows are measured;
+# each row's front-end connects anew and runs RAMP seconds (default 3) before its measured
+# seconds, which are left out of the row (requests and CPU alike): a new connection's first
+# requests take paths the JIT had not compiled (docs/PERFORMANCE.md, "RBD: the JIT after a
+# reconnect").
 # RBD_JVIRTIO_VARIANT="flags" adds rows "jvirtio_var": jvirtio with those flags too, in the same rounds
 # (e.g. RBD_JVIRTIO_VARIANT="--ceph-options rbd_non_blocking_aio=false"); RBD_JVIRTIO_VARIANT_JAVA="options"
 # gives that variant JVM options instead or as well (JVIRTIO_JAVA_OPTS, e.g. "-XX:CompileThresholdScaling=1").
