@@ -77,7 +77,8 @@ class BackendJvmOptionsTest {
      * The project's own classes keep the JDK's usual compile thresholds under the launcher's
      * tenfold scaling: within 30,000 requests (seconds of a disk on the network) the ring's pop
      * is compiled by C2 (at the usual thresholds it is queued after 5,000 calls; the JIT raises
-     * that while its queue is long, so requests go on in batches until it is there). With the
+     * that while its queue is long, so requests go on in batches until it is there, then the
+     * compilation queued is waited for). With the
      * tenfold scaling on it too, it needs 50,000 calls first (and a slow disk's request path ran
      * profiled code for its first 25 s, and again after each front-end reconnect). Not timed: it
      * waits for the compilation, however long it takes, and fails only if 30,000 requests did not
@@ -95,12 +96,12 @@ class BackendJvmOptionsTest {
                 while (!compiled && sent < 30_000) {
                     reads(c, batch);
                     sent += batch;
-                    compiled = c2Pop(backend, Duration.ofSeconds(3));
+                    compiled = c2Pop(backend);
                 }
             }
             int requests = sent;
             if (!compiled) {
-                Await.await(() -> c2Pop(backend, Duration.ZERO), Duration.ofSeconds(30),
+                Await.await(() -> c2Pop(backend), Duration.ofSeconds(30),
                         () -> "the ring's pop is not compiled by C2 after " + requests + " requests: " + jcmd(backend, "Compiler.codelist").lines()
                                 .filter(l -> l.contains("popChain")).toList());
             }
@@ -109,18 +110,9 @@ class BackendJvmOptionsTest {
         }
     }
 
-    /** Whether the ring's pop is compiled by C2 in {@code backend}, waiting up to {@code wait} for it. */
-    private static boolean c2Pop(Process backend, Duration wait) throws Exception {
-        long deadline = System.nanoTime() + wait.toNanos();
-        while (true) {
-            if (C2_POP.matcher(jcmd(backend, "Compiler.codelist")).find()) {
-                return true;
-            }
-            if (System.nanoTime() >= deadline) {
-                return false;
-            }
-            Thread.sleep(200);
-        }
+    /** Whether the ring's pop is compiled by C2 in {@code backend} now. */
+    private static boolean c2Pop(Process backend) throws Exception {
+        return C2_POP.matcher(jcmd(backend, "Compiler.codelist")).find();
     }
 
     /** {@code n} 4 KiB reads at queue depth 32 over the first 4 MiB, each checked for success. */
