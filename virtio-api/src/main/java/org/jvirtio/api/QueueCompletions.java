@@ -52,6 +52,21 @@ public interface QueueCompletions {
     }
 
     /**
+     * Serves the ring's next chain now, from outside the queue's own serving (another queue's
+     * handler on this queue's thread: a frame placed straight into a receive buffer by the
+     * transmit queue that sent it, instead of waiting in an inbox for the receive queue's turn):
+     * takes the chain and calls {@link QueueHandler#start} with it as a drain would, with the
+     * same slots, counters and put-back ({@link QueueHandler#NOT_NOW}); what it returns is
+     * published within the thread's current turn (through {@link #wakeHere()}, or at once).
+     * False when it took no chain (the ring empty or broken, the queue stopping or every slot in
+     * use) or the handler put it back. Only on the queue's own thread: the caller must know it
+     * is there (a handler that saw its {@link QueueHandler#open} on this thread).
+     */
+    default boolean serveOneNow() {
+        return false;
+    }
+
+    /**
      * A clock reading for the chains being served now: {@code System.nanoTime()} as the engine
      * read it for this batch (when the queue woke, finished a drain or reaped completions: at
      * most a serve budget, 2 ms, old while a chain is being started). A timestamp at no cost for

@@ -385,6 +385,23 @@ public final class QueueEngine implements QueueCompletions {
         return true;
     }
 
+    @Override
+    public boolean serveOneNow() {
+        if (quiescing || closed || !opened || !slots.anyFree()) {
+            return false;
+        }
+        DescriptorChain c = q.pop();
+        if (c == null) {
+            return false;
+        }
+        boolean started = start(c);
+        if (used.size() >= PUBLISH_EVERY || (used.size() > 0 && !wakeHere())) {
+            publish(); // a full batch, or no host turn to publish in: now
+        }
+        // else: the reap wakeHere() asked for publishes it, before the thread sleeps
+        return started;
+    }
+
     /**
      * The device has input for the chains it turned away: the queue takes chains again (served
      * right after the {@link QueueHandler#reap()} this is called from). On the queue's thread.

@@ -521,6 +521,51 @@ class QueueEngineTest {
         }
     }
 
+    /**
+     * {@code serveOneNow} (another queue's handler on this thread serving this queue's next chain):
+     * one chain taken and started as a drain would, its used element published in the thread's
+     * turn that {@code wakeHere} asked for (or at once where there is none), nothing taken from a
+     * stopping queue, and a chain the device turns away back in the ring.
+     */
+    @Test
+    void serveOneNowStartsOneChainAndPublishesInTheThreadsTurnOrAtOnce() throws Exception {
+        InputHandler h = new InputHandler();
+        boolean[] turn = {true};
+        int[] asked = {0};
+        QueueEngine e = new QueueEngine(binding(false), h);
+        e.wakeHere(() -> {
+            asked[0]++;
+            return turn[0];
+        });
+        e.open();
+        try {
+            add(4);
+            h.give(7);
+            assertTrue(e.serveOneNow());
+            assertEquals(1, asked[0], "a turn asked for");
+            assertTrue(collect().isEmpty(), "published in that turn, not yet");
+            assertTaken(1, "one chain taken");
+            assertEquals(1, e.requests());
+            assertFalse(e.reapCompletions());
+            assertEquals(Map.of(0L, 8), collect(), "the turn published it");
+            assertEquals(7, mem.readU64(BUFS));
+            turn[0] = false;
+            h.give(8);
+            assertTrue(e.serveOneNow());
+            assertEquals(Map.of(1L, 8), collect(), "no turn to publish in: published at once");
+            assertFalse(e.serveOneNow(), "no input: the device puts the chain back");
+            assertTaken(2, "back in the ring");
+            assertEquals(0, e.inFlight());
+            h.give(9);
+            e.quiesce();
+            assertFalse(e.serveOneNow(), "a stopping queue takes nothing");
+            assertTaken(2, "nothing taken");
+        } finally {
+            e.close();
+            h.arrived.close();
+        }
+    }
+
     /** The same on both hosts, with the input arriving from another thread while the driver waits. */
     @ParameterizedTest(name = "{0}")
     @ValueSource(strings = {"thread-per-queue", "io-threads", "io-threads-polling"})

@@ -159,6 +159,17 @@ final class RxInbox {
         }
     }
 
+    /**
+     * Whether this is the queue's own thread, the inbox takes frames, and none waits on either
+     * side (for a frame placed at once: it must not pass frames that wait). The frames of other
+     * threads are other senders' (a sender's transmit queue runs on one thread, and only a
+     * sender's own frames have an order to keep), so their count is read without ordering: one
+     * offered while this looks may go after the frame placed now, as it could have anyway.
+     */
+    boolean emptyHere() {
+        return Thread.currentThread() == owner && open && here.isEmpty() && (int) ELSEWHERE.getOpaque(this) == 0;
+    }
+
     /** Whether the frame {@link #next()} returned last came from the queue's own thread. */
     boolean tookHere() {
         return tookHere;

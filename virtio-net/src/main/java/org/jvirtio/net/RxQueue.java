@@ -57,6 +57,8 @@ final class RxQueue implements QueueHandler, QueueIo {
 
     /** The frames waiting for this queue (from its own thread and from others). */
     private final RxInbox inbox;
+    /** The frame {@link #placeNow} hands to the next {@link #start}, or null. */
+    private Frame direct;
     private QueueCompletions completions;
 
     RxQueue(VirtioNetDevice device, SwitchPort port, int pair, QueueBinding binding, long negotiated) throws IOException {
@@ -87,6 +89,25 @@ final class RxQueue implements QueueHandler, QueueIo {
     }
 
     // ---- the queue's thread ----
+
+    /**
+     * Puts {@code f} into the ring's next chain now, on this queue's thread (a transmit queue of
+     * the same I/O thread sending), when no frame waits before it: no hand-over through the
+     * inbox, no hold on the frame, and the sender's chain can go back at once. True when the
+     * frame was taken (placed, or dropped and counted as {@link #start} drops); false when it
+     * must be {@link #offer}ed as before (another thread, frames waiting, no chain now, a chain
+     * that holds no frame, the queue stopping).
+     */
+    boolean placeNow(Frame f) {
+        if (direct != null || !inbox.emptyHere()) {
+            return false; // another thread (or re-entered), or frames wait: theirs go first
+        }
+        direct = f;
+        completions.serveOneNow();
+        boolean taken = direct == null;
+        direct = null;
+        return taken;
+    }
 
     @Override
     public void open(QueueCompletions c) {
@@ -138,6 +159,14 @@ final class RxQueue implements QueueHandler, QueueIo {
             // Holds no frame, ever: answered empty so the ring moves on (the driver counts an error).
             stats.addError(org.jvirtio.api.QueueStats.ErrorKind.MALFORMED);
             return 0;
+        }
+        Frame d = direct;
+        if (d != null) {
+            direct = null; // taken: placed, or dropped and counted (the sender still holds it)
+            int n = place(d, chain, slot);
+            if (n != DROPPED) {
+                return n;
+            }
         }
         while (true) {
             Frame f = inbox.next();

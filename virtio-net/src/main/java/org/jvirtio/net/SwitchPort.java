@@ -99,7 +99,14 @@ public final class SwitchPort {
             return false;
         }
         RxQueue q = rx.get(f.pair < pairs ? f.pair : f.pair % pairs);
-        if (q == null || !q.offer(f)) {
+        if (q == null) {
+            rxDropped.incrementAndGet();
+            return false;
+        }
+        if (q.placeNow(f)) {
+            return false; // in the receiver's ring already (or dropped there, counted): nothing to wait for
+        }
+        if (!q.offer(f)) {
             rxDropped.incrementAndGet();
             return false;
         }
