@@ -9,7 +9,6 @@ import org.jvirtio.api.QueueCompletions;
 import org.jvirtio.api.QueueHandler;
 import org.jvirtio.api.QueueIo;
 import org.jvirtio.api.QueueStats;
-import org.jvirtio.api.RateLimitedLog;
 import org.jvirtio.api.Virtqueue;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -35,8 +34,6 @@ import org.slf4j.LoggerFactory;
  */
 public final class QueueEngine implements QueueCompletions {
     private static final Logger LOG = LoggerFactory.getLogger(QueueEngine.class);
-    /** A handler failing on a chain: the guest may be what makes it fail, as often as it likes. */
-    private static final RateLimitedLog HANDLER_FAILURES = RateLimitedLog.perSecond(LOG);
     /** Chains started before the first submit of a long batch (keeps the backend busy early). */
     public static final int SUBMIT_EVERY = 32;
     /**
@@ -65,6 +62,8 @@ public final class QueueEngine implements QueueCompletions {
     private final Slots slots;
     /** The return side: slots freed, used elements written and published. */
     private final UsedBatch used;
+    /** A popped chain to the device. */
+    private final ChainStart starter;
     /** How long to busy-poll before sleeping. */
     private final PollingPolicy polling = new PollingPolicy();
     /** The other queues of this thread, or null when it has no other. */
@@ -90,6 +89,7 @@ public final class QueueEngine implements QueueCompletions {
         this.name = "queue " + binding.index();
         this.slots = new Slots(q.size(), stats);
         this.used = new UsedBatch(binding, name, slots);
+        this.starter = new ChainStart(handler, q, slots, rest, stats, this, name);
     }
 
     public int index() {
@@ -338,7 +338,7 @@ public final class QueueEngine implements QueueCompletions {
         int n = 0;
         DescriptorChain c;
         while (slots.anyFree() && !rest.resting() && (c = q.pop()) != null) {
-            if (!start(c)) {
+            if (!starter.start(c, batchClock)) {
                 break; // put back: the queue rests
             }
             if (++n % SUBMIT_EVERY == 0) {
@@ -359,32 +359,6 @@ public final class QueueEngine implements QueueCompletions {
         return n;
     }
 
-    /** Hands a popped chain to the device; false when the device put it back ({@link QueueHandler#NOT_NOW}). */
-    private boolean start(DescriptorChain c) {
-        int slot = slots.take(c, batchClock);
-        int written;
-        try {
-            written = handler.start(c, slot);
-        } catch (RuntimeException | Error e) {
-            // A device bug, or a fault touching guest memory: the chain still goes back, so the
-            // driver is not left waiting for it, and the slot is not lost.
-            HANDLER_FAILURES.warn("{}: the device failed on chain {}: {}", name, c.head(), e.toString());
-            written = 0;
-        }
-        if (written == QueueHandler.NOT_NOW && slots.chain(slot) == c) {
-            slots.putBack(slot);
-            q.unpop(c);
-            rest.begin();
-            stats.addRest();
-            return false;
-        }
-        stats.addRequest();
-        if (written >= 0 && slots.chain(slot) == c) {
-            complete(slot, written);
-        }
-        return true;
-    }
-
     @Override
     public boolean serveOneNow() {
         if (quiescing || closed || !opened || !slots.anyFree()) {
@@ -394,7 +368,7 @@ public final class QueueEngine implements QueueCompletions {
         if (c == null) {
             return false;
         }
-        boolean started = start(c);
+        boolean started = starter.start(c, batchClock);
         if (used.size() >= PUBLISH_EVERY || (used.size() > 0 && !wakeHere())) {
             publish(); // a full batch, or no host turn to publish in: now
         }
