@@ -77,6 +77,7 @@ class NetPlaceNowTest {
         private QueueEngine engine(int index, QueueDriver d, long features) throws Exception {
             RingQueue ring = RingQueue.create(index, RingQueue.DEFAULT_MAX_CHAIN_BUFFERS, features);
             ring.activate(mem, SIZE, d.descAddr(), d.availAddr(), d.usedAddr(), features);
+            ring.setViolationListener((q, v) -> context.needsReset(index, v.toString())); // as the transports do
             QueueBinding binding = new QueueBinding(index, ring, null, Interrupt.NONE);
             QueueEngine e = new QueueEngine(binding, device.openQueue(binding));
             e.wakeHere(() -> {
@@ -128,12 +129,15 @@ class NetPlaceNowTest {
             return got;
         }
 
+        /** Set by a test that breaks this port's ring on purpose. */
+        boolean broken;
+
         void close() {
             assertEquals(0, rx.inFlight() + tx.inFlight(), "nothing left in flight");
             rx.close();
             tx.close();
             device.reset();
-            assertTrue(context.resets.isEmpty(), "no ring broke: " + context.resets);
+            assertEquals(broken, !context.resets.isEmpty(), "rings broken: " + context.resets);
         }
     }
 
@@ -280,5 +284,33 @@ class NetPlaceNowTest {
         assertArrayEquals(f, frameAt(got.get(2)[0], got.get(2)[1]));
         assertEquals(0, b.port.rxDropped());
         assertEquals(2, a.sentBack());
+    }
+
+    /**
+     * A receiver whose driver offers a buffer outside guest memory: its ring breaks (it needs a
+     * reset) while the sender's queue is placing a frame into it, on the sender's call stack; the
+     * sender loses nothing but that frame (dropped, counted), its chains come back, and its own
+     * rings stay whole.
+     */
+    @Test
+    void aHostileReceiverBreaksOnlyItsOwnRingWhenAFrameIsPlacedIntoIt() {
+        b.broken = true;
+        long[] warm = b.post(1, 2048);
+        a.send(NetDriver.frame(B, A, 60));
+        serveA();
+        runTasks();
+        assertEquals(1, a.sentBack());
+        assertEquals(warm[0], b.received().get(0)[0], "the first frame went in");
+        assertTrue(b.rxd.add(new long[] {1L << 40}, new int[] {2048}, 1, 0, 99) >= 0, "a buffer far outside guest memory");
+        b.rxd.publish();
+        for (int i = 0; i < 5; i++) {
+            a.send(NetDriver.frame(B, A, 61 + i));
+        }
+        serveA();
+        runTasks();
+        assertFalse(b.context.resets.isEmpty(), "the receiver's ring broke");
+        assertEquals(5, a.sentBack(), "every transmit chain back");
+        assertTrue(a.context.resets.isEmpty(), "the sender's rings are whole: " + a.context.resets);
+        assertEquals(5, b.port.rxDropped(), b.port.stats());
     }
 }
