@@ -191,14 +191,11 @@ public final class NetSwitch {
     }
 
     /**
-     * Sends {@code frame} (an Ethernet frame, no virtio header) into the switch as if port
-     * {@code from} had sent it: learned, forwarded, flooded. For frames the switch makes itself
-     * (a RARP announcing a migrated guest); rare, so it allocates.
-     */
-    /**
-     * Sends a frame the device itself made (an announcement) from port {@code from}, through the
-     * port's stages and the switch's as a guest's frame goes: anti-spoofing and the like apply
-     * to it too. Returns the stage that dropped it, or null when it was forwarded.
+     * Sends a frame the device itself made (an Ethernet frame, no virtio header: a RARP
+     * announcing a migrated guest) from port {@code from} as if the port had sent it: learned,
+     * forwarded, flooded, through the port's stages and the switch's as a guest's frame goes
+     * (anti-spoofing and the like apply to it too). Rare, so it allocates. Returns the stage that
+     * dropped it, or null when it was forwarded.
      */
     FrameStage inject(SwitchPort from, byte[] frame, FrameStage[] portStages) throws java.io.IOException {
         int n = VirtioNet.HDR_SIZE + frame.length;
