@@ -7,10 +7,13 @@ import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
 
 import org.jvirtio.api.VirtioFeatures;
+import org.jvirtio.host.IoThreads;
 import org.jvirtio.host.QueueHost;
 import org.jvirtio.runner.VhostUserRunner;
 import org.jvirtio.transport.vhostuser.HostileFrontendFuzz;
-import org.junit.jupiter.api.Test;
+import org.jvirtio.transport.vhostuser.VhostUserBackend;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 import org.junit.jupiter.api.io.TempDir;
 
 import static org.junit.jupiter.api.Assertions.*;
@@ -19,8 +22,8 @@ import static org.junit.jupiter.api.Assertions.*;
  * The hostile front-end (virtio-transport-vhostuser's {@link HostileFrontendFuzz}) against a port
  * of a switch while two well-behaved ports of the same switch flood it with broadcasts: the
  * fuzzed port's rings start, stop, reset and break at random with frames arriving from another
- * thread the whole time. The other ports' chains always come back, and they go on forwarding to
- * each other.
+ * thread (or, sharing its thread, placed on the sender's call stack) the whole time. The other
+ * ports' chains always come back, and they go on forwarding to each other.
  */
 class NetHostileFrontendTest {
     static final long B = 0x5254_0000_000bL;
@@ -29,13 +32,27 @@ class NetHostileFrontendTest {
     @TempDir
     Path dir;
 
-    @Test
-    void randomSessionsOnOnePortNeverStopTheOthers() throws Exception {
+    /**
+     * @param sharedThread the fuzzed port and the flooding port b served on one I/O thread (the
+     *                     default of {@code bin/vhost-user net + net}): b's frames are placed into
+     *                     the fuzzed port's rings on b's call stack ({@code RxQueue.placeNow}) while
+     *                     those rings start, stop, reset and break; else each port on threads of
+     *                     its own (frames handed over through the inbox)
+     */
+    @ParameterizedTest(name = "sharedThread={0}")
+    @ValueSource(booleans = {false, true})
+    void randomSessionsOnOnePortNeverStopTheOthers(boolean sharedThread) throws Exception {
         String sw = "fuzz" + System.nanoTime();
         SwitchPort fuzzed = NetSwitch.named(sw).join("fuzzed");
         VirtioNetDevice device = new VirtioNetDevice(fuzzed, NetOptions.defaults(0x5254_0000_00faL));
         long noPacked = ~(1L << VirtioFeatures.RING_PACKED);
-        try (var pb = VhostUserRunner.start(VhostUserRunner.devices(), "net", "--socket", dir.resolve("b.sock").toString(), "--switch", sw);
+        IoThreads io = sharedThread ? new IoThreads(1, 0, 0) : null;
+        QueueHost fuzzHost = sharedThread ? io.share(0, 0) : QueueHost.THREAD_PER_QUEUE;
+        try (AutoCloseable threads = io;
+             AutoCloseable pb = sharedThread
+                     ? VhostUserBackend.start(dir.resolve("b.sock"), new VirtioNetDevice(NetSwitch.named(sw).join("b"), NetOptions.defaults(B)),
+                             io.share(0, 0))
+                     : VhostUserRunner.start(VhostUserRunner.devices(), "net", "--socket", dir.resolve("b.sock").toString(), "--switch", sw);
              var pc = VhostUserRunner.start(VhostUserRunner.devices(), "net", "--socket", dir.resolve("c.sock").toString(), "--switch", sw);
              NetDriver b = new NetDriver(dir.resolve("b.sock"), noPacked, 2048);
              NetDriver c = new NetDriver(dir.resolve("c.sock"), noPacked, 2048)) {
@@ -76,7 +93,7 @@ class NetHostileFrontendTest {
             sender.start();
             receiver.start();
             try {
-                HostileFrontendFuzz.run("net", dir, device, QueueHost.THREAD_PER_QUEUE, new HostileFrontendFuzz.Served() {
+                HostileFrontendFuzz.run("net", dir, device, fuzzHost, new HostileFrontendFuzz.Served() {
                     @Override
                     public String describe() {
                         return fuzzed.stats() + "; the flood: " + sent.get() + " sent, " + received.get() + " received";
