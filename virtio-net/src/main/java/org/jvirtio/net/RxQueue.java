@@ -22,6 +22,12 @@ import org.jvirtio.api.Virtqueue;
  * wakes a queue whose ring is empty) the frames waiting are dropped, and a sender's chain goes
  * back to its driver within one wake-up of the receiver's thread.
  *
+ * <p>A frame from a port whose transmit queue runs on this queue's thread skips the inbox when
+ * nothing waits in it: {@link #placeNow} has the engine serve the ring's next chain there and
+ * then ({@code QueueCompletions.serveOneNow}), and {@link #start} places the frame into it, all
+ * on the sender's call stack; the sender's chain goes back as soon as its own {@code start}
+ * ends. A frame that finds no chain waits in the inbox as any other.
+ *
  * <p>With MRG_RXBUF a frame spans as many chains as it needs: the first is the one the engine
  * started; the others are taken from the ring here, and when the ring has too few they are put
  * back (latest first) and the frame is dropped. They go back to the driver together, the first
@@ -99,8 +105,8 @@ final class RxQueue implements QueueHandler, QueueIo {
      * that holds no frame, the queue stopping).
      */
     boolean placeNow(Frame f) {
-        if (direct != null || !inbox.emptyHere()) {
-            return false; // another thread (or re-entered), or frames wait: theirs go first
+        if (!inbox.emptyHere() || direct != null) {
+            return false; // another thread, frames waiting (theirs go first), or re-entered
         }
         direct = f;
         completions.serveOneNow();
