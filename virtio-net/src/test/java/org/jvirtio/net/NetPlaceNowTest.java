@@ -174,6 +174,12 @@ class NetPlaceNowTest {
         return f;
     }
 
+    /** Asserts that {@code used} (a buffer returned: its address and length) is the buffer at {@code buffer} holding {@code frame}. */
+    void assertReceived(long[] used, long buffer, byte[] frame, String what) {
+        assertEquals(buffer, used[0], what + ": the buffer, in the driver's order");
+        assertArrayEquals(frame, frameAt(used[0], used[1]), what);
+    }
+
     /** Serves a's transmit queue until it has nothing left (as its kick would). */
     void serveA() {
         while (a.tx.serve()) {
@@ -195,8 +201,7 @@ class NetPlaceNowTest {
         List<long[]> got = b.received();
         assertEquals(20, got.size(), b.port.stats());
         for (int i = 0; i < 20; i++) {
-            assertEquals(bufs[i], got.get(i)[0], "the buffers in the driver's order");
-            assertArrayEquals(frames[i], frameAt(got.get(i)[0], got.get(i)[1]), "frame " + i);
+            assertReceived(got.get(i), bufs[i], frames[i], "frame " + i);
         }
         assertEquals(20, b.port.rxFrames());
         assertEquals(0, a.port.txDropped() + b.port.rxDropped());
@@ -222,10 +227,8 @@ class NetPlaceNowTest {
         runTasks();
         List<long[]> got = b.received();
         assertEquals(2, got.size(), b.port.stats());
-        assertEquals(first[0], got.get(0)[0]);
-        assertArrayEquals(f1, frameAt(got.get(0)[0], got.get(0)[1]));
-        assertEquals(second[0], got.get(1)[0]);
-        assertArrayEquals(f2, frameAt(got.get(1)[0], got.get(1)[1]), "f2 before f3: the sender's order");
+        assertReceived(got.get(0), first[0], f1, "f1");
+        assertReceived(got.get(1), second[0], f2, "f2 before f3: the sender's order");
         assertEquals(1, b.port.rxDropped(), "f3, which found no buffer after f2 took the second");
         runTasks();
         assertEquals(3, a.sentBack(), "every transmit chain back");
@@ -276,12 +279,10 @@ class NetPlaceNowTest {
         runTasks();
         List<long[]> got = b.received();
         assertEquals(3, got.size(), b.port.stats());
-        assertEquals(warm[0], got.get(0)[0]);
-        assertArrayEquals(f0, frameAt(got.get(0)[0], got.get(0)[1]));
+        assertReceived(got.get(0), warm[0], f0, "f0");
         assertEquals(tiny[0], got.get(1)[0]);
         assertEquals(0, got.get(1)[1], "the tiny buffer answered empty");
-        assertEquals(good[0], got.get(2)[0]);
-        assertArrayEquals(f, frameAt(got.get(2)[0], got.get(2)[1]));
+        assertReceived(got.get(2), good[0], f, "f, in the buffer after the tiny one");
         assertEquals(0, b.port.rxDropped());
         assertEquals(2, a.sentBack());
     }
