@@ -368,11 +368,14 @@ public final class QueueEngine implements QueueCompletions {
         if (c == null) {
             return false;
         }
+        int before = used.size();
         boolean started = starter.start(c, batchClock);
-        if (used.size() >= PUBLISH_EVERY || (used.size() > 0 && !wakeHere())) {
+        int after = used.size();
+        if (after >= PUBLISH_EVERY || (before == 0 && after > 0 && !wakeHere())) {
             publish(); // a full batch, or no host turn to publish in: now
         }
-        // else: the reap wakeHere() asked for publishes it, before the thread sleeps
+        // else: the reap wakeHere() asked for (when the first of these was added) publishes them
+        // before the thread sleeps; nothing else leaves used elements unpublished between calls
         return started;
     }
 
