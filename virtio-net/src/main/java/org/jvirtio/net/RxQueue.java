@@ -20,7 +20,9 @@ import org.jvirtio.api.Virtqueue;
  * <p>A switch never holds a frame against its sender: a frame that finds no buffer now is
  * dropped and counted. So when the ring has no buffer at the end of a drain (or when a frame
  * wakes a queue whose ring is empty) the frames waiting are dropped, and a sender's chain goes
- * back to its driver within one wake-up of the receiver's thread.
+ * back to its driver within one wake-up of the receiver's thread. The ring is looked at again
+ * after each frame is taken: a frame sent after the driver posted buffers is never dropped in
+ * front of them, even when they came while the frames before it were being dropped.
  *
  * <p>A frame from a port whose transmit queue runs on this queue's thread skips the inbox when
  * nothing waits in it: {@link #placeNow} has the engine serve the ring's next chain there and
@@ -65,6 +67,13 @@ final class RxQueue implements QueueHandler, QueueIo {
     private final RxInbox inbox;
     /** The frame {@link #placeNow} hands to the next {@link #start}, or null. */
     private Frame direct;
+    /**
+     * A frame taken from the inbox to be dropped that found buffers after all (the driver posted
+     * them while the frames before it were dropped): the next {@link #start} places it before the
+     * inbox's frames, or null. Whether it came from this thread's side of the inbox.
+     */
+    private Frame held;
+    private boolean heldHere;
     private QueueCompletions completions;
 
     RxQueue(VirtioNetDevice device, SwitchPort port, int pair, QueueBinding binding, long negotiated) throws IOException {
@@ -105,7 +114,7 @@ final class RxQueue implements QueueHandler, QueueIo {
      * that holds no frame, the queue stopping).
      */
     boolean placeNow(Frame f) {
-        if (!inbox.emptyHere() || direct != null) {
+        if (!inbox.emptyHere() || held != null || direct != null) {
             return false; // another thread, frames waiting (theirs go first), or re-entered
         }
         direct = f;
@@ -150,12 +159,28 @@ final class RxQueue implements QueueHandler, QueueIo {
         if (q.available() > 0) {
             return;
         }
+        if (held != null) {
+            Frame f = held;
+            held = null; // its buffers went to no other frame (start takes it first): cannot happen
+            dropped(f, "no receive buffer");
+            RxInbox.release(f, heldHere);
+        }
         // Say so first, then look: a frame offered in between sees 'wanted' and wakes the queue.
         inbox.lookLater();
         Frame f;
         while ((f = inbox.next()) != null) {
+            boolean fromHere = inbox.tookHere();
+            // Looked at after the frame was taken: buffers the driver posted before the frame
+            // was sent (or while this thread was away between two frames) are seen, and the frame
+            // waits for the drain that serves them (their kick, or the serve after this reap's
+            // resume) instead of being dropped in front of them.
+            if (q.available() > 0) {
+                held = f;
+                heldHere = fromHere;
+                return;
+            }
             dropped(f, "no receive buffer");
-            RxInbox.release(f, inbox.tookHere());
+            RxInbox.release(f, fromHere);
         }
     }
 
@@ -170,6 +195,19 @@ final class RxQueue implements QueueHandler, QueueIo {
         if (d != null) {
             direct = null; // taken: placed, or dropped and counted (the sender still holds it)
             int n = place(d, chain, slot);
+            if (n != DROPPED) {
+                return n;
+            }
+        }
+        Frame h = held;
+        if (h != null) {
+            held = null;
+            int n;
+            try {
+                n = place(h, chain, slot);
+            } finally {
+                RxInbox.release(h, heldHere);
+            }
             if (n != DROPPED) {
                 return n;
             }
@@ -384,6 +422,11 @@ final class RxQueue implements QueueHandler, QueueIo {
     public void close() {
         port.receiveQueue(pair, null);
         inbox.shut();
+        if (held != null) {
+            port.rxDropped.incrementAndGet();
+            RxInbox.release(held, heldHere);
+            held = null;
+        }
         Frame f;
         while ((f = inbox.next()) != null) {
             port.rxDropped.incrementAndGet();

@@ -29,7 +29,8 @@ import static org.junit.jupiter.api.Assertions.*;
  * chain at all) still happens, in the sender's order. Four engines driven by hand on the test's
  * thread, as an I/O thread runs them: a queue woken here ({@code wakeHere}) runs when the test
  * says, so the tests can put frames between a placement and the receiver's next turn; a kick is
- * served as soon as the driver asks for one.
+ * served as soon as the driver asks for one. The receive ring's look at how many buffers it has
+ * can run a test's step right after it, to put the driver between that look and what follows.
  */
 @org.junit.jupiter.params.ParameterizedClass(name = "packed={0}")
 @org.junit.jupiter.params.provider.ValueSource(booleans = {false, true})
@@ -78,7 +79,7 @@ class NetPlaceNowTest {
             RingQueue ring = RingQueue.create(index, RingQueue.DEFAULT_MAX_CHAIN_BUFFERS, features);
             ring.activate(mem, SIZE, d.descAddr(), d.availAddr(), d.usedAddr(), features);
             ring.setViolationListener((q, v) -> context.needsReset(index, v.toString())); // as the transports do
-            QueueBinding binding = new QueueBinding(index, ring, null, Interrupt.NONE);
+            QueueBinding binding = new QueueBinding(index, index == 0 ? new Hooked(ring) : ring, null, Interrupt.NONE);
             QueueEngine e = new QueueEngine(binding, device.openQueue(binding));
             e.wakeHere(() -> {
                 if (!pending.contains(e)) {
@@ -127,6 +128,42 @@ class NetPlaceNowTest {
             List<long[]> got = new ArrayList<>();
             rxd.pollUsed((head, token, length) -> got.add(new long[] {token, length}));
             return got;
+        }
+
+        /** Run once, by the next look at how many receive buffers the ring has, after the look (the driver acting right after it). */
+        Runnable afterAvailable;
+
+        /** The receive ring as the device sees it, with {@link #afterAvailable} run by its look at how many buffers it has. */
+        final class Hooked implements org.jvirtio.api.Virtqueue {
+            final org.jvirtio.api.Virtqueue q;
+
+            Hooked(org.jvirtio.api.Virtqueue q) {
+                this.q = q;
+            }
+
+            @Override
+            public int available() {
+                int n = q.available();
+                Runnable r = afterAvailable;
+                afterAvailable = null;
+                if (r != null) {
+                    r.run();
+                }
+                return n;
+            }
+
+            // ---- the rest as the ring does it ----
+            @Override public int index() { return q.index(); }
+            @Override public int size() { return q.size(); }
+            @Override public org.jvirtio.api.DescriptorChain pop() { return q.pop(); }
+            @Override public void unpop(org.jvirtio.api.DescriptorChain c) { q.unpop(c); }
+            @Override public void addUsed(org.jvirtio.api.DescriptorChain c, int len) { q.addUsed(c, len); }
+            @Override public void addUsedTogether(org.jvirtio.api.DescriptorChain[] c, int[] len, int n) { q.addUsedTogether(c, len, n); }
+            @Override public boolean publishUsed() { return q.publishUsed(); }
+            @Override public boolean enableNotifications() { return q.enableNotifications(); }
+            @Override public void disableNotifications() { q.disableNotifications(); }
+            @Override public boolean isBroken() { return q.isBroken(); }
+            @Override public int inFlight() { return q.inFlight(); }
         }
 
         /** Set by a test that breaks this port's ring on purpose. */
@@ -313,5 +350,47 @@ class NetPlaceNowTest {
         assertEquals(5, a.sentBack(), "every transmit chain back");
         assertTrue(a.context.resets.isEmpty(), "the sender's rings are whole: " + a.context.resets);
         assertEquals(5, b.port.rxDropped(), b.port.stats());
+    }
+
+    /**
+     * The receive queue drops what waits when its ring has no buffer; a frame sent after the
+     * driver posted buffers must not be among them, even when the buffers came while the queue
+     * was between its look at the ring and the frames (CI caught this across two threads: the
+     * receiver's thread preempted there while the test posted buffers and sent one more frame).
+     */
+    @Test
+    void aFrameSentAfterBuffersCameIsNotDroppedByAQueueThatLookedAtTheRingJustBefore() {
+        byte[] first = NetDriver.frame(B, A, 80);
+        a.send(first);
+        serveA(); // b's ring is empty: the frame waits in b's inbox, b woken here
+        assertEquals(0, a.sentBack());
+        long[] bufs = new long[2];
+        byte[] second = NetDriver.frame(B, A, 90);
+        boolean[] kick = new boolean[1];
+        b.afterAvailable = () -> {
+            // b looked (no buffer) and is about to drop what waits: the driver posts two buffers
+            // now, and only then a sends one more frame
+            for (int i = 0; i < 2; i++) {
+                bufs[i] = next;
+                next += 4096;
+                assertTrue(b.rxd.add(new long[] {bufs[i]}, new int[] {2048}, 1, 0, bufs[i]) >= 0);
+            }
+            kick[0] = b.rxd.publish();
+            a.send(second);
+            serveA();
+        };
+        runTasks(); // b's turn: it looks, finds the buffers after all
+        assertNull(b.afterAvailable, "the hook ran");
+        assertTrue(kick[0], "b's driver asked for a kick");
+        while (b.rx.serve()) {
+            // the kick
+        }
+        runTasks();
+        List<long[]> got = b.received();
+        assertEquals(2, got.size(), "both frames placed, none dropped in front of the buffers");
+        assertReceived(got.get(0), bufs[0], first, "the frame that waited");
+        assertReceived(got.get(1), bufs[1], second, "the frame sent after the buffers came");
+        assertEquals(0, b.port.rxDropped());
+        assertEquals(2, a.sentBack());
     }
 }
