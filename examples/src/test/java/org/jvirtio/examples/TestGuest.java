@@ -84,4 +84,23 @@ public record TestGuest(Path kernel, Path initrd) {
             status = hmp(dst, "info status");
         }
     }
+
+    /**
+     * Starts a backend process (a command line, its output appended to {@code log}) and waits until
+     * it listens on {@code sockets} more sockets than {@code log} said before; fails if it exits or
+     * takes more than 30 s.
+     */
+    public static Process startBackend(List<String> cmd, Path log, int sockets) throws Exception {
+        long before = listening(log);
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile())).start();
+        org.jvirtio.testkit.Await.await(() -> {
+            assertTrue(p.isAlive(), "the backend exited: " + Files.readString(log));
+            return listening(log) >= before + sockets;
+        }, java.time.Duration.ofSeconds(30), () -> "the backend did not listen on its sockets within 30 s: " + cmd);
+        return p;
+    }
+
+    private static long listening(Path log) throws java.io.IOException {
+        return Files.exists(log) ? Files.readAllLines(log).stream().filter(l -> l.contains("backend listening on")).count() : 0;
+    }
 }

@@ -215,7 +215,7 @@ class QemuGuestTest {
                 "-Djvirtio.inline_writes=off", "-cp", System.getProperty("java.class.path"), "org.jvirtio.runner.VhostUserRunner", "blk",
                 "--socket", sock.toString(), "--queues", "2", "--iothreads", "2"));
         backendCmd.addAll(disk);
-        Process backend = startBackend(backendCmd, backendLog, sock);
+        Process backend = TestGuest.startBackend(backendCmd, backendLog, 1);
         Path log = dir.resolve("qemu.log");
         Process qemu = new ProcessBuilder(QEMU.toString(), "-machine", "q35,accel=tcg,memory-backend=mem", "-m", "256M",
                 "-object", "memory-backend-memfd,id=mem,size=256M,share=on", "-nographic", "-kernel", kernel.toString(), "-initrd", initrd.toString(),
@@ -242,7 +242,7 @@ class QemuGuestTest {
                         }
                         backend.destroyForcibly(); // SIGKILL
                         assertTrue(backend.waitFor(10, TimeUnit.SECONDS));
-                        backend = startBackend(backendCmd, backendLog, sock);
+                        backend = TestGuest.startBackend(backendCmd, backendLog, 1);
                     }
                 }
                 Thread.sleep(20);
@@ -446,20 +446,6 @@ class QemuGuestTest {
     }
 
     /** Starts the backend process and waits until it listens (the killed one's socket file may still be there). */
-    private static Process startBackend(List<String> cmd, Path log, Path sock) throws Exception {
-        long before = listening(log);
-        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile())).start();
-        Await.await(() -> {
-            assertTrue(p.isAlive(), "the backend exited: " + Files.readString(log));
-            return listening(log) > before;
-        }, Duration.ofSeconds(30), () -> "the backend did not listen on " + sock + " within 30 s");
-        return p;
-    }
-
-    private static long listening(Path log) throws java.io.IOException {
-        return Files.exists(log) ? Files.readAllLines(log).stream().filter(l -> l.contains("backend listening on")).count() : 0;
-    }
-
     /**
      * QEMU's vhost-user-rng-pci on {@code bin/vhost-user rng} (the runner, devices found through
      * ServiceLoader): the guest's hw_random core picks the virtio device and /dev/hwrng returns
