@@ -192,7 +192,9 @@ class QueueEngineTest {
         QueueEngine e = new QueueEngine(binding(false), h);
         e.open();
         add(10);
-        e.serve();
+        while (e.serve()) {
+            // the serve budget ran out (this thread descheduled mid-drain on a loaded machine): again, as a host does
+        }
         assertEquals(10, e.inFlight());
         assertTrue(collect().isEmpty(), "nothing answered before completion");
         assertThrows(IllegalStateException.class, e::close, "closing with chains in flight");
