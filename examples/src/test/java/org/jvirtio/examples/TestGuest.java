@@ -87,8 +87,8 @@ public record TestGuest(Path kernel, Path initrd) {
 
     /**
      * Starts a backend process (a command line, its output appended to {@code log}) and waits until
-     * it listens on {@code sockets} more sockets than {@code log} said before; fails if it exits or
-     * takes more than 30 s.
+     * it listens on {@code sockets} more sockets than {@code log} said before (a killed backend's
+     * socket files may still be there); fails if it exits or takes more than 30 s.
      */
     public static Process startBackend(List<String> cmd, Path log, int sockets) throws Exception {
         long before = listening(log);

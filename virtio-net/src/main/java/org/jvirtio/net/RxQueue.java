@@ -161,7 +161,7 @@ final class RxQueue implements QueueHandler, QueueIo {
         }
         if (held != null) {
             Frame f = held;
-            held = null; // its buffers went to no other frame (start takes it first): cannot happen
+            held = null; // the buffers it saw were answered empty (chains too small for any frame)
             dropped(f, "no receive buffer");
             RxInbox.release(f, heldHere);
         }

@@ -393,4 +393,35 @@ class NetPlaceNowTest {
         assertEquals(0, b.port.rxDropped());
         assertEquals(2, a.sentBack());
     }
+
+    /**
+     * A frame that found buffers after all waits for them; when they turn out to hold no frame
+     * (answered empty), it is dropped at the end of that drain like any frame without a buffer,
+     * never held against its sender.
+     */
+    @Test
+    void aFrameWhoseLateBuffersHoldNoFrameIsDroppedNotHeld() {
+        a.send(NetDriver.frame(B, A, 80));
+        serveA(); // waits in b's inbox
+        long tiny = next;
+        next += 4096;
+        boolean[] kick = new boolean[1];
+        b.afterAvailable = () -> {
+            assertTrue(b.rxd.add(new long[] {tiny}, new int[] {8}, 1, 0, tiny) >= 0); // too small for any frame
+            kick[0] = b.rxd.publish();
+        };
+        runTasks();
+        assertEquals(0, b.port.rxDropped(), "the frame saw a buffer: it waits");
+        assertTrue(kick[0]);
+        while (b.rx.serve()) {
+            // the kick
+        }
+        runTasks();
+        List<long[]> got = b.received();
+        assertEquals(1, got.size());
+        assertEquals(tiny, got.get(0)[0]);
+        assertEquals(0, got.get(0)[1], "the buffer answered empty");
+        assertEquals(1, b.port.rxDropped(), "then the frame dropped: no buffer left");
+        assertEquals(1, a.sentBack(), "and the sender's chain back");
+    }
 }

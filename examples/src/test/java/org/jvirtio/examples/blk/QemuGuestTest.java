@@ -4,7 +4,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
-import java.time.Duration;
 
 import org.jvirtio.examples.TestGuest;
 
@@ -14,7 +13,6 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.api.io.TempDir;
 import org.jvirtio.runner.VhostUserRunner;
-import org.jvirtio.testkit.Await;
 
 import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
@@ -445,7 +443,6 @@ class QemuGuestTest {
         return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
     }
 
-    /** Starts the backend process and waits until it listens (the killed one's socket file may still be there). */
     /**
      * QEMU's vhost-user-rng-pci on {@code bin/vhost-user rng} (the runner, devices found through
      * ServiceLoader): the guest's hw_random core picks the virtio device and /dev/hwrng returns
