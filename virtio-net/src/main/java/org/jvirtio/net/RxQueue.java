@@ -202,12 +202,7 @@ final class RxQueue implements QueueHandler, QueueIo {
         Frame h = held;
         if (h != null) {
             held = null;
-            int n;
-            try {
-                n = place(h, chain, slot);
-            } finally {
-                RxInbox.release(h, heldHere);
-            }
+            int n = placeAndRelease(h, heldHere, chain, slot);
             if (n != DROPPED) {
                 return n;
             }
@@ -221,16 +216,19 @@ final class RxQueue implements QueueHandler, QueueIo {
                     return NOT_NOW;
                 }
             }
-            boolean fromHere = inbox.tookHere();
-            int n;
-            try {
-                n = place(f, chain, slot);
-            } finally {
-                RxInbox.release(f, fromHere);
-            }
+            int n = placeAndRelease(f, inbox.tookHere(), chain, slot);
             if (n != DROPPED) {
                 return n;
             }
+        }
+    }
+
+    /** {@link #place} for a frame the inbox held (from this thread's side of it or not), which is released after. */
+    private int placeAndRelease(Frame f, boolean fromHere, DescriptorChain chain, int slot) {
+        try {
+            return place(f, chain, slot);
+        } finally {
+            RxInbox.release(f, fromHere);
         }
     }
 
