@@ -115,7 +115,7 @@ final class RxQueue implements QueueHandler, QueueIo {
      */
     boolean placeNow(Frame f) {
         if (!inbox.emptyHere() || held != null || direct != null) {
-            return false; // another thread, frames waiting (theirs go first), or re-entered
+            return false; // another thread, frames waiting or one held for late buffers (theirs go first), or re-entered
         }
         direct = f;
         completions.serveOneNow();
